@@ -1,0 +1,166 @@
+//! The daemon's settings, from flags or a TOML file; loading does no other I/O
+//! than reading that file, and every value is checked here.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::session::SessionConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid label {0:?}: {1}")]
+    Label(String, &'static str),
+    #[error("no state directory: give --state-dir or state_dir in the config file")]
+    NoStateDir,
+}
+
+/// The `mf-agent run` configuration file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub state_dir: Option<PathBuf>,
+    pub host_root: Option<PathBuf>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// e.g. "5m"
+    pub facts_interval: Option<String>,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            message: e.message().to_string(),
+        })
+    }
+}
+
+/// The settings the daemon runs with.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub state_dir: PathBuf,
+    pub host_root: PathBuf,
+    pub session: SessionConfig,
+}
+
+/// Flags win over the file; labels from both are merged, flags last.
+pub fn resolve(
+    file: FileConfig,
+    state_dir: Option<PathBuf>,
+    host_root: Option<PathBuf>,
+    labels: &[String],
+    facts_interval: Option<Duration>,
+) -> Result<RunConfig, ConfigError> {
+    let mut merged = BTreeMap::new();
+    for (key, value) in file.labels {
+        validate_label(&key, &value)?;
+        merged.insert(key, value);
+    }
+    for flag in labels {
+        let (key, value) = parse_label(flag)?;
+        merged.insert(key, value);
+    }
+    let file_interval = file
+        .facts_interval
+        .map(|text| {
+            humantime::parse_duration(&text).map_err(|e| ConfigError::Parse {
+                path: "facts_interval".into(),
+                message: e.to_string(),
+            })
+        })
+        .transpose()?;
+    let mut session = SessionConfig {
+        labels: merged,
+        ..SessionConfig::default()
+    };
+    if let Some(interval) = facts_interval.or(file_interval) {
+        session.facts_interval = interval.max(Duration::from_secs(1));
+    }
+    Ok(RunConfig {
+        state_dir: state_dir.or(file.state_dir).ok_or(ConfigError::NoStateDir)?,
+        host_root: host_root.or(file.host_root).unwrap_or_else(|| "/".into()),
+        session,
+    })
+}
+
+/// `KEY=VALUE` with Kubernetes label syntax, so selectors can name any label.
+pub fn parse_label(text: &str) -> Result<(String, String), ConfigError> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| ConfigError::Label(text.into(), "expected KEY=VALUE"))?;
+    validate_label(key, value)?;
+    Ok((key.to_string(), value.to_string()))
+}
+
+fn validate_label(key: &str, value: &str) -> Result<(), ConfigError> {
+    let shaped = |s: &str| {
+        s.len() <= 63
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            && s.chars().next().is_none_or(|c| c.is_ascii_alphanumeric())
+            && s.chars().last().is_none_or(|c| c.is_ascii_alphanumeric())
+    };
+    let whole = format!("{key}={value}");
+    if key.is_empty() || !shaped(key) {
+        return Err(ConfigError::Label(whole, "keys are 1-63 of [A-Za-z0-9-_.], alphanumeric at both ends"));
+    }
+    if !shaped(value) {
+        return Err(ConfigError::Label(whole, "values are 0-63 of [A-Za-z0-9-_.], alphanumeric at both ends"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_follow_kubernetes_syntax() {
+        assert_eq!(
+            parse_label("app=billing").ok(),
+            Some(("app".into(), "billing".into()))
+        );
+        assert!(parse_label("empty=").is_ok());
+        for bad in ["novalue", "=x", "a b=c", "app=bad value", "-app=x", "app=x-", "k=v=w"] {
+            assert!(parse_label(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn flags_win_over_the_file() -> Result<(), ConfigError> {
+        let file: FileConfig = toml::from_str(
+            "state_dir = \"/var/lib/mf-agent\"\nfacts_interval = \"10m\"\n[labels]\napp = \"old\"\ndc = \"dc1\"\n",
+        )
+        .map_err(|e| ConfigError::Parse { path: "t".into(), message: e.to_string() })?;
+        let config = resolve(file, None, Some("/srv/root".into()), &["app=new".into()], None)?;
+        assert_eq!(config.state_dir, PathBuf::from("/var/lib/mf-agent"));
+        assert_eq!(config.host_root, PathBuf::from("/srv/root"));
+        assert_eq!(config.session.labels["app"], "new");
+        assert_eq!(config.session.labels["dc"], "dc1");
+        assert_eq!(config.session.facts_interval, Duration::from_secs(600));
+        Ok(())
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_refused() {
+        assert!(toml::from_str::<FileConfig>("state_dri = \"/x\"\n").is_err());
+        assert!(matches!(
+            resolve(FileConfig::default(), None, None, &[], None),
+            Err(ConfigError::NoStateDir)
+        ));
+    }
+}

@@ -1,0 +1,164 @@
+//! The real host: files under a root directory (`/` in production, a prepared
+//! tree in tests), commands run on the machine itself.
+
+use std::io::ErrorKind;
+use std::path::{Component, Path, PathBuf};
+use std::process::Command;
+
+use super::{CommandOutput, FsUsage, Hardware, Host, HostError};
+
+#[derive(Debug, Clone)]
+pub struct RootedHost {
+    root: PathBuf,
+}
+
+impl RootedHost {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn is_real_root(&self) -> bool {
+        self.root == Path::new("/")
+    }
+
+    /// Maps a host path into the root, refusing `..` so a path can never leave it.
+    fn resolve(&self, path: &str) -> Result<PathBuf, HostError> {
+        let relative = Path::new(path)
+            .strip_prefix("/")
+            .map_err(|_| HostError::BadPath { path: path.into() })?;
+        if relative
+            .components()
+            .any(|c| !matches!(c, Component::Normal(_)))
+        {
+            return Err(HostError::BadPath { path: path.into() });
+        }
+        Ok(self.root.join(relative))
+    }
+}
+
+impl Host for RootedHost {
+    fn read_file(&self, path: &str) -> Result<Vec<u8>, HostError> {
+        let full = self.resolve(path)?;
+        std::fs::read(&full).map_err(|source| match source.kind() {
+            ErrorKind::NotFound => HostError::NotFound { path: path.into() },
+            _ => HostError::Io {
+                path: path.into(),
+                source,
+            },
+        })
+    }
+
+    fn run(&self, argv: &[&str]) -> Result<CommandOutput, HostError> {
+        let (program, args) = argv.split_first().ok_or(HostError::CommandUnavailable {
+            command: String::new(),
+            reason: "empty command line".into(),
+        })?;
+        if !self.is_real_root() {
+            // A tree that is not the running system has no programs we could
+            // scope to it; pretending would report the wrong machine's packages.
+            return Err(HostError::CommandUnavailable {
+                command: (*program).into(),
+                reason: format!(
+                    "host root {} is not the running system",
+                    self.root.display()
+                ),
+            });
+        }
+        let output = Command::new(program)
+            .args(args)
+            .env("LC_ALL", "C")
+            .output()
+            .map_err(|source| match source.kind() {
+                ErrorKind::NotFound => HostError::CommandNotFound {
+                    command: (*program).into(),
+                },
+                _ => HostError::Io {
+                    path: (*program).into(),
+                    source,
+                },
+            })?;
+        Ok(CommandOutput {
+            status: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        })
+    }
+
+    fn filesystem(&self, path: &str) -> Result<FsUsage, HostError> {
+        let full = self.resolve(path)?;
+        let stat = rustix::fs::statvfs(&full).map_err(|errno| {
+            let source = std::io::Error::from(errno);
+            match source.kind() {
+                ErrorKind::NotFound => HostError::NotFound { path: path.into() },
+                _ => HostError::Io {
+                    path: path.into(),
+                    source,
+                },
+            }
+        })?;
+        Ok(FsUsage {
+            free_bytes: stat.f_bavail.saturating_mul(stat.f_frsize),
+            total_bytes: stat.f_blocks.saturating_mul(stat.f_frsize),
+        })
+    }
+
+    /// CPUs and memory always describe the machine the agent runs on, also for
+    /// a prepared tree: a tree has no hardware of its own.
+    fn hardware(&self) -> Hardware {
+        let Ok(mut system) = sysinfo::System::new() else {
+            return Hardware::default();
+        };
+        system.refresh_memory();
+        system.refresh_cpu_list(sysinfo::CpuRefreshKind::nothing());
+        let cpus = u32::try_from(system.cpus().len()).ok().filter(|n| *n > 0);
+        let memory = Some(system.total_memory()).filter(|m| *m > 0);
+        Hardware {
+            cpus,
+            memory_bytes: memory,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_cannot_leave_the_root() {
+        let host = RootedHost::new("/tmp/somewhere");
+        for bad in ["etc/os-release", "/etc/../../secret", "/./etc", ""] {
+            assert!(
+                matches!(host.resolve(bad), Err(HostError::BadPath { .. })),
+                "{bad:?} was accepted"
+            );
+        }
+        assert_eq!(
+            host.resolve("/etc/os-release").ok(),
+            Some(PathBuf::from("/tmp/somewhere/etc/os-release"))
+        );
+    }
+
+    #[test]
+    fn commands_are_refused_for_a_tree_that_is_not_the_system() {
+        let host = RootedHost::new("/tmp/somewhere");
+        assert!(matches!(
+            host.run(&["rpm", "-qa"]),
+            Err(HostError::CommandUnavailable { .. })
+        ));
+    }
+
+    #[test]
+    fn missing_files_are_not_found() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let host = RootedHost::new(dir.path());
+        assert!(matches!(
+            host.read_file("/etc/os-release"),
+            Err(HostError::NotFound { .. })
+        ));
+        Ok(())
+    }
+}

@@ -1,0 +1,297 @@
+//! A simulated EL host: an in-memory file tree plus emulations of the commands
+//! the agent runs, answering with the same argv, exit codes and output as the
+//! real tools. It backs `mf-agent sim` and the tests.
+
+use std::collections::BTreeMap;
+
+use super::{CommandOutput, FsUsage, Hardware, Host, HostError};
+
+/// The operating systems of a realistic fleet still to migrate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SimProfile {
+    Centos79,
+    Oracle79,
+    Rhel79,
+    Rhel810,
+    Rocky810,
+}
+
+impl SimProfile {
+    pub const ALL: [SimProfile; 5] = [
+        SimProfile::Centos79,
+        SimProfile::Oracle79,
+        SimProfile::Rhel79,
+        SimProfile::Rhel810,
+        SimProfile::Rocky810,
+    ];
+
+    fn kernel_release(self) -> &'static str {
+        match self {
+            SimProfile::Centos79 => "3.10.0-1160.119.1.el7.x86_64",
+            SimProfile::Oracle79 => "3.10.0-1160.118.1.0.1.el7.x86_64",
+            SimProfile::Rhel79 => "3.10.0-1160.125.1.el7.x86_64",
+            SimProfile::Rhel810 | SimProfile::Rocky810 => "4.18.0-553.el8_10.x86_64",
+        }
+    }
+
+    /// `/etc/os-release` as each distribution ships it.
+    fn os_release(self) -> &'static str {
+        match self {
+            SimProfile::Centos79 => concat!(
+                "NAME=\"CentOS Linux\"\nVERSION=\"7 (Core)\"\nID=\"centos\"\nID_LIKE=\"rhel fedora\"\n",
+                "VERSION_ID=\"7\"\nPRETTY_NAME=\"CentOS Linux 7 (Core)\"\nANSI_COLOR=\"0;31\"\n",
+                "CPE_NAME=\"cpe:/o:centos:centos:7\"\nHOME_URL=\"https://www.centos.org/\"\n",
+                "BUG_REPORT_URL=\"https://bugs.centos.org/\"\n\nCENTOS_MANTISBT_PROJECT=\"CentOS-7\"\n",
+                "CENTOS_MANTISBT_PROJECT_VERSION=\"7\"\nREDHAT_SUPPORT_PRODUCT=\"centos\"\n",
+                "REDHAT_SUPPORT_PRODUCT_VERSION=\"7\"\n\n"
+            ),
+            SimProfile::Oracle79 => concat!(
+                "NAME=\"Oracle Linux Server\"\nVERSION=\"7.9\"\nID=\"ol\"\nID_LIKE=\"fedora\"\n",
+                "VARIANT=\"Server\"\nVARIANT_ID=\"server\"\nVERSION_ID=\"7.9\"\n",
+                "PRETTY_NAME=\"Oracle Linux Server 7.9\"\nANSI_COLOR=\"0;31\"\n",
+                "CPE_NAME=\"cpe:/o:oracle:linux:7:9:server\"\nHOME_URL=\"https://linux.oracle.com/\"\n",
+                "BUG_REPORT_URL=\"https://bugzilla.oracle.com/\"\n\n",
+                "ORACLE_BUGZILLA_PRODUCT=\"Oracle Linux 7\"\nORACLE_BUGZILLA_PRODUCT_VERSION=7.9\n",
+                "ORACLE_SUPPORT_PRODUCT=\"Oracle Linux\"\nORACLE_SUPPORT_PRODUCT_VERSION=7.9\n"
+            ),
+            SimProfile::Rhel79 => concat!(
+                "NAME=\"Red Hat Enterprise Linux Server\"\nVERSION=\"7.9 (Maipo)\"\nID=\"rhel\"\n",
+                "ID_LIKE=\"fedora\"\nVARIANT=\"Server\"\nVARIANT_ID=\"server\"\nVERSION_ID=\"7.9\"\n",
+                "PRETTY_NAME=\"Red Hat Enterprise Linux\"\nANSI_COLOR=\"0;31\"\n",
+                "CPE_NAME=\"cpe:/o:redhat:enterprise_linux:7.9:GA:server\"\n",
+                "HOME_URL=\"https://www.redhat.com/\"\nBUG_REPORT_URL=\"https://bugzilla.redhat.com/\"\n\n",
+                "REDHAT_BUGZILLA_PRODUCT=\"Red Hat Enterprise Linux 7\"\n",
+                "REDHAT_BUGZILLA_PRODUCT_VERSION=7.9\nREDHAT_SUPPORT_PRODUCT=\"Red Hat Enterprise Linux\"\n",
+                "REDHAT_SUPPORT_PRODUCT_VERSION=\"7.9\"\n"
+            ),
+            SimProfile::Rhel810 => concat!(
+                "NAME=\"Red Hat Enterprise Linux\"\nVERSION=\"8.10 (Ootpa)\"\nID=\"rhel\"\n",
+                "ID_LIKE=\"fedora\"\nVERSION_ID=\"8.10\"\nPLATFORM_ID=\"platform:el8\"\n",
+                "PRETTY_NAME=\"Red Hat Enterprise Linux 8.10 (Ootpa)\"\nANSI_COLOR=\"0;31\"\n",
+                "CPE_NAME=\"cpe:/o:redhat:enterprise_linux:8::baseos\"\nHOME_URL=\"https://www.redhat.com/\"\n",
+                "BUG_REPORT_URL=\"https://issues.redhat.com/\"\n\n",
+                "REDHAT_BUGZILLA_PRODUCT=\"Red Hat Enterprise Linux 8\"\nREDHAT_BUGZILLA_PRODUCT_VERSION=8.10\n",
+                "REDHAT_SUPPORT_PRODUCT=\"Red Hat Enterprise Linux\"\nREDHAT_SUPPORT_PRODUCT_VERSION=\"8.10\"\n"
+            ),
+            SimProfile::Rocky810 => concat!(
+                "NAME=\"Rocky Linux\"\nVERSION=\"8.10 (Green Obsidian)\"\nID=\"rocky\"\n",
+                "ID_LIKE=\"rhel centos fedora\"\nVERSION_ID=\"8.10\"\nPLATFORM_ID=\"platform:el8\"\n",
+                "PRETTY_NAME=\"Rocky Linux 8.10 (Green Obsidian)\"\nANSI_COLOR=\"0;32\"\n",
+                "LOGO=\"fedora-logo-icon\"\nCPE_NAME=\"cpe:/o:rocky:rocky:8:GA\"\n",
+                "HOME_URL=\"https://rockylinux.org/\"\nBUG_REPORT_URL=\"https://bugs.rockylinux.org/\"\n",
+                "SUPPORT_END=\"2029-05-31\"\nROCKY_SUPPORT_PRODUCT=\"Rocky-Linux-8\"\n",
+                "ROCKY_SUPPORT_PRODUCT_VERSION=\"8.10\"\nREDHAT_SUPPORT_PRODUCT=\"Rocky Linux\"\n",
+                "REDHAT_SUPPORT_PRODUCT_VERSION=\"8.10\"\n"
+            ),
+        }
+    }
+
+    /// The distribution's release files (path, content).
+    fn release_files(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            SimProfile::Centos79 => &[
+                ("/etc/centos-release", "CentOS Linux release 7.9.2009 (Core)\n"),
+                ("/etc/redhat-release", "CentOS Linux release 7.9.2009 (Core)\n"),
+            ],
+            SimProfile::Oracle79 => &[
+                ("/etc/oracle-release", "Oracle Linux Server release 7.9\n"),
+                (
+                    "/etc/redhat-release",
+                    "Red Hat Enterprise Linux Server release 7.9 (Maipo)\n",
+                ),
+            ],
+            SimProfile::Rhel79 => &[(
+                "/etc/redhat-release",
+                "Red Hat Enterprise Linux Server release 7.9 (Maipo)\n",
+            )],
+            SimProfile::Rhel810 => &[(
+                "/etc/redhat-release",
+                "Red Hat Enterprise Linux release 8.10 (Ootpa)\n",
+            )],
+            SimProfile::Rocky810 => &[
+                ("/etc/rocky-release", "Rocky Linux release 8.10 (Green Obsidian)\n"),
+                ("/etc/redhat-release", "Rocky Linux release 8.10 (Green Obsidian)\n"),
+            ],
+        }
+    }
+
+    /// Installed packages that matter to a migration: (name, version, release, arch).
+    fn key_packages(self) -> &'static [(&'static str, &'static str, &'static str, &'static str)] {
+        match self {
+            SimProfile::Centos79 => &[
+                ("kernel", "3.10.0", "1160.119.1.el7", "x86_64"),
+                ("convert2rhel", "2.1.0", "1.el7", "noarch"),
+            ],
+            SimProfile::Oracle79 => &[
+                ("kernel", "3.10.0", "1160.118.1.0.1.el7", "x86_64"),
+                ("convert2rhel", "2.0.0", "1.el7", "noarch"),
+            ],
+            SimProfile::Rhel79 => &[
+                ("kernel", "3.10.0", "1160.125.1.el7", "x86_64"),
+                ("leapp", "0.17.0", "1.el7_9", "noarch"),
+                ("leapp-upgrade-el7toel8", "0.20.0", "2.el7_9", "noarch"),
+            ],
+            SimProfile::Rhel810 => &[
+                ("kernel", "4.18.0", "553.el8_10", "x86_64"),
+                ("leapp", "0.18.0", "1.el8_10", "noarch"),
+                ("leapp-upgrade-el8toel9", "0.21.0", "5.el8_10", "noarch"),
+            ],
+            SimProfile::Rocky810 => &[
+                ("kernel", "4.18.0", "553.el8_10", "x86_64"),
+                ("convert2rhel", "2.1.0", "1.el8", "noarch"),
+            ],
+        }
+    }
+}
+
+/// What differs from one simulated host to the next.
+#[derive(Debug, Clone)]
+pub struct SimHostSpec {
+    pub profile: SimProfile,
+    pub hostname: String,
+    pub domain: String,
+    pub machine_id: String,
+    pub boot_id: String,
+    pub cpus: u32,
+    pub memory_bytes: u64,
+    /// Packages besides the key ones, as an installed system has hundreds.
+    pub other_packages: u32,
+    /// Free and total bytes of `/`, `/var` and `/boot`.
+    pub filesystems: BTreeMap<String, FsUsage>,
+    pub uptime_seconds: u64,
+}
+
+#[derive(Debug)]
+pub struct SimulatedHost {
+    spec: SimHostSpec,
+    files: BTreeMap<String, Vec<u8>>,
+}
+
+impl SimulatedHost {
+    pub fn new(spec: SimHostSpec) -> Self {
+        let fqdn = format!("{}.{}", spec.hostname, spec.domain);
+        let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        let mut put = |path: &str, content: String| {
+            files.insert(path.to_string(), content.into_bytes());
+        };
+        put("/etc/os-release", spec.profile.os_release().to_string());
+        for (path, content) in spec.profile.release_files() {
+            put(path, (*content).to_string());
+        }
+        put("/etc/hostname", format!("{}\n", spec.hostname));
+        put(
+            "/etc/hosts",
+            format!(
+                "127.0.0.1   localhost localhost.localdomain\n10.20.0.1   {fqdn} {}\n",
+                spec.hostname
+            ),
+        );
+        put("/etc/machine-id", format!("{}\n", spec.machine_id));
+        put("/proc/sys/kernel/hostname", format!("{}\n", spec.hostname));
+        put(
+            "/proc/sys/kernel/osrelease",
+            format!("{}\n", spec.profile.kernel_release()),
+        );
+        put("/proc/sys/kernel/random/boot_id", format!("{}\n", spec.boot_id));
+        put(
+            "/proc/uptime",
+            format!("{}.42 {}.17\n", spec.uptime_seconds, spec.uptime_seconds * 3),
+        );
+        Self { spec, files }
+    }
+
+    pub fn spec(&self) -> &SimHostSpec {
+        &self.spec
+    }
+
+    /// `rpm -qa [--queryformat FMT]`, the only rpm query the agent makes.
+    fn rpm(&self, args: &[&str]) -> CommandOutput {
+        let format = match args {
+            ["-qa"] => "%{NAME}-%{VERSION}-%{RELEASE}.%{ARCH}\\n",
+            ["-qa", "--queryformat" | "--qf", format] => format,
+            _ => {
+                return CommandOutput {
+                    status: 1,
+                    stdout: String::new(),
+                    stderr: format!("rpm: unsupported query {}\n", args.join(" ")),
+                };
+            }
+        };
+        let mut stdout = String::new();
+        let filler = (0..self.spec.other_packages).map(|i| {
+            (
+                format!("sim-package-{i:04}"),
+                "1.0",
+                if self.spec.profile.kernel_release().contains("el7") {
+                    "1.el7"
+                } else {
+                    "1.el8"
+                },
+                "x86_64",
+            )
+        });
+        let key = self
+            .spec
+            .profile
+            .key_packages()
+            .iter()
+            .map(|(n, v, r, a)| ((*n).to_string(), *v, *r, *a));
+        for (name, version, release, arch) in key.chain(filler) {
+            stdout.push_str(&render_rpm_format(format, &name, version, release, arch));
+        }
+        CommandOutput {
+            status: 0,
+            stdout,
+            stderr: String::new(),
+        }
+    }
+}
+
+/// Expands rpm's query-format tags and backslash escapes.
+fn render_rpm_format(format: &str, name: &str, version: &str, release: &str, arch: &str) -> String {
+    format
+        .replace("%{NAME}", name)
+        .replace("%{VERSION}", version)
+        .replace("%{RELEASE}", release)
+        .replace("%{ARCH}", arch)
+        .replace("\\n", "\n")
+        .replace("\\t", "\t")
+}
+
+impl Host for SimulatedHost {
+    fn read_file(&self, path: &str) -> Result<Vec<u8>, HostError> {
+        self.files
+            .get(path)
+            .cloned()
+            .ok_or_else(|| HostError::NotFound { path: path.into() })
+    }
+
+    fn run(&self, argv: &[&str]) -> Result<CommandOutput, HostError> {
+        match argv.split_first() {
+            Some((&"rpm", args)) => Ok(self.rpm(args)),
+            Some((program, _)) => Err(HostError::CommandNotFound {
+                command: (*program).into(),
+            }),
+            None => Err(HostError::CommandUnavailable {
+                command: String::new(),
+                reason: "empty command line".into(),
+            }),
+        }
+    }
+
+    fn filesystem(&self, path: &str) -> Result<FsUsage, HostError> {
+        self.spec
+            .filesystems
+            .get(path)
+            .copied()
+            .ok_or_else(|| HostError::NotFound { path: path.into() })
+    }
+
+    fn hardware(&self) -> Hardware {
+        Hardware {
+            cpus: Some(self.spec.cpus),
+            memory_bytes: Some(self.spec.memory_bytes),
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! mf-agent: the daemon on every VM. It enrolls once, then holds one mutual-TLS
+//! session with the coordinator and reports its host's facts. Everything it knows
+//! of its machine comes through [`host::Host`].
+
+pub mod config;
+pub mod connect;
+pub mod enroll;
+pub mod facts;
+pub mod host;
+pub mod identity;
+pub mod session;
+pub mod sim;
+mod wire;

@@ -1,0 +1,194 @@
+//! The agent's one long-lived stream to the coordinator: hello with facts,
+//! heartbeats, facts again when they change; and reconnection with jittered
+//! exponential backoff that never gives up.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use backoff::backoff::Backoff;
+use backoff::ExponentialBackoff;
+use mf_proto::v1 as pb;
+use mf_proto::v1::agent_service_client::AgentServiceClient;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::connect::{self, MAX_MESSAGE_BYTES};
+use crate::enroll::status_text;
+use crate::facts::{self, Facts};
+use crate::host::Host;
+use crate::identity::Identity;
+
+/// How the session behaves; the coordinator sets the heartbeat interval.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub labels: BTreeMap<String, String>,
+    /// How often facts are collected again (and sent if they changed).
+    pub facts_interval: Duration,
+    /// Longest wait between reconnection attempts.
+    pub max_backoff: Duration,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            labels: BTreeMap::new(),
+            facts_interval: Duration::from_secs(300),
+            max_backoff: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A session that stayed up this long resets the backoff.
+const STABLE_SESSION: Duration = Duration::from_secs(60);
+const OUTBOUND_QUEUE: usize = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Connect(#[from] connect::ConnectError),
+    #[error("cannot connect: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("the coordinator ended the session: {0}")]
+    Status(String),
+    #[error("the coordinator broke the protocol: {0}")]
+    Protocol(&'static str),
+    #[error("the coordinator closed the session")]
+    Closed,
+}
+
+/// Runs until `shutdown` is cancelled, reconnecting after every failure.
+pub async fn run(
+    identity: Identity,
+    host: Arc<dyn Host>,
+    config: SessionConfig,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = ExponentialBackoff {
+        initial_interval: Duration::from_millis(500),
+        randomization_factor: 0.5,
+        multiplier: 2.0,
+        max_interval: config.max_backoff,
+        max_elapsed_time: None,
+        ..ExponentialBackoff::default()
+    };
+    let mut last_facts: Option<Facts> = None;
+    let mut failures = 0u32;
+    loop {
+        if failures > 0 {
+            let delay = backoff.next_backoff().unwrap_or(config.max_backoff);
+            debug!(?delay, failures, "waiting before reconnecting");
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(delay) => {}
+            }
+        }
+        let started = Instant::now();
+        match serve(&identity, &host, &config, &mut last_facts, &shutdown).await {
+            Ok(()) => return,
+            Err(e) => {
+                if started.elapsed() >= STABLE_SESSION {
+                    backoff.reset();
+                }
+                failures += 1;
+                warn!(host_id = %identity.host_id, error = %e, failures, "session lost");
+            }
+        }
+    }
+}
+
+async fn collect_facts(host: &Arc<dyn Host>, labels: &BTreeMap<String, String>) -> Facts {
+    let host = Arc::clone(host);
+    let labels = labels.clone();
+    tokio::task::spawn_blocking(move || facts::collect(host.as_ref(), &labels))
+        .await
+        .unwrap_or_else(|e| {
+            warn!(error = %e, "facts collection panicked");
+            Facts::default()
+        })
+}
+
+/// One connected session. Returns Ok only on shutdown.
+async fn serve(
+    identity: &Identity,
+    host: &Arc<dyn Host>,
+    config: &SessionConfig,
+    last_facts: &mut Option<Facts>,
+    shutdown: &CancellationToken,
+) -> Result<(), SessionError> {
+    let channel = connect::endpoint(
+        &identity.coordinator,
+        &identity.ca_pem,
+        Some((&identity.cert_pem, &identity.key_pem)),
+    )?
+    .connect()
+    .await?;
+    let mut client = AgentServiceClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+
+    let facts = collect_facts(host, &config.labels).await;
+    let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
+    let hello = pb::AgentMessage {
+        body: Some(pb::agent_message::Body::Hello(pb::Hello {
+            agent_version: env!("CARGO_PKG_VERSION").to_string(),
+            facts: Some((&facts).into()),
+        })),
+    };
+    tx.send(hello).await.map_err(|_| SessionError::Closed)?;
+    *last_facts = Some(facts);
+
+    let mut inbound = client
+        .session(ReceiverStream::new(rx))
+        .await
+        .map_err(|s| SessionError::Status(status_text(&s)))?
+        .into_inner();
+    let welcome = match inbound.message().await {
+        Ok(Some(pb::CoordinatorMessage {
+            body: Some(pb::coordinator_message::Body::Welcome(w)),
+        })) => w,
+        Ok(_) => return Err(SessionError::Protocol("the first message was not a welcome")),
+        Err(s) => return Err(SessionError::Status(status_text(&s))),
+    };
+    info!(host_id = %welcome.host_id, "session established");
+
+    let heartbeat_every = Duration::from_secs(u64::from(welcome.heartbeat_interval_seconds.clamp(1, 3600)));
+    let mut heartbeat = tokio::time::interval(heartbeat_every);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    heartbeat.tick().await;
+    let mut facts_tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + config.facts_interval,
+        config.facts_interval,
+    );
+    let mut sequence = 0u64;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            _ = heartbeat.tick() => {
+                sequence += 1;
+                let beat = pb::AgentMessage {
+                    body: Some(pb::agent_message::Body::Heartbeat(pb::Heartbeat { sequence })),
+                };
+                tx.send(beat).await.map_err(|_| SessionError::Closed)?;
+            }
+            _ = facts_tick.tick() => {
+                let fresh = collect_facts(host, &config.labels).await;
+                if last_facts.as_ref().is_none_or(|old| old.materially_differs(&fresh)) {
+                    debug!("facts changed, sending them");
+                    let message = pb::AgentMessage {
+                        body: Some(pb::agent_message::Body::Facts((&fresh).into())),
+                    };
+                    tx.send(message).await.map_err(|_| SessionError::Closed)?;
+                    *last_facts = Some(fresh);
+                }
+            }
+            message = inbound.message() => match message {
+                Ok(Some(message)) => debug!(?message, "message from the coordinator"),
+                Ok(None) => return Err(SessionError::Closed),
+                Err(s) => return Err(SessionError::Status(status_text(&s))),
+            },
+        }
+    }
+}
