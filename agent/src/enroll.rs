@@ -5,7 +5,7 @@ use mf_proto::v1::EnrollRequest;
 use mf_proto::v1::agent_service_client::AgentServiceClient;
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair};
 
-use crate::connect::{self, ConnectError, MAX_MESSAGE_BYTES};
+use mf_proto::transport::{self, ConnectError, MAX_MESSAGE_BYTES};
 use crate::identity::Identity;
 
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +41,7 @@ pub async fn enroll(params: EnrollParams) -> Result<Identity, EnrollError> {
     request.distinguished_name = name;
     let csr = request.serialize_request(&key)?;
 
-    let channel = connect::endpoint(&params.coordinator, &params.ca_pem, None)?
+    let channel = transport::endpoint(&params.coordinator, &params.ca_pem, None)?
         .connect()
         .await
         .map_err(|source| EnrollError::Unreachable {
@@ -57,7 +57,7 @@ pub async fn enroll(params: EnrollParams) -> Result<Identity, EnrollError> {
             csr_der: csr.der().to_vec(),
         })
         .await
-        .map_err(|status| EnrollError::Refused(status_text(&status)))?
+        .map_err(|status| EnrollError::Refused(transport::describe_status(&status)))?
         .into_inner();
     Ok(Identity {
         host_id: response.host_id,
@@ -66,18 +66,4 @@ pub async fn enroll(params: EnrollParams) -> Result<Identity, EnrollError> {
         cert_pem: response.certificate_pem,
         ca_pem: params.ca_pem,
     })
-}
-
-/// A status as an operator should read it: the server's message, or for
-/// transport failures (bad CA, TLS alert) the underlying cause.
-pub fn status_text(status: &tonic::Status) -> String {
-    use std::error::Error as _;
-    let mut text = format!("{:?}: {}", status.code(), status.message());
-    let mut source = status.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

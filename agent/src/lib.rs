@@ -3,7 +3,6 @@
 //! of its machine comes through [`host::Host`].
 
 pub mod config;
-pub mod connect;
 pub mod enroll;
 pub mod facts;
 pub mod host;

@@ -95,7 +95,9 @@ enum Command {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    init_logging(cli.log_json);
+    // Thousands of simulated agents would drown the log in session lines.
+    let default_level = if matches!(cli.command, Command::Sim { .. }) { "warn" } else { "info" };
+    init_logging(cli.log_json, default_level);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -103,9 +105,9 @@ fn main() -> Result<()> {
     runtime.block_on(dispatch(cli.command))
 }
 
-fn init_logging(json: bool) {
+fn init_logging(json: bool, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if json {
         builder.json().init();
@@ -206,18 +208,23 @@ async fn dispatch(command: Command) -> Result<()> {
                     session: SessionConfig::default(),
                 },
             );
-            info!(hosts, "simulated fleet started");
             let shutdown = shutdown_on_signal();
+            let started = std::time::Instant::now();
             let mut progress = tokio::time::interval(Duration::from_secs(5));
+            let mut last = None;
             loop {
                 tokio::select! {
                     () = shutdown.cancelled() => break,
-                    _ = progress.tick() => info!(
-                        enrolled = fleet.enrolled(),
-                        failed = fleet.failed(),
-                        of = fleet.size(),
-                        "simulated fleet"
-                    ),
+                    _ = progress.tick() => {
+                        let now = (fleet.enrolled(), fleet.failed());
+                        if last != Some(now) {
+                            println!(
+                                "{:>6.1}s  enrolled {}  failed {}  of {}",
+                                started.elapsed().as_secs_f64(), now.0, now.1, fleet.size()
+                            );
+                            last = Some(now);
+                        }
+                    }
                 }
             }
             fleet.shutdown().await;

@@ -15,8 +15,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::connect::{self, MAX_MESSAGE_BYTES};
-use crate::enroll::status_text;
+use mf_proto::transport::{self, MAX_MESSAGE_BYTES};
 use crate::facts::{self, Facts};
 use crate::host::Host;
 use crate::identity::Identity;
@@ -48,7 +47,7 @@ const OUTBOUND_QUEUE: usize = 16;
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
     #[error(transparent)]
-    Connect(#[from] connect::ConnectError),
+    Connect(#[from] transport::ConnectError),
     #[error("cannot connect: {0}")]
     Transport(#[from] tonic::transport::Error),
     #[error("the coordinator ended the session: {0}")]
@@ -118,7 +117,7 @@ async fn serve(
     last_facts: &mut Option<Facts>,
     shutdown: &CancellationToken,
 ) -> Result<(), SessionError> {
-    let channel = connect::endpoint(
+    let channel = transport::endpoint(
         &identity.coordinator,
         &identity.ca_pem,
         Some((&identity.cert_pem, &identity.key_pem)),
@@ -143,14 +142,14 @@ async fn serve(
     let mut inbound = client
         .session(ReceiverStream::new(rx))
         .await
-        .map_err(|s| SessionError::Status(status_text(&s)))?
+        .map_err(|s| SessionError::Status(transport::describe_status(&s)))?
         .into_inner();
     let welcome = match inbound.message().await {
         Ok(Some(pb::CoordinatorMessage {
             body: Some(pb::coordinator_message::Body::Welcome(w)),
         })) => w,
         Ok(_) => return Err(SessionError::Protocol("the first message was not a welcome")),
-        Err(s) => return Err(SessionError::Status(status_text(&s))),
+        Err(s) => return Err(SessionError::Status(transport::describe_status(&s))),
     };
     info!(host_id = %welcome.host_id, "session established");
 
@@ -187,7 +186,7 @@ async fn serve(
             message = inbound.message() => match message {
                 Ok(Some(message)) => debug!(?message, "message from the coordinator"),
                 Ok(None) => return Err(SessionError::Closed),
-                Err(s) => return Err(SessionError::Status(status_text(&s))),
+                Err(s) => return Err(SessionError::Status(transport::describe_status(&s))),
             },
         }
     }

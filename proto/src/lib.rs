@@ -1,9 +1,11 @@
 //! The wire contract between mf-agent, mf-coordinator and mfctl: generated gRPC
-//! types and services. Nothing else lives here, so both ends depend on this crate
-//! and never on each other.
+//! types and services, and the client transport settings both ends must agree
+//! on. Nothing else lives here, so both ends depend on this crate and never on
+//! each other.
 
-#![allow(clippy::all, clippy::pedantic, missing_docs)] // generated code
+pub mod transport;
 
+#[allow(clippy::all, clippy::pedantic, missing_docs)] // generated code
 pub mod v1 {
     tonic::include_proto!("mf.v1");
 }

@@ -1,6 +1,6 @@
-//! Builds the TLS channel to the coordinator's agent listener: the CA from
-//! enrollment is the only trust root, and the agent's certificate is presented
-//! once enrolled.
+//! Client transport settings both ends agree on: the coordinator's CA is the
+//! only trust root, a client certificate is presented when there is one, and
+//! messages are bounded. Used by the agent and by mfctl.
 
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ pub enum ConnectError {
 }
 
 /// An endpoint for `address` (`HOST:PORT`). With `client` (certificate, key) the
-/// agent authenticates; without, it can only enroll.
+/// caller authenticates; an agent without one can only enroll.
 pub fn endpoint(
     address: &str,
     ca_pem: &str,
@@ -58,6 +58,20 @@ pub fn endpoint(
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(Duration::from_secs(20))
         .keep_alive_while_idle(true))
+}
+
+/// A status as an operator should read it: the server's message, or for
+/// transport failures (unknown CA, TLS alert, refused connection) the cause.
+pub fn describe_status(status: &tonic::Status) -> String {
+    use std::error::Error as _;
+    let mut text = format!("{:?}: {}", status.code(), status.message());
+    let mut source = status.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]

@@ -1,0 +1,179 @@
+//! mfctl, the operators' CLI, plus the process plumbing both binaries share
+//! (logging, signals, file limits). Every command except `pki init` and `demo`
+//! goes through the admin API: sled locks its database to the coordinator.
+
+pub mod client;
+pub mod demo;
+pub mod hosts;
+pub mod output;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+
+use crate::pki::{PkiFiles, PkiPaths};
+use client::ConnectArgs;
+
+#[derive(Debug, Parser)]
+#[command(name = "mfctl", version, about = "Migration Factory operators' CLI")]
+pub struct Cli {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the CA, the coordinator's certificate and an operator certificate.
+    Pki {
+        #[command(subcommand)]
+        command: PkiCommand,
+    },
+    /// Bootstrap tokens for enrolling agents.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// The inventory.
+    Hosts {
+        #[command(subcommand)]
+        command: HostsCommand,
+    },
+    /// Start a coordinator and a simulated fleet on loopback and show the fleet.
+    Demo(demo::DemoArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PkiCommand {
+    Init {
+        #[arg(long)]
+        dir: PathBuf,
+        /// DNS name or IP address of the coordinator, repeatable.
+        #[arg(long = "name", default_values_t = ["localhost".to_string(), "127.0.0.1".to_string()])]
+        names: Vec<String>,
+        /// Name in the operator certificate.
+        #[arg(long, default_value = "admin")]
+        operator: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    Create {
+        /// Only this host id may enroll with the token (and may re-enroll).
+        #[arg(long)]
+        host_id: Option<String>,
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        ttl: std::time::Duration,
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+        #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HostsCommand {
+    List {
+        /// Kubernetes label-selector syntax over labels and os, version, arch, connected.
+        #[arg(short = 'l', long, default_value = "")]
+        selector: String,
+        #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    Show {
+        host: String,
+        #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+}
+
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Pki {
+            command: PkiCommand::Init { dir, names, operator },
+        } => {
+            let files = PkiFiles::init(&PkiPaths::new(&dir), &names, &operator)
+                .with_context(|| format!("cannot create the PKI in {}", dir.display()))?;
+            for path in files.written {
+                println!("wrote {}", path.display());
+            }
+            Ok(())
+        }
+        Command::Token {
+            command: TokenCommand::Create { host_id, ttl, uses, output },
+        } => {
+            let mut admin = cli.connect.admin().await?;
+            let token = client::create_token(&mut admin, host_id, ttl, uses).await?;
+            output::print_token(&token, output)
+        }
+        Command::Hosts { command } => {
+            let mut admin = cli.connect.admin().await?;
+            match command {
+                HostsCommand::List { selector, output } => {
+                    let hosts = client::list_hosts(&mut admin, &selector).await?;
+                    hosts::print_list(&hosts, output)
+                }
+                HostsCommand::Show { host, output } => {
+                    let host = client::get_host(&mut admin, &host).await?;
+                    hosts::print_one(&host, output)
+                }
+            }
+        }
+        Command::Demo(args) => demo::run(args).await,
+    }
+}
+
+/// Logs to stderr at `default_level` unless RUST_LOG says otherwise.
+pub fn init_logging(json: bool, default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Each agent session holds a socket: lift the soft open-file limit to the hard one.
+pub fn raise_open_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, limit) {
+            tracing::warn!(error = %e, "cannot raise the open-file limit");
+        }
+    }
+}
+
+/// Resolves at the first SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+        cancel.cancel();
+    });
+    token.cancelled().await;
+}

@@ -1,0 +1,96 @@
+//! Small formatting helpers shared by mfctl's commands.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Result;
+use mf_proto::v1 as pb;
+
+use super::Format;
+
+/// RFC 3339 in UTC, or None for 0 (never).
+pub fn timestamp(unix_ms: i64) -> Option<String> {
+    let ms = u64::try_from(unix_ms).ok().filter(|ms| *ms > 0)?;
+    let time = UNIX_EPOCH + Duration::from_millis(ms);
+    Some(humantime::format_rfc3339_seconds(time).to_string())
+}
+
+/// "42s ago", "3m ago", or "never".
+pub fn ago(unix_ms: i64, now: SystemTime) -> String {
+    let Some(ms) = u64::try_from(unix_ms).ok().filter(|ms| *ms > 0) else {
+        return "never".into();
+    };
+    let then = UNIX_EPOCH + Duration::from_millis(ms);
+    let secs = now.duration_since(then).unwrap_or_default().as_secs();
+    match secs {
+        0..60 => format!("{secs}s ago"),
+        60..3600 => format!("{}m ago", secs / 60),
+        3600..86_400 => format!("{}h ago", secs / 3600),
+        _ => format!("{}d ago", secs / 86_400),
+    }
+}
+
+/// Left-aligned columns separated by two spaces.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<width$}  ", width = widths[i]));
+            }
+        }
+        out.trim_end().to_string()
+    };
+    let mut out = line(header.to_vec());
+    for row in rows {
+        out.push('\n');
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+pub fn print_token(token: &pb::CreateTokenResponse, format: Format) -> Result<()> {
+    match format {
+        Format::Json => {
+            let value = serde_json::json!({
+                "token": token.token,
+                "host_id": (!token.host_id.is_empty()).then_some(&token.host_id),
+                "expires": timestamp(token.expires_unix_ms),
+                "uses": token.uses,
+            });
+            println!("{}", serde_json::to_string_pretty(&value)?);
+        }
+        Format::Table => println!("{}", token.token),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_read_naturally() {
+        let now = UNIX_EPOCH + Duration::from_secs(10_000);
+        assert_eq!(ago(0, now), "never");
+        assert_eq!(ago(9_958_000, now), "42s ago");
+        assert_eq!(ago(9_000_000, now), "16m ago");
+        assert_eq!(timestamp(0), None);
+        assert_eq!(timestamp(1_000).as_deref(), Some("1970-01-01T00:00:01Z"));
+    }
+
+    #[test]
+    fn tables_align() {
+        let text = table(&["A", "BB"], &[vec!["xxx".into(), "y".into()]]);
+        assert_eq!(text, "A    BB\nxxx  y");
+    }
+}

@@ -1,0 +1,140 @@
+//! The coordinator's settings from flags or a TOML file (flags win). Loading
+//! reads that file and nothing else.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("missing setting {0}: give --{1} or {0} in the config file")]
+    Missing(&'static str, &'static str),
+    #[error("invalid {0}: {1}")]
+    Invalid(&'static str, String),
+}
+
+/// The TOML file: every key optional, unknown keys refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
+    pub pki_dir: Option<PathBuf>,
+    pub agent_listen: Option<String>,
+    pub admin_listen: Option<String>,
+    pub metrics_listen: Option<String>,
+    /// e.g. "30s"
+    pub heartbeat_interval: Option<String>,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            message: e.message().to_string(),
+        })
+    }
+
+    /// Fills what the flags left out from the file, then checks every value.
+    pub fn resolve(self, flags: FileConfig) -> Result<CoordinatorConfig, ConfigError> {
+        let addr = |name: &'static str, flag: &'static str, value: Option<String>| {
+            let text = value.ok_or(ConfigError::Missing(name, flag))?;
+            text.parse::<SocketAddr>()
+                .map_err(|e| ConfigError::Invalid(name, format!("{text:?}: {e}")))
+        };
+        let heartbeat_interval = match flags.heartbeat_interval.or(self.heartbeat_interval) {
+            Some(text) => humantime::parse_duration(&text)
+                .map_err(|e| ConfigError::Invalid("heartbeat_interval", e.to_string()))?,
+            None => DEFAULT_HEARTBEAT,
+        };
+        if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&heartbeat_interval) {
+            return Err(ConfigError::Invalid(
+                "heartbeat_interval",
+                "must be between 1s and 1h".into(),
+            ));
+        }
+        Ok(CoordinatorConfig {
+            data_dir: flags
+                .data_dir
+                .or(self.data_dir)
+                .ok_or(ConfigError::Missing("data_dir", "data-dir"))?,
+            pki_dir: flags
+                .pki_dir
+                .or(self.pki_dir)
+                .ok_or(ConfigError::Missing("pki_dir", "pki-dir"))?,
+            agent_listen: addr("agent_listen", "agent-listen", flags.agent_listen.or(self.agent_listen))?,
+            admin_listen: addr("admin_listen", "admin-listen", flags.admin_listen.or(self.admin_listen))?,
+            metrics_listen: addr(
+                "metrics_listen",
+                "metrics-listen",
+                flags.metrics_listen.or(self.metrics_listen),
+            )?,
+            heartbeat_interval,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CoordinatorConfig {
+    pub data_dir: PathBuf,
+    pub pki_dir: PathBuf,
+    pub agent_listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub metrics_listen: SocketAddr,
+    pub heartbeat_interval: Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_and_missing_settings_are_named() -> Result<(), Box<dyn std::error::Error>> {
+        let file: FileConfig = toml::from_str(
+            "data_dir = \"/var/lib/mf\"\npki_dir = \"/etc/mf/pki\"\nagent_listen = \"0.0.0.0:7443\"\n\
+             admin_listen = \"127.0.0.1:7444\"\nmetrics_listen = \"127.0.0.1:9464\"\n",
+        )?;
+        let flags = FileConfig {
+            agent_listen: Some("127.0.0.1:1".into()),
+            ..FileConfig::default()
+        };
+        let config = file.resolve(flags)?;
+        assert_eq!(config.agent_listen, "127.0.0.1:1".parse()?);
+        assert_eq!(config.data_dir, PathBuf::from("/var/lib/mf"));
+        assert_eq!(config.heartbeat_interval, DEFAULT_HEARTBEAT);
+
+        let err = FileConfig::default().resolve(FileConfig::default()).expect_err("incomplete");
+        assert!(err.to_string().contains("--data-dir"), "{err}");
+        Ok(())
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        assert!(toml::from_str::<FileConfig>("data_dri = \"x\"").is_err());
+        let flags = FileConfig {
+            data_dir: Some("d".into()),
+            pki_dir: Some("p".into()),
+            agent_listen: Some("nonsense".into()),
+            admin_listen: Some("127.0.0.1:2".into()),
+            metrics_listen: Some("127.0.0.1:3".into()),
+            heartbeat_interval: None,
+        };
+        let err = FileConfig::default().resolve(flags).expect_err("bad address");
+        assert!(err.to_string().contains("agent_listen"), "{err}");
+    }
+}

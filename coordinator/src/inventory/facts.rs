@@ -1,0 +1,257 @@
+//! The coordinator's view of a host's facts, converted from the wire at the
+//! edge and checked there: a report that breaks a limit is refused whole.
+
+use std::collections::BTreeMap;
+
+use mf_proto::v1 as pb;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Facts {
+    pub os: Option<OsInfo>,
+    pub kernel: String,
+    pub arch: String,
+    pub hostname: String,
+    pub fqdn: String,
+    pub machine_id: String,
+    pub boot_id: String,
+    pub uptime_seconds: Option<u64>,
+    pub cpus: Option<u32>,
+    pub memory_bytes: Option<u64>,
+    pub filesystems: Vec<Filesystem>,
+    pub package_count: Option<u64>,
+    pub packages: BTreeMap<String, String>,
+    pub agent_version: String,
+    pub labels: BTreeMap<String, String>,
+    pub unknown: Vec<UnknownFact>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OsInfo {
+    pub id: String,
+    pub name: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Filesystem {
+    pub path: String,
+    pub free_bytes: u64,
+    pub total_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnknownFact {
+    pub fact: String,
+    pub reason: String,
+}
+
+/// Limits on what an agent may report; far above any real host.
+const MAX_SHORT: usize = 256;
+const MAX_REASON: usize = 1024;
+const MAX_ENTRIES: usize = 64;
+const MAX_LABEL: usize = 63;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid facts: {0}")]
+pub struct InvalidFacts(pub String);
+
+fn short(field: &str, value: String) -> Result<String, InvalidFacts> {
+    if value.len() > MAX_SHORT {
+        return Err(InvalidFacts(format!("{field} is longer than {MAX_SHORT} bytes")));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(InvalidFacts(format!("{field} contains control characters")));
+    }
+    Ok(value)
+}
+
+fn bounded<T>(field: &str, items: Vec<T>) -> Result<Vec<T>, InvalidFacts> {
+    if items.len() > MAX_ENTRIES {
+        return Err(InvalidFacts(format!("{field} has more than {MAX_ENTRIES} entries")));
+    }
+    Ok(items)
+}
+
+/// Kubernetes label syntax, which selectors rely on.
+pub fn valid_label(key: &str, value: &str) -> bool {
+    let shaped = |s: &str| {
+        s.len() <= MAX_LABEL
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            && s.chars().next().is_none_or(|c| c.is_ascii_alphanumeric())
+            && s.chars().last().is_none_or(|c| c.is_ascii_alphanumeric())
+    };
+    !key.is_empty() && shaped(key) && shaped(value)
+}
+
+impl TryFrom<pb::Facts> for Facts {
+    type Error = InvalidFacts;
+
+    fn try_from(wire: pb::Facts) -> Result<Self, InvalidFacts> {
+        let os = wire
+            .os
+            .map(|os| {
+                Ok::<_, InvalidFacts>(OsInfo {
+                    id: short("os.id", os.id)?,
+                    name: short("os.name", os.name)?,
+                    version: short("os.version", os.version)?,
+                })
+            })
+            .transpose()?;
+        let labels: BTreeMap<String, String> = bounded("labels", wire.labels.into_iter().collect())?
+            .into_iter()
+            .collect();
+        if let Some((k, v)) = labels.iter().find(|(k, v)| !valid_label(k, v)) {
+            return Err(InvalidFacts(format!("label {k}={v} is not a valid label")));
+        }
+        let packages = bounded("packages", wire.packages.into_iter().collect())?
+            .into_iter()
+            .map(|(k, v)| Ok((short("package name", k)?, short("package version", v)?)))
+            .collect::<Result<_, InvalidFacts>>()?;
+        let filesystems = bounded("filesystems", wire.filesystems)?
+            .into_iter()
+            .map(|fs| {
+                if fs.free_bytes > fs.total_bytes {
+                    return Err(InvalidFacts(format!("{}: more free than total space", fs.path)));
+                }
+                Ok(Filesystem {
+                    path: short("filesystem path", fs.path)?,
+                    free_bytes: fs.free_bytes,
+                    total_bytes: fs.total_bytes,
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let unknown = bounded("unknown", wire.unknown)?
+            .into_iter()
+            .map(|u| {
+                if u.reason.len() > MAX_REASON {
+                    return Err(InvalidFacts("an unknown-fact reason is too long".into()));
+                }
+                Ok(UnknownFact {
+                    fact: short("unknown fact", u.fact)?,
+                    reason: u.reason,
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Facts {
+            os,
+            kernel: short("kernel", wire.kernel)?,
+            arch: short("arch", wire.arch)?,
+            hostname: short("hostname", wire.hostname)?,
+            fqdn: short("fqdn", wire.fqdn)?,
+            machine_id: short("machine_id", wire.machine_id)?,
+            boot_id: short("boot_id", wire.boot_id)?,
+            uptime_seconds: wire.uptime_seconds,
+            cpus: wire.cpus,
+            memory_bytes: wire.memory_bytes,
+            filesystems,
+            package_count: wire.package_count,
+            packages,
+            agent_version: short("agent_version", wire.agent_version)?,
+            labels,
+            unknown,
+        })
+    }
+}
+
+impl From<&Facts> for pb::Facts {
+    fn from(facts: &Facts) -> Self {
+        pb::Facts {
+            os: facts.os.as_ref().map(|os| pb::OsInfo {
+                id: os.id.clone(),
+                name: os.name.clone(),
+                version: os.version.clone(),
+            }),
+            kernel: facts.kernel.clone(),
+            arch: facts.arch.clone(),
+            hostname: facts.hostname.clone(),
+            fqdn: facts.fqdn.clone(),
+            machine_id: facts.machine_id.clone(),
+            boot_id: facts.boot_id.clone(),
+            uptime_seconds: facts.uptime_seconds,
+            cpus: facts.cpus,
+            memory_bytes: facts.memory_bytes,
+            filesystems: facts
+                .filesystems
+                .iter()
+                .map(|fs| pb::Filesystem {
+                    path: fs.path.clone(),
+                    free_bytes: fs.free_bytes,
+                    total_bytes: fs.total_bytes,
+                })
+                .collect(),
+            package_count: facts.package_count,
+            packages: facts.packages.clone().into_iter().collect(),
+            agent_version: facts.agent_version.clone(),
+            labels: facts.labels.clone().into_iter().collect(),
+            unknown: facts
+                .unknown
+                .iter()
+                .map(|u| pb::UnknownFact {
+                    fact: u.fact.clone(),
+                    reason: u.reason.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wire() -> pb::Facts {
+        pb::Facts {
+            os: Some(pb::OsInfo {
+                id: "centos".into(),
+                name: "CentOS Linux".into(),
+                version: "7.9".into(),
+            }),
+            kernel: "3.10.0-1160.el7.x86_64".into(),
+            labels: [("app".to_string(), "billing".to_string())].into(),
+            ..pb::Facts::default()
+        }
+    }
+
+    #[test]
+    fn valid_facts_round_trip() {
+        let facts = Facts::try_from(wire()).expect("valid");
+        assert_eq!(pb::Facts::from(&facts), wire());
+    }
+
+    #[test]
+    fn reports_breaking_a_limit_are_refused_with_the_reason() {
+        let cases: Vec<(fn(&mut pb::Facts), &str)> = vec![
+            (|f| f.kernel = "x".repeat(300), "kernel is longer"),
+            (|f| f.hostname = "a\nb".into(), "hostname contains control"),
+            (
+                |f| {
+                    f.labels.insert("bad key".into(), "v".into());
+                },
+                "not a valid label",
+            ),
+            (
+                |f| {
+                    f.labels = (0..65).map(|i| (format!("k{i}"), "v".into())).collect();
+                },
+                "labels has more than",
+            ),
+            (
+                |f| {
+                    f.filesystems.push(pb::Filesystem {
+                        path: "/".into(),
+                        free_bytes: 2,
+                        total_bytes: 1,
+                    })
+                },
+                "more free than total",
+            ),
+        ];
+        for (mutate, expected) in cases {
+            let mut facts = wire();
+            mutate(&mut facts);
+            let err = Facts::try_from(facts).expect_err(expected);
+            assert!(err.0.contains(expected), "{err} lacks {expected}");
+        }
+    }
+}

@@ -1,0 +1,402 @@
+//! The inventory: every enrolled host, its facts and its session. One task owns
+//! this state; gRPC handlers talk to it through [`Inventory`] over a bounded
+//! channel. Commands are taken in batches and every batch that changed
+//! something an agent or operator will be told about is flushed once before
+//! anyone hears back (group commit).
+
+pub mod facts;
+pub mod selector;
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info};
+
+use crate::clock::now_unix_ms;
+use crate::metrics::Metrics;
+use crate::store::{EnrollRefusal, HostRecord, Store, StoreError, TokenRecord};
+use facts::Facts;
+use selector::Selector;
+
+/// Identifies one session of a host, so that a stale session's late messages
+/// cannot touch the state of the session that replaced it.
+pub type SessionId = u64;
+
+const COMMAND_QUEUE: usize = 8192;
+const MAX_BATCH: usize = 1024;
+
+/// A host as shown to operators.
+#[derive(Debug, Clone)]
+pub struct HostView {
+    pub record: HostRecord,
+    pub connected: bool,
+}
+
+impl HostView {
+    /// The value a selector sees for `key`: a few facts, else a label.
+    pub fn selector_value(&self, key: &str) -> Option<&str> {
+        let facts = self.record.facts.as_ref();
+        let os = facts.and_then(|f| f.os.as_ref());
+        match key {
+            "id" => Some(self.record.id.as_str()),
+            "connected" => Some(if self.connected { "true" } else { "false" }),
+            "os" => os.map(|o| o.id.as_str()),
+            "version" => os.map(|o| o.version.as_str()),
+            "arch" => facts.map(|f| f.arch.as_str()).filter(|a| !a.is_empty()),
+            "hostname" => facts.map(|f| f.hostname.as_str()).filter(|h| !h.is_empty()),
+            label => facts.and_then(|f| f.labels.get(label)).map(String::as_str),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    #[error("host {0} is not enrolled")]
+    NotEnrolled(String),
+    #[error("the certificate presented for host {0} has been replaced by a newer enrollment")]
+    StaleCertificate(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the inventory is shutting down")]
+    Stopped,
+}
+
+/// What an enrollment writes.
+#[derive(Debug, Clone)]
+pub struct NewEnrollment {
+    pub token_hash: [u8; 32],
+    pub host_id: String,
+    pub cert_serial: String,
+    pub cert_not_after_unix_ms: i64,
+}
+
+/// A session that has said hello.
+#[derive(Debug)]
+pub struct NewSession {
+    pub host_id: String,
+    pub cert_serial: String,
+    pub peer: String,
+    pub facts: Facts,
+    /// Cancelled when a newer session of the same host replaces this one.
+    pub replaced: CancellationToken,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, InventoryError>>;
+
+enum Command {
+    Enroll(NewEnrollment, Reply<Result<(), EnrollRefusal>>),
+    CreateToken([u8; 32], TokenRecord, Reply<()>),
+    Connect(NewSession, Reply<SessionId>),
+    Facts(String, SessionId, Facts),
+    Heartbeat(String, SessionId),
+    Disconnect(String, SessionId),
+    List(Selector, oneshot::Sender<Vec<HostView>>),
+    Get(String, oneshot::Sender<Option<HostView>>),
+}
+
+/// The handle the services use; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Inventory {
+    tx: mpsc::Sender<Command>,
+}
+
+impl Inventory {
+    /// Loads every host from the store and starts the owning task.
+    pub fn start(
+        store: Store,
+        metrics: Metrics,
+    ) -> Result<(Self, tokio::task::JoinHandle<()>), InventoryError> {
+        let mut state = State {
+            hosts: HashMap::new(),
+            next_session: 1,
+            store,
+            metrics,
+        };
+        for record in state.store.hosts()? {
+            state.count_os(record.facts.as_ref(), 1);
+            state.hosts.insert(
+                record.id.clone(),
+                HostState {
+                    record,
+                    session: None,
+                },
+            );
+        }
+        info!(hosts = state.hosts.len(), "inventory loaded");
+        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        let task = tokio::spawn(state.run(rx));
+        Ok((Self { tx }, task))
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(Reply<T>) -> Command,
+    ) -> Result<T, InventoryError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(make(reply)).await.map_err(|_| InventoryError::Stopped)?;
+        answer.await.map_err(|_| InventoryError::Stopped)?
+    }
+
+    async fn tell(&self, command: Command) {
+        // The task only stops at shutdown, when nobody needs the update any more.
+        let _ = self.tx.send(command).await;
+    }
+
+    pub async fn enroll(&self, enrollment: NewEnrollment) -> Result<Result<(), EnrollRefusal>, InventoryError> {
+        self.ask(|reply| Command::Enroll(enrollment, reply)).await
+    }
+
+    pub async fn create_token(&self, hash: [u8; 32], record: TokenRecord) -> Result<(), InventoryError> {
+        self.ask(|reply| Command::CreateToken(hash, record, reply)).await
+    }
+
+    pub async fn connect(&self, session: NewSession) -> Result<SessionId, InventoryError> {
+        self.ask(|reply| Command::Connect(session, reply)).await
+    }
+
+    pub async fn facts(&self, host_id: String, session: SessionId, facts: Facts) {
+        self.tell(Command::Facts(host_id, session, facts)).await;
+    }
+
+    pub async fn heartbeat(&self, host_id: String, session: SessionId) {
+        self.tell(Command::Heartbeat(host_id, session)).await;
+    }
+
+    pub async fn disconnect(&self, host_id: String, session: SessionId) {
+        self.tell(Command::Disconnect(host_id, session)).await;
+    }
+
+    pub async fn list(&self, selector: Selector) -> Result<Vec<HostView>, InventoryError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Command::List(selector, reply))
+            .await
+            .map_err(|_| InventoryError::Stopped)?;
+        answer.await.map_err(|_| InventoryError::Stopped)
+    }
+
+    pub async fn get(&self, host_id: String) -> Result<Option<HostView>, InventoryError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Command::Get(host_id, reply))
+            .await
+            .map_err(|_| InventoryError::Stopped)?;
+        answer.await.map_err(|_| InventoryError::Stopped)
+    }
+}
+
+struct LiveSession {
+    id: SessionId,
+    replaced: CancellationToken,
+}
+
+struct HostState {
+    record: HostRecord,
+    session: Option<LiveSession>,
+}
+
+impl HostState {
+    fn view(&self) -> HostView {
+        HostView {
+            record: self.record.clone(),
+            connected: self.session.is_some(),
+        }
+    }
+}
+
+/// A reply held back until the batch is durable.
+type Pending = Box<dyn FnOnce(Result<(), InventoryError>) + Send>;
+
+struct State {
+    hosts: HashMap<String, HostState>,
+    next_session: SessionId,
+    store: Store,
+    metrics: Metrics,
+}
+
+impl State {
+    /// Ends when every handle is dropped.
+    async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+            let mut pending: Vec<Pending> = Vec::new();
+            for command in batch.drain(..) {
+                self.handle(command, &mut pending);
+            }
+            if !pending.is_empty() {
+                let started = Instant::now();
+                let flushed = self.store.flush().await.map_err(InventoryError::from);
+                self.metrics
+                    .store_flush_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                if let Err(e) = &flushed {
+                    error!(error = %e, "cannot make the inventory durable");
+                }
+                for reply in pending {
+                    reply(match &flushed {
+                        Ok(()) => Ok(()),
+                        Err(_) => Err(InventoryError::Stopped),
+                    });
+                }
+            }
+        }
+        for host in self.hosts.values_mut() {
+            if let Some(session) = host.session.take() {
+                session.replaced.cancel();
+            }
+        }
+        if let Err(e) = self.store.flush().await {
+            error!(error = %e, "cannot flush the inventory at shutdown");
+        }
+        debug!("inventory stopped");
+    }
+
+    fn handle(&mut self, command: Command, pending: &mut Vec<Pending>) {
+        match command {
+            Command::Enroll(enrollment, reply) => match self.enroll(enrollment) {
+                Ok(outcome) => pending.push(Box::new(move |flushed| {
+                    let _ = reply.send(flushed.map(|()| outcome));
+                })),
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
+            Command::CreateToken(hash, record, reply) => match self.store.put_token(&hash, &record) {
+                Ok(()) => pending.push(Box::new(move |flushed| {
+                    let _ = reply.send(flushed);
+                })),
+                Err(e) => {
+                    let _ = reply.send(Err(e.into()));
+                }
+            },
+            Command::Connect(session, reply) => {
+                let _ = reply.send(self.connect(session));
+            }
+            Command::Facts(host_id, session, facts) => self.update_facts(&host_id, session, facts),
+            Command::Heartbeat(host_id, session) => {
+                if let Some(host) = self.live(&host_id, session) {
+                    host.record.last_seen_unix_ms = now_unix_ms();
+                }
+            }
+            Command::Disconnect(host_id, session) => self.disconnect(&host_id, session),
+            Command::List(selector, reply) => {
+                let mut views: Vec<HostView> = self
+                    .hosts
+                    .values()
+                    .map(HostState::view)
+                    .filter(|v| selector.matches(|k| v.selector_value(k)))
+                    .collect();
+                views.sort_by(|a, b| a.record.id.cmp(&b.record.id));
+                let _ = reply.send(views);
+            }
+            Command::Get(host_id, reply) => {
+                let _ = reply.send(self.hosts.get(&host_id).map(HostState::view));
+            }
+        }
+    }
+
+    fn enroll(&mut self, enrollment: NewEnrollment) -> Result<Result<(), EnrollRefusal>, InventoryError> {
+        let record = HostRecord {
+            id: enrollment.host_id.clone(),
+            enrolled_unix_ms: now_unix_ms(),
+            cert_serial: enrollment.cert_serial,
+            cert_not_after_unix_ms: enrollment.cert_not_after_unix_ms,
+            facts: None,
+            last_seen_unix_ms: 0,
+            last_peer: String::new(),
+        };
+        let previous = match self.store.enroll(&enrollment.token_hash, &record, record.enrolled_unix_ms)? {
+            Ok(previous) => previous,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        let mut record = record;
+        if let Some(old) = previous {
+            record.facts = old.facts;
+        }
+        match self.hosts.get_mut(&record.id) {
+            Some(host) => {
+                // The old certificate is no longer accepted: end its session.
+                if let Some(session) = host.session.take() {
+                    session.replaced.cancel();
+                    self.metrics.agents_connected.dec();
+                }
+                host.record = record;
+            }
+            None => {
+                self.count_os(None, 1);
+                self.hosts.insert(
+                    record.id.clone(),
+                    HostState {
+                        record,
+                        session: None,
+                    },
+                );
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    fn connect(&mut self, session: NewSession) -> Result<SessionId, InventoryError> {
+        let id = self.next_session;
+        let host = self
+            .hosts
+            .get_mut(&session.host_id)
+            .ok_or_else(|| InventoryError::NotEnrolled(session.host_id.clone()))?;
+        if host.record.cert_serial != session.cert_serial {
+            return Err(InventoryError::StaleCertificate(session.host_id));
+        }
+        self.next_session += 1;
+        match host.session.replace(LiveSession {
+            id,
+            replaced: session.replaced,
+        }) {
+            Some(old) => old.replaced.cancel(),
+            None => self.metrics.agents_connected.inc(),
+        }
+        host.record.last_peer = session.peer;
+        host.record.last_seen_unix_ms = now_unix_ms();
+        self.update_facts(&session.host_id, id, session.facts);
+        Ok(id)
+    }
+
+    fn live(&mut self, host_id: &str, session: SessionId) -> Option<&mut HostState> {
+        self.hosts
+            .get_mut(host_id)
+            .filter(|h| h.session.as_ref().is_some_and(|s| s.id == session))
+    }
+
+    fn update_facts(&mut self, host_id: &str, session: SessionId, facts: Facts) {
+        let Some(host) = self.live(host_id, session) else { return };
+        let old = host.record.facts.replace(facts);
+        host.record.last_seen_unix_ms = now_unix_ms();
+        let record = host.record.clone();
+        self.count_os(old.as_ref(), -1);
+        self.count_os(record.facts.as_ref(), 1);
+        // Not flushed: the agent sends its facts again on every new session.
+        if let Err(e) = self.store.put_host(&record) {
+            error!(host_id, error = %e, "cannot store facts");
+        }
+    }
+
+    fn disconnect(&mut self, host_id: &str, session: SessionId) {
+        let Some(host) = self.live(host_id, session) else { return };
+        host.session = None;
+        host.record.last_seen_unix_ms = now_unix_ms();
+        let record = host.record.clone();
+        self.metrics.agents_connected.dec();
+        if let Err(e) = self.store.put_host(&record) {
+            error!(host_id, error = %e, "cannot store last-seen time");
+        }
+    }
+
+    fn count_os(&self, facts: Option<&Facts>, delta: i64) {
+        let os = facts.and_then(|f| f.os.as_ref());
+        let (id, version) = os.map_or(("unknown", "unknown"), |o| (o.id.as_str(), o.version.as_str()));
+        self.metrics.hosts.with_label_values(&[id, version]).add(delta);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,134 @@
+//! Prometheus metrics: one registry per coordinator (no global state), served
+//! in the classic text format on its own listener with `/metrics` and `/healthz`.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Families>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics { .. }")
+    }
+}
+
+/// Every metric the coordinator exports.
+pub struct Families {
+    registry: Registry,
+    pub agents_connected: IntGauge,
+    pub hosts: IntGaugeVec,
+    pub enrollments: IntCounterVec,
+    pub refused_handshakes: IntCounterVec,
+    pub stream_messages: IntCounterVec,
+    pub store_flush_seconds: Histogram,
+}
+
+impl std::ops::Deref for Metrics {
+    type Target = Families;
+    fn deref(&self) -> &Families {
+        &self.inner
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let agents_connected = IntGauge::new("mf_agents_connected", "Agents with an open session")?;
+        let hosts = IntGaugeVec::new(
+            Opts::new("mf_hosts", "Enrolled hosts by operating system and version"),
+            &["os", "version"],
+        )?;
+        let enrollments = IntCounterVec::new(
+            Opts::new("mf_enrollments_total", "Enrollment attempts by result"),
+            &["result"],
+        )?;
+        let refused_handshakes = IntCounterVec::new(
+            Opts::new(
+                "mf_refused_handshakes_total",
+                "Connections or calls refused while authenticating the peer, by listener and reason",
+            ),
+            &["listener", "reason"],
+        )?;
+        let stream_messages = IntCounterVec::new(
+            Opts::new("mf_stream_messages_total", "Agent session messages by direction and kind"),
+            &["direction", "kind"],
+        )?;
+        let store_flush_seconds = Histogram::with_opts(
+            HistogramOpts::new("mf_store_flush_seconds", "Time to make a batch of writes durable")
+                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]),
+        )?;
+        let build_info = IntGaugeVec::new(
+            Opts::new("mf_build_info", "Version of the running coordinator"),
+            &["version"],
+        )?;
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        registry.register(Box::new(agents_connected.clone()))?;
+        registry.register(Box::new(hosts.clone()))?;
+        registry.register(Box::new(enrollments.clone()))?;
+        registry.register(Box::new(refused_handshakes.clone()))?;
+        registry.register(Box::new(stream_messages.clone()))?;
+        registry.register(Box::new(store_flush_seconds.clone()))?;
+        registry.register(Box::new(build_info))?;
+        Ok(Self {
+            inner: Arc::new(Families {
+                registry,
+                agents_connected,
+                hosts,
+                enrollments,
+                refused_handshakes,
+                stream_messages,
+                store_flush_seconds,
+            }),
+        })
+    }
+
+    pub fn refused(&self, listener: &str, reason: &str) {
+        self.refused_handshakes.with_label_values(&[listener, reason]).inc();
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> Result<String, prometheus::Error> {
+        let mut buffer = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut buffer)?;
+        Ok(String::from_utf8_lossy(&buffer).into_owned())
+    }
+}
+
+/// Serves `/metrics` and `/healthz` until `shutdown`.
+pub async fn serve(listener: TcpListener, metrics: Metrics, shutdown: CancellationToken) -> std::io::Result<()> {
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move {
+                    match metrics.render() {
+                        Ok(text) => (
+                            StatusCode::OK,
+                            [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
+                            text,
+                        )
+                            .into_response(),
+                        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+                    }
+                }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok\n" }));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}

@@ -1,0 +1,283 @@
+//! The coordinator's PKI: creating the CA and the coordinator's and operators'
+//! certificates, signing agent certificates from CSRs, and telling who a
+//! verified peer certificate belongs to. Roles live in a URI SAN:
+//! `mf://agent/<host-id>` or `mf://operator/<name>`.
+
+mod files;
+pub mod token;
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    SerialNumber,
+};
+use rustls::pki_types::CertificateDer;
+use time::OffsetDateTime;
+
+pub use files::{FilesError, PkiFiles, PkiPaths};
+
+const AGENT_URI_PREFIX: &str = "mf://agent/";
+const OPERATOR_URI_PREFIX: &str = "mf://operator/";
+
+const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 86_400);
+const LEAF_VALIDITY: Duration = Duration::from_secs(365 * 86_400);
+/// Tolerates clocks a little behind ours on freshly issued certificates.
+const BACKDATE: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("certificate generation failed: {0}")]
+    Rcgen(#[from] rcgen::Error),
+    #[error("the certificate signing request is invalid: {0}")]
+    BadCsr(rcgen::Error),
+    #[error("{0}")]
+    Files(#[from] files::FilesError),
+}
+
+/// Who a verified client certificate speaks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerRole {
+    Agent { host_id: String },
+    Operator { name: String },
+}
+
+impl std::fmt::Display for PeerRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PeerRole::Agent { host_id } => write!(f, "agent {host_id}"),
+            PeerRole::Operator { name } => write!(f, "operator {name}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RoleError {
+    #[error("the client certificate cannot be parsed")]
+    Unparsable,
+    #[error("the client certificate names no Migration Factory role")]
+    NoRole,
+    #[error("the client certificate names more than one role")]
+    Ambiguous,
+}
+
+/// A verified client certificate: whom it speaks for, and which certificate it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerIdentity {
+    pub role: PeerRole,
+    pub serial_hex: String,
+}
+
+/// Reads role and serial from a certificate the TLS layer has already verified.
+pub fn peer_identity(cert: &CertificateDer<'_>) -> Result<PeerIdentity, RoleError> {
+    let (_, parsed) =
+        x509_parser::parse_x509_certificate(cert.as_ref()).map_err(|_| RoleError::Unparsable)?;
+    let serial_hex = parsed.raw_serial().iter().map(|b| format!("{b:02x}")).collect();
+    Ok(PeerIdentity {
+        role: role_of(&parsed)?,
+        serial_hex,
+    })
+}
+
+/// Reads the role from a certificate the TLS layer has already verified.
+pub fn peer_role(cert: &CertificateDer<'_>) -> Result<PeerRole, RoleError> {
+    let (_, parsed) =
+        x509_parser::parse_x509_certificate(cert.as_ref()).map_err(|_| RoleError::Unparsable)?;
+    role_of(&parsed)
+}
+
+fn role_of(parsed: &x509_parser::certificate::X509Certificate<'_>) -> Result<PeerRole, RoleError> {
+    let san = parsed
+        .subject_alternative_name()
+        .map_err(|_| RoleError::Unparsable)?
+        .ok_or(RoleError::NoRole)?;
+    let mut roles = san.value.general_names.iter().filter_map(|name| match name {
+        x509_parser::extensions::GeneralName::URI(uri) => {
+            if let Some(host_id) = uri.strip_prefix(AGENT_URI_PREFIX) {
+                Some(PeerRole::Agent {
+                    host_id: host_id.to_string(),
+                })
+            } else {
+                uri.strip_prefix(OPERATOR_URI_PREFIX).map(|name| PeerRole::Operator {
+                    name: name.to_string(),
+                })
+            }
+        }
+        _ => None,
+    });
+    let role = roles.next().ok_or(RoleError::NoRole)?;
+    if roles.next().is_some() {
+        return Err(RoleError::Ambiguous);
+    }
+    Ok(role)
+}
+
+/// A certificate and its private key, both PEM.
+#[derive(Clone)]
+pub struct Pem {
+    pub cert: String,
+    pub key: String,
+}
+
+impl std::fmt::Debug for Pem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pem { .. }")
+    }
+}
+
+/// An issued agent certificate.
+#[derive(Debug, Clone)]
+pub struct IssuedCert {
+    pub pem: String,
+    pub serial_hex: String,
+    pub not_after_unix_ms: i64,
+}
+
+/// The CA, loaded for signing.
+pub struct CertificateAuthority {
+    issuer: Issuer<'static, KeyPair>,
+    cert_pem: String,
+}
+
+impl std::fmt::Debug for CertificateAuthority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CertificateAuthority { .. }")
+    }
+}
+
+impl CertificateAuthority {
+    /// Creates a new CA key and self-signed certificate.
+    pub fn generate() -> Result<(Self, Pem), PkiError> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = name("Migration Factory CA");
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        set_validity(&mut params, CA_VALIDITY);
+        params.serial_number = Some(random_serial()?);
+        let cert = params.self_signed(&key)?;
+        let pem = Pem {
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+        };
+        Ok((
+            Self {
+                issuer: Issuer::new(params, key),
+                cert_pem: pem.cert.clone(),
+            },
+            pem,
+        ))
+    }
+
+    pub fn load(pem: &Pem) -> Result<Self, PkiError> {
+        let key = KeyPair::from_pem(&pem.key)?;
+        let issuer = Issuer::from_ca_cert_pem(&pem.cert, key)?;
+        Ok(Self {
+            issuer,
+            cert_pem: pem.cert.clone(),
+        })
+    }
+
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// The coordinator's server certificate for DNS names and IP addresses.
+    pub fn issue_server(&self, names: &[String]) -> Result<Pem, PkiError> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = name("mf-coordinator");
+        params.subject_alt_names = names
+            .iter()
+            .map(|n| match n.parse::<IpAddr>() {
+                Ok(ip) => Ok(SanType::IpAddress(ip)),
+                Err(_) => Ok(SanType::DnsName(n.as_str().try_into()?)),
+            })
+            .collect::<Result<_, rcgen::Error>>()?;
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        self.sign_leaf(params, &key).map(|cert| Pem {
+            cert: cert.pem,
+            key: key.serialize_pem(),
+        })
+    }
+
+    /// A client certificate for an operator (mfctl).
+    pub fn issue_operator(&self, operator: &str) -> Result<Pem, PkiError> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = name(operator);
+        params.subject_alt_names = vec![SanType::URI(
+            format!("{OPERATOR_URI_PREFIX}{operator}").try_into()?,
+        )];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        self.sign_leaf(params, &key).map(|cert| Pem {
+            cert: cert.pem,
+            key: key.serialize_pem(),
+        })
+    }
+
+    /// Signs an agent certificate from our own template. Only the CSR's public
+    /// key is used (after its signature is verified): whatever names, CA flag or
+    /// usages the CSR asks for are ignored.
+    pub fn issue_agent(&self, host_id: &str, csr_der: &[u8]) -> Result<IssuedCert, PkiError> {
+        let csr = CertificateSigningRequestParams::from_der(&csr_der.into()).map_err(PkiError::BadCsr)?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = name(host_id);
+        params.subject_alt_names = vec![SanType::URI(
+            format!("{AGENT_URI_PREFIX}{host_id}").try_into()?,
+        )];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        self.sign_leaf(params, &csr.public_key)
+    }
+
+    fn sign_leaf(
+        &self,
+        mut params: CertificateParams,
+        public_key: &impl rcgen::PublicKeyData,
+    ) -> Result<IssuedCert, PkiError> {
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.use_authority_key_identifier_extension = true;
+        let serial = random_serial()?;
+        let serial_hex = serial.to_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        params.serial_number = Some(serial);
+        set_validity(&mut params, LEAF_VALIDITY);
+        let not_after_unix_ms = i64::try_from(params.not_after.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+        let cert = params.signed_by(public_key, &self.issuer)?;
+        Ok(IssuedCert {
+            pem: cert.pem(),
+            serial_hex,
+            not_after_unix_ms,
+        })
+    }
+}
+
+fn name(common_name: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "Migration Factory");
+    dn.push(DnType::CommonName, common_name);
+    dn
+}
+
+fn set_validity(params: &mut CertificateParams, validity: Duration) {
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - BACKDATE;
+    params.not_after = now + validity;
+}
+
+/// 16 random bytes, top bit clear so the DER integer stays positive.
+fn random_serial() -> Result<SerialNumber, PkiError> {
+    let mut bytes = token::random_bytes::<16>();
+    bytes[0] &= 0x7f;
+    bytes[0] |= 0x01;
+    Ok(SerialNumber::from_slice(&bytes))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,205 @@
+//! Start-up and shutdown of a coordinator: load the PKI and the store, bind the
+//! three listeners, serve until told to stop, then drain with a deadline. Used
+//! by the `mf-coordinator` binary and by `mfctl demo`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mf_proto::v1::admin_service_server::AdminServiceServer;
+use mf_proto::v1::agent_service_server::AgentServiceServer;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Server;
+use tracing::{info, warn};
+
+use crate::config::CoordinatorConfig;
+use crate::inventory::{Inventory, InventoryError};
+use crate::metrics::{self, Metrics};
+use crate::pki::{CertificateAuthority, PkiError, PkiPaths};
+use crate::service::admin::AdminApi;
+use crate::service::agent::{AgentApi, AgentSettings};
+use crate::store::{Store, StoreError};
+use crate::tls::{self, ClientAuth, TlsSetupError};
+
+/// Largest message a peer may send us.
+pub const MAX_INBOUND_BYTES: usize = 1024 * 1024;
+/// Largest message we send (a host with all its facts is far smaller).
+pub const MAX_OUTBOUND_BYTES: usize = 4 * 1024 * 1024;
+const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot load the PKI from {dir}: {source}")]
+    Pki {
+        dir: String,
+        #[source]
+        source: PkiError,
+    },
+    #[error(transparent)]
+    Tls(#[from] TlsSetupError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Inventory(#[from] InventoryError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot set up metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// A running coordinator.
+#[derive(Debug)]
+pub struct Coordinator {
+    pub agent_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
+    pub metrics: Metrics,
+    shutdown: CancellationToken,
+    servers: JoinSet<Result<(), String>>,
+    inventory: tokio::task::JoinHandle<()>,
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
+pub async fn start(config: &CoordinatorConfig) -> Result<Coordinator, StartError> {
+    let paths = PkiPaths::new(&config.pki_dir);
+    let pki_error = |source: PkiError| StartError::Pki {
+        dir: config.pki_dir.display().to_string(),
+        source,
+    };
+    let ca_pem = paths.load_ca().map_err(|e| pki_error(e.into()))?;
+    let server_pem = paths.load_server().map_err(|e| pki_error(e.into()))?;
+    let ca = Arc::new(CertificateAuthority::load(&ca_pem).map_err(pki_error)?);
+    let agent_tls = tls::server_config(&ca_pem.cert, &server_pem, ClientAuth::Optional)?;
+    let admin_tls = tls::server_config(&ca_pem.cert, &server_pem, ClientAuth::Required)?;
+
+    let store = Store::open(&config.data_dir)?;
+    let metrics = Metrics::new()?;
+    let (inventory, inventory_task) = Inventory::start(store, metrics.clone())?;
+
+    let agent_listener = bind(config.agent_listen).await?;
+    let admin_listener = bind(config.admin_listen).await?;
+    let metrics_listener = bind(config.metrics_listen).await?;
+    let local = |l: &TcpListener, addr| l.local_addr().map_err(|source| StartError::Bind { addr, source });
+    let agent_addr = local(&agent_listener, config.agent_listen)?;
+    let admin_addr = local(&admin_listener, config.admin_listen)?;
+    let metrics_addr = local(&metrics_listener, config.metrics_listen)?;
+
+    let shutdown = CancellationToken::new();
+    let agent_api = AgentApi::new(
+        inventory.clone(),
+        ca,
+        metrics.clone(),
+        AgentSettings {
+            heartbeat_interval: config.heartbeat_interval,
+        },
+        shutdown.clone(),
+    );
+    let admin_api = AdminApi::new(inventory, metrics.clone());
+
+    let mut servers = JoinSet::new();
+    let agent_incoming = tls::incoming(agent_listener, agent_tls, "agent", metrics.clone(), shutdown.clone());
+    let stop = shutdown.clone();
+    servers.spawn(async move {
+        base_server()
+            .max_concurrent_streams(Some(8))
+            .add_service(
+                AgentServiceServer::new(agent_api)
+                    .max_decoding_message_size(MAX_INBOUND_BYTES)
+                    .max_encoding_message_size(MAX_OUTBOUND_BYTES),
+            )
+            .serve_with_incoming_shutdown(agent_incoming, stop.cancelled_owned())
+            .await
+            .map_err(|e| format!("agent listener: {e}"))
+    });
+    let admin_incoming = tls::incoming(admin_listener, admin_tls, "admin", metrics.clone(), shutdown.clone());
+    let stop = shutdown.clone();
+    servers.spawn(async move {
+        base_server()
+            .add_service(
+                AdminServiceServer::new(admin_api)
+                    .max_decoding_message_size(MAX_INBOUND_BYTES)
+                    .max_encoding_message_size(MAX_OUTBOUND_BYTES),
+            )
+            .serve_with_incoming_shutdown(admin_incoming, stop.cancelled_owned())
+            .await
+            .map_err(|e| format!("admin listener: {e}"))
+    });
+    let (stop, exported) = (shutdown.clone(), metrics.clone());
+    servers.spawn(async move {
+        metrics::serve(metrics_listener, exported, stop)
+            .await
+            .map_err(|e| format!("metrics listener: {e}"))
+    });
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        %agent_addr, %admin_addr, %metrics_addr,
+        data_dir = %config.data_dir.display(),
+        "mf-coordinator serving"
+    );
+    Ok(Coordinator {
+        agent_addr,
+        admin_addr,
+        metrics_addr,
+        metrics,
+        shutdown,
+        servers,
+        inventory: inventory_task,
+    })
+}
+
+/// Keepalives find dead peers; the handshake deadline is in [`tls`].
+fn base_server() -> Server {
+    Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .http2_max_header_list_size(Some(16 * 1024))
+        .concurrency_limit_per_connection(64)
+}
+
+impl Coordinator {
+    /// Serves until `signal` resolves or a listener fails, then stops.
+    pub async fn run_until(mut self, signal: impl std::future::Future<Output = ()>) -> Result<(), String> {
+        let failure = tokio::select! {
+            () = signal => None,
+            Some(joined) = self.servers.join_next() => Some(match joined {
+                Ok(Ok(())) => "a listener stopped unexpectedly".to_string(),
+                Ok(Err(e)) => e,
+                Err(e) => e.to_string(),
+            }),
+        };
+        self.stop().await;
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// Stops accepting, ends sessions, drains within a deadline, and lets the
+    /// inventory write what it holds.
+    pub async fn stop(mut self) {
+        info!("mf-coordinator stopping");
+        self.shutdown.cancel();
+        let drained = tokio::time::timeout(DRAIN_DEADLINE, async {
+            while self.servers.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            warn!("listeners did not drain in time; closing them");
+            self.servers.abort_all();
+        }
+        // The services held the last inventory handles; its task now ends.
+        if tokio::time::timeout(DRAIN_DEADLINE, &mut self.inventory).await.is_err() {
+            warn!("the inventory did not stop in time");
+            self.inventory.abort();
+        }
+        info!("mf-coordinator stopped");
+    }
+}

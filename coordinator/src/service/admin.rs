@@ -1,0 +1,133 @@
+//! The admin listener, for operators only: tokens and the inventory.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use mf_proto::v1 as pb;
+use mf_proto::v1::admin_service_server::AdminService;
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+use tracing::info;
+
+use super::agent::inventory_status;
+use super::{auth, valid_host_id};
+use crate::clock::now_unix_ms;
+use crate::inventory::selector::Selector;
+use crate::inventory::{HostView, Inventory};
+use crate::metrics::Metrics;
+use crate::pki::token;
+use crate::store::TokenRecord;
+
+pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
+const MAX_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+const MAX_TOKEN_USES: u32 = 100_000;
+
+#[derive(Debug, Clone)]
+pub struct AdminApi {
+    inventory: Inventory,
+    metrics: Metrics,
+}
+
+impl AdminApi {
+    pub fn new(inventory: Inventory, metrics: Metrics) -> Self {
+        Self { inventory, metrics }
+    }
+}
+
+pub fn host_to_wire(view: HostView) -> pb::Host {
+    pb::Host {
+        id: view.record.id,
+        connected: view.connected,
+        enrolled_unix_ms: view.record.enrolled_unix_ms,
+        last_seen_unix_ms: view.record.last_seen_unix_ms,
+        peer_address: view.record.last_peer,
+        facts: view.record.facts.as_ref().map(Into::into),
+    }
+}
+
+type HostStream = Pin<Box<dyn Stream<Item = Result<pb::Host, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl AdminService for AdminApi {
+    async fn create_token(
+        &self,
+        request: Request<pb::CreateTokenRequest>,
+    ) -> Result<Response<pb::CreateTokenResponse>, Status> {
+        let operator = auth::operator(&request, &self.metrics)?;
+        let request = request.into_inner();
+        let ttl = match request.ttl_seconds {
+            0 => DEFAULT_TOKEN_TTL,
+            s => Duration::from_secs(s),
+        };
+        if ttl > MAX_TOKEN_TTL {
+            return Err(Status::invalid_argument("a token lives at most 30 days"));
+        }
+        let uses = match request.uses {
+            0 => 1,
+            n if n > MAX_TOKEN_USES => {
+                return Err(Status::invalid_argument(format!("a token has at most {MAX_TOKEN_USES} uses")));
+            }
+            n => n,
+        };
+        let host_id = match request.host_id.as_str() {
+            "" => None,
+            id if valid_host_id(id) => Some(id.to_string()),
+            _ => return Err(Status::invalid_argument("invalid host id")),
+        };
+        let now = now_unix_ms();
+        let expires = now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
+        let secret = token::generate();
+        self.inventory
+            .create_token(
+                token::hash(&secret),
+                TokenRecord {
+                    host_id: host_id.clone(),
+                    created_unix_ms: now,
+                    expires_unix_ms: expires,
+                    uses,
+                    uses_left: uses,
+                },
+            )
+            .await
+            .map_err(inventory_status)?;
+        info!(%operator, host_id = host_id.as_deref().unwrap_or("*"), uses, ?ttl, "bootstrap token created");
+        Ok(Response::new(pb::CreateTokenResponse {
+            token: secret,
+            host_id: host_id.unwrap_or_default(),
+            expires_unix_ms: expires,
+            uses,
+        }))
+    }
+
+    type ListHostsStream = HostStream;
+
+    async fn list_hosts(
+        &self,
+        request: Request<pb::ListHostsRequest>,
+    ) -> Result<Response<Self::ListHostsStream>, Status> {
+        auth::operator(&request, &self.metrics)?;
+        let selector =
+            Selector::parse(&request.get_ref().selector).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let hosts = self.inventory.list(selector).await.map_err(inventory_status)?;
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(async move {
+            for host in hosts {
+                if tx.send(Ok(host_to_wire(host))).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn get_host(&self, request: Request<pb::GetHostRequest>) -> Result<Response<pb::Host>, Status> {
+        auth::operator(&request, &self.metrics)?;
+        let host_id = request.into_inner().host_id;
+        match self.inventory.get(host_id.clone()).await.map_err(inventory_status)? {
+            Some(view) => Ok(Response::new(host_to_wire(view))),
+            None => Err(Status::not_found(format!("no host {host_id}"))),
+        }
+    }
+}

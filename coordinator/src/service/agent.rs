@@ -1,0 +1,256 @@
+//! The agent listener: enrollment (the only call without a client certificate)
+//! and the long-lived session of each enrolled agent.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mf_proto::v1 as pb;
+use mf_proto::v1::agent_service_server::AgentService;
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use super::{auth, valid_host_id};
+use crate::inventory::facts::Facts;
+use crate::inventory::{Inventory, InventoryError, NewEnrollment, NewSession};
+use crate::metrics::Metrics;
+use crate::pki::{CertificateAuthority, PkiError, token};
+use crate::store::EnrollRefusal;
+
+const MAX_CSR_BYTES: usize = 16 * 1024;
+const OUTBOUND_QUEUE: usize = 16;
+/// A session must say hello within this time.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Settings of the agent service.
+#[derive(Debug, Clone, Copy)]
+pub struct AgentSettings {
+    pub heartbeat_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentApi {
+    inventory: Inventory,
+    ca: Arc<CertificateAuthority>,
+    metrics: Metrics,
+    settings: AgentSettings,
+    shutdown: CancellationToken,
+}
+
+impl AgentApi {
+    pub fn new(
+        inventory: Inventory,
+        ca: Arc<CertificateAuthority>,
+        metrics: Metrics,
+        settings: AgentSettings,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            inventory,
+            ca,
+            metrics,
+            settings,
+            shutdown,
+        }
+    }
+
+    fn enrolled(&self, result: &str) {
+        self.metrics.enrollments.with_label_values(&[result]).inc();
+    }
+}
+
+fn refusal_status(refusal: &EnrollRefusal) -> Status {
+    let message = refusal.to_string();
+    match refusal {
+        EnrollRefusal::UnknownToken | EnrollRefusal::ExpiredToken | EnrollRefusal::ExhaustedToken => {
+            Status::unauthenticated(message)
+        }
+        EnrollRefusal::WrongHost(_) => Status::permission_denied(message),
+        EnrollRefusal::AlreadyEnrolled(_) => Status::already_exists(message),
+    }
+}
+
+pub(crate) fn inventory_status(error: InventoryError) -> Status {
+    match error {
+        InventoryError::NotEnrolled(_) => Status::permission_denied(error.to_string()),
+        InventoryError::StaleCertificate(_) => Status::unauthenticated(error.to_string()),
+        InventoryError::Store(_) => Status::internal("the coordinator cannot write its inventory"),
+        InventoryError::Stopped => Status::unavailable("the coordinator is shutting down"),
+    }
+}
+
+fn message_kind(message: &pb::AgentMessage) -> &'static str {
+    match message.body {
+        Some(pb::agent_message::Body::Hello(_)) => "hello",
+        Some(pb::agent_message::Body::Facts(_)) => "facts",
+        Some(pb::agent_message::Body::Heartbeat(_)) => "heartbeat",
+        None => "empty",
+    }
+}
+
+type SessionStream = Pin<Box<dyn Stream<Item = Result<pb::CoordinatorMessage, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl AgentService for AgentApi {
+    async fn enroll(&self, request: Request<pb::EnrollRequest>) -> Result<Response<pb::EnrollResponse>, Status> {
+        let request = request.into_inner();
+        let invalid = |what: &str| {
+            self.enrolled("bad_request");
+            Err(Status::invalid_argument(what.to_string()))
+        };
+        if !token::well_formed(&request.token) {
+            self.enrolled("unknown_token");
+            return Err(Status::unauthenticated("the bootstrap token is malformed"));
+        }
+        if !valid_host_id(&request.host_id) {
+            return invalid("the host id must be 1-253 characters of letters, digits, '-', '_' and '.'");
+        }
+        if request.csr_der.len() > MAX_CSR_BYTES {
+            return invalid("the certificate signing request is too large");
+        }
+        // Signed before the token is checked so that the check and the write
+        // happen together in the inventory; the certificate is only sent if they pass.
+        let issued = match self.ca.issue_agent(&request.host_id, &request.csr_der) {
+            Ok(issued) => issued,
+            Err(PkiError::BadCsr(e)) => return invalid(&format!("the certificate signing request is invalid: {e}")),
+            Err(e) => {
+                warn!(error = %e, "cannot sign an agent certificate");
+                return Err(Status::internal("cannot sign the certificate"));
+            }
+        };
+        let outcome = self
+            .inventory
+            .enroll(NewEnrollment {
+                token_hash: token::hash(&request.token),
+                host_id: request.host_id.clone(),
+                cert_serial: issued.serial_hex,
+                cert_not_after_unix_ms: issued.not_after_unix_ms,
+            })
+            .await
+            .map_err(inventory_status)?;
+        match outcome {
+            Ok(()) => {
+                self.enrolled("ok");
+                info!(host_id = %request.host_id, "host enrolled");
+                Ok(Response::new(pb::EnrollResponse {
+                    host_id: request.host_id,
+                    certificate_pem: issued.pem,
+                }))
+            }
+            Err(refusal) => {
+                self.enrolled(refusal.reason());
+                info!(host_id = %request.host_id, reason = %refusal, "enrollment refused");
+                Err(refusal_status(&refusal))
+            }
+        }
+    }
+
+    type SessionStream = SessionStream;
+
+    async fn session(
+        &self,
+        request: Request<Streaming<pb::AgentMessage>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        let (host_id, cert_serial) = auth::agent(&request, &self.metrics)?;
+        let peer = request.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+        let mut inbound = request.into_inner();
+
+        let hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
+            Err(_) => return Err(Status::deadline_exceeded("no hello within 30 s")),
+            Ok(Err(status)) => return Err(status),
+            Ok(Ok(None)) => return Err(Status::cancelled("the agent closed the session")),
+            Ok(Ok(Some(pb::AgentMessage {
+                body: Some(pb::agent_message::Body::Hello(hello)),
+            }))) => hello,
+            Ok(Ok(Some(_))) => return Err(Status::invalid_argument("the first message must be hello")),
+        };
+        self.metrics.stream_messages.with_label_values(&["in", "hello"]).inc();
+        let facts = Facts::try_from(hello.facts.unwrap_or_default())
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+
+        let replaced = CancellationToken::new();
+        let session = self
+            .inventory
+            .connect(NewSession {
+                host_id: host_id.clone(),
+                cert_serial,
+                peer: peer.clone(),
+                facts,
+                replaced: replaced.clone(),
+            })
+            .await
+            .map_err(inventory_status)?;
+
+        let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
+        let welcome = pb::CoordinatorMessage {
+            body: Some(pb::coordinator_message::Body::Welcome(pb::Welcome {
+                host_id: host_id.clone(),
+                heartbeat_interval_seconds: u32::try_from(self.settings.heartbeat_interval.as_secs())
+                    .unwrap_or(u32::MAX),
+            })),
+        };
+        let _ = tx.send(Ok(welcome)).await;
+        self.metrics.stream_messages.with_label_values(&["out", "welcome"]).inc();
+
+        let api = self.clone();
+        let span = info_span!("session", %host_id, session, %peer);
+        tokio::spawn(
+            async move {
+                debug!("session open");
+                let silence = api.settings.heartbeat_interval * 3;
+                let end = loop {
+                    tokio::select! {
+                        () = api.shutdown.cancelled() => break Some(Status::unavailable("the coordinator is shutting down")),
+                        () = replaced.cancelled() => break Some(Status::aborted("replaced by a newer session of this host")),
+                        () = tx.closed() => break None,
+                        received = tokio::time::timeout(silence, inbound.message()) => match received {
+                            Err(_) => break Some(Status::deadline_exceeded("no heartbeat from the agent")),
+                            Ok(Ok(None)) => break None,
+                            Ok(Err(status)) => {
+                                debug!(%status, "session stream failed");
+                                break None;
+                            }
+                            Ok(Ok(Some(message))) => {
+                                api.metrics.stream_messages.with_label_values(&["in", message_kind(&message)]).inc();
+                                if let Err(status) = api.handle(&host_id, session, message).await {
+                                    warn!(%status, "closing the session");
+                                    break Some(status);
+                                }
+                            }
+                        },
+                    }
+                };
+                if let Some(status) = end {
+                    let _ = tx.send(Err(status)).await;
+                }
+                api.inventory.disconnect(host_id, session).await;
+                debug!("session closed");
+            }
+            .instrument(span),
+        );
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+impl AgentApi {
+    /// One message within a session; an invalid one ends the session.
+    async fn handle(&self, host_id: &str, session: u64, message: pb::AgentMessage) -> Result<(), Status> {
+        match message.body {
+            Some(pb::agent_message::Body::Heartbeat(_)) => {
+                self.inventory.heartbeat(host_id.to_string(), session).await;
+                Ok(())
+            }
+            Some(pb::agent_message::Body::Facts(facts)) => {
+                let facts = Facts::try_from(facts).map_err(|e| Status::invalid_argument(e.to_string()))?;
+                self.inventory.facts(host_id.to_string(), session, facts).await;
+                Ok(())
+            }
+            Some(pb::agent_message::Body::Hello(_)) => Err(Status::invalid_argument("hello sent twice")),
+            None => Err(Status::invalid_argument("empty message")),
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! Who is calling: the verified client certificate, read from the TLS session
+//! of the request. Refusals are counted with the listener's name.
+
+use tonic::{Request, Status};
+
+use crate::metrics::Metrics;
+use crate::pki::{PeerIdentity, PeerRole, peer_identity};
+
+/// The certificate the client presented, if any, verified by the TLS layer.
+fn identity<T>(request: &Request<T>) -> Option<Result<PeerIdentity, Status>> {
+    let certs = request.peer_certs()?;
+    let leaf = certs.first()?;
+    Some(peer_identity(leaf).map_err(|e| Status::unauthenticated(e.to_string())))
+}
+
+/// An enrolled agent's host id and certificate serial.
+pub fn agent<T>(request: &Request<T>, metrics: &Metrics) -> Result<(String, String), Status> {
+    let refuse = |reason: &str, status: Status| {
+        metrics.refused("agent", reason);
+        Err(status)
+    };
+    match identity(request) {
+        None => refuse(
+            "no_certificate",
+            Status::unauthenticated("a client certificate is required: enroll this agent first"),
+        ),
+        Some(Err(status)) => refuse("bad_certificate", status),
+        Some(Ok(PeerIdentity {
+            role: PeerRole::Agent { host_id },
+            serial_hex,
+        })) => Ok((host_id, serial_hex)),
+        Some(Ok(PeerIdentity { role, .. })) => refuse(
+            "wrong_role",
+            Status::permission_denied(format!("{role} cannot open an agent session")),
+        ),
+    }
+}
+
+/// The operator's name; anything else is refused.
+pub fn operator<T>(request: &Request<T>, metrics: &Metrics) -> Result<String, Status> {
+    let refuse = |reason: &str, status: Status| {
+        metrics.refused("admin", reason);
+        Err(status)
+    };
+    match identity(request) {
+        None => refuse(
+            "no_certificate",
+            Status::unauthenticated("an operator certificate is required"),
+        ),
+        Some(Err(status)) => refuse("bad_certificate", status),
+        Some(Ok(PeerIdentity {
+            role: PeerRole::Operator { name },
+            ..
+        })) => Ok(name),
+        Some(Ok(PeerIdentity { role, .. })) => refuse(
+            "wrong_role",
+            Status::permission_denied(format!("{role} cannot use the admin API")),
+        ),
+    }
+}

@@ -1,0 +1,294 @@
+//! The only module that touches sled. Records are JSON under three trees:
+//! `hosts` (by host id), `tokens` (by SHA-256 of the token) and `meta`.
+//! sled writes in the background every 500 ms; callers call [`Store::flush`]
+//! before telling anyone that a change happened.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+
+use crate::inventory::facts::Facts;
+
+const SCHEMA_VERSION: &[u8] = b"1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the data directory {0} is in use by another coordinator")]
+    Locked(String),
+    #[error("the data directory {dir} was written by an incompatible version (schema {found})")]
+    Schema { dir: String, found: String },
+    #[error("storage error: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("stored record {key:?} is corrupt: {reason}")]
+    Corrupt { key: String, reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostRecord {
+    pub id: String,
+    pub enrolled_unix_ms: i64,
+    pub cert_serial: String,
+    pub cert_not_after_unix_ms: i64,
+    pub facts: Option<Facts>,
+    pub last_seen_unix_ms: i64,
+    pub last_peer: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    /// When set, the token enrolls only this host id (and may re-enroll it).
+    pub host_id: Option<String>,
+    pub created_unix_ms: i64,
+    pub expires_unix_ms: i64,
+    pub uses: u32,
+    pub uses_left: u32,
+}
+
+/// Why an enrollment was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnrollRefusal {
+    #[error("unknown bootstrap token")]
+    UnknownToken,
+    #[error("the bootstrap token has expired")]
+    ExpiredToken,
+    #[error("the bootstrap token has no uses left")]
+    ExhaustedToken,
+    #[error("the bootstrap token was created for host {0}")]
+    WrongHost(String),
+    #[error("host {0} is already enrolled; create a token for that host id to enroll it again")]
+    AlreadyEnrolled(String),
+}
+
+impl EnrollRefusal {
+    /// Label value for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            EnrollRefusal::UnknownToken => "unknown_token",
+            EnrollRefusal::ExpiredToken => "expired_token",
+            EnrollRefusal::ExhaustedToken => "exhausted_token",
+            EnrollRefusal::WrongHost(_) => "wrong_host",
+            EnrollRefusal::AlreadyEnrolled(_) => "already_enrolled",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: sled::Db,
+    hosts: sled::Tree,
+    tokens: sled::Tree,
+}
+
+impl Store {
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new().path(dir).open().map_err(|e| match e {
+            sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") => {
+                StoreError::Locked(dir.display().to_string())
+            }
+            other => StoreError::Sled(other),
+        })?;
+        let meta = db.open_tree("meta")?;
+        match meta.get("schema")? {
+            None => {
+                meta.insert("schema", SCHEMA_VERSION)?;
+            }
+            Some(v) if v.as_ref() == SCHEMA_VERSION => {}
+            Some(v) => {
+                return Err(StoreError::Schema {
+                    dir: dir.display().to_string(),
+                    found: String::from_utf8_lossy(&v).into_owned(),
+                });
+            }
+        }
+        Ok(Self {
+            hosts: db.open_tree("hosts")?,
+            tokens: db.open_tree("tokens")?,
+            db,
+        })
+    }
+
+    /// Makes every write so far durable.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    pub fn put_token(&self, hash: &[u8; 32], record: &TokenRecord) -> Result<(), StoreError> {
+        self.tokens.insert(hash, encode(record))?;
+        Ok(())
+    }
+
+    pub fn put_host(&self, record: &HostRecord) -> Result<(), StoreError> {
+        self.hosts.insert(record.id.as_bytes(), encode(record))?;
+        Ok(())
+    }
+
+    pub fn hosts(&self) -> Result<Vec<HostRecord>, StoreError> {
+        self.hosts
+            .iter()
+            .map(|item| {
+                let (key, value) = item?;
+                decode(&key, &value)
+            })
+            .collect()
+    }
+
+    /// Checks and consumes one use of the token and writes the host record,
+    /// atomically. Returns the record it replaced, if the host was enrolled.
+    pub fn enroll(
+        &self,
+        token_hash: &[u8; 32],
+        record: &HostRecord,
+        now_unix_ms: i64,
+    ) -> Result<Result<Option<HostRecord>, EnrollRefusal>, StoreError> {
+        let result = (&self.tokens, &self.hosts).transaction(|(tokens, hosts)| {
+            let abort = |r| Err(ConflictableTransactionError::Abort(r));
+            let Some(raw) = tokens.get(token_hash)? else {
+                return abort(EnrollRefusal::UnknownToken);
+            };
+            let mut token: TokenRecord = decode(token_hash, &raw).map_err(|_| {
+                ConflictableTransactionError::Abort(EnrollRefusal::UnknownToken)
+            })?;
+            if token.expires_unix_ms <= now_unix_ms {
+                return abort(EnrollRefusal::ExpiredToken);
+            }
+            if token.uses_left == 0 {
+                return abort(EnrollRefusal::ExhaustedToken);
+            }
+            if let Some(bound) = &token.host_id {
+                if bound != &record.id {
+                    return abort(EnrollRefusal::WrongHost(bound.clone()));
+                }
+            }
+            let previous = match hosts.get(record.id.as_bytes())? {
+                Some(raw) => {
+                    if token.host_id.is_none() {
+                        return abort(EnrollRefusal::AlreadyEnrolled(record.id.clone()));
+                    }
+                    decode::<HostRecord>(record.id.as_bytes(), &raw).ok()
+                }
+                None => None,
+            };
+            token.uses_left -= 1;
+            tokens.insert(token_hash, encode(&token))?;
+            let mut new = record.clone();
+            if let Some(old) = &previous {
+                // Re-enrollment replaces the certificate, not what we know of the host.
+                new.facts.clone_from(&old.facts);
+            }
+            hosts.insert(record.id.as_bytes(), encode(&new))?;
+            Ok(previous)
+        });
+        match result {
+            Ok(previous) => Ok(Ok(previous)),
+            Err(TransactionError::Abort(refusal)) => Ok(Err(refusal)),
+            Err(TransactionError::Storage(e)) => Err(e.into()),
+        }
+    }
+}
+
+fn encode<T: Serialize>(record: &T) -> Vec<u8> {
+    // Serializing plain structs of strings and numbers cannot fail.
+    serde_json::to_vec(record).unwrap_or_default()
+}
+
+fn decode<T: DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(value).map_err(|e| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(id: &str) -> HostRecord {
+        HostRecord {
+            id: id.into(),
+            enrolled_unix_ms: 1,
+            cert_serial: "01".into(),
+            cert_not_after_unix_ms: 2,
+            facts: None,
+            last_seen_unix_ms: 0,
+            last_peer: String::new(),
+        }
+    }
+
+    fn token(host_id: Option<&str>, uses: u32, expires: i64) -> TokenRecord {
+        TokenRecord {
+            host_id: host_id.map(str::to_string),
+            created_unix_ms: 0,
+            expires_unix_ms: expires,
+            uses,
+            uses_left: uses,
+        }
+    }
+
+    #[test]
+    fn enrollment_consumes_token_uses_and_refuses_with_reasons() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store = Store::open(dir.path())?;
+        let any = [1u8; 32];
+        store.put_token(&any, &token(None, 2, 1_000))?;
+        assert_eq!(store.enroll(&any, &host("a"), 10)?, Ok(None));
+        assert_eq!(
+            store.enroll(&any, &host("a"), 10)?,
+            Err(EnrollRefusal::AlreadyEnrolled("a".into()))
+        );
+        assert_eq!(store.enroll(&any, &host("b"), 10)?, Ok(None));
+        assert_eq!(store.enroll(&any, &host("c"), 10)?, Err(EnrollRefusal::ExhaustedToken));
+        assert_eq!(store.enroll(&[9u8; 32], &host("c"), 10)?, Err(EnrollRefusal::UnknownToken));
+
+        let late = [2u8; 32];
+        store.put_token(&late, &token(None, 5, 100))?;
+        assert_eq!(store.enroll(&late, &host("d"), 100)?, Err(EnrollRefusal::ExpiredToken));
+
+        let bound = [3u8; 32];
+        store.put_token(&bound, &token(Some("a"), 1, 1_000))?;
+        assert_eq!(
+            store.enroll(&bound, &host("x"), 10)?,
+            Err(EnrollRefusal::WrongHost("a".into()))
+        );
+        let previous = store.enroll(&bound, &host("a"), 10)?.map_err(|e| e.to_string())?;
+        assert_eq!(previous.map(|h| h.id).as_deref(), Some("a"));
+
+        let ids: Vec<String> = store.hosts()?.into_iter().map(|h| h.id).collect();
+        assert_eq!(ids, vec!["a", "b"]);
+        Ok(())
+    }
+
+    #[test]
+    fn refused_enrollments_change_nothing() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store = Store::open(dir.path())?;
+        let hash = [1u8; 32];
+        store.put_token(&hash, &token(Some("a"), 1, 1_000))?;
+        assert!(store.enroll(&hash, &host("b"), 10)?.is_err());
+        assert!(store.hosts()?.is_empty());
+        assert_eq!(store.enroll(&hash, &host("a"), 10)?, Ok(None));
+        Ok(())
+    }
+
+    #[test]
+    fn a_second_store_on_the_same_directory_is_refused() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let _first = Store::open(dir.path())?;
+        assert!(matches!(Store::open(dir.path()), Err(StoreError::Locked(_))));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn flushed_records_survive_reopening() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        {
+            let store = Store::open(dir.path())?;
+            store.put_host(&host("kept"))?;
+            store.flush().await?;
+        }
+        let store = Store::open(dir.path())?;
+        assert_eq!(store.hosts()?, vec![host("kept")]);
+        Ok(())
+    }
+}
