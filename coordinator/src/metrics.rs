@@ -14,6 +14,22 @@ use prometheus::{
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+const ENROLLMENT_RESULTS: [&str; 7] = [
+    "ok",
+    "bad_request",
+    "unknown_token",
+    "expired_token",
+    "exhausted_token",
+    "wrong_host",
+    "already_enrolled",
+];
+const STREAM_KINDS: [(&str, &str); 4] = [
+    ("in", "hello"),
+    ("in", "facts"),
+    ("in", "heartbeat"),
+    ("out", "welcome"),
+];
+
 #[derive(Clone)]
 pub struct Metrics {
     inner: Arc<Families>,
@@ -75,6 +91,18 @@ impl Metrics {
             &["version"],
         )?;
         build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        // Known series start at zero so that rate() works from the first scrape.
+        for result in ENROLLMENT_RESULTS {
+            enrollments.with_label_values(&[result]);
+        }
+        for (direction, kind) in STREAM_KINDS {
+            stream_messages.with_label_values(&[direction, kind]);
+        }
+        for listener in ["agent", "admin"] {
+            for reason in ["no_certificate", "unknown_ca", "wrong_role", "timeout"] {
+                refused_handshakes.with_label_values(&[listener, reason]);
+            }
+        }
         registry.register(Box::new(agents_connected.clone()))?;
         registry.register(Box::new(hosts.clone()))?;
         registry.register(Box::new(enrollments.clone()))?;

@@ -1,1 +1,378 @@
-//! placeholder
+//! Harness for end-to-end tests: runs the real `mf-coordinator`, `mf-agent` and
+//! `mfctl` binaries (built by `cargo build --workspace --bins`, which
+//! `scripts/test` does first) in a temporary workspace on loopback ports, and
+//! builds host roots from the real samples in `shared/fixtures/real`.
+
+#![allow(clippy::unwrap_used)] // test harness: a failed setup step should stop the test loudly
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// The real fixture files shipped beside the repository.
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/real").join(name)
+}
+
+/// Path of a workspace binary next to the test executable's directory.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the binaries first (`cargo build --workspace --bins`, as scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+/// Polls `check` until it returns true, failing with `what` after `timeout`.
+pub fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> Result<bool>) -> Result<()> {
+    let start = Instant::now();
+    let mut last_error = None;
+    while start.elapsed() < timeout {
+        match check() {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => last_error = Some(e),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("timed out after {timeout:?} waiting for {what} (last error: {last_error:?})")
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A plain HTTP/1.0 GET on loopback; returns (status line, body).
+pub fn http_get(port: u16, path: &str) -> Result<(String, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response.split_once("\r\n\r\n").context("malformed HTTP response")?;
+    Ok((head.lines().next().unwrap_or_default().to_string(), body.to_string()))
+}
+
+/// Output of a finished command, with both streams as text.
+#[derive(Debug)]
+pub struct Ran {
+    pub success: bool,
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Ran {
+    fn from(output: Output) -> Self {
+        Ran {
+            success: output.status.success(),
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+/// Runs a binary to completion.
+pub fn run(name: &str, args: &[&str], env: &[(&str, &str)]) -> Ran {
+    let mut command = Command::new(bin(name));
+    command.args(args).stdin(Stdio::null());
+    for var in ["MF_COORDINATOR", "MF_PKI_DIR", "MF_CA", "MF_CERT", "MF_KEY", "MF_ENROLL_TOKEN"] {
+        command.env_remove(var);
+    }
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.output().unwrap().into()
+}
+
+/// The operating systems the fixtures describe.
+#[derive(Debug, Clone, Copy)]
+pub enum HostOs {
+    /// CentOS 7 os-release plus the real centos-release of 7.1.1503.
+    Centos7,
+    /// RHEL 7.6 os-release (PRETTY_NAME is just "Red Hat Enterprise Linux").
+    Rhel7,
+    Rhel8,
+}
+
+/// Builds a host root the agent reads with `--host-root`.
+pub fn host_root(dir: &Path, os: HostOs, hostname: &str, domain: &str) -> PathBuf {
+    let (os_release, extra, kernel): (&str, Option<(&str, &str)>, &str) = match os {
+        HostOs::Centos7 => (
+            "os-release__centos-7__which-distro.txt",
+            Some(("etc/centos-release", "centos-release__centos-7.1__python-distro-tests.txt")),
+            "3.10.0-229.el7.x86_64",
+        ),
+        HostOs::Rhel7 => (
+            "os-release__rhel-7.6__oamg-leapp-repository-test.txt",
+            None,
+            "3.10.0-957.el7.x86_64",
+        ),
+        HostOs::Rhel8 => ("os-release__rhel-8.10__which-distro.txt", None, "4.18.0-553.el8_10.x86_64"),
+    };
+    let write = |rel: &str, content: &[u8]| {
+        let path = dir.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    };
+    write("etc/os-release", &std::fs::read(fixture(os_release)).unwrap());
+    if let Some((rel, name)) = extra {
+        write(rel, &std::fs::read(fixture(name)).unwrap());
+    }
+    write("etc/hostname", format!("{hostname}\n").as_bytes());
+    write(
+        "etc/hosts",
+        format!("127.0.0.1 localhost\n127.0.1.1 {hostname}.{domain} {hostname}\n").as_bytes(),
+    );
+    write("etc/machine-id", format!("{:0>32}\n", hostname.len()).as_bytes());
+    write("proc/sys/kernel/hostname", format!("{hostname}\n").as_bytes());
+    write("proc/sys/kernel/osrelease", format!("{kernel}\n").as_bytes());
+    write("proc/sys/kernel/random/boot_id", b"2d3c0e5e-1111-4222-8333-444455556666\n");
+    write("proc/uptime", b"86400.12 170000.00\n");
+    for d in ["var", "boot"] {
+        std::fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    dir.to_path_buf()
+}
+
+/// One coordinator process and everything needed to restart it identically.
+pub struct Coordinator {
+    child: Option<Child>,
+    args: Vec<String>,
+    log: PathBuf,
+    pub agent_port: u16,
+    pub admin_port: u16,
+    pub metrics_port: u16,
+}
+
+impl Coordinator {
+    pub fn start(data_dir: &Path, pki_dir: &Path, log: &Path) -> Result<Self> {
+        let (agent_port, admin_port, metrics_port) = (free_port(), free_port(), free_port());
+        let args = vec![
+            "--data-dir".into(),
+            data_dir.display().to_string(),
+            "--pki-dir".into(),
+            pki_dir.display().to_string(),
+            "--agent-listen".into(),
+            format!("127.0.0.1:{agent_port}"),
+            "--admin-listen".into(),
+            format!("127.0.0.1:{admin_port}"),
+            "--metrics-listen".into(),
+            format!("127.0.0.1:{metrics_port}"),
+        ];
+        let mut coordinator = Coordinator {
+            child: None,
+            args,
+            log: log.to_path_buf(),
+            agent_port,
+            admin_port,
+            metrics_port,
+        };
+        coordinator.spawn()?;
+        Ok(coordinator)
+    }
+
+    fn spawn(&mut self) -> Result<()> {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
+        let child = Command::new(bin("mf-coordinator"))
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        self.child = Some(child);
+        let port = self.metrics_port;
+        let child = self.child.as_mut().unwrap();
+        wait_for("the coordinator to serve /healthz", Duration::from_secs(20), || {
+            if let Some(status) = child.try_wait()? {
+                bail!("the coordinator exited with {status}");
+            }
+            Ok(http_get(port, "/healthz").is_ok_and(|(status, _)| status.contains("200")))
+        })
+        .with_context(|| format!("coordinator log:\n{}", self.log_text()))
+    }
+
+    pub fn admin_address(&self) -> String {
+        format!("127.0.0.1:{}", self.admin_port)
+    }
+
+    pub fn agent_address(&self) -> String {
+        format!("127.0.0.1:{}", self.agent_port)
+    }
+
+    pub fn args(&self) -> &[String] {
+        &self.args
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL, as a crash or an OOM kill would.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    pub fn restart(&mut self) -> Result<()> {
+        self.spawn()
+    }
+
+    pub fn metrics(&self) -> Result<String> {
+        let (status, body) = http_get(self.metrics_port, "/metrics")?;
+        if !status.contains("200") {
+            bail!("/metrics answered {status}");
+        }
+        Ok(body)
+    }
+
+    /// The value of one sample, e.g. `mf_agents_connected` or
+    /// `mf_enrollments_total{result="ok"}`; 0 when absent.
+    pub fn metric(&self, sample: &str) -> Result<f64> {
+        let text = self.metrics()?;
+        Ok(text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .find_map(|l| l.strip_prefix(sample).and_then(|rest| rest.strip_prefix(' ')))
+            .map(|v| v.trim().parse().unwrap_or(f64::NAN))
+            .unwrap_or(0.0))
+    }
+}
+
+impl Coordinator {
+    /// Waits (a few seconds at most) for a counter to reach `minimum`: the
+    /// coordinator counts a refused handshake just after it closes the socket,
+    /// and a client's channel may try a second handshake before giving up.
+    pub fn expect_metric_at_least(&self, sample: &str, minimum: f64) -> Result<()> {
+        let mut seen = f64::NAN;
+        wait_for(&format!("{sample} >= {minimum}"), Duration::from_secs(5), || {
+            seen = self.metric(sample)?;
+            Ok(seen >= minimum)
+        })
+        .with_context(|| format!("{sample} stayed at {seen}"))
+    }
+}
+
+impl Drop for Coordinator {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A long-running child process killed when dropped.
+pub struct Daemon {
+    child: Child,
+}
+
+impl Daemon {
+    pub fn spawn(name: &str, args: &[&str], log: &Path) -> Result<Self> {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+        let child = Command::new(bin(name))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        Ok(Self { child })
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A temporary deployment: PKI, coordinator and helpers to run mfctl against it.
+pub struct Deployment {
+    pub dir: tempfile::TempDir,
+    pub pki: PathBuf,
+    pub coordinator: Coordinator,
+}
+
+impl Deployment {
+    pub fn new() -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let pki = dir.path().join("pki");
+        let init = run("mfctl", &["pki", "init", "--dir", pki.to_str().unwrap()], &[]);
+        if !init.success {
+            bail!("mfctl pki init failed: {}", init.stderr);
+        }
+        let coordinator = Coordinator::start(&dir.path().join("data"), &pki, &dir.path().join("coordinator.log"))?;
+        Ok(Self { dir, pki, coordinator })
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Runs mfctl as the operator of this deployment.
+    pub fn mfctl(&self, args: &[&str]) -> Ran {
+        run(
+            "mfctl",
+            args,
+            &[
+                ("MF_COORDINATOR", &self.coordinator.admin_address()),
+                ("MF_PKI_DIR", self.pki.to_str().unwrap()),
+            ],
+        )
+    }
+
+    /// A fresh token, from `mfctl token create` with extra flags.
+    pub fn token(&self, extra: &[&str]) -> Result<String> {
+        let mut args = vec!["token", "create"];
+        args.extend_from_slice(extra);
+        let ran = self.mfctl(&args);
+        if !ran.success {
+            bail!("mfctl token create failed: {}", ran.stderr);
+        }
+        Ok(ran.stdout.trim().to_string())
+    }
+
+    /// Runs `mf-agent enroll` for a host root into a state dir.
+    pub fn enroll(&self, token: &str, state: &Path, root: &Path, extra: &[&str]) -> Ran {
+        let ca = self.pki.join("ca.pem");
+        let coordinator = self.coordinator.agent_address();
+        let mut args = vec![
+            "enroll",
+            "--coordinator",
+            &coordinator,
+            "--ca",
+            ca.to_str().unwrap(),
+            "--token",
+            token,
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--host-root",
+            root.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        run("mf-agent", &args, &[])
+    }
+
+    /// `mfctl hosts list -o json` as parsed JSON.
+    pub fn hosts(&self, selector: &str) -> Result<Vec<serde_json::Value>> {
+        let ran = self.mfctl(&["hosts", "list", "--selector", selector, "-o", "json"]);
+        if !ran.success {
+            bail!("mfctl hosts list failed: {}", ran.stderr);
+        }
+        Ok(serde_json::from_str(&ran.stdout)?)
+    }
+}

@@ -130,7 +130,7 @@ mod tests {
     #[test]
     fn paths_cannot_leave_the_root() {
         let host = RootedHost::new("/tmp/somewhere");
-        for bad in ["etc/os-release", "/etc/../../secret", "/./etc", ""] {
+        for bad in ["etc/os-release", "/etc/../../secret", "/etc/..", ""] {
             assert!(
                 matches!(host.resolve(bad), Err(HostError::BadPath { .. })),
                 "{bad:?} was accepted"

@@ -67,8 +67,18 @@ pub async fn connect(address: &str, ca: &str, cert: &str, key: &str) -> Result<A
 }
 
 /// The coordinator's answer, or the transport's reason when it never answered.
+/// With TLS 1.3 a refused client certificate shows up only as a transport
+/// failure on the first call (an alert, a closed connection or a broken pipe,
+/// depending on timing), so those get a hint.
 fn refused(status: tonic::Status) -> anyhow::Error {
-    anyhow!("the coordinator refused the request: {}", transport::describe_status(&status))
+    let text = transport::describe_status(&status);
+    let hint = if text.contains("transport error") {
+        "\nhint: the connection failed during the call; the coordinator does this when it \
+         refuses the client certificate (check that --cert/--key were issued by its CA)"
+    } else {
+        ""
+    };
+    anyhow!("the coordinator refused the request: {text}{hint}")
 }
 
 pub async fn create_token(

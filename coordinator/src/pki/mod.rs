@@ -152,7 +152,10 @@ impl CertificateAuthority {
     pub fn generate() -> Result<(Self, Pem), PkiError> {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::default();
-        params.distinguished_name = name("Migration Factory CA");
+        // A unique name per installation: two PKIs must never look like one
+        // issuer to a verifier building a chain by name.
+        let id: String = token::random_bytes::<4>().iter().map(|b| format!("{b:02x}")).collect();
+        params.distinguished_name = name(&format!("Migration Factory CA {id}"));
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
