@@ -92,7 +92,9 @@ pub fn resolve(
         session.facts_interval = interval.max(Duration::from_secs(1));
     }
     Ok(RunConfig {
-        state_dir: state_dir.or(file.state_dir).ok_or(ConfigError::NoStateDir)?,
+        state_dir: state_dir
+            .or(file.state_dir)
+            .ok_or(ConfigError::NoStateDir)?,
         host_root: host_root.or(file.host_root).unwrap_or_else(|| "/".into()),
         session,
     })
@@ -110,16 +112,23 @@ pub fn parse_label(text: &str) -> Result<(String, String), ConfigError> {
 fn validate_label(key: &str, value: &str) -> Result<(), ConfigError> {
     let shaped = |s: &str| {
         s.len() <= 63
-            && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
             && s.chars().next().is_none_or(|c| c.is_ascii_alphanumeric())
             && s.chars().last().is_none_or(|c| c.is_ascii_alphanumeric())
     };
     let whole = format!("{key}={value}");
     if key.is_empty() || !shaped(key) {
-        return Err(ConfigError::Label(whole, "keys are 1-63 of [A-Za-z0-9-_.], alphanumeric at both ends"));
+        return Err(ConfigError::Label(
+            whole,
+            "keys are 1-63 of [A-Za-z0-9-_.], alphanumeric at both ends",
+        ));
     }
     if !shaped(value) {
-        return Err(ConfigError::Label(whole, "values are 0-63 of [A-Za-z0-9-_.], alphanumeric at both ends"));
+        return Err(ConfigError::Label(
+            whole,
+            "values are 0-63 of [A-Za-z0-9-_.], alphanumeric at both ends",
+        ));
     }
     Ok(())
 }
@@ -135,7 +144,15 @@ mod tests {
             Some(("app".into(), "billing".into()))
         );
         assert!(parse_label("empty=").is_ok());
-        for bad in ["novalue", "=x", "a b=c", "app=bad value", "-app=x", "app=x-", "k=v=w"] {
+        for bad in [
+            "novalue",
+            "=x",
+            "a b=c",
+            "app=bad value",
+            "-app=x",
+            "app=x-",
+            "k=v=w",
+        ] {
             assert!(parse_label(bad).is_err(), "{bad} accepted");
         }
     }
@@ -146,7 +163,13 @@ mod tests {
             "state_dir = \"/var/lib/mf-agent\"\nfacts_interval = \"10m\"\n[labels]\napp = \"old\"\ndc = \"dc1\"\n",
         )
         .map_err(|e| ConfigError::Parse { path: "t".into(), message: e.to_string() })?;
-        let config = resolve(file, None, Some("/srv/root".into()), &["app=new".into()], None)?;
+        let config = resolve(
+            file,
+            None,
+            Some("/srv/root".into()),
+            &["app=new".into()],
+            None,
+        )?;
         assert_eq!(config.state_dir, PathBuf::from("/var/lib/mf-agent"));
         assert_eq!(config.host_root, PathBuf::from("/srv/root"));
         assert_eq!(config.session.labels["app"], "new");

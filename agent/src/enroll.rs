@@ -5,8 +5,8 @@ use mf_proto::v1::EnrollRequest;
 use mf_proto::v1::agent_service_client::AgentServiceClient;
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair};
 
-use mf_proto::transport::{self, ConnectError, MAX_MESSAGE_BYTES};
 use crate::identity::Identity;
+use mf_proto::transport::{self, ConnectError, MAX_MESSAGE_BYTES};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EnrollError {

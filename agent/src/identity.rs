@@ -100,7 +100,11 @@ impl Identity {
             path: state_dir.join(ENROLLMENT_FILE),
             reason: e.to_string(),
         })?;
-        write_file(&state_dir.join(ENROLLMENT_FILE), enrollment.as_bytes(), 0o644)
+        write_file(
+            &state_dir.join(ENROLLMENT_FILE),
+            enrollment.as_bytes(),
+            0o644,
+        )
     }
 }
 
@@ -135,7 +139,9 @@ mod tests {
             ca_pem: "CA".into(),
         };
         identity.save(dir.path())?;
-        let mode = std::fs::metadata(dir.path().join(KEY_FILE))?.permissions().mode();
+        let mode = std::fs::metadata(dir.path().join(KEY_FILE))?
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         let loaded = Identity::load(dir.path())?;
         assert_eq!(loaded.host_id, identity.host_id);
@@ -146,7 +152,10 @@ mod tests {
     #[test]
     fn an_empty_state_dir_is_not_enrolled() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
-        assert!(matches!(Identity::load(dir.path()), Err(IdentityError::NotEnrolled(_))));
+        assert!(matches!(
+            Identity::load(dir.path()),
+            Err(IdentityError::NotEnrolled(_))
+        ));
         Ok(())
     }
 }

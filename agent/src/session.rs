@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use backoff::backoff::Backoff;
 use backoff::ExponentialBackoff;
+use backoff::backoff::Backoff;
 use mf_proto::v1 as pb;
 use mf_proto::v1::agent_service_client::AgentServiceClient;
 use tokio::sync::mpsc;
@@ -15,10 +15,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use mf_proto::transport::{self, MAX_MESSAGE_BYTES};
 use crate::facts::{self, Facts};
 use crate::host::Host;
 use crate::identity::Identity;
+use mf_proto::transport::{self, MAX_MESSAGE_BYTES};
 
 /// How the session behaves; the coordinator sets the heartbeat interval.
 #[derive(Debug, Clone)]
@@ -148,12 +148,17 @@ async fn serve(
         Ok(Some(pb::CoordinatorMessage {
             body: Some(pb::coordinator_message::Body::Welcome(w)),
         })) => w,
-        Ok(_) => return Err(SessionError::Protocol("the first message was not a welcome")),
+        Ok(_) => {
+            return Err(SessionError::Protocol(
+                "the first message was not a welcome",
+            ));
+        }
         Err(s) => return Err(SessionError::Status(transport::describe_status(&s))),
     };
     info!(host_id = %welcome.host_id, "session established");
 
-    let heartbeat_every = Duration::from_secs(u64::from(welcome.heartbeat_interval_seconds.clamp(1, 3600)));
+    let heartbeat_every =
+        Duration::from_secs(u64::from(welcome.heartbeat_interval_seconds.clamp(1, 3600)));
     let mut heartbeat = tokio::time::interval(heartbeat_every);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     heartbeat.tick().await;

@@ -77,8 +77,16 @@ impl FileConfig {
                 .pki_dir
                 .or(self.pki_dir)
                 .ok_or(ConfigError::Missing("pki_dir", "pki-dir"))?,
-            agent_listen: addr("agent_listen", "agent-listen", flags.agent_listen.or(self.agent_listen))?,
-            admin_listen: addr("admin_listen", "admin-listen", flags.admin_listen.or(self.admin_listen))?,
+            agent_listen: addr(
+                "agent_listen",
+                "agent-listen",
+                flags.agent_listen.or(self.agent_listen),
+            )?,
+            admin_listen: addr(
+                "admin_listen",
+                "admin-listen",
+                flags.admin_listen.or(self.admin_listen),
+            )?,
             metrics_listen: addr(
                 "metrics_listen",
                 "metrics-listen",
@@ -118,7 +126,9 @@ mod tests {
         assert_eq!(config.data_dir, PathBuf::from("/var/lib/mf"));
         assert_eq!(config.heartbeat_interval, DEFAULT_HEARTBEAT);
 
-        let err = FileConfig::default().resolve(FileConfig::default()).expect_err("incomplete");
+        let err = FileConfig::default()
+            .resolve(FileConfig::default())
+            .expect_err("incomplete");
         assert!(err.to_string().contains("--data-dir"), "{err}");
         Ok(())
     }
@@ -134,7 +144,9 @@ mod tests {
             metrics_listen: Some("127.0.0.1:3".into()),
             heartbeat_interval: None,
         };
-        let err = FileConfig::default().resolve(flags).expect_err("bad address");
+        let err = FileConfig::default()
+            .resolve(flags)
+            .expect_err("bad address");
         assert!(err.to_string().contains("agent_listen"), "{err}");
     }
 }

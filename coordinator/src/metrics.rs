@@ -79,18 +79,28 @@ impl Metrics {
             &["listener", "reason"],
         )?;
         let stream_messages = IntCounterVec::new(
-            Opts::new("mf_stream_messages_total", "Agent session messages by direction and kind"),
+            Opts::new(
+                "mf_stream_messages_total",
+                "Agent session messages by direction and kind",
+            ),
             &["direction", "kind"],
         )?;
         let store_flush_seconds = Histogram::with_opts(
-            HistogramOpts::new("mf_store_flush_seconds", "Time to make a batch of writes durable")
-                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]),
+            HistogramOpts::new(
+                "mf_store_flush_seconds",
+                "Time to make a batch of writes durable",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+            ]),
         )?;
         let build_info = IntGaugeVec::new(
             Opts::new("mf_build_info", "Version of the running coordinator"),
             &["version"],
         )?;
-        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
         // Known series start at zero so that rate() works from the first scrape.
         for result in ENROLLMENT_RESULTS {
             enrollments.with_label_values(&[result]);
@@ -124,7 +134,9 @@ impl Metrics {
     }
 
     pub fn refused(&self, listener: &str, reason: &str) {
-        self.refused_handshakes.with_label_values(&[listener, reason]).inc();
+        self.refused_handshakes
+            .with_label_values(&[listener, reason])
+            .inc();
     }
 
     /// The text exposition of every metric.
@@ -136,7 +148,11 @@ impl Metrics {
 }
 
 /// Serves `/metrics` and `/healthz` until `shutdown`.
-pub async fn serve(listener: TcpListener, metrics: Metrics, shutdown: CancellationToken) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     let app = Router::new()
         .route(
             "/metrics",
@@ -150,7 +166,9 @@ pub async fn serve(listener: TcpListener, metrics: Metrics, shutdown: Cancellati
                             text,
                         )
                             .into_response(),
-                        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+                        Err(e) => {
+                            (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response()
+                        }
                     }
                 }
             }),

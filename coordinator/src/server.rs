@@ -90,7 +90,10 @@ pub async fn start(config: &CoordinatorConfig) -> Result<Coordinator, StartError
     let agent_listener = bind(config.agent_listen).await?;
     let admin_listener = bind(config.admin_listen).await?;
     let metrics_listener = bind(config.metrics_listen).await?;
-    let local = |l: &TcpListener, addr| l.local_addr().map_err(|source| StartError::Bind { addr, source });
+    let local = |l: &TcpListener, addr| {
+        l.local_addr()
+            .map_err(|source| StartError::Bind { addr, source })
+    };
     let agent_addr = local(&agent_listener, config.agent_listen)?;
     let admin_addr = local(&admin_listener, config.admin_listen)?;
     let metrics_addr = local(&metrics_listener, config.metrics_listen)?;
@@ -108,7 +111,13 @@ pub async fn start(config: &CoordinatorConfig) -> Result<Coordinator, StartError
     let admin_api = AdminApi::new(inventory, metrics.clone());
 
     let mut servers = JoinSet::new();
-    let agent_incoming = tls::incoming(agent_listener, agent_tls, "agent", metrics.clone(), shutdown.clone());
+    let agent_incoming = tls::incoming(
+        agent_listener,
+        agent_tls,
+        "agent",
+        metrics.clone(),
+        shutdown.clone(),
+    );
     let stop = shutdown.clone();
     servers.spawn(async move {
         base_server()
@@ -122,7 +131,13 @@ pub async fn start(config: &CoordinatorConfig) -> Result<Coordinator, StartError
             .await
             .map_err(|e| format!("agent listener: {e}"))
     });
-    let admin_incoming = tls::incoming(admin_listener, admin_tls, "admin", metrics.clone(), shutdown.clone());
+    let admin_incoming = tls::incoming(
+        admin_listener,
+        admin_tls,
+        "admin",
+        metrics.clone(),
+        shutdown.clone(),
+    );
     let stop = shutdown.clone();
     servers.spawn(async move {
         base_server()
@@ -169,7 +184,10 @@ fn base_server() -> Server {
 
 impl Coordinator {
     /// Serves until `signal` resolves or a listener fails, then stops.
-    pub async fn run_until(mut self, signal: impl std::future::Future<Output = ()>) -> Result<(), String> {
+    pub async fn run_until(
+        mut self,
+        signal: impl std::future::Future<Output = ()>,
+    ) -> Result<(), String> {
         let failure = tokio::select! {
             () = signal => None,
             Some(joined) = self.servers.join_next() => Some(match joined {
@@ -196,7 +214,10 @@ impl Coordinator {
             self.servers.abort_all();
         }
         // The services held the last inventory handles; its task now ends.
-        if tokio::time::timeout(DRAIN_DEADLINE, &mut self.inventory).await.is_err() {
+        if tokio::time::timeout(DRAIN_DEADLINE, &mut self.inventory)
+            .await
+            .is_err()
+        {
             warn!("the inventory did not stop in time");
             self.inventory.abort();
         }

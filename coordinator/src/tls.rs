@@ -42,7 +42,11 @@ pub enum ClientAuth {
     Optional,
 }
 
-pub fn server_config(ca_pem: &str, server: &Pem, auth: ClientAuth) -> Result<Arc<ServerConfig>, TlsSetupError> {
+pub fn server_config(
+    ca_pem: &str,
+    server: &Pem,
+    auth: ClientAuth,
+) -> Result<Arc<ServerConfig>, TlsSetupError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
@@ -52,7 +56,8 @@ pub fn server_config(ca_pem: &str, server: &Pem, auth: ClientAuth) -> Result<Arc
         })?;
         roots.add(cert)?;
     }
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider));
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider));
     let verifier = match auth {
         ClientAuth::Required => verifier.build()?,
         ClientAuth::Optional => verifier.allow_unauthenticated().build()?,
@@ -63,10 +68,11 @@ pub fn server_config(ca_pem: &str, server: &Pem, auth: ClientAuth) -> Result<Arc
             what: "the server certificate",
             reason: e.to_string(),
         })?;
-    let key = PrivateKeyDer::from_pem_slice(server.key.as_bytes()).map_err(|e| TlsSetupError::Pem {
-        what: "the server key",
-        reason: e.to_string(),
-    })?;
+    let key =
+        PrivateKeyDer::from_pem_slice(server.key.as_bytes()).map_err(|e| TlsSetupError::Pem {
+            what: "the server key",
+            reason: e.to_string(),
+        })?;
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
@@ -103,7 +109,9 @@ pub fn incoming(
                 }
             };
             let _ = tcp.set_nodelay(true);
-            let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { break };
+            let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+                break;
+            };
             let (acceptor, tx, metrics) = (acceptor.clone(), tx.clone(), metrics.clone());
             tokio::spawn(async move {
                 let _permit = permit;
@@ -136,9 +144,9 @@ fn refusal_reason(error: &std::io::Error) -> &'static str {
     match tls {
         Error::NoCertificatesPresented => "no_certificate",
         Error::InvalidCertificate(CertificateError::UnknownIssuer) => "unknown_ca",
-        Error::InvalidCertificate(CertificateError::Expired | CertificateError::ExpiredContext { .. }) => {
-            "expired_certificate"
-        }
+        Error::InvalidCertificate(
+            CertificateError::Expired | CertificateError::ExpiredContext { .. },
+        ) => "expired_certificate",
         Error::InvalidCertificate(CertificateError::Revoked) => "revoked_certificate",
         Error::InvalidCertificate(_) => "bad_certificate",
         Error::AlertReceived(_) => "client_alert",

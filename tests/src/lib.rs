@@ -15,7 +15,9 @@ use anyhow::{Context, Result, bail};
 
 /// The real fixture files shipped beside the repository.
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/real").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures/real")
+        .join(name)
 }
 
 /// Path of a workspace binary next to the test executable's directory.
@@ -32,7 +34,11 @@ pub fn bin(name: &str) -> PathBuf {
 }
 
 /// Polls `check` until it returns true, failing with `what` after `timeout`.
-pub fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> Result<bool>) -> Result<()> {
+pub fn wait_for(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> Result<bool>,
+) -> Result<()> {
     let start = Instant::now();
     let mut last_error = None;
     while start.elapsed() < timeout {
@@ -48,7 +54,11 @@ pub fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> Result
 
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A plain HTTP/1.0 GET on loopback; returns (status line, body).
@@ -58,8 +68,13 @@ pub fn http_get(port: u16, path: &str) -> Result<(String, String)> {
     write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
-    let (head, body) = response.split_once("\r\n\r\n").context("malformed HTTP response")?;
-    Ok((head.lines().next().unwrap_or_default().to_string(), body.to_string()))
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .context("malformed HTTP response")?;
+    Ok((
+        head.lines().next().unwrap_or_default().to_string(),
+        body.to_string(),
+    ))
 }
 
 /// Output of a finished command, with both streams as text.
@@ -86,7 +101,14 @@ impl From<Output> for Ran {
 pub fn run(name: &str, args: &[&str], env: &[(&str, &str)]) -> Ran {
     let mut command = Command::new(bin(name));
     command.args(args).stdin(Stdio::null());
-    for var in ["MF_COORDINATOR", "MF_PKI_DIR", "MF_CA", "MF_CERT", "MF_KEY", "MF_ENROLL_TOKEN"] {
+    for var in [
+        "MF_COORDINATOR",
+        "MF_PKI_DIR",
+        "MF_CA",
+        "MF_CERT",
+        "MF_KEY",
+        "MF_ENROLL_TOKEN",
+    ] {
         command.env_remove(var);
     }
     for (k, v) in env {
@@ -110,7 +132,10 @@ pub fn host_root(dir: &Path, os: HostOs, hostname: &str, domain: &str) -> PathBu
     let (os_release, extra, kernel): (&str, Option<(&str, &str)>, &str) = match os {
         HostOs::Centos7 => (
             "os-release__centos-7__which-distro.txt",
-            Some(("etc/centos-release", "centos-release__centos-7.1__python-distro-tests.txt")),
+            Some((
+                "etc/centos-release",
+                "centos-release__centos-7.1__python-distro-tests.txt",
+            )),
             "3.10.0-229.el7.x86_64",
         ),
         HostOs::Rhel7 => (
@@ -118,14 +143,21 @@ pub fn host_root(dir: &Path, os: HostOs, hostname: &str, domain: &str) -> PathBu
             None,
             "3.10.0-957.el7.x86_64",
         ),
-        HostOs::Rhel8 => ("os-release__rhel-8.10__which-distro.txt", None, "4.18.0-553.el8_10.x86_64"),
+        HostOs::Rhel8 => (
+            "os-release__rhel-8.10__which-distro.txt",
+            None,
+            "4.18.0-553.el8_10.x86_64",
+        ),
     };
     let write = |rel: &str, content: &[u8]| {
         let path = dir.join(rel);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, content).unwrap();
     };
-    write("etc/os-release", &std::fs::read(fixture(os_release)).unwrap());
+    write(
+        "etc/os-release",
+        &std::fs::read(fixture(os_release)).unwrap(),
+    );
     if let Some((rel, name)) = extra {
         write(rel, &std::fs::read(fixture(name)).unwrap());
     }
@@ -134,10 +166,22 @@ pub fn host_root(dir: &Path, os: HostOs, hostname: &str, domain: &str) -> PathBu
         "etc/hosts",
         format!("127.0.0.1 localhost\n127.0.1.1 {hostname}.{domain} {hostname}\n").as_bytes(),
     );
-    write("etc/machine-id", format!("{:0>32}\n", hostname.len()).as_bytes());
-    write("proc/sys/kernel/hostname", format!("{hostname}\n").as_bytes());
-    write("proc/sys/kernel/osrelease", format!("{kernel}\n").as_bytes());
-    write("proc/sys/kernel/random/boot_id", b"2d3c0e5e-1111-4222-8333-444455556666\n");
+    write(
+        "etc/machine-id",
+        format!("{:0>32}\n", hostname.len()).as_bytes(),
+    );
+    write(
+        "proc/sys/kernel/hostname",
+        format!("{hostname}\n").as_bytes(),
+    );
+    write(
+        "proc/sys/kernel/osrelease",
+        format!("{kernel}\n").as_bytes(),
+    );
+    write(
+        "proc/sys/kernel/random/boot_id",
+        b"2d3c0e5e-1111-4222-8333-444455556666\n",
+    );
     write("proc/uptime", b"86400.12 170000.00\n");
     for d in ["var", "boot"] {
         std::fs::create_dir_all(dir.join(d)).unwrap();
@@ -183,7 +227,10 @@ impl Coordinator {
     }
 
     fn spawn(&mut self) -> Result<()> {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
         let child = Command::new(bin("mf-coordinator"))
             .args(&self.args)
             .stdin(Stdio::null())
@@ -193,12 +240,16 @@ impl Coordinator {
         self.child = Some(child);
         let port = self.metrics_port;
         let child = self.child.as_mut().unwrap();
-        wait_for("the coordinator to serve /healthz", Duration::from_secs(20), || {
-            if let Some(status) = child.try_wait()? {
-                bail!("the coordinator exited with {status}");
-            }
-            Ok(http_get(port, "/healthz").is_ok_and(|(status, _)| status.contains("200")))
-        })
+        wait_for(
+            "the coordinator to serve /healthz",
+            Duration::from_secs(20),
+            || {
+                if let Some(status) = child.try_wait()? {
+                    bail!("the coordinator exited with {status}");
+                }
+                Ok(http_get(port, "/healthz").is_ok_and(|(status, _)| status.contains("200")))
+            },
+        )
         .with_context(|| format!("coordinator log:\n{}", self.log_text()))
     }
 
@@ -245,7 +296,10 @@ impl Coordinator {
         Ok(text
             .lines()
             .filter(|l| !l.starts_with('#'))
-            .find_map(|l| l.strip_prefix(sample).and_then(|rest| rest.strip_prefix(' ')))
+            .find_map(|l| {
+                l.strip_prefix(sample)
+                    .and_then(|rest| rest.strip_prefix(' '))
+            })
             .map(|v| v.trim().parse().unwrap_or(f64::NAN))
             .unwrap_or(0.0))
     }
@@ -257,10 +311,14 @@ impl Coordinator {
     /// and a client's channel may try a second handshake before giving up.
     pub fn expect_metric_at_least(&self, sample: &str, minimum: f64) -> Result<()> {
         let mut seen = f64::NAN;
-        wait_for(&format!("{sample} >= {minimum}"), Duration::from_secs(5), || {
-            seen = self.metric(sample)?;
-            Ok(seen >= minimum)
-        })
+        wait_for(
+            &format!("{sample} >= {minimum}"),
+            Duration::from_secs(5),
+            || {
+                seen = self.metric(sample)?;
+                Ok(seen >= minimum)
+            },
+        )
         .with_context(|| format!("{sample} stayed at {seen}"))
     }
 }
@@ -278,7 +336,10 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn spawn(name: &str, args: &[&str], log: &Path) -> Result<Self> {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)?;
         let child = Command::new(bin(name))
             .args(args)
             .stdin(Stdio::null())
@@ -311,12 +372,24 @@ impl Deployment {
     pub fn new() -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let pki = dir.path().join("pki");
-        let init = run("mfctl", &["pki", "init", "--dir", pki.to_str().unwrap()], &[]);
+        let init = run(
+            "mfctl",
+            &["pki", "init", "--dir", pki.to_str().unwrap()],
+            &[],
+        );
         if !init.success {
             bail!("mfctl pki init failed: {}", init.stderr);
         }
-        let coordinator = Coordinator::start(&dir.path().join("data"), &pki, &dir.path().join("coordinator.log"))?;
-        Ok(Self { dir, pki, coordinator })
+        let coordinator = Coordinator::start(
+            &dir.path().join("data"),
+            &pki,
+            &dir.path().join("coordinator.log"),
+        )?;
+        Ok(Self {
+            dir,
+            pki,
+            coordinator,
+        })
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {

@@ -12,11 +12,17 @@ use mf_e2e::{Daemon, Deployment, HostOs, host_root, run, wait_for};
 use serde_json::Value;
 
 fn by_id<'a>(hosts: &'a [Value], id: &str) -> &'a Value {
-    hosts.iter().find(|h| h["id"] == id).unwrap_or_else(|| panic!("{id} missing from {hosts:#?}"))
+    hosts
+        .iter()
+        .find(|h| h["id"] == id)
+        .unwrap_or_else(|| panic!("{id} missing from {hosts:#?}"))
 }
 
 fn all_connected_with_facts(hosts: &[Value], n: usize) -> bool {
-    hosts.len() == n && hosts.iter().all(|h| h["connected"] == true && !h["facts"].is_null())
+    hosts.len() == n
+        && hosts
+            .iter()
+            .all(|h| h["connected"] == true && !h["facts"].is_null())
 }
 
 #[test]
@@ -30,11 +36,19 @@ fn three_agents_report_their_facts_and_survive_a_coordinator_kill() -> Result<()
     ];
     let mut agents = Vec::new();
     for (name, os, app, dc) in hosts {
-        let root = host_root(&deployment.path(&format!("roots/{name}")), os, name, "example.com");
+        let root = host_root(
+            &deployment.path(&format!("roots/{name}")),
+            os,
+            name,
+            "example.com",
+        );
         let state = deployment.path(&format!("state/{name}"));
         let enrolled = deployment.enroll(&token, &state, &root, &[]);
         assert!(enrolled.success, "enroll {name}: {}", enrolled.stderr);
-        assert_eq!(enrolled.stdout.trim(), format!("enrolled as {name}.example.com"));
+        assert_eq!(
+            enrolled.stdout.trim(),
+            format!("enrolled as {name}.example.com")
+        );
         let (app_label, dc_label) = (format!("app={app}"), format!("dc={dc}"));
         agents.push(Daemon::spawn(
             "mf-agent",
@@ -53,18 +67,45 @@ fn three_agents_report_their_facts_and_survive_a_coordinator_kill() -> Result<()
         )?);
     }
 
-    wait_for("three connected hosts with facts", Duration::from_secs(30), || {
-        Ok(all_connected_with_facts(&deployment.hosts("")?, 3))
-    })?;
+    wait_for(
+        "three connected hosts with facts",
+        Duration::from_secs(30),
+        || Ok(all_connected_with_facts(&deployment.hosts("")?, 3)),
+    )?;
     let hosts = deployment.hosts("")?;
     let expected = [
-        ("web-01.example.com", "centos", "CentOS Linux", "7.1", "3.10.0-229.el7.x86_64", "billing"),
-        ("db-01.example.com", "rhel", "Red Hat Enterprise Linux Server", "7.6", "3.10.0-957.el7.x86_64", "billing"),
-        ("app-01.example.com", "rhel", "Red Hat Enterprise Linux", "8.10", "4.18.0-553.el8_10.x86_64", "payroll"),
+        (
+            "web-01.example.com",
+            "centos",
+            "CentOS Linux",
+            "7.1",
+            "3.10.0-229.el7.x86_64",
+            "billing",
+        ),
+        (
+            "db-01.example.com",
+            "rhel",
+            "Red Hat Enterprise Linux Server",
+            "7.6",
+            "3.10.0-957.el7.x86_64",
+            "billing",
+        ),
+        (
+            "app-01.example.com",
+            "rhel",
+            "Red Hat Enterprise Linux",
+            "8.10",
+            "4.18.0-553.el8_10.x86_64",
+            "payroll",
+        ),
     ];
     for (id, os, name, version, kernel, app) in expected {
         let host = by_id(&hosts, id);
-        assert_eq!(host["os"], serde_json::json!({"id": os, "name": name, "version": version}), "{id}");
+        assert_eq!(
+            host["os"],
+            serde_json::json!({"id": os, "name": name, "version": version}),
+            "{id}"
+        );
         assert_eq!(host["facts"]["kernel"], kernel, "{id}");
         assert_eq!(host["facts"]["arch"], "x86_64", "{id}");
         assert_eq!(host["labels"]["app"], app, "{id}");
@@ -72,24 +113,38 @@ fn three_agents_report_their_facts_and_survive_a_coordinator_kill() -> Result<()
         // rpm cannot run for a prepared tree: unknown, with the reason.
         let unknown = host["facts"]["unknown"].as_array().unwrap();
         assert!(
-            unknown.iter().any(|u| u["fact"] == "packages" && u["reason"].as_str().unwrap().contains("not the running system")),
+            unknown.iter().any(|u| u["fact"] == "packages"
+                && u["reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains("not the running system")),
             "{id}: {unknown:?}"
         );
     }
 
     // Selectors over facts and labels.
     let ids = |selector: &str| -> Result<Vec<String>> {
-        let mut ids: Vec<String> =
-            deployment.hosts(selector)?.iter().map(|h| h["id"].as_str().unwrap().to_string()).collect();
+        let mut ids: Vec<String> = deployment
+            .hosts(selector)?
+            .iter()
+            .map(|h| h["id"].as_str().unwrap().to_string())
+            .collect();
         ids.sort();
         Ok(ids)
     };
     assert_eq!(ids("os=rhel")?, ["app-01.example.com", "db-01.example.com"]);
     assert_eq!(ids("app=billing,dc in (dc2)")?, ["db-01.example.com"]);
-    assert_eq!(ids("version notin (7.1,7.6),connected=true")?, ["app-01.example.com"]);
+    assert_eq!(
+        ids("version notin (7.1,7.6),connected=true")?,
+        ["app-01.example.com"]
+    );
     let bad = deployment.mfctl(&["hosts", "list", "--selector", "os in rhel"]);
     assert!(!bad.success);
-    assert!(bad.stderr.contains("InvalidArgument") && bad.stderr.contains("expected '('"), "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("InvalidArgument") && bad.stderr.contains("expected '('"),
+        "{}",
+        bad.stderr
+    );
 
     let show = deployment.mfctl(&["hosts", "show", "web-01.example.com"]);
     assert!(show.success, "{}", show.stderr);
@@ -106,7 +161,11 @@ fn three_agents_report_their_facts_and_survive_a_coordinator_kill() -> Result<()
     assert_eq!(field("Kernel"), "3.10.0-229.el7.x86_64");
     assert!(field("Free /var").contains(" of "), "{}", show.stdout);
     let missing = deployment.mfctl(&["hosts", "show", "nope.example.com"]);
-    assert!(!missing.success && missing.stderr.contains("NotFound"), "{}", missing.stderr);
+    assert!(
+        !missing.success && missing.stderr.contains("NotFound"),
+        "{}",
+        missing.stderr
+    );
 
     // Facts are written without an explicit flush; sled writes them within 500 ms.
     std::thread::sleep(Duration::from_millis(1500));
@@ -116,13 +175,23 @@ fn three_agents_report_their_facts_and_survive_a_coordinator_kill() -> Result<()
     assert_eq!(after.len(), 3, "inventory after restart: {after:#?}");
     for (id, os, _, version, _, _) in expected {
         let host = by_id(&after, id);
-        assert_eq!((host["os"]["id"].as_str(), host["os"]["version"].as_str()), (Some(os), Some(version)));
+        assert_eq!(
+            (host["os"]["id"].as_str(), host["os"]["version"].as_str()),
+            (Some(os), Some(version))
+        );
     }
-    wait_for("the agents to reconnect by themselves", Duration::from_secs(30), || {
-        Ok(all_connected_with_facts(&deployment.hosts("")?, 3))
-    })?;
+    wait_for(
+        "the agents to reconnect by themselves",
+        Duration::from_secs(30),
+        || Ok(all_connected_with_facts(&deployment.hosts("")?, 3)),
+    )?;
     assert_eq!(deployment.coordinator.metric("mf_agents_connected")?, 3.0);
-    assert_eq!(deployment.coordinator.metric("mf_hosts{os=\"rhel\",version=\"8.10\"}")?, 1.0);
+    assert_eq!(
+        deployment
+            .coordinator
+            .metric("mf_hosts{os=\"rhel\",version=\"8.10\"}")?,
+        1.0
+    );
     drop(agents);
     Ok(())
 }
@@ -131,7 +200,17 @@ fn three_agents_report_their_facts_and_survive_a_coordinator_kill() -> Result<()
 fn facts_are_printed_without_a_coordinator() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let root = host_root(dir.path(), HostOs::Centos7, "lonely", "example.com");
-    let ran = run("mf-agent", &["facts", "--host-root", root.to_str().unwrap(), "--label", "app=x"], &[]);
+    let ran = run(
+        "mf-agent",
+        &[
+            "facts",
+            "--host-root",
+            root.to_str().unwrap(),
+            "--label",
+            "app=x",
+        ],
+        &[],
+    );
     assert!(ran.success, "{}", ran.stderr);
     let facts: Value = serde_json::from_str(&ran.stdout)?;
     assert_eq!(facts["os"]["id"], "centos");
@@ -140,15 +219,46 @@ fn facts_are_printed_without_a_coordinator() -> Result<()> {
     assert_eq!(facts["labels"]["app"], "x");
 
     std::fs::write(root.join("etc/os-release"), "this is not os-release\n")?;
-    let ran = run("mf-agent", &["facts", "--host-root", root.to_str().unwrap()], &[]);
-    assert!(ran.success, "a garbled file must not crash the agent: {}", ran.stderr);
+    let ran = run(
+        "mf-agent",
+        &["facts", "--host-root", root.to_str().unwrap()],
+        &[],
+    );
+    assert!(
+        ran.success,
+        "a garbled file must not crash the agent: {}",
+        ran.stderr
+    );
     let facts: Value = serde_json::from_str(&ran.stdout)?;
     assert!(facts["os"].is_null());
-    let reason = facts["unknown"].as_array().unwrap().iter().find(|u| u["fact"] == "os").unwrap()["reason"].clone();
-    assert!(reason.as_str().unwrap().contains("/etc/os-release"), "{reason}");
+    let reason = facts["unknown"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["fact"] == "os")
+        .unwrap()["reason"]
+        .clone();
+    assert!(
+        reason.as_str().unwrap().contains("/etc/os-release"),
+        "{reason}"
+    );
 
-    let bad_label = run("mf-agent", &["facts", "--host-root", root.to_str().unwrap(), "--label", "bad label"], &[]);
-    assert!(!bad_label.success && bad_label.stderr.contains("invalid label"), "{}", bad_label.stderr);
+    let bad_label = run(
+        "mf-agent",
+        &[
+            "facts",
+            "--host-root",
+            root.to_str().unwrap(),
+            "--label",
+            "bad label",
+        ],
+        &[],
+    );
+    assert!(
+        !bad_label.success && bad_label.stderr.contains("invalid label"),
+        "{}",
+        bad_label.stderr
+    );
     Ok(())
 }
 
@@ -160,10 +270,16 @@ fn a_second_coordinator_on_the_same_data_dir_is_refused() -> Result<()> {
         let i = args.iter().position(|a| a == flag).unwrap();
         args[i + 1] = format!("127.0.0.1:{}", mf_e2e::free_port());
     }
-    let output = Command::new(mf_e2e::bin("mf-coordinator")).args(&args).stdin(Stdio::null()).output()?;
+    let output = Command::new(mf_e2e::bin("mf-coordinator"))
+        .args(&args)
+        .stdin(Stdio::null())
+        .output()?;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
-    assert!(stderr.contains("is in use by another coordinator"), "{stderr}");
+    assert!(
+        stderr.contains("is in use by another coordinator"),
+        "{stderr}"
+    );
     // The first one is untouched.
     assert!(deployment.hosts("").is_ok());
     Ok(())
@@ -176,7 +292,12 @@ fn the_metrics_pass_promtool() -> Result<()> {
     let root = host_root(&deployment.path("root"), HostOs::Rhel8, "m1", "example.com");
     let ok = deployment.enroll(&token, &deployment.path("state"), &root, &[]);
     assert!(ok.success, "{}", ok.stderr);
-    let refused = deployment.enroll(&token, &deployment.path("state2"), &root, &["--host-id", "m2"]);
+    let refused = deployment.enroll(
+        &token,
+        &deployment.path("state2"),
+        &root,
+        &["--host-id", "m2"],
+    );
     assert!(!refused.success);
 
     let body = deployment.coordinator.metrics()?;

@@ -21,7 +21,12 @@ fn read(path: std::path::PathBuf) -> String {
 /// Enrolls one agent and returns its state dir.
 fn enrolled_agent(deployment: &Deployment, name: &str) -> std::path::PathBuf {
     let token = deployment.token(&[]).unwrap();
-    let root = host_root(&deployment.path(&format!("root-{name}")), HostOs::Rhel8, name, "example.com");
+    let root = host_root(
+        &deployment.path(&format!("root-{name}")),
+        HostOs::Rhel8,
+        name,
+        "example.com",
+    );
     let state = deployment.path(&format!("state-{name}"));
     let ran = deployment.enroll(&token, &state, &root, &[]);
     assert!(ran.success, "{}", ran.stderr);
@@ -48,10 +53,15 @@ async fn open_session(
         .await
         .unwrap();
     let outbound = tokio_stream_once(hello());
-    AgentServiceClient::new(channel).session(outbound).await.map(tonic::Response::into_inner)
+    AgentServiceClient::new(channel)
+        .session(outbound)
+        .await
+        .map(tonic::Response::into_inner)
 }
 
-fn tokio_stream_once(message: pb::AgentMessage) -> impl tokio_stream::Stream<Item = pb::AgentMessage> {
+fn tokio_stream_once(
+    message: pb::AgentMessage,
+) -> impl tokio_stream::Stream<Item = pb::AgentMessage> {
     tokio_stream::iter(vec![message])
 }
 
@@ -59,7 +69,14 @@ fn tokio_stream_once(message: pb::AgentMessage) -> impl tokio_stream::Stream<Ite
 fn a_client_certificate_from_another_ca_is_refused() -> Result<()> {
     let deployment = Deployment::new()?;
     let other = deployment.path("other-pki");
-    assert!(run("mfctl", &["pki", "init", "--dir", other.to_str().unwrap()], &[]).success);
+    assert!(
+        run(
+            "mfctl",
+            &["pki", "init", "--dir", other.to_str().unwrap()],
+            &[]
+        )
+        .success
+    );
     let ca = deployment.pki.join("ca.pem");
     let (cert, key) = (other.join("operator.pem"), other.join("operator-key.pem"));
     let ran = deployment.mfctl(&[
@@ -75,8 +92,15 @@ fn a_client_certificate_from_another_ca_is_refused() -> Result<()> {
     assert!(!ran.success);
     // TLS 1.3: the client sees only a transport failure, worded by timing;
     // the coordinator's own count says exactly why.
-    assert!(ran.stderr.contains("transport error") && ran.stderr.contains("hint:"), "{}", ran.stderr);
-    deployment.coordinator.expect_metric_at_least("mf_refused_handshakes_total{listener=\"admin\",reason=\"unknown_ca\"}", 1.0)?;
+    assert!(
+        ran.stderr.contains("transport error") && ran.stderr.contains("hint:"),
+        "{}",
+        ran.stderr
+    );
+    deployment.coordinator.expect_metric_at_least(
+        "mf_refused_handshakes_total{listener=\"admin\",reason=\"unknown_ca\"}",
+        1.0,
+    )?;
     Ok(())
 }
 
@@ -90,20 +114,35 @@ async fn no_client_certificate_is_refused_on_both_listeners() -> Result<()> {
         .connect()
         .await?;
     let status = AdminServiceClient::new(channel)
-        .get_host(pb::GetHostRequest { host_id: "x".into() })
+        .get_host(pb::GetHostRequest {
+            host_id: "x".into(),
+        })
         .await
         .expect_err("no certificate must be refused");
     // TLS 1.3: depending on timing the client reads the alert or only a closed
     // connection; the coordinator's count below gives the reason either way.
     let text = transport::describe_status(&status);
     assert!(text.contains("transport error"), "{text}");
-    deployment.coordinator.expect_metric_at_least("mf_refused_handshakes_total{listener=\"admin\",reason=\"no_certificate\"}", 1.0)?;
+    deployment.coordinator.expect_metric_at_least(
+        "mf_refused_handshakes_total{listener=\"admin\",reason=\"no_certificate\"}",
+        1.0,
+    )?;
 
     // Agent: TLS lets it in (to enroll), the session refuses it.
-    let status = open_session(&deployment, None).await.expect_err("a session needs a certificate");
+    let status = open_session(&deployment, None)
+        .await
+        .expect_err("a session needs a certificate");
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
-    assert!(status.message().contains("a client certificate is required"), "{status:?}");
-    deployment.coordinator.expect_metric_at_least("mf_refused_handshakes_total{listener=\"agent\",reason=\"no_certificate\"}", 1.0)?;
+    assert!(
+        status
+            .message()
+            .contains("a client certificate is required"),
+        "{status:?}"
+    );
+    deployment.coordinator.expect_metric_at_least(
+        "mf_refused_handshakes_total{listener=\"agent\",reason=\"no_certificate\"}",
+        1.0,
+    )?;
     Ok(())
 }
 
@@ -112,14 +151,27 @@ fn an_agent_certificate_is_refused_on_the_admin_listener() -> Result<()> {
     let deployment = Deployment::new()?;
     let state = enrolled_agent(&deployment, "intruder");
     let (cert, key) = (state.join("agent.pem"), state.join("agent-key.pem"));
-    let ran = deployment.mfctl(&["--cert", cert.to_str().unwrap(), "--key", key.to_str().unwrap(), "hosts", "list"]);
+    let ran = deployment.mfctl(&[
+        "--cert",
+        cert.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+        "hosts",
+        "list",
+    ]);
     assert!(!ran.success);
     assert!(
-        ran.stderr.contains("PermissionDenied") && ran.stderr.contains("agent intruder.example.com cannot use the admin API"),
+        ran.stderr.contains("PermissionDenied")
+            && ran
+                .stderr
+                .contains("agent intruder.example.com cannot use the admin API"),
         "{}",
         ran.stderr
     );
-    deployment.coordinator.expect_metric_at_least("mf_refused_handshakes_total{listener=\"admin\",reason=\"wrong_role\"}", 1.0)?;
+    deployment.coordinator.expect_metric_at_least(
+        "mf_refused_handshakes_total{listener=\"admin\",reason=\"wrong_role\"}",
+        1.0,
+    )?;
     Ok(())
 }
 
@@ -132,7 +184,12 @@ async fn an_operator_certificate_is_refused_on_the_agent_listener() -> Result<()
         .await
         .expect_err("an operator cannot pose as an agent");
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
-    assert!(status.message().contains("operator admin cannot open an agent session"), "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains("operator admin cannot open an agent session"),
+        "{status:?}"
+    );
     Ok(())
 }
 
@@ -141,11 +198,16 @@ async fn an_enrolled_agent_opens_its_session_and_is_welcomed_by_its_own_id() -> 
     // The positive counterpart of the refusals above, through the same client code.
     let deployment = Deployment::new()?;
     let state = enrolled_agent(&deployment, "good");
-    let (cert, key) = (read(state.join("agent.pem")), read(state.join("agent-key.pem")));
+    let (cert, key) = (
+        read(state.join("agent.pem")),
+        read(state.join("agent-key.pem")),
+    );
     let mut inbound = open_session(&deployment, Some((&cert, &key))).await?;
     let first = inbound.message().await?.expect("a welcome");
     match first.body {
-        Some(pb::coordinator_message::Body::Welcome(welcome)) => assert_eq!(welcome.host_id, "good.example.com"),
+        Some(pb::coordinator_message::Body::Welcome(welcome)) => {
+            assert_eq!(welcome.host_id, "good.example.com")
+        }
         other => panic!("expected a welcome, got {other:?}"),
     }
     Ok(())
@@ -154,32 +216,80 @@ async fn an_enrolled_agent_opens_its_session_and_is_welcomed_by_its_own_id() -> 
 #[test]
 fn expired_used_up_and_unknown_tokens_are_refused() -> Result<()> {
     let deployment = Deployment::new()?;
-    let root = host_root(&deployment.path("root"), HostOs::Centos7, "t1", "example.com");
+    let root = host_root(
+        &deployment.path("root"),
+        HostOs::Centos7,
+        "t1",
+        "example.com",
+    );
 
     let short = deployment.token(&["--ttl", "1s"])?;
     std::thread::sleep(Duration::from_millis(1500));
     let ran = deployment.enroll(&short, &deployment.path("s1"), &root, &[]);
     assert!(!ran.success);
-    assert!(ran.stderr.contains("Unauthenticated") && ran.stderr.contains("the bootstrap token has expired"), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("Unauthenticated")
+            && ran.stderr.contains("the bootstrap token has expired"),
+        "{}",
+        ran.stderr
+    );
 
     let once = deployment.token(&["--uses", "1"])?;
     let ran = deployment.enroll(&once, &deployment.path("s2"), &root, &[]);
     assert!(ran.success, "{}", ran.stderr);
-    let ran = deployment.enroll(&once, &deployment.path("s3"), &root, &["--host-id", "another"]);
+    let ran = deployment.enroll(
+        &once,
+        &deployment.path("s3"),
+        &root,
+        &["--host-id", "another"],
+    );
     assert!(!ran.success);
-    assert!(ran.stderr.contains("the bootstrap token has no uses left"), "{}", ran.stderr);
-    assert!(!deployment.path("s3").join("agent.pem").exists(), "a refused enrollment wrote an identity");
+    assert!(
+        ran.stderr.contains("the bootstrap token has no uses left"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        !deployment.path("s3").join("agent.pem").exists(),
+        "a refused enrollment wrote an identity"
+    );
 
     let forged = format!("mfbt_{}", "0".repeat(64));
-    let ran = deployment.enroll(&forged, &deployment.path("s4"), &root, &["--host-id", "third"]);
-    assert!(ran.stderr.contains("unknown bootstrap token"), "{}", ran.stderr);
-    let ran = deployment.enroll("garbage", &deployment.path("s5"), &root, &["--host-id", "fourth"]);
-    assert!(ran.stderr.contains("the bootstrap token is malformed"), "{}", ran.stderr);
+    let ran = deployment.enroll(
+        &forged,
+        &deployment.path("s4"),
+        &root,
+        &["--host-id", "third"],
+    );
+    assert!(
+        ran.stderr.contains("unknown bootstrap token"),
+        "{}",
+        ran.stderr
+    );
+    let ran = deployment.enroll(
+        "garbage",
+        &deployment.path("s5"),
+        &root,
+        &["--host-id", "fourth"],
+    );
+    assert!(
+        ran.stderr.contains("the bootstrap token is malformed"),
+        "{}",
+        ran.stderr
+    );
 
     // None of the refused hosts entered the inventory.
-    let ids: Vec<String> = deployment.hosts("")?.iter().map(|h| h["id"].as_str().unwrap().to_string()).collect();
+    let ids: Vec<String> = deployment
+        .hosts("")?
+        .iter()
+        .map(|h| h["id"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(ids, ["t1.example.com"]);
-    let metric = |result: &str| deployment.coordinator.metric(&format!("mf_enrollments_total{{result=\"{result}\"}}"));
+    let metric = |result: &str| {
+        deployment
+            .coordinator
+            .metric(&format!("mf_enrollments_total{{result=\"{result}\"}}"))
+    };
     assert_eq!(metric("expired_token")?, 1.0);
     assert_eq!(metric("exhausted_token")?, 1.0);
     assert_eq!(metric("unknown_token")?, 2.0);
@@ -190,17 +300,35 @@ fn expired_used_up_and_unknown_tokens_are_refused() -> Result<()> {
 #[test]
 fn an_enrolled_host_id_is_only_taken_again_with_a_token_for_it() -> Result<()> {
     let deployment = Deployment::new()?;
-    let root = host_root(&deployment.path("root"), HostOs::Rhel7, "dup", "example.com");
+    let root = host_root(
+        &deployment.path("root"),
+        HostOs::Rhel7,
+        "dup",
+        "example.com",
+    );
     let first = deployment.enroll(&deployment.token(&[])?, &deployment.path("a"), &root, &[]);
     assert!(first.success, "{}", first.stderr);
 
     let second = deployment.enroll(&deployment.token(&[])?, &deployment.path("b"), &root, &[]);
     assert!(!second.success);
-    assert!(second.stderr.contains("AlreadyExists") && second.stderr.contains("host dup.example.com is already enrolled"), "{}", second.stderr);
+    assert!(
+        second.stderr.contains("AlreadyExists")
+            && second
+                .stderr
+                .contains("host dup.example.com is already enrolled"),
+        "{}",
+        second.stderr
+    );
 
     let bound = deployment.token(&["--host-id", "other.example.com"])?;
     let wrong = deployment.enroll(&bound, &deployment.path("c"), &root, &[]);
-    assert!(wrong.stderr.contains("the bootstrap token was created for host other.example.com"), "{}", wrong.stderr);
+    assert!(
+        wrong
+            .stderr
+            .contains("the bootstrap token was created for host other.example.com"),
+        "{}",
+        wrong.stderr
+    );
 
     let for_it = deployment.token(&["--host-id", "dup.example.com"])?;
     let again = deployment.enroll(&for_it, &deployment.path("d"), &root, &[]);
@@ -218,7 +346,9 @@ async fn a_csr_asking_to_be_a_ca_gets_a_plain_client_leaf() -> Result<()> {
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::new(vec!["coordinator.example.com".to_string()])?;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.subject_alt_names.push(SanType::URI("mf://operator/root".try_into()?));
+    params
+        .subject_alt_names
+        .push(SanType::URI("mf://operator/root".try_into()?));
     let csr = params.serialize_request(&key)?;
 
     let ca = read(deployment.pki.join("ca.pem"));
@@ -235,10 +365,15 @@ async fn a_csr_asking_to_be_a_ca_gets_a_plain_client_leaf() -> Result<()> {
         .into_inner();
     let (_, pem) = parse_x509_pem(response.certificate_pem.as_bytes())?;
     let cert = pem.parse_x509()?;
-    let constraints = cert.basic_constraints()?.expect("basic constraints present");
+    let constraints = cert
+        .basic_constraints()?
+        .expect("basic constraints present");
     assert!(!constraints.value.ca, "the issued certificate is a CA");
     let san = cert.subject_alternative_name()?.expect("SAN present");
-    assert_eq!(san.value.general_names, vec![GeneralName::URI("mf://agent/greedy.example.com")]);
+    assert_eq!(
+        san.value.general_names,
+        vec![GeneralName::URI("mf://agent/greedy.example.com")]
+    );
     let eku = cert.extended_key_usage()?.expect("EKU present");
     assert!(eku.value.client_auth && !eku.value.server_auth);
     Ok(())

@@ -105,11 +105,15 @@ pub fn collect(host: &dyn Host, labels: &BTreeMap<String, String>) -> Facts {
     );
     let hostname = known(
         "hostname",
-        first_line(host, "/proc/sys/kernel/hostname").or_else(|_| first_line(host, "/etc/hostname")),
+        first_line(host, "/proc/sys/kernel/hostname")
+            .or_else(|_| first_line(host, "/etc/hostname")),
     );
     let fqdn = known("fqdn", fqdn(host, hostname.as_deref()));
     let machine_id = known("machine_id", first_line(host, "/etc/machine-id"));
-    let boot_id = known("boot_id", first_line(host, "/proc/sys/kernel/random/boot_id"));
+    let boot_id = known(
+        "boot_id",
+        first_line(host, "/proc/sys/kernel/random/boot_id"),
+    );
     let uptime_seconds = known("uptime_seconds", uptime(host)).and_then(|s| s.parse().ok());
 
     let hardware = host.hardware();
@@ -117,7 +121,10 @@ pub fn collect(host: &dyn Host, labels: &BTreeMap<String, String>) -> Facts {
         known("cpus", Err("the system did not report its CPUs".into()));
     }
     if hardware.memory_bytes.is_none() {
-        known("memory_bytes", Err("the system did not report its memory".into()));
+        known(
+            "memory_bytes",
+            Err("the system did not report its memory".into()),
+        );
     }
 
     let mut filesystems = Vec::new();
@@ -173,9 +180,12 @@ fn first_line(host: &dyn Host, path: &str) -> Result<String, String> {
 }
 
 fn collect_os(host: &dyn Host) -> Result<OsInfo, String> {
-    let text = host.read_to_string("/etc/os-release").map_err(|e| e.to_string())?;
+    let text = host
+        .read_to_string("/etc/os-release")
+        .map_err(|e| e.to_string())?;
     let fields = os::parse_os_release(&text).map_err(|e| format!("/etc/os-release: {e}"))?;
-    os::identify(&fields, |path| first_line(host, path).ok()).map_err(|e| format!("/etc/os-release: {e}"))
+    os::identify(&fields, |path| first_line(host, path).ok())
+        .map_err(|e| format!("/etc/os-release: {e}"))
 }
 
 /// EL kernels end in their architecture: `3.10.0-1160.el7.x86_64`.
@@ -192,7 +202,9 @@ fn fqdn(host: &dyn Host, hostname: Option<&str>) -> Result<String, String> {
     if hostname.contains('.') {
         return Ok(hostname.to_string());
     }
-    let hosts = host.read_to_string("/etc/hosts").map_err(|e| e.to_string())?;
+    let hosts = host
+        .read_to_string("/etc/hosts")
+        .map_err(|e| e.to_string())?;
     hosts
         .lines()
         .map(|line| line.split('#').next().unwrap_or_default())
@@ -248,7 +260,10 @@ fn parse_rpm_query(stdout: &str) -> Result<(u64, BTreeMap<String, String>), Stri
             .ok_or_else(|| format!("rpm output line {line:?} is not NAME<TAB>VERSION"))?;
         count += 1;
         if KEY_PACKAGES.contains(&name) || name.starts_with(KEY_PACKAGE_PREFIX) {
-            found.entry(name.to_string()).or_default().push(evra.to_string());
+            found
+                .entry(name.to_string())
+                .or_default()
+                .push(evra.to_string());
         }
     }
     let packages = found
@@ -280,7 +295,10 @@ mod tests {
             cpus: 4,
             memory_bytes: 8 << 30,
             other_packages: 3,
-            filesystems: WATCHED_FILESYSTEMS.iter().map(|p| (p.to_string(), fs)).collect(),
+            filesystems: WATCHED_FILESYSTEMS
+                .iter()
+                .map(|p| (p.to_string(), fs))
+                .collect(),
             uptime_seconds: 1234,
         })
     }
@@ -291,7 +309,10 @@ mod tests {
         assert_eq!(facts.unknown, vec![]);
         let os = facts.os.as_ref().expect("os known");
         assert_eq!((os.id.as_str(), os.version.as_str()), ("centos", "7.9"));
-        assert_eq!(facts.kernel.as_deref(), Some("3.10.0-1160.119.1.el7.x86_64"));
+        assert_eq!(
+            facts.kernel.as_deref(),
+            Some("3.10.0-1160.119.1.el7.x86_64")
+        );
         assert_eq!(facts.arch.as_deref(), Some("x86_64"));
         assert_eq!(facts.fqdn.as_deref(), Some("web-01.dc1.example.com"));
         assert_eq!(facts.uptime_seconds, Some(1234));
@@ -310,8 +331,14 @@ mod tests {
             (SimProfile::Rocky810, "rocky", "8.10"),
         ];
         for (profile, id, version) in expected {
-            let os = collect(&sim(profile), &BTreeMap::new()).os.expect("os known");
-            assert_eq!((os.id.as_str(), os.version.as_str()), (id, version), "{profile:?}");
+            let os = collect(&sim(profile), &BTreeMap::new())
+                .os
+                .expect("os known");
+            assert_eq!(
+                (os.id.as_str(), os.version.as_str()),
+                (id, version),
+                "{profile:?}"
+            );
         }
     }
 
@@ -321,10 +348,24 @@ mod tests {
         let facts = collect(&RootedHost::new(dir.path()), &BTreeMap::new());
         assert!(facts.os.is_none());
         let unknown: Vec<&str> = facts.unknown.iter().map(|u| u.fact.as_str()).collect();
-        for fact in ["os", "kernel", "arch", "hostname", "fqdn", "machine_id", "boot_id", "packages"] {
+        for fact in [
+            "os",
+            "kernel",
+            "arch",
+            "hostname",
+            "fqdn",
+            "machine_id",
+            "boot_id",
+            "packages",
+        ] {
             assert!(unknown.contains(&fact), "{fact} missing from {unknown:?}");
         }
-        let os_reason = &facts.unknown.iter().find(|u| u.fact == "os").expect("os").reason;
+        let os_reason = &facts
+            .unknown
+            .iter()
+            .find(|u| u.fact == "os")
+            .expect("os")
+            .reason;
         assert!(os_reason.contains("/etc/os-release"), "{os_reason}");
         Ok(())
     }
@@ -333,10 +374,18 @@ mod tests {
     fn a_garbled_os_release_is_unknown_not_a_crash() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         std::fs::create_dir_all(dir.path().join("etc"))?;
-        std::fs::write(dir.path().join("etc/os-release"), b"\xff\xfe garbage without equals")?;
+        std::fs::write(
+            dir.path().join("etc/os-release"),
+            b"\xff\xfe garbage without equals",
+        )?;
         let facts = collect(&RootedHost::new(dir.path()), &BTreeMap::new());
         assert!(facts.os.is_none());
-        assert!(facts.unknown.iter().any(|u| u.fact == "os" && u.reason.contains("KEY=value")));
+        assert!(
+            facts
+                .unknown
+                .iter()
+                .any(|u| u.fact == "os" && u.reason.contains("KEY=value"))
+        );
         Ok(())
     }
 

@@ -51,10 +51,13 @@ pub fn parse_os_release(text: &str) -> Result<BTreeMap<String, String>, OsReleas
                 reason: "invalid key",
             });
         }
-        fields.insert(key.to_string(), unquote(value).ok_or(OsReleaseError::Malformed {
-            line: line_no,
-            reason: "unterminated quote",
-        })?);
+        fields.insert(
+            key.to_string(),
+            unquote(value).ok_or(OsReleaseError::Malformed {
+                line: line_no,
+                reason: "unterminated quote",
+            })?,
+        );
     }
     Ok(fields)
 }
@@ -82,8 +85,13 @@ pub fn version_from_release_line(line: &str) -> Option<String> {
     let after = line.split(" release ").nth(1)?;
     let token = after.split_whitespace().next()?;
     let mut parts = token.split('.');
-    let major = parts.next().filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))?;
-    match parts.next().filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())) {
+    let major = parts
+        .next()
+        .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))?;
+    match parts
+        .next()
+        .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    {
         Some(minor) => Some(format!("{major}.{minor}")),
         None => Some(major.to_string()),
     }
@@ -103,7 +111,10 @@ pub fn identify(
         .get("VERSION_ID")
         .filter(|v| !v.is_empty())
         .ok_or(OsReleaseError::Missing("VERSION_ID"))?;
-    let name = os_release.get("NAME").cloned().unwrap_or_else(|| id.clone());
+    let name = os_release
+        .get("NAME")
+        .cloned()
+        .unwrap_or_else(|| id.clone());
     let mut version = version_id.clone();
     if !version_id.contains('.') {
         let major_prefix = format!("{version_id}.");
@@ -143,7 +154,13 @@ mod tests {
     #[test]
     fn every_real_os_release_sample_is_identified() {
         let cases = [
-            ("os-release__centos-7__which-distro.txt", None, "centos", "CentOS Linux", "7"),
+            (
+                "os-release__centos-7__which-distro.txt",
+                None,
+                "centos",
+                "CentOS Linux",
+                "7",
+            ),
             (
                 "os-release__centos-7__which-distro.txt",
                 Some("centos-release__centos-7.1__python-distro-tests.txt"),
@@ -151,13 +168,55 @@ mod tests {
                 "CentOS Linux",
                 "7.1",
             ),
-            ("os-release__rhel-7.0__python-distro-tests.txt", None, "rhel", "Red Hat Enterprise Linux Server", "7.0"),
-            ("os-release__rhel-7.5__which-distro.txt", None, "rhel", "Red Hat Enterprise Linux Server", "7.5"),
-            ("os-release__rhel-7.6__oamg-leapp-repository-test.txt", None, "rhel", "Red Hat Enterprise Linux Server", "7.6"),
-            ("os-release__rhel-8.10__which-distro.txt", None, "rhel", "Red Hat Enterprise Linux", "8.10"),
-            ("os-release__rhel-9.4__which-distro.txt", None, "rhel", "Red Hat Enterprise Linux", "9.4"),
-            ("os-release__rhel-9.6__which-distro.txt", None, "rhel", "Red Hat Enterprise Linux", "9.6"),
-            ("os-release__almalinux-8.10__which-distro.txt", None, "almalinux", "AlmaLinux", "8.10"),
+            (
+                "os-release__rhel-7.0__python-distro-tests.txt",
+                None,
+                "rhel",
+                "Red Hat Enterprise Linux Server",
+                "7.0",
+            ),
+            (
+                "os-release__rhel-7.5__which-distro.txt",
+                None,
+                "rhel",
+                "Red Hat Enterprise Linux Server",
+                "7.5",
+            ),
+            (
+                "os-release__rhel-7.6__oamg-leapp-repository-test.txt",
+                None,
+                "rhel",
+                "Red Hat Enterprise Linux Server",
+                "7.6",
+            ),
+            (
+                "os-release__rhel-8.10__which-distro.txt",
+                None,
+                "rhel",
+                "Red Hat Enterprise Linux",
+                "8.10",
+            ),
+            (
+                "os-release__rhel-9.4__which-distro.txt",
+                None,
+                "rhel",
+                "Red Hat Enterprise Linux",
+                "9.4",
+            ),
+            (
+                "os-release__rhel-9.6__which-distro.txt",
+                None,
+                "rhel",
+                "Red Hat Enterprise Linux",
+                "9.6",
+            ),
+            (
+                "os-release__almalinux-8.10__which-distro.txt",
+                None,
+                "almalinux",
+                "AlmaLinux",
+                "8.10",
+            ),
         ];
         for (os_release, release, id, name, version) in cases {
             let os = identify_fixture(os_release, release);
@@ -174,15 +233,25 @@ mod tests {
         let cases = [
             ("CentOS Linux release 7.9.2009 (Core)", Some("7.9")),
             ("CentOS Linux release 7.1.1503 (Core) ", Some("7.1")),
-            ("Red Hat Enterprise Linux Server release 7.9 (Maipo)", Some("7.9")),
-            ("Red Hat Enterprise Linux release 8.10 (Ootpa)", Some("8.10")),
+            (
+                "Red Hat Enterprise Linux Server release 7.9 (Maipo)",
+                Some("7.9"),
+            ),
+            (
+                "Red Hat Enterprise Linux release 8.10 (Ootpa)",
+                Some("8.10"),
+            ),
             ("Oracle Linux Server release 7.9", Some("7.9")),
             ("Fedora release 40", Some("40")),
             ("no version here", None),
             ("weird release x.y", None),
         ];
         for (line, expected) in cases {
-            assert_eq!(version_from_release_line(line).as_deref(), expected, "{line}");
+            assert_eq!(
+                version_from_release_line(line).as_deref(),
+                expected,
+                "{line}"
+            );
         }
     }
 
@@ -204,13 +273,16 @@ mod tests {
             Err(OsReleaseError::Malformed { .. })
         ));
         let fields = parse_os_release("NAME=x\n").expect("parses");
-        assert_eq!(identify(&fields, |_| None), Err(OsReleaseError::Missing("ID")));
+        assert_eq!(
+            identify(&fields, |_| None),
+            Err(OsReleaseError::Missing("ID"))
+        );
     }
 
     #[test]
     fn quoting_follows_os_release_5() {
-        let fields =
-            parse_os_release("A=\"x \\\"y\\\"\"\nB='single $q'\nC=bare\n# comment\n\n").expect("parses");
+        let fields = parse_os_release("A=\"x \\\"y\\\"\"\nB='single $q'\nC=bare\n# comment\n\n")
+            .expect("parses");
         assert_eq!(fields["A"], "x \"y\"");
         assert_eq!(fields["B"], "single $q");
         assert_eq!(fields["C"], "bare");

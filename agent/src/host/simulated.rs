@@ -91,8 +91,14 @@ impl SimProfile {
     fn release_files(self) -> &'static [(&'static str, &'static str)] {
         match self {
             SimProfile::Centos79 => &[
-                ("/etc/centos-release", "CentOS Linux release 7.9.2009 (Core)\n"),
-                ("/etc/redhat-release", "CentOS Linux release 7.9.2009 (Core)\n"),
+                (
+                    "/etc/centos-release",
+                    "CentOS Linux release 7.9.2009 (Core)\n",
+                ),
+                (
+                    "/etc/redhat-release",
+                    "CentOS Linux release 7.9.2009 (Core)\n",
+                ),
             ],
             SimProfile::Oracle79 => &[
                 ("/etc/oracle-release", "Oracle Linux Server release 7.9\n"),
@@ -110,8 +116,14 @@ impl SimProfile {
                 "Red Hat Enterprise Linux release 8.10 (Ootpa)\n",
             )],
             SimProfile::Rocky810 => &[
-                ("/etc/rocky-release", "Rocky Linux release 8.10 (Green Obsidian)\n"),
-                ("/etc/redhat-release", "Rocky Linux release 8.10 (Green Obsidian)\n"),
+                (
+                    "/etc/rocky-release",
+                    "Rocky Linux release 8.10 (Green Obsidian)\n",
+                ),
+                (
+                    "/etc/redhat-release",
+                    "Rocky Linux release 8.10 (Green Obsidian)\n",
+                ),
             ],
         }
     }
@@ -193,10 +205,17 @@ impl SimulatedHost {
             "/proc/sys/kernel/osrelease",
             format!("{}\n", spec.profile.kernel_release()),
         );
-        put("/proc/sys/kernel/random/boot_id", format!("{}\n", spec.boot_id));
+        put(
+            "/proc/sys/kernel/random/boot_id",
+            format!("{}\n", spec.boot_id),
+        );
         put(
             "/proc/uptime",
-            format!("{}.42 {}.17\n", spec.uptime_seconds, spec.uptime_seconds * 3),
+            format!(
+                "{}.42 {}.17\n",
+                spec.uptime_seconds,
+                spec.uptime_seconds * 3
+            ),
         );
         Self { spec, files }
     }

@@ -43,7 +43,10 @@ const HOSTS_PER_HYPERVISOR: usize = 15;
 pub fn plan_fleet(spec: &FleetSpec) -> Vec<HostPlan> {
     let mut rng = StdRng::seed_from_u64(spec.seed);
     let apps = spec.hosts.div_ceil(HOSTS_PER_APP).max(1);
-    let hypervisors_per_dc = spec.hosts.div_ceil(HOSTS_PER_HYPERVISOR * DATACENTERS.len()).max(1);
+    let hypervisors_per_dc = spec
+        .hosts
+        .div_ceil(HOSTS_PER_HYPERVISOR * DATACENTERS.len())
+        .max(1);
     let total_weight: u32 = PROFILE_WEIGHTS.iter().map(|(_, w)| w).sum();
     (0..spec.hosts)
         .map(|index| {
@@ -77,7 +80,13 @@ pub fn plan_fleet(spec: &FleetSpec) -> Vec<HostPlan> {
                         _ => gib(rng.gen_range(20..100)),
                     };
                     let free = total / 100 * rng.gen_range(5..80);
-                    (path.to_string(), FsUsage { free_bytes: free, total_bytes: total })
+                    (
+                        path.to_string(),
+                        FsUsage {
+                            free_bytes: free,
+                            total_bytes: total,
+                        },
+                    )
                 })
                 .collect();
             let spec = SimHostSpec {

@@ -90,7 +90,9 @@ pub fn start(plan: Vec<HostPlan>, config: SimConfig) -> Fleet {
                     host_id: planned.host_id.clone(),
                 };
                 let identity = {
-                    let Ok(_permit) = permits.acquire().await else { return };
+                    let Ok(_permit) = permits.acquire().await else {
+                        return;
+                    };
                     match enroll_with_retries(params, &shutdown).await {
                         Some(identity) => identity,
                         None => {

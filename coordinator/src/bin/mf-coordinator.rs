@@ -9,7 +9,11 @@ use mf_coordinator::config::FileConfig;
 use mf_coordinator::server;
 
 #[derive(Debug, Parser)]
-#[command(name = "mf-coordinator", version, about = "Migration Factory coordinator")]
+#[command(
+    name = "mf-coordinator",
+    version,
+    about = "Migration Factory coordinator"
+)]
 struct Cli {
     /// TOML file with the settings below; flags win over it.
     #[arg(long)]

@@ -35,7 +35,12 @@ pub struct ConnectArgs {
 }
 
 impl ConnectArgs {
-    fn file(&self, explicit: &Option<PathBuf>, from_pki: impl Fn(&PkiPaths) -> PathBuf, what: &str) -> Result<String> {
+    fn file(
+        &self,
+        explicit: &Option<PathBuf>,
+        from_pki: impl Fn(&PkiPaths) -> PathBuf,
+        what: &str,
+    ) -> Result<String> {
         let path = explicit
             .clone()
             .or_else(|| self.pki_dir.as_ref().map(|d| from_pki(&PkiPaths::new(d))))

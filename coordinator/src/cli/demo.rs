@@ -42,7 +42,11 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         .tempdir()
         .context("cannot create the demo directory")?;
     let pki = PkiPaths::new(workdir.path().join("pki"));
-    PkiFiles::init(&pki, &["localhost".into(), "127.0.0.1".into()], "demo-operator")?;
+    PkiFiles::init(
+        &pki,
+        &["localhost".into(), "127.0.0.1".into()],
+        "demo-operator",
+    )?;
     let loopback = "127.0.0.1:0".parse()?;
     let config = CoordinatorConfig {
         data_dir: workdir.path().join("data"),
@@ -53,10 +57,14 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         heartbeat_interval: DEFAULT_HEARTBEAT,
     };
     let coordinator = server::start(&config).await?;
-    println!("coordinator: agents on {}, admin on {}, metrics on http://{}/metrics",
-        coordinator.agent_addr, coordinator.admin_addr, coordinator.metrics_addr);
+    println!(
+        "coordinator: agents on {}, admin on {}, metrics on http://{}/metrics",
+        coordinator.agent_addr, coordinator.admin_addr, coordinator.metrics_addr
+    );
 
-    let read = |p: std::path::PathBuf| std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()));
+    let read = |p: std::path::PathBuf| {
+        std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))
+    };
     let ca = read(pki.ca_cert())?;
     let mut admin = client::connect(
         &coordinator.admin_addr.to_string(),
@@ -95,7 +103,11 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             bail!("{} simulated agents could not enroll", fleet.failed());
         }
         if started.elapsed() > args.timeout {
-            bail!("only {reported} of {} hosts reported within {:?}", args.hosts, args.timeout);
+            bail!(
+                "only {reported} of {} hosts reported within {:?}",
+                args.hosts,
+                args.timeout
+            );
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
@@ -126,9 +138,17 @@ pub fn fleet_summary(hosts: &[mf_proto::v1::Host]) -> String {
     for host in hosts {
         let facts = host.facts.clone().unwrap_or_default();
         let os = facts.os.unwrap_or_default();
-        let dc = facts.labels.get("dc").cloned().unwrap_or_else(|| "-".into());
+        let dc = facts
+            .labels
+            .get("dc")
+            .cloned()
+            .unwrap_or_else(|| "-".into());
         dcs.insert(dc.clone());
-        *counts.entry((os.id, os.version)).or_default().entry(dc).or_default() += 1;
+        *counts
+            .entry((os.id, os.version))
+            .or_default()
+            .entry(dc)
+            .or_default() += 1;
     }
     let mut header = vec!["OS", "VERSION"];
     header.extend(dcs.iter().map(String::as_str));
@@ -137,14 +157,21 @@ pub fn fleet_summary(hosts: &[mf_proto::v1::Host]) -> String {
         .iter()
         .map(|((os, version), by_dc)| {
             let mut row = vec![os.clone(), version.clone()];
-            row.extend(dcs.iter().map(|dc| by_dc.get(dc).copied().unwrap_or(0).to_string()));
+            row.extend(
+                dcs.iter()
+                    .map(|dc| by_dc.get(dc).copied().unwrap_or(0).to_string()),
+            );
             row.push(by_dc.values().sum::<usize>().to_string());
             row
         })
         .collect();
     let mut total = vec!["all".to_string(), String::new()];
     total.extend(dcs.iter().map(|dc| {
-        counts.values().map(|m| m.get(dc).copied().unwrap_or(0)).sum::<usize>().to_string()
+        counts
+            .values()
+            .map(|m| m.get(dc).copied().unwrap_or(0))
+            .sum::<usize>()
+            .to_string()
     }));
     total.push(hosts.len().to_string());
     rows.push(total);

@@ -74,7 +74,10 @@ pub fn print_list(hosts: &[pb::Host], format: Format) -> Result<()> {
         .collect();
     println!(
         "{}",
-        table(&["HOST", "CONNECTED", "OS", "VERSION", "LAST SEEN", "LABELS"], &rows)
+        table(
+            &["HOST", "CONNECTED", "OS", "VERSION", "LAST SEEN", "LABELS"],
+            &rows
+        )
     );
     let connected = views.iter().filter(|h| h.connected).count();
     println!("{} hosts, {connected} connected", views.len());
@@ -99,31 +102,69 @@ pub fn print_one(host: &pb::Host, format: Format) -> Result<()> {
     }
     let mut lines: Vec<(String, String)> = vec![
         ("Host".into(), json.id.clone()),
-        ("Connected".into(), if json.connected { "yes".into() } else { "no".into() }),
+        (
+            "Connected".into(),
+            if json.connected {
+                "yes".into()
+            } else {
+                "no".into()
+            },
+        ),
         ("Peer".into(), json.peer_address.clone()),
-        ("Enrolled".into(), json.enrolled.clone().unwrap_or_else(|| "?".into())),
-        ("Last seen".into(), json.last_seen.clone().unwrap_or_else(|| "never".into())),
+        (
+            "Enrolled".into(),
+            json.enrolled.clone().unwrap_or_else(|| "?".into()),
+        ),
+        (
+            "Last seen".into(),
+            json.last_seen.clone().unwrap_or_else(|| "never".into()),
+        ),
         ("Labels".into(), labels_text(&json.labels)),
     ];
     if let Some(f) = &json.facts {
         let os = f.os.clone().unwrap_or_default();
-        let known = |s: &str| if s.is_empty() { "?".to_string() } else { s.to_string() };
+        let known = |s: &str| {
+            if s.is_empty() {
+                "?".to_string()
+            } else {
+                s.to_string()
+            }
+        };
         lines.extend([
-            ("OS".into(), format!("{} {} ({})", known(&os.id), known(&os.version), known(&os.name))),
+            (
+                "OS".into(),
+                format!(
+                    "{} {} ({})",
+                    known(&os.id),
+                    known(&os.version),
+                    known(&os.name)
+                ),
+            ),
             ("Kernel".into(), known(&f.kernel)),
             ("Arch".into(), known(&f.arch)),
             ("Hostname".into(), known(&f.hostname)),
             ("FQDN".into(), known(&f.fqdn)),
             ("Machine id".into(), known(&f.machine_id)),
             ("Boot id".into(), known(&f.boot_id)),
-            ("Uptime".into(), f.uptime_seconds.map_or("?".into(), |s| format!("{}d {}h", s / 86_400, s % 86_400 / 3600))),
+            (
+                "Uptime".into(),
+                f.uptime_seconds.map_or("?".into(), |s| {
+                    format!("{}d {}h", s / 86_400, s % 86_400 / 3600)
+                }),
+            ),
             ("CPUs".into(), f.cpus.map_or("?".into(), |c| c.to_string())),
             ("Memory".into(), f.memory_bytes.map_or("?".into(), bytes)),
-            ("Packages".into(), f.package_count.map_or("?".into(), |c| c.to_string())),
+            (
+                "Packages".into(),
+                f.package_count.map_or("?".into(), |c| c.to_string()),
+            ),
             ("Agent".into(), known(&f.agent_version)),
         ]);
         for fs in &f.filesystems {
-            lines.push((format!("Free {}", fs.path), format!("{} of {}", bytes(fs.free_bytes), bytes(fs.total_bytes))));
+            lines.push((
+                format!("Free {}", fs.path),
+                format!("{} of {}", bytes(fs.free_bytes), bytes(fs.total_bytes)),
+            ));
         }
         for (name, version) in &f.packages {
             lines.push((format!("Package {name}"), version.clone()));

@@ -100,7 +100,12 @@ pub enum HostsCommand {
 pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Pki {
-            command: PkiCommand::Init { dir, names, operator },
+            command:
+                PkiCommand::Init {
+                    dir,
+                    names,
+                    operator,
+                },
         } => {
             let files = PkiFiles::init(&PkiPaths::new(&dir), &names, &operator)
                 .with_context(|| format!("cannot create the PKI in {}", dir.display()))?;
@@ -110,7 +115,13 @@ pub async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Token {
-            command: TokenCommand::Create { host_id, ttl, uses, output },
+            command:
+                TokenCommand::Create {
+                    host_id,
+                    ttl,
+                    uses,
+                    output,
+                },
         } => {
             let mut admin = cli.connect.admin().await?;
             let token = client::create_token(&mut admin, host_id, ttl, uses).await?;
@@ -137,7 +148,9 @@ pub async fn run(cli: Cli) -> Result<()> {
 pub fn init_logging(json: bool, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {

@@ -58,7 +58,9 @@ pub struct InvalidFacts(pub String);
 
 fn short(field: &str, value: String) -> Result<String, InvalidFacts> {
     if value.len() > MAX_SHORT {
-        return Err(InvalidFacts(format!("{field} is longer than {MAX_SHORT} bytes")));
+        return Err(InvalidFacts(format!(
+            "{field} is longer than {MAX_SHORT} bytes"
+        )));
     }
     if value.chars().any(char::is_control) {
         return Err(InvalidFacts(format!("{field} contains control characters")));
@@ -68,7 +70,9 @@ fn short(field: &str, value: String) -> Result<String, InvalidFacts> {
 
 fn bounded<T>(field: &str, items: Vec<T>) -> Result<Vec<T>, InvalidFacts> {
     if items.len() > MAX_ENTRIES {
-        return Err(InvalidFacts(format!("{field} has more than {MAX_ENTRIES} entries")));
+        return Err(InvalidFacts(format!(
+            "{field} has more than {MAX_ENTRIES} entries"
+        )));
     }
     Ok(items)
 }
@@ -77,7 +81,8 @@ fn bounded<T>(field: &str, items: Vec<T>) -> Result<Vec<T>, InvalidFacts> {
 pub fn valid_label(key: &str, value: &str) -> bool {
     let shaped = |s: &str| {
         s.len() <= MAX_LABEL
-            && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
             && s.chars().next().is_none_or(|c| c.is_ascii_alphanumeric())
             && s.chars().last().is_none_or(|c| c.is_ascii_alphanumeric())
     };
@@ -98,9 +103,10 @@ impl TryFrom<pb::Facts> for Facts {
                 })
             })
             .transpose()?;
-        let labels: BTreeMap<String, String> = bounded("labels", wire.labels.into_iter().collect())?
-            .into_iter()
-            .collect();
+        let labels: BTreeMap<String, String> =
+            bounded("labels", wire.labels.into_iter().collect())?
+                .into_iter()
+                .collect();
         if let Some((k, v)) = labels.iter().find(|(k, v)| !valid_label(k, v)) {
             return Err(InvalidFacts(format!("label {k}={v} is not a valid label")));
         }
@@ -112,7 +118,10 @@ impl TryFrom<pb::Facts> for Facts {
             .into_iter()
             .map(|fs| {
                 if fs.free_bytes > fs.total_bytes {
-                    return Err(InvalidFacts(format!("{}: more free than total space", fs.path)));
+                    return Err(InvalidFacts(format!(
+                        "{}: more free than total space",
+                        fs.path
+                    )));
                 }
                 Ok(Filesystem {
                     path: short("filesystem path", fs.path)?,
@@ -221,7 +230,8 @@ mod tests {
 
     #[test]
     fn reports_breaking_a_limit_are_refused_with_the_reason() {
-        let cases: Vec<(fn(&mut pb::Facts), &str)> = vec![
+        type Mutation = fn(&mut pb::Facts);
+        let cases: Vec<(Mutation, &str)> = vec![
             (|f| f.kernel = "x".repeat(300), "kernel is longer"),
             (|f| f.hostname = "a\nb".into(), "hostname contains control"),
             (

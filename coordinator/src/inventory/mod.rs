@@ -130,12 +130,12 @@ impl Inventory {
         Ok((Self { tx }, task))
     }
 
-    async fn ask<T>(
-        &self,
-        make: impl FnOnce(Reply<T>) -> Command,
-    ) -> Result<T, InventoryError> {
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, InventoryError> {
         let (reply, answer) = oneshot::channel();
-        self.tx.send(make(reply)).await.map_err(|_| InventoryError::Stopped)?;
+        self.tx
+            .send(make(reply))
+            .await
+            .map_err(|_| InventoryError::Stopped)?;
         answer.await.map_err(|_| InventoryError::Stopped)?
     }
 
@@ -144,12 +144,20 @@ impl Inventory {
         let _ = self.tx.send(command).await;
     }
 
-    pub async fn enroll(&self, enrollment: NewEnrollment) -> Result<Result<(), EnrollRefusal>, InventoryError> {
+    pub async fn enroll(
+        &self,
+        enrollment: NewEnrollment,
+    ) -> Result<Result<(), EnrollRefusal>, InventoryError> {
         self.ask(|reply| Command::Enroll(enrollment, reply)).await
     }
 
-    pub async fn create_token(&self, hash: [u8; 32], record: TokenRecord) -> Result<(), InventoryError> {
-        self.ask(|reply| Command::CreateToken(hash, record, reply)).await
+    pub async fn create_token(
+        &self,
+        hash: [u8; 32],
+        record: TokenRecord,
+    ) -> Result<(), InventoryError> {
+        self.ask(|reply| Command::CreateToken(hash, record, reply))
+            .await
     }
 
     pub async fn connect(&self, session: NewSession) -> Result<SessionId, InventoryError> {
@@ -263,7 +271,8 @@ impl State {
                     let _ = reply.send(Err(e));
                 }
             },
-            Command::CreateToken(hash, record, reply) => match self.store.put_token(&hash, &record) {
+            Command::CreateToken(hash, record, reply) => match self.store.put_token(&hash, &record)
+            {
                 Ok(()) => pending.push(Box::new(move |flushed| {
                     let _ = reply.send(flushed);
                 })),
@@ -297,7 +306,10 @@ impl State {
         }
     }
 
-    fn enroll(&mut self, enrollment: NewEnrollment) -> Result<Result<(), EnrollRefusal>, InventoryError> {
+    fn enroll(
+        &mut self,
+        enrollment: NewEnrollment,
+    ) -> Result<Result<(), EnrollRefusal>, InventoryError> {
         let record = HostRecord {
             id: enrollment.host_id.clone(),
             enrolled_unix_ms: now_unix_ms(),
@@ -307,10 +319,14 @@ impl State {
             last_seen_unix_ms: 0,
             last_peer: String::new(),
         };
-        let previous = match self.store.enroll(&enrollment.token_hash, &record, record.enrolled_unix_ms)? {
-            Ok(previous) => previous,
-            Err(refusal) => return Ok(Err(refusal)),
-        };
+        let previous =
+            match self
+                .store
+                .enroll(&enrollment.token_hash, &record, record.enrolled_unix_ms)?
+            {
+                Ok(previous) => previous,
+                Err(refusal) => return Ok(Err(refusal)),
+            };
         let mut record = record;
         if let Some(old) = previous {
             record.facts = old.facts;
@@ -368,7 +384,9 @@ impl State {
     }
 
     fn update_facts(&mut self, host_id: &str, session: SessionId, facts: Facts) {
-        let Some(host) = self.live(host_id, session) else { return };
+        let Some(host) = self.live(host_id, session) else {
+            return;
+        };
         let old = host.record.facts.replace(facts);
         host.record.last_seen_unix_ms = now_unix_ms();
         let record = host.record.clone();
@@ -381,7 +399,9 @@ impl State {
     }
 
     fn disconnect(&mut self, host_id: &str, session: SessionId) {
-        let Some(host) = self.live(host_id, session) else { return };
+        let Some(host) = self.live(host_id, session) else {
+            return;
+        };
         host.session = None;
         host.record.last_seen_unix_ms = now_unix_ms();
         let record = host.record.clone();
@@ -393,8 +413,13 @@ impl State {
 
     fn count_os(&self, facts: Option<&Facts>, delta: i64) {
         let os = facts.and_then(|f| f.os.as_ref());
-        let (id, version) = os.map_or(("unknown", "unknown"), |o| (o.id.as_str(), o.version.as_str()));
-        self.metrics.hosts.with_label_values(&[id, version]).add(delta);
+        let (id, version) = os.map_or(("unknown", "unknown"), |o| {
+            (o.id.as_str(), o.version.as_str())
+        });
+        self.metrics
+            .hosts
+            .with_label_values(&[id, version])
+            .add(delta);
     }
 }
 

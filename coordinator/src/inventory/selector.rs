@@ -63,7 +63,11 @@ fn tokenize(text: &str) -> Result<Vec<(usize, Token)>, SelectorError> {
                 continue;
             }
             b'=' => {
-                i += if bytes.get(i + 1) == Some(&b'=') { 2 } else { 1 };
+                i += if bytes.get(i + 1) == Some(&b'=') {
+                    2
+                } else {
+                    1
+                };
                 Token::Eq
             }
             b'!' if bytes.get(i + 1) == Some(&b'=') => {
@@ -87,7 +91,9 @@ fn tokenize(text: &str) -> Result<Vec<(usize, Token)>, SelectorError> {
                 Token::Comma
             }
             c if c.is_ascii_alphanumeric() || b"-_./".contains(&c) => {
-                while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || b"-_./".contains(&bytes[i])) {
+                while i < bytes.len()
+                    && (bytes[i].is_ascii_alphanumeric() || b"-_./".contains(&bytes[i]))
+                {
                     i += 1;
                 }
                 Token::Word(text[start..i].to_string())
@@ -198,7 +204,11 @@ impl Parser<'_> {
                 let negated = w == "notin";
                 self.next();
                 let values = self.value_set()?;
-                if negated { Op::NotIn(values) } else { Op::In(values) }
+                if negated {
+                    Op::NotIn(values)
+                } else {
+                    Op::In(values)
+                }
             }
             Some(_) => {
                 let position = self.tokens.get(self.index).map(|(p, _)| *p);

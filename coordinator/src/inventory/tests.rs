@@ -79,7 +79,10 @@ async fn only_enrolled_hosts_with_their_current_certificate_connect() {
     let fixture = Fixture::new();
     let (inventory, _task, metrics) = fixture.start();
     let (unknown, _) = session("ghost", "01", Facts::default());
-    assert!(matches!(inventory.connect(unknown).await, Err(InventoryError::NotEnrolled(_))));
+    assert!(matches!(
+        inventory.connect(unknown).await,
+        Err(InventoryError::NotEnrolled(_))
+    ));
 
     enroll(&inventory, "web-1", "aa").await;
     let (stale, _) = session("web-1", "bb", Facts::default());
@@ -91,7 +94,13 @@ async fn only_enrolled_hosts_with_their_current_certificate_connect() {
     inventory.connect(good).await.expect("connects");
     assert_eq!(metrics.agents_connected.get(), 1);
     assert_eq!(metrics.hosts.with_label_values(&["centos", "7.9"]).get(), 1);
-    assert_eq!(metrics.hosts.with_label_values(&["unknown", "unknown"]).get(), 0);
+    assert_eq!(
+        metrics
+            .hosts
+            .with_label_values(&["unknown", "unknown"])
+            .get(),
+        0
+    );
 }
 
 #[tokio::test]
@@ -108,14 +117,24 @@ async fn a_newer_session_replaces_the_older_and_stale_messages_are_ignored() {
     assert_eq!(metrics.agents_connected.get(), 1);
 
     // The old session's late facts and its disconnect change nothing.
-    inventory.facts("web-1".into(), first_id, facts("rhel", "7.9", "stale")).await;
+    inventory
+        .facts("web-1".into(), first_id, facts("rhel", "7.9", "stale"))
+        .await;
     inventory.disconnect("web-1".into(), first_id).await;
-    let view = inventory.get("web-1".into()).await.expect("get").expect("host");
+    let view = inventory
+        .get("web-1".into())
+        .await
+        .expect("get")
+        .expect("host");
     assert!(view.connected);
     assert_eq!(view.record.facts.expect("facts").labels["app"], "b");
 
     inventory.disconnect("web-1".into(), second_id).await;
-    let view = inventory.get("web-1".into()).await.expect("get").expect("host");
+    let view = inventory
+        .get("web-1".into())
+        .await
+        .expect("get")
+        .expect("host");
     assert!(!view.connected);
     assert_eq!(metrics.agents_connected.get(), 0);
 }
@@ -135,10 +154,31 @@ async fn selectors_filter_on_facts_and_labels() {
     }
     let ids = |views: Vec<HostView>| views.into_iter().map(|v| v.record.id).collect::<Vec<_>>();
     let select = |text: &str| Selector::parse(text).expect("selector");
-    assert_eq!(ids(inventory.list(select("app=billing")).await.expect("list")), ["a", "b"]);
-    assert_eq!(ids(inventory.list(select("os=rhel,version=7.9")).await.expect("list")), ["c"]);
-    assert_eq!(ids(inventory.list(select("os notin (rhel),connected=true")).await.expect("list")), ["a"]);
-    assert_eq!(ids(inventory.list(select("connected=false")).await.expect("list")), Vec::<String>::new());
+    assert_eq!(
+        ids(inventory.list(select("app=billing")).await.expect("list")),
+        ["a", "b"]
+    );
+    assert_eq!(
+        ids(inventory
+            .list(select("os=rhel,version=7.9"))
+            .await
+            .expect("list")),
+        ["c"]
+    );
+    assert_eq!(
+        ids(inventory
+            .list(select("os notin (rhel),connected=true"))
+            .await
+            .expect("list")),
+        ["a"]
+    );
+    assert_eq!(
+        ids(inventory
+            .list(select("connected=false"))
+            .await
+            .expect("list")),
+        Vec::<String>::new()
+    );
 }
 
 #[tokio::test]
@@ -151,10 +191,15 @@ async fn enrolled_hosts_and_their_facts_survive_a_restart() {
         let id = inventory.connect(s).await.expect("connect");
         inventory.disconnect("db-1".into(), id).await;
         drop(inventory);
-        task.await.expect("inventory task ends when its handles are gone");
+        task.await
+            .expect("inventory task ends when its handles are gone");
     }
     let (inventory, _task, metrics) = fixture.start();
-    let view = inventory.get("db-1".into()).await.expect("get").expect("host survived");
+    let view = inventory
+        .get("db-1".into())
+        .await
+        .expect("get")
+        .expect("host survived");
     assert!(!view.connected);
     assert_eq!(view.record.facts.expect("facts").os.expect("os").id, "ol");
     assert!(view.record.last_seen_unix_ms > 0);

@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
-    SerialNumber,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
 use rustls::pki_types::CertificateDer;
 use time::OffsetDateTime;
@@ -74,7 +73,11 @@ pub struct PeerIdentity {
 pub fn peer_identity(cert: &CertificateDer<'_>) -> Result<PeerIdentity, RoleError> {
     let (_, parsed) =
         x509_parser::parse_x509_certificate(cert.as_ref()).map_err(|_| RoleError::Unparsable)?;
-    let serial_hex = parsed.raw_serial().iter().map(|b| format!("{b:02x}")).collect();
+    let serial_hex = parsed
+        .raw_serial()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     Ok(PeerIdentity {
         role: role_of(&parsed)?,
         serial_hex,
@@ -93,20 +96,25 @@ fn role_of(parsed: &x509_parser::certificate::X509Certificate<'_>) -> Result<Pee
         .subject_alternative_name()
         .map_err(|_| RoleError::Unparsable)?
         .ok_or(RoleError::NoRole)?;
-    let mut roles = san.value.general_names.iter().filter_map(|name| match name {
-        x509_parser::extensions::GeneralName::URI(uri) => {
-            if let Some(host_id) = uri.strip_prefix(AGENT_URI_PREFIX) {
-                Some(PeerRole::Agent {
-                    host_id: host_id.to_string(),
-                })
-            } else {
-                uri.strip_prefix(OPERATOR_URI_PREFIX).map(|name| PeerRole::Operator {
-                    name: name.to_string(),
-                })
+    let mut roles = san
+        .value
+        .general_names
+        .iter()
+        .filter_map(|name| match name {
+            x509_parser::extensions::GeneralName::URI(uri) => {
+                if let Some(host_id) = uri.strip_prefix(AGENT_URI_PREFIX) {
+                    Some(PeerRole::Agent {
+                        host_id: host_id.to_string(),
+                    })
+                } else {
+                    uri.strip_prefix(OPERATOR_URI_PREFIX)
+                        .map(|name| PeerRole::Operator {
+                            name: name.to_string(),
+                        })
+                }
             }
-        }
-        _ => None,
-    });
+            _ => None,
+        });
     let role = roles.next().ok_or(RoleError::NoRole)?;
     if roles.next().is_some() {
         return Err(RoleError::Ambiguous);
@@ -154,7 +162,10 @@ impl CertificateAuthority {
         let mut params = CertificateParams::default();
         // A unique name per installation: two PKIs must never look like one
         // issuer to a verifier building a chain by name.
-        let id: String = token::random_bytes::<4>().iter().map(|b| format!("{b:02x}")).collect();
+        let id: String = token::random_bytes::<4>()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         params.distinguished_name = name(&format!("Migration Factory CA {id}"));
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![
@@ -229,7 +240,8 @@ impl CertificateAuthority {
     /// key is used (after its signature is verified): whatever names, CA flag or
     /// usages the CSR asks for are ignored.
     pub fn issue_agent(&self, host_id: &str, csr_der: &[u8]) -> Result<IssuedCert, PkiError> {
-        let csr = CertificateSigningRequestParams::from_der(&csr_der.into()).map_err(PkiError::BadCsr)?;
+        let csr =
+            CertificateSigningRequestParams::from_der(&csr_der.into()).map_err(PkiError::BadCsr)?;
         let mut params = CertificateParams::default();
         params.distinguished_name = name(host_id);
         params.subject_alt_names = vec![SanType::URI(
@@ -248,10 +260,15 @@ impl CertificateAuthority {
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.use_authority_key_identifier_extension = true;
         let serial = random_serial()?;
-        let serial_hex = serial.to_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        let serial_hex = serial
+            .to_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         params.serial_number = Some(serial);
         set_validity(&mut params, LEAF_VALIDITY);
-        let not_after_unix_ms = i64::try_from(params.not_after.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+        let not_after_unix_ms =
+            i64::try_from(params.not_after.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
         let cert = params.signed_by(public_key, &self.issuer)?;
         Ok(IssuedCert {
             pem: cert.pem(),

@@ -24,13 +24,18 @@ fn a_csr_asking_for_ca_and_extra_names_gets_a_plain_agent_leaf() {
     greedy
         .subject_alt_names
         .push(SanType::URI("mf://operator/root".try_into().expect("uri")));
-    let issued = ca.issue_agent("web-01.example.com", &csr(greedy)).expect("issued");
+    let issued = ca
+        .issue_agent("web-01.example.com", &csr(greedy))
+        .expect("issued");
 
     let der = der_of(&issued.pem);
     let (_, cert) = parse_x509_certificate(&der).expect("parses");
     let constraints = cert.basic_constraints().expect("ok").expect("present");
     assert!(!constraints.value.ca, "issued certificate is a CA");
-    let san = cert.subject_alternative_name().expect("ok").expect("present");
+    let san = cert
+        .subject_alternative_name()
+        .expect("ok")
+        .expect("present");
     assert_eq!(
         san.value.general_names,
         vec![GeneralName::URI("mf://agent/web-01.example.com")]
@@ -49,8 +54,14 @@ fn a_csr_with_a_forged_signature_is_refused() {
     let mut bytes = csr(CertificateParams::default());
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
-    assert!(matches!(ca.issue_agent("h", &bytes), Err(PkiError::BadCsr(_))));
-    assert!(matches!(ca.issue_agent("h", b"not der"), Err(PkiError::BadCsr(_))));
+    assert!(matches!(
+        ca.issue_agent("h", &bytes),
+        Err(PkiError::BadCsr(_))
+    ));
+    assert!(matches!(
+        ca.issue_agent("h", b"not der"),
+        Err(PkiError::BadCsr(_))
+    ));
 }
 
 #[test]
@@ -59,12 +70,17 @@ fn operator_and_server_certificates_carry_their_roles() {
     let operator = ca.issue_operator("alice").expect("operator");
     assert_eq!(
         peer_role(&der_of(&operator.cert).into()),
-        Ok(PeerRole::Operator { name: "alice".into() })
+        Ok(PeerRole::Operator {
+            name: "alice".into()
+        })
     );
     let server = ca
         .issue_server(&["localhost".into(), "127.0.0.1".into()])
         .expect("server");
-    assert_eq!(peer_role(&der_of(&server.cert).into()), Err(RoleError::NoRole));
+    assert_eq!(
+        peer_role(&der_of(&server.cert).into()),
+        Err(RoleError::NoRole)
+    );
 }
 
 #[test]

@@ -67,7 +67,9 @@ impl AdminService for AdminApi {
         let uses = match request.uses {
             0 => 1,
             n if n > MAX_TOKEN_USES => {
-                return Err(Status::invalid_argument(format!("a token has at most {MAX_TOKEN_USES} uses")));
+                return Err(Status::invalid_argument(format!(
+                    "a token has at most {MAX_TOKEN_USES} uses"
+                )));
             }
             n => n,
         };
@@ -108,9 +110,13 @@ impl AdminService for AdminApi {
         request: Request<pb::ListHostsRequest>,
     ) -> Result<Response<Self::ListHostsStream>, Status> {
         auth::operator(&request, &self.metrics)?;
-        let selector =
-            Selector::parse(&request.get_ref().selector).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let hosts = self.inventory.list(selector).await.map_err(inventory_status)?;
+        let selector = Selector::parse(&request.get_ref().selector)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let hosts = self
+            .inventory
+            .list(selector)
+            .await
+            .map_err(inventory_status)?;
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(async move {
             for host in hosts {
@@ -122,10 +128,18 @@ impl AdminService for AdminApi {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn get_host(&self, request: Request<pb::GetHostRequest>) -> Result<Response<pb::Host>, Status> {
+    async fn get_host(
+        &self,
+        request: Request<pb::GetHostRequest>,
+    ) -> Result<Response<pb::Host>, Status> {
         auth::operator(&request, &self.metrics)?;
         let host_id = request.into_inner().host_id;
-        match self.inventory.get(host_id.clone()).await.map_err(inventory_status)? {
+        match self
+            .inventory
+            .get(host_id.clone())
+            .await
+            .map_err(inventory_status)?
+        {
             Some(view) => Ok(Response::new(host_to_wire(view))),
             None => Err(Status::not_found(format!("no host {host_id}"))),
         }

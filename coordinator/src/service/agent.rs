@@ -66,9 +66,9 @@ impl AgentApi {
 fn refusal_status(refusal: &EnrollRefusal) -> Status {
     let message = refusal.to_string();
     match refusal {
-        EnrollRefusal::UnknownToken | EnrollRefusal::ExpiredToken | EnrollRefusal::ExhaustedToken => {
-            Status::unauthenticated(message)
-        }
+        EnrollRefusal::UnknownToken
+        | EnrollRefusal::ExpiredToken
+        | EnrollRefusal::ExhaustedToken => Status::unauthenticated(message),
         EnrollRefusal::WrongHost(_) => Status::permission_denied(message),
         EnrollRefusal::AlreadyEnrolled(_) => Status::already_exists(message),
     }
@@ -96,7 +96,10 @@ type SessionStream = Pin<Box<dyn Stream<Item = Result<pb::CoordinatorMessage, St
 
 #[tonic::async_trait]
 impl AgentService for AgentApi {
-    async fn enroll(&self, request: Request<pb::EnrollRequest>) -> Result<Response<pb::EnrollResponse>, Status> {
+    async fn enroll(
+        &self,
+        request: Request<pb::EnrollRequest>,
+    ) -> Result<Response<pb::EnrollResponse>, Status> {
         let request = request.into_inner();
         let invalid = |what: &str| {
             self.enrolled("bad_request");
@@ -107,7 +110,9 @@ impl AgentService for AgentApi {
             return Err(Status::unauthenticated("the bootstrap token is malformed"));
         }
         if !valid_host_id(&request.host_id) {
-            return invalid("the host id must be 1-253 characters of letters, digits, '-', '_' and '.'");
+            return invalid(
+                "the host id must be 1-253 characters of letters, digits, '-', '_' and '.'",
+            );
         }
         if request.csr_der.len() > MAX_CSR_BYTES {
             return invalid("the certificate signing request is too large");
@@ -116,7 +121,9 @@ impl AgentService for AgentApi {
         // happen together in the inventory; the certificate is only sent if they pass.
         let issued = match self.ca.issue_agent(&request.host_id, &request.csr_der) {
             Ok(issued) => issued,
-            Err(PkiError::BadCsr(e)) => return invalid(&format!("the certificate signing request is invalid: {e}")),
+            Err(PkiError::BadCsr(e)) => {
+                return invalid(&format!("the certificate signing request is invalid: {e}"));
+            }
             Err(e) => {
                 warn!(error = %e, "cannot sign an agent certificate");
                 return Err(Status::internal("cannot sign the certificate"));
@@ -156,7 +163,10 @@ impl AgentService for AgentApi {
         request: Request<Streaming<pb::AgentMessage>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
         let (host_id, cert_serial) = auth::agent(&request, &self.metrics)?;
-        let peer = request.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+        let peer = request
+            .remote_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
         let mut inbound = request.into_inner();
 
         let hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
@@ -166,9 +176,14 @@ impl AgentService for AgentApi {
             Ok(Ok(Some(pb::AgentMessage {
                 body: Some(pb::agent_message::Body::Hello(hello)),
             }))) => hello,
-            Ok(Ok(Some(_))) => return Err(Status::invalid_argument("the first message must be hello")),
+            Ok(Ok(Some(_))) => {
+                return Err(Status::invalid_argument("the first message must be hello"));
+            }
         };
-        self.metrics.stream_messages.with_label_values(&["in", "hello"]).inc();
+        self.metrics
+            .stream_messages
+            .with_label_values(&["in", "hello"])
+            .inc();
         let facts = Facts::try_from(hello.facts.unwrap_or_default())
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
 
@@ -189,12 +204,17 @@ impl AgentService for AgentApi {
         let welcome = pb::CoordinatorMessage {
             body: Some(pb::coordinator_message::Body::Welcome(pb::Welcome {
                 host_id: host_id.clone(),
-                heartbeat_interval_seconds: u32::try_from(self.settings.heartbeat_interval.as_secs())
-                    .unwrap_or(u32::MAX),
+                heartbeat_interval_seconds: u32::try_from(
+                    self.settings.heartbeat_interval.as_secs(),
+                )
+                .unwrap_or(u32::MAX),
             })),
         };
         let _ = tx.send(Ok(welcome)).await;
-        self.metrics.stream_messages.with_label_values(&["out", "welcome"]).inc();
+        self.metrics
+            .stream_messages
+            .with_label_values(&["out", "welcome"])
+            .inc();
 
         let api = self.clone();
         let span = info_span!("session", %host_id, session, %peer);
@@ -238,18 +258,28 @@ impl AgentService for AgentApi {
 
 impl AgentApi {
     /// One message within a session; an invalid one ends the session.
-    async fn handle(&self, host_id: &str, session: u64, message: pb::AgentMessage) -> Result<(), Status> {
+    async fn handle(
+        &self,
+        host_id: &str,
+        session: u64,
+        message: pb::AgentMessage,
+    ) -> Result<(), Status> {
         match message.body {
             Some(pb::agent_message::Body::Heartbeat(_)) => {
                 self.inventory.heartbeat(host_id.to_string(), session).await;
                 Ok(())
             }
             Some(pb::agent_message::Body::Facts(facts)) => {
-                let facts = Facts::try_from(facts).map_err(|e| Status::invalid_argument(e.to_string()))?;
-                self.inventory.facts(host_id.to_string(), session, facts).await;
+                let facts =
+                    Facts::try_from(facts).map_err(|e| Status::invalid_argument(e.to_string()))?;
+                self.inventory
+                    .facts(host_id.to_string(), session, facts)
+                    .await;
                 Ok(())
             }
-            Some(pb::agent_message::Body::Hello(_)) => Err(Status::invalid_argument("hello sent twice")),
+            Some(pb::agent_message::Body::Hello(_)) => {
+                Err(Status::invalid_argument("hello sent twice"))
+            }
             None => Err(Status::invalid_argument("empty message")),
         }
     }

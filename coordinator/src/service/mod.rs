@@ -9,7 +9,9 @@ mod auth;
 pub fn valid_host_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 253
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
         && id.as_bytes()[0].is_ascii_alphanumeric()
 }
 

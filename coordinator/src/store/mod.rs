@@ -83,7 +83,10 @@ pub struct Store {
 impl Store {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let db = sled::Config::new().path(dir).open().map_err(|e| match e {
-            sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") => {
+            sled::Error::Io(ref io)
+                if io.kind() == std::io::ErrorKind::WouldBlock
+                    || io.to_string().contains("lock") =>
+            {
                 StoreError::Locked(dir.display().to_string())
             }
             other => StoreError::Sled(other),
@@ -147,19 +150,16 @@ impl Store {
             let Some(raw) = tokens.get(token_hash)? else {
                 return abort(EnrollRefusal::UnknownToken);
             };
-            let mut token: TokenRecord = decode(token_hash, &raw).map_err(|_| {
-                ConflictableTransactionError::Abort(EnrollRefusal::UnknownToken)
-            })?;
+            let mut token: TokenRecord = decode(token_hash, &raw)
+                .map_err(|_| ConflictableTransactionError::Abort(EnrollRefusal::UnknownToken))?;
             if token.expires_unix_ms <= now_unix_ms {
                 return abort(EnrollRefusal::ExpiredToken);
             }
             if token.uses_left == 0 {
                 return abort(EnrollRefusal::ExhaustedToken);
             }
-            if let Some(bound) = &token.host_id {
-                if bound != &record.id {
-                    return abort(EnrollRefusal::WrongHost(bound.clone()));
-                }
+            if let Some(bound) = token.host_id.as_ref().filter(|b| **b != record.id) {
+                return abort(EnrollRefusal::WrongHost(bound.clone()));
             }
             let previous = match hosts.get(record.id.as_bytes())? {
                 Some(raw) => {
@@ -227,7 +227,8 @@ mod tests {
     }
 
     #[test]
-    fn enrollment_consumes_token_uses_and_refuses_with_reasons() -> Result<(), Box<dyn std::error::Error>> {
+    fn enrollment_consumes_token_uses_and_refuses_with_reasons()
+    -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let store = Store::open(dir.path())?;
         let any = [1u8; 32];
@@ -238,12 +239,21 @@ mod tests {
             Err(EnrollRefusal::AlreadyEnrolled("a".into()))
         );
         assert_eq!(store.enroll(&any, &host("b"), 10)?, Ok(None));
-        assert_eq!(store.enroll(&any, &host("c"), 10)?, Err(EnrollRefusal::ExhaustedToken));
-        assert_eq!(store.enroll(&[9u8; 32], &host("c"), 10)?, Err(EnrollRefusal::UnknownToken));
+        assert_eq!(
+            store.enroll(&any, &host("c"), 10)?,
+            Err(EnrollRefusal::ExhaustedToken)
+        );
+        assert_eq!(
+            store.enroll(&[9u8; 32], &host("c"), 10)?,
+            Err(EnrollRefusal::UnknownToken)
+        );
 
         let late = [2u8; 32];
         store.put_token(&late, &token(None, 5, 100))?;
-        assert_eq!(store.enroll(&late, &host("d"), 100)?, Err(EnrollRefusal::ExpiredToken));
+        assert_eq!(
+            store.enroll(&late, &host("d"), 100)?,
+            Err(EnrollRefusal::ExpiredToken)
+        );
 
         let bound = [3u8; 32];
         store.put_token(&bound, &token(Some("a"), 1, 1_000))?;
@@ -251,7 +261,9 @@ mod tests {
             store.enroll(&bound, &host("x"), 10)?,
             Err(EnrollRefusal::WrongHost("a".into()))
         );
-        let previous = store.enroll(&bound, &host("a"), 10)?.map_err(|e| e.to_string())?;
+        let previous = store
+            .enroll(&bound, &host("a"), 10)?
+            .map_err(|e| e.to_string())?;
         assert_eq!(previous.map(|h| h.id).as_deref(), Some("a"));
 
         let ids: Vec<String> = store.hosts()?.into_iter().map(|h| h.id).collect();
@@ -275,7 +287,10 @@ mod tests {
     fn a_second_store_on_the_same_directory_is_refused() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let _first = Store::open(dir.path())?;
-        assert!(matches!(Store::open(dir.path()), Err(StoreError::Locked(_))));
+        assert!(matches!(
+            Store::open(dir.path()),
+            Err(StoreError::Locked(_))
+        ));
         Ok(())
     }
 
