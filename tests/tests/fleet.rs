@@ -49,19 +49,23 @@ fn three_agents_report_their_facts_and_survive_a_coordinator_kill() -> Result<()
             enrolled.stdout.trim(),
             format!("enrolled as {name}.example.com")
         );
-        let (app_label, dc_label) = (format!("app={app}"), format!("dc={dc}"));
+        // Settings from a config file (as packaged), one label from a flag on top.
+        let config = deployment.path(&format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "state_dir = {state:?}\nhost_root = {root:?}\nfacts_interval = \"1s\"\n\
+                 [labels]\napp = \"{app}\"\ndc = \"{dc}\"\n"
+            ),
+        )?;
         agents.push(Daemon::spawn(
             "mf-agent",
             &[
                 "run",
-                "--state-dir",
-                state.to_str().unwrap(),
-                "--host-root",
-                root.to_str().unwrap(),
+                "--config",
+                config.to_str().unwrap(),
                 "--label",
-                &app_label,
-                "--label",
-                &dc_label,
+                "tier=backend",
             ],
             &deployment.path(&format!("{name}.log")),
         )?);
@@ -109,6 +113,7 @@ fn three_agents_report_their_facts_and_survive_a_coordinator_kill() -> Result<()
         assert_eq!(host["facts"]["kernel"], kernel, "{id}");
         assert_eq!(host["facts"]["arch"], "x86_64", "{id}");
         assert_eq!(host["labels"]["app"], app, "{id}");
+        assert_eq!(host["labels"]["tier"], "backend", "{id}");
         assert!(host["last_seen"].is_string(), "{id}");
         // rpm cannot run for a prepared tree: unknown, with the reason.
         let unknown = host["facts"]["unknown"].as_array().unwrap();
@@ -167,6 +172,28 @@ fn three_agents_report_their_facts_and_survive_a_coordinator_kill() -> Result<()
         missing.stderr
     );
 
+    // A changed fact reaches the coordinator without a reconnect (interval 1s).
+    std::fs::write(
+        deployment.path("roots/web-01/proc/sys/kernel/osrelease"),
+        "3.10.0-1160.119.1.el7.x86_64\n",
+    )?;
+    wait_for(
+        "the new kernel to be reported",
+        Duration::from_secs(15),
+        || {
+            let hosts = deployment.hosts("id=web-01.example.com")?;
+            Ok(hosts
+                .first()
+                .is_some_and(|h| h["facts"]["kernel"] == "3.10.0-1160.119.1.el7.x86_64"))
+        },
+    )?;
+    assert!(
+        deployment
+            .coordinator
+            .metric("mf_stream_messages_total{direction=\"in\",kind=\"facts\"}")?
+            >= 1.0
+    );
+
     // Facts are written without an explicit flush; sled writes them within 500 ms.
     std::thread::sleep(Duration::from_millis(1500));
     deployment.coordinator.kill9();
@@ -179,6 +206,7 @@ fn three_agents_report_their_facts_and_survive_a_coordinator_kill() -> Result<()
             (host["os"]["id"].as_str(), host["os"]["version"].as_str()),
             (Some(os), Some(version))
         );
+        assert_eq!(host["facts"]["arch"], "x86_64", "{id} lost its facts");
     }
     wait_for(
         "the agents to reconnect by themselves",

@@ -46,14 +46,23 @@ async fn open_session(
     deployment: &Deployment,
     identity: Option<(&str, &str)>,
 ) -> Result<tonic::Streaming<pb::CoordinatorMessage>, tonic::Status> {
+    open_session_with(deployment, identity, hello()).await
+}
+
+async fn open_session_with(
+    deployment: &Deployment,
+    identity: Option<(&str, &str)>,
+    first: pb::AgentMessage,
+) -> Result<tonic::Streaming<pb::CoordinatorMessage>, tonic::Status> {
     let ca = read(deployment.pki.join("ca.pem"));
     let channel = transport::endpoint(&deployment.coordinator.agent_address(), &ca, identity)
         .unwrap()
         .connect()
         .await
         .unwrap();
-    let outbound = tokio_stream_once(hello());
+    let outbound = tokio_stream_once(first);
     AgentServiceClient::new(channel)
+        .max_encoding_message_size(usize::MAX)
         .session(outbound)
         .await
         .map(tonic::Response::into_inner)
@@ -333,6 +342,84 @@ fn an_enrolled_host_id_is_only_taken_again_with_a_token_for_it() -> Result<()> {
     let for_it = deployment.token(&["--host-id", "dup.example.com"])?;
     let again = deployment.enroll(&for_it, &deployment.path("d"), &root, &[]);
     assert!(again.success, "{}", again.stderr);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_re_enrolled_host_s_old_certificate_is_refused() -> Result<()> {
+    let deployment = Deployment::new()?;
+    let old = enrolled_agent(&deployment, "moved");
+    let for_it = deployment.token(&["--host-id", "moved.example.com"])?;
+    let root = deployment.path("root-moved");
+    let new = deployment.path("state-moved-again");
+    assert!(deployment.enroll(&for_it, &new, &root, &[]).success);
+
+    let (cert, key) = (read(old.join("agent.pem")), read(old.join("agent-key.pem")));
+    let status = open_session(&deployment, Some((&cert, &key)))
+        .await
+        .expect_err("old certificate");
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert!(
+        status.message().contains("replaced by a newer enrollment"),
+        "{status:?}"
+    );
+
+    let (cert, key) = (read(new.join("agent.pem")), read(new.join("agent-key.pem")));
+    assert!(open_session(&deployment, Some((&cert, &key))).await.is_ok());
+    Ok(())
+}
+
+#[tokio::test]
+async fn invalid_and_oversized_reports_are_refused_and_change_nothing() -> Result<()> {
+    let deployment = Deployment::new()?;
+    let state = enrolled_agent(&deployment, "liar");
+    let (cert, key) = (
+        read(state.join("agent.pem")),
+        read(state.join("agent-key.pem")),
+    );
+    let hello_with = |facts: pb::Facts| pb::AgentMessage {
+        body: Some(pb::agent_message::Body::Hello(pb::Hello {
+            agent_version: "test".into(),
+            facts: Some(facts),
+        })),
+    };
+
+    let invalid = pb::Facts {
+        labels: [("bad key".to_string(), "x".to_string())].into(),
+        ..pb::Facts::default()
+    };
+    let status = open_session_with(&deployment, Some((&cert, &key)), hello_with(invalid))
+        .await
+        .expect_err("invalid facts");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains("label bad key=x is not a valid label"),
+        "{status:?}"
+    );
+
+    let oversized = pb::Facts {
+        kernel: "x".repeat(2 * 1024 * 1024),
+        ..pb::Facts::default()
+    };
+    let status = open_session_with(&deployment, Some((&cert, &key)), hello_with(oversized))
+        .await
+        .expect_err("oversized message");
+    assert!(
+        matches!(status.code(), Code::OutOfRange | Code::ResourceExhausted),
+        "{status:?}"
+    );
+    assert!(status.message().contains("too large"), "{status:?}");
+
+    let hosts = deployment.hosts("")?;
+    assert_eq!(hosts.len(), 1);
+    assert_eq!(hosts[0]["connected"], false);
+    assert!(
+        hosts[0]["facts"].is_null(),
+        "a refused report was stored: {:?}",
+        hosts[0]
+    );
     Ok(())
 }
 
