@@ -7,6 +7,7 @@ pub mod enroll;
 pub mod facts;
 pub mod host;
 pub mod identity;
+pub mod report;
 pub mod session;
 pub mod sim;
 mod wire;

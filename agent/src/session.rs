@@ -43,6 +43,8 @@ impl Default for SessionConfig {
 /// A session that stayed up this long resets the backoff.
 const STABLE_SESSION: Duration = Duration::from_secs(60);
 const OUTBOUND_QUEUE: usize = 16;
+/// Connecting, saying hello and being welcomed must fit in this.
+const ESTABLISH_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -85,7 +87,12 @@ pub async fn run(
             }
         }
         let started = Instant::now();
-        match serve(&identity, &host, &config, &mut last_facts, &shutdown).await {
+        // Dropping the session future on shutdown closes the stream wherever it is.
+        let outcome = tokio::select! {
+            () = shutdown.cancelled() => Ok(()),
+            outcome = serve(&identity, &host, &config, &mut last_facts) => outcome,
+        };
+        match outcome {
             Ok(()) => return,
             Err(e) => {
                 if started.elapsed() >= STABLE_SESSION {
@@ -109,14 +116,20 @@ async fn collect_facts(host: &Arc<dyn Host>, labels: &BTreeMap<String, String>) 
         })
 }
 
-/// One connected session. Returns Ok only on shutdown.
-async fn serve(
+/// The coordinator's welcome and the two directions of an established session.
+struct Established {
+    welcome: pb::Welcome,
+    tx: mpsc::Sender<pb::AgentMessage>,
+    inbound: tonic::Streaming<pb::CoordinatorMessage>,
+}
+
+/// Connects, says hello with fresh facts, and waits for the welcome.
+async fn establish(
     identity: &Identity,
     host: &Arc<dyn Host>,
     config: &SessionConfig,
     last_facts: &mut Option<Facts>,
-    shutdown: &CancellationToken,
-) -> Result<(), SessionError> {
+) -> Result<Established, SessionError> {
     let channel = transport::endpoint(
         &identity.coordinator,
         &identity.ca_pem,
@@ -155,6 +168,30 @@ async fn serve(
         }
         Err(s) => return Err(SessionError::Status(transport::describe_status(&s))),
     };
+    Ok(Established {
+        welcome,
+        tx,
+        inbound,
+    })
+}
+
+/// One session, until it fails; the caller ends it on shutdown.
+async fn serve(
+    identity: &Identity,
+    host: &Arc<dyn Host>,
+    config: &SessionConfig,
+    last_facts: &mut Option<Facts>,
+) -> Result<(), SessionError> {
+    let Established {
+        welcome,
+        tx,
+        mut inbound,
+    } = tokio::time::timeout(
+        ESTABLISH_TIMEOUT,
+        establish(identity, host, config, last_facts),
+    )
+    .await
+    .map_err(|_| SessionError::Protocol("no welcome from the coordinator within 30 s"))??;
     info!(host_id = %welcome.host_id, "session established");
 
     let heartbeat_every =
@@ -169,7 +206,6 @@ async fn serve(
     let mut sequence = 0u64;
     loop {
         tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
             _ = heartbeat.tick() => {
                 sequence += 1;
                 let beat = pb::AgentMessage {
