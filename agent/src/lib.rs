@@ -2,11 +2,15 @@
 //! session with the coordinator and reports its host's facts. Everything it knows
 //! of its machine comes through [`host::Host`].
 
+pub mod command;
 pub mod config;
 pub mod enroll;
+pub mod executor;
 pub mod facts;
 pub mod host;
 pub mod identity;
+pub mod journal;
+pub mod phases;
 pub mod report;
 pub mod session;
 pub mod sim;

@@ -11,8 +11,9 @@ use clap::{Parser, Subcommand};
 use mf_agent::config::{self, FileConfig};
 use mf_agent::enroll::{self, EnrollParams};
 use mf_agent::facts;
-use mf_agent::host::{Host, RootedHost};
+use mf_agent::host::{EmulatedHost, Host, RootedHost};
 use mf_agent::identity::Identity;
+use mf_agent::journal::Journal;
 use mf_agent::session::{self, SessionConfig};
 use mf_agent::sim::{self, FleetSpec, SimConfig};
 use tokio_util::sync::CancellationToken;
@@ -171,9 +172,17 @@ async fn dispatch(command: Command) -> Result<()> {
                 version = env!("CARGO_PKG_VERSION"),
                 "mf-agent starting"
             );
-            let host: Arc<dyn Host> = Arc::new(RootedHost::new(run.host_root));
+            let host: Arc<dyn Host> = match EmulatedHost::open_dir(&run.host_root)? {
+                Some(emulated) => {
+                    tracing::warn!(host_root = %run.host_root.display(), "this host root has a scenario file: its tools are emulated");
+                    Arc::new(emulated)
+                }
+                None => Arc::new(RootedHost::new(run.host_root)),
+            };
+            let journal_path = run.state_dir.join("journal.jsonl");
+            let journal = Journal::open(&journal_path)?;
             let shutdown = shutdown_on_signal();
-            session::run(identity, host, run.session, shutdown).await;
+            session::run(identity, host, journal, run.session, shutdown).await;
             info!("mf-agent stopped");
             Ok(())
         }
@@ -182,8 +191,12 @@ async fn dispatch(command: Command) -> Result<()> {
                 .iter()
                 .map(|l| config::parse_label(l))
                 .collect::<Result<BTreeMap<_, _>, _>>()?;
-            let host = RootedHost::new(host_root);
-            let facts = tokio::task::spawn_blocking(move || facts::collect(&host, &labels)).await?;
+            let host: Box<dyn Host> = match EmulatedHost::open_dir(&host_root)? {
+                Some(emulated) => Box::new(emulated),
+                None => Box::new(RootedHost::new(host_root)),
+            };
+            let facts =
+                tokio::task::spawn_blocking(move || facts::collect(host.as_ref(), &labels)).await?;
             println!("{}", serde_json::to_string_pretty(&facts)?);
             Ok(())
         }

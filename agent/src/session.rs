@@ -15,9 +15,12 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::command::{Command, Update};
+use crate::executor::Executor;
 use crate::facts::{self, Facts};
 use crate::host::Host;
 use crate::identity::Identity;
+use crate::journal::Journal;
 use mf_proto::transport::{self, MAX_MESSAGE_BYTES};
 
 /// How the session behaves; the coordinator sets the heartbeat interval.
@@ -60,13 +63,25 @@ pub enum SessionError {
     Closed,
 }
 
-/// Runs until `shutdown` is cancelled, reconnecting after every failure.
+/// Updates waiting for a session while none is open.
+const UPDATE_QUEUE: usize = 64;
+
+/// Runs until `shutdown` is cancelled, reconnecting after every failure. The
+/// executor (and the phase it runs) lives across sessions.
 pub async fn run(
     identity: Identity,
     host: Arc<dyn Host>,
+    journal: Journal,
     config: SessionConfig,
     shutdown: CancellationToken,
 ) {
+    let (updates_tx, mut updates) = mpsc::channel(UPDATE_QUEUE);
+    let executor = Executor::spawn(
+        identity.host_id.clone(),
+        Arc::clone(&host),
+        journal,
+        updates_tx,
+    );
     let mut backoff = ExponentialBackoff {
         initial_interval: Duration::from_millis(500),
         randomization_factor: 0.5,
@@ -90,7 +105,7 @@ pub async fn run(
         // Dropping the session future on shutdown closes the stream wherever it is.
         let outcome = tokio::select! {
             () = shutdown.cancelled() => Ok(()),
-            outcome = serve(&identity, &host, &config, &mut last_facts) => outcome,
+            outcome = serve(&identity, &host, &config, &mut last_facts, &executor, &mut updates) => outcome,
         };
         match outcome {
             Ok(()) => return,
@@ -129,6 +144,7 @@ async fn establish(
     host: &Arc<dyn Host>,
     config: &SessionConfig,
     last_facts: &mut Option<Facts>,
+    executor: &Executor,
 ) -> Result<Established, SessionError> {
     let channel = transport::endpoint(
         &identity.coordinator,
@@ -143,10 +159,13 @@ async fn establish(
 
     let facts = collect_facts(host, &config.labels).await;
     let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
+    let progress = executor.progress();
     let hello = pb::AgentMessage {
         body: Some(pb::agent_message::Body::Hello(pb::Hello {
             agent_version: env!("CARGO_PKG_VERSION").to_string(),
             facts: Some((&facts).into()),
+            last_sequence: progress.last_sequence,
+            last_update: progress.last_update.as_ref().map(Into::into),
         })),
     };
     tx.send(hello).await.map_err(|_| SessionError::Closed)?;
@@ -181,6 +200,8 @@ async fn serve(
     host: &Arc<dyn Host>,
     config: &SessionConfig,
     last_facts: &mut Option<Facts>,
+    executor: &Executor,
+    updates: &mut mpsc::Receiver<Update>,
 ) -> Result<(), SessionError> {
     let Established {
         welcome,
@@ -188,7 +209,7 @@ async fn serve(
         mut inbound,
     } = tokio::time::timeout(
         ESTABLISH_TIMEOUT,
-        establish(identity, host, config, last_facts),
+        establish(identity, host, config, last_facts, executor),
     )
     .await
     .map_err(|_| SessionError::Protocol("no welcome from the coordinator within 30 s"))??;
@@ -224,7 +245,33 @@ async fn serve(
                     *last_facts = Some(fresh);
                 }
             }
+            Some(update) = updates.recv() => {
+                let message = pb::AgentMessage {
+                    body: Some(pb::agent_message::Body::CommandUpdate((&update).into())),
+                };
+                tx.send(message).await.map_err(|_| SessionError::Closed)?;
+            }
             message = inbound.message() => match message {
+                Ok(Some(pb::CoordinatorMessage { body: Some(pb::coordinator_message::Body::Command(command)) })) => {
+                    let id = command.command_id.clone();
+                    let sequence = command.sequence;
+                    match Command::try_from(command) {
+                        Ok(command) => executor.submit(command).await,
+                        Err(malformed) => {
+                            warn!(command_id = %id, error = %malformed, "command refused");
+                            let refusal = pb::AgentMessage {
+                                body: Some(pb::agent_message::Body::CommandUpdate(pb::CommandUpdate {
+                                    command_id: id,
+                                    sequence,
+                                    state: pb::CommandState::Refused.into(),
+                                    detail: malformed.to_string(),
+                                    ..pb::CommandUpdate::default()
+                                })),
+                            };
+                            tx.send(refusal).await.map_err(|_| SessionError::Closed)?;
+                        }
+                    }
+                }
                 Ok(Some(message)) => debug!(?message, "message from the coordinator"),
                 Ok(None) => return Err(SessionError::Closed),
                 Err(s) => return Err(SessionError::Status(transport::describe_status(&s))),

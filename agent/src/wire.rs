@@ -1,4 +1,4 @@
-//! Converts the agent's domain facts to the wire type. Only session code uses it.
+//! Converts between the agent's domain types and the wire. Only session code uses it.
 
 use mf_proto::v1 as pb;
 
@@ -42,6 +42,151 @@ impl From<&Facts> for pb::Facts {
                     reason: u.reason.clone(),
                 })
                 .collect(),
+        }
+    }
+}
+
+use crate::command::{Command, MigrationTool, Phase, State, Update};
+use crate::report::{Finding, Remediation, Severity, Source};
+
+/// Why a command from the wire is not a command the agent knows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed command: {0}")]
+pub struct MalformedCommand(pub &'static str);
+
+impl TryFrom<pb::Command> for Command {
+    type Error = MalformedCommand;
+
+    fn try_from(wire: pb::Command) -> Result<Self, MalformedCommand> {
+        if wire.command_id.is_empty() || wire.command_id.len() > 128 {
+            return Err(MalformedCommand("the command id must be 1-128 bytes"));
+        }
+        let phase = match wire.phase.ok_or(MalformedCommand("no phase"))? {
+            pb::command::Phase::Precheck(p) => Phase::Precheck {
+                tool: match pb::MigrationTool::try_from(p.tool) {
+                    Ok(pb::MigrationTool::Convert2rhel) => MigrationTool::Convert2rhel,
+                    Ok(pb::MigrationTool::Leapp) => MigrationTool::Leapp,
+                    _ => return Err(MalformedCommand("unknown migration tool")),
+                },
+                target_version: valid_version(p.target_version)?,
+            },
+        };
+        Ok(Command {
+            id: wire.command_id,
+            host_id: wire.host_id,
+            sequence: wire.sequence,
+            expires_unix_ms: wire.expires_unix_ms,
+            phase,
+        })
+    }
+}
+
+/// `MAJOR.MINOR`, digits only: it ends up in a command line.
+fn valid_version(version: String) -> Result<String, MalformedCommand> {
+    let ok = version.split_once('.').is_some_and(|(a, b)| {
+        [a, b]
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|c| c.is_ascii_digit()))
+    });
+    if ok {
+        Ok(version)
+    } else {
+        Err(MalformedCommand("the target version must be MAJOR.MINOR"))
+    }
+}
+
+impl From<&Finding> for pb::Finding {
+    fn from(f: &Finding) -> Self {
+        pb::Finding {
+            source: match f.source {
+                Source::Convert2rhel => "convert2rhel",
+                Source::Leapp => "leapp",
+                Source::Agent => "agent",
+            }
+            .into(),
+            key: f.key.clone(),
+            severity: match f.severity {
+                Severity::Info => pb::Severity::Info,
+                Severity::Low => pb::Severity::Low,
+                Severity::Medium => pb::Severity::Medium,
+                Severity::High => pb::Severity::High,
+            }
+            .into(),
+            blocking: f.blocking,
+            title: f.title.clone(),
+            summary: f.summary.clone(),
+            remediations: f
+                .remediations
+                .iter()
+                .map(|r| pb::Remediation {
+                    kind: Some(match r {
+                        Remediation::Hint(h) => pb::remediation::Kind::Hint(h.clone()),
+                        Remediation::Command(argv) => {
+                            pb::remediation::Kind::Command(pb::CommandLine { argv: argv.clone() })
+                        }
+                        Remediation::Playbook(p) => pb::remediation::Kind::Playbook(p.clone()),
+                    }),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<&Update> for pb::CommandUpdate {
+    fn from(u: &Update) -> Self {
+        pb::CommandUpdate {
+            command_id: u.command_id.clone(),
+            sequence: u.sequence,
+            state: match u.state {
+                State::Started => pb::CommandState::Started,
+                State::Succeeded => pb::CommandState::Succeeded,
+                State::Failed => pb::CommandState::Failed,
+                State::Refused => pb::CommandState::Refused,
+                State::Interrupted => pb::CommandState::Interrupted,
+            }
+            .into(),
+            detail: u.detail.clone(),
+            findings: u.findings.iter().map(Into::into).collect(),
+            finished_unix_ms: u.finished_unix_ms,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_well_formed_commands_convert() {
+        let good = pb::Command {
+            command_id: "c1".into(),
+            host_id: "h".into(),
+            sequence: 1,
+            expires_unix_ms: 1,
+            phase: Some(pb::command::Phase::Precheck(pb::Precheck {
+                tool: pb::MigrationTool::Leapp.into(),
+                target_version: "8.10".into(),
+            })),
+        };
+        assert!(Command::try_from(good.clone()).is_ok());
+        let mut no_phase = good.clone();
+        no_phase.phase = None;
+        assert_eq!(
+            Command::try_from(no_phase),
+            Err(MalformedCommand("no phase"))
+        );
+        for (tool, version, expected) in [
+            (0, "8.10", "unknown migration tool"),
+            (2, "8.10; rm -rf /", "MAJOR.MINOR"),
+            (2, "--reboot", "MAJOR.MINOR"),
+        ] {
+            let mut bad = good.clone();
+            bad.phase = Some(pb::command::Phase::Precheck(pb::Precheck {
+                tool,
+                target_version: version.into(),
+            }));
+            let err = Command::try_from(bad).expect_err(expected);
+            assert!(err.0.contains(expected), "{err}");
         }
     }
 }

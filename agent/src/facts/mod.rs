@@ -279,14 +279,14 @@ fn parse_rpm_query(stdout: &str) -> Result<(u64, BTreeMap<String, String>), Stri
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host::{FsUsage, RootedHost, SimHostSpec, SimProfile, SimulatedHost};
+    use crate::host::{EmulatedHost, FsUsage, RootedHost, SimHostSpec, SimProfile};
 
-    fn sim(profile: SimProfile) -> SimulatedHost {
+    fn sim(profile: SimProfile) -> EmulatedHost {
         let fs = FsUsage {
             free_bytes: 5 << 30,
             total_bytes: 20 << 30,
         };
-        SimulatedHost::new(SimHostSpec {
+        EmulatedHost::simulated(&SimHostSpec {
             profile,
             hostname: "web-01".into(),
             domain: "dc1.example.com".into(),
@@ -300,6 +300,7 @@ mod tests {
                 .map(|p| (p.to_string(), fs))
                 .collect(),
             uptime_seconds: 1234,
+            findings: Vec::new(),
         })
     }
 

@@ -2,11 +2,11 @@
 //! only through [`Host`], so the same agent logic runs on a real machine, on a
 //! prepared directory tree, and on a simulated host.
 
+pub mod emulated;
 mod rooted;
-mod simulated;
 
+pub use emulated::{EmulatedHost, SimHostSpec, SimProfile};
 pub use rooted::RootedHost;
-pub use simulated::{SimHostSpec, SimProfile, SimulatedHost};
 
 /// What a command printed and how it ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,10 +48,41 @@ pub enum HostError {
     CommandUnavailable { command: String, reason: String },
 }
 
+/// Maps a host path (`/etc/os-release`) into `root`, refusing relative paths
+/// and `..`, so that a path can never leave the tree.
+pub(crate) fn resolve(root: &std::path::Path, path: &str) -> Result<std::path::PathBuf, HostError> {
+    use std::path::{Component, Path};
+    let relative = Path::new(path)
+        .strip_prefix("/")
+        .map_err(|_| HostError::BadPath { path: path.into() })?;
+    if relative.as_os_str().is_empty()
+        || relative
+            .components()
+            .any(|c| !matches!(c, Component::Normal(_)))
+    {
+        return Err(HostError::BadPath { path: path.into() });
+    }
+    Ok(root.join(relative))
+}
+
+/// An I/O failure on a host path, with not-found told apart.
+pub(crate) fn io_error(path: &str, source: std::io::Error) -> HostError {
+    match source.kind() {
+        std::io::ErrorKind::NotFound => HostError::NotFound { path: path.into() },
+        _ => HostError::Io {
+            path: path.into(),
+            source,
+        },
+    }
+}
+
 /// A machine the agent reads and acts on. Paths are absolute paths as seen on
 /// the host (`/etc/os-release`); commands are argv vectors, never shell strings.
 pub trait Host: Send + Sync + 'static {
     fn read_file(&self, path: &str) -> Result<Vec<u8>, HostError>;
+    fn write_file(&self, path: &str, content: &[u8]) -> Result<(), HostError>;
+    /// Removes a file; a file that does not exist is not an error.
+    fn remove_file(&self, path: &str) -> Result<(), HostError>;
     fn run(&self, argv: &[&str]) -> Result<CommandOutput, HostError>;
     fn filesystem(&self, path: &str) -> Result<FsUsage, HostError>;
     fn hardware(&self) -> Hardware;

@@ -2,10 +2,10 @@
 //! tree in tests), commands run on the machine itself.
 
 use std::io::ErrorKind;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::{CommandOutput, FsUsage, Hardware, Host, HostError};
+use super::{CommandOutput, FsUsage, Hardware, Host, HostError, io_error};
 
 #[derive(Debug, Clone)]
 pub struct RootedHost {
@@ -25,31 +25,14 @@ impl RootedHost {
         self.root == Path::new("/")
     }
 
-    /// Maps a host path into the root, refusing `..` so a path can never leave it.
     fn resolve(&self, path: &str) -> Result<PathBuf, HostError> {
-        let relative = Path::new(path)
-            .strip_prefix("/")
-            .map_err(|_| HostError::BadPath { path: path.into() })?;
-        if relative
-            .components()
-            .any(|c| !matches!(c, Component::Normal(_)))
-        {
-            return Err(HostError::BadPath { path: path.into() });
-        }
-        Ok(self.root.join(relative))
+        super::resolve(&self.root, path)
     }
 }
 
 impl Host for RootedHost {
     fn read_file(&self, path: &str) -> Result<Vec<u8>, HostError> {
-        let full = self.resolve(path)?;
-        std::fs::read(&full).map_err(|source| match source.kind() {
-            ErrorKind::NotFound => HostError::NotFound { path: path.into() },
-            _ => HostError::Io {
-                path: path.into(),
-                source,
-            },
-        })
+        std::fs::read(self.resolve(path)?).map_err(|source| io_error(path, source))
     }
 
     fn run(&self, argv: &[&str]) -> Result<CommandOutput, HostError> {
@@ -89,37 +72,49 @@ impl Host for RootedHost {
     }
 
     fn filesystem(&self, path: &str) -> Result<FsUsage, HostError> {
-        let full = self.resolve(path)?;
-        let stat = rustix::fs::statvfs(&full).map_err(|errno| {
-            let source = std::io::Error::from(errno);
-            match source.kind() {
-                ErrorKind::NotFound => HostError::NotFound { path: path.into() },
-                _ => HostError::Io {
-                    path: path.into(),
-                    source,
-                },
-            }
-        })?;
-        Ok(FsUsage {
-            free_bytes: stat.f_bavail.saturating_mul(stat.f_frsize),
-            total_bytes: stat.f_blocks.saturating_mul(stat.f_frsize),
-        })
+        statvfs(&self.resolve(path)?, path)
     }
 
     /// CPUs and memory always describe the machine the agent runs on, also for
     /// a prepared tree: a tree has no hardware of its own.
     fn hardware(&self) -> Hardware {
-        let Ok(mut system) = sysinfo::System::new() else {
-            return Hardware::default();
-        };
-        system.refresh_memory();
-        system.refresh_cpu_list(sysinfo::CpuRefreshKind::nothing());
-        let cpus = u32::try_from(system.cpus().len()).ok().filter(|n| *n > 0);
-        let memory = Some(system.total_memory()).filter(|m| *m > 0);
-        Hardware {
-            cpus,
-            memory_bytes: memory,
+        machine_hardware()
+    }
+
+    fn write_file(&self, path: &str, content: &[u8]) -> Result<(), HostError> {
+        let full = self.resolve(path)?;
+        std::fs::write(&full, content).map_err(|source| io_error(path, source))
+    }
+
+    fn remove_file(&self, path: &str) -> Result<(), HostError> {
+        match std::fs::remove_file(self.resolve(path)?) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(io_error(path, source)),
         }
+    }
+}
+
+/// Space of the filesystem holding `full`; `path` names it in errors.
+pub(super) fn statvfs(full: &Path, path: &str) -> Result<FsUsage, HostError> {
+    let stat =
+        rustix::fs::statvfs(full).map_err(|errno| io_error(path, std::io::Error::from(errno)))?;
+    Ok(FsUsage {
+        free_bytes: stat.f_bavail.saturating_mul(stat.f_frsize),
+        total_bytes: stat.f_blocks.saturating_mul(stat.f_frsize),
+    })
+}
+
+/// CPUs and memory of the machine this process runs on.
+pub(super) fn machine_hardware() -> Hardware {
+    let Ok(mut system) = sysinfo::System::new() else {
+        return Hardware::default();
+    };
+    system.refresh_memory();
+    system.refresh_cpu_list(sysinfo::CpuRefreshKind::nothing());
+    Hardware {
+        cpus: u32::try_from(system.cpus().len()).ok().filter(|n| *n > 0),
+        memory_bytes: Some(system.total_memory()).filter(|m| *m > 0),
     }
 }
 

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::{Finding, Remediation, ReportError, Severity, Tool, check_size};
+use super::{Finding, Remediation, ReportError, Severity, Source, check_size};
 
 #[derive(Debug, Deserialize)]
 struct Report {
@@ -82,7 +82,7 @@ fn finding(action_id: &str, item: Item) -> Option<Finding> {
     let diagnosis = fill(&item.diagnosis, &item.variables);
     let remediation = fill(&item.remediations, &item.variables);
     Some(Finding {
-        source: Tool::Convert2rhel,
+        source: Source::Convert2rhel,
         key: format!("{action_id}::{}", item.id),
         severity,
         blocking,

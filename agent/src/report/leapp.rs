@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use super::{Finding, Remediation, ReportError, Severity, Tool, check_size};
+use super::{Finding, Remediation, ReportError, Severity, Source, check_size};
 
 #[derive(Debug, Deserialize)]
 struct Report {
@@ -87,7 +87,7 @@ fn finding(entry: Entry) -> Result<Finding, ReportError> {
         })
         .collect();
     Ok(Finding {
-        source: Tool::Leapp,
+        source: Source::Leapp,
         key,
         severity: match entry.severity {
             RawSeverity::Info => Severity::Info,

@@ -8,19 +8,21 @@ mod leapp;
 pub use convert2rhel::parse as parse_convert2rhel;
 pub use leapp::parse as parse_leapp;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Largest report file the agent will read.
 pub const MAX_REPORT_BYTES: usize = 16 * 1024 * 1024;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Who raised a finding: one of the tools, or the agent's own checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Tool {
+pub enum Source {
     Convert2rhel,
     Leapp,
+    Agent,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Info,
@@ -29,7 +31,7 @@ pub enum Severity {
     High,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "value", rename_all = "lowercase")]
 pub enum Remediation {
     /// Text for a person.
@@ -41,9 +43,9 @@ pub enum Remediation {
 }
 
 /// One finding, the same shape whichever tool raised it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {
-    pub source: Tool,
+    pub source: Source,
     /// Stable across runs and hosts: what the fleet view aggregates on.
     pub key: String,
     pub severity: Severity,

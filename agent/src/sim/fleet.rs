@@ -8,6 +8,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::facts::WATCHED_FILESYSTEMS;
+use crate::host::emulated::ScenarioFinding;
 use crate::host::{FsUsage, SimHostSpec, SimProfile};
 
 /// Shape of the fleet to plan.
@@ -37,6 +38,107 @@ const PROFILE_WEIGHTS: [(SimProfile, u32); 5] = [
     (SimProfile::Rocky810, 7),
 ];
 const DATACENTERS: [&str; 2] = ["dc1", "dc2"];
+
+/// Findings seen on real RHEL 7 hosts (keys and titles from real leapp reports):
+/// (key, title, severity, blocking, share of hosts in percent).
+const LEAPP_FINDINGS: [(&str, &str, &str, bool, u32); 6] = [
+    (
+        "d35f6c6b1b1fa6924ef442e3670d90fa92f0d54b",
+        "Missing required answers in the answer file",
+        "high",
+        true,
+        6,
+    ),
+    (
+        "3d21e8cc9e1c09dc60429de7716165787e99515f",
+        "Possible problems with remote login using root account",
+        "high",
+        true,
+        4,
+    ),
+    (
+        "b6fd580136aaf67fa42d68fb75b27f6e13f47c2d",
+        "Detected loaded kernel drivers which have been removed in RHEL 8. Upgrade cannot proceed.",
+        "high",
+        true,
+        2,
+    ),
+    (
+        "0c98585b1d8d252eb540bf61560094f3495351f5",
+        "Difference in Python versions and support in RHEL 8",
+        "high",
+        false,
+        60,
+    ),
+    (
+        "c4222ebd18730a76f6bc7b3b66df898b106e6554",
+        "chrony using default configuration",
+        "medium",
+        false,
+        25,
+    ),
+    (
+        "13f0791ae5f19f50e7d0d606fb6501f91b1efb2c",
+        "Packages not signed by Red Hat found on the system",
+        "high",
+        false,
+        15,
+    ),
+];
+
+/// Findings convert2rhel raises (ACTION::MESSAGE ids of convert2rhel 2.x).
+const CONVERT2RHEL_FINDINGS: [(&str, &str, &str, bool, u32); 4] = [
+    (
+        "IS_LOADED_KERNEL_LATEST::INVALID_KERNEL_VERSION",
+        "Invalid kernel version detected",
+        "high",
+        true,
+        5,
+    ),
+    (
+        "PACKAGE_UPDATES::OUT_OF_DATE_PACKAGES",
+        "Outdated packages detected",
+        "medium",
+        false,
+        40,
+    ),
+    (
+        "LIST_THIRD_PARTY_PACKAGES::THIRD_PARTY_PACKAGE_DETECTED",
+        "Third party packages detected",
+        "medium",
+        false,
+        20,
+    ),
+    (
+        "CHECK_FIREWALLD_AVAILABILITY::FIREWALLD_MODULES_CLEANUP_ON_EXIT_CONFIG",
+        "Firewalld is set to cleanup modules after exit",
+        "high",
+        true,
+        3,
+    ),
+];
+
+/// What the pre-check of this profile's next step will find, drawn per host.
+fn draw_findings(rng: &mut StdRng, profile: SimProfile) -> Vec<ScenarioFinding> {
+    let table: &[(&str, &str, &str, bool, u32)] = match profile {
+        SimProfile::Rhel79 | SimProfile::Rhel810 => &LEAPP_FINDINGS,
+        SimProfile::Centos79 | SimProfile::Oracle79 | SimProfile::Rocky810 => {
+            &CONVERT2RHEL_FINDINGS
+        }
+    };
+    table
+        .iter()
+        .filter(|(_, _, _, _, percent)| rng.gen_range(0..100) < *percent)
+        .map(|(key, title, severity, blocking, _)| ScenarioFinding {
+            key: (*key).to_string(),
+            title: (*title).to_string(),
+            summary: format!("{title} (simulated host)"),
+            severity: (*severity).to_string(),
+            blocking: *blocking,
+            hint: Some("See the tool's report for the remediation steps.".to_string()),
+        })
+        .collect()
+}
 const HOSTS_PER_APP: usize = 16;
 const HOSTS_PER_HYPERVISOR: usize = 15;
 
@@ -100,6 +202,7 @@ pub fn plan_fleet(spec: &FleetSpec) -> Vec<HostPlan> {
                 other_packages: rng.gen_range(350..1200),
                 filesystems,
                 uptime_seconds: rng.gen_range(3_600..40_000_000),
+                findings: draw_findings(&mut rng, profile),
             };
             HostPlan {
                 host_id,

@@ -16,7 +16,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info_span, warn};
 
 use crate::enroll::{self, EnrollParams};
-use crate::host::{Host, SimulatedHost};
+use crate::host::{EmulatedHost, Host};
+use crate::journal::Journal;
 use crate::session::{self, SessionConfig};
 
 /// How to reach the coordinator and how hard to press it.
@@ -102,10 +103,17 @@ pub fn start(plan: Vec<HostPlan>, config: SimConfig) -> Fleet {
                     }
                 };
                 enrolled.fetch_add(1, Ordering::Relaxed);
-                let host: Arc<dyn Host> = Arc::new(SimulatedHost::new(planned.spec));
+                let host: Arc<dyn Host> = Arc::new(EmulatedHost::simulated(&planned.spec));
                 let mut session_config = config.session.clone();
                 session_config.labels = planned.labels;
-                session::run(identity, host, session_config, shutdown).await;
+                session::run(
+                    identity,
+                    host,
+                    Journal::in_memory(),
+                    session_config,
+                    shutdown,
+                )
+                .await;
             }
             .instrument(span),
         );

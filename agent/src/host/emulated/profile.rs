@@ -1,10 +1,10 @@
-//! A simulated EL host: an in-memory file tree plus emulations of the commands
-//! the agent runs, answering with the same argv, exit codes and output as the
-//! real tools. It backs `mf-agent sim` and the tests.
+//! The distributions of a fleet still to migrate, as files and packages: what
+//! a simulated host of each profile looks like on day one.
 
 use std::collections::BTreeMap;
 
-use super::{CommandOutput, FsUsage, Hardware, Host, HostError};
+use super::scenario::{Package, Scenario, ScenarioFinding, Space};
+use crate::host::FsUsage;
 
 /// The operating systems of a realistic fleet still to migrate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -26,7 +26,7 @@ impl SimProfile {
         SimProfile::Rocky810,
     ];
 
-    fn kernel_release(self) -> &'static str {
+    pub fn kernel_release(self) -> &'static str {
         match self {
             SimProfile::Centos79 => "3.10.0-1160.119.1.el7.x86_64",
             SimProfile::Oracle79 => "3.10.0-1160.118.1.0.1.el7.x86_64",
@@ -172,145 +172,72 @@ pub struct SimHostSpec {
     /// Free and total bytes of `/`, `/var` and `/boot`.
     pub filesystems: BTreeMap<String, FsUsage>,
     pub uptime_seconds: u64,
+    /// What the migration tools' pre-checks will find on this host.
+    pub findings: Vec<ScenarioFinding>,
 }
 
-#[derive(Debug)]
-pub struct SimulatedHost {
-    spec: SimHostSpec,
-    files: BTreeMap<String, Vec<u8>>,
-}
-
-impl SimulatedHost {
-    pub fn new(spec: SimHostSpec) -> Self {
-        let fqdn = format!("{}.{}", spec.hostname, spec.domain);
-        let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-        let mut put = |path: &str, content: String| {
-            files.insert(path.to_string(), content.into_bytes());
-        };
-        put("/etc/os-release", spec.profile.os_release().to_string());
-        for (path, content) in spec.profile.release_files() {
-            put(path, (*content).to_string());
-        }
-        put("/etc/hostname", format!("{}\n", spec.hostname));
-        put(
-            "/etc/hosts",
-            format!(
-                "127.0.0.1   localhost localhost.localdomain\n10.20.0.1   {fqdn} {}\n",
-                spec.hostname
-            ),
-        );
-        put("/etc/machine-id", format!("{}\n", spec.machine_id));
-        put("/proc/sys/kernel/hostname", format!("{}\n", spec.hostname));
-        put(
-            "/proc/sys/kernel/osrelease",
-            format!("{}\n", spec.profile.kernel_release()),
-        );
-        put(
-            "/proc/sys/kernel/random/boot_id",
-            format!("{}\n", spec.boot_id),
-        );
-        put(
-            "/proc/uptime",
-            format!(
-                "{}.42 {}.17\n",
-                spec.uptime_seconds,
-                spec.uptime_seconds * 3
-            ),
-        );
-        Self { spec, files }
+/// The initial files and the scenario of a simulated host.
+pub fn build(spec: &SimHostSpec) -> (BTreeMap<String, Vec<u8>>, Scenario) {
+    let fqdn = format!("{}.{}", spec.hostname, spec.domain);
+    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut put = |path: &str, content: String| {
+        files.insert(path.to_string(), content.into_bytes());
+    };
+    put("/etc/os-release", spec.profile.os_release().to_string());
+    for (path, content) in spec.profile.release_files() {
+        put(path, (*content).to_string());
     }
-
-    pub fn spec(&self) -> &SimHostSpec {
-        &self.spec
-    }
-
-    /// `rpm -qa [--queryformat FMT]`, the only rpm query the agent makes.
-    fn rpm(&self, args: &[&str]) -> CommandOutput {
-        let format = match args {
-            ["-qa"] => "%{NAME}-%{VERSION}-%{RELEASE}.%{ARCH}\\n",
-            ["-qa", "--queryformat" | "--qf", format] => format,
-            _ => {
-                return CommandOutput {
-                    status: 1,
-                    stdout: String::new(),
-                    stderr: format!("rpm: unsupported query {}\n", args.join(" ")),
-                };
-            }
-        };
-        let mut stdout = String::new();
-        let filler = (0..self.spec.other_packages).map(|i| {
-            (
-                format!("sim-package-{i:04}"),
-                "1.0",
-                if self.spec.profile.kernel_release().contains("el7") {
-                    "1.el7"
-                } else {
-                    "1.el8"
-                },
-                "x86_64",
-            )
-        });
-        let key = self
-            .spec
+    put("/etc/hostname", format!("{}\n", spec.hostname));
+    put(
+        "/etc/hosts",
+        format!(
+            "127.0.0.1   localhost localhost.localdomain\n10.20.0.1   {fqdn} {}\n",
+            spec.hostname
+        ),
+    );
+    put("/etc/machine-id", format!("{}\n", spec.machine_id));
+    put("/proc/sys/kernel/hostname", format!("{}\n", spec.hostname));
+    put(
+        "/proc/sys/kernel/osrelease",
+        format!("{}\n", spec.profile.kernel_release()),
+    );
+    put(
+        "/proc/sys/kernel/random/boot_id",
+        format!("{}\n", spec.boot_id),
+    );
+    put(
+        "/proc/uptime",
+        format!(
+            "{}.42 {}.17\n",
+            spec.uptime_seconds,
+            spec.uptime_seconds * 3
+        ),
+    );
+    let scenario = Scenario {
+        packages: spec
             .profile
             .key_packages()
             .iter()
-            .map(|(n, v, r, a)| ((*n).to_string(), *v, *r, *a));
-        for (name, version, release, arch) in key.chain(filler) {
-            stdout.push_str(&render_rpm_format(format, &name, version, release, arch));
-        }
-        CommandOutput {
-            status: 0,
-            stdout,
-            stderr: String::new(),
-        }
-    }
-}
-
-/// Expands rpm's query-format tags and backslash escapes.
-fn render_rpm_format(format: &str, name: &str, version: &str, release: &str, arch: &str) -> String {
-    format
-        .replace("%{NAME}", name)
-        .replace("%{VERSION}", version)
-        .replace("%{RELEASE}", release)
-        .replace("%{ARCH}", arch)
-        .replace("\\n", "\n")
-        .replace("\\t", "\t")
-}
-
-impl Host for SimulatedHost {
-    fn read_file(&self, path: &str) -> Result<Vec<u8>, HostError> {
-        self.files
-            .get(path)
-            .cloned()
-            .ok_or_else(|| HostError::NotFound { path: path.into() })
-    }
-
-    fn run(&self, argv: &[&str]) -> Result<CommandOutput, HostError> {
-        match argv.split_first() {
-            Some((&"rpm", args)) => Ok(self.rpm(args)),
-            Some((program, _)) => Err(HostError::CommandNotFound {
-                command: (*program).into(),
-            }),
-            None => Err(HostError::CommandUnavailable {
-                command: String::new(),
-                reason: "empty command line".into(),
-            }),
-        }
-    }
-
-    fn filesystem(&self, path: &str) -> Result<FsUsage, HostError> {
-        self.spec
+            .map(|(n, v, r, a)| Package::new(n, v, r, a))
+            .collect(),
+        other_packages: spec.other_packages,
+        findings: spec.findings.clone(),
+        filesystems: spec
             .filesystems
-            .get(path)
-            .copied()
-            .ok_or_else(|| HostError::NotFound { path: path.into() })
-    }
-
-    fn hardware(&self) -> Hardware {
-        Hardware {
-            cpus: Some(self.spec.cpus),
-            memory_bytes: Some(self.spec.memory_bytes),
-        }
-    }
+            .iter()
+            .map(|(path, fs)| {
+                (
+                    path.clone(),
+                    Space {
+                        free_bytes: fs.free_bytes,
+                        total_bytes: fs.total_bytes,
+                    },
+                )
+            })
+            .collect(),
+        cpus: Some(spec.cpus),
+        memory_bytes: Some(spec.memory_bytes),
+        ..Scenario::default()
+    };
+    (files, scenario)
 }

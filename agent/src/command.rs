@@ -1,0 +1,97 @@
+//! What the coordinator can ask of an agent, as the agent's own types: a phase
+//! from a closed set with typed parameters, and the updates it answers with.
+//! Converted from and to the wire in `wire.rs`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::report::Finding;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MigrationTool {
+    Convert2rhel,
+    Leapp,
+}
+
+impl std::fmt::Display for MigrationTool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MigrationTool::Convert2rhel => "convert2rhel",
+            MigrationTool::Leapp => "leapp",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "lowercase")]
+pub enum Phase {
+    Precheck {
+        tool: MigrationTool,
+        target_version: String,
+    },
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Phase::Precheck {
+                tool,
+                target_version,
+            } => write!(f, "precheck ({tool} to {target_version})"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    pub id: String,
+    pub host_id: String,
+    pub sequence: u64,
+    pub expires_unix_ms: i64,
+    pub phase: Phase,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Started,
+    Succeeded,
+    Failed,
+    Refused,
+    Interrupted,
+}
+
+/// What the agent says about a command; the final one is journaled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Update {
+    pub command_id: String,
+    pub sequence: u64,
+    pub state: State,
+    pub detail: String,
+    pub findings: Vec<Finding>,
+    pub finished_unix_ms: i64,
+}
+
+impl Update {
+    pub fn new(command: &Command, state: State, detail: impl Into<String>) -> Self {
+        Self {
+            command_id: command.id.clone(),
+            sequence: command.sequence,
+            state,
+            detail: detail.into(),
+            findings: Vec::new(),
+            finished_unix_ms: if state == State::Started {
+                0
+            } else {
+                now_unix_ms()
+            },
+        }
+    }
+}
+
+pub fn now_unix_ms() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+}

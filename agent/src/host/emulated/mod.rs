@@ -1,0 +1,170 @@
+//! An emulated EL host: a file tree plus emulations of the commands the agent
+//! runs (`rpm`, `convert2rhel`, `leapp`), answering with the real tools' argv
+//! handling, exit codes, console lines and report files. It backs
+//! `mf-agent sim` (in memory) and tests of the real daemon over a directory.
+
+mod convert2rhel;
+mod leapp;
+pub mod profile;
+mod results;
+mod rpm;
+pub mod scenario;
+mod tree;
+
+use std::path::{Path, PathBuf};
+
+pub use profile::{SimHostSpec, SimProfile};
+pub use scenario::{Failure, Package, SCENARIO_PATH, Scenario, ScenarioFinding, Space};
+use tree::Tree;
+
+use super::{CommandOutput, FsUsage, Hardware, Host, HostError};
+
+#[derive(Debug)]
+pub struct EmulatedHost {
+    tree: Tree,
+    scenario: Scenario,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("{path}: {reason}")]
+    Scenario { path: PathBuf, reason: String },
+}
+
+impl EmulatedHost {
+    /// A simulated host in memory, for `mf-agent sim`.
+    pub fn simulated(spec: &SimHostSpec) -> Self {
+        let (files, scenario) = profile::build(spec);
+        Self {
+            tree: Tree::memory(files),
+            scenario,
+        }
+    }
+
+    /// The emulation over a host-root directory, if it holds a scenario file.
+    /// Never for `/`: a real system is never emulated.
+    pub fn open_dir(root: &Path) -> Result<Option<Self>, OpenError> {
+        if root == Path::new("/") {
+            return Ok(None);
+        }
+        let tree = Tree::Directory(root.to_path_buf());
+        let text = match tree.read(SCENARIO_PATH) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(HostError::NotFound { .. }) => return Ok(None),
+            Err(e) => {
+                return Err(OpenError::Scenario {
+                    path: root.join(SCENARIO_PATH.trim_start_matches('/')),
+                    reason: e.to_string(),
+                });
+            }
+        };
+        let scenario = Scenario::parse(&text).map_err(|reason| OpenError::Scenario {
+            path: root.join(SCENARIO_PATH.trim_start_matches('/')),
+            reason,
+        })?;
+        Ok(Some(Self { tree, scenario }))
+    }
+
+    pub fn scenario(&self) -> &Scenario {
+        &self.scenario
+    }
+
+    /// `ID` and `VERSION_ID`-based version of the emulated OS, as the tools see it.
+    fn os(&self) -> (String, String) {
+        let text = self
+            .tree
+            .read("/etc/os-release")
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        let field = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{key}=")))
+                .map(|v| v.trim_matches('"').to_string())
+                .unwrap_or_default()
+        };
+        let id = field("ID");
+        let mut version = field("VERSION_ID");
+        if !version.contains('.') {
+            // CentOS 7: the minor version is in the release file.
+            if let Ok(line) = self.tree.read("/etc/centos-release") {
+                let line = String::from_utf8_lossy(&line);
+                if let Some(full) = line
+                    .split(" release ")
+                    .nth(1)
+                    .and_then(|r| r.split_whitespace().next())
+                {
+                    version = full.split('.').take(2).collect::<Vec<_>>().join(".");
+                }
+            }
+        }
+        (id, version)
+    }
+}
+
+/// A random 32-hex-digit id, as the tools use for runs and entries.
+fn random_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string()
+}
+
+impl Host for EmulatedHost {
+    fn read_file(&self, path: &str) -> Result<Vec<u8>, HostError> {
+        self.tree.read(path)
+    }
+
+    fn write_file(&self, path: &str, content: &[u8]) -> Result<(), HostError> {
+        self.tree.write(path, content)
+    }
+
+    fn remove_file(&self, path: &str) -> Result<(), HostError> {
+        self.tree.remove(path)
+    }
+
+    fn run(&self, argv: &[&str]) -> Result<CommandOutput, HostError> {
+        match argv.split_first() {
+            Some((&"rpm", args)) => Ok(rpm::run(&self.scenario, &self.os().1, args)),
+            Some((&"convert2rhel", args)) if self.scenario.package("convert2rhel").is_some() => {
+                Ok(convert2rhel::run(self, args))
+            }
+            Some((&"leapp", args)) if self.scenario.package("leapp").is_some() => {
+                Ok(leapp::run(self, args))
+            }
+            Some((program, _)) => Err(HostError::CommandNotFound {
+                command: (*program).into(),
+            }),
+            None => Err(HostError::CommandUnavailable {
+                command: String::new(),
+                reason: "empty command line".into(),
+            }),
+        }
+    }
+
+    fn filesystem(&self, path: &str) -> Result<FsUsage, HostError> {
+        if let Some(space) = self.scenario.filesystems.get(path) {
+            return Ok(FsUsage {
+                free_bytes: space.free_bytes,
+                total_bytes: space.total_bytes,
+            });
+        }
+        match &self.tree {
+            Tree::Directory(root) => {
+                super::rooted::statvfs(&Tree::resolve(root, path).unwrap_or(root.clone()), path)
+            }
+            Tree::Memory(_) => Err(HostError::NotFound { path: path.into() }),
+        }
+    }
+
+    fn hardware(&self) -> Hardware {
+        let real = match &self.tree {
+            Tree::Directory(_) => super::rooted::machine_hardware(),
+            Tree::Memory(_) => Hardware::default(),
+        };
+        Hardware {
+            cpus: self.scenario.cpus.or(real.cpus),
+            memory_bytes: self.scenario.memory_bytes.or(real.memory_bytes),
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! What an emulated host is like and what will happen on it: its packages, the
+//! findings its tools raise, the tool versions, and failures to inject. Read
+//! from `<host-root>/.mf-sim/scenario.toml` for a directory, built from the
+//! fleet plan for `mf-agent sim`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Where the scenario of a host-root directory lives.
+pub const SCENARIO_PATH: &str = "/.mf-sim/scenario.toml";
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Scenario {
+    /// Installed packages the agent looks for (kernel, convert2rhel, leapp...).
+    pub packages: Vec<Package>,
+    /// How many other packages `rpm -qa` lists.
+    pub other_packages: u32,
+    /// Findings the tools' pre-checks raise.
+    pub findings: Vec<ScenarioFinding>,
+    /// Failures to inject.
+    pub failures: Vec<Failure>,
+    /// A file of the tree written verbatim as the tool's report instead of one
+    /// built from `findings`.
+    pub report_file: Option<String>,
+    /// Free and total bytes per mount point; a directory tree otherwise reports
+    /// the real space of the directory.
+    pub filesystems: BTreeMap<String, Space>,
+    pub cpus: Option<u32>,
+    pub memory_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Package {
+    pub name: String,
+    pub version: String,
+    pub release: String,
+    pub arch: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Space {
+    pub free_bytes: u64,
+    pub total_bytes: u64,
+}
+
+/// A finding as the scenario states it; each tool writes it in its own format.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioFinding {
+    /// leapp: the entry's stable key. convert2rhel: `ACTION_ID::MESSAGE_ID`.
+    pub key: String,
+    pub title: String,
+    #[serde(default)]
+    pub summary: String,
+    /// info, low, medium or high.
+    #[serde(default = "default_severity")]
+    pub severity: String,
+    #[serde(default)]
+    pub blocking: bool,
+    #[serde(default)]
+    pub hint: Option<String>,
+}
+
+fn default_severity() -> String {
+    "medium".into()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Failure {
+    /// The pre-check crashes: exit 1, a traceback, no report.
+    AnalysisCrash,
+}
+
+impl Scenario {
+    pub fn fails(&self, failure: Failure) -> bool {
+        self.failures.contains(&failure)
+    }
+
+    pub fn package(&self, name: &str) -> Option<&Package> {
+        self.packages.iter().find(|p| p.name == name)
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.message().to_string())
+    }
+}
+
+impl Package {
+    pub fn new(name: &str, version: &str, release: &str, arch: &str) -> Self {
+        Self {
+            name: name.into(),
+            version: version.into(),
+            release: release.into(),
+            arch: arch.into(),
+        }
+    }
+
+    pub fn evra(&self) -> String {
+        format!("{}-{}.{}", self.version, self.release, self.arch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scenario_file_parses_and_refuses_typos() {
+        let scenario = Scenario::parse(
+            r#"
+            other_packages = 400
+            failures = ["analysis-crash"]
+            [[packages]]
+            name = "leapp-upgrade-el7toel8"
+            version = "0.20.0"
+            release = "2.el7_9"
+            arch = "noarch"
+            [[findings]]
+            key = "abc"
+            title = "Missing required answers in the answer file"
+            blocking = true
+            severity = "high"
+            [filesystems."/var"]
+            free_bytes = 1024
+            total_bytes = 4096
+            "#,
+        )
+        .expect("parses");
+        assert!(scenario.fails(Failure::AnalysisCrash));
+        assert_eq!(scenario.findings[0].severity, "high");
+        assert_eq!(scenario.filesystems["/var"].free_bytes, 1024);
+        assert!(Scenario::parse("findngs = []").is_err());
+    }
+}

@@ -1,0 +1,83 @@
+//! The files of an emulated host: in memory (for `mf-agent sim`) or a real
+//! directory (for a real `mf-agent run --host-root DIR` in tests).
+
+use std::collections::BTreeMap;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::host::{HostError, io_error};
+
+#[derive(Debug)]
+pub enum Tree {
+    Memory(Mutex<BTreeMap<String, Vec<u8>>>),
+    Directory(PathBuf),
+}
+
+impl Tree {
+    pub fn memory(files: BTreeMap<String, Vec<u8>>) -> Self {
+        Tree::Memory(Mutex::new(files))
+    }
+
+    pub fn resolve(root: &Path, path: &str) -> Result<PathBuf, HostError> {
+        crate::host::resolve(root, path)
+    }
+
+    fn lock(
+        files: &Mutex<BTreeMap<String, Vec<u8>>>,
+    ) -> std::sync::MutexGuard<'_, BTreeMap<String, Vec<u8>>> {
+        // A panic while holding the lock leaves a consistent map: writes are single inserts.
+        files
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn read(&self, path: &str) -> Result<Vec<u8>, HostError> {
+        match self {
+            Tree::Memory(files) => Self::lock(files)
+                .get(path)
+                .cloned()
+                .ok_or_else(|| HostError::NotFound { path: path.into() }),
+            Tree::Directory(root) => {
+                std::fs::read(Self::resolve(root, path)?).map_err(|e| io_error(path, e))
+            }
+        }
+    }
+
+    pub fn exists(&self, path: &str) -> bool {
+        match self {
+            Tree::Memory(files) => Self::lock(files).contains_key(path),
+            Tree::Directory(root) => Self::resolve(root, path).is_ok_and(|p| p.exists()),
+        }
+    }
+
+    pub fn write(&self, path: &str, content: &[u8]) -> Result<(), HostError> {
+        match self {
+            Tree::Memory(files) => {
+                Self::lock(files).insert(path.to_string(), content.to_vec());
+                Ok(())
+            }
+            Tree::Directory(root) => {
+                let full = Self::resolve(root, path)?;
+                if let Some(parent) = full.parent() {
+                    std::fs::create_dir_all(parent).map_err(|e| io_error(path, e))?;
+                }
+                std::fs::write(full, content).map_err(|e| io_error(path, e))
+            }
+        }
+    }
+
+    pub fn remove(&self, path: &str) -> Result<(), HostError> {
+        match self {
+            Tree::Memory(files) => {
+                Self::lock(files).remove(path);
+                Ok(())
+            }
+            Tree::Directory(root) => match std::fs::remove_file(Self::resolve(root, path)?) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(io_error(path, e)),
+            },
+        }
+    }
+}
