@@ -6,6 +6,7 @@ pub mod clock;
 pub mod config;
 pub mod inventory;
 pub mod metrics;
+pub mod migration;
 pub mod pki;
 pub mod server;
 pub mod service;

@@ -8,8 +8,8 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -23,11 +23,13 @@ const ENROLLMENT_RESULTS: [&str; 7] = [
     "wrong_host",
     "already_enrolled",
 ];
-const STREAM_KINDS: [(&str, &str); 4] = [
+const STREAM_KINDS: [(&str, &str); 6] = [
     ("in", "hello"),
     ("in", "facts"),
     ("in", "heartbeat"),
+    ("in", "command_update"),
     ("out", "welcome"),
+    ("out", "command"),
 ];
 
 #[derive(Clone)]
@@ -50,6 +52,10 @@ pub struct Families {
     pub refused_handshakes: IntCounterVec,
     pub stream_messages: IntCounterVec,
     pub store_flush_seconds: Histogram,
+    pub commands: IntCounterVec,
+    pub phase_duration_seconds: HistogramVec,
+    pub hosts_by_readiness: IntGaugeVec,
+    pub finding_hosts: IntGaugeVec,
 }
 
 impl std::ops::Deref for Metrics {
@@ -94,6 +100,37 @@ impl Metrics {
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
             ]),
         )?;
+        let commands = IntCounterVec::new(
+            Opts::new(
+                "mf_commands_total",
+                "Agent commands by phase and state (requested, then the agent's updates)",
+            ),
+            &["phase", "state"],
+        )?;
+        let phase_duration_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "mf_phase_duration_seconds",
+                "Time from a phase's start to its outcome, by phase and outcome",
+            )
+            .buckets(vec![
+                1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0,
+            ]),
+            &["phase", "outcome"],
+        )?;
+        let hosts_by_readiness = IntGaugeVec::new(
+            Opts::new(
+                "mf_hosts_by_readiness",
+                "Pre-checked hosts by the readiness of their latest pre-check",
+            ),
+            &["readiness"],
+        )?;
+        let finding_hosts = IntGaugeVec::new(
+            Opts::new(
+                "mf_finding_hosts",
+                "Hosts whose latest pre-check reported a finding, by source, key and blocking",
+            ),
+            &["source", "key", "blocking"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new("mf_build_info", "Version of the running coordinator"),
             &["version"],
@@ -119,6 +156,13 @@ impl Metrics {
         registry.register(Box::new(refused_handshakes.clone()))?;
         registry.register(Box::new(stream_messages.clone()))?;
         registry.register(Box::new(store_flush_seconds.clone()))?;
+        registry.register(Box::new(commands.clone()))?;
+        registry.register(Box::new(phase_duration_seconds.clone()))?;
+        registry.register(Box::new(hosts_by_readiness.clone()))?;
+        registry.register(Box::new(finding_hosts.clone()))?;
+        for readiness in ["ready", "blocked", "error", "unknown"] {
+            hosts_by_readiness.with_label_values(&[readiness]);
+        }
         registry.register(Box::new(build_info))?;
         Ok(Self {
             inner: Arc::new(Families {
@@ -129,6 +173,10 @@ impl Metrics {
                 refused_handshakes,
                 stream_messages,
                 store_flush_seconds,
+                commands,
+                phase_duration_seconds,
+                hosts_by_readiness,
+                finding_hosts,
             }),
         })
     }

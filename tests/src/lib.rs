@@ -125,6 +125,12 @@ pub enum HostOs {
     /// RHEL 7.6 os-release (PRETTY_NAME is just "Red Hat Enterprise Linux").
     Rhel7,
     Rhel8,
+    /// The real CentOS 7 files with the release line of 7.9.2009, the last
+    /// CentOS 7 (the fixtures hold 7.1).
+    Centos79,
+    /// The real RHEL 7.6 os-release with its version fields set to 7.9, the
+    /// release leapp upgrades from (the fixtures hold 7.0, 7.5 and 7.6).
+    Rhel79,
 }
 
 /// Builds a host root the agent reads with `--host-root`.
@@ -148,18 +154,43 @@ pub fn host_root(dir: &Path, os: HostOs, hostname: &str, domain: &str) -> PathBu
             None,
             "4.18.0-553.el8_10.x86_64",
         ),
+        HostOs::Centos79 => (
+            "os-release__centos-7__which-distro.txt",
+            None,
+            "3.10.0-1160.119.1.el7.x86_64",
+        ),
+        HostOs::Rhel79 => (
+            "os-release__rhel-7.6__oamg-leapp-repository-test.txt",
+            None,
+            "3.10.0-1160.125.1.el7.x86_64",
+        ),
     };
     let write = |rel: &str, content: &[u8]| {
         let path = dir.join(rel);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, content).unwrap();
     };
-    write(
-        "etc/os-release",
-        &std::fs::read(fixture(os_release)).unwrap(),
-    );
+    let os_release_text = std::fs::read_to_string(fixture(os_release)).unwrap();
+    match os {
+        HostOs::Rhel79 => write(
+            "etc/os-release",
+            os_release_text.replace("7.6", "7.9").as_bytes(),
+        ),
+        _ => write("etc/os-release", os_release_text.as_bytes()),
+    }
     if let Some((rel, name)) = extra {
         write(rel, &std::fs::read(fixture(name)).unwrap());
+    }
+    match os {
+        HostOs::Centos79 => write(
+            "etc/centos-release",
+            b"CentOS Linux release 7.9.2009 (Core)\n",
+        ),
+        HostOs::Rhel79 => write(
+            "etc/redhat-release",
+            b"Red Hat Enterprise Linux Server release 7.9 (Maipo)\n",
+        ),
+        _ => {}
     }
     write("etc/hostname", format!("{hostname}\n").as_bytes());
     write(
@@ -187,6 +218,14 @@ pub fn host_root(dir: &Path, os: HostOs, hostname: &str, domain: &str) -> PathBu
         std::fs::create_dir_all(dir.join(d)).unwrap();
     }
     dir.to_path_buf()
+}
+
+/// Makes a host root emulated: its tools are the emulation, driven by this
+/// scenario (TOML, see `agent/src/host/emulated/scenario.rs`).
+pub fn set_scenario(root: &Path, scenario: &str) {
+    let path = root.join(".mf-sim/scenario.toml");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, scenario).unwrap();
 }
 
 /// One coordinator process and everything needed to restart it identically.

@@ -38,6 +38,7 @@ fn hello() -> pb::AgentMessage {
         body: Some(pb::agent_message::Body::Hello(pb::Hello {
             agent_version: "test".into(),
             facts: Some(pb::Facts::default()),
+            ..pb::Hello::default()
         })),
     }
 }
@@ -381,6 +382,7 @@ async fn invalid_and_oversized_reports_are_refused_and_change_nothing() -> Resul
         body: Some(pb::agent_message::Body::Hello(pb::Hello {
             agent_version: "test".into(),
             facts: Some(facts),
+            ..pb::Hello::default()
         })),
     };
 

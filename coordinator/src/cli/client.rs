@@ -127,3 +127,28 @@ pub async fn get_host(admin: &mut AdminClient, host_id: &str) -> Result<pb::Host
         .map(tonic::Response::into_inner)
         .map_err(refused)
 }
+
+pub async fn precheck(
+    admin: &mut AdminClient,
+    selector: &str,
+    target: &str,
+) -> Result<pb::PrecheckResponse> {
+    admin
+        .precheck(pb::PrecheckRequest {
+            selector: selector.to_string(),
+            target: target.to_string(),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(refused)
+}
+
+pub async fn readiness(admin: &mut AdminClient, selector: &str) -> Result<pb::ReadinessReport> {
+    admin
+        .readiness(pb::ReadinessRequest {
+            selector: selector.to_string(),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(refused)
+}

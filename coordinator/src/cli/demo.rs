@@ -118,6 +118,19 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     );
     println!("{}", fleet_summary(&hosts));
 
+    // Readiness: the pre-check of each host's next step toward RHEL 8.10.
+    println!("\n$ mfctl precheck --target rhel-8.10");
+    let started = Instant::now();
+    let response = client::precheck(&mut admin, "", "rhel-8.10").await?;
+    super::readiness::print_precheck(&response, super::Format::Table)?;
+    let report = super::readiness::wait_for_outcomes(&mut admin, "", args.timeout).await?;
+    println!(
+        "pre-checks finished in {:.1} s\n",
+        started.elapsed().as_secs_f64()
+    );
+    println!("$ mfctl report readiness");
+    super::readiness::print_report(&report, super::Format::Table)?;
+
     if args.keep {
         println!("\nThe demo keeps running. In another shell:");
         println!("  export MF_COORDINATOR={}", coordinator.admin_addr);

@@ -22,6 +22,19 @@ pub struct HostJson {
     pub enrolled: Option<String>,
     pub peer_address: String,
     pub facts: Option<Facts>,
+    pub precheck: Option<PrecheckJson>,
+}
+
+/// The latest pre-check in JSON output.
+#[derive(Debug, Serialize)]
+pub struct PrecheckJson {
+    pub target: String,
+    pub step: String,
+    pub readiness: &'static str,
+    pub detail: String,
+    pub requested: Option<String>,
+    pub finished: Option<String>,
+    pub findings: Vec<serde_json::Value>,
 }
 
 impl From<&pb::Host> for HostJson {
@@ -37,6 +50,29 @@ impl From<&pb::Host> for HostJson {
             enrolled: timestamp(host.enrolled_unix_ms),
             peer_address: host.peer_address.clone(),
             facts,
+            precheck: host.precheck.as_ref().map(|p| PrecheckJson {
+                target: p.target.clone(),
+                step: p.step.clone(),
+                readiness: super::readiness::readiness_label(p.readiness),
+                detail: p.detail.clone(),
+                requested: timestamp(p.requested_unix_ms),
+                finished: timestamp(p.finished_unix_ms),
+                findings: p
+                    .findings
+                    .iter()
+                    .map(|f| {
+                        serde_json::json!({
+                            "source": f.source,
+                            "key": f.key,
+                            "severity": super::readiness::severity_label(f.severity),
+                            "blocking": f.blocking,
+                            "title": f.title,
+                            "summary": f.summary,
+                            "remediations": f.remediations.iter().map(super::readiness::remediation_text).collect::<Vec<_>>(),
+                        })
+                    })
+                    .collect(),
+            }),
         }
     }
 }
@@ -174,6 +210,35 @@ pub fn print_one(host: &pb::Host, format: Format) -> Result<()> {
         }
     } else {
         lines.push(("Facts".into(), "none reported yet".into()));
+    }
+    if let Some(p) = &host.precheck {
+        lines.push((
+            "Pre-check".into(),
+            format!(
+                "{} for {} ({})",
+                super::readiness::readiness_label(p.readiness),
+                p.target,
+                p.step
+            ),
+        ));
+        lines.push(("Pre-check detail".into(), p.detail.clone()));
+        for f in &p.findings {
+            lines.push((
+                format!("Finding {}", if f.blocking { "(blocking)" } else { "" }),
+                format!(
+                    "[{}] {}: {}",
+                    super::readiness::severity_label(f.severity),
+                    f.source,
+                    f.title
+                ),
+            ));
+            for r in &f.remediations {
+                lines.push((
+                    "  remediation".into(),
+                    super::readiness::remediation_text(r),
+                ));
+            }
+        }
     }
     let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (key, value) in lines {

@@ -6,6 +6,7 @@ pub mod client;
 pub mod demo;
 pub mod hosts;
 pub mod output;
+pub mod readiness;
 
 use std::path::PathBuf;
 
@@ -48,8 +49,39 @@ pub enum Command {
         #[command(subcommand)]
         command: HostsCommand,
     },
+    /// Run the non-destructive pre-check of the next migration step on the
+    /// selected hosts (convert2rhel analyze or leapp preupgrade).
+    Precheck {
+        #[arg(short = 'l', long, default_value = "")]
+        selector: String,
+        /// rhel-7.9, rhel-8.10, rhel-9.4 or rhel-9.6.
+        #[arg(long)]
+        target: String,
+        /// Wait until every dispatched pre-check has an outcome, then print the readiness.
+        #[arg(long)]
+        wait: bool,
+        #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Reports over the fleet.
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
     /// Start a coordinator and a simulated fleet on loopback and show the fleet.
     Demo(demo::DemoArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Hosts ready, blocked, in error or unknown after their latest pre-check,
+    /// and the findings aggregated by key across the fleet.
+    Readiness {
+        #[arg(short = 'l', long, default_value = "")]
+        selector: String,
+        #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -139,6 +171,33 @@ pub async fn run(cli: Cli) -> Result<()> {
                     hosts::print_one(&host, output)
                 }
             }
+        }
+        Command::Precheck {
+            selector,
+            target,
+            wait,
+            output,
+        } => {
+            let mut admin = cli.connect.admin().await?;
+            let response = client::precheck(&mut admin, &selector, &target).await?;
+            readiness::print_precheck(&response, output)?;
+            if wait {
+                let report = readiness::wait_for_outcomes(
+                    &mut admin,
+                    &selector,
+                    std::time::Duration::from_secs(3600),
+                )
+                .await?;
+                readiness::print_report(&report, output)?;
+            }
+            Ok(())
+        }
+        Command::Report {
+            command: ReportCommand::Readiness { selector, output },
+        } => {
+            let mut admin = cli.connect.admin().await?;
+            let report = client::readiness(&mut admin, &selector).await?;
+            readiness::print_report(&report, output)
         }
         Command::Demo(args) => demo::run(args).await,
     }

@@ -5,6 +5,8 @@
 //! anyone hears back (group commit).
 
 pub mod facts;
+pub mod precheck;
+pub mod readiness;
 pub mod selector;
 
 use std::collections::HashMap;
@@ -16,8 +18,13 @@ use tracing::{debug, error, info};
 
 use crate::clock::now_unix_ms;
 use crate::metrics::Metrics;
+use crate::migration::{self, Target};
 use crate::store::{EnrollRefusal, HostRecord, Store, StoreError, TokenRecord};
 use facts::Facts;
+use precheck::{
+    AgentCommand, CommandUpdate, PrecheckRecord, PrecheckState, Readiness, UpdateState,
+};
+use readiness::ReadinessReport;
 use selector::Selector;
 
 /// Identifies one session of a host, so that a stale session's late messages
@@ -25,6 +32,8 @@ use selector::Selector;
 pub type SessionId = u64;
 
 const COMMAND_QUEUE: usize = 8192;
+/// A pre-check not delivered within this time is dropped by the agent.
+const PRECHECK_TTL_MS: i64 = 3600 * 1000;
 const MAX_BATCH: usize = 1024;
 
 /// A host as shown to operators.
@@ -32,6 +41,7 @@ const MAX_BATCH: usize = 1024;
 pub struct HostView {
     pub record: HostRecord,
     pub connected: bool,
+    pub precheck: Option<PrecheckRecord>,
 }
 
 impl HostView {
@@ -81,6 +91,21 @@ pub struct NewSession {
     pub facts: Facts,
     /// Cancelled when a newer session of the same host replaces this one.
     pub replaced: CancellationToken,
+    /// From the hello: the highest sequence the agent has accepted.
+    pub last_sequence: u64,
+    /// From the hello: the journaled outcome of the agent's latest command.
+    pub last_update: Option<CommandUpdate>,
+    /// Where commands for this session go.
+    pub commands: mpsc::Sender<AgentCommand>,
+}
+
+/// What a pre-check request did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PrecheckSummary {
+    pub dispatched: u32,
+    pub queued: u32,
+    /// (host, reason) of hosts not sent a pre-check.
+    pub refused: Vec<(String, String)>,
 }
 
 type Reply<T> = oneshot::Sender<Result<T, InventoryError>>;
@@ -94,6 +119,9 @@ enum Command {
     Disconnect(String, SessionId),
     List(Selector, oneshot::Sender<Vec<HostView>>),
     Get(String, oneshot::Sender<Option<HostView>>),
+    Precheck(Selector, Target, Reply<PrecheckSummary>),
+    Update(String, CommandUpdate),
+    Readiness(Selector, oneshot::Sender<ReadinessReport>),
 }
 
 /// The handle the services use; cheap to clone.
@@ -111,6 +139,7 @@ impl Inventory {
         let mut state = State {
             hosts: HashMap::new(),
             next_session: 1,
+            deliveries: Vec::new(),
             store,
             metrics,
         };
@@ -121,8 +150,15 @@ impl Inventory {
                 HostState {
                     record,
                     session: None,
+                    precheck: None,
                 },
             );
+        }
+        for (host_id, precheck) in state.store.prechecks()? {
+            state.count_precheck(None, Some(&precheck));
+            if let Some(host) = state.hosts.get_mut(&host_id) {
+                host.precheck = Some(precheck);
+            }
         }
         info!(hosts = state.hosts.len(), "inventory loaded");
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
@@ -185,6 +221,30 @@ impl Inventory {
         answer.await.map_err(|_| InventoryError::Stopped)
     }
 
+    /// Records a pre-check of `target` for every selected host and sends it to
+    /// those connected once it is durable.
+    pub async fn precheck(
+        &self,
+        selector: Selector,
+        target: Target,
+    ) -> Result<PrecheckSummary, InventoryError> {
+        self.ask(|reply| Command::Precheck(selector, target, reply))
+            .await
+    }
+
+    pub async fn command_update(&self, host_id: String, update: CommandUpdate) {
+        self.tell(Command::Update(host_id, update)).await;
+    }
+
+    pub async fn readiness(&self, selector: Selector) -> Result<ReadinessReport, InventoryError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Command::Readiness(selector, reply))
+            .await
+            .map_err(|_| InventoryError::Stopped)?;
+        answer.await.map_err(|_| InventoryError::Stopped)
+    }
+
     pub async fn get(&self, host_id: String) -> Result<Option<HostView>, InventoryError> {
         let (reply, answer) = oneshot::channel();
         self.tx
@@ -198,11 +258,13 @@ impl Inventory {
 struct LiveSession {
     id: SessionId,
     replaced: CancellationToken,
+    commands: mpsc::Sender<AgentCommand>,
 }
 
 struct HostState {
     record: HostRecord,
     session: Option<LiveSession>,
+    precheck: Option<PrecheckRecord>,
 }
 
 impl HostState {
@@ -210,6 +272,15 @@ impl HostState {
         HostView {
             record: self.record.clone(),
             connected: self.session.is_some(),
+            precheck: self.precheck.clone(),
+        }
+    }
+
+    /// Hands a command to the live session, if any; false if it could not.
+    fn deliver(&self, command: AgentCommand) -> bool {
+        match &self.session {
+            Some(session) => session.commands.try_send(command).is_ok(),
+            None => false,
         }
     }
 }
@@ -220,6 +291,8 @@ type Pending = Box<dyn FnOnce(Result<(), InventoryError>) + Send>;
 struct State {
     hosts: HashMap<String, HostState>,
     next_session: SessionId,
+    /// Commands to send once the batch that recorded them is durable.
+    deliveries: Vec<AgentCommand>,
     store: Store,
     metrics: Metrics,
 }
@@ -242,11 +315,23 @@ impl State {
                 if let Err(e) = &flushed {
                     error!(error = %e, "cannot make the inventory durable");
                 }
+                let durable = flushed.is_ok();
                 for reply in pending {
                     reply(match &flushed {
                         Ok(()) => Ok(()),
                         Err(_) => Err(InventoryError::Stopped),
                     });
+                }
+                // Write intent before acting: nothing is sent that is not on disk.
+                for command in std::mem::take(&mut self.deliveries) {
+                    if durable
+                        && !self
+                            .hosts
+                            .get(&command.host_id)
+                            .is_some_and(|h| h.deliver(command.clone()))
+                    {
+                        debug!(host_id = %command.host_id, "command kept for the next session");
+                    }
                 }
             }
         }
@@ -303,6 +388,25 @@ impl State {
             Command::Get(host_id, reply) => {
                 let _ = reply.send(self.hosts.get(&host_id).map(HostState::view));
             }
+            Command::Precheck(selector, target, reply) => {
+                let summary = self.precheck(&selector, target);
+                pending.push(Box::new(move |flushed| {
+                    let _ = reply.send(flushed.map(|()| summary));
+                }));
+            }
+            Command::Update(host_id, update) => self.apply_update(&host_id, update),
+            Command::Readiness(selector, reply) => {
+                let hosts = self
+                    .hosts
+                    .values()
+                    .filter(|h| {
+                        let view = h.view();
+                        selector.matches(|k| view.selector_value(k))
+                    })
+                    .map(|h| (h.record.id.clone(), h.precheck.clone()))
+                    .collect();
+                let _ = reply.send(readiness::report(hosts));
+            }
         }
     }
 
@@ -318,6 +422,7 @@ impl State {
             facts: None,
             last_seen_unix_ms: 0,
             last_peer: String::new(),
+            last_sequence: 0,
         };
         let previous =
             match self
@@ -330,6 +435,7 @@ impl State {
         let mut record = record;
         if let Some(old) = previous {
             record.facts = old.facts;
+            record.last_sequence = old.last_sequence;
         }
         match self.hosts.get_mut(&record.id) {
             Some(host) => {
@@ -347,6 +453,7 @@ impl State {
                     HostState {
                         record,
                         session: None,
+                        precheck: None,
                     },
                 );
             }
@@ -367,14 +474,196 @@ impl State {
         match host.session.replace(LiveSession {
             id,
             replaced: session.replaced,
+            commands: session.commands,
         }) {
             Some(old) => old.replaced.cancel(),
             None => self.metrics.agents_connected.inc(),
         }
         host.record.last_peer = session.peer;
         host.record.last_seen_unix_ms = now_unix_ms();
+        // Sequences only grow, also when our data is older than the agent's journal.
+        host.record.last_sequence = host.record.last_sequence.max(session.last_sequence);
         self.update_facts(&session.host_id, id, session.facts);
+        if let Some(update) = session.last_update {
+            self.apply_update(&session.host_id, update);
+        }
+        // A pre-check recorded while the agent was away, and not yet accepted by it.
+        let pending = self.hosts.get(&session.host_id).and_then(|h| {
+            h.precheck
+                .as_ref()
+                .filter(|p| p.state == PrecheckState::Requested)
+                .filter(|p| p.sequence > session.last_sequence && p.expires_unix_ms > now_unix_ms())
+                .map(|p| precheck_command(&session.host_id, p))
+        });
+        if let (Some(command), Some(host)) = (pending, self.hosts.get(&session.host_id)) {
+            host.deliver(command);
+        }
         Ok(id)
+    }
+
+    /// Plans the first step of each selected host toward `target`, records the
+    /// pre-check (durable with this batch) and queues its delivery.
+    fn precheck(&mut self, selector: &Selector, target: Target) -> PrecheckSummary {
+        let now = now_unix_ms();
+        let mut summary = PrecheckSummary::default();
+        let mut ids: Vec<String> = self
+            .hosts
+            .values()
+            .filter(|h| {
+                let view = h.view();
+                selector.matches(|k| view.selector_value(k))
+            })
+            .map(|h| h.record.id.clone())
+            .collect();
+        ids.sort();
+        for id in ids {
+            let Some(host) = self.hosts.get_mut(&id) else {
+                continue;
+            };
+            let Some(os) = host.record.facts.as_ref().and_then(|f| f.os.clone()) else {
+                summary
+                    .refused
+                    .push((id, "the host has not reported its operating system".into()));
+                continue;
+            };
+            // An impossible path is refused with its reason and records nothing.
+            let step = match migration::plan(&os.id, &os.version, target) {
+                Ok(steps) => steps[0],
+                Err(e) => {
+                    summary.refused.push((id, e.to_string()));
+                    continue;
+                }
+            };
+            host.record.last_sequence += 1;
+            let record = PrecheckRecord {
+                command_id: format!("pre-{}", crate::pki::token::hex_id()),
+                sequence: host.record.last_sequence,
+                target,
+                step,
+                state: PrecheckState::Requested,
+                readiness: Readiness::Unknown,
+                detail: format!("requested: {step}"),
+                requested_unix_ms: now,
+                expires_unix_ms: now + PRECHECK_TTL_MS,
+                started_unix_ms: 0,
+                finished_unix_ms: 0,
+                findings: Vec::new(),
+            };
+            let command = precheck_command(&id, &record);
+            let old = host.precheck.replace(record.clone());
+            let host_record = host.record.clone();
+            let connected = host.session.is_some();
+            self.count_precheck(old.as_ref(), Some(&record));
+            if let Err(e) = self
+                .store
+                .put_host(&host_record)
+                .and_then(|()| self.store.put_precheck(&id, &record))
+            {
+                error!(host_id = %id, error = %e, "cannot record a pre-check");
+                summary
+                    .refused
+                    .push((id, "the coordinator could not record the pre-check".into()));
+                continue;
+            }
+            self.metrics
+                .commands
+                .with_label_values(&["precheck", "requested"])
+                .inc();
+            if connected {
+                summary.dispatched += 1;
+            } else {
+                summary.queued += 1;
+            }
+            self.deliveries.push(command);
+        }
+        summary
+    }
+
+    /// An agent's report on a command; stale or unknown ones change nothing.
+    fn apply_update(&mut self, host_id: &str, update: CommandUpdate) {
+        let now = now_unix_ms();
+        let Some(old) = self
+            .hosts
+            .get(host_id)
+            .and_then(|h| h.precheck.clone())
+            .filter(|p| p.command_id == update.command_id)
+        else {
+            debug!(host_id, command_id = %update.command_id, "update for a command that is not current");
+            return;
+        };
+        if old.state == PrecheckState::Done {
+            return; // already final: a repeated outcome
+        }
+        let mut record = old.clone();
+        match update.state {
+            UpdateState::Started => {
+                record.state = PrecheckState::Running;
+                record.started_unix_ms = now;
+                record.detail = format!("running: {}", record.step);
+            }
+            UpdateState::Succeeded => {
+                record.state = PrecheckState::Done;
+                record.readiness = if update.findings.iter().any(|f| f.blocking) {
+                    Readiness::Blocked
+                } else {
+                    Readiness::Ready
+                };
+                record.detail = update.detail;
+                record.findings = update.findings;
+                record.finished_unix_ms = now;
+            }
+            UpdateState::Failed | UpdateState::Refused | UpdateState::Interrupted => {
+                record.state = PrecheckState::Done;
+                record.readiness = Readiness::Error;
+                record.detail = format!("{} by the agent: {}", update.state.label(), update.detail);
+                record.findings = update.findings;
+                record.finished_unix_ms = now;
+            }
+        }
+        self.metrics
+            .commands
+            .with_label_values(&["precheck", update.state.label()])
+            .inc();
+        if record.state == PrecheckState::Done && record.started_unix_ms > 0 {
+            let seconds = (record.finished_unix_ms - record.started_unix_ms).max(0) as f64 / 1000.0;
+            self.metrics
+                .phase_duration_seconds
+                .with_label_values(&["precheck", record.readiness.label()])
+                .observe(seconds);
+        }
+        self.count_precheck(Some(&old), Some(&record));
+        if let Some(host) = self.hosts.get_mut(host_id) {
+            host.precheck = Some(record.clone());
+        }
+        // Not flushed: the agent sends its latest outcome again in every hello.
+        if let Err(e) = self.store.put_precheck(host_id, &record) {
+            error!(host_id, error = %e, "cannot store a pre-check outcome");
+        }
+    }
+
+    /// Keeps the readiness and finding gauges in step with one host's change.
+    fn count_precheck(&self, old: Option<&PrecheckRecord>, new: Option<&PrecheckRecord>) {
+        for (record, delta) in [(old, -1), (new, 1)] {
+            let Some(record) = record else { continue };
+            self.metrics
+                .hosts_by_readiness
+                .with_label_values(&[record.readiness().label()])
+                .add(delta);
+            if record.state == PrecheckState::Done {
+                let mut seen = std::collections::BTreeSet::new();
+                for f in record
+                    .findings
+                    .iter()
+                    .filter(|f| seen.insert(f.key.clone()))
+                {
+                    let blocking = if f.blocking { "true" } else { "false" };
+                    self.metrics
+                        .finding_hosts
+                        .with_label_values(&[&f.source, &f.key, blocking])
+                        .add(delta);
+                }
+            }
+        }
     }
 
     fn live(&mut self, host_id: &str, session: SessionId) -> Option<&mut HostState> {
@@ -420,6 +709,17 @@ impl State {
             .hosts
             .with_label_values(&[id, version])
             .add(delta);
+    }
+}
+
+fn precheck_command(host_id: &str, record: &PrecheckRecord) -> AgentCommand {
+    AgentCommand {
+        id: record.command_id.clone(),
+        host_id: host_id.to_string(),
+        sequence: record.sequence,
+        expires_unix_ms: record.expires_unix_ms,
+        tool: record.step.tool,
+        target_version: record.step.to.version(),
     }
 }
 

@@ -1,4 +1,5 @@
 use super::*;
+use crate::migration::Tool;
 use crate::store::TokenRecord;
 
 struct Fixture {
@@ -61,7 +62,18 @@ async fn enroll(inventory: &Inventory, host: &str, serial: &str) {
 }
 
 fn session(host: &str, serial: &str, f: Facts) -> (NewSession, CancellationToken) {
+    let (session, replaced, _commands) = session_with_commands(host, serial, f, 0);
+    (session, replaced)
+}
+
+fn session_with_commands(
+    host: &str,
+    serial: &str,
+    f: Facts,
+    last_sequence: u64,
+) -> (NewSession, CancellationToken, mpsc::Receiver<AgentCommand>) {
     let replaced = CancellationToken::new();
+    let (commands, rx) = mpsc::channel(16);
     (
         NewSession {
             host_id: host.into(),
@@ -69,8 +81,12 @@ fn session(host: &str, serial: &str, f: Facts) -> (NewSession, CancellationToken
             peer: "127.0.0.1:1".into(),
             facts: f,
             replaced: replaced.clone(),
+            last_sequence,
+            last_update: None,
+            commands,
         },
         replaced,
+        rx,
     )
 }
 
@@ -204,4 +220,211 @@ async fn enrolled_hosts_and_their_facts_survive_a_restart() {
     assert_eq!(view.record.facts.expect("facts").os.expect("os").id, "ol");
     assert!(view.record.last_seen_unix_ms > 0);
     assert_eq!(metrics.hosts.with_label_values(&["ol", "7.9"]).get(), 1);
+}
+
+fn update(
+    command: &AgentCommand,
+    state: UpdateState,
+    findings: Vec<precheck::Finding>,
+) -> CommandUpdate {
+    CommandUpdate {
+        command_id: command.id.clone(),
+        sequence: command.sequence,
+        state,
+        detail: format!("{state:?}"),
+        findings,
+    }
+}
+
+fn blocker() -> precheck::Finding {
+    precheck::Finding {
+        source: "leapp".into(),
+        key: "d35f".into(),
+        severity: precheck::Severity::High,
+        blocking: true,
+        title: "Missing required answers in the answer file".into(),
+        summary: String::new(),
+        remediations: Vec::new(),
+    }
+}
+
+async fn recv(rx: &mut mpsc::Receiver<AgentCommand>) -> AgentCommand {
+    tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
+        .await
+        .expect("a command in time")
+        .expect("a command")
+}
+
+#[tokio::test]
+async fn a_precheck_is_planned_sent_and_its_outcome_recorded() {
+    let fixture = Fixture::new();
+    let (inventory, _task, metrics) = fixture.start();
+    for (host, serial) in [("c7", "01"), ("r7", "02"), ("r8", "03"), ("r76", "04")] {
+        enroll(&inventory, host, serial).await;
+    }
+    let (s1, _, mut c7) = session_with_commands("c7", "01", facts("centos", "7.9", "a"), 0);
+    inventory.connect(s1).await.expect("c7");
+    let (s2, _, mut r7) = session_with_commands("r7", "02", facts("rhel", "7.9", "a"), 0);
+    inventory.connect(s2).await.expect("r7");
+    let (s3, _, _r8) = session_with_commands("r8", "03", facts("rhel", "8.10", "a"), 0);
+    inventory.connect(s3).await.expect("r8");
+    let (s4, _, _r76) = session_with_commands("r76", "04", facts("rhel", "7.6", "a"), 0);
+    inventory.connect(s4).await.expect("r76");
+
+    let summary = inventory
+        .precheck(Selector::default(), "rhel-8.10".parse().expect("target"))
+        .await
+        .expect("precheck");
+    assert_eq!(summary.dispatched, 2);
+    let reasons: Vec<(&str, &str)> = summary
+        .refused
+        .iter()
+        .map(|(h, r)| (h.as_str(), r.as_str()))
+        .collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(
+        reasons
+            .iter()
+            .any(|(h, r)| *h == "r8" && r.contains("already runs RHEL 8.10"))
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|(h, r)| *h == "r76" && r.contains("updated to 7.9"))
+    );
+
+    // The next step of each host, with a fresh sequence.
+    let convert = recv(&mut c7).await;
+    assert_eq!(
+        (
+            convert.tool,
+            convert.target_version.as_str(),
+            convert.sequence
+        ),
+        (Tool::Convert2rhel, "7.9", 1)
+    );
+    let upgrade = recv(&mut r7).await;
+    assert_eq!(
+        (upgrade.tool, upgrade.target_version.as_str()),
+        (Tool::Leapp, "8.10")
+    );
+
+    inventory
+        .command_update("c7".into(), update(&convert, UpdateState::Started, vec![]))
+        .await;
+    inventory
+        .command_update(
+            "c7".into(),
+            update(&convert, UpdateState::Succeeded, vec![]),
+        )
+        .await;
+    inventory
+        .command_update(
+            "r7".into(),
+            update(&upgrade, UpdateState::Succeeded, vec![blocker()]),
+        )
+        .await;
+    // An update about another host's command changes nothing.
+    inventory
+        .command_update("c7".into(), update(&upgrade, UpdateState::Failed, vec![]))
+        .await;
+
+    let report = inventory
+        .readiness(Selector::default())
+        .await
+        .expect("report");
+    let readiness: Vec<(&str, Option<Readiness>)> = report
+        .hosts
+        .iter()
+        .map(|(h, p)| (h.as_str(), p.as_ref().map(PrecheckRecord::readiness)))
+        .collect();
+    assert_eq!(
+        readiness,
+        [
+            ("c7", Some(Readiness::Ready)),
+            ("r7", Some(Readiness::Blocked)),
+            ("r76", None),
+            ("r8", None)
+        ]
+    );
+    assert_eq!(report.findings.len(), 1);
+    assert_eq!(
+        (
+            report.findings[0].key.as_str(),
+            report.findings[0].host_count
+        ),
+        ("d35f", 1)
+    );
+    assert_eq!(
+        metrics
+            .hosts_by_readiness
+            .with_label_values(&["blocked"])
+            .get(),
+        1
+    );
+    assert_eq!(
+        metrics
+            .finding_hosts
+            .with_label_values(&["leapp", "d35f", "true"])
+            .get(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_precheck_for_a_disconnected_host_is_delivered_when_it_connects() {
+    let fixture = Fixture::new();
+    let (inventory, _task, _) = fixture.start();
+    enroll(&inventory, "away", "0a").await;
+    let (s, _, _rx) = session_with_commands("away", "0a", facts("rhel", "7.9", "a"), 0);
+    let id = inventory.connect(s).await.expect("connect");
+    inventory.disconnect("away".into(), id).await;
+
+    let summary = inventory
+        .precheck(Selector::default(), "rhel-8.10".parse().expect("target"))
+        .await
+        .expect("ok");
+    assert_eq!((summary.dispatched, summary.queued), (0, 1));
+
+    // Back, having accepted nothing: it gets the pre-check.
+    let (s, _, mut rx) = session_with_commands("away", "0a", facts("rhel", "7.9", "a"), 0);
+    inventory.connect(s).await.expect("reconnect");
+    let command = recv(&mut rx).await;
+    // Back again, having accepted it: it is not sent twice.
+    let (s, _, mut rx) =
+        session_with_commands("away", "0a", facts("rhel", "7.9", "a"), command.sequence);
+    inventory.connect(s).await.expect("reconnect");
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(200), rx.recv())
+            .await
+            .is_err(),
+        "the accepted command was sent again"
+    );
+}
+
+#[tokio::test]
+async fn an_outcome_missed_while_away_arrives_with_the_hello_and_survives_a_restart() {
+    let fixture = Fixture::new();
+    {
+        let (inventory, task, _) = fixture.start();
+        enroll(&inventory, "h", "0b").await;
+        let (s, _, mut rx) = session_with_commands("h", "0b", facts("rhel", "7.9", "a"), 0);
+        inventory.connect(s).await.expect("connect");
+        inventory
+            .precheck(Selector::default(), "rhel-8.10".parse().expect("target"))
+            .await
+            .expect("ok");
+        let command = recv(&mut rx).await;
+        let (mut s, _, _rx) =
+            session_with_commands("h", "0b", facts("rhel", "7.9", "a"), command.sequence);
+        s.last_update = Some(update(&command, UpdateState::Succeeded, vec![blocker()]));
+        inventory.connect(s).await.expect("reconnect");
+        drop(inventory);
+        task.await.expect("inventory ends");
+    }
+    let (inventory, _task, _) = fixture.start();
+    let view = inventory.get("h".into()).await.expect("get").expect("host");
+    let precheck = view.precheck.expect("recorded");
+    assert_eq!(precheck.readiness(), Readiness::Blocked);
+    assert_eq!(view.record.last_sequence, precheck.sequence);
 }

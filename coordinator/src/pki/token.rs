@@ -25,6 +25,14 @@ pub fn generate() -> String {
     token
 }
 
+/// A random 16-hex-digit identifier (command ids).
+pub fn hex_id() -> String {
+    random_bytes::<8>()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// The hash under which a token is stored and looked up.
 pub fn hash(token: &str) -> [u8; 32] {
     let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());

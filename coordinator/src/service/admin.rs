@@ -14,9 +14,12 @@ use tracing::info;
 use super::agent::inventory_status;
 use super::{auth, valid_host_id};
 use crate::clock::now_unix_ms;
+use crate::inventory::precheck::PrecheckRecord;
+use crate::inventory::readiness::ReadinessReport;
 use crate::inventory::selector::Selector;
 use crate::inventory::{HostView, Inventory};
 use crate::metrics::Metrics;
+use crate::migration::{PathError, Target};
 use crate::pki::token;
 use crate::store::TokenRecord;
 
@@ -44,6 +47,7 @@ pub fn host_to_wire(view: HostView) -> pb::Host {
         last_seen_unix_ms: view.record.last_seen_unix_ms,
         peer_address: view.record.last_peer,
         facts: view.record.facts.as_ref().map(Into::into),
+        precheck: view.precheck.as_ref().map(PrecheckRecord::to_wire),
     }
 }
 
@@ -128,6 +132,54 @@ impl AdminService for AdminApi {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
+    async fn precheck(
+        &self,
+        request: Request<pb::PrecheckRequest>,
+    ) -> Result<Response<pb::PrecheckResponse>, Status> {
+        let operator = auth::operator(&request, &self.metrics)?;
+        let request = request.into_inner();
+        let selector = Selector::parse(&request.selector)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let target: Target = request
+            .target
+            .parse()
+            .map_err(|e: PathError| Status::invalid_argument(e.to_string()))?;
+        let summary = self
+            .inventory
+            .precheck(selector, target)
+            .await
+            .map_err(inventory_status)?;
+        info!(
+            %operator, selector = %request.selector, %target,
+            dispatched = summary.dispatched, queued = summary.queued, refused = summary.refused.len(),
+            "pre-check requested"
+        );
+        Ok(Response::new(pb::PrecheckResponse {
+            dispatched: summary.dispatched,
+            queued: summary.queued,
+            refused: summary
+                .refused
+                .into_iter()
+                .map(|(host_id, reason)| pb::HostRefusal { host_id, reason })
+                .collect(),
+        }))
+    }
+
+    async fn readiness(
+        &self,
+        request: Request<pb::ReadinessRequest>,
+    ) -> Result<Response<pb::ReadinessReport>, Status> {
+        auth::operator(&request, &self.metrics)?;
+        let selector = Selector::parse(&request.get_ref().selector)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let report = self
+            .inventory
+            .readiness(selector)
+            .await
+            .map_err(inventory_status)?;
+        Ok(Response::new(readiness_to_wire(report)))
+    }
+
     async fn get_host(
         &self,
         request: Request<pb::GetHostRequest>,
@@ -143,5 +195,32 @@ impl AdminService for AdminApi {
             Some(view) => Ok(Response::new(host_to_wire(view))),
             None => Err(Status::not_found(format!("no host {host_id}"))),
         }
+    }
+}
+
+fn readiness_to_wire(report: ReadinessReport) -> pb::ReadinessReport {
+    pb::ReadinessReport {
+        hosts: report
+            .hosts
+            .into_iter()
+            .map(|(host_id, precheck)| pb::HostReadiness {
+                host_id,
+                precheck: precheck.as_ref().map(PrecheckRecord::to_wire),
+            })
+            .collect(),
+        findings: report
+            .findings
+            .into_iter()
+            .map(|f| pb::FindingSummary {
+                severity: f.severity.to_wire(),
+                remediations: f.remediations.iter().map(Into::into).collect(),
+                source: f.source,
+                key: f.key,
+                title: f.title,
+                blocking: f.blocking,
+                host_count: f.host_count,
+                example_hosts: f.example_hosts,
+            })
+            .collect(),
     }
 }

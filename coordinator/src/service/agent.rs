@@ -16,6 +16,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::{auth, valid_host_id};
 use crate::inventory::facts::Facts;
+use crate::inventory::precheck::CommandUpdate;
 use crate::inventory::{Inventory, InventoryError, NewEnrollment, NewSession};
 use crate::metrics::Metrics;
 use crate::pki::{CertificateAuthority, PkiError, token};
@@ -88,6 +89,7 @@ fn message_kind(message: &pb::AgentMessage) -> &'static str {
         Some(pb::agent_message::Body::Hello(_)) => "hello",
         Some(pb::agent_message::Body::Facts(_)) => "facts",
         Some(pb::agent_message::Body::Heartbeat(_)) => "heartbeat",
+        Some(pb::agent_message::Body::CommandUpdate(_)) => "command_update",
         None => "empty",
     }
 }
@@ -187,7 +189,14 @@ impl AgentService for AgentApi {
         let facts = Facts::try_from(hello.facts.unwrap_or_default())
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
 
+        let last_update = hello
+            .last_update
+            .map(CommandUpdate::try_from)
+            .transpose()
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+
         let replaced = CancellationToken::new();
+        let (commands_tx, mut commands) = mpsc::channel(OUTBOUND_QUEUE);
         let session = self
             .inventory
             .connect(NewSession {
@@ -196,6 +205,9 @@ impl AgentService for AgentApi {
                 peer: peer.clone(),
                 facts,
                 replaced: replaced.clone(),
+                last_sequence: hello.last_sequence,
+                last_update,
+                commands: commands_tx,
             })
             .await
             .map_err(inventory_status)?;
@@ -227,6 +239,15 @@ impl AgentService for AgentApi {
                         () = api.shutdown.cancelled() => break Some(Status::unavailable("the coordinator is shutting down")),
                         () = replaced.cancelled() => break Some(Status::aborted("replaced by a newer session of this host")),
                         () = tx.closed() => break None,
+                        Some(command) = commands.recv() => {
+                            let message = pb::CoordinatorMessage {
+                                body: Some(pb::coordinator_message::Body::Command((&command).into())),
+                            };
+                            if tx.send(Ok(message)).await.is_err() {
+                                break None;
+                            }
+                            api.metrics.stream_messages.with_label_values(&["out", "command"]).inc();
+                        }
                         received = tokio::time::timeout(silence, inbound.message()) => match received {
                             Err(_) => break Some(Status::deadline_exceeded("no heartbeat from the agent")),
                             Ok(Ok(None)) => break None,
@@ -274,6 +295,14 @@ impl AgentApi {
                     Facts::try_from(facts).map_err(|e| Status::invalid_argument(e.to_string()))?;
                 self.inventory
                     .facts(host_id.to_string(), session, facts)
+                    .await;
+                Ok(())
+            }
+            Some(pb::agent_message::Body::CommandUpdate(update)) => {
+                let update = CommandUpdate::try_from(update)
+                    .map_err(|e| Status::invalid_argument(e.to_string()))?;
+                self.inventory
+                    .command_update(host_id.to_string(), update)
                     .await;
                 Ok(())
             }

@@ -1,5 +1,6 @@
-//! The only module that touches sled. Records are JSON under three trees:
-//! `hosts` (by host id), `tokens` (by SHA-256 of the token) and `meta`.
+//! The only module that touches sled. Records are JSON under four trees:
+//! `hosts` (by host id), `tokens` (by SHA-256 of the token), `prechecks` (the
+//! latest pre-check of each host, by host id) and `meta`.
 //! sled writes in the background every 500 ms; callers call [`Store::flush`]
 //! before telling anyone that a change happened.
 
@@ -9,6 +10,7 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
 use crate::inventory::facts::Facts;
+use crate::inventory::precheck::PrecheckRecord;
 
 const SCHEMA_VERSION: &[u8] = b"1";
 
@@ -33,6 +35,9 @@ pub struct HostRecord {
     pub facts: Option<Facts>,
     pub last_seen_unix_ms: i64,
     pub last_peer: String,
+    /// Highest command sequence issued to this host (or reported by its agent).
+    #[serde(default)]
+    pub last_sequence: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +83,7 @@ pub struct Store {
     db: sled::Db,
     hosts: sled::Tree,
     tokens: sled::Tree,
+    prechecks: sled::Tree,
 }
 
 impl Store {
@@ -107,6 +113,7 @@ impl Store {
         Ok(Self {
             hosts: db.open_tree("hosts")?,
             tokens: db.open_tree("tokens")?,
+            prechecks: db.open_tree("prechecks")?,
             db,
         })
     }
@@ -125,6 +132,25 @@ impl Store {
     pub fn put_host(&self, record: &HostRecord) -> Result<(), StoreError> {
         self.hosts.insert(record.id.as_bytes(), encode(record))?;
         Ok(())
+    }
+
+    pub fn put_precheck(&self, host_id: &str, record: &PrecheckRecord) -> Result<(), StoreError> {
+        self.prechecks.insert(host_id.as_bytes(), encode(record))?;
+        Ok(())
+    }
+
+    /// The latest pre-check of every host, by host id.
+    pub fn prechecks(&self) -> Result<Vec<(String, PrecheckRecord)>, StoreError> {
+        self.prechecks
+            .iter()
+            .map(|item| {
+                let (key, value) = item?;
+                Ok((
+                    String::from_utf8_lossy(&key).into_owned(),
+                    decode(&key, &value)?,
+                ))
+            })
+            .collect()
     }
 
     pub fn hosts(&self) -> Result<Vec<HostRecord>, StoreError> {
@@ -174,8 +200,10 @@ impl Store {
             tokens.insert(token_hash, encode(&token))?;
             let mut new = record.clone();
             if let Some(old) = &previous {
-                // Re-enrollment replaces the certificate, not what we know of the host.
+                // Re-enrollment replaces the certificate, not what we know of the
+                // host, and sequences keep increasing.
                 new.facts.clone_from(&old.facts);
+                new.last_sequence = old.last_sequence;
             }
             hosts.insert(record.id.as_bytes(), encode(&new))?;
             Ok(previous)
@@ -213,6 +241,7 @@ mod tests {
             facts: None,
             last_seen_unix_ms: 0,
             last_peer: String::new(),
+            last_sequence: 0,
         }
     }
 

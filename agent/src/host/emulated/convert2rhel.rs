@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::results::{self, Activity};
 use super::scenario::{Failure, ScenarioFinding};
+use super::tree::LockFile;
 use super::{CommandOutput, EmulatedHost};
 
 pub const REPORT: &str = "/var/log/convert2rhel/convert2rhel-pre-conversion.json";
@@ -89,12 +90,13 @@ pub fn run(host: &EmulatedHost, args: &[&str]) -> CommandOutput {
         );
     }
     let tree = &host.tree;
-    if tree.exists(LOCK) {
+    let Some(_lock) = LockFile::acquire(tree, LOCK) else {
         return fail("Another copy of convert2rhel is running.");
-    }
+    };
     let (os_id, os_version) = host.os();
     let source_os = format!("{os_id} {os_version}");
     let target_os = format!("Red Hat Enterprise Linux {os_version}");
+    host.scenario.durations.precheck();
     let run_id = super::random_id();
     let _ = tree.remove(REPORT);
     let _ = tree.remove(REPORT_TXT);

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::results::{self, Activity};
 use super::scenario::{Failure, ScenarioFinding};
+use super::tree::LockFile;
 use super::{CommandOutput, EmulatedHost};
 
 pub const REPORT: &str = "/var/log/leapp/leapp-report.json";
@@ -89,9 +90,9 @@ pub fn run(host: &EmulatedHost, args: &[&str]) -> CommandOutput {
         Err(message) => return fail(&message),
     };
     let tree = &host.tree;
-    if tree.exists(LOCK) {
+    let Some(_lock) = LockFile::acquire(tree, LOCK) else {
         return fail("Leapp is already running (lock file /var/run/leapp.pid exists)");
-    }
+    };
     let (os_id, version) = host.os();
     let supported = targets_from(&version);
     if os_id != "rhel" || supported.is_empty() {
@@ -108,6 +109,7 @@ pub fn run(host: &EmulatedHost, args: &[&str]) -> CommandOutput {
             supported.join(", ")
         ));
     }
+    host.scenario.durations.precheck();
     let run_id = super::random_id();
     let _ = tree.remove(REPORT);
     let _ = tree.remove(REPORT_TXT);

@@ -14,7 +14,7 @@ mod tree;
 use std::path::{Path, PathBuf};
 
 pub use profile::{SimHostSpec, SimProfile};
-pub use scenario::{Failure, Package, SCENARIO_PATH, Scenario, ScenarioFinding, Space};
+pub use scenario::{Durations, Failure, Package, SCENARIO_PATH, Scenario, ScenarioFinding, Space};
 use tree::Tree;
 
 use super::{CommandOutput, FsUsage, Hardware, Host, HostError};

@@ -29,6 +29,26 @@ pub struct Scenario {
     pub filesystems: BTreeMap<String, Space>,
     pub cpus: Option<u32>,
     pub memory_bytes: Option<u64>,
+    /// How long the tools take.
+    pub durations: Durations,
+}
+
+/// Seconds each tool run takes on this host (0: at once).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Durations {
+    pub precheck_seconds: f64,
+}
+
+impl Durations {
+    /// Blocks for the pre-check's duration (the tools run off the async runtime).
+    pub fn precheck(&self) {
+        if self.precheck_seconds > 0.0 && self.precheck_seconds.is_finite() {
+            std::thread::sleep(std::time::Duration::from_secs_f64(
+                self.precheck_seconds.min(3600.0),
+            ));
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,12 +147,15 @@ mod tests {
             [filesystems."/var"]
             free_bytes = 1024
             total_bytes = 4096
+            [durations]
+            precheck_seconds = 1.5
             "#,
         )
         .expect("parses");
         assert!(scenario.fails(Failure::AnalysisCrash));
         assert_eq!(scenario.findings[0].severity, "high");
         assert_eq!(scenario.filesystems["/var"].free_bytes, 1024);
+        assert_eq!(scenario.durations.precheck_seconds, 1.5);
         assert!(Scenario::parse("findngs = []").is_err());
     }
 }

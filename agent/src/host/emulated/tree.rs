@@ -44,13 +44,6 @@ impl Tree {
         }
     }
 
-    pub fn exists(&self, path: &str) -> bool {
-        match self {
-            Tree::Memory(files) => Self::lock(files).contains_key(path),
-            Tree::Directory(root) => Self::resolve(root, path).is_ok_and(|p| p.exists()),
-        }
-    }
-
     pub fn write(&self, path: &str, content: &[u8]) -> Result<(), HostError> {
         match self {
             Tree::Memory(files) => {
@@ -79,5 +72,34 @@ impl Tree {
                 Err(e) => Err(io_error(path, e)),
             },
         }
+    }
+}
+
+/// A tool's lock file (`/var/run/leapp.pid`...), removed when the run ends.
+pub struct LockFile<'a> {
+    tree: &'a Tree,
+    path: &'static str,
+}
+
+impl<'a> LockFile<'a> {
+    /// None when the lock is held by another run. A lock whose process is
+    /// gone (the run was killed) is stale and taken over, as the tools do.
+    pub fn acquire(tree: &'a Tree, path: &'static str) -> Option<Self> {
+        if let Ok(content) = tree.read(path) {
+            let pid = String::from_utf8_lossy(&content).trim().parse::<u32>().ok();
+            let alive = pid.is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+            if alive {
+                return None;
+            }
+        }
+        tree.write(path, format!("{}\n", std::process::id()).as_bytes())
+            .ok()?;
+        Some(Self { tree, path })
+    }
+}
+
+impl Drop for LockFile<'_> {
+    fn drop(&mut self) {
+        let _ = self.tree.remove(self.path);
     }
 }

@@ -1,0 +1,226 @@
+//! `mfctl precheck` and `mfctl report readiness`: what was sent, and where the
+//! fleet stands, as a table or JSON.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use mf_proto::v1 as pb;
+use serde::Serialize;
+
+use super::Format;
+use super::client::{self, AdminClient};
+use super::output::{table, timestamp};
+
+pub fn readiness_label(value: i32) -> &'static str {
+    match pb::Readiness::try_from(value) {
+        Ok(pb::Readiness::Ready) => "ready",
+        Ok(pb::Readiness::Blocked) => "blocked",
+        Ok(pb::Readiness::Error) => "error",
+        _ => "unknown",
+    }
+}
+
+pub fn severity_label(value: i32) -> &'static str {
+    match pb::Severity::try_from(value) {
+        Ok(pb::Severity::Info) => "info",
+        Ok(pb::Severity::Low) => "low",
+        Ok(pb::Severity::Medium) => "medium",
+        Ok(pb::Severity::High) => "high",
+        _ => "?",
+    }
+}
+
+/// A remediation as one line of text.
+pub fn remediation_text(r: &pb::Remediation) -> String {
+    match &r.kind {
+        Some(pb::remediation::Kind::Hint(h)) => h.clone(),
+        Some(pb::remediation::Kind::Command(c)) => format!("run: {}", c.argv.join(" ")),
+        Some(pb::remediation::Kind::Playbook(p)) => format!("playbook: {p}"),
+        None => String::new(),
+    }
+}
+
+pub fn print_precheck(response: &pb::PrecheckResponse, format: Format) -> Result<()> {
+    if format == Format::Json {
+        let refused: Vec<_> = response
+            .refused
+            .iter()
+            .map(|r| serde_json::json!({"host_id": r.host_id, "reason": r.reason}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "dispatched": response.dispatched,
+                "queued": response.queued,
+                "refused": refused,
+            }))?
+        );
+        return Ok(());
+    }
+    println!(
+        "pre-check sent to {} hosts, queued for {} disconnected hosts, refused for {}",
+        response.dispatched,
+        response.queued,
+        response.refused.len()
+    );
+    // Group refusals by reason: on a fleet, the same reason repeats.
+    let mut by_reason: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for refusal in &response.refused {
+        by_reason
+            .entry(&refusal.reason)
+            .or_default()
+            .push(&refusal.host_id);
+    }
+    for (reason, hosts) in by_reason {
+        let examples: Vec<&str> = hosts.iter().take(3).copied().collect();
+        let more = if hosts.len() > 3 {
+            format!(" and {} more", hosts.len() - 3)
+        } else {
+            String::new()
+        };
+        println!("  refused: {reason}: {}{more}", examples.join(", "));
+    }
+    Ok(())
+}
+
+/// Polls until no selected host has a pre-check still requested or running.
+pub async fn wait_for_outcomes(
+    admin: &mut AdminClient,
+    selector: &str,
+    timeout: Duration,
+) -> Result<pb::ReadinessReport> {
+    let started = Instant::now();
+    loop {
+        let report = client::readiness(admin, selector).await?;
+        let open = report
+            .hosts
+            .iter()
+            .filter_map(|h| h.precheck.as_ref())
+            .filter(|p| p.finished_unix_ms == 0)
+            .count();
+        if open == 0 {
+            return Ok(report);
+        }
+        if started.elapsed() > timeout {
+            bail!("{open} pre-checks still without an outcome after {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct HostJson<'a> {
+    id: &'a str,
+    readiness: &'static str,
+    target: Option<&'a str>,
+    step: Option<&'a str>,
+    detail: Option<&'a str>,
+    finished: Option<String>,
+    blocking_findings: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct FindingJson<'a> {
+    source: &'a str,
+    key: &'a str,
+    title: &'a str,
+    severity: &'static str,
+    blocking: bool,
+    host_count: u32,
+    example_hosts: &'a [String],
+    remediation: Vec<String>,
+}
+
+pub fn print_report(report: &pb::ReadinessReport, format: Format) -> Result<()> {
+    let mut counts: BTreeMap<&str, usize> = ["ready", "blocked", "error", "unknown"]
+        .into_iter()
+        .map(|k| (k, 0))
+        .collect();
+    let hosts: Vec<HostJson> = report
+        .hosts
+        .iter()
+        .map(|h| {
+            let p = h.precheck.as_ref();
+            let readiness = p.map_or("unknown", |p| readiness_label(p.readiness));
+            *counts.entry(readiness).or_default() += 1;
+            HostJson {
+                id: &h.host_id,
+                readiness,
+                target: p.map(|p| p.target.as_str()),
+                step: p.map(|p| p.step.as_str()),
+                detail: p.map(|p| p.detail.as_str()),
+                finished: p.and_then(|p| timestamp(p.finished_unix_ms)),
+                blocking_findings: p
+                    .map_or(0, |p| p.findings.iter().filter(|f| f.blocking).count()),
+            }
+        })
+        .collect();
+    let findings: Vec<FindingJson> = report
+        .findings
+        .iter()
+        .map(|f| FindingJson {
+            source: &f.source,
+            key: &f.key,
+            title: &f.title,
+            severity: severity_label(f.severity),
+            blocking: f.blocking,
+            host_count: f.host_count,
+            example_hosts: &f.example_hosts,
+            remediation: f.remediations.iter().map(remediation_text).collect(),
+        })
+        .collect();
+    if format == Format::Json {
+        let value = serde_json::json!({"summary": counts, "hosts": hosts, "findings": findings});
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    println!(
+        "{} hosts: {} ready, {} blocked, {} error, {} unknown\n",
+        hosts.len(),
+        counts["ready"],
+        counts["blocked"],
+        counts["error"],
+        counts["unknown"]
+    );
+    if !findings.is_empty() {
+        let rows: Vec<Vec<String>> = findings
+            .iter()
+            .map(|f| {
+                vec![
+                    f.host_count.to_string(),
+                    if f.blocking { "yes" } else { "no" }.into(),
+                    f.severity.into(),
+                    f.source.into(),
+                    f.title.chars().take(70).collect(),
+                    f.example_hosts.first().cloned().unwrap_or_default(),
+                ]
+            })
+            .collect();
+        println!(
+            "{}",
+            table(
+                &[
+                    "HOSTS",
+                    "BLOCKING",
+                    "SEVERITY",
+                    "SOURCE",
+                    "FINDING",
+                    "EXAMPLE HOST"
+                ],
+                &rows
+            )
+        );
+    }
+    let errors: Vec<&HostJson> = hosts.iter().filter(|h| h.readiness == "error").collect();
+    if !errors.is_empty() {
+        println!("\nhosts in error:");
+        for h in errors.iter().take(20) {
+            println!("  {}: {}", h.id, h.detail.unwrap_or_default());
+        }
+        if errors.len() > 20 {
+            println!("  ... and {} more (use -o json)", errors.len() - 20);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,281 @@
+//! One hop per tool run: CentOS 7.9 to RHEL 9.6 is convert (to RHEL 7.9), then
+//! upgrade to 8.10, then upgrade to 9.6, each with its own pre-check.
+
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tool {
+    Convert2rhel,
+    Leapp,
+}
+
+impl fmt::Display for Tool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Tool::Convert2rhel => "convert2rhel",
+            Tool::Leapp => "leapp",
+        })
+    }
+}
+
+/// A supported RHEL release to migrate to, written `rhel-8.10`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub struct Target {
+    pub major: u32,
+    pub minor: u32,
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "rhel-{}.{}", self.major, self.minor)
+    }
+}
+
+impl Target {
+    pub fn version(&self) -> String {
+        format!("{}.{}", self.major, self.minor)
+    }
+}
+
+/// The RHEL releases a migration can end on, and how leapp reaches them.
+const TARGETS: [Target; 4] = [
+    Target { major: 7, minor: 9 },
+    Target {
+        major: 8,
+        minor: 10,
+    },
+    Target { major: 9, minor: 4 },
+    Target { major: 9, minor: 6 },
+];
+
+impl std::str::FromStr for Target {
+    type Err = PathError;
+
+    fn from_str(text: &str) -> Result<Self, PathError> {
+        let bad = || PathError::BadTarget(text.to_string());
+        let version = text.strip_prefix("rhel-").ok_or_else(bad)?;
+        let (major, minor) = version.split_once('.').ok_or_else(bad)?;
+        let target = Target {
+            major: major.parse().map_err(|_| bad())?,
+            minor: minor.parse().map_err(|_| bad())?,
+        };
+        if TARGETS.contains(&target) {
+            Ok(target)
+        } else {
+            Err(PathError::UnsupportedTarget(target))
+        }
+    }
+}
+
+/// One run of one tool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Step {
+    pub tool: Tool,
+    /// The RHEL version the step ends on.
+    pub to: Target,
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} to {}", self.tool, self.to.version())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    #[error("{0:?} is not a target: write rhel-MAJOR.MINOR, e.g. rhel-8.10")]
+    BadTarget(String),
+    #[error("{0} is not a supported target (supported: rhel-7.9, rhel-8.10, rhel-9.4, rhel-9.6)")]
+    UnsupportedTarget(Target),
+    #[error("the host already runs RHEL {0}")]
+    AlreadyThere(String),
+    #[error("{0}")]
+    Impossible(String),
+}
+
+fn parse_version(version: &str) -> Option<(u32, u32)> {
+    let (major, minor) = version.split_once('.')?;
+    Some((major.parse().ok()?, minor.parse().ok()?))
+}
+
+/// The steps from `os_id` `version` (facts) to `target`.
+pub fn plan(os_id: &str, version: &str, target: Target) -> Result<Vec<Step>, PathError> {
+    let impossible = |why: String| Err(PathError::Impossible(why));
+    let Some((major, minor)) = parse_version(version) else {
+        return impossible(format!(
+            "the version of {os_id} {version} is not MAJOR.MINOR"
+        ));
+    };
+    let mut steps = Vec::new();
+    // Where conversion lands: RHEL of the same version.
+    let mut at = match os_id {
+        "rhel" => Target { major, minor },
+        "centos" | "ol" if (major, minor) == (7, 9) => {
+            steps.push(Step {
+                tool: Tool::Convert2rhel,
+                to: Target { major: 7, minor: 9 },
+            });
+            Target { major: 7, minor: 9 }
+        }
+        "centos" | "ol" if major == 7 => {
+            return impossible(format!(
+                "{os_id} {version} must be updated to 7.9 before conversion"
+            ));
+        }
+        "almalinux" | "rocky" | "ol" if major == 8 && minor >= 5 => {
+            let same = Target { major, minor };
+            steps.push(Step {
+                tool: Tool::Convert2rhel,
+                to: same,
+            });
+            same
+        }
+        _ => return impossible(format!("no supported path from {os_id} {version}")),
+    };
+    if at > target {
+        return impossible(format!(
+            "{target} is older than {os_id} {version}: there is no downgrade"
+        ));
+    }
+    if at == target {
+        return if steps.is_empty() {
+            Err(PathError::AlreadyThere(version.to_string()))
+        } else {
+            Ok(steps)
+        };
+    }
+    while at != target {
+        let next = match (at.major, at.minor) {
+            (7, 9) => Target {
+                major: 8,
+                minor: 10,
+            },
+            (8, 10) if target.major == 9 => target,
+            (7 | 8, _) => {
+                return impossible(format!(
+                    "RHEL {} must be updated to {} before an in-place upgrade",
+                    at.version(),
+                    if at.major == 7 { "7.9" } else { "8.10" }
+                ));
+            }
+            _ => {
+                return impossible(format!(
+                    "leapp has no path from RHEL {} to {target}",
+                    at.version()
+                ));
+            }
+        };
+        if next > target {
+            return impossible(format!(
+                "leapp cannot stop at {target} on the way from RHEL {}",
+                at.version()
+            ));
+        }
+        steps.push(Step {
+            tool: Tool::Leapp,
+            to: next,
+        });
+        at = next;
+    }
+    Ok(steps)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(text: &str) -> Target {
+        text.parse().expect("target")
+    }
+
+    fn steps(os: &str, version: &str, to: &str) -> Result<Vec<String>, String> {
+        plan(os, version, target(to))
+            .map(|s| s.iter().map(ToString::to_string).collect())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn paths_go_one_hop_per_run() {
+        let ok = |os, v, to, expected: &[&str]| {
+            assert_eq!(
+                steps(os, v, to),
+                Ok(expected.iter().map(|s| s.to_string()).collect()),
+                "{os} {v} -> {to}"
+            )
+        };
+        ok("centos", "7.9", "rhel-7.9", &["convert2rhel to 7.9"]);
+        ok(
+            "centos",
+            "7.9",
+            "rhel-8.10",
+            &["convert2rhel to 7.9", "leapp to 8.10"],
+        );
+        ok(
+            "ol",
+            "7.9",
+            "rhel-9.6",
+            &["convert2rhel to 7.9", "leapp to 8.10", "leapp to 9.6"],
+        );
+        ok("rhel", "7.9", "rhel-8.10", &["leapp to 8.10"]);
+        ok(
+            "rhel",
+            "7.9",
+            "rhel-9.4",
+            &["leapp to 8.10", "leapp to 9.4"],
+        );
+        ok("rhel", "8.10", "rhel-9.6", &["leapp to 9.6"]);
+        ok("rocky", "8.10", "rhel-8.10", &["convert2rhel to 8.10"]);
+        ok(
+            "almalinux",
+            "8.10",
+            "rhel-9.6",
+            &["convert2rhel to 8.10", "leapp to 9.6"],
+        );
+    }
+
+    #[test]
+    fn impossible_paths_say_why() {
+        let err = |os, v, to, text: &str| {
+            let e = steps(os, v, to).expect_err(text);
+            assert!(e.contains(text), "{os} {v} -> {to}: {e}");
+        };
+        err("rhel", "8.10", "rhel-8.10", "already runs RHEL 8.10");
+        err("rhel", "8.10", "rhel-7.9", "no downgrade");
+        err("centos", "7.6", "rhel-8.10", "updated to 7.9");
+        err(
+            "rhel",
+            "7.6",
+            "rhel-8.10",
+            "updated to 7.9 before an in-place upgrade",
+        );
+        err("rhel", "8.8", "rhel-9.6", "updated to 8.10");
+        err("rocky", "8.4", "rhel-8.10", "no supported path");
+        err("rocky", "8.10", "rhel-7.9", "no downgrade");
+        err("ubuntu", "22.04", "rhel-9.6", "no supported path");
+        err("rhel", "9.4", "rhel-9.6", "no path from RHEL 9.4");
+    }
+
+    #[test]
+    fn targets_are_written_rhel_major_minor() {
+        assert_eq!(
+            target("rhel-8.10"),
+            Target {
+                major: 8,
+                minor: 10
+            }
+        );
+        assert_eq!(target("rhel-8.10").to_string(), "rhel-8.10");
+        for (bad, text) in [
+            ("8.10", "is not a target"),
+            ("rhel-8", "is not a target"),
+            ("rhel-9.5", "not a supported target"),
+            ("centos-7.9", "is not a target"),
+        ] {
+            let e = bad.parse::<Target>().expect_err(bad).to_string();
+            assert!(e.contains(text), "{bad}: {e}");
+        }
+    }
+}
