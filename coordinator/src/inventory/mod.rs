@@ -95,8 +95,9 @@ pub struct NewSession {
     pub last_sequence: u64,
     /// From the hello: the journaled outcome of the agent's latest command.
     pub last_update: Option<CommandUpdate>,
-    /// Where commands for this session go.
-    pub commands: mpsc::Sender<AgentCommand>,
+    /// Where commands for this session go (boxed: a channel allocates 32
+    /// slots at once, and there is one per connected agent).
+    pub commands: mpsc::Sender<Box<AgentCommand>>,
 }
 
 /// What a pre-check request did.
@@ -258,7 +259,7 @@ impl Inventory {
 struct LiveSession {
     id: SessionId,
     replaced: CancellationToken,
-    commands: mpsc::Sender<AgentCommand>,
+    commands: mpsc::Sender<Box<AgentCommand>>,
 }
 
 struct HostState {
@@ -279,7 +280,7 @@ impl HostState {
     /// Hands a command to the live session, if any; false if it could not.
     fn deliver(&self, command: AgentCommand) -> bool {
         match &self.session {
-            Some(session) => session.commands.try_send(command).is_ok(),
+            Some(session) => session.commands.try_send(Box::new(command)).is_ok(),
             None => false,
         }
     }

@@ -71,7 +71,11 @@ fn session_with_commands(
     serial: &str,
     f: Facts,
     last_sequence: u64,
-) -> (NewSession, CancellationToken, mpsc::Receiver<AgentCommand>) {
+) -> (
+    NewSession,
+    CancellationToken,
+    mpsc::Receiver<Box<AgentCommand>>,
+) {
     let replaced = CancellationToken::new();
     let (commands, rx) = mpsc::channel(16);
     (
@@ -248,8 +252,8 @@ fn blocker() -> precheck::Finding {
     }
 }
 
-async fn recv(rx: &mut mpsc::Receiver<AgentCommand>) -> AgentCommand {
-    tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
+async fn recv(rx: &mut mpsc::Receiver<Box<AgentCommand>>) -> AgentCommand {
+    *tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
         .await
         .expect("a command in time")
         .expect("a command")

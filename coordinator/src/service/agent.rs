@@ -8,8 +8,8 @@ use std::time::Duration;
 use mf_proto::v1 as pb;
 use mf_proto::v1::agent_service_server::AgentService;
 use tokio::sync::mpsc;
-use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -222,7 +222,7 @@ impl AgentService for AgentApi {
                 .unwrap_or(u32::MAX),
             })),
         };
-        let _ = tx.send(Ok(welcome)).await;
+        let _ = tx.send(Box::new(Ok(welcome))).await;
         self.metrics
             .stream_messages
             .with_label_values(&["out", "welcome"])
@@ -241,9 +241,9 @@ impl AgentService for AgentApi {
                         () = tx.closed() => break None,
                         Some(command) = commands.recv() => {
                             let message = pb::CoordinatorMessage {
-                                body: Some(pb::coordinator_message::Body::Command((&command).into())),
+                                body: Some(pb::coordinator_message::Body::Command(command.as_ref().into())),
                             };
-                            if tx.send(Ok(message)).await.is_err() {
+                            if tx.send(Box::new(Ok(message))).await.is_err() {
                                 break None;
                             }
                             api.metrics.stream_messages.with_label_values(&["out", "command"]).inc();
@@ -266,14 +266,18 @@ impl AgentService for AgentApi {
                     }
                 };
                 if let Some(status) = end {
-                    let _ = tx.send(Err(status)).await;
+                    let _ = tx.send(Box::new(Err(status))).await;
                 }
                 api.inventory.disconnect(host_id, session).await;
                 debug!("session closed");
             }
             .instrument(span),
         );
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        // Items are boxed in the channel: it allocates 32 slots at once, and
+        // there is one per connected agent.
+        Ok(Response::new(Box::pin(
+            ReceiverStream::new(rx).map(|item| *item),
+        )))
     }
 }
 

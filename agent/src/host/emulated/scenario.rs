@@ -129,6 +129,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_readme_example_is_a_valid_scenario() {
+        let readme = include_str!("../../../../README.md");
+        let block = readme
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("README has a toml block");
+        let scenario = Scenario::parse(block).expect("the README's scenario parses");
+        assert!(scenario.fails(Failure::AnalysisCrash));
+        assert_eq!(scenario.findings.len(), 1);
+        assert_eq!(scenario.durations.precheck_seconds, 2.0);
+    }
+
+    #[test]
     fn a_scenario_file_parses_and_refuses_typos() {
         let scenario = Scenario::parse(
             r#"
