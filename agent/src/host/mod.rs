@@ -23,6 +23,17 @@ pub struct FsUsage {
     pub total_bytes: u64,
 }
 
+/// What asking for a reboot did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reboot {
+    /// The machine is going down: this process will be stopped and the agent
+    /// will start again on the next boot.
+    Requested,
+    /// The (emulated) machine has already rebooted; the agent goes on as if
+    /// it had just started.
+    Completed,
+}
+
 /// Facts that come from the machine itself rather than from its files.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Hardware {
@@ -86,6 +97,7 @@ pub trait Host: Send + Sync + 'static {
     fn run(&self, argv: &[&str]) -> Result<CommandOutput, HostError>;
     fn filesystem(&self, path: &str) -> Result<FsUsage, HostError>;
     fn hardware(&self) -> Hardware;
+    fn reboot(&self) -> Result<Reboot, HostError>;
 
     fn read_to_string(&self, path: &str) -> Result<String, HostError> {
         let bytes = self.read_file(path)?;

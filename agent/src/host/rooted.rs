@@ -5,7 +5,7 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::{CommandOutput, FsUsage, Hardware, Host, HostError, io_error};
+use super::{CommandOutput, FsUsage, Hardware, Host, HostError, Reboot, io_error};
 
 #[derive(Debug, Clone)]
 pub struct RootedHost {
@@ -79,6 +79,18 @@ impl Host for RootedHost {
     /// a prepared tree: a tree has no hardware of its own.
     fn hardware(&self) -> Hardware {
         machine_hardware()
+    }
+
+    /// `systemctl reboot`, only on the running system.
+    fn reboot(&self) -> Result<Reboot, HostError> {
+        let output = self.run(&["systemctl", "reboot"])?;
+        if output.status != 0 {
+            return Err(HostError::CommandUnavailable {
+                command: "systemctl reboot".into(),
+                reason: format!("exited {}: {}", output.status, output.stderr.trim()),
+            });
+        }
+        Ok(Reboot::Requested)
     }
 
     fn write_file(&self, path: &str, content: &[u8]) -> Result<(), HostError> {

@@ -1,9 +1,11 @@
-//! `convert2rhel` 2.x: `analyze` (the non-destructive pre-check). Exit codes: 0
-//! success, 1 failure (crash, lock held, bad options), 2 inhibitors found; but
-//! `analyze` before 2.1.0 returned 0 even with inhibitors, which the emulation
-//! reproduces from the installed version. Writes
-//! `/var/log/convert2rhel/convert2rhel-pre-conversion.{json,txt}` and appends an
-//! activity to `/etc/migration-results`.
+//! `convert2rhel` 2.x: `analyze` (the non-destructive pre-check) and `convert`
+//! (the default). Exit codes: 0 success, 1 failure (crash, lock held, bad
+//! options, a failed conversion), 2 inhibitors found; but `analyze` before
+//! 2.1.0 returned 0 even with inhibitors, which the emulation reproduces from
+//! the installed version. Writes `/var/log/convert2rhel/convert2rhel-pre-conversion.{json,txt}`
+//! and, past the point of no return, `convert2rhel-post-conversion.json`, and
+//! appends an activity to `/etc/migration-results`. Before the point of no
+//! return a failed conversion undoes its changes; after it, nothing is undone.
 
 use serde_json::{Map, Value, json};
 
@@ -33,6 +35,7 @@ struct Options {
     repos: Vec<String>,
     key: bool,
     org: bool,
+    restart: bool,
 }
 
 fn parse(args: &[&str]) -> Result<Options, String> {
@@ -44,7 +47,8 @@ fn parse(args: &[&str]) -> Result<Options, String> {
                 options.subcommand = Some((*arg).into())
             }
             "-y" | "--assumeyes" => options.assume_yes = true,
-            "--els" | "--debug" | "-r" | "--restart" => {}
+            "--els" | "--debug" => {}
+            "-r" | "--restart" => options.restart = true,
             "--no-rhsm" => options.no_rhsm = true,
             "--enablerepo" => options
                 .repos
@@ -81,9 +85,8 @@ pub fn run(host: &EmulatedHost, args: &[&str]) -> CommandOutput {
         Ok(options) => options,
         Err(message) => return fail(&message),
     };
-    if options.subcommand.as_deref() != Some("analyze") {
-        return fail("convert2rhel: only `analyze` is available on this emulated host");
-    }
+    // `convert` is the default subcommand.
+    let converting = options.subcommand.as_deref() != Some("analyze");
     if !options.assume_yes {
         return fail(
             "Continue with the system conversion? [y/n]: no answer on standard input; use -y to run unattended",
@@ -163,10 +166,22 @@ pub fn run(host: &EmulatedHost, args: &[&str]) -> CommandOutput {
     );
 
     let version = host
-        .scenario
-        .package("convert2rhel")
+        .installed()
+        .iter()
+        .find(|p| p.name == "convert2rhel")
         .map(|p| p.version.clone())
         .unwrap_or_default();
+    if converting {
+        return convert(
+            host,
+            blocked,
+            &version,
+            &os_id,
+            &os_version,
+            &run_id,
+            options.restart,
+        );
+    }
     let mut stdout = String::from("\n[Pre-conversion analysis report]\n");
     for finding in &host.scenario.findings {
         stdout.push_str(&format!(
@@ -191,6 +206,127 @@ pub fn run(host: &EmulatedHost, args: &[&str]) -> CommandOutput {
     };
     CommandOutput {
         status,
+        stdout,
+        stderr: String::new(),
+    }
+}
+
+pub const POST_REPORT: &str = "/var/log/convert2rhel/convert2rhel-post-conversion.json";
+const OTHER_RELEASE_FILES: [&str; 4] = [
+    "/etc/centos-release",
+    "/etc/oracle-release",
+    "/etc/rocky-release",
+    "/etc/almalinux-release",
+];
+
+/// The conversion proper, after the analysis.
+fn convert(
+    host: &EmulatedHost,
+    blocked: bool,
+    tool_version: &str,
+    os_id: &str,
+    os_version: &str,
+    run_id: &str,
+    restart: bool,
+) -> CommandOutput {
+    let tree = &host.tree;
+    let record = |success: bool| {
+        results::append(
+            tree,
+            Activity {
+                activity: "conversion",
+                success,
+                source_os: format!("{os_id} {os_version}"),
+                target_os: format!("Red Hat Enterprise Linux {os_version}"),
+                run_id,
+                extra: json!({}),
+            },
+        );
+    };
+    if blocked {
+        record(false);
+        return CommandOutput {
+            status: if version_at_least(tool_version, &[2, 1]) { 2 } else { 1 },
+            stdout: "The conversion cannot proceed: inhibitors were found. See the pre-conversion report.
+".into(),
+            stderr: String::new(),
+        };
+    }
+    let _ = tree.remove(POST_REPORT);
+    if host.scenario.fails(Failure::ConversionBeforePonr) {
+        record(false);
+        return CommandOutput {
+            status: 1,
+            stdout: "Conversion failed.\nRolling back changes made by convert2rhel.\nRollback complete.\n".into(),
+            stderr: "CRITICAL - Failed to download the RHEL packages (simulated)\n".into(),
+        };
+    }
+    let Some((os_release, redhat_release)) = super::profile::rhel_release_files(os_version) else {
+        return fail(&format!("no RHEL release for version {os_version}"));
+    };
+    // The point of no return: packages are replaced from here on.
+    let _ = tree.write("/etc/os-release", os_release.as_bytes());
+    let _ = tree.write("/etc/redhat-release", redhat_release.as_bytes());
+    for path in OTHER_RELEASE_FILES {
+        let _ = tree.remove(path);
+    }
+    if host.scenario.fails(Failure::ConversionAfterPonr) {
+        let report = json!({
+            "format_version": "1.1",
+            "status": "ERROR",
+            "actions": {"CONVERSION": {"result": item("ERROR", "PACKAGE_REPLACEMENT_FAILED",
+                "Package replacement failed", "The conversion failed after the point of no return.",
+                "Replacing the original packages failed part-way (simulated).", "Restore the system from a backup.")}},
+        });
+        let _ = tree.write(
+            POST_REPORT,
+            serde_json::to_vec_pretty(&report)
+                .unwrap_or_default()
+                .as_slice(),
+        );
+        record(false);
+        return CommandOutput {
+            status: 1,
+            stdout: String::new(),
+            stderr: "CRITICAL - The conversion failed after the point of no return; the system is not in a consistent state.\n".into(),
+        };
+    }
+    if let Some(kernel) = super::profile::rhel_kernel(os_version) {
+        let _ = tree.write(&format!("/boot/vmlinuz-{kernel}"), b"kernel image\n");
+        let _ = tree.write(&format!("/boot/initramfs-{kernel}.img"), b"initramfs\n");
+        let (version, release) = kernel
+            .trim_end_matches(".x86_64")
+            .split_once('-')
+            .unwrap_or((kernel, ""));
+        super::boot::install(
+            tree,
+            &host.scenario,
+            super::Package::new("kernel", version, release, "x86_64"),
+            &[],
+        );
+    }
+    let report = json!({
+        "format_version": "1.1",
+        "status": "SUCCESS",
+        "actions": {"CONVERSION": {"result": success(), "messages": []}},
+    });
+    let _ = tree.write(
+        POST_REPORT,
+        serde_json::to_vec_pretty(&report)
+            .unwrap_or_default()
+            .as_slice(),
+    );
+    record(true);
+    let mut stdout = String::from("Conversion successful!\n");
+    if restart {
+        let mut state = super::state::MachineState::load(tree);
+        state.reboot_pending = true;
+        state.save(tree);
+    } else {
+        stdout.push_str("In order to boot the RHEL kernel, restart of the system is needed.\n");
+    }
+    CommandOutput {
+        status: 0,
         stdout,
         stderr: String::new(),
     }

@@ -1,5 +1,8 @@
-//! `leapp preupgrade --target X.Y`: the non-destructive pre-check. Exit 0, or 1
-//! when inhibitors are found or it fails. Prints the report location lines that
+//! `leapp preupgrade --target X.Y` (the non-destructive pre-check) and `leapp
+//! upgrade --target X.Y [--reboot]`, which runs the same checks and, without
+//! inhibitors, prepares the `RHEL-Upgrade-Initramfs` boot entry and asks for a
+//! reboot (the package upgrade runs at the next boot). Exit 0, or 1 when
+//! inhibitors are found or it fails. Prints the report location lines that
 //! automation keys on, writes `/var/log/leapp/leapp-report.{json,txt}` in report
 //! schema 1.1.0 (default; blockers in `flags`) or 1.2.0 (`--report-schema`;
 //! blockers in `groups`), the answerfile and the log, and appends an activity
@@ -37,22 +40,27 @@ fn fail(message: &str) -> CommandOutput {
 }
 
 struct Options {
+    upgrade: bool,
+    reboot: bool,
     target: Option<String>,
     schema: String,
 }
 
 fn parse(args: &[&str]) -> Result<Options, String> {
     let mut args = args.iter();
-    match args.next() {
-        Some(&"preupgrade") => {}
+    let upgrade = match args.next() {
+        Some(&"preupgrade") => false,
+        Some(&"upgrade") => true,
         Some(other) => {
             return Err(format!(
                 "leapp: `{other}` is not available on this emulated host"
             ));
         }
         None => return Err("usage: leapp [-h] {answer,preupgrade,upgrade} ...".into()),
-    }
+    };
     let mut options = Options {
+        upgrade,
+        reboot: false,
         target: None,
         schema: "1.1.0".into(),
     };
@@ -73,6 +81,7 @@ fn parse(args: &[&str]) -> Result<Options, String> {
             "--enablerepo" | "--channel" => {
                 args.next().ok_or_else(|| format!("{arg} needs a value"))?;
             }
+            "--reboot" if options.upgrade => options.reboot = true,
             "--no-rhsm" | "--debug" | "--verbose" => {}
             other => {
                 return Err(format!(
@@ -122,7 +131,11 @@ pub fn run(host: &EmulatedHost, args: &[&str]) -> CommandOutput {
          ==> Processing phase `Checks`\n==> Processing phase `Reports`\n",
     );
     let activity = |success: bool| Activity {
-        activity: "preupgrade",
+        activity: if options.upgrade {
+            "upgrade"
+        } else {
+            "preupgrade"
+        },
         success,
         source_os: format!("Red Hat Enterprise Linux {version}"),
         target_os: format!("Red Hat Enterprise Linux {target}"),
@@ -159,7 +172,10 @@ pub fn run(host: &EmulatedHost, args: &[&str]) -> CommandOutput {
         b"# Answers to questions asked by leapp actors; see leapp answer --help\n",
     );
     let _ = tree.write(LOG, log.as_bytes());
-    results::append(tree, activity(inhibitors.is_empty()));
+    // A successful upgrade records its activity at FirstBoot, after the reboots.
+    if !(options.upgrade && inhibitors.is_empty()) {
+        results::append(tree, activity(inhibitors.is_empty()));
+    }
 
     stdout.push_str(&format!(
         "====> * check_{}\n\nDebug output written to {LOG}\n\n============================================================\n",
@@ -176,6 +192,24 @@ pub fn run(host: &EmulatedHost, args: &[&str]) -> CommandOutput {
     stdout.push_str(&format!(
         "A report has been generated at {REPORT}\nA report has been generated at {REPORT_TXT}\n"
     ));
+    if options.upgrade && inhibitors.is_empty() {
+        // Ready for the upgrade initramfs: a one-shot boot entry and the next boot's work.
+        let _ = tree.write(
+            super::boot::UPGRADE_BOOT_ENTRY,
+            b"title RHEL-Upgrade-Initramfs\nlinux /vmlinuz-upgrade.x86_64\n",
+        );
+        let _ = tree.write("/boot/initramfs-upgrade.x86_64.img", b"upgrade initramfs\n");
+        let _ = tree.remove(super::boot::UPGRADE_FAILED);
+        let mut state = super::state::MachineState::load(tree);
+        state.at_boot.push(super::state::BootAction::LeappUpgrade {
+            target: target.clone(),
+        });
+        state.reboot_pending |= options.reboot;
+        state.save(tree);
+        if !options.reboot {
+            stdout.push_str("A reboot is required to continue. Please reboot your system.\n");
+        }
+    }
     CommandOutput {
         status: i32::from(!inhibitors.is_empty()),
         stdout,

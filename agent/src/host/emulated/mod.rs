@@ -3,12 +3,16 @@
 //! handling, exit codes, console lines and report files. It backs
 //! `mf-agent sim` (in memory) and tests of the real daemon over a directory.
 
+mod boot;
 mod convert2rhel;
 mod leapp;
+mod lvm;
 pub mod profile;
 mod results;
 mod rpm;
 pub mod scenario;
+mod state;
+mod tar;
 mod tree;
 
 use std::path::{Path, PathBuf};
@@ -17,7 +21,7 @@ pub use profile::{SimHostSpec, SimProfile};
 pub use scenario::{Durations, Failure, Package, SCENARIO_PATH, Scenario, ScenarioFinding, Space};
 use tree::Tree;
 
-use super::{CommandOutput, FsUsage, Hardware, Host, HostError};
+use super::{CommandOutput, FsUsage, Hardware, Host, HostError, Reboot};
 
 #[derive(Debug)]
 pub struct EmulatedHost {
@@ -29,6 +33,8 @@ pub struct EmulatedHost {
 pub enum OpenError {
     #[error("{path}: {reason}")]
     Scenario { path: PathBuf, reason: String },
+    #[error("the emulated machine at {0} did not come back from its reboot")]
+    Down(PathBuf),
 }
 
 impl EmulatedHost {
@@ -62,11 +68,26 @@ impl EmulatedHost {
             path: root.join(SCENARIO_PATH.trim_start_matches('/')),
             reason,
         })?;
+        // The agent starting over a tree with a reboot pending is that reboot's
+        // next boot (the test harness killed the agent to play it).
+        if !boot::boot_if_pending(&tree, &scenario) {
+            return Err(OpenError::Down(root.to_path_buf()));
+        }
         Ok(Some(Self { tree, scenario }))
     }
 
     pub fn scenario(&self) -> &Scenario {
         &self.scenario
+    }
+
+    /// The packages installed now (the emulated rpm database, seeded from
+    /// the scenario).
+    pub fn installed(&self) -> Vec<Package> {
+        boot::installed(&self.tree, &self.scenario)
+    }
+
+    fn has_package(&self, name: &str) -> bool {
+        self.installed().iter().any(|p| p.name == name)
     }
 
     /// `ID` and `VERSION_ID`-based version of the emulated OS, as the tools see it.
@@ -125,13 +146,23 @@ impl Host for EmulatedHost {
 
     fn run(&self, argv: &[&str]) -> Result<CommandOutput, HostError> {
         match argv.split_first() {
-            Some((&"rpm", args)) => Ok(rpm::run(&self.scenario, &self.os().1, args)),
-            Some((&"convert2rhel", args)) if self.scenario.package("convert2rhel").is_some() => {
+            Some((&"rpm", args)) => Ok(rpm::run(
+                &self.installed(),
+                self.scenario.other_packages,
+                &self.os().1,
+                args,
+            )),
+            Some((&"convert2rhel", args)) if self.has_package("convert2rhel") => {
                 Ok(convert2rhel::run(self, args))
             }
-            Some((&"leapp", args)) if self.scenario.package("leapp").is_some() => {
-                Ok(leapp::run(self, args))
+            Some((&"leapp", args)) if self.has_package("leapp") => Ok(leapp::run(self, args)),
+            Some((
+                program @ (&"vgs" | &"lvs" | &"lvcreate" | &"lvconvert" | &"lvremove"),
+                args,
+            )) if !self.scenario.lvm.volumes.is_empty() => {
+                Ok(lvm::run(&self.tree, &self.scenario, program, args))
             }
+            Some((&"tar", args)) => Ok(tar::run(&self.tree, args)),
             Some((program, _)) => Err(HostError::CommandNotFound {
                 command: (*program).into(),
             }),
@@ -157,6 +188,25 @@ impl Host for EmulatedHost {
         }
     }
 
+    /// In memory the machine reboots at once; over a directory the reboot is
+    /// marked and happens when the agent process is started again (the test
+    /// harness kills it, as a real reboot would).
+    fn reboot(&self) -> Result<Reboot, HostError> {
+        let mut state = state::MachineState::load(&self.tree);
+        state.reboot_pending = true;
+        state.save(&self.tree);
+        match &self.tree {
+            Tree::Memory(_) => {
+                if boot::boot_if_pending(&self.tree, &self.scenario) {
+                    Ok(Reboot::Completed)
+                } else {
+                    Ok(Reboot::Requested)
+                }
+            }
+            Tree::Directory(_) => Ok(Reboot::Requested),
+        }
+    }
+
     fn hardware(&self) -> Hardware {
         let real = match &self.tree {
             Tree::Directory(_) => super::rooted::machine_hardware(),
@@ -168,3 +218,6 @@ impl Host for EmulatedHost {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -36,7 +36,7 @@ impl SimProfile {
     }
 
     /// `/etc/os-release` as each distribution ships it.
-    fn os_release(self) -> &'static str {
+    pub fn os_release(self) -> &'static str {
         match self {
             SimProfile::Centos79 => concat!(
                 "NAME=\"CentOS Linux\"\nVERSION=\"7 (Core)\"\nID=\"centos\"\nID_LIKE=\"rhel fedora\"\n",
@@ -157,6 +157,47 @@ impl SimProfile {
     }
 }
 
+/// os-release and redhat-release of the RHEL releases a migration ends on.
+pub fn rhel_release_files(version: &str) -> Option<(String, String)> {
+    let (os_release, release) = match version {
+        "7.9" => (
+            SimProfile::Rhel79.os_release().to_string(),
+            "Red Hat Enterprise Linux Server release 7.9 (Maipo)",
+        ),
+        "8.10" => (
+            SimProfile::Rhel810.os_release().to_string(),
+            "Red Hat Enterprise Linux release 8.10 (Ootpa)",
+        ),
+        "9.4" | "9.6" => (
+            format!(
+                "NAME=\"Red Hat Enterprise Linux\"\nVERSION=\"{version} (Plow)\"\nID=\"rhel\"\nID_LIKE=\"fedora\"\n\
+                 VERSION_ID=\"{version}\"\nPLATFORM_ID=\"platform:el9\"\n\
+                 PRETTY_NAME=\"Red Hat Enterprise Linux {version} (Plow)\"\nANSI_COLOR=\"0;31\"\n\
+                 CPE_NAME=\"cpe:/o:redhat:enterprise_linux:9::baseos\"\nHOME_URL=\"https://www.redhat.com/\"\n\
+                 REDHAT_SUPPORT_PRODUCT=\"Red Hat Enterprise Linux\"\nREDHAT_SUPPORT_PRODUCT_VERSION=\"{version}\"\n"
+            ),
+            if version == "9.4" {
+                "Red Hat Enterprise Linux release 9.4 (Plow)"
+            } else {
+                "Red Hat Enterprise Linux release 9.6 (Plow)"
+            },
+        ),
+        _ => return None,
+    };
+    Some((os_release, format!("{release}\n")))
+}
+
+/// The kernel a RHEL release boots after a migration step lands on it.
+pub fn rhel_kernel(version: &str) -> Option<&'static str> {
+    match version {
+        "7.9" => Some("3.10.0-1160.125.1.el7.x86_64"),
+        "8.10" => Some("4.18.0-553.el8_10.x86_64"),
+        "9.4" => Some("5.14.0-427.13.1.el9_4.x86_64"),
+        "9.6" => Some("5.14.0-570.12.1.el9_6.x86_64"),
+        _ => None,
+    }
+}
+
 /// What differs from one simulated host to the next.
 #[derive(Debug, Clone)]
 pub struct SimHostSpec {
@@ -200,6 +241,14 @@ pub fn build(spec: &SimHostSpec) -> (BTreeMap<String, Vec<u8>>, Scenario) {
     put(
         "/proc/sys/kernel/osrelease",
         format!("{}\n", spec.profile.kernel_release()),
+    );
+    put(
+        &format!("/boot/vmlinuz-{}", spec.profile.kernel_release()),
+        "kernel image\n".into(),
+    );
+    put(
+        &format!("/boot/initramfs-{}.img", spec.profile.kernel_release()),
+        "initramfs\n".into(),
     );
     put(
         "/proc/sys/kernel/random/boot_id",

@@ -1,9 +1,14 @@
 //! `rpm -qa [--queryformat FMT]`, the only rpm query the agent makes.
 
 use super::CommandOutput;
-use super::scenario::Scenario;
+use super::scenario::Package;
 
-pub fn run(scenario: &Scenario, os_version: &str, args: &[&str]) -> CommandOutput {
+pub fn run(
+    packages: &[Package],
+    other_packages: u32,
+    os_version: &str,
+    args: &[&str],
+) -> CommandOutput {
     let format = match args {
         ["-qa"] => "%{NAME}-%{VERSION}-%{RELEASE}.%{ARCH}\\n",
         ["-qa", "--queryformat" | "--qf", format] => format,
@@ -21,7 +26,7 @@ pub fn run(scenario: &Scenario, os_version: &str, args: &[&str]) -> CommandOutpu
         "1.el8"
     };
     let mut stdout = String::new();
-    for package in &scenario.packages {
+    for package in packages {
         stdout.push_str(&render(
             format,
             &package.name,
@@ -30,7 +35,7 @@ pub fn run(scenario: &Scenario, os_version: &str, args: &[&str]) -> CommandOutpu
             &package.arch,
         ));
     }
-    for i in 0..scenario.other_packages {
+    for i in 0..other_packages {
         stdout.push_str(&render(
             format,
             &format!("sim-package-{i:04}"),

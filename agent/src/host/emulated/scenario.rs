@@ -31,6 +31,48 @@ pub struct Scenario {
     pub memory_bytes: Option<u64>,
     /// How long the tools take.
     pub durations: Durations,
+    /// The LVM layout; the default is a standard RHEL install.
+    pub lvm: Lvm,
+}
+
+/// One volume group and its logical volumes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Lvm {
+    pub volume_group: String,
+    /// Free space in the volume group, for snapshots.
+    pub free_bytes: u64,
+    pub volumes: Vec<Volume>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Volume {
+    pub name: String,
+    pub mount: String,
+    pub size_bytes: u64,
+}
+
+impl Default for Lvm {
+    fn default() -> Self {
+        let gib = |n: u64| n << 30;
+        Self {
+            volume_group: "rhel".into(),
+            free_bytes: gib(12),
+            volumes: vec![
+                Volume {
+                    name: "root".into(),
+                    mount: "/".into(),
+                    size_bytes: gib(20),
+                },
+                Volume {
+                    name: "var".into(),
+                    mount: "/var".into(),
+                    size_bytes: gib(10),
+                },
+            ],
+        }
+    }
 }
 
 /// Seconds each tool run takes on this host (0: at once).
@@ -93,6 +135,17 @@ fn default_severity() -> String {
 pub enum Failure {
     /// The pre-check crashes: exit 1, a traceback, no report.
     AnalysisCrash,
+    /// convert2rhel fails before its point of no return and undoes its changes.
+    ConversionBeforePonr,
+    /// convert2rhel fails after its point of no return: the system is half converted.
+    ConversionAfterPonr,
+    /// The package upgrade fails in the upgrade initramfs; the machine comes back
+    /// on its old system with `/root/tmp_leapp_py3/.leapp_upgrade_failed`.
+    InitramfsFailure,
+    /// The machine never comes back from its next reboot.
+    NeverReturns,
+    /// The LVM snapshots overflow during the change and become invalid.
+    SnapshotOverflow,
 }
 
 impl Scenario {

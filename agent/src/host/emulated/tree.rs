@@ -44,6 +44,35 @@ impl Tree {
         }
     }
 
+    /// Every file path of the tree (host paths, sorted), except the
+    /// emulation's own `/.mf-sim`.
+    pub fn list(&self) -> Vec<String> {
+        let mut paths: Vec<String> = match self {
+            Tree::Memory(files) => Self::lock(files).keys().cloned().collect(),
+            Tree::Directory(root) => {
+                let mut found = Vec::new();
+                let mut stack = vec![root.clone()];
+                while let Some(dir) = stack.pop() {
+                    let Ok(entries) = std::fs::read_dir(&dir) else {
+                        continue;
+                    };
+                    for entry in entries.flatten() {
+                        let path = entry.path();
+                        if path.is_dir() {
+                            stack.push(path);
+                        } else if let Ok(relative) = path.strip_prefix(root) {
+                            found.push(format!("/{}", relative.display()));
+                        }
+                    }
+                }
+                found
+            }
+        };
+        paths.retain(|p| !p.starts_with("/.mf-sim/"));
+        paths.sort();
+        paths
+    }
+
     pub fn write(&self, path: &str, content: &[u8]) -> Result<(), HostError> {
         match self {
             Tree::Memory(files) => {

@@ -1,0 +1,68 @@
+//! The emulated machine's own state, kept in its tree (`/.mf-sim/state.json`)
+//! so that it survives the agent process being killed to play a reboot: what
+//! happens at the next boot, the LVM snapshots and their captured contents.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::tree::Tree;
+
+const PATH: &str = "/.mf-sim/state.json";
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MachineState {
+    /// A reboot was asked for and has not happened yet.
+    pub reboot_pending: bool,
+    pub boots: u64,
+    /// What the next boot does, in order.
+    pub at_boot: Vec<BootAction>,
+    pub snapshots: Vec<Snapshot>,
+    /// The machine did not come back from its last reboot.
+    pub down: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum BootAction {
+    /// Boot the kernel that convert2rhel installed.
+    RhelKernel,
+    /// The RHEL-Upgrade-Initramfs entry: the package upgrade runs, then the
+    /// machine reboots into the new system where FirstBoot runs.
+    LeappUpgrade { target: String },
+    /// `lvconvert --merge` completes when the volumes are activated.
+    MergeSnapshots,
+}
+
+/// An LVM snapshot and the files of its origin volume when it was taken.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub vg: String,
+    pub name: String,
+    pub origin: String,
+    pub size_bytes: u64,
+    pub merging: bool,
+    /// Host path -> content (as text; the emulated trees hold text files).
+    pub files: BTreeMap<String, String>,
+}
+
+impl MachineState {
+    pub fn load(tree: &Tree) -> Self {
+        tree.read(PATH)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default()
+    }
+
+    pub fn save(&self, tree: &Tree) {
+        // The emulation's own bookkeeping; a write failure would surface as the
+        // next command's failure to find its state.
+        let _ = tree.write(
+            PATH,
+            serde_json::to_string_pretty(self)
+                .unwrap_or_default()
+                .as_bytes(),
+        );
+    }
+}
