@@ -22,22 +22,53 @@ impl std::fmt::Display for MigrationTool {
     }
 }
 
+/// One migration step: a tool run and the RHEL version it lands on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    pub tool: MigrationTool,
+    pub target_version: String,
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} to {}", self.tool, self.target_version)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "phase", rename_all = "lowercase")]
 pub enum Phase {
-    Precheck {
-        tool: MigrationTool,
-        target_version: String,
-    },
+    Precheck(Step),
+    Snapshot { job_id: String },
+    Execute(Step),
+    Reboot,
+    Verify(Step),
+    Commit,
+    Rollback,
+}
+
+impl Phase {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Phase::Precheck(_) => "precheck",
+            Phase::Snapshot { .. } => "snapshot",
+            Phase::Execute(_) => "execute",
+            Phase::Reboot => "reboot",
+            Phase::Verify(_) => "verify",
+            Phase::Commit => "commit",
+            Phase::Rollback => "rollback",
+        }
+    }
 }
 
 impl std::fmt::Display for Phase {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Phase::Precheck {
-                tool,
-                target_version,
-            } => write!(f, "precheck ({tool} to {target_version})"),
+            Phase::Precheck(step) | Phase::Execute(step) | Phase::Verify(step) => {
+                write!(f, "{} ({step})", self.name())
+            }
+            Phase::Snapshot { job_id } => write!(f, "snapshot (job {job_id})"),
+            Phase::Reboot | Phase::Commit | Phase::Rollback => f.write_str(self.name()),
         }
     }
 }

@@ -35,6 +35,8 @@ pub struct FileConfig {
     pub labels: BTreeMap<String, String>,
     /// e.g. "5m"
     pub facts_interval: Option<String>,
+    /// How changes are protected on this host (default: LVM snapshots).
+    pub snapshot: Option<crate::phases::SnapshotConfig>,
 }
 
 impl FileConfig {
@@ -88,6 +90,9 @@ pub fn resolve(
         labels: merged,
         ..SessionConfig::default()
     };
+    if let Some(snapshot) = file.snapshot {
+        session.phases.snapshot = snapshot;
+    }
     if let Some(interval) = facts_interval.or(file_interval) {
         session.facts_interval = interval.max(Duration::from_secs(1));
     }
@@ -175,6 +180,37 @@ mod tests {
         assert_eq!(config.session.labels["app"], "new");
         assert_eq!(config.session.labels["dc"], "dc1");
         assert_eq!(config.session.facts_interval, Duration::from_secs(600));
+        assert_eq!(
+            config.session.phases.snapshot.provider,
+            crate::phases::snapshot::Provider::Lvm
+        );
+        let none: FileConfig = toml::from_str(
+            "state_dir = \"/x\"\n[snapshot]\nprovider = \"none\"\n",
+        )
+        .map_err(|e| ConfigError::Parse {
+            path: "t".into(),
+            message: e.to_string(),
+        })?;
+        let config = resolve(none, None, None, &[], None)?;
+        assert_eq!(
+            config.session.phases.snapshot.provider,
+            crate::phases::snapshot::Provider::None
+        );
+        assert!(toml::from_str::<FileConfig>("[snapshot]\nprovider = \"zfs\"\n").is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn the_packaged_example_is_valid() -> Result<(), ConfigError> {
+        let file: FileConfig = toml::from_str(include_str!("../../packaging/config/agent.toml"))
+            .map_err(|e| ConfigError::Parse {
+                path: "packaging/config/agent.toml".into(),
+                message: e.to_string(),
+            })?;
+        let config = resolve(file, None, None, &[], None)?;
+        assert_eq!(config.state_dir, PathBuf::from("/var/lib/mf-agent"));
+        assert_eq!(config.session.labels["app"], "billing");
+        assert_eq!(config.session.phases.snapshot.size_percent, 20);
         Ok(())
     }
 

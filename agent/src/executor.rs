@@ -1,18 +1,23 @@
 //! Runs the coordinator's commands, one at a time, across sessions. Every
 //! command is checked before anything happens: a duplicate gets its recorded
-//! outcome; a command for another host, an expired one, a replayed sequence or
-//! one that arrives while another runs is refused with the reason. An accepted
-//! command is journaled before its phase starts.
+//! outcome; a command for another host, an expired one, a replayed sequence,
+//! one that arrives while another runs, or a phase the migration state does
+//! not allow is refused with the reason. An accepted command is journaled
+//! before its phase starts. At start-up, a command the journal shows running
+//! is settled first (a reboot by the boot id), before the first hello.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::command::{Command, State, Update, now_unix_ms};
 use crate::host::Host;
 use crate::journal::Journal;
-use crate::phases;
+use crate::migration::Migration;
+use crate::phases::{self, Context, Outcome, PhaseResult};
 
 /// What a new session tells the coordinator in its hello.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -29,23 +34,37 @@ pub struct Executor {
 }
 
 const QUEUE: usize = 16;
+/// A host that asked to reboot and is still up after this has failed to reboot.
+const REBOOT_GRACE: Duration = Duration::from_secs(600);
 
 impl Executor {
-    /// Starts the executor task. `updates` carries every update to whichever
-    /// session is open; when none is, they wait there (bounded) and the journal
-    /// keeps the final one for the next hello.
-    pub fn spawn(
+    /// Settles what the journal shows running, then starts the executor task.
+    /// `updates` carries every update to whichever session is open; when none
+    /// is, they wait there (bounded) and the journal keeps the final one for
+    /// the next hello.
+    pub async fn spawn(
         host_id: String,
         host: Arc<dyn Host>,
         journal: Journal,
+        context: Context,
         updates: mpsc::Sender<Update>,
     ) -> Self {
+        let journal = Arc::new(Mutex::new(journal));
+        let settled = {
+            let (journal, host) = (Arc::clone(&journal), Arc::clone(&host));
+            tokio::task::spawn_blocking(move || recover(&journal, host.as_ref())).await
+        };
+        if let Ok(Some(update)) = &settled {
+            info!(command_id = %update.command_id, state = ?update.state, "settled the command left running");
+        }
         let (commands, rx) = mpsc::channel(QUEUE);
-        let (progress_tx, progress) = watch::channel(progress_of(&journal));
+        let initial = progress_of(&lock(&journal));
+        let (progress_tx, progress) = watch::channel(initial);
         let worker = Worker {
             host_id,
             host,
-            journal: Arc::new(Mutex::new(journal)),
+            journal,
+            context,
             updates,
             progress: progress_tx,
         };
@@ -63,6 +82,11 @@ impl Executor {
     }
 }
 
+fn lock(journal: &Mutex<Journal>) -> MutexGuard<'_, Journal> {
+    // A panic inside a journal call leaves its in-memory index as it was.
+    journal.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 fn progress_of(journal: &Journal) -> Progress {
     Progress {
         last_sequence: journal.last_sequence(),
@@ -70,24 +94,53 @@ fn progress_of(journal: &Journal) -> Progress {
     }
 }
 
+/// Settles a command the journal shows running (blocking).
+fn recover(journal: &Mutex<Journal>, host: &dyn Host) -> Option<Update> {
+    let (running, migration) = {
+        let journal = lock(journal);
+        (journal.running()?.clone(), journal.migration().clone())
+    };
+    let result = phases::recover(host, &running, &migration);
+    let outcome = result.outcome?;
+    let update = Update {
+        command_id: running.command_id,
+        sequence: running.sequence,
+        state: outcome.state,
+        detail: outcome.detail,
+        findings: outcome.findings,
+        finished_unix_ms: now_unix_ms(),
+    };
+    if let Err(e) = lock(journal).finish(update.clone(), result.migration) {
+        warn!(error = %e, "cannot journal the settled command");
+    }
+    Some(update)
+}
+
 struct Worker {
     host_id: String,
     host: Arc<dyn Host>,
     journal: Arc<Mutex<Journal>>,
+    context: Context,
     updates: mpsc::Sender<Update>,
     progress: watch::Sender<Progress>,
 }
 
-type Running = tokio::task::JoinHandle<(Command, phases::Outcome)>;
+type Running = tokio::task::JoinHandle<(Command, PhaseResult)>;
 
 impl Worker {
     async fn run(self, mut commands: mpsc::Receiver<Command>) {
         let mut running: Option<(String, Running)> = None;
+        // A command whose host is going down for a reboot, and until when.
+        let mut rebooting: Option<(Command, Instant)> = None;
         loop {
+            let deadline = rebooting.as_ref().map(|(_, at)| *at);
             tokio::select! {
                 command = commands.recv() => match command {
                     Some(command) => {
-                        let busy = running.as_ref().map(|(id, _)| id.clone());
+                        let busy = running
+                            .as_ref()
+                            .map(|(id, _)| id.clone())
+                            .or_else(|| rebooting.as_ref().map(|(c, _)| c.id.clone()));
                         if let Some(task) = self.accept(command, busy).await {
                             running = Some(task);
                         }
@@ -97,8 +150,24 @@ impl Worker {
                 finished = async { running.as_mut().map(|(_, task)| task).expect("guarded").await }, if running.is_some() => {
                     running = None;
                     match finished {
-                        Ok((command, outcome)) => self.finish(&command, outcome).await,
-                        Err(e) => warn!(error = %e, "a phase panicked; the journal reports it as interrupted at restart"),
+                        Ok((command, result)) => match result.outcome {
+                            Some(outcome) => self.finish(&command, outcome, result.migration).await,
+                            None => {
+                                info!(command_id = %command.id, "the host is going down for a reboot");
+                                rebooting = Some((command, Instant::now() + REBOOT_GRACE));
+                            }
+                        },
+                        Err(e) => warn!(error = %e, "a phase panicked; it is settled at the next start"),
+                    }
+                }
+                () = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => {
+                    if let Some((command, _)) = rebooting.take() {
+                        let outcome = Outcome {
+                            state: State::Failed,
+                            detail: format!("the host did not go down within {} s of its reboot", REBOOT_GRACE.as_secs()),
+                            findings: Vec::new(),
+                        };
+                        self.finish(&command, outcome, None).await;
                     }
                 }
             }
@@ -112,12 +181,36 @@ impl Worker {
     }
 
     fn journal<T>(&self, f: impl FnOnce(&mut Journal) -> T) -> T {
-        // A panic inside a journal call leaves its in-memory index as it was.
-        let mut journal = self
-            .journal
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        f(&mut journal)
+        f(&mut lock(&self.journal))
+    }
+
+    /// Why `command` must not run now, if it must not.
+    fn refusal(&self, command: &Command, busy: Option<String>) -> Option<String> {
+        let last_sequence = self.journal(|j| j.last_sequence());
+        if command.host_id != self.host_id {
+            return Some(format!(
+                "this command is for host {}, this is {}",
+                command.host_id, self.host_id
+            ));
+        }
+        if command.expires_unix_ms <= now_unix_ms() {
+            return Some(format!(
+                "the command expired at {} (unix ms)",
+                command.expires_unix_ms
+            ));
+        }
+        if command.sequence <= last_sequence {
+            return Some(format!(
+                "sequence {} is not after the last accepted one ({last_sequence}): replayed command",
+                command.sequence
+            ));
+        }
+        if let Some(other) =
+            busy.or_else(|| self.journal(|j| j.running().map(|r| r.command_id.clone())))
+        {
+            return Some(format!("busy with command {other}"));
+        }
+        self.journal(|j| j.migration().allows(&command.phase)).err()
     }
 
     /// Checks a command; starts it if it passes. Returns the running phase.
@@ -127,43 +220,21 @@ impl Worker {
             self.send(recorded);
             return None;
         }
-        let last_sequence = self.journal(|j| j.last_sequence());
-        let refusal = if command.host_id != self.host_id {
-            Some(format!(
-                "this command is for host {}, this is {}",
-                command.host_id, self.host_id
-            ))
-        } else if command.expires_unix_ms <= now_unix_ms() {
-            Some(format!(
-                "the command expired at {} (unix ms)",
-                command.expires_unix_ms
-            ))
-        } else if command.sequence <= last_sequence {
-            Some(format!(
-                "sequence {} is not after the last accepted one ({last_sequence}): replayed command",
-                command.sequence
-            ))
-        } else {
-            busy.or_else(|| self.journal(|j| j.running().map(str::to_string)))
-                .map(|other| format!("busy with command {other}"))
-        };
-        if let Some(reason) = refusal {
+        if let Some(reason) = self.refusal(&command, busy) {
             warn!(command_id = %command.id, %reason, "command refused");
             self.send(Update::new(&command, State::Refused, reason));
             return None;
         }
-
         let journal = Arc::clone(&self.journal);
+        let host = Arc::clone(&self.host);
         let to_start = command.clone();
         let started = tokio::task::spawn_blocking(move || {
-            journal
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .start(&to_start)
+            let boot = phases::boot_id(host.as_ref());
+            lock(&journal).start(&to_start, boot.clone()).map(|()| boot)
         })
         .await;
-        match started {
-            Ok(Ok(())) => {}
+        let boot = match started {
+            Ok(Ok(boot)) => boot,
             Ok(Err(e)) => {
                 self.send(Update::new(
                     &command,
@@ -180,7 +251,7 @@ impl Worker {
                 ));
                 return None;
             }
-        }
+        };
         self.publish();
         info!(command_id = %command.id, phase = %command.phase, "command started");
         self.send(Update::new(
@@ -189,28 +260,31 @@ impl Worker {
             command.phase.to_string(),
         ));
         let host = Arc::clone(&self.host);
+        let migration = self.journal(|j| j.migration().clone());
+        let context = self.context.clone();
         let id = command.id.clone();
         let task = tokio::task::spawn_blocking(move || {
-            let outcome = phases::run(host.as_ref(), &command.phase);
-            (command, outcome)
+            let result = phases::run(
+                host.as_ref(),
+                &command.phase,
+                &migration,
+                &context,
+                boot.as_deref(),
+            );
+            (command, result)
         });
         Some((id, task))
     }
 
-    async fn finish(&self, command: &Command, outcome: phases::Outcome) {
+    async fn finish(&self, command: &Command, outcome: Outcome, migration: Option<Migration>) {
         let mut update = Update::new(command, outcome.state, outcome.detail);
         update.findings = outcome.findings;
         let journal = Arc::clone(&self.journal);
         let record = update.clone();
-        let written = tokio::task::spawn_blocking(move || {
-            journal
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .finish(record)
-        })
-        .await;
+        let written =
+            tokio::task::spawn_blocking(move || lock(&journal).finish(record, migration)).await;
         if !matches!(written, Ok(Ok(()))) {
-            warn!(command_id = %command.id, "cannot journal the outcome; it is sent but may be reported as interrupted after a restart");
+            warn!(command_id = %command.id, "cannot journal the outcome; it is sent, and settled again at the next start");
         }
         self.publish();
         info!(command_id = %command.id, state = ?update.state, "command finished");
@@ -225,23 +299,25 @@ impl Worker {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
-    use crate::command::{MigrationTool, Phase};
+    use crate::command::{MigrationTool, Phase, Step};
     use crate::host::RootedHost;
 
-    fn command(id: &str, host: &str, sequence: u64, expires_in_ms: i64) -> Command {
+    fn command(id: &str, host: &str, sequence: u64, expires_in_ms: i64, phase: Phase) -> Command {
         Command {
             id: id.into(),
             host_id: host.into(),
             sequence,
             expires_unix_ms: now_unix_ms() + expires_in_ms,
-            phase: Phase::Precheck {
-                tool: MigrationTool::Leapp,
-                target_version: "8.10".into(),
-            },
+            phase,
         }
+    }
+
+    fn precheck() -> Phase {
+        Phase::Precheck(Step {
+            tool: MigrationTool::Leapp,
+            target_version: "8.10".into(),
+        })
     }
 
     async fn next(updates: &mut mpsc::Receiver<Update>) -> Update {
@@ -253,19 +329,24 @@ mod tests {
 
     /// An executor over an empty tree: its precheck fails fast (unknown OS),
     /// which is all these tests need from a phase.
-    fn executor(dir: &std::path::Path) -> (Executor, mpsc::Receiver<Update>) {
+    async fn executor(dir: &std::path::Path) -> (Executor, mpsc::Receiver<Update>) {
         let journal = Journal::open(&dir.join("journal.jsonl")).expect("journal");
         let (tx, rx) = mpsc::channel(16);
         let host: Arc<dyn Host> = Arc::new(RootedHost::new(dir.join("root")));
-        (Executor::spawn("me".into(), host, journal, tx), rx)
+        (
+            Executor::spawn("me".into(), host, journal, Context::default(), tx).await,
+            rx,
+        )
     }
 
     #[tokio::test]
     async fn every_unsafe_command_is_refused_with_its_reason() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (executor, mut updates) = executor(dir.path());
+        let (executor, mut updates) = executor(dir.path()).await;
 
-        executor.submit(command("c1", "me", 5, 60_000)).await;
+        executor
+            .submit(command("c1", "me", 5, 60_000, precheck()))
+            .await;
         assert_eq!(next(&mut updates).await.state, State::Started);
         let done = next(&mut updates).await;
         assert_eq!(
@@ -275,12 +356,30 @@ mod tests {
 
         let cases = [
             (
-                command("c2", "someone-else", 6, 60_000),
+                command("c2", "someone-else", 6, 60_000, precheck()),
                 "this command is for host someone-else",
             ),
-            (command("c3", "me", 7, -1), "expired"),
-            (command("c4", "me", 5, 60_000), "replayed command"),
-            (command("c5", "me", 3, 60_000), "replayed command"),
+            (command("c3", "me", 7, -1, precheck()), "expired"),
+            (
+                command("c4", "me", 5, 60_000, precheck()),
+                "replayed command",
+            ),
+            (
+                command("c5", "me", 3, 60_000, precheck()),
+                "replayed command",
+            ),
+            (
+                command("c6", "me", 8, 60_000, Phase::Commit),
+                "commit is not allowed while the host is idle",
+            ),
+            (
+                command("c7", "me", 9, 60_000, Phase::Rollback),
+                "nothing to roll back",
+            ),
+            (
+                command("c8", "me", 10, 60_000, Phase::Reboot),
+                "reboot is not allowed",
+            ),
         ];
         for (command, reason) in cases {
             let id = command.id.clone();
@@ -294,7 +393,9 @@ mod tests {
         }
 
         // A duplicate gets the recorded outcome, not a second run.
-        executor.submit(command("c1", "me", 5, 60_000)).await;
+        executor
+            .submit(command("c1", "me", 5, 60_000, precheck()))
+            .await;
         let again = next(&mut updates).await;
         assert_eq!(again, done);
         assert_eq!(executor.progress().last_sequence, 5);
@@ -306,10 +407,10 @@ mod tests {
         {
             let mut journal = Journal::open(&dir.path().join("journal.jsonl")).expect("journal");
             journal
-                .start(&command("long", "me", 9, 60_000))
+                .start(&command("long", "me", 9, 60_000, precheck()), None)
                 .expect("start");
         }
-        let (executor, _updates) = executor(dir.path());
+        let (executor, _updates) = executor(dir.path()).await;
         let progress = executor.progress();
         assert_eq!(progress.last_sequence, 9);
         let last = progress.last_update.expect("the interrupted command");

@@ -1,8 +1,10 @@
-//! The agent's durable record of commands, and the only writer of its durable
-//! state: a command is journaled as started before its phase runs, and its
-//! final update after. After a crash or reboot the agent reads the journal, and
-//! a command that started but never finished is reported as interrupted, never
-//! run again blindly. A duplicate command gets its recorded result.
+//! The agent's durable record of commands and of its migration state, and the
+//! only writer of that state: a command is journaled as started before its
+//! phase runs, and its final update (with the new migration state, in the same
+//! line) after. After a crash or reboot the agent reads the journal; a command
+//! that started but never finished is settled by the executor (a reboot is
+//! judged by the boot id, anything else is interrupted), never run again
+//! blindly. A duplicate command gets its recorded result.
 //!
 //! Format: JSON lines in `<state-dir>/journal.jsonl`, each appended and
 //! fsynced. A torn last line (crash mid-write) is ignored.
@@ -15,7 +17,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
-use crate::command::{Command, Phase, State, Update};
+use crate::command::{Command, Phase, Update};
+use crate::migration::Migration;
 
 /// Outcomes kept for answering duplicates.
 const REMEMBERED: usize = 128;
@@ -30,10 +33,25 @@ enum Record {
         sequence: u64,
         phase: Phase,
         at_unix_ms: i64,
+        /// The boot id when the command started, to tell whether a reboot happened.
+        #[serde(default)]
+        boot_id: Option<String>,
     },
     Finished {
         update: Update,
+        /// The migration state after this command, when it changed it.
+        #[serde(default)]
+        migration: Option<Migration>,
     },
+}
+
+/// A command that started and has not finished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Running {
+    pub command_id: String,
+    pub sequence: u64,
+    pub phase: Phase,
+    pub boot_id: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,8 +70,9 @@ pub struct Journal {
     last_sequence: u64,
     outcomes: BTreeMap<String, Update>,
     order: VecDeque<String>,
-    running: Option<(String, u64)>,
+    running: Option<Running>,
     last: Option<Update>,
+    migration: Migration,
 }
 
 impl Journal {
@@ -66,10 +85,11 @@ impl Journal {
             order: VecDeque::new(),
             running: None,
             last: None,
+            migration: Migration::default(),
         }
     }
 
-    /// Reads the journal; a command left running is finished as interrupted.
+    /// Reads the journal. A command left running stays running: see [`Journal::running`].
     pub fn open(path: &Path) -> Result<Self, JournalError> {
         let error = |source| JournalError {
             path: path.to_path_buf(),
@@ -95,17 +115,7 @@ impl Journal {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(error(e)),
         }
-        if let Some((command_id, sequence)) = journal.running.clone() {
-            journal.finish(Update {
-                command_id,
-                sequence,
-                state: State::Interrupted,
-                detail: "the agent stopped while this command ran; it was not run again".into(),
-                findings: Vec::new(),
-                finished_unix_ms: crate::command::now_unix_ms(),
-            })?;
-        }
-        if journal.lines > COMPACT_AFTER {
+        if journal.lines > COMPACT_AFTER && journal.running.is_none() {
             journal.compact()?;
         }
         Ok(journal)
@@ -116,19 +126,29 @@ impl Journal {
             Record::Started {
                 command_id,
                 sequence,
+                phase,
+                boot_id,
                 ..
             } => {
                 self.last_sequence = self.last_sequence.max(sequence);
-                self.running = Some((command_id, sequence));
+                self.running = Some(Running {
+                    command_id,
+                    sequence,
+                    phase,
+                    boot_id,
+                });
             }
-            Record::Finished { update } => {
+            Record::Finished { update, migration } => {
                 self.last_sequence = self.last_sequence.max(update.sequence);
                 if self
                     .running
                     .as_ref()
-                    .is_some_and(|(id, _)| *id == update.command_id)
+                    .is_some_and(|r| r.command_id == update.command_id)
                 {
                     self.running = None;
+                }
+                if let Some(migration) = migration {
+                    self.migration = migration;
                 }
                 if !self.outcomes.contains_key(&update.command_id) {
                     self.order.push_back(update.command_id.clone());
@@ -166,7 +186,8 @@ impl Journal {
         Ok(())
     }
 
-    /// Rewrites the journal with only the remembered outcomes, atomically.
+    /// Rewrites the journal with only the remembered outcomes, atomically; the
+    /// migration state rides on the last of them.
     fn compact(&mut self) -> Result<(), JournalError> {
         let Some(path) = self.path.clone() else {
             return Ok(());
@@ -177,15 +198,15 @@ impl Journal {
         };
         let tmp = path.with_extension("jsonl.tmp");
         let mut text = Vec::new();
+        let last = self.order.back().cloned();
         for id in &self.order {
             if let Some(update) = self.outcomes.get(id) {
-                serde_json::to_writer(
-                    &mut text,
-                    &Record::Finished {
-                        update: update.clone(),
-                    },
-                )
-                .map_err(|e| error(e.into()))?;
+                let migration = (Some(id) == last.as_ref()).then(|| self.migration.clone());
+                let record = Record::Finished {
+                    update: update.clone(),
+                    migration,
+                };
+                serde_json::to_writer(&mut text, &record).map_err(|e| error(e.into()))?;
                 text.push(b'\n');
             }
         }
@@ -198,17 +219,27 @@ impl Journal {
     }
 
     /// Records that a command starts; its phase may run only after this returns.
-    pub fn start(&mut self, command: &Command) -> Result<(), JournalError> {
+    pub fn start(
+        &mut self,
+        command: &Command,
+        boot_id: Option<String>,
+    ) -> Result<(), JournalError> {
         self.append(&Record::Started {
             command_id: command.id.clone(),
             sequence: command.sequence,
             phase: command.phase.clone(),
             at_unix_ms: crate::command::now_unix_ms(),
+            boot_id,
         })
     }
 
-    pub fn finish(&mut self, update: Update) -> Result<(), JournalError> {
-        self.append(&Record::Finished { update })
+    /// Records a command's outcome and, when it changed, the migration state.
+    pub fn finish(
+        &mut self,
+        update: Update,
+        migration: Option<Migration>,
+    ) -> Result<(), JournalError> {
+        self.append(&Record::Finished { update, migration })
     }
 
     pub fn last_sequence(&self) -> u64 {
@@ -225,15 +256,20 @@ impl Journal {
     }
 
     /// The command that started and has not finished, if any.
-    pub fn running(&self) -> Option<&str> {
-        self.running.as_ref().map(|(id, _)| id.as_str())
+    pub fn running(&self) -> Option<&Running> {
+        self.running.as_ref()
+    }
+
+    pub fn migration(&self) -> &Migration {
+        &self.migration
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::MigrationTool;
+    use crate::command::{MigrationTool, State, Step};
+    use crate::migration::Stage;
 
     fn command(id: &str, sequence: u64) -> Command {
         Command {
@@ -241,22 +277,28 @@ mod tests {
             host_id: "h".into(),
             sequence,
             expires_unix_ms: i64::MAX,
-            phase: Phase::Precheck {
+            phase: Phase::Precheck(Step {
                 tool: MigrationTool::Leapp,
                 target_version: "8.10".into(),
-            },
+            }),
         }
+    }
+
+    fn done(
+        journal: &mut Journal,
+        id: &str,
+        sequence: u64,
+        state: State,
+    ) -> Result<(), JournalError> {
+        journal.start(&command(id, sequence), None)?;
+        journal.finish(Update::new(&command(id, sequence), state, ""), None)
     }
 
     #[test]
     fn outcomes_and_sequences_survive_reopening() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("journal.jsonl");
-        {
-            let mut journal = Journal::open(&path)?;
-            journal.start(&command("a", 1))?;
-            journal.finish(Update::new(&command("a", 1), State::Succeeded, "ok"))?;
-        }
+        done(&mut Journal::open(&path)?, "a", 1, State::Succeeded)?;
         let journal = Journal::open(&path)?;
         assert_eq!(journal.last_sequence(), 1);
         assert_eq!(
@@ -268,27 +310,43 @@ mod tests {
     }
 
     #[test]
-    fn a_command_left_running_is_interrupted_not_rerun() -> Result<(), Box<dyn std::error::Error>> {
+    fn a_command_left_running_is_still_running_after_reopening()
+    -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("journal.jsonl");
+        Journal::open(&path)?.start(&command("b", 7), Some("boot-1".into()))?; // the agent dies here
+        let journal = Journal::open(&path)?;
+        let running = journal.running().expect("still running");
+        assert_eq!(
+            (running.command_id.as_str(), running.boot_id.as_deref()),
+            ("b", Some("boot-1"))
+        );
+        assert_eq!(journal.last_sequence(), 7);
+        Ok(())
+    }
+
+    #[test]
+    fn the_migration_state_survives_reopening_and_compaction()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("journal.jsonl");
+        let snapshotted = Migration {
+            stage: Stage::Snapshotted,
+            ..Migration::default()
+        };
         {
             let mut journal = Journal::open(&path)?;
-            journal.start(&command("b", 7))?;
-        } // the agent dies here
-        let journal = Journal::open(&path)?;
-        let update = journal.last_update().expect("an update");
-        assert_eq!(
-            (update.command_id.as_str(), update.state),
-            ("b", State::Interrupted)
-        );
-        assert_eq!(journal.running(), None);
-        assert_eq!(journal.last_sequence(), 7);
-        // Reopening again does not interrupt it twice.
-        let again = Journal::open(&path)?;
-        assert_eq!(
-            again.outcome("b").map(|u| u.state),
-            Some(State::Interrupted)
-        );
+            journal.start(&command("s", 1), None)?;
+            journal.finish(
+                Update::new(&command("s", 1), State::Succeeded, ""),
+                Some(snapshotted.clone()),
+            )?;
+            done(&mut journal, "p", 2, State::Succeeded)?;
+        }
+        let mut journal = Journal::open(&path)?;
+        assert_eq!(journal.migration(), &snapshotted);
+        journal.compact()?;
+        assert_eq!(Journal::open(&path)?.migration(), &snapshotted);
         Ok(())
     }
 
@@ -296,11 +354,7 @@ mod tests {
     fn a_torn_last_line_is_ignored() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("journal.jsonl");
-        {
-            let mut journal = Journal::open(&path)?;
-            journal.start(&command("c", 3))?;
-            journal.finish(Update::new(&command("c", 3), State::Failed, "no"))?;
-        }
+        done(&mut Journal::open(&path)?, "c", 3, State::Failed)?;
         OpenOptions::new()
             .append(true)
             .open(&path)?
@@ -316,20 +370,16 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("journal.jsonl");
         let mut journal = Journal::open(&path)?;
-        for n in 1..=(COMPACT_AFTER as u64 / 2 + 10) {
-            let c = command(&format!("c{n}"), n);
-            journal.start(&c)?;
-            journal.finish(Update::new(&c, State::Succeeded, ""))?;
+        let last = COMPACT_AFTER as u64 / 2 + 10;
+        for n in 1..=last {
+            done(&mut journal, &format!("c{n}"), n, State::Succeeded)?;
         }
         drop(journal);
         let journal = Journal::open(&path)?;
-        let last = COMPACT_AFTER as u64 / 2 + 10;
         assert_eq!(journal.last_sequence(), last);
         assert!(journal.outcome(&format!("c{last}")).is_some());
         assert!(journal.outcome("c1").is_none());
-        let lines = std::fs::read_to_string(&path)?.lines().count();
-        assert_eq!(lines, REMEMBERED);
-        // The highest sequence survives compaction through the kept outcomes.
+        assert_eq!(std::fs::read_to_string(&path)?.lines().count(), REMEMBERED);
         assert_eq!(Journal::open(&path)?.last_sequence(), last);
         Ok(())
     }

@@ -10,6 +10,7 @@ pub mod facts;
 pub mod host;
 pub mod identity;
 pub mod journal;
+pub mod migration;
 pub mod phases;
 pub mod report;
 pub mod session;

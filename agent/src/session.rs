@@ -31,6 +31,8 @@ pub struct SessionConfig {
     pub facts_interval: Duration,
     /// Longest wait between reconnection attempts.
     pub max_backoff: Duration,
+    /// The host's configuration for phases (snapshots).
+    pub phases: crate::phases::Context,
 }
 
 impl Default for SessionConfig {
@@ -39,6 +41,7 @@ impl Default for SessionConfig {
             labels: BTreeMap::new(),
             facts_interval: Duration::from_secs(300),
             max_backoff: Duration::from_secs(60),
+            phases: crate::phases::Context::default(),
         }
     }
 }
@@ -80,8 +83,10 @@ pub async fn run(
         identity.host_id.clone(),
         Arc::clone(&host),
         journal,
+        config.phases.clone(),
         updates_tx,
-    );
+    )
+    .await;
     let mut backoff = ExponentialBackoff {
         initial_interval: Duration::from_millis(500),
         randomization_factor: 0.5,

@@ -46,7 +46,7 @@ impl From<&Facts> for pb::Facts {
     }
 }
 
-use crate::command::{Command, MigrationTool, Phase, State, Update};
+use crate::command::{Command, MigrationTool, Phase, State, Step, Update};
 use crate::report::{Finding, Remediation, Severity, Source};
 
 /// Why a command from the wire is not a command the agent knows.
@@ -62,14 +62,15 @@ impl TryFrom<pb::Command> for Command {
             return Err(MalformedCommand("the command id must be 1-128 bytes"));
         }
         let phase = match wire.phase.ok_or(MalformedCommand("no phase"))? {
-            pb::command::Phase::Precheck(p) => Phase::Precheck {
-                tool: match pb::MigrationTool::try_from(p.tool) {
-                    Ok(pb::MigrationTool::Convert2rhel) => MigrationTool::Convert2rhel,
-                    Ok(pb::MigrationTool::Leapp) => MigrationTool::Leapp,
-                    _ => return Err(MalformedCommand("unknown migration tool")),
-                },
-                target_version: valid_version(p.target_version)?,
+            pb::command::Phase::Precheck(p) => Phase::Precheck(step(p.tool, p.target_version)?),
+            pb::command::Phase::Snapshot(s) => Phase::Snapshot {
+                job_id: valid_job_id(s.job_id)?,
             },
+            pb::command::Phase::Execute(e) => Phase::Execute(step(e.tool, e.target_version)?),
+            pb::command::Phase::Reboot(_) => Phase::Reboot,
+            pb::command::Phase::Verify(v) => Phase::Verify(step(v.tool, v.target_version)?),
+            pb::command::Phase::Commit(_) => Phase::Commit,
+            pb::command::Phase::Rollback(_) => Phase::Rollback,
         };
         Ok(Command {
             id: wire.command_id,
@@ -78,6 +79,31 @@ impl TryFrom<pb::Command> for Command {
             expires_unix_ms: wire.expires_unix_ms,
             phase,
         })
+    }
+}
+
+fn step(tool: i32, target_version: String) -> Result<Step, MalformedCommand> {
+    Ok(Step {
+        tool: match pb::MigrationTool::try_from(tool) {
+            Ok(pb::MigrationTool::Convert2rhel) => MigrationTool::Convert2rhel,
+            Ok(pb::MigrationTool::Leapp) => MigrationTool::Leapp,
+            _ => return Err(MalformedCommand("unknown migration tool")),
+        },
+        target_version: valid_version(target_version)?,
+    })
+}
+
+/// 1-64 of letters, digits, '-' and '_': it names volumes and files.
+fn valid_job_id(job_id: String) -> Result<String, MalformedCommand> {
+    let ok = !job_id.is_empty()
+        && job_id.len() <= 64
+        && job_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(job_id)
+    } else {
+        Err(MalformedCommand("the job id must be 1-64 of [A-Za-z0-9_-]"))
     }
 }
 

@@ -134,6 +134,15 @@ mod tests {
     }
 
     #[test]
+    fn the_packaged_example_is_valid() -> Result<(), Box<dyn std::error::Error>> {
+        let file: FileConfig =
+            toml::from_str(include_str!("../../packaging/config/coordinator.toml"))?;
+        let config = file.resolve(FileConfig::default())?;
+        assert_eq!(config.agent_listen, "0.0.0.0:7443".parse()?);
+        Ok(())
+    }
+
+    #[test]
     fn bad_values_are_refused() {
         assert!(toml::from_str::<FileConfig>("data_dri = \"x\"").is_err());
         let flags = FileConfig {

@@ -1,12 +1,22 @@
 //! The phases an agent runs on its host, each through the `Host` interface
-//! only. A phase returns its outcome; the executor journals it.
+//! only, and the migration state each leaves. A phase returns its outcome;
+//! the executor journals it. `Reboot` and `Rollback` end on a new boot: on a
+//! real host the agent is stopped by the reboot, and [`recover`] settles them
+//! when it starts again.
 
+mod execute;
 mod precheck;
+pub mod snapshot;
 pub mod step;
+mod verify;
 
 use crate::command::{Phase, State};
-use crate::host::Host;
+use crate::host::{Host, Reboot};
+use crate::journal::Running;
+use crate::migration::{Migration, Stage};
 use crate::report::Finding;
+
+pub use snapshot::SnapshotConfig;
 
 /// How a phase ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,12 +26,260 @@ pub struct Outcome {
     pub findings: Vec<Finding>,
 }
 
-/// Runs a phase to its end. Blocking: call it off the async runtime.
-pub fn run(host: &dyn Host, phase: &Phase) -> Outcome {
-    match phase {
-        Phase::Precheck {
-            tool,
-            target_version,
-        } => precheck::run(host, *tool, target_version),
+impl Outcome {
+    fn new(state: State, detail: impl Into<String>) -> Self {
+        Self {
+            state,
+            detail: detail.into(),
+            findings: Vec::new(),
+        }
     }
 }
+
+/// What a phase did: its outcome (none yet when the host is going down for a
+/// reboot) and the migration state it leaves, when it changed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhaseResult {
+    pub outcome: Option<Outcome>,
+    pub migration: Option<Migration>,
+}
+
+impl PhaseResult {
+    fn done(outcome: Outcome, migration: Option<Migration>) -> Self {
+        Self {
+            outcome: Some(outcome),
+            migration,
+        }
+    }
+}
+
+/// What the host's configuration says about phases.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Context {
+    pub snapshot: SnapshotConfig,
+}
+
+pub fn boot_id(host: &dyn Host) -> Option<String> {
+    host.read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+fn with(migration: &Migration, change: impl FnOnce(&mut Migration)) -> Option<Migration> {
+    let mut next = migration.clone();
+    change(&mut next);
+    Some(next)
+}
+
+/// Runs a phase the state machine allows. Blocking: call it off the runtime.
+/// `started_boot` is the boot id journaled when the command started.
+pub fn run(
+    host: &dyn Host,
+    phase: &Phase,
+    migration: &Migration,
+    context: &Context,
+    started_boot: Option<&str>,
+) -> PhaseResult {
+    match phase {
+        Phase::Precheck(step) => {
+            PhaseResult::done(precheck::run(host, step.tool, &step.target_version), None)
+        }
+        Phase::Snapshot { job_id } => match snapshot::take(host, &context.snapshot, job_id) {
+            Ok((set, detail)) => PhaseResult::done(
+                Outcome::new(State::Succeeded, detail),
+                with(migration, |m| {
+                    *m = Migration {
+                        stage: Stage::Snapshotted,
+                        snapshot: Some(set),
+                        step: None,
+                        failure: None,
+                    }
+                }),
+            ),
+            Err(reason) => PhaseResult::done(Outcome::new(State::Failed, reason), None),
+        },
+        Phase::Execute(step) => match execute::run(host, step) {
+            execute::Executed::Changed(detail) => PhaseResult::done(
+                Outcome::new(State::Succeeded, detail),
+                with(migration, |m| {
+                    m.stage = Stage::Executed;
+                    m.step = Some(step.clone());
+                }),
+            ),
+            execute::Executed::Failed {
+                detail,
+                findings,
+                changed,
+            } => {
+                let detail = if changed {
+                    format!("{detail}; the host was changed: roll back")
+                } else {
+                    format!("{detail}; the host was not changed")
+                };
+                PhaseResult::done(
+                    Outcome {
+                        state: State::Failed,
+                        detail: detail.clone(),
+                        findings,
+                    },
+                    with(migration, |m| {
+                        m.stage = Stage::Failed;
+                        m.step = Some(step.clone());
+                        m.failure = Some(detail);
+                    }),
+                )
+            }
+        },
+        Phase::Reboot => reboot(host, migration, started_boot, |m| m.stage = Stage::Rebooted),
+        Phase::Verify(step) => match verify::run(host, step) {
+            Ok(detail) => PhaseResult::done(
+                Outcome::new(State::Succeeded, format!("verified: {detail}")),
+                with(migration, |m| m.stage = Stage::Verified),
+            ),
+            Err(reason) => PhaseResult::done(
+                Outcome::new(State::Failed, reason.clone()),
+                with(migration, |m| {
+                    m.stage = Stage::Failed;
+                    m.failure = Some(reason);
+                }),
+            ),
+        },
+        Phase::Commit => {
+            let set = migration
+                .snapshot
+                .clone()
+                .unwrap_or(crate::migration::SnapshotSet::None);
+            match snapshot::remove(host, &set) {
+                Ok(detail) => PhaseResult::done(
+                    Outcome::new(State::Succeeded, format!("committed: {detail}")),
+                    Some(Migration::default()),
+                ),
+                Err(reason) => PhaseResult::done(Outcome::new(State::Failed, reason), None),
+            }
+        }
+        Phase::Rollback => {
+            let set = migration
+                .snapshot
+                .clone()
+                .unwrap_or(crate::migration::SnapshotSet::None);
+            if let Err(reason) = snapshot::revert(host, &set) {
+                return PhaseResult::done(Outcome::new(State::Failed, reason), None);
+            }
+            reboot(host, migration, started_boot, |m| *m = Migration::default())
+        }
+    }
+}
+
+/// Reboots; settles at once on a host that rebooted in-process, else waits
+/// for [`recover`] on the next start.
+fn reboot(
+    host: &dyn Host,
+    migration: &Migration,
+    started_boot: Option<&str>,
+    after: impl FnOnce(&mut Migration),
+) -> PhaseResult {
+    match host.reboot() {
+        Ok(Reboot::Requested) => PhaseResult {
+            outcome: None,
+            migration: None,
+        },
+        Ok(Reboot::Completed) => settle_reboot(host, migration, started_boot, after),
+        Err(e) => PhaseResult::done(
+            Outcome::new(State::Failed, format!("cannot reboot: {e}")),
+            None,
+        ),
+    }
+}
+
+fn settle_reboot(
+    host: &dyn Host,
+    migration: &Migration,
+    started_boot: Option<&str>,
+    after: impl FnOnce(&mut Migration),
+) -> PhaseResult {
+    let now = boot_id(host);
+    if now.is_some() && now.as_deref() != started_boot {
+        PhaseResult::done(
+            Outcome::new(
+                State::Succeeded,
+                format!(
+                    "rebooted (boot id {} -> {})",
+                    started_boot.unwrap_or("?"),
+                    now.unwrap_or_default()
+                ),
+            ),
+            with(migration, after),
+        )
+    } else {
+        PhaseResult::done(
+            Outcome::new(
+                State::Interrupted,
+                "the agent restarted but the host did not reboot",
+            ),
+            None,
+        )
+    }
+}
+
+/// Settles the command the journal shows as running when the agent starts.
+/// A reboot or a rollback ends here on its new boot; anything else was cut
+/// short and is reported interrupted, not run again.
+pub fn recover(host: &dyn Host, running: &Running, migration: &Migration) -> PhaseResult {
+    let started = running.boot_id.as_deref();
+    match &running.phase {
+        Phase::Reboot => settle_reboot(host, migration, started, |m| m.stage = Stage::Rebooted),
+        Phase::Rollback => {
+            let set = migration
+                .snapshot
+                .clone()
+                .unwrap_or(crate::migration::SnapshotSet::None);
+            let settled = settle_reboot(host, migration, started, |m| *m = Migration::default());
+            match (&settled.outcome, snapshot::merged(host, &set)) {
+                (Some(o), Ok(())) if o.state == State::Succeeded => {
+                    let os = crate::facts::collect(host, &Default::default()).os;
+                    let running_os = os.map_or("an unknown OS".to_string(), |o| {
+                        format!("{} {}", o.id, o.version)
+                    });
+                    PhaseResult::done(
+                        Outcome::new(
+                            State::Succeeded,
+                            format!("rolled back: the host runs {running_os} again"),
+                        ),
+                        settled.migration,
+                    )
+                }
+                (Some(o), Err(reason)) if o.state == State::Succeeded => PhaseResult::done(
+                    Outcome::new(
+                        State::Failed,
+                        format!("the rollback did not complete: {reason}"),
+                    ),
+                    with(migration, |m| m.stage = Stage::Failed),
+                ),
+                _ => settled,
+            }
+        }
+        // The tool may have changed the host before it was cut short: only a
+        // rollback (or an operator) may decide what comes next.
+        Phase::Execute(_) => PhaseResult::done(
+            Outcome::new(
+                State::Interrupted,
+                "the agent stopped while the tool ran; the host's state is unknown and it was not run again",
+            ),
+            with(migration, |m| {
+                m.stage = Stage::Failed;
+                m.failure = Some("interrupted while executing".into());
+            }),
+        ),
+        _ => PhaseResult::done(
+            Outcome::new(
+                State::Interrupted,
+                "the agent stopped while this command ran; it was not run again",
+            ),
+            None,
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -47,6 +47,13 @@ impl EmulatedHost {
         }
     }
 
+    /// A simulated host whose scenario injects `failures`.
+    pub fn simulated_with_failures(spec: &SimHostSpec, failures: &[Failure]) -> Self {
+        let mut host = Self::simulated(spec);
+        host.scenario.failures = failures.to_vec();
+        host
+    }
+
     /// The emulation over a host-root directory, if it holds a scenario file.
     /// Never for `/`: a real system is never emulated.
     pub fn open_dir(root: &Path) -> Result<Option<Self>, OpenError> {

@@ -1,0 +1,193 @@
+//! Where the host stands in a migration step, and which phase may run from
+//! there. The journal records every change, so the agent knows after a crash
+//! or a reboot; a phase the state does not allow is refused with the reason.
+//!
+//! ```text
+//! Idle --snapshot--> Snapshotted --execute--> Executed --reboot--> Rebooted --verify--> Verified --commit--> Idle
+//!                         \---------------\-----------\----------------\--------rollback (reboots)--> Idle
+//! a failed execute or verify leaves Failed: rollback, or an operator's decision
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+use crate::command::{Phase, Step};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stage {
+    Idle,
+    Snapshotted,
+    Executed,
+    Rebooted,
+    Verified,
+    Failed,
+}
+
+/// What a snapshot phase took, enough to revert or remove it later.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "provider", rename_all = "lowercase")]
+pub enum SnapshotSet {
+    Lvm {
+        /// `vg/lv` of each snapshot volume.
+        volumes: Vec<String>,
+        /// Archive of /boot (not on LVM), restored before a merge.
+        boot_backup: String,
+    },
+    /// The host's configuration allows migrating without a snapshot.
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Migration {
+    pub stage: Stage,
+    pub snapshot: Option<SnapshotSet>,
+    /// The step executed since the snapshot, if any.
+    pub step: Option<Step>,
+    /// Why the last step failed, in `Failed`.
+    pub failure: Option<String>,
+}
+
+impl Default for Migration {
+    fn default() -> Self {
+        Self {
+            stage: Stage::Idle,
+            snapshot: None,
+            step: None,
+            failure: None,
+        }
+    }
+}
+
+impl Migration {
+    /// Ok when `phase` may start now; otherwise why not.
+    pub fn allows(&self, phase: &Phase) -> Result<(), String> {
+        let stage = self.stage;
+        let ok = match phase {
+            Phase::Precheck(_) | Phase::Snapshot { .. } => stage == Stage::Idle,
+            Phase::Execute(_) => stage == Stage::Snapshotted,
+            Phase::Reboot => stage == Stage::Executed,
+            Phase::Verify(step) => stage == Stage::Rebooted && self.step.as_ref() == Some(step),
+            Phase::Commit => stage == Stage::Verified,
+            Phase::Rollback => {
+                stage != Stage::Idle && !matches!(self.snapshot, Some(SnapshotSet::None) | None)
+            }
+        };
+        if ok {
+            return Ok(());
+        }
+        Err(match (phase, stage) {
+            (Phase::Rollback, Stage::Idle) => {
+                "there is nothing to roll back: no migration step is in progress".into()
+            }
+            (Phase::Rollback, _) => {
+                "there is no snapshot to roll back to (this host migrates without snapshots)".into()
+            }
+            (Phase::Verify(step), Stage::Rebooted) => format!(
+                "the step in progress is {}, not {step}",
+                self.step
+                    .as_ref()
+                    .map_or("none".to_string(), ToString::to_string)
+            ),
+            _ => format!(
+                "{} is not allowed while the host is {}",
+                phase.name(),
+                stage_text(stage)
+            ),
+        })
+    }
+}
+
+fn stage_text(stage: Stage) -> &'static str {
+    match stage {
+        Stage::Idle => "idle (no step in progress)",
+        Stage::Snapshotted => "snapshotted and not yet changed",
+        Stage::Executed => "changed and waiting for its reboot",
+        Stage::Rebooted => "rebooted and not yet verified",
+        Stage::Verified => "verified and waiting to be committed or rolled back",
+        Stage::Failed => "in a failed step waiting for a rollback",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::MigrationTool;
+
+    fn step() -> Step {
+        Step {
+            tool: MigrationTool::Leapp,
+            target_version: "8.10".into(),
+        }
+    }
+
+    fn at(stage: Stage) -> Migration {
+        Migration {
+            stage,
+            snapshot: Some(SnapshotSet::Lvm {
+                volumes: vec!["rhel/root_mf".into()],
+                boot_backup: "/var/lib/mf-agent/boot.tar.gz".into(),
+            }),
+            step: Some(step()),
+            failure: None,
+        }
+    }
+
+    #[test]
+    fn each_phase_runs_only_from_its_stages() {
+        let phases = [
+            Phase::Precheck(step()),
+            Phase::Snapshot { job_id: "j".into() },
+            Phase::Execute(step()),
+            Phase::Reboot,
+            Phase::Verify(step()),
+            Phase::Commit,
+            Phase::Rollback,
+        ];
+        let allowed = |stage: Stage| -> Vec<&str> {
+            phases
+                .iter()
+                .filter(|p| at(stage).allows(p).is_ok())
+                .map(Phase::name)
+                .collect()
+        };
+        assert_eq!(allowed(Stage::Idle), ["precheck", "snapshot"]);
+        assert_eq!(allowed(Stage::Snapshotted), ["execute", "rollback"]);
+        assert_eq!(allowed(Stage::Executed), ["reboot", "rollback"]);
+        assert_eq!(allowed(Stage::Rebooted), ["verify", "rollback"]);
+        assert_eq!(allowed(Stage::Verified), ["commit", "rollback"]);
+        assert_eq!(allowed(Stage::Failed), ["rollback"]);
+    }
+
+    #[test]
+    fn refusals_say_why() {
+        let idle = Migration::default();
+        assert!(
+            idle.allows(&Phase::Commit)
+                .expect_err("commit")
+                .contains("idle")
+        );
+        assert!(
+            idle.allows(&Phase::Rollback)
+                .expect_err("rollback")
+                .contains("nothing to roll back")
+        );
+        let mut unprotected = at(Stage::Executed);
+        unprotected.snapshot = Some(SnapshotSet::None);
+        assert!(
+            unprotected
+                .allows(&Phase::Rollback)
+                .expect_err("none")
+                .contains("without snapshots")
+        );
+        let other = Step {
+            tool: MigrationTool::Leapp,
+            target_version: "9.6".into(),
+        };
+        assert!(
+            at(Stage::Rebooted)
+                .allows(&Phase::Verify(other))
+                .expect_err("verify")
+                .contains("leapp to 8.10")
+        );
+    }
+}

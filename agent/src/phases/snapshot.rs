@@ -1,0 +1,285 @@
+//! Snapshots before a change, and what becomes of them: LVM snapshots of the
+//! system volumes sized against the volume group's free space plus an archive
+//! of /boot (not on LVM); or none, where the host's configuration allows it.
+//! Revert restores /boot and merges every snapshot (the merge completes at the
+//! next boot); commit removes them.
+
+use serde::Deserialize;
+
+use crate::host::Host;
+use crate::migration::SnapshotSet;
+
+/// How this host protects a change, from its configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SnapshotConfig {
+    pub provider: Provider,
+    /// `vg/lv` to snapshot; empty means every volume that is not a snapshot.
+    pub volumes: Vec<String>,
+    /// Each snapshot's size, in percent of its origin's.
+    pub size_percent: u32,
+    /// Where the /boot archive goes on the host.
+    pub backup_dir: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    Lvm,
+    /// No snapshot: only where the operator configured it for this host.
+    None,
+}
+
+impl Default for SnapshotConfig {
+    fn default() -> Self {
+        Self {
+            provider: Provider::Lvm,
+            volumes: Vec::new(),
+            size_percent: 20,
+            backup_dir: "/var/lib/mf-agent".into(),
+        }
+    }
+}
+
+const REPORT: [&str; 6] = [
+    "--noheadings",
+    "--separator",
+    ":",
+    "--units",
+    "b",
+    "--nosuffix",
+];
+const MIB: u64 = 1 << 20;
+
+/// One line of `lvs`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Lv {
+    vg: String,
+    name: String,
+    size: u64,
+    attr: String,
+    origin: String,
+}
+
+impl Lv {
+    fn is_snapshot(&self) -> bool {
+        self.attr.starts_with('s') || self.attr.starts_with('S')
+    }
+
+    /// The fifth attribute character is `I` for an invalid (overflowed) snapshot.
+    fn is_invalid(&self) -> bool {
+        self.attr.chars().nth(4) == Some('I')
+    }
+
+    fn path(&self) -> String {
+        format!("{}/{}", self.vg, self.name)
+    }
+}
+
+fn run(host: &dyn Host, argv: &[&str]) -> Result<String, String> {
+    let output = host
+        .run(argv)
+        .map_err(|e| format!("{}: {e}", argv.join(" ")))?;
+    if output.status != 0 {
+        return Err(format!(
+            "{} exited {}: {}",
+            argv.join(" "),
+            output.status,
+            output.stderr.trim()
+        ));
+    }
+    Ok(output.stdout)
+}
+
+fn volumes(host: &dyn Host) -> Result<Vec<Lv>, String> {
+    let mut argv = vec!["lvs"];
+    argv.extend(REPORT);
+    argv.extend(["-o", "vg_name,lv_name,lv_size,lv_attr,origin"]);
+    let stdout = run(host, &argv)?;
+    stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let fields: Vec<&str> = line.trim().split(':').collect();
+            match fields.as_slice() {
+                [vg, name, size, attr, origin] => Ok(Lv {
+                    vg: (*vg).into(),
+                    name: (*name).into(),
+                    size: size
+                        .parse()
+                        .map_err(|_| format!("lvs: bad size in {line:?}"))?,
+                    attr: (*attr).into(),
+                    origin: (*origin).into(),
+                }),
+                _ => Err(format!("lvs: cannot read {line:?}")),
+            }
+        })
+        .collect()
+}
+
+fn free_space(host: &dyn Host) -> Result<Vec<(String, u64)>, String> {
+    let mut argv = vec!["vgs"];
+    argv.extend(REPORT);
+    argv.extend(["-o", "vg_name,vg_free"]);
+    run(host, &argv)?
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let (vg, free) = line
+                .trim()
+                .split_once(':')
+                .ok_or_else(|| format!("vgs: cannot read {line:?}"))?;
+            Ok((
+                vg.to_string(),
+                free.parse()
+                    .map_err(|_| format!("vgs: bad size in {line:?}"))?,
+            ))
+        })
+        .collect()
+}
+
+/// Takes the snapshot set for `job_id`. On any failure, what was created is
+/// removed again and the host is as before.
+pub fn take(
+    host: &dyn Host,
+    config: &SnapshotConfig,
+    job_id: &str,
+) -> Result<(SnapshotSet, String), String> {
+    if config.provider == Provider::None {
+        return Ok((
+            SnapshotSet::None,
+            "no snapshot: this host's configuration allows migrating without one".into(),
+        ));
+    }
+    let all = volumes(host)?;
+    let chosen: Vec<&Lv> = all
+        .iter()
+        .filter(|lv| !lv.is_snapshot())
+        .filter(|lv| config.volumes.is_empty() || config.volumes.contains(&lv.path()))
+        .collect();
+    if chosen.is_empty() {
+        return Err("no logical volume to snapshot (is the system on LVM?)".into());
+    }
+    let size = |lv: &Lv| {
+        (lv.size / 100 * u64::from(config.size_percent.clamp(1, 100))).div_ceil(MIB) * MIB
+    };
+    for (vg, free) in free_space(host)? {
+        let needed: u64 = chosen
+            .iter()
+            .filter(|lv| lv.vg == vg)
+            .map(|lv| size(lv))
+            .sum();
+        if needed > free {
+            return Err(format!(
+                "volume group {vg} has {} MiB free; the snapshots need {} MiB",
+                free / MIB,
+                needed / MIB
+            ));
+        }
+    }
+    let suffix: String = job_id
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(12)
+        .collect();
+    let mut created: Vec<String> = Vec::new();
+    for lv in &chosen {
+        let name = format!("{}_mf_{suffix}", lv.name);
+        let size_arg = format!("{}m", size(lv) / MIB);
+        let origin = lv.path();
+        if let Err(e) = run(
+            host,
+            &["lvcreate", "-s", "-n", &name, "-L", &size_arg, &origin],
+        ) {
+            remove_volumes(host, &created);
+            return Err(e);
+        }
+        created.push(format!("{}/{name}", lv.vg));
+    }
+    let boot_backup = format!(
+        "{}/boot-{suffix}.tar.gz",
+        config.backup_dir.trim_end_matches('/')
+    );
+    if let Err(e) = run(host, &["tar", "-czf", &boot_backup, "-C", "/boot", "."]) {
+        remove_volumes(host, &created);
+        return Err(format!("cannot back up /boot: {e}"));
+    }
+    let detail = format!(
+        "snapshots {} and /boot in {boot_backup}",
+        created.join(", ")
+    );
+    Ok((
+        SnapshotSet::Lvm {
+            volumes: created,
+            boot_backup,
+        },
+        detail,
+    ))
+}
+
+fn remove_volumes(host: &dyn Host, volumes: &[String]) -> Vec<String> {
+    volumes
+        .iter()
+        .filter_map(|v| run(host, &["lvremove", "-y", v]).err())
+        .collect()
+}
+
+/// Restores /boot and starts the merge of every snapshot; the caller reboots.
+pub fn revert(host: &dyn Host, set: &SnapshotSet) -> Result<(), String> {
+    let SnapshotSet::Lvm {
+        volumes: names,
+        boot_backup,
+    } = set
+    else {
+        return Err("there is no snapshot to revert to".into());
+    };
+    let current = volumes(host)?;
+    for name in names {
+        match current.iter().find(|lv| &lv.path() == name) {
+            None => return Err(format!("snapshot {name} is missing: cannot roll back")),
+            Some(lv) if lv.is_invalid() => {
+                return Err(format!(
+                    "snapshot {name} is invalid (it overflowed): cannot roll back"
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    run(host, &["tar", "-xzf", boot_backup, "-C", "/boot"])?;
+    for name in names {
+        run(host, &["lvconvert", "--merge", name])?;
+    }
+    Ok(())
+}
+
+/// After the reboot of a revert: every snapshot has merged away.
+pub fn merged(host: &dyn Host, set: &SnapshotSet) -> Result<(), String> {
+    let SnapshotSet::Lvm { volumes: names, .. } = set else {
+        return Ok(());
+    };
+    let current = volumes(host)?;
+    match names
+        .iter()
+        .find(|n| current.iter().any(|lv| &lv.path() == *n))
+    {
+        Some(left) => Err(format!("snapshot {left} has not merged")),
+        None => Ok(()),
+    }
+}
+
+/// Keeps the change: removes the snapshots and the /boot archive.
+pub fn remove(host: &dyn Host, set: &SnapshotSet) -> Result<String, String> {
+    let SnapshotSet::Lvm {
+        volumes: names,
+        boot_backup,
+    } = set
+    else {
+        return Ok("no snapshot to remove".into());
+    };
+    let failures = remove_volumes(host, names);
+    if !failures.is_empty() {
+        return Err(failures.join("; "));
+    }
+    host.remove_file(boot_backup).map_err(|e| e.to_string())?;
+    Ok(format!("removed {}", names.join(", ")))
+}

@@ -1,0 +1,279 @@
+//! Whole migration steps on an emulated host, phase by phase, with the state
+//! each leaves threaded through as the executor does.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::command::{MigrationTool, Step};
+use crate::facts::{self, WATCHED_FILESYSTEMS};
+use crate::host::emulated::Failure;
+use crate::host::{EmulatedHost, FsUsage, SimHostSpec, SimProfile};
+use crate::migration::SnapshotSet;
+
+fn host(profile: SimProfile, failures: &[Failure]) -> EmulatedHost {
+    let fs = FsUsage {
+        free_bytes: 10 << 30,
+        total_bytes: 20 << 30,
+    };
+    let spec = SimHostSpec {
+        profile,
+        hostname: "h".into(),
+        domain: "example.com".into(),
+        machine_id: "m".into(),
+        boot_id: "boot-0".into(),
+        cpus: 2,
+        memory_bytes: 4 << 30,
+        other_packages: 3,
+        filesystems: WATCHED_FILESYSTEMS
+            .iter()
+            .map(|p| (p.to_string(), fs))
+            .collect::<BTreeMap<_, _>>(),
+        uptime_seconds: 100,
+        findings: Vec::new(),
+    };
+    EmulatedHost::simulated_with_failures(&spec, failures)
+}
+
+/// Runs the phases in order as the executor would, checking each is allowed.
+fn drive(host: &EmulatedHost, phases: &[Phase]) -> (Migration, Vec<Outcome>) {
+    let context = Context::default();
+    let mut migration = Migration::default();
+    let mut outcomes = Vec::new();
+    for phase in phases {
+        migration
+            .allows(phase)
+            .unwrap_or_else(|e| panic!("{phase} refused: {e}"));
+        let boot = boot_id(host);
+        let result = run(host, phase, &migration, &context, boot.as_deref());
+        let outcome = result.outcome.expect("in memory every phase finishes");
+        if let Some(next) = result.migration {
+            migration = next;
+        }
+        let failed = outcome.state != State::Succeeded;
+        outcomes.push(outcome);
+        if failed {
+            break;
+        }
+    }
+    (migration, outcomes)
+}
+
+fn leapp(target: &str) -> Step {
+    Step {
+        tool: MigrationTool::Leapp,
+        target_version: target.into(),
+    }
+}
+
+fn os(host: &EmulatedHost) -> String {
+    let os = facts::collect(host, &BTreeMap::new()).os.expect("os");
+    format!("{} {}", os.id, os.version)
+}
+
+#[test]
+fn an_upgrade_goes_snapshot_execute_reboot_verify_commit() {
+    let host = host(SimProfile::Rhel79, &[]);
+    let (migration, outcomes) = drive(
+        &host,
+        &[
+            Phase::Snapshot {
+                job_id: "job1".into(),
+            },
+            Phase::Execute(leapp("8.10")),
+            Phase::Reboot,
+            Phase::Verify(leapp("8.10")),
+            Phase::Commit,
+        ],
+    );
+    let details: Vec<&str> = outcomes.iter().map(|o| o.detail.as_str()).collect();
+    assert!(
+        outcomes.iter().all(|o| o.state == State::Succeeded),
+        "{details:#?}"
+    );
+    assert!(details[0].contains("rhel/root_mf_job1"), "{}", details[0]);
+    assert!(
+        details[2].starts_with("rebooted (boot id boot-0 -> "),
+        "{}",
+        details[2]
+    );
+    assert!(
+        details[3].contains("verified: RHEL 8.10 (kernel 4.18.0-553.el8_10.x86_64)"),
+        "{}",
+        details[3]
+    );
+    assert_eq!(migration, Migration::default());
+    assert_eq!(os(&host), "rhel 8.10");
+}
+
+#[test]
+fn an_initramfs_failure_fails_verification_and_rolls_back_to_the_original_os() {
+    let host = host(SimProfile::Rhel79, &[Failure::InitramfsFailure]);
+    let (migration, outcomes) = drive(
+        &host,
+        &[
+            Phase::Snapshot {
+                job_id: "j2".into(),
+            },
+            Phase::Execute(leapp("8.10")),
+            Phase::Reboot,
+            Phase::Verify(leapp("8.10")),
+        ],
+    );
+    let verify = outcomes.last().expect("verify");
+    assert_eq!(verify.state, State::Failed);
+    assert!(
+        verify.detail.contains(".leapp_upgrade_failed is present"),
+        "{}",
+        verify.detail
+    );
+    assert_eq!(migration.stage, Stage::Failed);
+    assert!(Migration::default().allows(&Phase::Rollback).is_err());
+    migration
+        .allows(&Phase::Rollback)
+        .expect("rollback allowed after a failure");
+    let boot = boot_id(&host);
+    let rollback = run(
+        &host,
+        &Phase::Rollback,
+        &migration,
+        &Context::default(),
+        boot.as_deref(),
+    );
+    let outcome = rollback.outcome.expect("finished");
+    assert_eq!(outcome.state, State::Succeeded, "{}", outcome.detail);
+    assert_eq!(rollback.migration, Some(Migration::default()));
+    assert_eq!(os(&host), "rhel 7.9");
+    assert!(
+        host.read_file("/root/tmp_leapp_py3/.leapp_upgrade_failed")
+            .is_err(),
+        "the merge removed the marker"
+    );
+}
+
+#[test]
+fn a_conversion_goes_through_and_verifies() {
+    let host = host(SimProfile::Centos79, &[]);
+    let convert = Step {
+        tool: MigrationTool::Convert2rhel,
+        target_version: "7.9".into(),
+    };
+    let (_, outcomes) = drive(
+        &host,
+        &[
+            Phase::Snapshot { job_id: "c".into() },
+            Phase::Execute(convert.clone()),
+            Phase::Reboot,
+            Phase::Verify(convert),
+        ],
+    );
+    assert!(
+        outcomes.iter().all(|o| o.state == State::Succeeded),
+        "{outcomes:#?}"
+    );
+    assert_eq!(os(&host), "rhel 7.9");
+}
+
+#[test]
+fn a_conversion_failing_after_the_point_of_no_return_asks_for_a_rollback() {
+    let host = host(SimProfile::Centos79, &[Failure::ConversionAfterPonr]);
+    let convert = Step {
+        tool: MigrationTool::Convert2rhel,
+        target_version: "7.9".into(),
+    };
+    let (migration, outcomes) = drive(
+        &host,
+        &[
+            Phase::Snapshot { job_id: "c".into() },
+            Phase::Execute(convert),
+        ],
+    );
+    let failed = outcomes.last().expect("execute");
+    assert_eq!(failed.state, State::Failed);
+    assert!(
+        failed.detail.contains("after the point of no return"),
+        "{}",
+        failed.detail
+    );
+    assert!(failed.detail.contains("roll back"), "{}", failed.detail);
+    assert_eq!(migration.stage, Stage::Failed);
+    let boot = boot_id(&host);
+    let rollback = run(
+        &host,
+        &Phase::Rollback,
+        &migration,
+        &Context::default(),
+        boot.as_deref(),
+    );
+    assert_eq!(rollback.outcome.expect("done").state, State::Succeeded);
+    assert_eq!(os(&host), "centos 7.9");
+}
+
+#[test]
+fn a_snapshot_too_big_for_the_volume_group_changes_nothing() {
+    let host = host(SimProfile::Rhel79, &[]);
+    let context = Context {
+        snapshot: SnapshotConfig {
+            size_percent: 100,
+            ..SnapshotConfig::default()
+        },
+    };
+    let result = run(
+        &host,
+        &Phase::Snapshot {
+            job_id: "big".into(),
+        },
+        &Migration::default(),
+        &context,
+        None,
+    );
+    let outcome = result.outcome.expect("done");
+    assert_eq!(outcome.state, State::Failed);
+    assert!(
+        outcome
+            .detail
+            .contains("volume group rhel has 12288 MiB free; the snapshots need 30720 MiB"),
+        "{}",
+        outcome.detail
+    );
+    assert_eq!(result.migration, None);
+    let lvs = host
+        .run(&[
+            "lvs",
+            "--noheadings",
+            "--separator",
+            ":",
+            "--units",
+            "b",
+            "--nosuffix",
+            "-o",
+            "vg_name,lv_name,lv_size,lv_attr,origin",
+        ])
+        .expect("lvs");
+    assert!(!lvs.stdout.contains("_mf_"), "{}", lvs.stdout);
+}
+
+#[test]
+fn without_snapshots_only_where_configured_and_then_no_rollback() {
+    let host = host(SimProfile::Rhel79, &[]);
+    let context = Context {
+        snapshot: SnapshotConfig {
+            provider: snapshot::Provider::None,
+            ..SnapshotConfig::default()
+        },
+    };
+    let result = run(
+        &host,
+        &Phase::Snapshot { job_id: "n".into() },
+        &Migration::default(),
+        &context,
+        None,
+    );
+    let migration = result.migration.expect("snapshotted");
+    assert_eq!(migration.snapshot, Some(SnapshotSet::None));
+    assert!(
+        migration
+            .allows(&Phase::Rollback)
+            .expect_err("no rollback")
+            .contains("without snapshots")
+    );
+}
