@@ -251,10 +251,15 @@ async fn serve(
                 }
             }
             Some(update) = updates.recv() => {
+                let finished = update.state != crate::command::State::Started;
                 let message = pb::AgentMessage {
                     body: Some(pb::agent_message::Body::CommandUpdate((&update).into())),
                 };
                 tx.send(message).await.map_err(|_| SessionError::Closed)?;
+                // A phase may have changed the host (packages, OS, kernel): look again now.
+                if finished {
+                    facts_tick.reset_immediately();
+                }
             }
             message = inbound.message() => match message {
                 Ok(Some(pb::CoordinatorMessage { body: Some(pb::coordinator_message::Body::Command(command)) })) => {

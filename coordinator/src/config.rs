@@ -8,6 +8,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(30);
+/// Real automation waits up to four hours for an upgrade's reboots.
+pub const DEFAULT_REBOOT_TIMEOUT: Duration = Duration::from_secs(4 * 3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -36,6 +38,8 @@ pub struct FileConfig {
     pub metrics_listen: Option<String>,
     /// e.g. "30s"
     pub heartbeat_interval: Option<String>,
+    /// A reboot with no outcome after this holds its job, e.g. "4h".
+    pub reboot_timeout: Option<String>,
 }
 
 impl FileConfig {
@@ -68,6 +72,11 @@ impl FileConfig {
                 "must be between 1s and 1h".into(),
             ));
         }
+        let reboot_timeout = match flags.reboot_timeout.or(self.reboot_timeout) {
+            Some(text) => humantime::parse_duration(&text)
+                .map_err(|e| ConfigError::Invalid("reboot_timeout", e.to_string()))?,
+            None => DEFAULT_REBOOT_TIMEOUT,
+        };
         Ok(CoordinatorConfig {
             data_dir: flags
                 .data_dir
@@ -93,6 +102,7 @@ impl FileConfig {
                 flags.metrics_listen.or(self.metrics_listen),
             )?,
             heartbeat_interval,
+            reboot_timeout,
         })
     }
 }
@@ -105,6 +115,7 @@ pub struct CoordinatorConfig {
     pub admin_listen: SocketAddr,
     pub metrics_listen: SocketAddr,
     pub heartbeat_interval: Duration,
+    pub reboot_timeout: Duration,
 }
 
 #[cfg(test)]
@@ -152,6 +163,7 @@ mod tests {
             admin_listen: Some("127.0.0.1:2".into()),
             metrics_listen: Some("127.0.0.1:3".into()),
             heartbeat_interval: None,
+            reboot_timeout: None,
         };
         let err = FileConfig::default()
             .resolve(flags)

@@ -5,6 +5,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod inventory;
+pub mod jobs;
 pub mod metrics;
 pub mod migration;
 pub mod pki;

@@ -56,6 +56,7 @@ pub struct Families {
     pub phase_duration_seconds: HistogramVec,
     pub hosts_by_readiness: IntGaugeVec,
     pub finding_hosts: IntGaugeVec,
+    pub jobs: IntGaugeVec,
 }
 
 impl std::ops::Deref for Metrics {
@@ -131,6 +132,13 @@ impl Metrics {
             ),
             &["source", "key", "blocking"],
         )?;
+        let jobs = IntGaugeVec::new(
+            Opts::new(
+                "mf_jobs",
+                "Hosts by the state of their latest migration job",
+            ),
+            &["state"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new("mf_build_info", "Version of the running coordinator"),
             &["version"],
@@ -160,6 +168,17 @@ impl Metrics {
         registry.register(Box::new(phase_duration_seconds.clone()))?;
         registry.register(Box::new(hosts_by_readiness.clone()))?;
         registry.register(Box::new(finding_hosts.clone()))?;
+        registry.register(Box::new(jobs.clone()))?;
+        for state in [
+            "running",
+            "succeeded",
+            "blocked",
+            "failed",
+            "rolled-back",
+            "held",
+        ] {
+            jobs.with_label_values(&[state]);
+        }
         for readiness in ["ready", "blocked", "error", "unknown"] {
             hosts_by_readiness.with_label_values(&[readiness]);
         }
@@ -177,6 +196,7 @@ impl Metrics {
                 phase_duration_seconds,
                 hosts_by_readiness,
                 finding_hosts,
+                jobs,
             }),
         })
     }

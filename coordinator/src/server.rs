@@ -85,7 +85,10 @@ pub async fn start(config: &CoordinatorConfig) -> Result<Coordinator, StartError
 
     let store = Store::open(&config.data_dir)?;
     let metrics = Metrics::new()?;
-    let (inventory, inventory_task) = Inventory::start(store, metrics.clone())?;
+    let settings = crate::inventory::Settings {
+        reboot_timeout: config.reboot_timeout,
+    };
+    let (inventory, inventory_task) = Inventory::start(store, metrics.clone(), settings)?;
 
     let agent_listener = bind(config.agent_listen).await?;
     let admin_listener = bind(config.admin_listen).await?;

@@ -301,6 +301,7 @@ mod tests {
                 .collect(),
             uptime_seconds: 1234,
             findings: Vec::new(),
+            failures: Vec::new(),
         })
     }
 

@@ -166,7 +166,17 @@ pub fn run(
             if let Err(reason) = snapshot::revert(host, &set) {
                 return PhaseResult::done(Outcome::new(State::Failed, reason), None);
             }
-            reboot(host, migration, started_boot, |m| *m = Migration::default())
+            match host.reboot() {
+                Ok(Reboot::Requested) => PhaseResult {
+                    outcome: None,
+                    migration: None,
+                },
+                Ok(Reboot::Completed) => settle_rollback(host, migration, started_boot),
+                Err(e) => PhaseResult::done(
+                    Outcome::new(State::Failed, format!("cannot reboot: {e}")),
+                    None,
+                ),
+            }
         }
     }
 }
@@ -222,6 +232,39 @@ fn settle_reboot(
     }
 }
 
+/// After the reboot of a rollback: the snapshots merged, and the host runs
+/// what it ran before the step.
+fn settle_rollback(host: &dyn Host, migration: &Migration, started: Option<&str>) -> PhaseResult {
+    let set = migration
+        .snapshot
+        .clone()
+        .unwrap_or(crate::migration::SnapshotSet::None);
+    let settled = settle_reboot(host, migration, started, |m| *m = Migration::default());
+    match (&settled.outcome, snapshot::merged(host, &set)) {
+        (Some(o), Ok(())) if o.state == State::Succeeded => {
+            let os = crate::facts::collect(host, &Default::default()).os;
+            let running_os = os.map_or("an unknown OS".to_string(), |o| {
+                format!("{} {}", o.id, o.version)
+            });
+            PhaseResult::done(
+                Outcome::new(
+                    State::Succeeded,
+                    format!("rolled back: the host runs {running_os} again"),
+                ),
+                settled.migration,
+            )
+        }
+        (Some(o), Err(reason)) if o.state == State::Succeeded => PhaseResult::done(
+            Outcome::new(
+                State::Failed,
+                format!("the rollback did not complete: {reason}"),
+            ),
+            with(migration, |m| m.stage = Stage::Failed),
+        ),
+        _ => settled,
+    }
+}
+
 /// Settles the command the journal shows as running when the agent starts.
 /// A reboot or a rollback ends here on its new boot; anything else was cut
 /// short and is reported interrupted, not run again.
@@ -229,36 +272,7 @@ pub fn recover(host: &dyn Host, running: &Running, migration: &Migration) -> Pha
     let started = running.boot_id.as_deref();
     match &running.phase {
         Phase::Reboot => settle_reboot(host, migration, started, |m| m.stage = Stage::Rebooted),
-        Phase::Rollback => {
-            let set = migration
-                .snapshot
-                .clone()
-                .unwrap_or(crate::migration::SnapshotSet::None);
-            let settled = settle_reboot(host, migration, started, |m| *m = Migration::default());
-            match (&settled.outcome, snapshot::merged(host, &set)) {
-                (Some(o), Ok(())) if o.state == State::Succeeded => {
-                    let os = crate::facts::collect(host, &Default::default()).os;
-                    let running_os = os.map_or("an unknown OS".to_string(), |o| {
-                        format!("{} {}", o.id, o.version)
-                    });
-                    PhaseResult::done(
-                        Outcome::new(
-                            State::Succeeded,
-                            format!("rolled back: the host runs {running_os} again"),
-                        ),
-                        settled.migration,
-                    )
-                }
-                (Some(o), Err(reason)) if o.state == State::Succeeded => PhaseResult::done(
-                    Outcome::new(
-                        State::Failed,
-                        format!("the rollback did not complete: {reason}"),
-                    ),
-                    with(migration, |m| m.stage = Stage::Failed),
-                ),
-                _ => settled,
-            }
-        }
+        Phase::Rollback => settle_rollback(host, migration, started),
         // The tool may have changed the host before it was cut short: only a
         // rollback (or an operator) may decide what comes next.
         Phase::Execute(_) => PhaseResult::done(

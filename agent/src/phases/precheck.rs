@@ -206,6 +206,7 @@ mod tests {
                 .collect::<BTreeMap<_, _>>(),
             uptime_seconds: 1,
             findings,
+            failures: Vec::new(),
         }
     }
 

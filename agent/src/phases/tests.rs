@@ -30,6 +30,7 @@ fn host(profile: SimProfile, failures: &[Failure]) -> EmulatedHost {
             .collect::<BTreeMap<_, _>>(),
         uptime_seconds: 100,
         findings: Vec::new(),
+        failures: Vec::new(),
     };
     EmulatedHost::simulated_with_failures(&spec, failures)
 }

@@ -36,6 +36,9 @@ struct Cli {
     /// How often agents send heartbeats, e.g. 30s.
     #[arg(long)]
     heartbeat_interval: Option<String>,
+    /// A reboot with no outcome after this holds its job, e.g. 4h.
+    #[arg(long)]
+    reboot_timeout: Option<String>,
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
@@ -55,6 +58,7 @@ fn main() -> Result<()> {
         admin_listen: cli.admin_listen,
         metrics_listen: cli.metrics_listen,
         heartbeat_interval: cli.heartbeat_interval,
+        reboot_timeout: cli.reboot_timeout,
     })?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -152,3 +152,31 @@ pub async fn readiness(admin: &mut AdminClient, selector: &str) -> Result<pb::Re
         .map(tonic::Response::into_inner)
         .map_err(refused)
 }
+
+pub async fn migrate(
+    admin: &mut AdminClient,
+    host_id: &str,
+    target: &str,
+    on_failure: &str,
+) -> Result<pb::Job> {
+    admin
+        .migrate(pb::MigrateRequest {
+            host_id: host_id.to_string(),
+            target: target.to_string(),
+            on_failure: on_failure.to_string(),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(refused)
+}
+
+pub async fn job_action(admin: &mut AdminClient, host_id: &str, action: &str) -> Result<pb::Job> {
+    admin
+        .job_action(pb::JobActionRequest {
+            host_id: host_id.to_string(),
+            action: action.to_string(),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(refused)
+}

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use mf_agent::host::SimProfile;
+use mf_agent::host::emulated::Failure;
 use mf_agent::session::SessionConfig;
 use mf_agent::sim::{self, FleetSpec, SimConfig};
 
@@ -55,6 +57,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         admin_listen: loopback,
         metrics_listen: loopback,
         heartbeat_interval: DEFAULT_HEARTBEAT,
+        reboot_timeout: crate::config::DEFAULT_REBOOT_TIMEOUT,
     };
     let coordinator = server::start(&config).await?;
     println!(
@@ -77,12 +80,27 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let token = client::create_token(&mut admin, None, Duration::from_secs(3600), uses).await?;
 
     let started = Instant::now();
+    let mut plan = sim::plan_fleet(&FleetSpec {
+        hosts: args.hosts,
+        seed: args.seed,
+        prefix: "demo".into(),
+    });
+    // One clean RHEL 7.9 host will fail in its upgrade initramfs, to show a rollback.
+    let doomed = plan
+        .iter_mut()
+        .find(|h| {
+            let free = |path: &str| h.spec.filesystems.get(path).map_or(0, |fs| fs.free_bytes);
+            h.spec.profile == SimProfile::Rhel79
+                && h.spec.findings.iter().all(|f| !f.blocking)
+                && free("/boot") >= 200 << 20
+                && free("/var") >= 4 << 30
+        })
+        .map(|h| {
+            h.spec.failures.push(Failure::InitramfsFailure);
+            h.host_id.clone()
+        });
     let fleet = sim::start(
-        sim::plan_fleet(&FleetSpec {
-            hosts: args.hosts,
-            seed: args.seed,
-            prefix: "demo".into(),
-        }),
+        plan,
         SimConfig {
             coordinator: coordinator.agent_addr.to_string(),
             ca_pem: ca,
@@ -130,6 +148,98 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     );
     println!("$ mfctl report readiness");
     super::readiness::print_report(&report, super::Format::Table)?;
+
+    // Migrations: a few ready hosts of each kind, and the one set to fail.
+    let ready = |profile: &str| -> Vec<String> {
+        report
+            .hosts
+            .iter()
+            .filter(|h| {
+                h.precheck
+                    .as_ref()
+                    .is_some_and(|p| super::readiness::readiness_label(p.readiness) == "ready")
+            })
+            .filter(|h| h.host_id.contains(profile) || profile.is_empty())
+            .map(|h| h.host_id.clone())
+            .collect()
+    };
+    let os_of = |id: &str| {
+        hosts
+            .iter()
+            .find(|h| h.id == id)
+            .and_then(|h| h.facts.as_ref())
+            .and_then(|f| f.os.as_ref())
+            .map(|o| (o.id.clone(), o.version.clone()))
+            .unwrap_or_default()
+    };
+    // One host for each path: CentOS to RHEL 7.9 (one step) and to 8.10 (two),
+    // RHEL 7.9 to 8.10.
+    let mut wanted = vec![
+        ("centos", "rhel-7.9"),
+        ("centos", "rhel-8.10"),
+        ("rhel", "rhel-8.10"),
+    ];
+    let mut chosen: Vec<(String, &str)> = Vec::new();
+    for id in ready("") {
+        if Some(&id) == doomed.as_ref() {
+            continue;
+        }
+        let (os, version) = os_of(&id);
+        if version != "7.9" {
+            continue;
+        }
+        if let Some(i) = wanted.iter().position(|(o, _)| *o == os) {
+            chosen.push((id, wanted.remove(i).1));
+        }
+    }
+    if let Some(id) = doomed {
+        chosen.push((id, "rhel-8.10"));
+    }
+    println!();
+    for (host, target) in &chosen {
+        println!("$ mfctl migrate {host} --target {target}");
+        client::migrate(&mut admin, host, target, "rollback").await?;
+    }
+    let mut summary = Vec::new();
+    for (host, _) in &chosen {
+        let job = super::jobs::wait(&mut admin, host, false).await?;
+        let (os, version) = os_of(host);
+        let now = client::get_host(&mut admin, host).await?;
+        let now_os = now
+            .facts
+            .as_ref()
+            .and_then(|f| f.os.as_ref())
+            .map(|o| format!("{} {}", o.id, o.version))
+            .unwrap_or_default();
+        summary.push(vec![
+            host.clone(),
+            format!("{os} {version}"),
+            job.target.clone(),
+            job.state.clone(),
+            now_os,
+            job.detail.clone(),
+        ]);
+    }
+    println!(
+        "\n{}",
+        table(
+            &["HOST", "WAS", "TARGET", "JOB", "NOW", "LAST EVENT"],
+            &summary
+        )
+    );
+    if let Some((host, _)) = chosen.last() {
+        println!("\n$ mfctl hosts show {host}   (its job's timeline)");
+        let shown = client::get_host(&mut admin, host).await?;
+        if let Some(job) = &shown.job {
+            for entry in &job.timeline {
+                println!(
+                    "  {}  {}",
+                    super::output::timestamp(entry.at_unix_ms).unwrap_or_default(),
+                    entry.text
+                );
+            }
+        }
+    }
 
     if args.keep {
         println!("\nThe demo keeps running. In another shell:");

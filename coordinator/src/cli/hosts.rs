@@ -23,6 +23,7 @@ pub struct HostJson {
     pub peer_address: String,
     pub facts: Option<Facts>,
     pub precheck: Option<PrecheckJson>,
+    pub job: Option<serde_json::Value>,
 }
 
 /// The latest pre-check in JSON output.
@@ -50,6 +51,7 @@ impl From<&pb::Host> for HostJson {
             enrolled: timestamp(host.enrolled_unix_ms),
             peer_address: host.peer_address.clone(),
             facts,
+            job: host.job.as_ref().map(super::jobs::to_json),
             precheck: host.precheck.as_ref().map(|p| PrecheckJson {
                 target: p.target.clone(),
                 step: p.step.clone(),
@@ -239,6 +241,9 @@ pub fn print_one(host: &pb::Host, format: Format) -> Result<()> {
                 ));
             }
         }
+    }
+    if let Some(job) = &host.job {
+        lines.extend(super::jobs::lines(job));
     }
     let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (key, value) in lines {

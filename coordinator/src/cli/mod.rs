@@ -5,6 +5,7 @@
 pub mod client;
 pub mod demo;
 pub mod hosts;
+pub mod jobs;
 pub mod output;
 pub mod readiness;
 
@@ -58,6 +59,20 @@ pub enum Command {
         #[arg(long)]
         target: String,
         /// Wait until every dispatched pre-check has an outcome, then print the readiness.
+        #[arg(long)]
+        wait: bool,
+        #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Migrate one host to a target: every step pre-check, snapshot, execute,
+    /// reboot, verify, commit; on failure roll back (default) or hold.
+    Migrate {
+        host: String,
+        #[arg(long)]
+        target: String,
+        #[arg(long, value_enum, default_value_t = OnFailureArg::Rollback)]
+        on_failure: OnFailureArg,
+        /// Wait until the job succeeds, stops or is held, showing its progress.
         #[arg(long)]
         wait: bool,
         #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
@@ -127,6 +142,24 @@ pub enum HostsCommand {
         #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
+    /// Roll back a held job to its snapshot.
+    Rollback {
+        host: String,
+        #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Run the current phase of a held job again.
+    Retry {
+        host: String,
+        #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnFailureArg {
+    Rollback,
+    Hold,
 }
 
 pub async fn run(cli: Cli) -> Result<()> {
@@ -170,6 +203,14 @@ pub async fn run(cli: Cli) -> Result<()> {
                     let host = client::get_host(&mut admin, &host).await?;
                     hosts::print_one(&host, output)
                 }
+                HostsCommand::Rollback { host, output } => {
+                    let job = client::job_action(&mut admin, &host, "rollback").await?;
+                    jobs::print_job(&job, output)
+                }
+                HostsCommand::Retry { host, output } => {
+                    let job = client::job_action(&mut admin, &host, "retry").await?;
+                    jobs::print_job(&job, output)
+                }
             }
         }
         Command::Precheck {
@@ -189,6 +230,29 @@ pub async fn run(cli: Cli) -> Result<()> {
                 )
                 .await?;
                 readiness::print_report(&report, output)?;
+            }
+            Ok(())
+        }
+        Command::Migrate {
+            host,
+            target,
+            on_failure,
+            wait,
+            output,
+        } => {
+            let mut admin = cli.connect.admin().await?;
+            let on_failure = match on_failure {
+                OnFailureArg::Rollback => "rollback",
+                OnFailureArg::Hold => "hold",
+            };
+            let job = client::migrate(&mut admin, &host, &target, on_failure).await?;
+            if !wait {
+                return jobs::print_job(&job, output);
+            }
+            let job = jobs::wait(&mut admin, &host, output == Format::Table).await?;
+            jobs::print_job(&job, output)?;
+            if job.state != "succeeded" {
+                anyhow::bail!("the job of {host} ended {}: {}", job.state, job.detail);
             }
             Ok(())
         }

@@ -5,6 +5,7 @@
 //! anyone hears back (group commit).
 
 pub mod facts;
+mod jobs;
 pub mod precheck;
 pub mod readiness;
 pub mod selector;
@@ -17,12 +18,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info};
 
 use crate::clock::now_unix_ms;
+use crate::jobs::{Job, OnFailure};
 use crate::metrics::Metrics;
 use crate::migration::{self, Target};
 use crate::store::{EnrollRefusal, HostRecord, Store, StoreError, TokenRecord};
 use facts::Facts;
 use precheck::{
-    AgentCommand, CommandUpdate, PrecheckRecord, PrecheckState, Readiness, UpdateState,
+    AgentCommand, CommandPhase, CommandUpdate, PrecheckRecord, PrecheckState, Readiness,
+    UpdateState,
 };
 use readiness::ReadinessReport;
 use selector::Selector;
@@ -32,6 +35,7 @@ use selector::Selector;
 pub type SessionId = u64;
 
 const COMMAND_QUEUE: usize = 8192;
+const TICK: std::time::Duration = std::time::Duration::from_secs(5);
 /// A pre-check not delivered within this time is dropped by the agent.
 const PRECHECK_TTL_MS: i64 = 3600 * 1000;
 const MAX_BATCH: usize = 1024;
@@ -42,6 +46,7 @@ pub struct HostView {
     pub record: HostRecord,
     pub connected: bool,
     pub precheck: Option<PrecheckRecord>,
+    pub job: Option<Job>,
 }
 
 impl HostView {
@@ -71,6 +76,35 @@ pub enum InventoryError {
     Store(#[from] StoreError),
     #[error("the inventory is shutting down")]
     Stopped,
+    #[error("no host {0}")]
+    UnknownHost(String),
+    /// The request cannot be done in the host's present state.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// What an operator decides for a held job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobAction {
+    Rollback,
+    Retry,
+}
+
+/// How the inventory runs jobs.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// A reboot (of a step or a rollback) with no outcome after this holds the job.
+    pub reboot_timeout: std::time::Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            reboot_timeout: std::time::Duration::from_secs(4 * 3600),
+        }
+    }
 }
 
 /// What an enrollment writes.
@@ -123,6 +157,10 @@ enum Command {
     Precheck(Selector, Target, Reply<PrecheckSummary>),
     Update(String, CommandUpdate),
     Readiness(Selector, oneshot::Sender<ReadinessReport>),
+    Migrate(String, Target, OnFailure, Reply<Job>),
+    JobAction(String, JobAction, Reply<Job>),
+    /// The clock, for timeouts.
+    Tick,
 }
 
 /// The handle the services use; cheap to clone.
@@ -136,11 +174,13 @@ impl Inventory {
     pub fn start(
         store: Store,
         metrics: Metrics,
+        settings: Settings,
     ) -> Result<(Self, tokio::task::JoinHandle<()>), InventoryError> {
         let mut state = State {
             hosts: HashMap::new(),
             next_session: 1,
             deliveries: Vec::new(),
+            settings,
             store,
             metrics,
         };
@@ -152,8 +192,15 @@ impl Inventory {
                     record,
                     session: None,
                     precheck: None,
+                    job: None,
                 },
             );
+        }
+        for (host_id, job) in state.store.jobs()? {
+            state.count_job(None, Some(&job));
+            if let Some(host) = state.hosts.get_mut(&host_id) {
+                host.job = Some(job);
+            }
         }
         for (host_id, precheck) in state.store.prechecks()? {
             state.count_precheck(None, Some(&precheck));
@@ -164,6 +211,18 @@ impl Inventory {
         info!(hosts = state.hosts.len(), "inventory loaded");
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let task = tokio::spawn(state.run(rx));
+        // The clock holds only a weak handle, so that it never keeps the task alive.
+        let clock = tx.downgrade();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(TICK);
+            loop {
+                tick.tick().await;
+                let Some(tx) = clock.upgrade() else { break };
+                if tx.send(Command::Tick).await.is_err() {
+                    break;
+                }
+            }
+        });
         Ok((Self { tx }, task))
     }
 
@@ -246,6 +305,26 @@ impl Inventory {
         answer.await.map_err(|_| InventoryError::Stopped)
     }
 
+    /// Starts a job migrating `host_id` to `target`; durable before it returns.
+    pub async fn migrate(
+        &self,
+        host_id: String,
+        target: Target,
+        on_failure: OnFailure,
+    ) -> Result<Job, InventoryError> {
+        self.ask(|reply| Command::Migrate(host_id, target, on_failure, reply))
+            .await
+    }
+
+    pub async fn job_action(
+        &self,
+        host_id: String,
+        action: JobAction,
+    ) -> Result<Job, InventoryError> {
+        self.ask(|reply| Command::JobAction(host_id, action, reply))
+            .await
+    }
+
     pub async fn get(&self, host_id: String) -> Result<Option<HostView>, InventoryError> {
         let (reply, answer) = oneshot::channel();
         self.tx
@@ -266,6 +345,7 @@ struct HostState {
     record: HostRecord,
     session: Option<LiveSession>,
     precheck: Option<PrecheckRecord>,
+    job: Option<Job>,
 }
 
 impl HostState {
@@ -274,6 +354,7 @@ impl HostState {
             record: self.record.clone(),
             connected: self.session.is_some(),
             precheck: self.precheck.clone(),
+            job: self.job.clone(),
         }
     }
 
@@ -294,6 +375,7 @@ struct State {
     next_session: SessionId,
     /// Commands to send once the batch that recorded them is durable.
     deliveries: Vec<AgentCommand>,
+    settings: Settings,
     store: Store,
     metrics: Metrics,
 }
@@ -307,7 +389,8 @@ impl State {
             for command in batch.drain(..) {
                 self.handle(command, &mut pending);
             }
-            if !pending.is_empty() {
+            // A batch that queued commands is flushed before they leave.
+            if !pending.is_empty() || !self.deliveries.is_empty() {
                 let started = Instant::now();
                 let flushed = self.store.flush().await.map_err(InventoryError::from);
                 self.metrics
@@ -396,6 +479,25 @@ impl State {
                 }));
             }
             Command::Update(host_id, update) => self.apply_update(&host_id, update),
+            Command::Migrate(host_id, target, on_failure, reply) => {
+                match self.migrate(&host_id, target, on_failure) {
+                    Ok(job) => pending.push(Box::new(move |flushed| {
+                        let _ = reply.send(flushed.map(|()| job));
+                    })),
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
+            }
+            Command::JobAction(host_id, action, reply) => match self.job_action(&host_id, action) {
+                Ok(job) => pending.push(Box::new(move |flushed| {
+                    let _ = reply.send(flushed.map(|()| job));
+                })),
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
+            Command::Tick => self.tick(),
             Command::Readiness(selector, reply) => {
                 let hosts = self
                     .hosts
@@ -455,6 +557,7 @@ impl State {
                         record,
                         session: None,
                         precheck: None,
+                        job: None,
                     },
                 );
             }
@@ -485,9 +588,6 @@ impl State {
         // Sequences only grow, also when our data is older than the agent's journal.
         host.record.last_sequence = host.record.last_sequence.max(session.last_sequence);
         self.update_facts(&session.host_id, id, session.facts);
-        if let Some(update) = session.last_update {
-            self.apply_update(&session.host_id, update);
-        }
         // A pre-check recorded while the agent was away, and not yet accepted by it.
         let pending = self.hosts.get(&session.host_id).and_then(|h| {
             h.precheck
@@ -498,6 +598,23 @@ impl State {
         });
         if let (Some(command), Some(host)) = (pending, self.hosts.get(&session.host_id)) {
             host.deliver(command);
+        }
+        // The running job's command, if the agent has not accepted it yet.
+        let job_command = self.hosts.get(&session.host_id).and_then(|h| {
+            h.job
+                .as_ref()
+                .filter(|j| {
+                    j.state == crate::jobs::JobState::Running && j.sequence > session.last_sequence
+                })
+                .map(|j| jobs::command(j, now_unix_ms()))
+        });
+        if let (Some(command), Some(host)) = (job_command, self.hosts.get(&session.host_id)) {
+            host.deliver(command);
+        }
+        // Only then the outcome the agent journaled last: it may move a job on,
+        // and what that sends goes out once, after the flush.
+        if let Some(update) = session.last_update {
+            self.apply_update(&session.host_id, update);
         }
         Ok(id)
     }
@@ -583,6 +700,15 @@ impl State {
     /// An agent's report on a command; stale or unknown ones change nothing.
     fn apply_update(&mut self, host_id: &str, update: CommandUpdate) {
         let now = now_unix_ms();
+        if self
+            .hosts
+            .get(host_id)
+            .and_then(|h| h.job.as_ref())
+            .is_some_and(|j| j.command_id == update.command_id)
+        {
+            self.apply_job_update(host_id, update, now);
+            return;
+        }
         let Some(old) = self
             .hosts
             .get(host_id)
@@ -719,8 +845,7 @@ fn precheck_command(host_id: &str, record: &PrecheckRecord) -> AgentCommand {
         host_id: host_id.to_string(),
         sequence: record.sequence,
         expires_unix_ms: record.expires_unix_ms,
-        tool: record.step.tool,
-        target_version: record.step.to.version(),
+        phase: CommandPhase::Precheck(record.step),
     }
 }
 

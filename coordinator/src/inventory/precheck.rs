@@ -124,6 +124,18 @@ impl UpdateState {
     }
 }
 
+/// What a command asks of an agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandPhase {
+    Precheck(Step),
+    Snapshot { job_id: String },
+    Execute(Step),
+    Reboot,
+    Verify(Step),
+    Commit,
+    Rollback,
+}
+
 /// A command for an agent, in the coordinator's terms.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentCommand {
@@ -131,8 +143,7 @@ pub struct AgentCommand {
     pub host_id: String,
     pub sequence: u64,
     pub expires_unix_ms: i64,
-    pub tool: Tool,
-    pub target_version: String,
+    pub phase: CommandPhase,
 }
 
 const MAX_FINDINGS: usize = 512;
@@ -286,21 +297,43 @@ impl From<&Finding> for pb::Finding {
     }
 }
 
+fn tool_to_wire(tool: Tool) -> i32 {
+    match tool {
+        Tool::Convert2rhel => pb::MigrationTool::Convert2rhel,
+        Tool::Leapp => pb::MigrationTool::Leapp,
+    }
+    .into()
+}
+
 impl From<&AgentCommand> for pb::Command {
     fn from(c: &AgentCommand) -> Self {
+        use pb::command::Phase;
+        let phase = match &c.phase {
+            CommandPhase::Precheck(step) => Phase::Precheck(pb::Precheck {
+                tool: tool_to_wire(step.tool),
+                target_version: step.to.version(),
+            }),
+            CommandPhase::Snapshot { job_id } => Phase::Snapshot(pb::Snapshot {
+                job_id: job_id.clone(),
+            }),
+            CommandPhase::Execute(step) => Phase::Execute(pb::Execute {
+                tool: tool_to_wire(step.tool),
+                target_version: step.to.version(),
+            }),
+            CommandPhase::Reboot => Phase::Reboot(pb::Reboot {}),
+            CommandPhase::Verify(step) => Phase::Verify(pb::Verify {
+                tool: tool_to_wire(step.tool),
+                target_version: step.to.version(),
+            }),
+            CommandPhase::Commit => Phase::Commit(pb::Commit {}),
+            CommandPhase::Rollback => Phase::Rollback(pb::Rollback {}),
+        };
         pb::Command {
             command_id: c.id.clone(),
             host_id: c.host_id.clone(),
             sequence: c.sequence,
             expires_unix_ms: c.expires_unix_ms,
-            phase: Some(pb::command::Phase::Precheck(pb::Precheck {
-                tool: match c.tool {
-                    Tool::Convert2rhel => pb::MigrationTool::Convert2rhel,
-                    Tool::Leapp => pb::MigrationTool::Leapp,
-                }
-                .into(),
-                target_version: c.target_version.clone(),
-            })),
+            phase: Some(phase),
         }
     }
 }

@@ -1,5 +1,6 @@
 use super::*;
-use crate::migration::Tool;
+use crate::jobs::OnFailure;
+use crate::migration::{Target, Tool};
 use crate::store::TokenRecord;
 
 struct Fixture {
@@ -17,7 +18,8 @@ impl Fixture {
     fn start(&self) -> (Inventory, tokio::task::JoinHandle<()>, Metrics) {
         let metrics = Metrics::new().expect("metrics");
         let store = Store::open(&self.path).expect("store");
-        let (inventory, task) = Inventory::start(store, metrics.clone()).expect("inventory");
+        let (inventory, task) =
+            Inventory::start(store, metrics.clone(), Settings::default()).expect("inventory");
         (inventory, task, metrics)
     }
 }
@@ -299,19 +301,18 @@ async fn a_precheck_is_planned_sent_and_its_outcome_recorded() {
 
     // The next step of each host, with a fresh sequence.
     let convert = recv(&mut c7).await;
+    let step = |tool, major, minor| {
+        CommandPhase::Precheck(crate::migration::Step {
+            tool,
+            to: Target { major, minor },
+        })
+    };
     assert_eq!(
-        (
-            convert.tool,
-            convert.target_version.as_str(),
-            convert.sequence
-        ),
-        (Tool::Convert2rhel, "7.9", 1)
+        (&convert.phase, convert.sequence),
+        (&step(Tool::Convert2rhel, 7, 9), 1)
     );
     let upgrade = recv(&mut r7).await;
-    assert_eq!(
-        (upgrade.tool, upgrade.target_version.as_str()),
-        (Tool::Leapp, "8.10")
-    );
+    assert_eq!(upgrade.phase, step(Tool::Leapp, 8, 10));
 
     inventory
         .command_update("c7".into(), update(&convert, UpdateState::Started, vec![]))
@@ -431,4 +432,166 @@ async fn an_outcome_missed_while_away_arrives_with_the_hello_and_survives_a_rest
     let precheck = view.precheck.expect("recorded");
     assert_eq!(precheck.readiness(), Readiness::Blocked);
     assert_eq!(view.record.last_sequence, precheck.sequence);
+}
+
+fn ok(command: &AgentCommand) -> CommandUpdate {
+    update(command, UpdateState::Succeeded, vec![])
+}
+
+#[tokio::test]
+async fn a_job_walks_every_phase_and_resumes_after_a_restart() {
+    let fixture = Fixture::new();
+    let job_id;
+    let reboot;
+    {
+        let (inventory, task, _) = fixture.start();
+        enroll(&inventory, "r7", "01").await;
+        let (s, _, mut rx) = session_with_commands("r7", "01", facts("rhel", "7.9", "a"), 0);
+        inventory.connect(s).await.expect("connect");
+        let job = inventory
+            .migrate(
+                "r7".into(),
+                "rhel-8.10".parse().expect("target"),
+                OnFailure::Rollback,
+            )
+            .await
+            .expect("migrate");
+        job_id = job.id.clone();
+        assert_eq!(job.steps.len(), 1);
+        let conflict = inventory
+            .migrate(
+                "r7".into(),
+                "rhel-8.10".parse().expect("target"),
+                OnFailure::Rollback,
+            )
+            .await;
+        assert!(
+            matches!(conflict, Err(InventoryError::Conflict(_))),
+            "{conflict:?}"
+        );
+
+        let mut phases = Vec::new();
+        for _ in 0..3 {
+            let command = recv(&mut rx).await;
+            phases.push(command.phase.clone());
+            inventory.command_update("r7".into(), ok(&command)).await;
+        }
+        reboot = recv(&mut rx).await;
+        assert_eq!(reboot.phase, CommandPhase::Reboot);
+        assert!(
+            matches!(phases[1], CommandPhase::Snapshot { ref job_id } if job_id.starts_with("job-"))
+        );
+        // The coordinator dies here, with the reboot sent and not yet answered.
+        drop(inventory);
+        task.await.expect("inventory ends");
+    }
+    let (inventory, _task, metrics) = fixture.start();
+    let view = inventory
+        .get("r7".into())
+        .await
+        .expect("get")
+        .expect("host");
+    let job = view.job.expect("the job survived");
+    assert_eq!(
+        (job.id.as_str(), job.phase, job.state),
+        (
+            job_id.as_str(),
+            crate::jobs::JobPhase::Reboot,
+            crate::jobs::JobState::Running
+        )
+    );
+    assert_eq!(metrics.jobs.with_label_values(&["running"]).get(), 1);
+
+    // The agent comes back from its reboot: the hello carries the outcome.
+    let (mut s, _, mut rx) =
+        session_with_commands("r7", "01", facts("rhel", "8.10", "a"), reboot.sequence);
+    s.last_update = Some(ok(&reboot));
+    inventory.connect(s).await.expect("reconnect");
+    let verify = recv(&mut rx).await;
+    assert!(matches!(verify.phase, CommandPhase::Verify(_)));
+    assert!(verify.sequence > reboot.sequence);
+    inventory.command_update("r7".into(), ok(&verify)).await;
+    let commit = recv(&mut rx).await;
+    assert_eq!(commit.phase, CommandPhase::Commit);
+    inventory.command_update("r7".into(), ok(&commit)).await;
+    let job = inventory
+        .get("r7".into())
+        .await
+        .expect("get")
+        .expect("host")
+        .job
+        .expect("job");
+    assert_eq!(job.state, crate::jobs::JobState::Succeeded);
+    assert!(
+        job.timeline
+            .iter()
+            .any(|t| t.text.contains("reboot succeeded")),
+        "{:#?}",
+        job.timeline
+    );
+    assert_eq!(metrics.jobs.with_label_values(&["succeeded"]).get(), 1);
+}
+
+#[tokio::test]
+async fn a_held_job_takes_an_operators_rollback_and_impossible_jobs_are_refused() {
+    let fixture = Fixture::new();
+    let (inventory, _task, _) = fixture.start();
+    enroll(&inventory, "h", "01").await;
+    let (s, _, mut rx) = session_with_commands("h", "01", facts("rhel", "7.9", "a"), 0);
+    inventory.connect(s).await.expect("connect");
+    let invalid = inventory
+        .migrate(
+            "h".into(),
+            "rhel-7.9".parse().expect("target"),
+            OnFailure::Hold,
+        )
+        .await;
+    assert!(
+        matches!(invalid, Err(InventoryError::Invalid(ref e)) if e.contains("already runs")),
+        "{invalid:?}"
+    );
+    let missing = inventory
+        .migrate(
+            "nope".into(),
+            "rhel-8.10".parse().expect("target"),
+            OnFailure::Hold,
+        )
+        .await;
+    assert!(matches!(missing, Err(InventoryError::UnknownHost(_))));
+
+    inventory
+        .migrate(
+            "h".into(),
+            "rhel-8.10".parse().expect("target"),
+            OnFailure::Hold,
+        )
+        .await
+        .expect("migrate");
+    for _ in 0..2 {
+        let command = recv(&mut rx).await;
+        inventory.command_update("h".into(), ok(&command)).await;
+    }
+    let execute = recv(&mut rx).await;
+    assert!(matches!(execute.phase, CommandPhase::Execute(_)));
+    assert!(matches!(
+        inventory.job_action("h".into(), JobAction::Rollback).await,
+        Err(InventoryError::Conflict(_))
+    ));
+    inventory
+        .command_update("h".into(), update(&execute, UpdateState::Failed, vec![]))
+        .await;
+    let job = inventory
+        .get("h".into())
+        .await
+        .expect("get")
+        .expect("host")
+        .job
+        .expect("job");
+    assert_eq!(job.state, crate::jobs::JobState::Held);
+    let job = inventory
+        .job_action("h".into(), JobAction::Rollback)
+        .await
+        .expect("rollback");
+    assert_eq!(job.phase, crate::jobs::JobPhase::Rollback);
+    assert_eq!(recv(&mut rx).await.phase, CommandPhase::Rollback);
 }

@@ -14,10 +14,12 @@ use tracing::info;
 use super::agent::inventory_status;
 use super::{auth, valid_host_id};
 use crate::clock::now_unix_ms;
+use crate::inventory::JobAction;
 use crate::inventory::precheck::PrecheckRecord;
 use crate::inventory::readiness::ReadinessReport;
 use crate::inventory::selector::Selector;
 use crate::inventory::{HostView, Inventory};
+use crate::jobs::{Job, OnFailure};
 use crate::metrics::Metrics;
 use crate::migration::{PathError, Target};
 use crate::pki::token;
@@ -48,6 +50,35 @@ pub fn host_to_wire(view: HostView) -> pb::Host {
         peer_address: view.record.last_peer,
         facts: view.record.facts.as_ref().map(Into::into),
         precheck: view.precheck.as_ref().map(PrecheckRecord::to_wire),
+        job: view.job.as_ref().map(job_to_wire),
+    }
+}
+
+pub fn job_to_wire(job: &Job) -> pb::Job {
+    pb::Job {
+        id: job.id.clone(),
+        host_id: job.host_id.clone(),
+        target: job.target.to_string(),
+        steps: job.steps.iter().map(ToString::to_string).collect(),
+        step_index: u32::try_from(job.step_index).unwrap_or(u32::MAX),
+        phase: job.phase.label().into(),
+        state: job.state.label().into(),
+        on_failure: match job.on_failure {
+            OnFailure::Rollback => "rollback",
+            OnFailure::Hold => "hold",
+        }
+        .into(),
+        detail: job.detail.clone(),
+        findings: job.findings.iter().map(Into::into).collect(),
+        timeline: job
+            .timeline
+            .iter()
+            .map(|t| pb::TimelineEntry {
+                at_unix_ms: t.at_unix_ms,
+                text: t.text.clone(),
+            })
+            .collect(),
+        created_unix_ms: job.created_unix_ms,
     }
 }
 
@@ -178,6 +209,61 @@ impl AdminService for AdminApi {
             .await
             .map_err(inventory_status)?;
         Ok(Response::new(readiness_to_wire(report)))
+    }
+
+    async fn migrate(
+        &self,
+        request: Request<pb::MigrateRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
+        let operator = auth::operator(&request, &self.metrics)?;
+        let request = request.into_inner();
+        if !valid_host_id(&request.host_id) {
+            return Err(Status::invalid_argument("invalid host id"));
+        }
+        let target: Target = request
+            .target
+            .parse()
+            .map_err(|e: PathError| Status::invalid_argument(e.to_string()))?;
+        let on_failure = match request.on_failure.as_str() {
+            "" | "rollback" => OnFailure::Rollback,
+            "hold" => OnFailure::Hold,
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "on_failure is rollback or hold, not {other:?}"
+                )));
+            }
+        };
+        let job = self
+            .inventory
+            .migrate(request.host_id.clone(), target, on_failure)
+            .await
+            .map_err(inventory_status)?;
+        info!(%operator, host_id = %request.host_id, %target, job = %job.id, "migration started");
+        Ok(Response::new(job_to_wire(&job)))
+    }
+
+    async fn job_action(
+        &self,
+        request: Request<pb::JobActionRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
+        let operator = auth::operator(&request, &self.metrics)?;
+        let request = request.into_inner();
+        let action = match request.action.as_str() {
+            "rollback" => JobAction::Rollback,
+            "retry" => JobAction::Retry,
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "action is rollback or retry, not {other:?}"
+                )));
+            }
+        };
+        let job = self
+            .inventory
+            .job_action(request.host_id.clone(), action)
+            .await
+            .map_err(inventory_status)?;
+        info!(%operator, host_id = %request.host_id, action = %request.action, job = %job.id, "operator decision on a job");
+        Ok(Response::new(job_to_wire(&job)))
     }
 
     async fn get_host(

@@ -1,6 +1,7 @@
-//! The only module that touches sled. Records are JSON under four trees:
+//! The only module that touches sled. Records are JSON under five trees:
 //! `hosts` (by host id), `tokens` (by SHA-256 of the token), `prechecks` (the
-//! latest pre-check of each host, by host id) and `meta`.
+//! latest pre-check of each host, by host id), `jobs` (the latest migration
+//! job of each host, by host id) and `meta`.
 //! sled writes in the background every 500 ms; callers call [`Store::flush`]
 //! before telling anyone that a change happened.
 
@@ -84,6 +85,7 @@ pub struct Store {
     hosts: sled::Tree,
     tokens: sled::Tree,
     prechecks: sled::Tree,
+    jobs: sled::Tree,
 }
 
 impl Store {
@@ -114,6 +116,7 @@ impl Store {
             hosts: db.open_tree("hosts")?,
             tokens: db.open_tree("tokens")?,
             prechecks: db.open_tree("prechecks")?,
+            jobs: db.open_tree("jobs")?,
             db,
         })
     }
@@ -137,6 +140,25 @@ impl Store {
     pub fn put_precheck(&self, host_id: &str, record: &PrecheckRecord) -> Result<(), StoreError> {
         self.prechecks.insert(host_id.as_bytes(), encode(record))?;
         Ok(())
+    }
+
+    pub fn put_job(&self, host_id: &str, job: &crate::jobs::Job) -> Result<(), StoreError> {
+        self.jobs.insert(host_id.as_bytes(), encode(job))?;
+        Ok(())
+    }
+
+    /// The latest job of every host, by host id.
+    pub fn jobs(&self) -> Result<Vec<(String, crate::jobs::Job)>, StoreError> {
+        self.jobs
+            .iter()
+            .map(|item| {
+                let (key, value) = item?;
+                Ok((
+                    String::from_utf8_lossy(&key).into_owned(),
+                    decode(&key, &value)?,
+                ))
+            })
+            .collect()
     }
 
     /// The latest pre-check of every host, by host id.

@@ -215,6 +215,8 @@ pub struct SimHostSpec {
     pub uptime_seconds: u64,
     /// What the migration tools' pre-checks will find on this host.
     pub findings: Vec<ScenarioFinding>,
+    /// Failures to inject in its migration.
+    pub failures: Vec<super::scenario::Failure>,
 }
 
 /// The initial files and the scenario of a simulated host.
@@ -271,6 +273,7 @@ pub fn build(spec: &SimHostSpec) -> (BTreeMap<String, Vec<u8>>, Scenario) {
             .collect(),
         other_packages: spec.other_packages,
         findings: spec.findings.clone(),
+        failures: spec.failures.clone(),
         filesystems: spec
             .filesystems
             .iter()

@@ -27,6 +27,7 @@ fn host(profile: SimProfile, failures: &[Failure]) -> EmulatedHost {
             .collect::<BTreeMap<_, _>>(),
         uptime_seconds: 100,
         findings: Vec::new(),
+        failures: Vec::new(),
     };
     let mut host = EmulatedHost::simulated(&spec);
     host.scenario.failures = failures.to_vec();

@@ -1,0 +1,111 @@
+//! `mfctl migrate` and a job's timeline, as text or JSON.
+
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use mf_proto::v1 as pb;
+
+use super::Format;
+use super::client::{self, AdminClient};
+use super::output::timestamp;
+use super::readiness::{remediation_text, severity_label};
+
+pub fn to_json(job: &pb::Job) -> serde_json::Value {
+    serde_json::json!({
+        "id": job.id,
+        "host_id": job.host_id,
+        "target": job.target,
+        "steps": job.steps,
+        "step": job.step_index + 1,
+        "phase": job.phase,
+        "state": job.state,
+        "on_failure": job.on_failure,
+        "detail": job.detail,
+        "created": timestamp(job.created_unix_ms),
+        "findings": job.findings.iter().map(|f| serde_json::json!({
+            "source": f.source, "key": f.key, "severity": severity_label(f.severity),
+            "blocking": f.blocking, "title": f.title,
+            "remediations": f.remediations.iter().map(remediation_text).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "timeline": job.timeline.iter().map(|t| serde_json::json!({"at": timestamp(t.at_unix_ms), "text": t.text})).collect::<Vec<_>>(),
+    })
+}
+
+/// The job's lines for `hosts show` and `migrate`.
+pub fn lines(job: &pb::Job) -> Vec<(String, String)> {
+    let mut lines = vec![
+        (
+            "Job".into(),
+            format!(
+                "{} to {} ({} on failure)",
+                job.id, job.target, job.on_failure
+            ),
+        ),
+        (
+            "Job state".into(),
+            format!(
+                "{} at step {} of {} ({}), {}",
+                job.state,
+                job.step_index + 1,
+                job.steps.len(),
+                job.steps
+                    .get(job.step_index as usize)
+                    .cloned()
+                    .unwrap_or_default(),
+                job.phase
+            ),
+        ),
+    ];
+    for f in &job.findings {
+        lines.push((
+            format!("Job finding{}", if f.blocking { " (blocking)" } else { "" }),
+            format!("[{}] {}: {}", severity_label(f.severity), f.source, f.title),
+        ));
+    }
+    for entry in &job.timeline {
+        lines.push((
+            timestamp(entry.at_unix_ms).unwrap_or_default(),
+            entry.text.clone(),
+        ));
+    }
+    lines
+}
+
+pub fn print_job(job: &pb::Job, format: Format) -> Result<()> {
+    if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(&to_json(job))?);
+        return Ok(());
+    }
+    let lines = lines(job);
+    let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (key, value) in lines {
+        println!("{key:<width$}  {value}");
+    }
+    Ok(())
+}
+
+/// Polls the host until its job is no longer running, printing new timeline
+/// entries as they come when `follow` is set.
+pub async fn wait(admin: &mut AdminClient, host_id: &str, follow: bool) -> Result<pb::Job> {
+    let mut shown = 0;
+    loop {
+        let host = client::get_host(admin, host_id).await?;
+        let Some(job) = host.job else {
+            bail!("host {host_id} has no job")
+        };
+        if follow {
+            for entry in job.timeline.iter().skip(shown) {
+                println!(
+                    "{}  {}",
+                    timestamp(entry.at_unix_ms).unwrap_or_default(),
+                    entry.text
+                );
+            }
+        }
+        shown = job.timeline.len();
+        if job.state != "running" {
+            return Ok(job);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}

@@ -1,0 +1,209 @@
+//! The inventory task's side of jobs: starting one, feeding it the agent's
+//! updates, operators' decisions and the clock, and sending the command of
+//! each phase it enters, after the job is written (the batch is flushed
+//! before commands leave).
+
+use super::precheck::{AgentCommand, CommandPhase, CommandUpdate};
+use super::{InventoryError, JobAction, State};
+use crate::jobs::{self, Decision, Event, Job, JobPhase, JobState, OnFailure};
+use crate::migration::{self, Target};
+
+/// Commands of a job wait this long for their agent.
+const COMMAND_TTL_MS: i64 = 24 * 3600 * 1000;
+
+/// The command for the job's current phase.
+pub(super) fn command(job: &Job, _now: i64) -> AgentCommand {
+    let step = job.step();
+    AgentCommand {
+        id: job.command_id.clone(),
+        host_id: job.host_id.clone(),
+        sequence: job.sequence,
+        expires_unix_ms: job.command_expires_unix_ms,
+        phase: match job.phase {
+            JobPhase::Precheck => CommandPhase::Precheck(step),
+            JobPhase::Snapshot => CommandPhase::Snapshot {
+                job_id: job.id.clone(),
+            },
+            JobPhase::Execute => CommandPhase::Execute(step),
+            JobPhase::Reboot => CommandPhase::Reboot,
+            JobPhase::Verify => CommandPhase::Verify(step),
+            JobPhase::Commit => CommandPhase::Commit,
+            JobPhase::Rollback => CommandPhase::Rollback,
+        },
+    }
+}
+
+impl State {
+    pub(super) fn migrate(
+        &mut self,
+        host_id: &str,
+        target: Target,
+        on_failure: OnFailure,
+    ) -> Result<Job, InventoryError> {
+        let now = crate::clock::now_unix_ms();
+        let host = self
+            .hosts
+            .get(host_id)
+            .ok_or_else(|| InventoryError::UnknownHost(host_id.to_string()))?;
+        if let Some(job) = host.job.as_ref().filter(|j| !j.state.is_final()) {
+            return Err(InventoryError::Conflict(format!(
+                "host {host_id} has a job in progress ({}, {}): wait for it, or roll back or retry it",
+                job.state.label(),
+                job.phase.label()
+            )));
+        }
+        let os = host
+            .record
+            .facts
+            .as_ref()
+            .and_then(|f| f.os.clone())
+            .ok_or_else(|| {
+                InventoryError::Conflict(format!(
+                    "host {host_id} has not reported its operating system"
+                ))
+            })?;
+        let steps = migration::plan(&os.id, &os.version, target)
+            .map_err(|e| InventoryError::Invalid(e.to_string()))?;
+        let id = format!("job-{}", crate::pki::token::hex_id());
+        let job = jobs::start(id, host_id.to_string(), target, steps, on_failure, now);
+        Ok(self.send_phase(job, None, now))
+    }
+
+    pub(super) fn job_action(
+        &mut self,
+        host_id: &str,
+        action: JobAction,
+    ) -> Result<Job, InventoryError> {
+        let now = crate::clock::now_unix_ms();
+        let job = self
+            .hosts
+            .get(host_id)
+            .ok_or_else(|| InventoryError::UnknownHost(host_id.to_string()))?
+            .job
+            .clone()
+            .ok_or_else(|| InventoryError::Conflict(format!("host {host_id} has no job")))?;
+        if job.state != JobState::Held {
+            return Err(InventoryError::Conflict(format!(
+                "the job of {host_id} is {}: only a held job takes an operator's decision",
+                job.state.label()
+            )));
+        }
+        let old = job.clone();
+        let mut job = job;
+        let event = match action {
+            JobAction::Rollback => Event::RollbackRequested,
+            JobAction::Retry => Event::RetryRequested,
+        };
+        match job.apply(event, now) {
+            Decision::Send => Ok(self.send_phase(job, Some(old), now)),
+            Decision::Wait => Err(InventoryError::Conflict("nothing to do".into())),
+        }
+    }
+
+    /// Gives the job's current phase a new command, records the job and host,
+    /// and queues the command for after the flush.
+    fn send_phase(&mut self, mut job: Job, old: Option<Job>, now: i64) -> Job {
+        let Some(host) = self.hosts.get_mut(&job.host_id) else {
+            return job;
+        };
+        host.record.last_sequence += 1;
+        job.sequence = host.record.last_sequence;
+        job.command_id = format!("{}-{}", job.phase.label(), crate::pki::token::hex_id());
+        job.command_expires_unix_ms = now + COMMAND_TTL_MS;
+        host.job = Some(job.clone());
+        let record = host.record.clone();
+        let host_id = job.host_id.clone();
+        self.count_job(old.as_ref(), Some(&job));
+        self.metrics
+            .commands
+            .with_label_values(&[job.phase.label(), "requested"])
+            .inc();
+        if let Err(e) = self
+            .store
+            .put_host(&record)
+            .and_then(|()| self.store.put_job(&host_id, &job))
+        {
+            tracing::error!(%host_id, error = %e, "cannot record a job");
+        }
+        self.deliveries.push(command(&job, now));
+        job
+    }
+
+    fn save_job(&mut self, job: Job, old: &Job) {
+        self.count_job(Some(old), Some(&job));
+        let host_id = job.host_id.clone();
+        if let Err(e) = self.store.put_job(&host_id, &job) {
+            tracing::error!(%host_id, error = %e, "cannot record a job");
+        }
+        if let Some(host) = self.hosts.get_mut(&host_id) {
+            host.job = Some(job);
+        }
+    }
+
+    pub(super) fn apply_job_update(&mut self, host_id: &str, update: CommandUpdate, now: i64) {
+        let Some(old) = self.hosts.get(host_id).and_then(|h| h.job.clone()) else {
+            return;
+        };
+        let mut job = old.clone();
+        let phase = job.phase.label();
+        self.metrics
+            .commands
+            .with_label_values(&[phase, update.state.label()])
+            .inc();
+        if update.state != super::UpdateState::Started && job.state == JobState::Running {
+            let seconds = (now - job.phase_started_unix_ms).max(0) as f64 / 1000.0;
+            self.metrics
+                .phase_duration_seconds
+                .with_label_values(&[phase, update.state.label()])
+                .observe(seconds);
+        }
+        let event = Event::Update {
+            state: update.state,
+            detail: update.detail,
+            findings: update.findings,
+        };
+        match job.apply(event, now) {
+            Decision::Send => {
+                self.send_phase(job, Some(old), now);
+            }
+            Decision::Wait => self.save_job(job, &old),
+        }
+    }
+
+    /// Holds jobs whose reboot never came back.
+    pub(super) fn tick(&mut self) {
+        let now = crate::clock::now_unix_ms();
+        let limit = i64::try_from(self.settings.reboot_timeout.as_millis()).unwrap_or(i64::MAX);
+        let overdue: Vec<Job> = self
+            .hosts
+            .values()
+            .filter_map(|h| h.job.clone())
+            .filter(|j| {
+                j.state == JobState::Running
+                    && matches!(j.phase, JobPhase::Reboot | JobPhase::Rollback)
+            })
+            .filter(|j| now - j.phase_started_unix_ms > limit)
+            .collect();
+        for old in overdue {
+            let mut job = old.clone();
+            job.apply(
+                Event::TimedOut {
+                    after_seconds: self.settings.reboot_timeout.as_secs(),
+                },
+                now,
+            );
+            self.save_job(job, &old);
+        }
+    }
+
+    pub(super) fn count_job(&self, old: Option<&Job>, new: Option<&Job>) {
+        for (job, delta) in [(old, -1), (new, 1)] {
+            if let Some(job) = job {
+                self.metrics
+                    .jobs
+                    .with_label_values(&[job.state.label()])
+                    .add(delta);
+            }
+        }
+    }
+}
