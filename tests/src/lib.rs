@@ -9,6 +9,8 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -209,6 +211,9 @@ pub fn host_root(dir: &Path, os: HostOs, hostname: &str, domain: &str) -> PathBu
         "proc/sys/kernel/osrelease",
         format!("{kernel}\n").as_bytes(),
     );
+    // The kernel installed in /boot: the emulated machine boots the newest.
+    write(&format!("boot/vmlinuz-{kernel}"), b"kernel image\n");
+    write(&format!("boot/initramfs-{kernel}.img"), b"initramfs\n");
     write(
         "proc/sys/kernel/random/boot_id",
         b"2d3c0e5e-1111-4222-8333-444455556666\n",
@@ -397,6 +402,119 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill9();
+    }
+}
+
+/// A host: its emulated root and its agent process, restarted when the host
+/// reboots. A watcher plays the machine: when the agent asks the emulated
+/// host to reboot, the process is killed (SIGKILL, as a reboot would) and
+/// started again, and the restarted agent's host boots.
+pub struct Machine {
+    child: Arc<Mutex<Option<Child>>>,
+    stop: Arc<AtomicBool>,
+    reboots: Arc<AtomicUsize>,
+    watcher: Option<std::thread::JoinHandle<()>>,
+    args: Vec<String>,
+    log: PathBuf,
+}
+
+fn spawn_agent(args: &[String], log: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    Command::new(bin("mf-agent"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+fn reboot_pending(root: &Path) -> bool {
+    std::fs::read(root.join(".mf-sim/state.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .is_some_and(|v| v["reboot_pending"] == true)
+}
+
+impl Machine {
+    /// Runs `mf-agent run --state-dir STATE --host-root ROOT` for this host.
+    pub fn start(state: &Path, root: &Path, log: &Path) -> Self {
+        let args: Vec<String> = vec![
+            "run".into(),
+            "--state-dir".into(),
+            state.display().to_string(),
+            "--host-root".into(),
+            root.display().to_string(),
+        ];
+        let child = Arc::new(Mutex::new(Some(spawn_agent(&args, log))));
+        let stop = Arc::new(AtomicBool::new(false));
+        let reboots = Arc::new(AtomicUsize::new(0));
+        let watcher = {
+            let (child, stop, reboots) =
+                (Arc::clone(&child), Arc::clone(&stop), Arc::clone(&reboots));
+            let (args, log, root) = (args.clone(), log.to_path_buf(), root.to_path_buf());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if reboot_pending(&root) {
+                        let mut slot = child.lock().unwrap();
+                        if let Some(mut old) = slot.take() {
+                            let _ = old.kill();
+                            let _ = old.wait();
+                        }
+                        *slot = Some(spawn_agent(&args, &log));
+                        drop(slot);
+                        reboots.fetch_add(1, Ordering::Relaxed);
+                        // The new agent boots the host, which clears the flag.
+                        let started = Instant::now();
+                        while reboot_pending(&root) && started.elapsed() < Duration::from_secs(10) {
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            })
+        };
+        Self {
+            child,
+            stop,
+            reboots,
+            watcher: Some(watcher),
+            args,
+            log: log.to_path_buf(),
+        }
+    }
+
+    pub fn reboots(&self) -> usize {
+        self.reboots.load(Ordering::Relaxed)
+    }
+
+    /// SIGKILL of the agent process alone (the host stays up).
+    pub fn kill_agent(&self) {
+        if let Some(mut child) = self.child.lock().unwrap().take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn start_agent(&self) {
+        let mut slot = self.child.lock().unwrap();
+        if slot.is_none() {
+            *slot = Some(spawn_agent(&self.args, &self.log));
+        }
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(watcher) = self.watcher.take() {
+            let _ = watcher.join();
+        }
+        self.kill_agent();
     }
 }
 

@@ -99,7 +99,11 @@ pub fn run(host: &EmulatedHost, args: &[&str]) -> CommandOutput {
     let (os_id, os_version) = host.os();
     let source_os = format!("{os_id} {os_version}");
     let target_os = format!("Red Hat Enterprise Linux {os_version}");
-    host.scenario.durations.precheck();
+    if converting {
+        host.scenario.durations.execute();
+    } else {
+        host.scenario.durations.precheck();
+    }
     let run_id = super::random_id();
     let _ = tree.remove(REPORT);
     let _ = tree.remove(REPORT_TXT);

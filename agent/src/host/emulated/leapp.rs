@@ -118,7 +118,11 @@ pub fn run(host: &EmulatedHost, args: &[&str]) -> CommandOutput {
             supported.join(", ")
         ));
     }
-    host.scenario.durations.precheck();
+    if options.upgrade {
+        host.scenario.durations.execute();
+    } else {
+        host.scenario.durations.precheck();
+    }
     let run_id = super::random_id();
     let _ = tree.remove(REPORT);
     let _ = tree.remove(REPORT_TXT);

@@ -79,17 +79,26 @@ impl Default for Lvm {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Durations {
+    /// convert2rhel analyze, leapp preupgrade.
     pub precheck_seconds: f64,
+    /// convert2rhel convert, leapp upgrade (before the reboot).
+    pub execute_seconds: f64,
 }
 
 impl Durations {
     /// Blocks for the pre-check's duration (the tools run off the async runtime).
     pub fn precheck(&self) {
-        if self.precheck_seconds > 0.0 && self.precheck_seconds.is_finite() {
-            std::thread::sleep(std::time::Duration::from_secs_f64(
-                self.precheck_seconds.min(3600.0),
-            ));
-        }
+        sleep(self.precheck_seconds);
+    }
+
+    pub fn execute(&self) {
+        sleep(self.execute_seconds);
+    }
+}
+
+fn sleep(seconds: f64) {
+    if seconds > 0.0 && seconds.is_finite() {
+        std::thread::sleep(std::time::Duration::from_secs_f64(seconds.min(3600.0)));
     }
 }
 

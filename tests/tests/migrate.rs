@@ -1,0 +1,362 @@
+//! Migrations end to end over real processes: a real coordinator, real agents
+//! on emulated host roots, reboots played by killing and restarting the agent
+//! (the `Machine` watcher), SIGKILL of an agent mid-upgrade and of the
+//! coordinator mid-job.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use mf_e2e::{Deployment, HostOs, Machine, host_root, set_scenario, wait_for};
+use serde_json::Value;
+
+const LEAPP: &str = "[[packages]]\nname = \"leapp\"\nversion = \"0.17.0\"\nrelease = \"1.el7_9\"\narch = \"noarch\"\n\
+                     [[packages]]\nname = \"leapp-upgrade-el7toel8\"\nversion = \"0.20.0\"\nrelease = \"2.el7_9\"\narch = \"noarch\"\n";
+const C2R: &str = "[[packages]]\nname = \"convert2rhel\"\nversion = \"2.1.0\"\nrelease = \"1.el7\"\narch = \"noarch\"\n";
+const SPACE: &str = "[filesystems.\"/var\"]\nfree_bytes = 10737418240\ntotal_bytes = 21474836480\n\
+                     [filesystems.\"/boot\"]\nfree_bytes = 524288000\ntotal_bytes = 1073741824\n";
+
+struct Host {
+    id: String,
+    root: PathBuf,
+    machine: Machine,
+}
+
+fn host(
+    deployment: &Deployment,
+    token: &str,
+    name: &str,
+    os: HostOs,
+    scenario: &str,
+) -> Result<Host> {
+    let root = host_root(
+        &deployment.path(&format!("roots/{name}")),
+        os,
+        name,
+        "example.com",
+    );
+    set_scenario(&root, scenario);
+    let state = deployment.path(&format!("state/{name}"));
+    let enrolled = deployment.enroll(token, &state, &root, &[]);
+    if !enrolled.success {
+        bail!("enroll {name}: {}", enrolled.stderr);
+    }
+    let machine = Machine::start(&state, &root, &deployment.path(&format!("{name}.log")));
+    Ok(Host {
+        id: format!("{name}.example.com"),
+        root,
+        machine,
+    })
+}
+
+fn show(deployment: &Deployment, id: &str) -> Result<Value> {
+    let ran = deployment.mfctl(&["hosts", "show", id, "-o", "json"]);
+    if !ran.success {
+        bail!("hosts show {id}: {}", ran.stderr);
+    }
+    Ok(serde_json::from_str(&ran.stdout)?)
+}
+
+fn job_state(deployment: &Deployment, id: &str) -> Result<String> {
+    Ok(show(deployment, id)?["job"]["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string())
+}
+
+fn wait_job(deployment: &Deployment, id: &str) -> Result<Value> {
+    wait_for(
+        &format!("the job of {id} to end"),
+        Duration::from_secs(60),
+        || {
+            Ok(!matches!(
+                job_state(deployment, id)?.as_str(),
+                "running" | ""
+            ))
+        },
+    )?;
+    show(deployment, id)
+}
+
+fn timeline(host: &Value) -> Vec<String> {
+    host["job"]["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["text"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn os(host: &Value) -> String {
+    format!(
+        "{} {}",
+        host["os"]["id"].as_str().unwrap_or("?"),
+        host["os"]["version"].as_str().unwrap_or("?")
+    )
+}
+
+fn snapshots_left(root: &std::path::Path) -> usize {
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(root.join(".mf-sim/state.json")).unwrap_or_default())
+            .unwrap_or(Value::Null);
+    state["snapshots"].as_array().map_or(0, Vec::len)
+}
+
+fn migrate(deployment: &Deployment, id: &str, target: &str) {
+    let ran = deployment.mfctl(&["migrate", id, "--target", target]);
+    assert!(ran.success, "migrate {id}: {}", ran.stderr);
+}
+
+fn wait_connected(deployment: &Deployment, n: usize) -> Result<()> {
+    wait_for(
+        &format!("{n} connected hosts"),
+        Duration::from_secs(30),
+        || {
+            let hosts = deployment.hosts("connected=true")?;
+            Ok(hosts.len() == n && hosts.iter().all(|h| !h["facts"].is_null()))
+        },
+    )
+}
+
+#[test]
+fn conversion_upgrade_rollback_and_a_blocked_host() -> Result<()> {
+    let deployment = Deployment::new()?;
+    let token = deployment.token(&["--uses", "4"])?;
+    let blocker = "[[findings]]\nkey = \"d35f6c6b1b1fa6924ef442e3670d90fa92f0d54b\"\ntitle = \"Missing required answers in the answer file\"\n\
+                   severity = \"high\"\nblocking = true\nhint = \"leapp answer --section remove_pam_pkcs11_module_check.confirm=True\"\n";
+    let c7 = host(
+        &deployment,
+        &token,
+        "c7",
+        HostOs::Centos79,
+        &format!("{C2R}{SPACE}"),
+    )?;
+    let r7 = host(
+        &deployment,
+        &token,
+        "r7",
+        HostOs::Rhel79,
+        &format!("{LEAPP}{SPACE}"),
+    )?;
+    let failing = host(
+        &deployment,
+        &token,
+        "r7fail",
+        HostOs::Rhel79,
+        &format!("failures = [\"initramfs-failure\"]\n{LEAPP}{SPACE}"),
+    )?;
+    let blocked = host(
+        &deployment,
+        &token,
+        "r7blocked",
+        HostOs::Rhel79,
+        &format!("{LEAPP}{blocker}{SPACE}"),
+    )?;
+    wait_connected(&deployment, 4)?;
+
+    migrate(&deployment, &c7.id, "rhel-7.9");
+    migrate(&deployment, &r7.id, "rhel-8.10");
+    migrate(&deployment, &failing.id, "rhel-8.10");
+    migrate(&deployment, &blocked.id, "rhel-8.10");
+    let again = deployment.mfctl(&["migrate", &r7.id, "--target", "rhel-8.10"]);
+    assert!(
+        !again.success && again.stderr.contains("has a job in progress"),
+        "{}",
+        again.stderr
+    );
+
+    // CentOS 7.9 -> RHEL 7.9: conversion, reboot into the RHEL kernel, verified, committed.
+    let shown = wait_job(&deployment, &c7.id)?;
+    assert_eq!(
+        shown["job"]["state"],
+        "succeeded",
+        "{:#?}",
+        timeline(&shown)
+    );
+    wait_for("fresh facts", Duration::from_secs(10), || {
+        Ok(os(&show(&deployment, &c7.id)?) == "rhel 7.9")
+    })?;
+    let shown = show(&deployment, &c7.id)?;
+    assert_eq!(shown["facts"]["kernel"], "3.10.0-1160.125.1.el7.x86_64");
+    assert_eq!(c7.machine.reboots(), 1);
+    assert_eq!(
+        snapshots_left(&c7.root),
+        0,
+        "committed: the snapshots are removed"
+    );
+    let text = timeline(&shown).join("\n");
+    for phase in [
+        "precheck", "snapshot", "execute", "reboot", "verify", "commit",
+    ] {
+        assert!(
+            text.contains(&format!("{phase} succeeded")),
+            "{phase} missing from\n{text}"
+        );
+    }
+
+    // RHEL 7.9 -> 8.10: upgrade initramfs and FirstBoot across the reboot.
+    let shown = wait_job(&deployment, &r7.id)?;
+    assert_eq!(
+        shown["job"]["state"],
+        "succeeded",
+        "{:#?}",
+        timeline(&shown)
+    );
+    wait_for("fresh facts", Duration::from_secs(10), || {
+        Ok(os(&show(&deployment, &r7.id)?) == "rhel 8.10")
+    })?;
+    assert_eq!(
+        show(&deployment, &r7.id)?["facts"]["kernel"],
+        "4.18.0-553.el8_10.x86_64"
+    );
+    assert!(
+        !r7.root
+            .join("etc/systemd/system/leapp_resume.service")
+            .exists()
+    );
+
+    // Failure in the upgrade initramfs: rolled back from the LVM snapshot.
+    let shown = wait_job(&deployment, &failing.id)?;
+    let text = timeline(&shown).join("\n");
+    assert_eq!(shown["job"]["state"], "rolled-back", "{text}");
+    assert!(text.contains(".leapp_upgrade_failed is present"), "{text}");
+    assert!(
+        text.contains("rolled back: the host runs rhel 7.9 again"),
+        "{text}"
+    );
+    wait_for("fresh facts", Duration::from_secs(10), || {
+        Ok(os(&show(&deployment, &failing.id)?) == "rhel 7.9")
+    })?;
+    assert_eq!(
+        failing.machine.reboots(),
+        2,
+        "the upgrade's reboot and the rollback's"
+    );
+    assert!(
+        !failing
+            .root
+            .join("root/tmp_leapp_py3/.leapp_upgrade_failed")
+            .exists()
+    );
+    assert_eq!(snapshots_left(&failing.root), 0, "merged away");
+    assert!(std::fs::read_to_string(failing.root.join("etc/redhat-release"))?.contains("7.9"));
+
+    // Blocked at the pre-check: nothing changed, the findings are shown.
+    let shown = wait_job(&deployment, &blocked.id)?;
+    assert_eq!(shown["job"]["state"], "blocked");
+    let findings = shown["job"]["findings"].as_array().unwrap();
+    assert!(
+        findings.iter().any(
+            |f| f["key"] == "d35f6c6b1b1fa6924ef442e3670d90fa92f0d54b" && f["blocking"] == true
+        )
+    );
+    assert_eq!(snapshots_left(&blocked.root), 0, "no snapshot was taken");
+    assert_eq!(blocked.machine.reboots(), 0);
+    let human = deployment.mfctl(&["hosts", "show", &blocked.id]);
+    assert!(
+        human
+            .stdout
+            .contains("Missing required answers in the answer file"),
+        "{}",
+        human.stdout
+    );
+    assert!(
+        human
+            .stdout
+            .contains("blocked at the pre-check of leapp to 8.10"),
+        "{}",
+        human.stdout
+    );
+
+    assert_eq!(
+        deployment
+            .coordinator
+            .metric("mf_jobs{state=\"succeeded\"}")?,
+        2.0
+    );
+    assert_eq!(
+        deployment
+            .coordinator
+            .metric("mf_jobs{state=\"rolled-back\"}")?,
+        1.0
+    );
+    assert_eq!(
+        deployment
+            .coordinator
+            .metric("mf_jobs{state=\"blocked\"}")?,
+        1.0
+    );
+    Ok(())
+}
+
+#[test]
+fn sigkill_of_the_agent_mid_upgrade_and_of_the_coordinator_mid_job() -> Result<()> {
+    let mut deployment = Deployment::new()?;
+    let token = deployment.token(&["--uses", "2"])?;
+    let slow = "[durations]\nexecute_seconds = 3.0\n";
+    let killed = host(
+        &deployment,
+        &token,
+        "killed",
+        HostOs::Rhel79,
+        &format!("{LEAPP}{SPACE}{slow}"),
+    )?;
+    let survivor = host(
+        &deployment,
+        &token,
+        "survivor",
+        HostOs::Rhel79,
+        &format!("{LEAPP}{SPACE}{slow}"),
+    )?;
+    wait_connected(&deployment, 2)?;
+    let executing = |id: &str| -> Result<bool> {
+        Ok(timeline(&show(&deployment, id)?)
+            .iter()
+            .any(|t| t.starts_with("execute started")))
+    };
+
+    // The agent dies while leapp upgrade runs: reported interrupted after the
+    // restart, never run again, and the job rolls back to the snapshot.
+    migrate(&deployment, &killed.id, "rhel-8.10");
+    wait_for("the upgrade to start", Duration::from_secs(30), || {
+        executing(&killed.id)
+    })?;
+    killed.machine.kill_agent();
+    killed.machine.start_agent();
+    let shown = wait_job(&deployment, &killed.id)?;
+    let text = timeline(&shown).join("\n");
+    assert_eq!(shown["job"]["state"], "rolled-back", "{text}");
+    assert!(text.contains("execute interrupted"), "{text}");
+    assert!(
+        text.contains("rolled back: the host runs rhel 7.9 again"),
+        "{text}"
+    );
+    assert!(
+        !killed.root.join("var/run/leapp.pid").exists(),
+        "the merge took the stale lock away"
+    );
+
+    // The coordinator dies while the upgrade runs; the agent's outcome arrives
+    // with its hello after the restart and the job completes.
+    migrate(&deployment, &survivor.id, "rhel-8.10");
+    wait_for("the upgrade to start", Duration::from_secs(30), || {
+        executing(&survivor.id)
+    })?;
+    deployment.coordinator.kill9();
+    std::thread::sleep(Duration::from_secs(4));
+    deployment.coordinator.restart()?;
+    let shown = wait_job(&deployment, &survivor.id)?;
+    assert_eq!(
+        shown["job"]["state"],
+        "succeeded",
+        "{:#?}",
+        timeline(&shown)
+    );
+    wait_for("fresh facts", Duration::from_secs(10), || {
+        Ok(os(&show(&deployment, &survivor.id)?) == "rhel 8.10")
+    })?;
+    assert_eq!(survivor.machine.reboots(), 1, "the step ran once");
+    Ok(())
+}
