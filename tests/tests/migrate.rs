@@ -38,7 +38,8 @@ fn host(
         "example.com",
     );
     set_scenario(&root, scenario);
-    let state = deployment.path(&format!("state/{name}"));
+    // Where a real agent keeps it: on /var, which a rollback's merge rewinds too.
+    let state = root.join("var/lib/mf-agent");
     let enrolled = deployment.enroll(token, &state, &root, &[]);
     if !enrolled.success {
         bail!("enroll {name}: {}", enrolled.stderr);
@@ -223,7 +224,7 @@ fn conversion_upgrade_rollback_and_a_blocked_host() -> Result<()> {
     assert_eq!(shown["job"]["state"], "rolled-back", "{text}");
     assert!(text.contains(".leapp_upgrade_failed is present"), "{text}");
     assert!(
-        text.contains("rolled back: the host runs rhel 7.9 again"),
+        text.contains("rolled back: the host came back from its snapshot running rhel 7.9"),
         "{text}"
     );
     wait_for("fresh facts", Duration::from_secs(10), || {
@@ -330,7 +331,7 @@ fn sigkill_of_the_agent_mid_upgrade_and_of_the_coordinator_mid_job() -> Result<(
     assert_eq!(shown["job"]["state"], "rolled-back", "{text}");
     assert!(text.contains("execute interrupted"), "{text}");
     assert!(
-        text.contains("rolled back: the host runs rhel 7.9 again"),
+        text.contains("rolled back: the host came back from its snapshot running rhel 7.9"),
         "{text}"
     );
     assert!(

@@ -65,7 +65,8 @@ impl State {
         let steps = migration::plan(&os.id, &os.version, target)
             .map_err(|e| InventoryError::Invalid(e.to_string()))?;
         let id = format!("job-{}", crate::pki::token::hex_id());
-        let job = jobs::start(id, host_id.to_string(), target, steps, on_failure, now);
+        let mut job = jobs::start(id, host_id.to_string(), target, steps, on_failure, now);
+        job.original_os = format!("{} {}", os.id, os.version);
         Ok(self.send_phase(job, None, now))
     }
 
@@ -145,6 +146,7 @@ impl State {
             return;
         };
         let mut job = old.clone();
+        job.acknowledged_sequence = job.acknowledged_sequence.max(update.sequence);
         let phase = job.phase.label();
         self.metrics
             .commands
@@ -168,6 +170,27 @@ impl State {
             }
             Decision::Wait => self.save_job(job, &old),
         }
+    }
+
+    /// A host whose journal is older than what it acknowledged had its disk
+    /// reverted; returns true when that settled its job.
+    pub(super) fn journal_rewound(
+        &mut self,
+        host_id: &str,
+        last_sequence: u64,
+        os_now: String,
+    ) -> bool {
+        let now = crate::clock::now_unix_ms();
+        let Some(old) = self.hosts.get(host_id).and_then(|h| h.job.clone()) else {
+            return false;
+        };
+        if old.state != JobState::Running || last_sequence >= old.acknowledged_sequence {
+            return false;
+        }
+        let mut job = old.clone();
+        job.apply(Event::JournalRewound { os_now }, now);
+        self.save_job(job, &old);
+        true
     }
 
     /// Holds jobs whose reboot never came back.

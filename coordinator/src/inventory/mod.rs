@@ -599,6 +599,17 @@ impl State {
         if let (Some(command), Some(host)) = (pending, self.hosts.get(&session.host_id)) {
             host.deliver(command);
         }
+        // A journal older than what the agent acknowledged: its disk was
+        // reverted (the rollback's merge rewinds /var). Judge it before
+        // sending anything again.
+        let os_now = self
+            .hosts
+            .get(&session.host_id)
+            .and_then(|h| h.record.facts.as_ref())
+            .and_then(|f| f.os.as_ref())
+            .map(|o| format!("{} {}", o.id, o.version))
+            .unwrap_or_default();
+        self.journal_rewound(&session.host_id, session.last_sequence, os_now);
         // The running job's command, if the agent has not accepted it yet.
         let job_command = self.hosts.get(&session.host_id).and_then(|h| {
             h.job

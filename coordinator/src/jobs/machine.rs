@@ -106,6 +106,12 @@ pub struct Job {
     pub detail: String,
     pub timeline: Vec<TimelineEntry>,
     pub created_unix_ms: i64,
+    /// The OS the host ran when the job started, e.g. "rhel 7.9".
+    #[serde(default)]
+    pub original_os: String,
+    /// The highest command sequence the agent has reported on for this job.
+    #[serde(default)]
+    pub acknowledged_sequence: u64,
 }
 
 /// What happened to a job.
@@ -124,6 +130,10 @@ pub enum Event {
     RollbackRequested,
     /// An operator asks to run the current phase of a held job again.
     RetryRequested,
+    /// The agent came back with a journal older than what it had already
+    /// acknowledged: its disk was reverted (an LVM merge rewinds /var, a
+    /// hypervisor revert rewinds everything). `os_now` is what it runs now.
+    JournalRewound { os_now: String },
 }
 
 /// What the inventory must do after persisting the job.
@@ -156,6 +166,8 @@ pub fn start(
         command_id: String::new(),
         sequence: 0,
         command_expires_unix_ms: 0,
+        original_os: String::new(),
+        acknowledged_sequence: 0,
         phase_started_unix_ms: now,
         findings: Vec::new(),
         detail: String::new(),
@@ -229,6 +241,29 @@ impl Job {
                 self.enter(self.phase, now)
             }
             Event::RollbackRequested | Event::RetryRequested => Decision::Wait,
+            Event::JournalRewound { os_now } if self.state == JobState::Running => {
+                if self.phase == JobPhase::Rollback && os_now == self.original_os {
+                    self.end(
+                        JobState::RolledBack,
+                        now,
+                        format!(
+                            "rolled back: the host came back from its snapshot running {os_now}"
+                        ),
+                    )
+                } else {
+                    self.note(
+                        now,
+                        format!("the host came back with an older journal, running {os_now}"),
+                    );
+                    self.end(
+                        JobState::Held,
+                        now,
+                        "held: the host's disk was reverted outside this job; an operator decides"
+                            .into(),
+                    )
+                }
+            }
+            Event::JournalRewound { .. } => Decision::Wait,
             Event::TimedOut { after_seconds } if self.state == JobState::Running => {
                 self.note(
                     now,
@@ -474,6 +509,36 @@ mod tests {
             assert_eq!(job.state, JobState::Failed);
             assert!(!sent.iter().any(|(_, p)| *p == JobPhase::Rollback));
         }
+    }
+
+    #[test]
+    fn a_rewound_journal_ends_a_rollback_or_holds_anything_else() {
+        let rewound = |os: &str| Event::JournalRewound { os_now: os.into() };
+        let mut job = start("j".into(), "h".into(), T, steps(), OnFailure::Rollback, 0);
+        job.original_os = "centos 7.9".into();
+        run(&mut job, vec![ok(""), ok(""), ok(""), ok(""), failed()]);
+        assert_eq!(job.phase, JobPhase::Rollback);
+        assert_eq!(job.apply(rewound("centos 7.9"), 5), Decision::Wait);
+        assert_eq!(job.state, JobState::RolledBack);
+        assert!(
+            job.detail
+                .contains("came back from its snapshot running centos 7.9")
+        );
+
+        let mut job = start("j".into(), "h".into(), T, steps(), OnFailure::Rollback, 0);
+        job.original_os = "centos 7.9".into();
+        run(&mut job, vec![ok(""), ok(""), ok(""), ok(""), failed()]);
+        job.apply(rewound("rhel 7.9"), 5);
+        assert_eq!(
+            job.state,
+            JobState::Held,
+            "the revert did not bring the original OS back"
+        );
+
+        let mut job = start("j".into(), "h".into(), T, steps(), OnFailure::Rollback, 0);
+        run(&mut job, vec![ok(""), ok("")]);
+        job.apply(rewound("centos 7.9"), 5);
+        assert_eq!(job.state, JobState::Held, "reverted outside the job");
     }
 
     #[test]
