@@ -325,6 +325,18 @@ fn sigkill_of_the_agent_mid_upgrade_and_of_the_coordinator_mid_job() -> Result<(
         executing(&killed.id)
     })?;
     killed.machine.kill_agent();
+    // Disconnected mid-phase is unknown, not failed.
+    wait_for(
+        "the job to be shown unknown",
+        Duration::from_secs(20),
+        || {
+            let human = deployment.mfctl(&["hosts", "show", &killed.id]);
+            Ok(human
+                .stdout
+                .contains("unknown: the host is disconnected during execute"))
+        },
+    )?;
+    assert_eq!(job_state(&deployment, &killed.id)?, "running");
     killed.machine.start_agent();
     let shown = wait_job(&deployment, &killed.id)?;
     let text = timeline(&shown).join("\n");

@@ -82,9 +82,10 @@ pub fn run(
     started_boot: Option<&str>,
 ) -> PhaseResult {
     match phase {
-        Phase::Precheck(step) => {
-            PhaseResult::done(precheck::run(host, step.tool, &step.target_version), None)
-        }
+        Phase::Precheck(step) => PhaseResult::done(
+            precheck::run(host, step.tool, &step.target_version, &context.snapshot),
+            None,
+        ),
         Phase::Snapshot { job_id } => match snapshot::take(host, &context.snapshot, job_id) {
             Ok((set, detail)) => PhaseResult::done(
                 Outcome::new(State::Succeeded, detail),

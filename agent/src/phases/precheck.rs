@@ -3,6 +3,7 @@
 //! tool's pre-check (`convert2rhel analyze -y` or `leapp preupgrade --target`),
 //! whose report, not its exit code, decides.
 
+use super::snapshot::{self, Provider, SnapshotConfig};
 use super::{Outcome, step};
 use crate::command::{MigrationTool, State};
 use crate::facts::{self, Facts};
@@ -48,7 +49,12 @@ fn failed(detail: String, findings: Vec<Finding>) -> Outcome {
     }
 }
 
-pub fn run(host: &dyn Host, tool: MigrationTool, target: &str) -> Outcome {
+pub fn run(
+    host: &dyn Host,
+    tool: MigrationTool,
+    target: &str,
+    snapshots: &SnapshotConfig,
+) -> Outcome {
     let facts = facts::collect(host, &Default::default());
     let Some(os) = &facts.os else {
         return failed(
@@ -60,6 +66,7 @@ pub fn run(host: &dyn Host, tool: MigrationTool, target: &str) -> Outcome {
         return failed(reason, Vec::new());
     }
     let mut findings = own_checks(&facts, tool);
+    findings.extend(snapshot_check(host, snapshots));
     if findings.iter().any(|f| f.key == "agent::tool-missing") {
         return Outcome {
             state: State::Succeeded,
@@ -121,6 +128,42 @@ pub fn run(host: &dyn Host, tool: MigrationTool, target: &str) -> Outcome {
             }
         }
         Err(e) => failed(format!("{report_path}: {e}"), findings),
+    }
+}
+
+/// Whether the change can be protected as this host's configuration says.
+fn snapshot_check(host: &dyn Host, config: &SnapshotConfig) -> Vec<Finding> {
+    if config.provider == Provider::None {
+        return vec![agent_finding(
+            "no-snapshot",
+            false,
+            "This host migrates without a snapshot".into(),
+            "Its configuration has snapshots disabled: a failed change cannot be rolled back."
+                .into(),
+            "Enable LVM snapshots in the agent's configuration, or keep a backup.",
+        )];
+    }
+    match snapshot::capacity(host, config) {
+        Ok(groups) => groups
+            .into_iter()
+            .filter(|(_, needed, free)| needed > free)
+            .map(|(vg, needed, free)| {
+                agent_finding(
+                    "snapshot-capacity",
+                    true,
+                    format!("Not enough free space in volume group {vg} for the snapshots"),
+                    format!("The snapshots need {} MiB; {vg} has {} MiB free.", needed / MIB, free / MIB),
+                    "Add a physical volume to the volume group, or lower size_percent in the agent's configuration.",
+                )
+            })
+            .collect(),
+        Err(reason) => vec![agent_finding(
+            "snapshot-unavailable",
+            true,
+            "The change cannot be protected by an LVM snapshot".into(),
+            reason,
+            "Put the system on LVM, or configure the snapshot provider none for this host.",
+        )],
     }
 }
 
@@ -225,7 +268,12 @@ mod tests {
     fn a_clean_rhel7_host_is_ready_for_leapp() {
         let host =
             EmulatedHost::simulated(&spec(SimProfile::Rhel79, vec![finding("k-info", false)]));
-        let outcome = run(&host, MigrationTool::Leapp, "8.10");
+        let outcome = run(
+            &host,
+            MigrationTool::Leapp,
+            "8.10",
+            &SnapshotConfig::default(),
+        );
         assert_eq!(outcome.state, State::Succeeded, "{outcome:?}");
         assert!(outcome.findings.iter().all(|f| !f.blocking), "{outcome:?}");
         assert_eq!(outcome.findings[0].key, "k-info");
@@ -244,7 +292,12 @@ mod tests {
     #[test]
     fn leapp_inhibitors_block_and_exit_1_is_not_a_failure() {
         let host = EmulatedHost::simulated(&spec(SimProfile::Rhel79, vec![finding("d35f", true)]));
-        let outcome = run(&host, MigrationTool::Leapp, "8.10");
+        let outcome = run(
+            &host,
+            MigrationTool::Leapp,
+            "8.10",
+            &SnapshotConfig::default(),
+        );
         assert_eq!(outcome.state, State::Succeeded);
         assert!(outcome.detail.contains("exited 1"), "{}", outcome.detail);
         assert!(
@@ -272,7 +325,12 @@ mod tests {
                 .map(|p| p.version.as_str()),
             Some("2.0.0")
         );
-        let outcome = run(&host, MigrationTool::Convert2rhel, "7.9");
+        let outcome = run(
+            &host,
+            MigrationTool::Convert2rhel,
+            "7.9",
+            &SnapshotConfig::default(),
+        );
         assert!(outcome.detail.contains("exited 0"), "{}", outcome.detail);
         let blocking: Vec<_> = outcome.findings.iter().filter(|f| f.blocking).collect();
         assert_eq!(blocking.len(), 1, "{outcome:?}");
@@ -289,7 +347,12 @@ mod tests {
                 true,
             )],
         ));
-        let outcome = run(&host, MigrationTool::Convert2rhel, "7.9");
+        let outcome = run(
+            &host,
+            MigrationTool::Convert2rhel,
+            "7.9",
+            &SnapshotConfig::default(),
+        );
         assert!(outcome.detail.contains("exited 2"), "{}", outcome.detail);
     }
 
@@ -300,7 +363,12 @@ mod tests {
             .clone();
         scenario.failures.push(Failure::AnalysisCrash);
         let (_dir, host) = with_scenario(&spec(SimProfile::Centos79, vec![]), scenario);
-        let outcome = run(&host, MigrationTool::Convert2rhel, "7.9");
+        let outcome = run(
+            &host,
+            MigrationTool::Convert2rhel,
+            "7.9",
+            &SnapshotConfig::default(),
+        );
         assert_eq!(outcome.state, State::Failed);
         assert!(
             outcome.detail.contains("exited 1 and wrote no report"),
@@ -328,7 +396,12 @@ mod tests {
             .expect("/var")
             .free_bytes = 512 * MIB;
         let (_dir, host) = with_scenario(&spec(SimProfile::Rhel79, vec![]), scenario);
-        let outcome = run(&host, MigrationTool::Leapp, "8.10");
+        let outcome = run(
+            &host,
+            MigrationTool::Leapp,
+            "8.10",
+            &SnapshotConfig::default(),
+        );
         assert_eq!(outcome.state, State::Succeeded);
         let keys: Vec<&str> = outcome.findings.iter().map(|f| f.key.as_str()).collect();
         assert_eq!(keys, ["agent::tool-missing", "agent::space-var"]);
@@ -339,9 +412,55 @@ mod tests {
     }
 
     #[test]
+    fn the_snapshot_must_fit_before_anything_is_changed() {
+        let mut scenario = EmulatedHost::simulated(&spec(SimProfile::Rhel79, vec![]))
+            .scenario()
+            .clone();
+        scenario.lvm.free_bytes = 1 << 30;
+        let (_dir, host) = with_scenario(&spec(SimProfile::Rhel79, vec![]), scenario);
+        let outcome = run(
+            &host,
+            MigrationTool::Leapp,
+            "8.10",
+            &SnapshotConfig::default(),
+        );
+        let finding = outcome
+            .findings
+            .iter()
+            .find(|f| f.key == "agent::snapshot-capacity")
+            .expect("a capacity finding");
+        assert!(finding.blocking);
+        assert!(
+            finding
+                .summary
+                .contains("need 6144 MiB; rhel has 1024 MiB free"),
+            "{}",
+            finding.summary
+        );
+
+        let none = SnapshotConfig {
+            provider: Provider::None,
+            ..SnapshotConfig::default()
+        };
+        let host = EmulatedHost::simulated(&spec(SimProfile::Rhel79, vec![]));
+        let outcome = run(&host, MigrationTool::Leapp, "8.10", &none);
+        let warning = outcome
+            .findings
+            .iter()
+            .find(|f| f.key == "agent::no-snapshot")
+            .expect("a warning");
+        assert!(!warning.blocking);
+    }
+
+    #[test]
     fn impossible_steps_fail_before_anything_runs() {
         let host = EmulatedHost::simulated(&spec(SimProfile::Rhel79, vec![]));
-        let outcome = run(&host, MigrationTool::Leapp, "9.6");
+        let outcome = run(
+            &host,
+            MigrationTool::Leapp,
+            "9.6",
+            &SnapshotConfig::default(),
+        );
         assert_eq!(outcome.state, State::Failed);
         assert!(outcome.detail.contains("in one run"), "{}", outcome.detail);
     }

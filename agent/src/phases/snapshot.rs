@@ -138,6 +138,41 @@ fn free_space(host: &dyn Host) -> Result<Vec<(String, u64)>, String> {
         .collect()
 }
 
+/// What the snapshots would need and what the volume groups have, for the
+/// pre-check: (volume group, needed, free) per group.
+pub fn capacity(
+    host: &dyn Host,
+    config: &SnapshotConfig,
+) -> Result<Vec<(String, u64, u64)>, String> {
+    let all = volumes(host)?;
+    let chosen = choose(&all, config);
+    if chosen.is_empty() {
+        return Err("no logical volume to snapshot (is the system on LVM?)".into());
+    }
+    Ok(free_space(host)?
+        .into_iter()
+        .map(|(vg, free)| {
+            let needed = chosen
+                .iter()
+                .filter(|lv| lv.vg == vg)
+                .map(|lv| snapshot_size(lv, config))
+                .sum();
+            (vg, needed, free)
+        })
+        .collect())
+}
+
+fn choose<'a>(all: &'a [Lv], config: &SnapshotConfig) -> Vec<&'a Lv> {
+    all.iter()
+        .filter(|lv| !lv.is_snapshot())
+        .filter(|lv| config.volumes.is_empty() || config.volumes.contains(&lv.path()))
+        .collect()
+}
+
+fn snapshot_size(lv: &Lv, config: &SnapshotConfig) -> u64 {
+    (lv.size / 100 * u64::from(config.size_percent.clamp(1, 100))).div_ceil(MIB) * MIB
+}
+
 /// Takes the snapshot set for `job_id`. On any failure, what was created is
 /// removed again and the host is as before.
 pub fn take(
@@ -152,23 +187,8 @@ pub fn take(
         ));
     }
     let all = volumes(host)?;
-    let chosen: Vec<&Lv> = all
-        .iter()
-        .filter(|lv| !lv.is_snapshot())
-        .filter(|lv| config.volumes.is_empty() || config.volumes.contains(&lv.path()))
-        .collect();
-    if chosen.is_empty() {
-        return Err("no logical volume to snapshot (is the system on LVM?)".into());
-    }
-    let size = |lv: &Lv| {
-        (lv.size / 100 * u64::from(config.size_percent.clamp(1, 100))).div_ceil(MIB) * MIB
-    };
-    for (vg, free) in free_space(host)? {
-        let needed: u64 = chosen
-            .iter()
-            .filter(|lv| lv.vg == vg)
-            .map(|lv| size(lv))
-            .sum();
+    let chosen = choose(&all, config);
+    for (vg, needed, free) in capacity(host, config)? {
         if needed > free {
             return Err(format!(
                 "volume group {vg} has {} MiB free; the snapshots need {} MiB",
@@ -185,7 +205,7 @@ pub fn take(
     let mut created: Vec<String> = Vec::new();
     for lv in &chosen {
         let name = format!("{}_mf_{suffix}", lv.name);
-        let size_arg = format!("{}m", size(lv) / MIB);
+        let size_arg = format!("{}m", snapshot_size(lv, config) / MIB);
         let origin = lv.path();
         if let Err(e) = run(
             host,

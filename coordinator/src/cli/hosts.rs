@@ -243,7 +243,7 @@ pub fn print_one(host: &pb::Host, format: Format) -> Result<()> {
         }
     }
     if let Some(job) = &host.job {
-        lines.extend(super::jobs::lines(job));
+        lines.extend(super::jobs::lines(job, host.connected));
     }
     let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (key, value) in lines {

@@ -31,8 +31,9 @@ pub fn to_json(job: &pb::Job) -> serde_json::Value {
     })
 }
 
-/// The job's lines for `hosts show` and `migrate`.
-pub fn lines(job: &pb::Job) -> Vec<(String, String)> {
+/// The job's lines for `hosts show` and `migrate`. A running job whose host
+/// is disconnected is not failed: its outcome is unknown until the host returns.
+pub fn lines(job: &pb::Job, connected: bool) -> Vec<(String, String)> {
     let mut lines = vec![
         (
             "Job".into(),
@@ -56,6 +57,15 @@ pub fn lines(job: &pb::Job) -> Vec<(String, String)> {
             ),
         ),
     ];
+    if job.state == "running" && !connected {
+        lines.push((
+            "Job outcome".into(),
+            format!(
+                "unknown: the host is disconnected during {}; the job goes on when it returns",
+                job.phase
+            ),
+        ));
+    }
     for f in &job.findings {
         lines.push((
             format!("Job finding{}", if f.blocking { " (blocking)" } else { "" }),
@@ -76,7 +86,7 @@ pub fn print_job(job: &pb::Job, format: Format) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&to_json(job))?);
         return Ok(());
     }
-    let lines = lines(job);
+    let lines = lines(job, true);
     let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (key, value) in lines {
         println!("{key:<width$}  {value}");
