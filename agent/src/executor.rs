@@ -57,6 +57,10 @@ impl Executor {
         if let Ok(Some(update)) = &settled {
             info!(command_id = %update.command_id, state = ?update.state, "settled the command left running");
         }
+        let context = Context {
+            host_id: host_id.clone(),
+            ..context
+        };
         let (commands, rx) = mpsc::channel(QUEUE);
         let initial = progress_of(&lock(&journal));
         let (progress_tx, progress) = watch::channel(initial);

@@ -33,6 +33,8 @@ pub enum SnapshotSet {
         /// Archive of /boot (not on LVM), restored before a merge.
         boot_backup: String,
     },
+    /// A site's hook (a hypervisor snapshot), named for the job.
+    Command { command: String, name: String },
     /// The host's configuration allows migrating without a snapshot.
     None,
 }

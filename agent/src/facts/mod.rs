@@ -302,6 +302,7 @@ mod tests {
             uptime_seconds: 1234,
             findings: Vec::new(),
             failures: Vec::new(),
+            hook: None,
         })
     }
 

@@ -95,6 +95,9 @@ pub trait Host: Send + Sync + 'static {
     /// Removes a file; a file that does not exist is not an error.
     fn remove_file(&self, path: &str) -> Result<(), HostError>;
     fn run(&self, argv: &[&str]) -> Result<CommandOutput, HostError>;
+    /// Runs a site's own program (a snapshot hook) with extra environment.
+    fn run_with_env(&self, argv: &[&str], env: &[(&str, &str)])
+    -> Result<CommandOutput, HostError>;
     fn filesystem(&self, path: &str) -> Result<FsUsage, HostError>;
     fn hardware(&self) -> Hardware;
     fn reboot(&self) -> Result<Reboot, HostError>;

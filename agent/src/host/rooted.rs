@@ -36,6 +36,14 @@ impl Host for RootedHost {
     }
 
     fn run(&self, argv: &[&str]) -> Result<CommandOutput, HostError> {
+        self.run_with_env(argv, &[])
+    }
+
+    fn run_with_env(
+        &self,
+        argv: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<CommandOutput, HostError> {
         let (program, args) = argv.split_first().ok_or(HostError::CommandUnavailable {
             command: String::new(),
             reason: "empty command line".into(),
@@ -54,6 +62,7 @@ impl Host for RootedHost {
         let output = Command::new(program)
             .args(args)
             .env("LC_ALL", "C")
+            .envs(env.iter().copied())
             .output()
             .map_err(|source| match source.kind() {
                 ErrorKind::NotFound => HostError::CommandNotFound {

@@ -56,6 +56,8 @@ impl PhaseResult {
 /// What the host's configuration says about phases.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Context {
+    /// This host's id, for the snapshot hook's environment.
+    pub host_id: String,
     pub snapshot: SnapshotConfig,
 }
 
@@ -86,20 +88,22 @@ pub fn run(
             precheck::run(host, step.tool, &step.target_version, &context.snapshot),
             None,
         ),
-        Phase::Snapshot { job_id } => match snapshot::take(host, &context.snapshot, job_id) {
-            Ok((set, detail)) => PhaseResult::done(
-                Outcome::new(State::Succeeded, detail),
-                with(migration, |m| {
-                    *m = Migration {
-                        stage: Stage::Snapshotted,
-                        snapshot: Some(set),
-                        step: None,
-                        failure: None,
-                    }
-                }),
-            ),
-            Err(reason) => PhaseResult::done(Outcome::new(State::Failed, reason), None),
-        },
+        Phase::Snapshot { job_id } => {
+            match snapshot::take(host, &context.snapshot, &context.host_id, job_id) {
+                Ok((set, detail)) => PhaseResult::done(
+                    Outcome::new(State::Succeeded, detail),
+                    with(migration, |m| {
+                        *m = Migration {
+                            stage: Stage::Snapshotted,
+                            snapshot: Some(set),
+                            step: None,
+                            failure: None,
+                        }
+                    }),
+                ),
+                Err(reason) => PhaseResult::done(Outcome::new(State::Failed, reason), None),
+            }
+        }
         Phase::Execute(step) => match execute::run(host, step) {
             execute::Executed::Changed(detail) => PhaseResult::done(
                 Outcome::new(State::Succeeded, detail),
@@ -151,7 +155,7 @@ pub fn run(
                 .snapshot
                 .clone()
                 .unwrap_or(crate::migration::SnapshotSet::None);
-            match snapshot::remove(host, &set) {
+            match snapshot::remove(host, &set, &context.host_id) {
                 Ok(detail) => PhaseResult::done(
                     Outcome::new(State::Succeeded, format!("committed: {detail}")),
                     Some(Migration::default()),
@@ -164,7 +168,7 @@ pub fn run(
                 .snapshot
                 .clone()
                 .unwrap_or(crate::migration::SnapshotSet::None);
-            if let Err(reason) = snapshot::revert(host, &set) {
+            if let Err(reason) = snapshot::revert(host, &set, &context.host_id) {
                 return PhaseResult::done(Outcome::new(State::Failed, reason), None);
             }
             match host.reboot() {

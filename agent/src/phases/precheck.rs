@@ -143,6 +143,20 @@ fn snapshot_check(host: &dyn Host, config: &SnapshotConfig) -> Vec<Finding> {
             "Enable LVM snapshots in the agent's configuration, or keep a backup.",
         )];
     }
+    if config.provider == Provider::Command {
+        return match config.command.as_deref() {
+            Some(path) if path.starts_with('/') && host.read_file(path).is_ok() => Vec::new(),
+            other => vec![agent_finding(
+                "snapshot-hook-missing",
+                true,
+                "The snapshot hook is not installed".into(),
+                format!(
+                    "The configured snapshot command {other:?} is not an installed absolute path."
+                ),
+                "Install the site's snapshot hook, or fix `command` under [snapshot].",
+            )],
+        };
+    }
     match snapshot::capacity(host, config) {
         Ok(groups) => groups
             .into_iter()
@@ -250,6 +264,7 @@ mod tests {
             uptime_seconds: 1,
             findings,
             failures: Vec::new(),
+            hook: None,
         }
     }
 

@@ -1,6 +1,8 @@
 //! Snapshots before a change, and what becomes of them: LVM snapshots of the
 //! system volumes sized against the volume group's free space plus an archive
-//! of /boot (not on LVM); or none, where the host's configuration allows it.
+//! of /boot (not on LVM); a site's hook (`COMMAND take|revert|remove` with the
+//! host and job in its environment, trusted by its exit code), typically a
+//! hypervisor snapshot; or none, where the host's configuration allows it.
 //! Revert restores /boot and merges every snapshot (the merge completes at the
 //! next boot); commit removes them.
 
@@ -20,12 +22,15 @@ pub struct SnapshotConfig {
     pub size_percent: u32,
     /// Where the /boot archive goes on the host.
     pub backup_dir: String,
+    /// The hook of the `command` provider: an absolute path on the host.
+    pub command: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Provider {
     Lvm,
+    Command,
     /// No snapshot: only where the operator configured it for this host.
     None,
 }
@@ -37,6 +42,7 @@ impl Default for SnapshotConfig {
             volumes: Vec::new(),
             size_percent: 20,
             backup_dir: "/var/lib/mf-agent".into(),
+            command: None,
         }
     }
 }
@@ -178,8 +184,21 @@ fn snapshot_size(lv: &Lv, config: &SnapshotConfig) -> u64 {
 pub fn take(
     host: &dyn Host,
     config: &SnapshotConfig,
+    host_id: &str,
     job_id: &str,
 ) -> Result<(SnapshotSet, String), String> {
+    if config.provider == Provider::Command {
+        let command = hook(config)?;
+        let name = format!("mf-{job_id}");
+        run_hook(host, &command, "take", host_id, job_id, &name)?;
+        return Ok((
+            SnapshotSet::Command {
+                command: command.clone(),
+                name: name.clone(),
+            },
+            format!("{command} took snapshot {name}"),
+        ));
+    }
     if config.provider == Provider::None {
         return Ok((
             SnapshotSet::None,
@@ -244,8 +263,57 @@ fn remove_volumes(host: &dyn Host, volumes: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// Restores /boot and starts the merge of every snapshot; the caller reboots.
-pub fn revert(host: &dyn Host, set: &SnapshotSet) -> Result<(), String> {
+fn hook(config: &SnapshotConfig) -> Result<String, String> {
+    match config.command.as_deref() {
+        Some(path) if path.starts_with('/') => Ok(path.to_string()),
+        Some(path) => Err(format!(
+            "the snapshot hook must be an absolute path, not {path:?}"
+        )),
+        None => {
+            Err("the command snapshot provider needs `command` in the agent's configuration".into())
+        }
+    }
+}
+
+/// `COMMAND ACTION` with the host, the job and the snapshot in its environment.
+fn run_hook(
+    host: &dyn Host,
+    command: &str,
+    action: &str,
+    host_id: &str,
+    job_id: &str,
+    name: &str,
+) -> Result<String, String> {
+    let env = [
+        ("MF_ACTION", action),
+        ("MF_HOST_ID", host_id),
+        ("MF_JOB_ID", job_id),
+        ("MF_SNAPSHOT", name),
+    ];
+    let output = host
+        .run_with_env(&[command, action], &env)
+        .map_err(|e| format!("{command} {action}: {e}"))?;
+    if output.status != 0 {
+        return Err(format!(
+            "{command} {action} exited {}: {}",
+            output.status,
+            output.stderr.trim()
+        ));
+    }
+    Ok(output.stdout)
+}
+
+/// The job id a hook snapshot was named for.
+fn job_of(name: &str) -> &str {
+    name.strip_prefix("mf-").unwrap_or(name)
+}
+
+/// Reverts to the snapshot set: for LVM restores /boot and starts the merge
+/// of every snapshot; for a hook asks it to revert. The caller reboots.
+pub fn revert(host: &dyn Host, set: &SnapshotSet, host_id: &str) -> Result<(), String> {
+    if let SnapshotSet::Command { command, name } = set {
+        return run_hook(host, command, "revert", host_id, job_of(name), name).map(|_| ());
+    }
     let SnapshotSet::Lvm {
         volumes: names,
         boot_backup,
@@ -288,7 +356,11 @@ pub fn merged(host: &dyn Host, set: &SnapshotSet) -> Result<(), String> {
 }
 
 /// Keeps the change: removes the snapshots and the /boot archive.
-pub fn remove(host: &dyn Host, set: &SnapshotSet) -> Result<String, String> {
+pub fn remove(host: &dyn Host, set: &SnapshotSet, host_id: &str) -> Result<String, String> {
+    if let SnapshotSet::Command { command, name } = set {
+        return run_hook(host, command, "remove", host_id, job_of(name), name)
+            .map(|_| format!("{command} removed {name}"));
+    }
     let SnapshotSet::Lvm {
         volumes: names,
         boot_backup,

@@ -31,6 +31,7 @@ fn host(profile: SimProfile, failures: &[Failure]) -> EmulatedHost {
         uptime_seconds: 100,
         findings: Vec::new(),
         failures: Vec::new(),
+        hook: None,
     };
     EmulatedHost::simulated_with_failures(&spec, failures)
 }
@@ -213,6 +214,7 @@ fn a_conversion_failing_after_the_point_of_no_return_asks_for_a_rollback() {
 fn a_snapshot_too_big_for_the_volume_group_changes_nothing() {
     let host = host(SimProfile::Rhel79, &[]);
     let context = Context {
+        host_id: "h.example.com".into(),
         snapshot: SnapshotConfig {
             size_percent: 100,
             ..SnapshotConfig::default()
@@ -257,6 +259,7 @@ fn a_snapshot_too_big_for_the_volume_group_changes_nothing() {
 fn without_snapshots_only_where_configured_and_then_no_rollback() {
     let host = host(SimProfile::Rhel79, &[]);
     let context = Context {
+        host_id: "h.example.com".into(),
         snapshot: SnapshotConfig {
             provider: snapshot::Provider::None,
             ..SnapshotConfig::default()
@@ -276,5 +279,102 @@ fn without_snapshots_only_where_configured_and_then_no_rollback() {
             .allows(&Phase::Rollback)
             .expect_err("no rollback")
             .contains("without snapshots")
+    );
+}
+
+#[test]
+fn a_site_hook_snapshot_takes_reverts_and_tells_the_hook_who_and_what() {
+    let fs = FsUsage {
+        free_bytes: 10 << 30,
+        total_bytes: 20 << 30,
+    };
+    let spec = SimHostSpec {
+        profile: SimProfile::Rhel79,
+        hostname: "h".into(),
+        domain: "example.com".into(),
+        machine_id: "m".into(),
+        boot_id: "boot-0".into(),
+        cpus: 2,
+        memory_bytes: 4 << 30,
+        other_packages: 3,
+        filesystems: WATCHED_FILESYSTEMS
+            .iter()
+            .map(|p| (p.to_string(), fs))
+            .collect::<BTreeMap<_, _>>(),
+        uptime_seconds: 100,
+        findings: Vec::new(),
+        failures: vec![Failure::InitramfsFailure],
+        hook: Some(crate::host::emulated::Hook {
+            path: "/usr/local/sbin/vm-snapshot".into(),
+            fail: Vec::new(),
+        }),
+    };
+    let host = EmulatedHost::simulated(&spec);
+    let context = Context {
+        host_id: "h.example.com".into(),
+        snapshot: SnapshotConfig {
+            provider: snapshot::Provider::Command,
+            command: Some("/usr/local/sbin/vm-snapshot".into()),
+            ..SnapshotConfig::default()
+        },
+    };
+    let precheck = run(
+        &host,
+        &Phase::Precheck(leapp("8.10")),
+        &Migration::default(),
+        &context,
+        None,
+    );
+    let findings = precheck.outcome.expect("done").findings;
+    assert!(
+        findings
+            .iter()
+            .all(|f| !f.key.starts_with("agent::snapshot")),
+        "{findings:#?}"
+    );
+
+    let mut migration = Migration::default();
+    for phase in [
+        Phase::Snapshot {
+            job_id: "job7".into(),
+        },
+        Phase::Execute(leapp("8.10")),
+        Phase::Reboot,
+        Phase::Verify(leapp("8.10")),
+    ] {
+        let boot = boot_id(&host);
+        let result = run(&host, &phase, &migration, &context, boot.as_deref());
+        if let Some(next) = result.migration {
+            migration = next;
+        }
+    }
+    assert_eq!(
+        migration.stage,
+        Stage::Failed,
+        "the upgrade failed in its initramfs"
+    );
+    let boot = boot_id(&host);
+    let rollback = run(
+        &host,
+        &Phase::Rollback,
+        &migration,
+        &context,
+        boot.as_deref(),
+    );
+    let outcome = rollback.outcome.expect("done");
+    assert_eq!(outcome.state, State::Succeeded, "{}", outcome.detail);
+    assert_eq!(os(&host), "rhel 7.9");
+    let log = host
+        .read_to_string("/.mf-sim/hook.log")
+        .expect("the hook was called");
+    assert!(
+        log.contains(
+            "take MF_ACTION=take MF_HOST_ID=h.example.com MF_JOB_ID=job7 MF_SNAPSHOT=mf-job7"
+        ),
+        "{log}"
+    );
+    assert!(
+        log.contains("revert MF_ACTION=revert MF_HOST_ID=h.example.com MF_JOB_ID=job7"),
+        "{log}"
     );
 }

@@ -204,6 +204,7 @@ pub fn plan_fleet(spec: &FleetSpec) -> Vec<HostPlan> {
                 uptime_seconds: rng.gen_range(3_600..40_000_000),
                 findings: draw_findings(&mut rng, profile),
                 failures: Vec::new(),
+                hook: None,
             };
             HostPlan {
                 host_id,

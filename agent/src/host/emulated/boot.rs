@@ -62,6 +62,16 @@ pub fn boot_if_pending(tree: &Tree, scenario: &Scenario) -> bool {
             BootAction::MergeSnapshots => lvm::merge_at_boot(tree, scenario, &mut state),
             BootAction::LeappUpgrade { target } => upgrade_initramfs(tree, scenario, &target),
             BootAction::RhelKernel => {}
+            BootAction::RestoreMachine { name } => {
+                if let Some(files) = state.machine_snapshots.get(&name).cloned() {
+                    for path in tree.list().into_iter().filter(|p| !p.starts_with("/proc/")) {
+                        let _ = tree.remove(&path);
+                    }
+                    for (path, content) in files {
+                        let _ = tree.write(&path, content.as_bytes());
+                    }
+                }
+            }
         }
     }
     // The newest installed kernel boots.

@@ -5,6 +5,7 @@
 
 mod boot;
 mod convert2rhel;
+mod hook;
 mod leapp;
 mod lvm;
 pub mod profile;
@@ -18,7 +19,9 @@ mod tree;
 use std::path::{Path, PathBuf};
 
 pub use profile::{SimHostSpec, SimProfile};
-pub use scenario::{Durations, Failure, Package, SCENARIO_PATH, Scenario, ScenarioFinding, Space};
+pub use scenario::{
+    Durations, Failure, Hook, Package, SCENARIO_PATH, Scenario, ScenarioFinding, Space,
+};
 use tree::Tree;
 
 use super::{CommandOutput, FsUsage, Hardware, Host, HostError, Reboot};
@@ -149,6 +152,19 @@ impl Host for EmulatedHost {
 
     fn remove_file(&self, path: &str) -> Result<(), HostError> {
         self.tree.remove(path)
+    }
+
+    fn run_with_env(
+        &self,
+        argv: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<CommandOutput, HostError> {
+        match (&self.scenario.hook, argv.split_first()) {
+            (Some(hook), Some((program, args))) if *program == hook.path => {
+                Ok(hook::run(&self.tree, hook, args, env))
+            }
+            _ => self.run(argv),
+        }
     }
 
     fn run(&self, argv: &[&str]) -> Result<CommandOutput, HostError> {

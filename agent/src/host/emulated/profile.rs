@@ -217,6 +217,8 @@ pub struct SimHostSpec {
     pub findings: Vec<ScenarioFinding>,
     /// Failures to inject in its migration.
     pub failures: Vec<super::scenario::Failure>,
+    /// A site snapshot hook installed on it.
+    pub hook: Option<super::scenario::Hook>,
 }
 
 /// The initial files and the scenario of a simulated host.
@@ -264,6 +266,9 @@ pub fn build(spec: &SimHostSpec) -> (BTreeMap<String, Vec<u8>>, Scenario) {
             spec.uptime_seconds * 3
         ),
     );
+    if let Some(hook) = &spec.hook {
+        put(&hook.path, "#!/bin/sh\n# site snapshot hook\n".into());
+    }
     let scenario = Scenario {
         packages: spec
             .profile
@@ -274,6 +279,7 @@ pub fn build(spec: &SimHostSpec) -> (BTreeMap<String, Vec<u8>>, Scenario) {
         other_packages: spec.other_packages,
         findings: spec.findings.clone(),
         failures: spec.failures.clone(),
+        hook: spec.hook.clone(),
         filesystems: spec
             .filesystems
             .iter()

@@ -33,6 +33,18 @@ pub struct Scenario {
     pub durations: Durations,
     /// The LVM layout; the default is a standard RHEL install.
     pub lvm: Lvm,
+    /// A site's snapshot hook (a hypervisor snapshot) installed on the host.
+    pub hook: Option<Hook>,
+}
+
+/// A snapshot hook at `path`: `take`, `revert` and `remove` act on a snapshot
+/// of the whole machine, as a hypervisor's would; `fail` lists actions that
+/// exit 1.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Hook {
+    pub path: String,
+    pub fail: Vec<String>,
 }
 
 /// One volume group and its logical volumes.

@@ -19,6 +19,8 @@ pub struct MachineState {
     /// What the next boot does, in order.
     pub at_boot: Vec<BootAction>,
     pub snapshots: Vec<Snapshot>,
+    /// Whole-machine snapshots taken by a site hook: name -> files.
+    pub machine_snapshots: BTreeMap<String, BTreeMap<String, String>>,
     /// The machine did not come back from its last reboot.
     pub down: bool,
 }
@@ -33,6 +35,8 @@ pub enum BootAction {
     LeappUpgrade { target: String },
     /// `lvconvert --merge` completes when the volumes are activated.
     MergeSnapshots,
+    /// A hypervisor revert: the whole machine as the snapshot had it.
+    RestoreMachine { name: String },
 }
 
 /// An LVM snapshot and the files of its origin volume when it was taken.

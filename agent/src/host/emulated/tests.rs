@@ -28,6 +28,7 @@ fn host(profile: SimProfile, failures: &[Failure]) -> EmulatedHost {
         uptime_seconds: 100,
         findings: Vec::new(),
         failures: Vec::new(),
+        hook: None,
     };
     let mut host = EmulatedHost::simulated(&spec);
     host.scenario.failures = failures.to_vec();
