@@ -279,31 +279,10 @@ fn parse_rpm_query(stdout: &str) -> Result<(u64, BTreeMap<String, String>), Stri
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host::{EmulatedHost, FsUsage, RootedHost, SimHostSpec, SimProfile};
+    use crate::host::{EmulatedHost, RootedHost, SimHostSpec, SimProfile};
 
     fn sim(profile: SimProfile) -> EmulatedHost {
-        let fs = FsUsage {
-            free_bytes: 5 << 30,
-            total_bytes: 20 << 30,
-        };
-        EmulatedHost::simulated(&SimHostSpec {
-            profile,
-            hostname: "web-01".into(),
-            domain: "dc1.example.com".into(),
-            machine_id: "0123456789abcdef0123456789abcdef".into(),
-            boot_id: "b0b0b0b0-0000-4000-8000-000000000000".into(),
-            cpus: 4,
-            memory_bytes: 8 << 30,
-            other_packages: 3,
-            filesystems: WATCHED_FILESYSTEMS
-                .iter()
-                .map(|p| (p.to_string(), fs))
-                .collect(),
-            uptime_seconds: 1234,
-            findings: Vec::new(),
-            failures: Vec::new(),
-            hook: None,
-        })
+        EmulatedHost::simulated(&SimHostSpec::example(profile))
     }
 
     #[test]
@@ -317,8 +296,8 @@ mod tests {
             Some("3.10.0-1160.119.1.el7.x86_64")
         );
         assert_eq!(facts.arch.as_deref(), Some("x86_64"));
-        assert_eq!(facts.fqdn.as_deref(), Some("web-01.dc1.example.com"));
-        assert_eq!(facts.uptime_seconds, Some(1234));
+        assert_eq!(facts.fqdn.as_deref(), Some("h.example.com"));
+        assert_eq!(facts.uptime_seconds, Some(100));
         assert_eq!(facts.package_count, Some(5));
         assert_eq!(facts.packages["convert2rhel"], "2.1.0-1.el7.noarch");
         assert_eq!(facts.filesystems.len(), 3);

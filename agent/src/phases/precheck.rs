@@ -236,35 +236,15 @@ fn own_checks(facts: &Facts, tool: MigrationTool) -> Vec<Finding> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
     use super::*;
-    use crate::facts::WATCHED_FILESYSTEMS;
     use crate::host::emulated::{Failure, ScenarioFinding};
-    use crate::host::{EmulatedHost, FsUsage, SimHostSpec, SimProfile};
+    use crate::host::{EmulatedHost, SimHostSpec, SimProfile};
 
     fn spec(profile: SimProfile, findings: Vec<ScenarioFinding>) -> SimHostSpec {
-        let fs = FsUsage {
-            free_bytes: 10 << 30,
-            total_bytes: 20 << 30,
-        };
         SimHostSpec {
-            profile,
-            hostname: "h".into(),
-            domain: "example.com".into(),
-            machine_id: "m".into(),
-            boot_id: "b".into(),
-            cpus: 2,
-            memory_bytes: 4 << 30,
-            other_packages: 10,
-            filesystems: WATCHED_FILESYSTEMS
-                .iter()
-                .map(|p| (p.to_string(), fs))
-                .collect::<BTreeMap<_, _>>(),
-            uptime_seconds: 1,
             findings,
-            failures: Vec::new(),
-            hook: None,
+            ..SimHostSpec::example(profile)
         }
     }
 

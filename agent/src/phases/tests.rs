@@ -5,36 +5,14 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::command::{MigrationTool, Step};
-use crate::facts::{self, WATCHED_FILESYSTEMS};
+use crate::facts;
 use crate::host::emulated::Failure;
-use crate::host::{EmulatedHost, FsUsage, SimHostSpec, SimProfile};
-use crate::migration::SnapshotSet;
+use crate::host::{EmulatedHost, SimHostSpec, SimProfile};
 
 fn host(profile: SimProfile, failures: &[Failure]) -> EmulatedHost {
-    let fs = FsUsage {
-        free_bytes: 10 << 30,
-        total_bytes: 20 << 30,
-    };
-    let spec = SimHostSpec {
-        profile,
-        hostname: "h".into(),
-        domain: "example.com".into(),
-        machine_id: "m".into(),
-        boot_id: "boot-0".into(),
-        cpus: 2,
-        memory_bytes: 4 << 30,
-        other_packages: 3,
-        filesystems: WATCHED_FILESYSTEMS
-            .iter()
-            .map(|p| (p.to_string(), fs))
-            .collect::<BTreeMap<_, _>>(),
-        uptime_seconds: 100,
-        findings: Vec::new(),
-        failures: Vec::new(),
-        hook: None,
-    };
-    EmulatedHost::simulated_with_failures(&spec, failures)
+    EmulatedHost::simulated_with_failures(&SimHostSpec::example(profile), failures)
 }
+use crate::migration::SnapshotSet;
 
 /// Runs the phases in order as the executor would, checking each is allowed.
 fn drive(host: &EmulatedHost, phases: &[Phase]) -> (Migration, Vec<Outcome>) {
@@ -284,30 +262,13 @@ fn without_snapshots_only_where_configured_and_then_no_rollback() {
 
 #[test]
 fn a_site_hook_snapshot_takes_reverts_and_tells_the_hook_who_and_what() {
-    let fs = FsUsage {
-        free_bytes: 10 << 30,
-        total_bytes: 20 << 30,
-    };
     let spec = SimHostSpec {
-        profile: SimProfile::Rhel79,
-        hostname: "h".into(),
-        domain: "example.com".into(),
-        machine_id: "m".into(),
-        boot_id: "boot-0".into(),
-        cpus: 2,
-        memory_bytes: 4 << 30,
-        other_packages: 3,
-        filesystems: WATCHED_FILESYSTEMS
-            .iter()
-            .map(|p| (p.to_string(), fs))
-            .collect::<BTreeMap<_, _>>(),
-        uptime_seconds: 100,
-        findings: Vec::new(),
         failures: vec![Failure::InitramfsFailure],
         hook: Some(crate::host::emulated::Hook {
             path: "/usr/local/sbin/vm-snapshot".into(),
             fail: Vec::new(),
         }),
+        ..SimHostSpec::example(SimProfile::Rhel79)
     };
     let host = EmulatedHost::simulated(&spec);
     let context = Context {

@@ -221,6 +221,36 @@ pub struct SimHostSpec {
     pub hook: Option<super::scenario::Hook>,
 }
 
+#[cfg(test)]
+impl SimHostSpec {
+    /// A plain host of `profile` for tests: room to spare everywhere, no
+    /// findings, no failures, boot id `boot-0`.
+    pub fn example(profile: SimProfile) -> Self {
+        let fs = FsUsage {
+            free_bytes: 10 << 30,
+            total_bytes: 20 << 30,
+        };
+        Self {
+            profile,
+            hostname: "h".into(),
+            domain: "example.com".into(),
+            machine_id: "0123456789abcdef0123456789abcdef".into(),
+            boot_id: "boot-0".into(),
+            cpus: 2,
+            memory_bytes: 4 << 30,
+            other_packages: 3,
+            filesystems: crate::facts::WATCHED_FILESYSTEMS
+                .iter()
+                .map(|p| (p.to_string(), fs))
+                .collect(),
+            uptime_seconds: 100,
+            findings: Vec::new(),
+            failures: Vec::new(),
+            hook: None,
+        }
+    }
+}
+
 /// The initial files and the scenario of a simulated host.
 pub fn build(spec: &SimHostSpec) -> (BTreeMap<String, Vec<u8>>, Scenario) {
     let fqdn = format!("{}.{}", spec.hostname, spec.domain);

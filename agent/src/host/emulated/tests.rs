@@ -4,35 +4,10 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::facts::{self, WATCHED_FILESYSTEMS};
-use crate::host::FsUsage;
+use crate::facts;
 
 fn host(profile: SimProfile, failures: &[Failure]) -> EmulatedHost {
-    let fs = FsUsage {
-        free_bytes: 10 << 30,
-        total_bytes: 20 << 30,
-    };
-    let spec = SimHostSpec {
-        profile,
-        hostname: "h".into(),
-        domain: "example.com".into(),
-        machine_id: "m".into(),
-        boot_id: "boot-0".into(),
-        cpus: 2,
-        memory_bytes: 4 << 30,
-        other_packages: 3,
-        filesystems: WATCHED_FILESYSTEMS
-            .iter()
-            .map(|p| (p.to_string(), fs))
-            .collect::<BTreeMap<_, _>>(),
-        uptime_seconds: 100,
-        findings: Vec::new(),
-        failures: Vec::new(),
-        hook: None,
-    };
-    let mut host = EmulatedHost::simulated(&spec);
-    host.scenario.failures = failures.to_vec();
-    host
+    EmulatedHost::simulated_with_failures(&SimHostSpec::example(profile), failures)
 }
 
 fn os(host: &EmulatedHost) -> (String, String, String) {
