@@ -151,7 +151,13 @@ impl Worker {
                     }
                     None => break,
                 },
-                finished = async { running.as_mut().map(|(_, task)| task).expect("guarded").await }, if running.is_some() => {
+                // With nothing running (or no deadline) these branches wait forever.
+                finished = async {
+                    match running.as_mut() {
+                        Some((_, task)) => task.await,
+                        None => std::future::pending().await,
+                    }
+                } => {
                     running = None;
                     match finished {
                         Ok((command, result)) => match result.outcome {
@@ -164,7 +170,12 @@ impl Worker {
                         Err(e) => warn!(error = %e, "a phase panicked; it is settled at the next start"),
                     }
                 }
-                () = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => {
+                () = async {
+                    match deadline {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
                     if let Some((command, _)) = rebooting.take() {
                         let outcome = Outcome {
                             state: State::Failed,
