@@ -1,3 +1,4 @@
+use super::precheck::{CommandPhase, Readiness};
 use super::*;
 use crate::jobs::OnFailure;
 use crate::migration::{Target, Tool};

@@ -1,0 +1,204 @@
+//! The inventory task's side of pre-checks: planning each selected host's
+//! next step and recording the pre-check (durable before it is sent), applying
+//! agents' updates (a job's command goes to the job), and the readiness and
+//! finding gauges.
+
+use super::precheck::{
+    AgentCommand, CommandPhase, CommandUpdate, PrecheckRecord, PrecheckState, Readiness,
+    UpdateState,
+};
+use super::selector::Selector;
+use super::{PRECHECK_TTL_MS, PrecheckSummary, State};
+use crate::clock::now_unix_ms;
+use crate::migration::{self, Target};
+use tracing::{debug, error};
+
+impl State {
+    /// Plans the first step of each selected host toward `target`, records the
+    /// pre-check (durable with this batch) and queues its delivery.
+    pub(super) fn precheck(&mut self, selector: &Selector, target: Target) -> PrecheckSummary {
+        let now = now_unix_ms();
+        let mut summary = PrecheckSummary::default();
+        let mut ids: Vec<String> = self
+            .hosts
+            .values()
+            .filter(|h| {
+                let view = h.view();
+                selector.matches(|k| view.selector_value(k))
+            })
+            .map(|h| h.record.id.clone())
+            .collect();
+        ids.sort();
+        for id in ids {
+            let Some(host) = self.hosts.get_mut(&id) else {
+                continue;
+            };
+            let Some(os) = host.record.facts.as_ref().and_then(|f| f.os.clone()) else {
+                summary
+                    .refused
+                    .push((id, "the host has not reported its operating system".into()));
+                continue;
+            };
+            // An impossible path is refused with its reason and records nothing.
+            let step = match migration::plan(&os.id, &os.version, target) {
+                Ok(steps) => steps[0],
+                Err(e) => {
+                    summary.refused.push((id, e.to_string()));
+                    continue;
+                }
+            };
+            host.record.last_sequence += 1;
+            let record = PrecheckRecord {
+                command_id: format!("pre-{}", crate::pki::token::hex_id()),
+                sequence: host.record.last_sequence,
+                target,
+                step,
+                state: PrecheckState::Requested,
+                readiness: Readiness::Unknown,
+                detail: format!("requested: {step}"),
+                requested_unix_ms: now,
+                expires_unix_ms: now + PRECHECK_TTL_MS,
+                started_unix_ms: 0,
+                finished_unix_ms: 0,
+                findings: Vec::new(),
+            };
+            let command = precheck_command(&id, &record);
+            let old = host.precheck.replace(record.clone());
+            let host_record = host.record.clone();
+            let connected = host.session.is_some();
+            self.count_precheck(old.as_ref(), Some(&record));
+            if let Err(e) = self
+                .store
+                .put_host(&host_record)
+                .and_then(|()| self.store.put_precheck(&id, &record))
+            {
+                error!(host_id = %id, error = %e, "cannot record a pre-check");
+                summary
+                    .refused
+                    .push((id, "the coordinator could not record the pre-check".into()));
+                continue;
+            }
+            self.metrics
+                .commands
+                .with_label_values(&["precheck", "requested"])
+                .inc();
+            if connected {
+                summary.dispatched += 1;
+            } else {
+                summary.queued += 1;
+            }
+            self.deliveries.push(command);
+        }
+        summary
+    }
+
+    /// An agent's report on a command; stale or unknown ones change nothing.
+    pub(super) fn apply_update(&mut self, host_id: &str, update: CommandUpdate) {
+        let now = now_unix_ms();
+        if self
+            .hosts
+            .get(host_id)
+            .and_then(|h| h.job.as_ref())
+            .is_some_and(|j| j.command_id == update.command_id)
+        {
+            self.apply_job_update(host_id, update, now);
+            return;
+        }
+        let Some(old) = self
+            .hosts
+            .get(host_id)
+            .and_then(|h| h.precheck.clone())
+            .filter(|p| p.command_id == update.command_id)
+        else {
+            debug!(host_id, command_id = %update.command_id, "update for a command that is not current");
+            return;
+        };
+        if old.state == PrecheckState::Done {
+            return; // already final: a repeated outcome
+        }
+        let mut record = old.clone();
+        match update.state {
+            UpdateState::Started => {
+                record.state = PrecheckState::Running;
+                record.started_unix_ms = now;
+                record.detail = format!("running: {}", record.step);
+            }
+            UpdateState::Succeeded => {
+                record.state = PrecheckState::Done;
+                record.readiness = if update.findings.iter().any(|f| f.blocking) {
+                    Readiness::Blocked
+                } else {
+                    Readiness::Ready
+                };
+                record.detail = update.detail;
+                record.findings = update.findings;
+                record.finished_unix_ms = now;
+            }
+            UpdateState::Failed | UpdateState::Refused | UpdateState::Interrupted => {
+                record.state = PrecheckState::Done;
+                record.readiness = Readiness::Error;
+                record.detail = format!("{} by the agent: {}", update.state.label(), update.detail);
+                record.findings = update.findings;
+                record.finished_unix_ms = now;
+            }
+        }
+        self.metrics
+            .commands
+            .with_label_values(&["precheck", update.state.label()])
+            .inc();
+        if record.state == PrecheckState::Done && record.started_unix_ms > 0 {
+            let seconds = (record.finished_unix_ms - record.started_unix_ms).max(0) as f64 / 1000.0;
+            self.metrics
+                .phase_duration_seconds
+                .with_label_values(&["precheck", record.readiness.label()])
+                .observe(seconds);
+        }
+        self.count_precheck(Some(&old), Some(&record));
+        if let Some(host) = self.hosts.get_mut(host_id) {
+            host.precheck = Some(record.clone());
+        }
+        // Not flushed: the agent sends its latest outcome again in every hello.
+        if let Err(e) = self.store.put_precheck(host_id, &record) {
+            error!(host_id, error = %e, "cannot store a pre-check outcome");
+        }
+    }
+
+    /// Keeps the readiness and finding gauges in step with one host's change.
+    pub(super) fn count_precheck(
+        &self,
+        old: Option<&PrecheckRecord>,
+        new: Option<&PrecheckRecord>,
+    ) {
+        for (record, delta) in [(old, -1), (new, 1)] {
+            let Some(record) = record else { continue };
+            self.metrics
+                .hosts_by_readiness
+                .with_label_values(&[record.readiness().label()])
+                .add(delta);
+            if record.state == PrecheckState::Done {
+                let mut seen = std::collections::BTreeSet::new();
+                for f in record
+                    .findings
+                    .iter()
+                    .filter(|f| seen.insert(f.key.clone()))
+                {
+                    let blocking = if f.blocking { "true" } else { "false" };
+                    self.metrics
+                        .finding_hosts
+                        .with_label_values(&[&f.source, &f.key, blocking])
+                        .add(delta);
+                }
+            }
+        }
+    }
+}
+
+pub(super) fn precheck_command(host_id: &str, record: &PrecheckRecord) -> AgentCommand {
+    AgentCommand {
+        id: record.command_id.clone(),
+        host_id: host_id.to_string(),
+        sequence: record.sequence,
+        expires_unix_ms: record.expires_unix_ms,
+        phase: CommandPhase::Precheck(record.step),
+    }
+}
