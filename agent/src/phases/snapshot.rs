@@ -47,13 +47,28 @@ impl Default for SnapshotConfig {
     }
 }
 
-const REPORT: [&str; 6] = [
+/// The agent's LVM reports: no headings, `:`-separated, sizes in bytes.
+pub const LVS: [&str; 9] = [
+    "lvs",
     "--noheadings",
     "--separator",
     ":",
     "--units",
     "b",
     "--nosuffix",
+    "-o",
+    "vg_name,lv_name,lv_size,lv_attr,origin",
+];
+pub const VGS: [&str; 9] = [
+    "vgs",
+    "--noheadings",
+    "--separator",
+    ":",
+    "--units",
+    "b",
+    "--nosuffix",
+    "-o",
+    "vg_name,vg_free",
 ];
 const MIB: u64 = 1 << 20;
 
@@ -98,10 +113,7 @@ fn run(host: &dyn Host, argv: &[&str]) -> Result<String, String> {
 }
 
 fn volumes(host: &dyn Host) -> Result<Vec<Lv>, String> {
-    let mut argv = vec!["lvs"];
-    argv.extend(REPORT);
-    argv.extend(["-o", "vg_name,lv_name,lv_size,lv_attr,origin"]);
-    let stdout = run(host, &argv)?;
+    let stdout = run(host, &LVS)?;
     stdout
         .lines()
         .filter(|l| !l.trim().is_empty())
@@ -124,10 +136,7 @@ fn volumes(host: &dyn Host) -> Result<Vec<Lv>, String> {
 }
 
 fn free_space(host: &dyn Host) -> Result<Vec<(String, u64)>, String> {
-    let mut argv = vec!["vgs"];
-    argv.extend(REPORT);
-    argv.extend(["-o", "vg_name,vg_free"]);
-    run(host, &argv)?
+    run(host, &VGS)?
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|line| {

@@ -217,19 +217,7 @@ fn a_snapshot_too_big_for_the_volume_group_changes_nothing() {
         outcome.detail
     );
     assert_eq!(result.migration, None);
-    let lvs = host
-        .run(&[
-            "lvs",
-            "--noheadings",
-            "--separator",
-            ":",
-            "--units",
-            "b",
-            "--nosuffix",
-            "-o",
-            "vg_name,lv_name,lv_size,lv_attr,origin",
-        ])
-        .expect("lvs");
+    let lvs = host.run(&crate::phases::snapshot::LVS).expect("lvs");
     assert!(!lvs.stdout.contains("_mf_"), "{}", lvs.stdout);
 }
 
