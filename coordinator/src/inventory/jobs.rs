@@ -12,7 +12,7 @@ use crate::migration::{self, Target};
 const COMMAND_TTL_MS: i64 = 24 * 3600 * 1000;
 
 /// The command for the job's current phase.
-pub(super) fn command(job: &Job, _now: i64) -> AgentCommand {
+pub(super) fn command(job: &Job) -> AgentCommand {
     let step = job.step();
     AgentCommand {
         id: job.command_id.clone(),
@@ -126,7 +126,7 @@ impl State {
         {
             tracing::error!(%host_id, error = %e, "cannot record a job");
         }
-        self.deliveries.push(command(&job, now));
+        self.deliveries.push(command(&job));
         job
     }
 

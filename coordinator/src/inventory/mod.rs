@@ -47,20 +47,18 @@ pub struct HostView {
     pub job: Option<Job>,
 }
 
-impl HostView {
-    /// The value a selector sees for `key`: a few facts, else a label.
-    pub fn selector_value(&self, key: &str) -> Option<&str> {
-        let facts = self.record.facts.as_ref();
-        let os = facts.and_then(|f| f.os.as_ref());
-        match key {
-            "id" => Some(self.record.id.as_str()),
-            "connected" => Some(if self.connected { "true" } else { "false" }),
-            "os" => os.map(|o| o.id.as_str()),
-            "version" => os.map(|o| o.version.as_str()),
-            "arch" => facts.map(|f| f.arch.as_str()).filter(|a| !a.is_empty()),
-            "hostname" => facts.map(|f| f.hostname.as_str()).filter(|h| !h.is_empty()),
-            label => facts.and_then(|f| f.labels.get(label)).map(String::as_str),
-        }
+/// The value a selector sees for `key` on a host: a few facts, else a label.
+fn selector_value<'a>(record: &'a HostRecord, connected: bool, key: &str) -> Option<&'a str> {
+    let facts = record.facts.as_ref();
+    let os = facts.and_then(|f| f.os.as_ref());
+    match key {
+        "id" => Some(record.id.as_str()),
+        "connected" => Some(if connected { "true" } else { "false" }),
+        "os" => os.map(|o| o.id.as_str()),
+        "version" => os.map(|o| o.version.as_str()),
+        "arch" => facts.map(|f| f.arch.as_str()).filter(|a| !a.is_empty()),
+        "hostname" => facts.map(|f| f.hostname.as_str()).filter(|h| !h.is_empty()),
+        label => facts.and_then(|f| f.labels.get(label)).map(String::as_str),
     }
 }
 
@@ -347,6 +345,12 @@ struct HostState {
 }
 
 impl HostState {
+    /// Selects without copying the host: selectors run over the whole fleet.
+    fn matches(&self, selector: &Selector) -> bool {
+        let connected = self.session.is_some();
+        selector.matches(|k| selector_value(&self.record, connected, k))
+    }
+
     fn view(&self) -> HostView {
         HostView {
             record: self.record.clone(),
@@ -461,8 +465,8 @@ impl State {
                 let mut views: Vec<HostView> = self
                     .hosts
                     .values()
+                    .filter(|h| h.matches(&selector))
                     .map(HostState::view)
-                    .filter(|v| selector.matches(|k| v.selector_value(k)))
                     .collect();
                 views.sort_by(|a, b| a.record.id.cmp(&b.record.id));
                 let _ = reply.send(views);
@@ -500,10 +504,7 @@ impl State {
                 let hosts = self
                     .hosts
                     .values()
-                    .filter(|h| {
-                        let view = h.view();
-                        selector.matches(|k| view.selector_value(k))
-                    })
+                    .filter(|h| h.matches(&selector))
                     .map(|h| (h.record.id.clone(), h.precheck.clone()))
                     .collect();
                 let _ = reply.send(readiness::report(hosts));
@@ -615,7 +616,7 @@ impl State {
                 .filter(|j| {
                     j.state == crate::jobs::JobState::Running && j.sequence > session.last_sequence
                 })
-                .map(|j| jobs::command(j, now_unix_ms()))
+                .map(jobs::command)
         });
         if let (Some(command), Some(host)) = (job_command, self.hosts.get(&session.host_id)) {
             host.deliver(command);

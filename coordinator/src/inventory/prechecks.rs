@@ -22,10 +22,7 @@ impl State {
         let mut ids: Vec<String> = self
             .hosts
             .values()
-            .filter(|h| {
-                let view = h.view();
-                selector.matches(|k| view.selector_value(k))
-            })
+            .filter(|h| h.matches(selector))
             .map(|h| h.record.id.clone())
             .collect();
         ids.sort();

@@ -61,7 +61,6 @@ pub fn boot_if_pending(tree: &Tree, scenario: &Scenario) -> bool {
         match action {
             BootAction::MergeSnapshots => lvm::merge_at_boot(tree, scenario, &mut state),
             BootAction::LeappUpgrade { target } => upgrade_initramfs(tree, scenario, &target),
-            BootAction::RhelKernel => {}
             BootAction::RestoreMachine { name } => {
                 if let Some(files) = state.machine_snapshots.get(&name).cloned() {
                     for path in tree.list().into_iter().filter(|p| !p.starts_with("/proc/")) {

@@ -174,10 +174,6 @@ impl Scenario {
         self.failures.contains(&failure)
     }
 
-    pub fn package(&self, name: &str) -> Option<&Package> {
-        self.packages.iter().find(|p| p.name == name)
-    }
-
     pub fn parse(text: &str) -> Result<Self, String> {
         toml::from_str(text).map_err(|e| e.message().to_string())
     }

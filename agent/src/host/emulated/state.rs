@@ -28,8 +28,6 @@ pub struct MachineState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "kebab-case")]
 pub enum BootAction {
-    /// Boot the kernel that convert2rhel installed.
-    RhelKernel,
     /// The RHEL-Upgrade-Initramfs entry: the package upgrade runs, then the
     /// machine reboots into the new system where FirstBoot runs.
     LeappUpgrade { target: String },
