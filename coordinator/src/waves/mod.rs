@@ -1,8 +1,11 @@
 //! Waves: many hosts migrated in stages under safety rules. `scheduler.rs` is
-//! the pure core (who may start now, and why the others wait). Not wired to
-//! the coordinator yet: windows, soak, approvals, persistence, the CLI and
-//! metrics come next (issue 4).
+//! the pure core (who may start now, and why the others wait), `calendar.rs`
+//! the maintenance windows and freezes, `spec.rs` what an operator asks for,
+//! `durations.rs` the expected duration of a migration path measured from past
+//! jobs, and `estimate.rs` the ETA, by running the scheduler on those
+//! durations. The inventory task drives waves (`inventory/waves.rs`).
 
+pub mod calendar;
 pub mod scheduler;
 
 #[cfg(test)]

@@ -1,13 +1,15 @@
-//! The wave scheduler: pure logic, no I/O, no clock. A wave is a list of hosts
-//! split into stages (a canary, then batches such as `1,5%,25%,100%` whose
-//! last size repeats) and a policy. Inside the current stage hosts start as
-//! slots free (a sliding window) while every rule holds: the overall
-//! parallelism, each disruption budget (at most N hosts sharing a label value
-//! in flight), and the error budgets; past an error budget the wave halts and
-//! starts nobody. Hosts with serious but non-blocking findings go after the
-//! clean hosts of their application. `why` names what a waiting host waits for.
+//! The wave scheduler: pure logic, no I/O, no clock (time comes in as
+//! arguments). A wave is a list of hosts split into stages (a canary, then
+//! batches such as `1,5%,25%,100%` whose last size repeats) and a policy.
+//! Inside the current stage hosts start as slots free (a sliding window) while
+//! every rule holds: the overall parallelism, each disruption budget (at most
+//! N hosts sharing a label value disrupted at once), the error budgets (past
+//! one the wave halts and starts nobody), and the caller's gate (maintenance
+//! windows). Between stages come the soak time and, if asked, an operator's
+//! approval. Hosts with serious but non-blocking findings go after the clean
+//! hosts of their application. `why` names what a waiting host waits for.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -43,7 +45,16 @@ impl std::str::FromStr for Limit {
     }
 }
 
-/// At most `limit` hosts sharing a value of `label` in flight at once; a
+impl std::fmt::Display for Limit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Limit::Count(n) => write!(f, "{n}"),
+            Limit::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+/// At most `limit` hosts sharing a value of `label` disrupted at once; a
 /// percentage is of the wave's hosts with that value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Budget {
@@ -53,7 +64,7 @@ pub struct Budget {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Policy {
-    /// Hosts in the canary stage.
+    /// Hosts in the canary stage, when no member is marked as a canary.
     pub canary: u32,
     /// Sizes of the following stages; the last repeats until every host has one.
     pub batches: Vec<Limit>,
@@ -62,6 +73,12 @@ pub struct Policy {
     /// Failures allowed within one stage, and in the whole wave.
     pub stage_errors: Limit,
     pub total_errors: Limit,
+    /// Wait after a stage's last host finished before the next stage starts.
+    #[serde(default)]
+    pub soak_ms: i64,
+    /// Each stage after the first waits for an operator's approval.
+    #[serde(default)]
+    pub approve_stages: bool,
 }
 
 /// A host as the wave sees it.
@@ -72,6 +89,9 @@ pub struct Member {
     /// Serious but non-blocking findings at its pre-check: it goes after the
     /// clean hosts of its application.
     pub concerns: bool,
+    /// Chosen as a canary by the wave's canary selector.
+    #[serde(default)]
+    pub canary: bool,
 }
 
 /// How a host's migration ended, as far as the wave is concerned.
@@ -80,13 +100,18 @@ pub enum Outcome {
     Succeeded,
     /// Failed after a change started, and was rolled back cleanly.
     RolledBack,
-    /// Failed after a change started, and was not rolled back (held).
+    /// Failed after a change started, and was not rolled back (held for an
+    /// operator): it still counts against the disruption budgets.
     Failed,
     /// Stopped at its pre-check: nothing was changed; not a failure.
     Blocked,
+    /// Failed before anything was changed (e.g. its snapshot): not a failure.
+    Aborted,
     /// Could not be reached: not a failure.
     Unreachable,
-    /// Never started: the wave halted or was cancelled first.
+    /// An operator took it out of the wave before it started.
+    Skipped,
+    /// Never started: the wave was cancelled first.
     NotStarted,
 }
 
@@ -94,6 +119,19 @@ impl Outcome {
     /// Counted against the error budgets: a change started and failed.
     pub fn is_failure(self) -> bool {
         matches!(self, Outcome::Failed | Outcome::RolledBack)
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::RolledBack => "rolled-back",
+            Outcome::Failed => "failed",
+            Outcome::Blocked => "blocked",
+            Outcome::Aborted => "aborted",
+            Outcome::Unreachable => "unreachable",
+            Outcome::Skipped => "skipped",
+            Outcome::NotStarted => "not-started",
+        }
     }
 }
 
@@ -104,45 +142,100 @@ pub enum HostState {
     Done(Outcome),
 }
 
+impl HostState {
+    pub fn label(self) -> &'static str {
+        match self {
+            HostState::Pending => "pending",
+            HostState::Running => "running",
+            HostState::Done(outcome) => outcome.label(),
+        }
+    }
+
+    /// Takes a slot of the disruption budgets: in flight, or failed and held.
+    fn disrupts(self) -> bool {
+        matches!(self, HostState::Running | HostState::Done(Outcome::Failed))
+    }
+}
+
 /// Why a pending host has not started.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Wait {
+    /// An operator paused the wave.
+    Paused,
+    Halted(String),
     /// Its stage comes later.
     Stage {
         host_stage: usize,
         current: usize,
     },
-    Halted(String),
+    /// The previous stage is done; the next starts after its soak time.
+    Soak {
+        stage: usize,
+        until_unix_ms: i64,
+    },
+    /// The previous stage is done; the next waits for an operator.
+    Approval {
+        stage: usize,
+    },
     MaxParallel {
         running: usize,
         max: usize,
     },
-    /// A disruption budget is full; `holders` are the hosts in flight with that value.
+    /// A disruption budget is full; `holders` are the hosts disrupted with that value.
     Budget {
         label: String,
         value: String,
         limit: usize,
         holders: Vec<String>,
     },
-    /// Hosts before it in the stage's order start first.
-    Queue,
+    /// The caller's gate (a maintenance window or a freeze) is closed to it.
+    Closed(String),
+}
+
+impl Wait {
+    /// A short label for metrics and counts.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Wait::Paused => "paused",
+            Wait::Halted(_) => "halted",
+            Wait::Stage { .. } => "stage",
+            Wait::Soak { .. } => "soak",
+            Wait::Approval { .. } => "approval",
+            Wait::MaxParallel { .. } => "max-parallel",
+            Wait::Budget { .. } => "budget",
+            Wait::Closed(_) => "window",
+        }
+    }
 }
 
 impl std::fmt::Display for Wait {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Wait::Paused => f.write_str("the wave is paused by an operator"),
+            Wait::Halted(reason) => write!(f, "the wave is halted: {reason}"),
             Wait::Stage {
                 host_stage,
                 current,
-            } => {
-                write!(
-                    f,
-                    "its stage ({}) comes after the current one ({})",
-                    host_stage + 1,
-                    current + 1
-                )
-            }
-            Wait::Halted(reason) => write!(f, "the wave is halted: {reason}"),
+            } => write!(
+                f,
+                "its stage ({}) comes after the current one ({})",
+                host_stage + 1,
+                current + 1
+            ),
+            Wait::Soak {
+                stage,
+                until_unix_ms,
+            } => write!(
+                f,
+                "stage {} is soaking until {}",
+                stage + 1,
+                crate::clock::format_unix_ms(*until_unix_ms)
+            ),
+            Wait::Approval { stage } => write!(
+                f,
+                "stage {} waits for an operator's approval (mfctl wave approve)",
+                stage + 1
+            ),
             Wait::MaxParallel { running, max } => {
                 write!(f, "{running} hosts are in flight, the most allowed ({max})")
             }
@@ -156,12 +249,74 @@ impl std::fmt::Display for Wait {
                 "the budget {label}={limit} is full for {label} {value}, held by {}",
                 holders.join(", ")
             ),
-            Wait::Queue => f.write_str("hosts before it in its stage start first"),
+            Wait::Closed(reason) => f.write_str(reason),
         }
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Who disrupts what now, kept up to date as hosts start and end so that a
+/// dispatch over a large stage costs little per host. Rebuilt from the
+/// states after a restart: it is never persisted.
+#[derive(Debug, Clone, Default)]
+struct Load {
+    running: usize,
+    /// Per budget: hosts of the wave with each value of its label.
+    population: Vec<HashMap<String, usize>>,
+    /// Per budget: disrupting hosts with each value.
+    holders: Vec<HashMap<String, Vec<usize>>>,
+}
+
+impl Load {
+    fn build(wave: &Wave) -> Self {
+        let budgets = wave.policy.budgets.len();
+        let mut load = Load {
+            running: 0,
+            population: vec![HashMap::new(); budgets],
+            holders: vec![HashMap::new(); budgets],
+        };
+        for (m, member) in wave.members.iter().enumerate() {
+            for (b, budget) in wave.policy.budgets.iter().enumerate() {
+                if let Some(value) = member.labels.get(&budget.label) {
+                    *load.population[b].entry(value.clone()).or_default() += 1;
+                }
+            }
+            load.enter(wave, m, wave.states[m]);
+        }
+        load
+    }
+
+    fn enter(&mut self, wave: &Wave, m: usize, state: HostState) {
+        if state == HostState::Running {
+            self.running += 1;
+        }
+        if state.disrupts() {
+            for (b, budget) in wave.policy.budgets.iter().enumerate() {
+                if let Some(value) = wave.members[m].labels.get(&budget.label) {
+                    self.holders[b].entry(value.clone()).or_default().push(m);
+                }
+            }
+        }
+    }
+
+    fn leave(&mut self, wave: &Wave, m: usize, state: HostState) {
+        if state == HostState::Running {
+            self.running -= 1;
+        }
+        if state.disrupts() {
+            for (b, budget) in wave.policy.budgets.iter().enumerate() {
+                if let Some(list) = wave.members[m]
+                    .labels
+                    .get(&budget.label)
+                    .and_then(|v| self.holders[b].get_mut(v))
+                {
+                    list.retain(|&h| h != m);
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Wave {
     pub policy: Policy,
     pub members: Vec<Member>,
@@ -172,16 +327,40 @@ pub struct Wave {
     pub states: Vec<HostState>,
     pub current_stage: usize,
     pub halted: Option<String>,
+    #[serde(default)]
+    pub paused: bool,
+    /// Stages up to this one may start (starting the wave approves the first).
+    #[serde(default)]
+    pub approved_stage: usize,
+    /// When the current stage's last host finished.
+    #[serde(default)]
+    pub stage_done_unix_ms: Option<i64>,
+    #[serde(skip)]
+    load: Option<Load>,
 }
 
-/// Start order: by application; within one, clean hosts before those with
-/// concerns; then by host id.
+impl PartialEq for Wave {
+    fn eq(&self, other: &Self) -> bool {
+        self.policy == other.policy
+            && self.members == other.members
+            && self.stages == other.stages
+            && self.states == other.states
+            && self.current_stage == other.current_stage
+            && self.halted == other.halted
+            && self.paused == other.paused
+            && self.approved_stage == other.approved_stage
+            && self.stage_done_unix_ms == other.stage_done_unix_ms
+    }
+}
+
+/// Start order: canaries first; then by application; within one, clean hosts
+/// before those with concerns; then by host id.
 fn order(members: &[Member]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..members.len()).collect();
-    order.sort_by(|&a, &b| {
-        let (ma, mb) = (&members[a], &members[b]);
-        let app = |m: &Member| m.labels.get("app").cloned().unwrap_or_default();
-        (app(ma), ma.concerns, &ma.host_id).cmp(&(app(mb), mb.concerns, &mb.host_id))
+    let app = |m: &Member| m.labels.get("app").cloned().unwrap_or_default();
+    order.sort_by_cached_key(|&i| {
+        let m = &members[i];
+        (!m.canary, app(m), m.concerns, m.host_id.clone())
     });
     order
 }
@@ -190,7 +369,13 @@ impl Wave {
     pub fn plan(policy: Policy, members: Vec<Member>) -> Self {
         let total = members.len();
         let ordered = order(&members);
-        let mut sizes = vec![(policy.canary as usize).min(total)];
+        let marked = members.iter().filter(|m| m.canary).count();
+        let canary = if marked > 0 {
+            marked
+        } else {
+            policy.canary as usize
+        };
+        let mut sizes = vec![canary.min(total)];
         let mut assigned = sizes[0];
         let mut batch = 0;
         while assigned < total {
@@ -223,10 +408,35 @@ impl Wave {
             stages,
             current_stage: 0,
             halted: None,
+            paused: false,
+            approved_stage: 0,
+            stage_done_unix_ms: None,
+            load: None,
         }
     }
 
-    fn running(&self) -> impl Iterator<Item = usize> + '_ {
+    /// Runs `f` with the load, built first if this wave was just read back.
+    fn with_load<T>(&mut self, f: impl FnOnce(&Self, &Load) -> T) -> T {
+        let load = self.load.take().unwrap_or_else(|| Load::build(self));
+        let result = f(self, &load);
+        self.load = Some(load);
+        result
+    }
+
+    /// Every state change goes through here, so the load stays true.
+    fn set_state(&mut self, m: usize, state: HostState) {
+        let old = self.states[m];
+        if old == state {
+            return;
+        }
+        let mut load = self.load.take().unwrap_or_else(|| Load::build(self));
+        load.leave(self, m, old);
+        self.states[m] = state;
+        load.enter(self, m, state);
+        self.load = Some(load);
+    }
+
+    pub fn running(&self) -> impl Iterator<Item = usize> + '_ {
         (0..self.members.len()).filter(|&m| self.states[m] == HostState::Running)
     }
 
@@ -236,47 +446,87 @@ impl Wave {
             .count()
     }
 
+    fn stage_finished(&self, stage: usize) -> bool {
+        self.stages[stage]
+            .iter()
+            .all(|&m| matches!(self.states[m], HostState::Done(_)))
+    }
+
+    /// What holds the next stage back once the current one is finished.
+    fn between_stages(&self, now_unix_ms: i64) -> Option<Wait> {
+        let next = self.current_stage + 1;
+        let done = self.stage_done_unix_ms.unwrap_or(now_unix_ms);
+        if now_unix_ms < done + self.policy.soak_ms {
+            return Some(Wait::Soak {
+                stage: self.current_stage,
+                until_unix_ms: done + self.policy.soak_ms,
+            });
+        }
+        if self.policy.approve_stages && self.approved_stage < next {
+            return Some(Wait::Approval { stage: next });
+        }
+        None
+    }
+
     /// The first rule that keeps member `m` from starting now; None for a
-    /// pending host that may start, and for one that is not pending.
-    pub fn why(&self, m: usize) -> Option<Wait> {
+    /// pending host that may start, and for one that is not pending. `gate`
+    /// is the caller's say for that host now (a window, a freeze).
+    pub fn why(
+        &mut self,
+        m: usize,
+        now_unix_ms: i64,
+        gate: &dyn Fn(usize) -> Option<String>,
+    ) -> Option<Wait> {
         if self.states[m] != HostState::Pending {
             return None;
+        }
+        if self.paused {
+            return Some(Wait::Paused);
         }
         if let Some(reason) = &self.halted {
             return Some(Wait::Halted(reason.clone()));
         }
         if self.stage_of[m] != self.current_stage {
+            if self.stage_of[m] == self.current_stage + 1
+                && self.stage_finished(self.current_stage)
+                && let Some(wait) = self.between_stages(now_unix_ms)
+            {
+                return Some(wait);
+            }
             return Some(Wait::Stage {
                 host_stage: self.stage_of[m],
                 current: self.current_stage,
             });
         }
-        let running: Vec<usize> = self.running().collect();
+        self.with_load(|wave, load| wave.wait_in_stage(m, load))
+            .or_else(|| gate(m).map(Wait::Closed))
+    }
+
+    /// The parallelism and disruption budgets, for a host of the current stage.
+    fn wait_in_stage(&self, m: usize, load: &Load) -> Option<Wait> {
         let max = self.policy.max_parallel.max(1) as usize;
-        if running.len() >= max {
+        if load.running >= max {
             return Some(Wait::MaxParallel {
-                running: running.len(),
+                running: load.running,
                 max,
             });
         }
-        for budget in &self.policy.budgets {
+        for (b, budget) in self.policy.budgets.iter().enumerate() {
             let Some(value) = self.members[m].labels.get(&budget.label) else {
                 continue;
             };
-            let sharing = |i: &usize| self.members[*i].labels.get(&budget.label) == Some(value);
-            let population = (0..self.members.len()).filter(sharing).count();
+            let population = load.population[b].get(value).copied().unwrap_or(0);
             let limit = budget.limit.of(population);
-            let holders: Vec<String> = running
-                .iter()
-                .filter(|i| sharing(i))
-                .map(|&i| self.members[i].host_id.clone())
-                .collect();
+            let holders = load.holders[b].get(value).map_or(&[][..], Vec::as_slice);
             if holders.len() >= limit {
                 return Some(Wait::Budget {
                     label: budget.label.clone(),
                     value: value.clone(),
                     limit,
-                    holders,
+                    holders: holders
+                        .iter()
+                        .map(|&h| self.members[h].host_id.clone())
+                        .collect(),
                 });
             }
         }
@@ -284,15 +534,26 @@ impl Wave {
     }
 
     /// Starts every host that may start now, in order; returns them.
-    pub fn dispatch(&mut self) -> Vec<usize> {
-        self.advance();
+    pub fn dispatch(
+        &mut self,
+        now_unix_ms: i64,
+        gate: &dyn Fn(usize) -> Option<String>,
+    ) -> Vec<usize> {
+        self.advance(now_unix_ms);
         let mut started = Vec::new();
+        if self.paused || self.halted.is_some() {
+            return started;
+        }
         let Some(stage) = self.stages.get(self.current_stage).cloned() else {
             return started;
         };
+        let max = self.policy.max_parallel.max(1) as usize;
         for m in stage {
-            if self.states[m] == HostState::Pending && self.why(m).is_none() {
-                self.states[m] = HostState::Running;
+            if self.with_load(|_, load| load.running) >= max {
+                break;
+            }
+            if self.states[m] == HostState::Pending && self.why(m, now_unix_ms, gate).is_none() {
+                self.set_state(m, HostState::Running);
                 started.push(m);
             }
         }
@@ -300,63 +561,182 @@ impl Wave {
     }
 
     /// Records how a running host ended and checks the error budgets.
-    pub fn finish(&mut self, m: usize, outcome: Outcome) {
+    pub fn finish(&mut self, m: usize, outcome: Outcome, now_unix_ms: i64) {
         if self.states[m] != HostState::Running {
             return;
         }
-        self.states[m] = HostState::Done(outcome);
+        self.set_state(m, HostState::Done(outcome));
         let stage = self.stage_of[m];
-        let stage_members = self.stages[stage].len();
+        if stage == self.current_stage && self.stage_finished(stage) {
+            self.stage_done_unix_ms = Some(now_unix_ms);
+        }
+        if outcome.is_failure() {
+            self.check_error_budgets(stage);
+        }
+    }
+
+    fn check_error_budgets(&mut self, stage: usize) {
+        if self.halted.is_some() {
+            return;
+        }
         let stage_failures = self.failures_in(self.stages[stage].iter().copied());
         let total_failures = self.failures_in(0..self.members.len());
-        let stage_limit = self.policy.stage_errors.of(stage_members);
+        let stage_limit = self.policy.stage_errors.of(self.stages[stage].len());
         let total_limit = self.policy.total_errors.of(self.members.len());
-        if self.halted.is_none() {
-            if stage_failures > stage_limit {
-                self.halted = Some(format!(
-                    "{stage_failures} failures in stage {}, over its error budget of {stage_limit}",
-                    stage + 1
-                ));
-            } else if total_failures > total_limit {
-                self.halted = Some(format!(
-                    "{total_failures} failures, over the wave's error budget of {total_limit}"
-                ));
+        if stage_failures > stage_limit {
+            self.halted = Some(format!(
+                "{stage_failures} failures in stage {}, over its error budget of {stage_limit}",
+                stage + 1
+            ));
+        } else if total_failures > total_limit {
+            self.halted = Some(format!(
+                "{total_failures} failures, over the wave's error budget of {total_limit}"
+            ));
+        }
+    }
+
+    /// A finished host's outcome changed after the fact (an operator rolled
+    /// back a held host): budgets follow, the error count does not move
+    /// (both outcomes are failures) unless it stops being one.
+    pub fn amend(&mut self, m: usize, outcome: Outcome) {
+        if matches!(self.states[m], HostState::Done(_)) {
+            self.set_state(m, HostState::Done(outcome));
+        }
+    }
+
+    /// Moves to the next stage once every host of the current one is done,
+    /// the soak time has passed and, if asked, an operator approved it.
+    fn advance(&mut self, now_unix_ms: i64) {
+        while self.halted.is_none()
+            && !self.paused
+            && self.current_stage + 1 < self.stages.len()
+            && self.stage_finished(self.current_stage)
+            && self.between_stages(now_unix_ms).is_none()
+        {
+            self.current_stage += 1;
+            self.stage_done_unix_ms = None;
+            if self.stage_finished(self.current_stage) {
+                self.stage_done_unix_ms = Some(now_unix_ms);
             }
         }
     }
 
-    /// Moves to the next stage once every host of the current one is done.
-    fn advance(&mut self) {
-        while self.halted.is_none()
-            && self.current_stage + 1 < self.stages.len()
-            && self.stages[self.current_stage]
-                .iter()
-                .all(|&m| matches!(self.states[m], HostState::Done(_)))
-        {
-            self.current_stage += 1;
+    /// An operator resumes a halted or paused wave (after looking at its failures).
+    pub fn resume(&mut self) {
+        self.halted = None;
+        self.paused = false;
+    }
+
+    pub fn pause(&mut self) {
+        self.paused = true;
+    }
+
+    /// Approves the stage after the current one; false when none waits.
+    pub fn approve(&mut self) -> bool {
+        let next = self.current_stage + 1;
+        if next < self.stages.len() && self.approved_stage < next {
+            self.approved_stage = next;
+            true
+        } else {
+            false
         }
     }
 
-    /// An operator resumes a halted wave (after looking at its failures).
-    pub fn resume(&mut self) {
-        self.halted = None;
+    /// Puts a host that ended without success back in the queue of its stage.
+    /// A host of an earlier stage runs in the current one.
+    pub fn retry(&mut self, m: usize) -> Result<(), String> {
+        match self.states[m] {
+            HostState::Done(o) if o != Outcome::Succeeded => {
+                self.set_state(m, HostState::Pending);
+                if self.stage_of[m] < self.current_stage {
+                    let from = self.stage_of[m];
+                    self.stages[from].retain(|&x| x != m);
+                    self.stage_of[m] = self.current_stage;
+                    self.stages[self.current_stage].push(m);
+                }
+                if self.stage_of[m] == self.current_stage {
+                    self.stage_done_unix_ms = None;
+                }
+                Ok(())
+            }
+            other => Err(format!(
+                "it is {}: only a host that ended without success can be retried",
+                other.label()
+            )),
+        }
     }
 
-    /// Whether nothing more will start or finish: every host done, or halted
-    /// with nothing in flight.
+    /// A running host whose job an operator resumed (a held job retried).
+    pub fn rerun(&mut self, m: usize) {
+        if matches!(self.states[m], HostState::Done(_)) {
+            self.set_state(m, HostState::Running);
+        }
+    }
+
+    /// Takes a pending host out of the wave.
+    pub fn skip(&mut self, m: usize, now_unix_ms: i64) -> Result<(), String> {
+        if self.states[m] != HostState::Pending {
+            return Err(format!(
+                "it is {}: only a host that has not started can be skipped",
+                self.states[m].label()
+            ));
+        }
+        self.set_state(m, HostState::Done(Outcome::Skipped));
+        let stage = self.stage_of[m];
+        if stage == self.current_stage && self.stage_finished(stage) {
+            self.stage_done_unix_ms = Some(now_unix_ms);
+        }
+        Ok(())
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.states.iter().all(|s| matches!(s, HostState::Done(_)))
+    }
+
+    /// Whether nothing more will start or finish without an operator: every
+    /// host done, or halted with nothing in flight.
     pub fn is_settled(&self) -> bool {
         let none_running = self.running().next().is_none();
-        none_running
-            && (self.halted.is_some()
-                || self.states.iter().all(|s| matches!(s, HostState::Done(_))))
+        none_running && (self.halted.is_some() || self.is_finished())
     }
 
     /// Ends the wave: hosts that never started are `NotStarted`.
     pub fn close(&mut self) {
-        for state in &mut self.states {
-            if *state == HostState::Pending {
-                *state = HostState::Done(Outcome::NotStarted);
+        for m in 0..self.members.len() {
+            if self.states[m] == HostState::Pending {
+                self.set_state(m, HostState::Done(Outcome::NotStarted));
             }
         }
+    }
+
+    /// Hosts per state label.
+    pub fn counts(&self) -> BTreeMap<&'static str, usize> {
+        let mut counts = BTreeMap::new();
+        for state in &self.states {
+            *counts.entry(state.label()).or_default() += 1;
+        }
+        counts
+    }
+
+    /// Per budget label: disrupting hosts, and values at their limit.
+    pub fn budget_use(&mut self) -> Vec<(String, usize, usize)> {
+        self.with_load(|wave, load| {
+            wave.policy
+                .budgets
+                .iter()
+                .enumerate()
+                .map(|(b, budget)| {
+                    let in_use = load.holders[b].values().map(Vec::len).sum();
+                    let full = load.holders[b]
+                        .iter()
+                        .filter(|(value, holders)| {
+                            let population = load.population[b].get(*value).copied().unwrap_or(0);
+                            !holders.is_empty() && holders.len() >= budget.limit.of(population)
+                        })
+                        .count();
+                    (budget.label.clone(), in_use, full)
+                })
+                .collect()
+        })
     }
 }

@@ -18,6 +18,7 @@ fn member(id: &str, app: &str, dc: &str, hv: &str, concerns: bool) -> Member {
             ("hypervisor".to_string(), hv.to_string()),
         ]),
         concerns,
+        canary: false,
     }
 }
 
@@ -34,8 +35,12 @@ fn policy(canary: u32, max_parallel: u32, budgets: Vec<Budget>) -> Policy {
         budgets,
         stage_errors: Limit::Percent(100),
         total_errors: Limit::Percent(100),
+        soak_ms: 0,
+        approve_stages: false,
     }
 }
+
+const OPEN: &dyn Fn(usize) -> Option<String> = &|_| None;
 
 #[test]
 fn stages_are_a_canary_then_batches_whose_last_repeats() {
@@ -87,14 +92,19 @@ fn why_names_the_budget_and_who_holds_it() {
         limit: Limit::Count(1),
     }];
     let mut wave = Wave::plan(policy(2, 10, budgets), members);
-    assert_eq!(wave.dispatch(), vec![0]);
-    let wait = wave.why(1).expect("waits");
+    assert_eq!(wave.dispatch(0, OPEN), vec![0]);
+    let wait = wave.why(1, 0, OPEN).expect("waits");
     assert_eq!(
         wait.to_string(),
         "the budget app=1 is full for app billing, held by a1"
     );
-    wave.finish(0, Outcome::Failed);
-    assert_eq!(wave.dispatch(), vec![1]);
+    // A failed host that is held (not rolled back) keeps its slot...
+    wave.finish(0, Outcome::Failed, 0);
+    assert!(wave.dispatch(0, OPEN).is_empty());
+    assert!(matches!(wave.why(1, 0, OPEN), Some(Wait::Budget { .. })));
+    // ...until an operator rolls it back.
+    wave.amend(0, Outcome::RolledBack);
+    assert_eq!(wave.dispatch(0, OPEN), vec![1]);
 }
 
 #[test]
@@ -109,25 +119,117 @@ fn crossing_an_error_budget_halts_and_a_resume_goes_on() {
         },
         members,
     );
-    assert_eq!(wave.dispatch(), vec![0, 1]);
-    wave.finish(0, Outcome::Blocked);
-    wave.finish(1, Outcome::Unreachable);
+    assert_eq!(wave.dispatch(0, OPEN), vec![0, 1]);
+    wave.finish(0, Outcome::Blocked, 0);
+    wave.finish(1, Outcome::Unreachable, 0);
     assert!(
         wave.halted.is_none(),
         "blocked and unreachable hosts are not failures"
     );
-    let next = wave.dispatch();
+    let next = wave.dispatch(0, OPEN);
     assert_eq!(next.len(), 1);
-    wave.finish(next[0], Outcome::RolledBack);
+    wave.finish(next[0], Outcome::RolledBack, 0);
     assert!(
         wave.halted
             .as_deref()
             .is_some_and(|r| r.contains("over its error budget of 0"))
     );
-    assert!(wave.dispatch().is_empty());
-    assert!(matches!(wave.why(5), Some(Wait::Halted(_))));
+    assert!(wave.dispatch(0, OPEN).is_empty());
+    assert!(matches!(wave.why(5, 0, OPEN), Some(Wait::Halted(_))));
     wave.resume();
-    assert!(!wave.dispatch().is_empty());
+    assert!(!wave.dispatch(0, OPEN).is_empty());
+}
+
+#[test]
+fn soak_and_approval_hold_the_next_stage_and_why_says_so() {
+    let members = (0..4)
+        .map(|i| member(&format!("h{i}"), "a", "dc1", "hv", false))
+        .collect();
+    let mut wave = Wave::plan(
+        Policy {
+            soak_ms: 600_000,
+            approve_stages: true,
+            batches: vec![Limit::Percent(100)],
+            ..policy(1, 10, vec![])
+        },
+        members,
+    );
+    assert_eq!(wave.dispatch(1_000, OPEN), vec![0]);
+    wave.finish(0, Outcome::Succeeded, 2_000);
+    assert!(wave.dispatch(2_000, OPEN).is_empty());
+    let soak = wave.why(1, 2_000, OPEN).expect("soaking");
+    assert!(
+        matches!(
+            soak,
+            Wait::Soak {
+                until_unix_ms: 602_000,
+                ..
+            }
+        ),
+        "{soak:?}"
+    );
+    let approval = wave.why(1, 602_000, OPEN).expect("approval");
+    assert_eq!(approval, Wait::Approval { stage: 1 });
+    assert!(wave.dispatch(602_000, OPEN).is_empty());
+    assert!(wave.approve());
+    assert_eq!(wave.dispatch(602_000, OPEN), vec![1, 2, 3]);
+}
+
+#[test]
+fn a_closed_gate_is_the_last_reason_and_canaries_marked_by_selector_come_first() {
+    let mut members: Vec<Member> = (0..4)
+        .map(|i| member(&format!("h{i}"), "a", "dc1", "hv", false))
+        .collect();
+    members[3].canary = true;
+    members[2].canary = true;
+    let mut wave = Wave::plan(policy(1, 10, vec![]), members);
+    assert_eq!(wave.stages[0], vec![2, 3]);
+    let closed: &dyn Fn(usize) -> Option<String> = &|_| Some("outside its windows".into());
+    assert!(wave.dispatch(0, closed).is_empty());
+    assert_eq!(
+        wave.why(2, 0, closed),
+        Some(Wait::Closed("outside its windows".into()))
+    );
+    assert_eq!(wave.dispatch(0, OPEN), vec![2, 3]);
+}
+
+#[test]
+fn retry_and_skip_follow_the_rules() {
+    let members = (0..3)
+        .map(|i| member(&format!("h{i}"), "a", "dc1", "hv", false))
+        .collect();
+    let mut wave = Wave::plan(policy(3, 10, vec![]), members);
+    assert!(wave.skip(2, 0).is_ok());
+    assert_eq!(wave.dispatch(0, OPEN), vec![0, 1]);
+    assert!(wave.skip(0, 0).is_err(), "a running host cannot be skipped");
+    assert!(wave.retry(0).is_err(), "a running host cannot be retried");
+    wave.finish(0, Outcome::Succeeded, 0);
+    wave.finish(1, Outcome::RolledBack, 0);
+    assert!(wave.retry(0).is_err(), "a succeeded host is not retried");
+    assert!(wave.retry(1).is_ok());
+    assert_eq!(wave.dispatch(0, OPEN), vec![1]);
+}
+
+/// A daily window in UTC, checked here by plain arithmetic, independently
+/// of the calendar's time zone code.
+struct Daily {
+    start_min: i64,
+    end_min: i64,
+}
+
+const MIN: i64 = 60_000;
+const DAY: i64 = 24 * 60 * MIN;
+
+impl Daily {
+    /// Whether [at, at + len) lies inside one opening.
+    fn fits(&self, at: i64, len: i64) -> bool {
+        let day = at.div_euclid(DAY) * DAY;
+        let length = (self.end_min - self.start_min).rem_euclid(24 * 60) * MIN;
+        [day - DAY, day].iter().any(|d| {
+            let open = d + self.start_min * MIN;
+            open <= at && at + len <= open + length
+        })
+    }
 }
 
 /// Checks every rule against the wave as it is now.
@@ -139,9 +241,17 @@ fn check(wave: &Wave, started_at_stage: &BTreeMap<usize, usize>) {
         running.len() <= wave.policy.max_parallel.max(1) as usize,
         "max parallel broken"
     );
+    let disrupting: Vec<usize> = (0..wave.members.len())
+        .filter(|&m| {
+            matches!(
+                wave.states[m],
+                HostState::Running | HostState::Done(Outcome::Failed)
+            )
+        })
+        .collect();
     for budget in &wave.policy.budgets {
         let mut in_flight: BTreeMap<&str, usize> = BTreeMap::new();
-        for &m in &running {
+        for &m in &disrupting {
             if let Some(v) = wave.members[m].labels.get(&budget.label) {
                 *in_flight.entry(v).or_default() += 1;
             }
@@ -173,16 +283,19 @@ fn check(wave: &Wave, started_at_stage: &BTreeMap<usize, usize>) {
 
 #[test]
 fn no_rule_is_ever_broken_and_every_host_ends_in_one_final_state() {
+    use super::calendar::{Calendar, Window};
     // How often the interesting cases happened, so the test is not vacuous.
     let (mut halts, mut budget_waits, mut restarts, mut never_started) = (0, 0, 0, 0);
+    let (mut window_waits, mut soak_waits, mut approvals, mut held) = (0, 0, 0, 0);
     for seed in 0..300u64 {
         let mut rng = StdRng::seed_from_u64(seed);
         let hosts = rng.gen_range(1..150);
         let apps = rng.gen_range(1..12);
         let hypervisors = rng.gen_range(1..20);
         let members: Vec<Member> = (0..hosts)
-            .map(|i| {
-                member(
+            .map(|i| Member {
+                canary: rng.gen_bool(0.03),
+                ..member(
                     &format!("h{i:03}"),
                     &format!("app{}", rng.gen_range(0..apps)),
                     ["dc1", "dc2"][rng.gen_range(0..2)],
@@ -214,22 +327,65 @@ fn no_rule_is_ever_broken_and_every_host_ends_in_one_final_state() {
             budgets,
             stage_errors: limit(&mut rng),
             total_errors: limit(&mut rng),
+            soak_ms: if rng.gen_bool(0.5) {
+                rng.gen_range(0..4 * 60) * MIN
+            } else {
+                0
+            },
+            approve_stages: rng.gen_bool(0.3),
         };
+        // A daily window in half of the waves; each host's expected duration.
+        let daily = rng.gen_bool(0.5).then(|| {
+            let start_min = rng.gen_range(0..24) * 60;
+            let end_min = (start_min + rng.gen_range(2..12) * 60) % (24 * 60);
+            Daily { start_min, end_min }
+        });
+        let calendar = Calendar {
+            windows: daily
+                .iter()
+                .map(|d| {
+                    format!(
+                        "{:02}:{:02}-{:02}:{:02} UTC",
+                        d.start_min / 60,
+                        d.start_min % 60,
+                        d.end_min / 60,
+                        d.end_min % 60
+                    )
+                    .parse::<Window>()
+                    .expect("window")
+                })
+                .collect(),
+            freezes: vec![],
+        };
+        let expected: Vec<i64> = (0..hosts).map(|_| rng.gen_range(5..90) * MIN).collect();
         let mut wave = Wave::plan(policy, members);
         let mut started: BTreeMap<usize, usize> = BTreeMap::new();
+        let mut stage_done_at: BTreeMap<usize, i64> = BTreeMap::new();
+        let mut now: i64 = 1_795_000_000_000 + rng.gen_range(0..DAY);
         let mut rounds = 0;
         loop {
             rounds += 1;
-            assert!(rounds < 10_000, "seed {seed}: the wave never settles");
-            let was_halted = wave.halted.is_some();
-            for m in wave.dispatch() {
-                assert!(!was_halted, "seed {seed}: a host started while halted");
+            assert!(rounds < 20_000, "seed {seed}: the wave never settles");
+            let gate = |m: usize| calendar.closed(now, expected[m]);
+            let was_halted = wave.halted.is_some() || wave.paused;
+            for m in wave.dispatch(now, &gate) {
+                assert!(
+                    !was_halted,
+                    "seed {seed}: a host started while halted or paused"
+                );
                 assert!(
                     started.insert(m, wave.stage_of[m]).is_none(),
                     "seed {seed}: host {m} started twice"
                 );
-                // Every earlier stage is finished when a host starts.
-                for earlier in 0..wave.stage_of[m] {
+                if let Some(d) = &daily {
+                    assert!(
+                        d.fits(now, expected[m]),
+                        "seed {seed}: started outside its window"
+                    );
+                }
+                // Every earlier stage is finished, soaked and approved.
+                let stage = wave.stage_of[m];
+                for earlier in 0..stage {
                     assert!(
                         wave.stages[earlier]
                             .iter()
@@ -237,34 +393,74 @@ fn no_rule_is_ever_broken_and_every_host_ends_in_one_final_state() {
                         "seed {seed}: stage order broken"
                     );
                 }
+                if stage > 0 {
+                    if let Some(done) = stage_done_at.get(&(stage - 1)) {
+                        assert!(
+                            now >= done + wave.policy.soak_ms,
+                            "seed {seed}: soak cut short"
+                        );
+                    }
+                    if wave.policy.approve_stages {
+                        assert!(wave.approved_stage >= stage, "seed {seed}: not approved");
+                    }
+                }
             }
             check(&wave, &started);
-            if (0..wave.members.len()).any(|m| matches!(wave.why(m), Some(Wait::Budget { .. }))) {
-                budget_waits += 1;
+            for m in 0..wave.members.len() {
+                match wave.why(m, now, &gate) {
+                    Some(Wait::Budget { .. }) => budget_waits += 1,
+                    Some(Wait::Closed(_)) => window_waits += 1,
+                    Some(Wait::Soak { .. }) => soak_waits += 1,
+                    _ => {}
+                }
             }
             // Finish some of those in flight.
-            let running: Vec<usize> = (0..wave.members.len())
-                .filter(|&m| wave.states[m] == HostState::Running)
-                .collect();
+            let running: Vec<usize> = wave.running().collect();
             for m in running {
                 if rng.gen_bool(0.5) {
                     let outcome = match rng.gen_range(0..100) {
                         0..75 => Outcome::Succeeded,
                         75..83 => Outcome::RolledBack,
                         83..88 => Outcome::Failed,
-                        88..94 => Outcome::Blocked,
+                        88..92 => Outcome::Blocked,
+                        92..95 => Outcome::Aborted,
                         _ => Outcome::Unreachable,
                     };
-                    wave.finish(m, outcome);
+                    wave.finish(m, outcome, now);
+                    let stage = wave.stage_of[m];
+                    if wave.stages[stage]
+                        .iter()
+                        .all(|&e| matches!(wave.states[e], HostState::Done(_)))
+                    {
+                        stage_done_at.insert(stage, now);
+                    }
                 }
             }
             check(&wave, &started);
+            // An operator rolls back some held hosts; approves; pauses.
+            for m in 0..wave.members.len() {
+                if wave.states[m] == HostState::Done(Outcome::Failed) && rng.gen_bool(0.3) {
+                    held += 1;
+                    wave.amend(m, Outcome::RolledBack);
+                }
+            }
+            if wave.policy.approve_stages && rng.gen_bool(0.3) && wave.approve() {
+                approvals += 1;
+            }
+            if rng.gen_bool(0.05) {
+                wave.pause();
+            } else if wave.paused && rng.gen_bool(0.5) {
+                wave.resume();
+            }
             // A coordinator restart: the persisted wave read back.
             if rng.gen_bool(0.1) {
                 restarts += 1;
                 let saved = serde_json::to_string(&wave).expect("serialises");
-                wave = serde_json::from_str(&saved).expect("reads back");
+                let back: Wave = serde_json::from_str(&saved).expect("reads back");
+                assert_eq!(back, wave);
+                wave = back;
             }
+            now += rng.gen_range(0..120) * MIN;
             if wave.is_settled() {
                 if wave.halted.is_some() {
                     halts += 1;
@@ -273,7 +469,19 @@ fn no_rule_is_ever_broken_and_every_host_ends_in_one_final_state() {
                     wave.resume();
                     continue;
                 }
+                if wave.halted.is_some() {
+                    break;
+                }
+            }
+            if wave.is_finished() {
                 break;
+            }
+            if wave.paused || wave.policy.approve_stages {
+                // Keep operators from stalling a wave for ever.
+                if rng.gen_bool(0.2) {
+                    wave.resume();
+                    wave.approve();
+                }
             }
         }
         wave.close();
@@ -300,14 +508,16 @@ fn no_rule_is_ever_broken_and_every_host_ends_in_one_final_state() {
         let distinct: BTreeSet<usize> = started.keys().copied().collect();
         assert_eq!(distinct.len(), started.len());
     }
-    assert!(halts > 50, "only {halts} halts");
-    assert!(
-        budget_waits > 500,
-        "only {budget_waits} rounds with a budget wait"
-    );
-    assert!(restarts > 500, "only {restarts} restarts");
-    assert!(
-        never_started > 100,
-        "only {never_started} hosts left by a halt"
-    );
+    for (what, count, least) in [
+        ("halts", halts, 50),
+        ("rounds with a budget wait", budget_waits, 500),
+        ("restarts", restarts, 500),
+        ("hosts left by a halt", never_started, 100),
+        ("window waits", window_waits, 500),
+        ("soak waits", soak_waits, 100),
+        ("approvals", approvals, 50),
+        ("held hosts rolled back", held, 20),
+    ] {
+        assert!(count > least, "only {count} {what}");
+    }
 }
