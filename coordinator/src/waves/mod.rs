@@ -6,7 +6,10 @@
 //! durations. The inventory task drives waves (`inventory/waves.rs`).
 
 pub mod calendar;
+pub mod durations;
+pub mod estimate;
 pub mod scheduler;
+pub mod spec;
 
 #[cfg(test)]
 mod tests;

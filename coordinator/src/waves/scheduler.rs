@@ -325,31 +325,34 @@ pub struct Wave {
     /// Members of each stage, in start order.
     pub stages: Vec<Vec<usize>>,
     pub states: Vec<HostState>,
-    pub current_stage: usize,
-    pub halted: Option<String>,
-    #[serde(default)]
-    pub paused: bool,
-    /// Stages up to this one may start (starting the wave approves the first).
-    #[serde(default)]
-    pub approved_stage: usize,
-    /// When the current stage's last host finished.
-    #[serde(default)]
-    pub stage_done_unix_ms: Option<i64>,
+    pub progress: Progress,
     #[serde(skip)]
     load: Option<Load>,
+}
+
+/// Where a wave stands, apart from its hosts' states: small, so it is
+/// written again at every decision.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    pub current_stage: usize,
+    pub halted: Option<String>,
+    pub paused: bool,
+    /// Stages up to this one may start (starting the wave approves the first).
+    pub approved_stage: usize,
+    /// When the current stage's last host finished.
+    pub stage_done_unix_ms: Option<i64>,
+    /// Hosts of earlier stages an operator retried: they start in the current one.
+    pub retried: Vec<usize>,
 }
 
 impl PartialEq for Wave {
     fn eq(&self, other: &Self) -> bool {
         self.policy == other.policy
             && self.members == other.members
+            && self.stage_of == other.stage_of
             && self.stages == other.stages
             && self.states == other.states
-            && self.current_stage == other.current_stage
-            && self.halted == other.halted
-            && self.paused == other.paused
-            && self.approved_stage == other.approved_stage
-            && self.stage_done_unix_ms == other.stage_done_unix_ms
+            && self.progress == other.progress
     }
 }
 
@@ -406,13 +409,42 @@ impl Wave {
             members,
             stage_of,
             stages,
-            current_stage: 0,
-            halted: None,
-            paused: false,
-            approved_stage: 0,
-            stage_done_unix_ms: None,
+            progress: Progress::default(),
             load: None,
         }
+    }
+
+    /// A wave read back from its stored parts.
+    pub fn restore(
+        policy: Policy,
+        members: Vec<Member>,
+        stages: Vec<Vec<usize>>,
+        states: Vec<HostState>,
+        progress: Progress,
+    ) -> Result<Self, String> {
+        let mut stage_of = vec![usize::MAX; members.len()];
+        for (s, stage) in stages.iter().enumerate() {
+            for &m in stage {
+                *stage_of
+                    .get_mut(m)
+                    .ok_or_else(|| format!("stage {s} names host {m} of {}", members.len()))? = s;
+            }
+        }
+        if stage_of.contains(&usize::MAX) || states.len() != members.len() {
+            return Err("the stages or states do not cover every host".into());
+        }
+        if progress.current_stage >= stages.len().max(1) {
+            return Err("the current stage is past the last".into());
+        }
+        Ok(Self {
+            policy,
+            members,
+            stage_of,
+            stages,
+            states,
+            progress,
+            load: None,
+        })
     }
 
     /// Runs `f` with the load, built first if this wave was just read back.
@@ -454,15 +486,15 @@ impl Wave {
 
     /// What holds the next stage back once the current one is finished.
     fn between_stages(&self, now_unix_ms: i64) -> Option<Wait> {
-        let next = self.current_stage + 1;
-        let done = self.stage_done_unix_ms.unwrap_or(now_unix_ms);
+        let next = self.progress.current_stage + 1;
+        let done = self.progress.stage_done_unix_ms.unwrap_or(now_unix_ms);
         if now_unix_ms < done + self.policy.soak_ms {
             return Some(Wait::Soak {
-                stage: self.current_stage,
+                stage: self.progress.current_stage,
                 until_unix_ms: done + self.policy.soak_ms,
             });
         }
-        if self.policy.approve_stages && self.approved_stage < next {
+        if self.policy.approve_stages && self.progress.approved_stage < next {
             return Some(Wait::Approval { stage: next });
         }
         None
@@ -480,22 +512,22 @@ impl Wave {
         if self.states[m] != HostState::Pending {
             return None;
         }
-        if self.paused {
+        if self.progress.paused {
             return Some(Wait::Paused);
         }
-        if let Some(reason) = &self.halted {
+        if let Some(reason) = &self.progress.halted {
             return Some(Wait::Halted(reason.clone()));
         }
-        if self.stage_of[m] != self.current_stage {
-            if self.stage_of[m] == self.current_stage + 1
-                && self.stage_finished(self.current_stage)
+        if self.stage_of[m] != self.progress.current_stage && !self.progress.retried.contains(&m) {
+            if self.stage_of[m] == self.progress.current_stage + 1
+                && self.stage_finished(self.progress.current_stage)
                 && let Some(wait) = self.between_stages(now_unix_ms)
             {
                 return Some(wait);
             }
             return Some(Wait::Stage {
                 host_stage: self.stage_of[m],
-                current: self.current_stage,
+                current: self.progress.current_stage,
             });
         }
         self.with_load(|wave, load| wave.wait_in_stage(m, load))
@@ -541,14 +573,21 @@ impl Wave {
     ) -> Vec<usize> {
         self.advance(now_unix_ms);
         let mut started = Vec::new();
-        if self.paused || self.halted.is_some() {
+        if self.progress.paused || self.progress.halted.is_some() {
             return started;
         }
-        let Some(stage) = self.stages.get(self.current_stage).cloned() else {
-            return started;
-        };
+        self.progress
+            .retried
+            .retain(|&m| self.states[m] == HostState::Pending);
+        let mut candidates = self.progress.retried.clone();
+        candidates.extend(
+            self.stages
+                .get(self.progress.current_stage)
+                .into_iter()
+                .flatten(),
+        );
         let max = self.policy.max_parallel.max(1) as usize;
-        for m in stage {
+        for m in candidates {
             if self.with_load(|_, load| load.running) >= max {
                 break;
             }
@@ -567,8 +606,8 @@ impl Wave {
         }
         self.set_state(m, HostState::Done(outcome));
         let stage = self.stage_of[m];
-        if stage == self.current_stage && self.stage_finished(stage) {
-            self.stage_done_unix_ms = Some(now_unix_ms);
+        if stage == self.progress.current_stage && self.stage_finished(stage) {
+            self.progress.stage_done_unix_ms = Some(now_unix_ms);
         }
         if outcome.is_failure() {
             self.check_error_budgets(stage);
@@ -576,7 +615,7 @@ impl Wave {
     }
 
     fn check_error_budgets(&mut self, stage: usize) {
-        if self.halted.is_some() {
+        if self.progress.halted.is_some() {
             return;
         }
         let stage_failures = self.failures_in(self.stages[stage].iter().copied());
@@ -584,12 +623,12 @@ impl Wave {
         let stage_limit = self.policy.stage_errors.of(self.stages[stage].len());
         let total_limit = self.policy.total_errors.of(self.members.len());
         if stage_failures > stage_limit {
-            self.halted = Some(format!(
+            self.progress.halted = Some(format!(
                 "{stage_failures} failures in stage {}, over its error budget of {stage_limit}",
                 stage + 1
             ));
         } else if total_failures > total_limit {
-            self.halted = Some(format!(
+            self.progress.halted = Some(format!(
                 "{total_failures} failures, over the wave's error budget of {total_limit}"
             ));
         }
@@ -607,55 +646,51 @@ impl Wave {
     /// Moves to the next stage once every host of the current one is done,
     /// the soak time has passed and, if asked, an operator approved it.
     fn advance(&mut self, now_unix_ms: i64) {
-        while self.halted.is_none()
-            && !self.paused
-            && self.current_stage + 1 < self.stages.len()
-            && self.stage_finished(self.current_stage)
+        while self.progress.halted.is_none()
+            && !self.progress.paused
+            && self.progress.current_stage + 1 < self.stages.len()
+            && self.stage_finished(self.progress.current_stage)
             && self.between_stages(now_unix_ms).is_none()
         {
-            self.current_stage += 1;
-            self.stage_done_unix_ms = None;
-            if self.stage_finished(self.current_stage) {
-                self.stage_done_unix_ms = Some(now_unix_ms);
+            self.progress.current_stage += 1;
+            self.progress.stage_done_unix_ms = None;
+            if self.stage_finished(self.progress.current_stage) {
+                self.progress.stage_done_unix_ms = Some(now_unix_ms);
             }
         }
     }
 
     /// An operator resumes a halted or paused wave (after looking at its failures).
     pub fn resume(&mut self) {
-        self.halted = None;
-        self.paused = false;
+        self.progress.halted = None;
+        self.progress.paused = false;
     }
 
     pub fn pause(&mut self) {
-        self.paused = true;
+        self.progress.paused = true;
     }
 
     /// Approves the stage after the current one; false when none waits.
     pub fn approve(&mut self) -> bool {
-        let next = self.current_stage + 1;
-        if next < self.stages.len() && self.approved_stage < next {
-            self.approved_stage = next;
+        let next = self.progress.current_stage + 1;
+        if next < self.stages.len() && self.progress.approved_stage < next {
+            self.progress.approved_stage = next;
             true
         } else {
             false
         }
     }
 
-    /// Puts a host that ended without success back in the queue of its stage.
-    /// A host of an earlier stage runs in the current one.
+    /// Puts a host that ended without success back in the queue: of its
+    /// stage, or, for a host of an earlier stage, first in the current one.
     pub fn retry(&mut self, m: usize) -> Result<(), String> {
         match self.states[m] {
             HostState::Done(o) if o != Outcome::Succeeded => {
                 self.set_state(m, HostState::Pending);
-                if self.stage_of[m] < self.current_stage {
-                    let from = self.stage_of[m];
-                    self.stages[from].retain(|&x| x != m);
-                    self.stage_of[m] = self.current_stage;
-                    self.stages[self.current_stage].push(m);
-                }
-                if self.stage_of[m] == self.current_stage {
-                    self.stage_done_unix_ms = None;
+                if self.stage_of[m] < self.progress.current_stage {
+                    self.progress.retried.push(m);
+                } else if self.stage_of[m] == self.progress.current_stage {
+                    self.progress.stage_done_unix_ms = None;
                 }
                 Ok(())
             }
@@ -683,8 +718,8 @@ impl Wave {
         }
         self.set_state(m, HostState::Done(Outcome::Skipped));
         let stage = self.stage_of[m];
-        if stage == self.current_stage && self.stage_finished(stage) {
-            self.stage_done_unix_ms = Some(now_unix_ms);
+        if stage == self.progress.current_stage && self.stage_finished(stage) {
+            self.progress.stage_done_unix_ms = Some(now_unix_ms);
         }
         Ok(())
     }
@@ -697,7 +732,7 @@ impl Wave {
     /// host done, or halted with nothing in flight.
     pub fn is_settled(&self) -> bool {
         let none_running = self.running().next().is_none();
-        none_running && (self.halted.is_some() || self.is_finished())
+        none_running && (self.progress.halted.is_some() || self.is_finished())
     }
 
     /// Ends the wave: hosts that never started are `NotStarted`.

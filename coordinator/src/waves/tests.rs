@@ -123,14 +123,15 @@ fn crossing_an_error_budget_halts_and_a_resume_goes_on() {
     wave.finish(0, Outcome::Blocked, 0);
     wave.finish(1, Outcome::Unreachable, 0);
     assert!(
-        wave.halted.is_none(),
+        wave.progress.halted.is_none(),
         "blocked and unreachable hosts are not failures"
     );
     let next = wave.dispatch(0, OPEN);
     assert_eq!(next.len(), 1);
     wave.finish(next[0], Outcome::RolledBack, 0);
     assert!(
-        wave.halted
+        wave.progress
+            .halted
             .as_deref()
             .is_some_and(|r| r.contains("over its error budget of 0"))
     );
@@ -272,7 +273,7 @@ fn check(wave: &Wave, started_at_stage: &BTreeMap<usize, usize>) {
     }
     for &m in &running {
         assert_eq!(
-            wave.stage_of[m], wave.current_stage,
+            wave.stage_of[m], wave.progress.current_stage,
             "a host runs outside the current stage"
         );
     }
@@ -367,7 +368,7 @@ fn no_rule_is_ever_broken_and_every_host_ends_in_one_final_state() {
             rounds += 1;
             assert!(rounds < 20_000, "seed {seed}: the wave never settles");
             let gate = |m: usize| calendar.closed(now, expected[m]);
-            let was_halted = wave.halted.is_some() || wave.paused;
+            let was_halted = wave.progress.halted.is_some() || wave.progress.paused;
             for m in wave.dispatch(now, &gate) {
                 assert!(
                     !was_halted,
@@ -401,7 +402,10 @@ fn no_rule_is_ever_broken_and_every_host_ends_in_one_final_state() {
                         );
                     }
                     if wave.policy.approve_stages {
-                        assert!(wave.approved_stage >= stage, "seed {seed}: not approved");
+                        assert!(
+                            wave.progress.approved_stage >= stage,
+                            "seed {seed}: not approved"
+                        );
                     }
                 }
             }
@@ -449,7 +453,7 @@ fn no_rule_is_ever_broken_and_every_host_ends_in_one_final_state() {
             }
             if rng.gen_bool(0.05) {
                 wave.pause();
-            } else if wave.paused && rng.gen_bool(0.5) {
+            } else if wave.progress.paused && rng.gen_bool(0.5) {
                 wave.resume();
             }
             // A coordinator restart: the persisted wave read back.
@@ -462,21 +466,21 @@ fn no_rule_is_ever_broken_and_every_host_ends_in_one_final_state() {
             }
             now += rng.gen_range(0..120) * MIN;
             if wave.is_settled() {
-                if wave.halted.is_some() {
+                if wave.progress.halted.is_some() {
                     halts += 1;
                 }
-                if wave.halted.is_some() && rng.gen_bool(0.5) {
+                if wave.progress.halted.is_some() && rng.gen_bool(0.5) {
                     wave.resume();
                     continue;
                 }
-                if wave.halted.is_some() {
+                if wave.progress.halted.is_some() {
                     break;
                 }
             }
             if wave.is_finished() {
                 break;
             }
-            if wave.paused || wave.policy.approve_stages {
+            if wave.progress.paused || wave.policy.approve_stages {
                 // Keep operators from stalling a wave for ever.
                 if rng.gen_bool(0.2) {
                     wave.resume();
@@ -494,7 +498,7 @@ fn no_rule_is_ever_broken_and_every_host_ends_in_one_final_state() {
                         "seed {seed}: started but marked not started"
                     );
                     assert!(
-                        wave.halted.is_some(),
+                        wave.progress.halted.is_some(),
                         "seed {seed}: a host never started without a halt"
                     );
                 }
