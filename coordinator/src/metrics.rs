@@ -57,6 +57,13 @@ pub struct Families {
     pub hosts_by_readiness: IntGaugeVec,
     pub finding_hosts: IntGaugeVec,
     pub jobs: IntGaugeVec,
+    pub wave_hosts: IntGaugeVec,
+    pub wave_stage: IntGaugeVec,
+    pub wave_stages: IntGaugeVec,
+    pub wave_budget_in_use: IntGaugeVec,
+    pub wave_budget_full: IntGaugeVec,
+    pub wave_halts: IntCounterVec,
+    pub wave_dispatch_latency_seconds: Histogram,
 }
 
 impl std::ops::Deref for Metrics {
@@ -139,6 +146,46 @@ impl Metrics {
             ),
             &["state"],
         )?;
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            IntGaugeVec::new(Opts::new(name, help), labels)
+        };
+        let wave_hosts = gauge(
+            "mf_wave_hosts",
+            "Hosts of each wave by state (pending, running, or how they ended)",
+            &["wave", "state"],
+        )?;
+        let wave_stage = gauge(
+            "mf_wave_stage",
+            "The stage each wave is at (1 is the canary)",
+            &["wave"],
+        )?;
+        let wave_stages = gauge("mf_wave_stages", "Stages of each wave", &["wave"])?;
+        let wave_budget_in_use = gauge(
+            "mf_wave_budget_in_use",
+            "Hosts taking a slot of a wave's disruption budget, by budget label",
+            &["wave", "label"],
+        )?;
+        let wave_budget_full = gauge(
+            "mf_wave_budget_full_values",
+            "Label values whose disruption budget is full, by wave and budget label",
+            &["wave", "label"],
+        )?;
+        let wave_halts = IntCounterVec::new(
+            Opts::new(
+                "mf_wave_halts_total",
+                "Waves halted by an error budget, by wave and reason",
+            ),
+            &["wave", "reason"],
+        )?;
+        let wave_dispatch_latency_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "mf_wave_dispatch_latency_seconds",
+                "Time from a wave's decision to start a host to its command handed to the agent's session (the decision is made durable in between)",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new("mf_build_info", "Version of the running coordinator"),
             &["version"],
@@ -169,6 +216,13 @@ impl Metrics {
         registry.register(Box::new(hosts_by_readiness.clone()))?;
         registry.register(Box::new(finding_hosts.clone()))?;
         registry.register(Box::new(jobs.clone()))?;
+        registry.register(Box::new(wave_hosts.clone()))?;
+        registry.register(Box::new(wave_stage.clone()))?;
+        registry.register(Box::new(wave_stages.clone()))?;
+        registry.register(Box::new(wave_budget_in_use.clone()))?;
+        registry.register(Box::new(wave_budget_full.clone()))?;
+        registry.register(Box::new(wave_halts.clone()))?;
+        registry.register(Box::new(wave_dispatch_latency_seconds.clone()))?;
         for state in [
             "running",
             "succeeded",
@@ -197,6 +251,13 @@ impl Metrics {
                 hosts_by_readiness,
                 finding_hosts,
                 jobs,
+                wave_hosts,
+                wave_stage,
+                wave_stages,
+                wave_budget_in_use,
+                wave_budget_full,
+                wave_halts,
+                wave_dispatch_latency_seconds,
             }),
         })
     }

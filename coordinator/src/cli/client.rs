@@ -75,7 +75,7 @@ pub async fn connect(address: &str, ca: &str, cert: &str, key: &str) -> Result<A
 /// With TLS 1.3 a refused client certificate shows up only as a transport
 /// failure on the first call (an alert, a closed connection or a broken pipe,
 /// depending on timing), so those get a hint.
-fn refused(status: tonic::Status) -> anyhow::Error {
+pub fn refused(status: tonic::Status) -> anyhow::Error {
     let text = transport::describe_status(&status);
     let hint = if text.contains("transport error") {
         "\nhint: the connection failed during the call; the coordinator does this when it \

@@ -8,6 +8,7 @@ pub mod hosts;
 pub mod jobs;
 pub mod output;
 pub mod readiness;
+pub mod waves;
 
 use std::path::PathBuf;
 
@@ -77,6 +78,12 @@ pub enum Command {
         wait: bool,
         #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
         output: Format,
+    },
+    /// Waves: many hosts migrated in stages under budgets, windows and error
+    /// budgets, resumable and explained.
+    Wave {
+        #[command(subcommand)]
+        command: waves::WaveCommand,
     },
     /// Reports over the fleet.
     Report {
@@ -262,6 +269,10 @@ pub async fn run(cli: Cli) -> Result<()> {
             let mut admin = cli.connect.admin().await?;
             let report = client::readiness(&mut admin, &selector).await?;
             readiness::print_report(&report, output)
+        }
+        Command::Wave { command } => {
+            let mut admin = cli.connect.admin().await?;
+            waves::run(&mut admin, command).await
         }
         Command::Demo(args) => demo::run(args).await,
     }

@@ -127,6 +127,7 @@ impl State {
             tracing::error!(%host_id, error = %e, "cannot record a job");
         }
         self.deliveries.push(command(&job));
+        self.wave_job_changed(old.as_ref(), &job);
         job
     }
 
@@ -136,6 +137,7 @@ impl State {
         if let Err(e) = self.store.put_job(&host_id, &job) {
             tracing::error!(%host_id, error = %e, "cannot record a job");
         }
+        self.wave_job_changed(Some(old), &job);
         if let Some(host) = self.hosts.get_mut(&host_id) {
             host.job = Some(job);
         }

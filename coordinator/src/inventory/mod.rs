@@ -10,6 +10,7 @@ pub mod precheck;
 mod prechecks;
 pub mod readiness;
 pub mod selector;
+mod waves;
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -23,10 +24,12 @@ use crate::jobs::{Job, OnFailure};
 use crate::metrics::Metrics;
 use crate::migration::Target;
 use crate::store::{EnrollRefusal, HostRecord, Store, StoreError, TokenRecord};
+use crate::waves::spec::WaveSpec;
 use facts::Facts;
 use precheck::{AgentCommand, CommandUpdate, PrecheckRecord, PrecheckState, UpdateState};
 use readiness::ReadinessReport;
 use selector::Selector;
+pub use waves::{HostAction, PlanView, StageView, StatusView, WaveAction, WhyView};
 
 /// Identifies one session of a host, so that a stale session's late messages
 /// cannot touch the state of the session that replaced it.
@@ -74,6 +77,8 @@ pub enum InventoryError {
     Stopped,
     #[error("no host {0}")]
     UnknownHost(String),
+    #[error("no wave {0}")]
+    UnknownWave(String),
     /// The request cannot be done in the host's present state.
     #[error("{0}")]
     Conflict(String),
@@ -155,7 +160,14 @@ enum Command {
     Readiness(Selector, oneshot::Sender<ReadinessReport>),
     Migrate(String, Target, OnFailure, Reply<Job>),
     JobAction(String, JobAction, Reply<Job>),
-    /// The clock, for timeouts.
+    CreateWave(Box<WaveSpec>, Reply<PlanView>),
+    WavePlan(String, Reply<PlanView>),
+    WaveAction(String, WaveAction, Reply<StatusView>),
+    WaveHostAction(String, String, HostAction, Reply<StatusView>),
+    WaveStatus(String, Reply<StatusView>),
+    ListWaves(oneshot::Sender<Vec<StatusView>>),
+    WaveWhy(String, String, Reply<WhyView>),
+    /// The clock, for timeouts and maintenance windows.
     Tick,
 }
 
@@ -176,6 +188,7 @@ impl Inventory {
             hosts: HashMap::new(),
             next_session: 1,
             deliveries: Vec::new(),
+            waves: waves::Waves::default(),
             settings,
             store,
             metrics,
@@ -204,6 +217,7 @@ impl Inventory {
                 host.precheck = Some(precheck);
             }
         }
+        state.load_waves()?;
         info!(hosts = state.hosts.len(), "inventory loaded");
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let task = tokio::spawn(state.run(rx));
@@ -321,6 +335,53 @@ impl Inventory {
             .await
     }
 
+    /// Plans and records a wave; nothing starts until `wave_action(Start)`.
+    pub async fn create_wave(&self, spec: WaveSpec) -> Result<PlanView, InventoryError> {
+        self.ask(|reply| Command::CreateWave(Box::new(spec), reply))
+            .await
+    }
+
+    pub async fn wave_plan(&self, name: String) -> Result<PlanView, InventoryError> {
+        self.ask(|reply| Command::WavePlan(name, reply)).await
+    }
+
+    pub async fn wave_action(
+        &self,
+        name: String,
+        action: WaveAction,
+    ) -> Result<StatusView, InventoryError> {
+        self.ask(|reply| Command::WaveAction(name, action, reply))
+            .await
+    }
+
+    pub async fn wave_host_action(
+        &self,
+        name: String,
+        host_id: String,
+        action: HostAction,
+    ) -> Result<StatusView, InventoryError> {
+        self.ask(|reply| Command::WaveHostAction(name, host_id, action, reply))
+            .await
+    }
+
+    pub async fn wave_status(&self, name: String) -> Result<StatusView, InventoryError> {
+        self.ask(|reply| Command::WaveStatus(name, reply)).await
+    }
+
+    pub async fn list_waves(&self) -> Result<Vec<StatusView>, InventoryError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Command::ListWaves(reply))
+            .await
+            .map_err(|_| InventoryError::Stopped)?;
+        answer.await.map_err(|_| InventoryError::Stopped)
+    }
+
+    pub async fn wave_why(&self, name: String, host_id: String) -> Result<WhyView, InventoryError> {
+        self.ask(|reply| Command::WaveWhy(name, host_id, reply))
+            .await
+    }
+
     pub async fn get(&self, host_id: String) -> Result<Option<HostView>, InventoryError> {
         let (reply, answer) = oneshot::channel();
         self.tx
@@ -377,6 +438,7 @@ struct State {
     next_session: SessionId,
     /// Commands to send once the batch that recorded them is durable.
     deliveries: Vec<AgentCommand>,
+    waves: waves::Waves,
     settings: Settings,
     store: Store,
     metrics: Metrics,
@@ -391,6 +453,8 @@ impl State {
             for command in batch.drain(..) {
                 self.handle(command, &mut pending);
             }
+            // Waves start hosts once per batch, after every job update in it.
+            self.drive_waves();
             // A batch that queued commands is flushed before they leave.
             if !pending.is_empty() || !self.deliveries.is_empty() {
                 let started = Instant::now();
@@ -418,6 +482,11 @@ impl State {
                     {
                         debug!(host_id = %command.host_id, "command kept for the next session");
                     }
+                }
+                for decided in self.waves.starts.drain(..) {
+                    self.metrics
+                        .wave_dispatch_latency_seconds
+                        .observe(decided.elapsed().as_secs_f64());
                 }
             }
         }
@@ -499,7 +568,48 @@ impl State {
                     let _ = reply.send(Err(e));
                 }
             },
-            Command::Tick => self.tick(),
+            Command::Tick => {
+                self.tick();
+                self.stir_waves();
+            }
+            Command::CreateWave(spec, reply) => match self.create_wave(*spec) {
+                Ok(plan) => pending.push(Box::new(move |flushed| {
+                    let _ = reply.send(flushed.map(|()| plan));
+                })),
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
+            Command::WavePlan(name, reply) => {
+                let _ = reply.send(self.wave_plan(&name));
+            }
+            Command::WaveAction(name, action, reply) => match self.wave_action(&name, action) {
+                Ok(status) => pending.push(Box::new(move |flushed| {
+                    let _ = reply.send(flushed.map(|()| status));
+                })),
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
+            Command::WaveHostAction(name, host, action, reply) => {
+                match self.wave_host_action(&name, &host, action) {
+                    Ok(status) => pending.push(Box::new(move |flushed| {
+                        let _ = reply.send(flushed.map(|()| status));
+                    })),
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
+            }
+            Command::WaveStatus(name, reply) => {
+                let _ = reply.send(self.wave_status(&name));
+            }
+            Command::ListWaves(reply) => {
+                let _ = reply.send(self.list_waves());
+            }
+            Command::WaveWhy(name, host, reply) => {
+                let _ = reply.send(self.wave_why(&name, &host));
+            }
             Command::Readiness(selector, reply) => {
                 let hosts = self
                     .hosts

@@ -596,3 +596,192 @@ async fn a_held_job_takes_an_operators_rollback_and_impossible_jobs_are_refused(
     assert_eq!(job.phase, crate::jobs::JobPhase::Rollback);
     assert_eq!(recv(&mut rx).await.phase, CommandPhase::Rollback);
 }
+
+/// Answers every command of a job with success until its commit; returns the
+/// phases seen.
+async fn run_job(
+    inventory: &Inventory,
+    host: &str,
+    rx: &mut mpsc::Receiver<Box<AgentCommand>>,
+) -> Vec<CommandPhase> {
+    let mut phases = Vec::new();
+    loop {
+        let command = recv(rx).await;
+        phases.push(command.phase.clone());
+        inventory.command_update(host.into(), ok(&command)).await;
+        if command.phase == CommandPhase::Commit {
+            return phases;
+        }
+    }
+}
+
+fn wave_spec(name: &str, budgets: &[&str]) -> crate::waves::spec::WaveSpec {
+    crate::waves::spec::SpecInput {
+        name: name.into(),
+        selector: "os=rhel".into(),
+        target: "rhel-8.10".into(),
+        batches: "100%".into(),
+        budgets: budgets.iter().map(ToString::to_string).collect(),
+        ..Default::default()
+    }
+    .check()
+    .expect("spec")
+}
+
+#[tokio::test]
+async fn a_wave_starts_hosts_under_its_budget_and_resumes_exactly_after_a_restart() {
+    let fixture = Fixture::new();
+    let hosts = [("a1", "a"), ("a2", "a"), ("b1", "b"), ("b2", "b")];
+    let mut agents = HashMap::new();
+    let (inventory, task, _) = fixture.start();
+    for (i, (host, app)) in hosts.iter().enumerate() {
+        enroll(&inventory, host, &format!("0{i}")).await;
+        let (s, _, rx) =
+            session_with_commands(host, &format!("0{i}"), facts("rhel", "7.9", app), 0);
+        inventory.connect(s).await.expect("connect");
+        agents.insert(host.to_string(), rx);
+    }
+    // A blocked host and one that is away are left out, with their reasons.
+    enroll(&inventory, "blocked", "10").await;
+    let (s, _, mut blocked) = session_with_commands("blocked", "10", facts("rhel", "7.9", "a"), 0);
+    inventory.connect(s).await.expect("connect");
+    enroll(&inventory, "away", "11").await;
+    let (s, _, mut away) = session_with_commands("away", "11", facts("rhel", "7.9", "b"), 0);
+    let away_session = inventory.connect(s).await.expect("connect");
+    inventory
+        .precheck(Selector::default(), "rhel-8.10".parse().expect("target"))
+        .await
+        .expect("precheck");
+    for (host, rx) in agents.iter_mut() {
+        let command = recv(rx).await;
+        inventory.command_update(host.clone(), ok(&command)).await;
+    }
+    let command = recv(&mut blocked).await;
+    inventory
+        .command_update(
+            "blocked".into(),
+            update(&command, UpdateState::Succeeded, vec![blocker()]),
+        )
+        .await;
+    let command = recv(&mut away).await;
+    inventory.command_update("away".into(), ok(&command)).await;
+    inventory.disconnect("away".into(), away_session).await;
+
+    let plan = inventory
+        .create_wave(wave_spec("w1", &["app=1"]))
+        .await
+        .expect("created");
+    assert_eq!(
+        plan.stages,
+        [
+            vec!["a1".to_string()],
+            vec!["a2".into(), "b1".into(), "b2".into()]
+        ]
+    );
+    let excluded: HashMap<&str, &str> = plan
+        .excluded
+        .iter()
+        .map(|(h, r)| (h.as_str(), r.as_str()))
+        .collect();
+    assert_eq!(excluded.get("blocked"), Some(&"blocked at pre-check: d35f"));
+    assert_eq!(excluded.get("away"), Some(&"unreachable: not connected"));
+    let again = inventory.create_wave(wave_spec("w2", &[])).await;
+    assert!(
+        matches!(again, Err(InventoryError::Conflict(_))),
+        "{again:?}"
+    );
+
+    // Nothing starts before `start`; then the canary alone.
+    let why = inventory
+        .wave_why("w1".into(), "a1".into())
+        .await
+        .expect("why");
+    assert!(why.reason.contains("not been started"), "{}", why.reason);
+    inventory
+        .wave_action("w1".into(), WaveAction::Start)
+        .await
+        .expect("start");
+    let a1 = agents.get_mut("a1").expect("a1");
+    let phases = run_job(&inventory, "a1", a1).await;
+    assert_eq!(phases.len(), 6, "{phases:?}");
+    // Stage 2: one host per application at a time.
+    let first_a2 = recv(agents.get_mut("a2").expect("a2")).await;
+    let first_b1 = recv(agents.get_mut("b1").expect("b1")).await;
+    assert!(matches!(first_a2.phase, CommandPhase::Precheck(_)));
+    assert!(matches!(first_b1.phase, CommandPhase::Precheck(_)));
+    let why = inventory
+        .wave_why("w1".into(), "b2".into())
+        .await
+        .expect("why");
+    assert_eq!(
+        why.reason,
+        "waiting: the budget app=1 is full for app b, held by b1"
+    );
+
+    // The coordinator dies with a2 and b1 in flight.
+    drop(inventory);
+    task.await.expect("inventory ends");
+    let (inventory, _task, metrics) = fixture.start();
+    let status = inventory.wave_status("w1".into()).await.expect("status");
+    assert_eq!(status.state, "running");
+    assert_eq!(status.counts.get("running"), Some(&2));
+    assert_eq!(status.counts.get("succeeded"), Some(&1));
+    let why = inventory
+        .wave_why("w1".into(), "b2".into())
+        .await
+        .expect("why");
+    assert!(
+        why.reason.contains("held by b1"),
+        "budgets rebuilt: {}",
+        why.reason
+    );
+    // The agents come back; each gets its pending command again, nobody a new job.
+    let mut rxs = HashMap::new();
+    for (i, (host, app)) in hosts.iter().enumerate() {
+        let (s, _, rx) =
+            session_with_commands(host, &format!("0{i}"), facts("rhel", "7.9", app), 0);
+        inventory.connect(s).await.expect("reconnect");
+        rxs.insert(host.to_string(), rx);
+    }
+    let a2 = recv(rxs.get_mut("a2").expect("a2")).await;
+    assert_eq!(
+        (a2.id.as_str(), a2.sequence),
+        (first_a2.id.as_str(), first_a2.sequence)
+    );
+    inventory.command_update("a2".into(), ok(&a2)).await;
+    run_job(&inventory, "a2", rxs.get_mut("a2").expect("a2")).await;
+    let b1 = recv(rxs.get_mut("b1").expect("b1")).await;
+    assert_eq!(b1.id, first_b1.id);
+    inventory.command_update("b1".into(), ok(&b1)).await;
+    run_job(&inventory, "b1", rxs.get_mut("b1").expect("b1")).await;
+    run_job(&inventory, "b2", rxs.get_mut("b2").expect("b2")).await;
+    let status = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            let status = inventory.wave_status("w1".into()).await.expect("status");
+            if status.state == "completed" {
+                return status;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the wave completes");
+    assert_eq!(status.counts.get("succeeded"), Some(&4));
+    assert!(
+        rxs.get_mut("a1").expect("a1").try_recv().is_err(),
+        "a1 ran twice"
+    );
+    assert_eq!(
+        metrics
+            .wave_hosts
+            .with_label_values(&["w1", "succeeded"])
+            .get(),
+        4
+    );
+    // Finished waves free their hosts: the blocked one can join a new wave later.
+    let refused = inventory.wave_action("w1".into(), WaveAction::Pause).await;
+    assert!(
+        matches!(refused, Err(InventoryError::Conflict(_))),
+        "{refused:?}"
+    );
+}

@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 use tracing::info;
 
 use super::agent::inventory_status;
-use super::{auth, valid_host_id};
+use super::{auth, valid_host_id, waves};
 use crate::clock::now_unix_ms;
 use crate::inventory::JobAction;
 use crate::inventory::precheck::PrecheckRecord;
@@ -264,6 +264,116 @@ impl AdminService for AdminApi {
             .map_err(inventory_status)?;
         info!(%operator, host_id = %request.host_id, action = %request.action, job = %job.id, "operator decision on a job");
         Ok(Response::new(job_to_wire(&job)))
+    }
+
+    async fn create_wave(
+        &self,
+        request: Request<pb::WaveSpec>,
+    ) -> Result<Response<pb::WavePlan>, Status> {
+        let operator = auth::operator(&request, &self.metrics)?;
+        let spec = waves::spec_from_wire(request.into_inner())?;
+        let name = spec.name.clone();
+        let plan = self
+            .inventory
+            .create_wave(spec)
+            .await
+            .map_err(inventory_status)?;
+        info!(%operator, wave = %name, "wave created");
+        Ok(Response::new(waves::plan_to_wire(plan)))
+    }
+
+    async fn plan_wave(
+        &self,
+        request: Request<pb::WaveRef>,
+    ) -> Result<Response<pb::WavePlan>, Status> {
+        auth::operator(&request, &self.metrics)?;
+        let name = waves::name(&request.into_inner().name)?;
+        let plan = self
+            .inventory
+            .wave_plan(name)
+            .await
+            .map_err(inventory_status)?;
+        Ok(Response::new(waves::plan_to_wire(plan)))
+    }
+
+    async fn wave_action(
+        &self,
+        request: Request<pb::WaveActionRequest>,
+    ) -> Result<Response<pb::WaveStatus>, Status> {
+        let operator = auth::operator(&request, &self.metrics)?;
+        let request = request.into_inner();
+        let name = waves::name(&request.name)?;
+        let action = waves::action(&request)?;
+        let status = self
+            .inventory
+            .wave_action(name.clone(), action)
+            .await
+            .map_err(inventory_status)?;
+        info!(%operator, wave = %name, ?action, "wave action");
+        Ok(Response::new(waves::status_to_wire(status)))
+    }
+
+    async fn wave_host_action(
+        &self,
+        request: Request<pb::WaveHostActionRequest>,
+    ) -> Result<Response<pb::WaveStatus>, Status> {
+        let operator = auth::operator(&request, &self.metrics)?;
+        let request = request.into_inner();
+        let name = waves::name(&request.name)?;
+        let host_id = waves::host(&request.host_id)?;
+        let action = waves::host_action(&request.action)?;
+        let status = self
+            .inventory
+            .wave_host_action(name.clone(), host_id.clone(), action)
+            .await
+            .map_err(inventory_status)?;
+        info!(%operator, wave = %name, %host_id, ?action, "wave host action");
+        Ok(Response::new(waves::status_to_wire(status)))
+    }
+
+    async fn get_wave(
+        &self,
+        request: Request<pb::WaveRef>,
+    ) -> Result<Response<pb::WaveStatus>, Status> {
+        auth::operator(&request, &self.metrics)?;
+        let name = waves::name(&request.into_inner().name)?;
+        let status = self
+            .inventory
+            .wave_status(name)
+            .await
+            .map_err(inventory_status)?;
+        Ok(Response::new(waves::status_to_wire(status)))
+    }
+
+    async fn list_waves(
+        &self,
+        request: Request<pb::ListWavesRequest>,
+    ) -> Result<Response<pb::WaveList>, Status> {
+        auth::operator(&request, &self.metrics)?;
+        let list = self
+            .inventory
+            .list_waves()
+            .await
+            .map_err(inventory_status)?;
+        Ok(Response::new(pb::WaveList {
+            waves: list.into_iter().map(waves::status_to_wire).collect(),
+        }))
+    }
+
+    async fn why_wave(
+        &self,
+        request: Request<pb::WhyWaveRequest>,
+    ) -> Result<Response<pb::WhyWaveResponse>, Status> {
+        auth::operator(&request, &self.metrics)?;
+        let request = request.into_inner();
+        let name = waves::name(&request.name)?;
+        let host_id = waves::host(&request.host_id)?;
+        let why = self
+            .inventory
+            .wave_why(name, host_id)
+            .await
+            .map_err(inventory_status)?;
+        Ok(Response::new(waves::why_to_wire(why)))
     }
 
     async fn get_host(

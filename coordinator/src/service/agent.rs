@@ -81,7 +81,9 @@ pub(crate) fn inventory_status(error: InventoryError) -> Status {
         InventoryError::StaleCertificate(_) => Status::unauthenticated(error.to_string()),
         InventoryError::Store(_) => Status::internal("the coordinator cannot write its inventory"),
         InventoryError::Stopped => Status::unavailable("the coordinator is shutting down"),
-        InventoryError::UnknownHost(_) => Status::not_found(error.to_string()),
+        InventoryError::UnknownHost(_) | InventoryError::UnknownWave(_) => {
+            Status::not_found(error.to_string())
+        }
         InventoryError::Conflict(_) => Status::failed_precondition(error.to_string()),
         InventoryError::Invalid(_) => Status::invalid_argument(error.to_string()),
     }

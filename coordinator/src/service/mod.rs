@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod agent;
 mod auth;
+mod waves;
 
 /// A host id: what an FQDN may contain, at most 253 bytes.
 pub fn valid_host_id(id: &str) -> bool {

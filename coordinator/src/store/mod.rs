@@ -1,7 +1,9 @@
-//! The only module that touches sled. Records are JSON under five trees:
+//! The only module that touches sled. Records are JSON under these trees:
 //! `hosts` (by host id), `tokens` (by SHA-256 of the token), `prechecks` (the
 //! latest pre-check of each host, by host id), `jobs` (the latest migration
-//! job of each host, by host id) and `meta`.
+//! job of each host, by host id), `waves` (each wave's head, by name),
+//! `wave_plans` (its members and stages, by name), `wave_hosts` (each
+//! member's record, by name, a zero byte and its index) and `meta`.
 //! sled writes in the background every 500 ms; callers call [`Store::flush`]
 //! before telling anyone that a change happened.
 
@@ -12,6 +14,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 
 use crate::inventory::facts::Facts;
 use crate::inventory::precheck::PrecheckRecord;
+use crate::waves::record::{MemberRecord, WaveHead, WavePlan};
 
 const SCHEMA_VERSION: &[u8] = b"1";
 
@@ -86,6 +89,20 @@ pub struct Store {
     tokens: sled::Tree,
     prechecks: sled::Tree,
     jobs: sled::Tree,
+    waves: sled::Tree,
+    wave_plans: sled::Tree,
+    wave_hosts: sled::Tree,
+}
+
+/// A stored wave: head, plan and member records in index order.
+pub type StoredWave = (WaveHead, WavePlan, Vec<MemberRecord>);
+
+fn member_key(wave: &str, index: usize) -> Vec<u8> {
+    let mut key = Vec::with_capacity(wave.len() + 5);
+    key.extend_from_slice(wave.as_bytes());
+    key.push(0);
+    key.extend_from_slice(&(index as u32).to_be_bytes());
+    key
 }
 
 impl Store {
@@ -117,6 +134,9 @@ impl Store {
             tokens: db.open_tree("tokens")?,
             prechecks: db.open_tree("prechecks")?,
             jobs: db.open_tree("jobs")?,
+            waves: db.open_tree("waves")?,
+            wave_plans: db.open_tree("wave_plans")?,
+            wave_hosts: db.open_tree("wave_hosts")?,
             db,
         })
     }
@@ -145,6 +165,68 @@ impl Store {
     pub fn put_job(&self, host_id: &str, job: &crate::jobs::Job) -> Result<(), StoreError> {
         self.jobs.insert(host_id.as_bytes(), encode(job))?;
         Ok(())
+    }
+
+    pub fn put_wave_head(&self, head: &WaveHead) -> Result<(), StoreError> {
+        self.waves.insert(head.spec.name.as_bytes(), encode(head))?;
+        Ok(())
+    }
+
+    pub fn put_wave_plan(&self, name: &str, plan: &WavePlan) -> Result<(), StoreError> {
+        self.wave_plans.insert(name.as_bytes(), encode(plan))?;
+        Ok(())
+    }
+
+    pub fn put_wave_member(
+        &self,
+        name: &str,
+        index: usize,
+        record: &MemberRecord,
+    ) -> Result<(), StoreError> {
+        self.wave_hosts
+            .insert(member_key(name, index), encode(record))?;
+        Ok(())
+    }
+
+    /// Every wave with its plan and member records.
+    pub fn waves(&self) -> Result<Vec<StoredWave>, StoreError> {
+        let mut waves = Vec::new();
+        for item in self.waves.iter() {
+            let (key, value) = item?;
+            let head: WaveHead = decode(&key, &value)?;
+            let name = head.spec.name.as_str();
+            let plan: WavePlan = match self.wave_plans.get(name.as_bytes())? {
+                Some(raw) => decode(&key, &raw)?,
+                None => {
+                    return Err(StoreError::Corrupt {
+                        key: name.to_string(),
+                        reason: "a wave without its plan".into(),
+                    });
+                }
+            };
+            let mut prefix = name.as_bytes().to_vec();
+            prefix.push(0);
+            let members = self
+                .wave_hosts
+                .scan_prefix(&prefix)
+                .map(|item| {
+                    let (key, value) = item?;
+                    decode(&key, &value)
+                })
+                .collect::<Result<Vec<MemberRecord>, StoreError>>()?;
+            if members.len() != plan.members.len() {
+                return Err(StoreError::Corrupt {
+                    key: name.to_string(),
+                    reason: format!(
+                        "{} member records for {} members",
+                        members.len(),
+                        plan.members.len()
+                    ),
+                });
+            }
+            waves.push((head, plan, members));
+        }
+        Ok(waves)
     }
 
     /// The latest job of every host, by host id.

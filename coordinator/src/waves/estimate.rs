@@ -131,10 +131,7 @@ mod tests {
             windows: vec!["01:00-05:00 UTC".parse().expect("window")],
             freezes: vec![],
         };
-        assert_eq!(
-            finish_time(&w, &nightly, &expected, &[], 0),
-            Some(95 * MIN)
-        );
+        assert_eq!(finish_time(&w, &nightly, &expected, &[], 0), Some(95 * MIN));
         // A host that fits no window: no ETA rather than a wrong one.
         let too_long = vec![5 * 60 * MIN; 5];
         assert_eq!(finish_time(&w, &nightly, &too_long, &[], 0), None);

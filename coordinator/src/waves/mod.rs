@@ -3,11 +3,13 @@
 //! the maintenance windows and freezes, `spec.rs` what an operator asks for,
 //! `durations.rs` the expected duration of a migration path measured from past
 //! jobs, and `estimate.rs` the ETA, by running the scheduler on those
-//! durations. The inventory task drives waves (`inventory/waves.rs`).
+//! durations; `record.rs` how a wave is stored. The inventory task drives
+//! waves (`inventory/waves.rs`).
 
 pub mod calendar;
 pub mod durations;
 pub mod estimate;
+pub mod record;
 pub mod scheduler;
 pub mod spec;
 

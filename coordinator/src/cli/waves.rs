@@ -1,0 +1,629 @@
+//! `mfctl wave`: create, plan, start, pause, resume, approve, cancel, status
+//! [--watch], list, why, retry, skip; as text or JSON.
+
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use clap::{Args, Subcommand};
+use mf_proto::v1 as pb;
+
+use super::client::{AdminClient, refused};
+use super::output::{table, timestamp};
+use super::{Format, OnFailureArg};
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    pub name: String,
+    /// Hosts of the wave: Kubernetes label-selector syntax over labels and facts.
+    #[arg(short = 'l', long)]
+    pub selector: String,
+    /// rhel-7.9, rhel-8.10, rhel-9.4 or rhel-9.6.
+    #[arg(long)]
+    pub target: String,
+    /// Hosts in the canary stage [default: 1].
+    #[arg(long, conflicts_with = "canary_selector")]
+    pub canary: Option<u32>,
+    /// The canary stage is the selected hosts of the wave.
+    #[arg(long)]
+    pub canary_selector: Option<String>,
+    /// Sizes of the stages after the canary; the last repeats [default: 1,5%,25%,100%].
+    #[arg(long)]
+    pub batches: Option<String>,
+    /// Hosts in flight at once, over the whole wave [default: 50].
+    #[arg(long)]
+    pub max_parallel: Option<u32>,
+    /// At most LIMIT hosts sharing a value of LABEL disrupted at once, e.g.
+    /// app=1, hypervisor=2, dc=10% (repeatable).
+    #[arg(long = "budget")]
+    pub budgets: Vec<String>,
+    /// Failures allowed in one stage before the wave halts [default: 10%].
+    #[arg(long)]
+    pub stage_errors: Option<String>,
+    /// Failures allowed in the whole wave before it halts [default: 5%].
+    #[arg(long)]
+    pub total_errors: Option<String>,
+    /// Hosts start only inside these windows, e.g. "sat 22:00-sun 06:00
+    /// Europe/Paris" or "22:00-06:00 UTC" (daily) (repeatable).
+    #[arg(long = "window")]
+    pub windows: Vec<String>,
+    /// No host starts or runs in these periods, e.g. "2026-12-20..2027-01-04
+    /// Europe/Paris" (repeatable).
+    #[arg(long = "freeze")]
+    pub freezes: Vec<String>,
+    /// Wait this long after a stage ends before the next begins, e.g. 30m.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub soak: Option<Duration>,
+    /// Each stage after the canary waits for `mfctl wave approve`.
+    #[arg(long)]
+    pub approve_stages: bool,
+    #[arg(long, value_enum, default_value_t = OnFailureArg::Rollback)]
+    pub on_failure: OnFailureArg,
+    /// Expected duration of a migration path with no measured job yet [default: 2h].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub expected: Option<Duration>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WaveCommand {
+    /// Plan and record a wave (nothing starts until `wave start`).
+    Create {
+        #[command(flatten)]
+        args: Box<CreateArgs>,
+        #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// The stages with their hosts, the hosts left out and why, the ETA.
+    Plan {
+        name: String,
+        #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Start a created wave.
+    Start(NameArgs),
+    /// Start no more hosts until `resume` (hosts in flight go on).
+    Pause(NameArgs),
+    /// Go on after a pause or an error-budget halt.
+    Resume(NameArgs),
+    /// Let the next stage begin.
+    Approve(NameArgs),
+    /// Start no more hosts; hosts in flight finish.
+    Cancel {
+        name: String,
+        /// Also roll back held hosts, and hosts in flight that end held.
+        #[arg(long)]
+        rollback: bool,
+        #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Progress: hosts per state, stages, budgets, problems, ETA.
+    Status {
+        name: String,
+        /// Refresh every few seconds until the wave is over.
+        #[arg(long)]
+        watch: bool,
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        interval: Duration,
+        #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    List {
+        #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Why a host of the wave is where it is.
+    Why {
+        name: String,
+        host: String,
+        #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Run a host that ended without success again (a held job from where it stopped).
+    Retry(HostArgs),
+    /// Take a host that has not started out of the wave.
+    Skip(HostArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NameArgs {
+    pub name: String,
+    #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct HostArgs {
+    pub name: String,
+    pub host: String,
+    #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+}
+
+pub fn spec(args: &CreateArgs) -> pb::WaveSpec {
+    pb::WaveSpec {
+        name: args.name.clone(),
+        selector: args.selector.clone(),
+        target: args.target.clone(),
+        canary: args.canary.map(|c| c.to_string()).unwrap_or_default(),
+        canary_selector: args.canary_selector.clone().unwrap_or_default(),
+        batches: args.batches.clone().unwrap_or_default(),
+        max_parallel: args.max_parallel.unwrap_or(0),
+        budgets: args.budgets.clone(),
+        stage_errors: args.stage_errors.clone().unwrap_or_default(),
+        total_errors: args.total_errors.clone().unwrap_or_default(),
+        windows: args.windows.clone(),
+        freezes: args.freezes.clone(),
+        soak_seconds: args.soak.map_or(0, |d| d.as_secs()),
+        approve_stages: args.approve_stages,
+        on_failure: match args.on_failure {
+            OnFailureArg::Rollback => "rollback".into(),
+            OnFailureArg::Hold => "hold".into(),
+        },
+        expected_seconds: args.expected.map_or(0, |d| d.as_secs()),
+    }
+}
+
+pub async fn run(admin: &mut AdminClient, command: WaveCommand) -> Result<()> {
+    let wave_ref = |name: &str| pb::WaveRef {
+        name: name.to_string(),
+    };
+    match command {
+        WaveCommand::Create { args, output } => {
+            let plan = admin
+                .create_wave(spec(&args))
+                .await
+                .map_err(refused)?
+                .into_inner();
+            print_plan(&plan, output)
+        }
+        WaveCommand::Plan { name, output } => {
+            let plan = admin
+                .plan_wave(wave_ref(&name))
+                .await
+                .map_err(refused)?
+                .into_inner();
+            print_plan(&plan, output)
+        }
+        WaveCommand::Start(a) => action(admin, &a.name, "start", false, a.output).await,
+        WaveCommand::Pause(a) => action(admin, &a.name, "pause", false, a.output).await,
+        WaveCommand::Resume(a) => action(admin, &a.name, "resume", false, a.output).await,
+        WaveCommand::Approve(a) => action(admin, &a.name, "approve", false, a.output).await,
+        WaveCommand::Cancel {
+            name,
+            rollback,
+            output,
+        } => action(admin, &name, "cancel", rollback, output).await,
+        WaveCommand::Status {
+            name,
+            watch,
+            interval,
+            output,
+        } => {
+            if watch {
+                return self::watch(admin, &name, interval, output).await;
+            }
+            let status = admin
+                .get_wave(wave_ref(&name))
+                .await
+                .map_err(refused)?
+                .into_inner();
+            print_status(&status, output)
+        }
+        WaveCommand::List { output } => {
+            let list = admin
+                .list_waves(pb::ListWavesRequest {})
+                .await
+                .map_err(refused)?
+                .into_inner();
+            print_list(&list.waves, output)
+        }
+        WaveCommand::Why { name, host, output } => {
+            let why = admin
+                .why_wave(pb::WhyWaveRequest {
+                    name,
+                    host_id: host,
+                })
+                .await
+                .map_err(refused)?
+                .into_inner();
+            match output {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&why_json(&why))?),
+                Format::Table => {
+                    println!(
+                        "{} ({}, stage {}): {}",
+                        why.host_id, why.state, why.stage, why.reason
+                    );
+                }
+            }
+            Ok(())
+        }
+        WaveCommand::Retry(a) => host_action(admin, a, "retry").await,
+        WaveCommand::Skip(a) => host_action(admin, a, "skip").await,
+    }
+}
+
+async fn action(
+    admin: &mut AdminClient,
+    name: &str,
+    action: &str,
+    rollback: bool,
+    output: Format,
+) -> Result<()> {
+    let status = admin
+        .wave_action(pb::WaveActionRequest {
+            name: name.to_string(),
+            action: action.to_string(),
+            rollback,
+        })
+        .await
+        .map_err(refused)?
+        .into_inner();
+    print_status(&status, output)
+}
+
+async fn host_action(admin: &mut AdminClient, args: HostArgs, action: &str) -> Result<()> {
+    let status = admin
+        .wave_host_action(pb::WaveHostActionRequest {
+            name: args.name,
+            host_id: args.host,
+            action: action.to_string(),
+        })
+        .await
+        .map_err(refused)?
+        .into_inner();
+    print_status(&status, args.output)
+}
+
+/// Live progress until the wave is over: redrawn in place on a terminal, one
+/// line per change otherwise (logs, pipes), one JSON object per change with -o json.
+pub async fn watch(
+    admin: &mut AdminClient,
+    name: &str,
+    interval: Duration,
+    output: Format,
+) -> Result<()> {
+    let terminal = std::io::stdout().is_terminal() && output == Format::Table;
+    let mut last = String::new();
+    loop {
+        let status = admin
+            .get_wave(pb::WaveRef {
+                name: name.to_string(),
+            })
+            .await
+            .map_err(refused)?
+            .into_inner();
+        let text = match output {
+            Format::Json => serde_json::to_string(&status_json(&status))?,
+            Format::Table if terminal => status_text(&status),
+            Format::Table => progress_line(&status),
+        };
+        if text != last {
+            let mut out = std::io::stdout().lock();
+            if terminal {
+                // Clear the screen and go home, then draw.
+                writeln!(out, "\x1b[2J\x1b[H{text}")?;
+            } else {
+                writeln!(out, "{text}")?;
+            }
+            out.flush()?;
+            last = text;
+        }
+        if matches!(status.state.as_str(), "completed" | "cancelled")
+            && status.counts.get("running").copied().unwrap_or(0) == 0
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
+fn eta(unix_ms: i64) -> String {
+    timestamp(unix_ms).unwrap_or_else(|| "-".into())
+}
+
+fn counts_text(status: &pb::WaveStatus) -> String {
+    let mut counts: Vec<(&String, &u32)> = status.counts.iter().filter(|(_, n)| **n > 0).collect();
+    counts.sort();
+    counts
+        .iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One line: for logs and `--watch` into a pipe.
+pub fn progress_line(status: &pb::WaveStatus) -> String {
+    let total: u32 = status.counts.values().sum();
+    let done: u32 = status
+        .counts
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "pending" | "running"))
+        .map(|(_, n)| n)
+        .sum();
+    format!(
+        "{} {} stage {}/{} {done}/{total} done ({}){}{}",
+        status.name,
+        status.state,
+        status.current_stage,
+        status.stages.len(),
+        counts_text(status),
+        if status.halted_reason.is_empty() {
+            String::new()
+        } else {
+            format!(" halted: {}", status.halted_reason)
+        },
+        if status.waiting.is_empty() {
+            String::new()
+        } else {
+            format!(" waiting: {}", status.waiting)
+        },
+    )
+}
+
+pub fn status_text(status: &pb::WaveStatus) -> String {
+    let mut lines = vec![
+        format!(
+            "Wave      {} to {}: {}",
+            status.name, status.target, status.state
+        ),
+        format!("Hosts     {}", counts_text(status)),
+        format!(
+            "Stage     {} of {}",
+            status.current_stage,
+            status.stages.len()
+        ),
+    ];
+    if !status.halted_reason.is_empty() {
+        lines.push(format!(
+            "Halted    {} (mfctl wave resume)",
+            status.halted_reason
+        ));
+    }
+    if !status.waiting.is_empty() {
+        lines.push(format!("Waiting   {}", status.waiting));
+    }
+    if status.started_unix_ms > 0 {
+        lines.push(format!("Started   {}", eta(status.started_unix_ms)));
+    }
+    if status.finished_unix_ms > 0 {
+        lines.push(format!("Finished  {}", eta(status.finished_unix_ms)));
+    } else {
+        lines.push(format!("ETA       {}", eta(status.eta_unix_ms)));
+    }
+    for budget in &status.budgets {
+        lines.push(format!(
+            "Budget    {}: {} hosts holding it, {} values full",
+            budget.label, budget.in_use, budget.full_values
+        ));
+    }
+    let rows: Vec<Vec<String>> = status
+        .stages
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            vec![
+                format!("{}{}", i + 1, if i == 0 { " (canary)" } else { "" }),
+                s.hosts.to_string(),
+                s.running.to_string(),
+                s.done.to_string(),
+                s.failures.to_string(),
+            ]
+        })
+        .collect();
+    lines.push(String::new());
+    lines.push(table(
+        &["STAGE", "HOSTS", "RUNNING", "DONE", "FAILURES"],
+        &rows,
+    ));
+    if !status.problems.is_empty() {
+        let rows: Vec<Vec<String>> = status
+            .problems
+            .iter()
+            .map(|p| vec![p.host_id.clone(), p.outcome.clone(), p.detail.clone()])
+            .collect();
+        lines.push(String::new());
+        lines.push(table(&["HOST", "OUTCOME", "DETAIL"], &rows));
+    }
+    lines.join("\n")
+}
+
+pub fn status_json(status: &pb::WaveStatus) -> serde_json::Value {
+    serde_json::json!({
+        "name": status.name,
+        "target": status.target,
+        "state": status.state,
+        "halted": (!status.halted_reason.is_empty()).then_some(&status.halted_reason),
+        "waiting": (!status.waiting.is_empty()).then_some(&status.waiting),
+        "current_stage": status.current_stage,
+        "stages": status.stages.iter().map(|s| serde_json::json!({
+            "hosts": s.hosts, "running": s.running, "done": s.done, "failures": s.failures,
+        })).collect::<Vec<_>>(),
+        "counts": status.counts,
+        "eta": timestamp(status.eta_unix_ms),
+        "created": timestamp(status.created_unix_ms),
+        "started": timestamp(status.started_unix_ms),
+        "finished": timestamp(status.finished_unix_ms),
+        "budgets": status.budgets.iter().map(|b| serde_json::json!({
+            "label": b.label, "in_use": b.in_use, "full_values": b.full_values,
+        })).collect::<Vec<_>>(),
+        "problems": status.problems.iter().map(|p| serde_json::json!({
+            "host_id": p.host_id, "outcome": p.outcome, "detail": p.detail,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn why_json(why: &pb::WhyWaveResponse) -> serde_json::Value {
+    serde_json::json!({
+        "host_id": why.host_id, "state": why.state, "stage": why.stage,
+        "job_id": why.job_id, "reason": why.reason,
+    })
+}
+
+pub fn print_status(status: &pb::WaveStatus, output: Format) -> Result<()> {
+    match output {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&status_json(status))?),
+        Format::Table => println!("{}", status_text(status)),
+    }
+    Ok(())
+}
+
+fn print_list(waves: &[pb::WaveStatus], output: Format) -> Result<()> {
+    match output {
+        Format::Json => {
+            let list: Vec<_> = waves.iter().map(status_json).collect();
+            println!("{}", serde_json::to_string_pretty(&list)?);
+        }
+        Format::Table => {
+            let rows: Vec<Vec<String>> = waves
+                .iter()
+                .map(|w| {
+                    let total: u32 = w.counts.values().sum();
+                    vec![
+                        w.name.clone(),
+                        w.target.clone(),
+                        w.state.clone(),
+                        format!("{}/{}", w.current_stage, w.stages.len()),
+                        total.to_string(),
+                        counts_text(w),
+                        eta(w.eta_unix_ms),
+                    ]
+                })
+                .collect();
+            println!(
+                "{}",
+                table(
+                    &[
+                        "NAME", "TARGET", "STATE", "STAGE", "HOSTS", "PROGRESS", "ETA"
+                    ],
+                    &rows
+                )
+            );
+        }
+    }
+    Ok(())
+}
+
+pub fn plan_json(plan: &pb::WavePlan) -> serde_json::Value {
+    serde_json::json!({
+        "name": plan.name,
+        "target": plan.target,
+        "state": plan.state,
+        "policy": plan.policy,
+        "stages": plan.stages.iter().map(|s| &s.hosts).collect::<Vec<_>>(),
+        "excluded": plan.excluded.iter().map(|e| serde_json::json!({
+            "host_id": e.host_id, "reason": e.reason,
+        })).collect::<Vec<_>>(),
+        "outside_selector": plan.outside_selector,
+        "eta": timestamp(plan.eta_unix_ms),
+        "paths": plan.paths.iter().map(|p| serde_json::json!({
+            "path": p.path, "hosts": p.hosts, "expected_seconds": p.expected_seconds,
+            "samples": p.samples,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Stages show their first hosts only: an 11,500-host plan stays readable
+/// (`-o json` has them all).
+const HOSTS_SHOWN: usize = 8;
+
+pub fn plan_text(plan: &pb::WavePlan) -> String {
+    let hosts: usize = plan.stages.iter().map(|s| s.hosts.len()).sum();
+    let mut lines = vec![
+        format!(
+            "Wave      {} to {}: {}, {hosts} hosts in {} stages",
+            plan.name,
+            plan.target,
+            plan.state,
+            plan.stages.len()
+        ),
+        format!("Policy    {}", plan.policy.join("; ")),
+        format!("ETA       {}", eta(plan.eta_unix_ms)),
+    ];
+    for path in &plan.paths {
+        lines.push(format!(
+            "Path      {}: {} hosts, expected {} each ({})",
+            path.path,
+            path.hosts,
+            humantime::format_duration(Duration::from_secs(path.expected_seconds)),
+            if path.samples == 0 {
+                "not measured yet: the wave's default".to_string()
+            } else {
+                format!("90th percentile of {} jobs", path.samples)
+            }
+        ));
+    }
+    lines.push(String::new());
+    for (i, stage) in plan.stages.iter().enumerate() {
+        let shown: Vec<&str> = stage
+            .hosts
+            .iter()
+            .take(HOSTS_SHOWN)
+            .map(String::as_str)
+            .collect();
+        let more = stage.hosts.len().saturating_sub(HOSTS_SHOWN);
+        lines.push(format!(
+            "Stage {}{}: {} hosts: {}{}",
+            i + 1,
+            if i == 0 { " (canary)" } else { "" },
+            stage.hosts.len(),
+            shown.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        ));
+    }
+    lines.push(String::new());
+    lines.push(format!(
+        "Left out  {} selected hosts; {} hosts outside the selector",
+        plan.excluded.len(),
+        plan.outside_selector
+    ));
+    if !plan.excluded.is_empty() {
+        let rows: Vec<Vec<String>> = plan
+            .excluded
+            .iter()
+            .map(|e| vec![e.host_id.clone(), e.reason.clone()])
+            .collect();
+        lines.push(table(&["HOST", "REASON"], &rows));
+    }
+    lines.join("\n")
+}
+
+pub fn print_plan(plan: &pb::WavePlan, output: Format) -> Result<()> {
+    match output {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&plan_json(plan))?),
+        Format::Table => println!("{}", plan_text(plan)),
+    }
+    Ok(())
+}
+
+/// Waits until the wave is over or `settled` says to stop; returns the status.
+pub async fn wait_until(
+    admin: &mut AdminClient,
+    name: &str,
+    timeout: Duration,
+    mut settled: impl FnMut(&pb::WaveStatus) -> bool,
+) -> Result<pb::WaveStatus> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let status = admin
+            .get_wave(pb::WaveRef {
+                name: name.to_string(),
+            })
+            .await
+            .map_err(refused)?
+            .into_inner();
+        if settled(&status) {
+            return Ok(status);
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!(
+                "wave {name} did not settle in {timeout:?}: {}",
+                progress_line(&status)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -1,0 +1,1066 @@
+//! The inventory task's side of waves: creating one from the inventory (who
+//! is in, who is left out and why), the operators' lifecycle actions, and
+//! driving running waves: each decision (a host started, a host ended, a
+//! stage opened, a halt) is written with this batch, which is flushed before
+//! any command it implies leaves (`State::run`). A job that ends tells its
+//! wave; the wave then starts whoever may start.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Instant;
+
+use tracing::{error, info, warn};
+
+use super::precheck::{Readiness, Severity};
+use super::selector::Selector;
+use super::{InventoryError, JobAction, State};
+use crate::clock::now_unix_ms;
+use crate::jobs::{Job, JobState};
+use crate::migration;
+use crate::waves::durations::{Durations, path_key};
+use crate::waves::estimate;
+use crate::waves::record::{Lifecycle, MemberRecord, WaveHead, WavePlan};
+use crate::waves::scheduler::{HostState, Member, Outcome, Wave};
+use crate::waves::spec::WaveSpec;
+
+/// At most this many waves are kept (finished ones included).
+const MAX_WAVES: usize = 1000;
+
+/// An operator's action on a wave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaveAction {
+    Start,
+    Pause,
+    Resume,
+    Approve,
+    Cancel { rollback: bool },
+}
+
+/// An operator's action on one host of a wave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostAction {
+    Retry,
+    Skip,
+}
+
+/// A live wave in the inventory task.
+pub(super) struct LiveWave {
+    head: WaveHead,
+    wave: Wave,
+    paths: Vec<String>,
+    excluded: Vec<(String, String)>,
+    outside_selector: usize,
+    members: Vec<MemberRecord>,
+    index: HashMap<String, usize>,
+    dirty_head: bool,
+    dirty: BTreeSet<usize>,
+}
+
+/// Every wave, which wave holds each host, and what was measured.
+#[derive(Default)]
+pub(super) struct Waves {
+    live: BTreeMap<String, LiveWave>,
+    /// Hosts of waves that hold them (created or running).
+    member_of: HashMap<String, String>,
+    durations: Durations,
+    /// Something changed that may let hosts start.
+    stirred: bool,
+    /// When each start of this batch was decided, for the dispatch latency.
+    pub(super) starts: Vec<Instant>,
+}
+
+/// What `plan` shows.
+#[derive(Debug, Clone)]
+pub struct PlanView {
+    pub name: String,
+    pub target: String,
+    pub lifecycle: String,
+    pub stages: Vec<Vec<String>>,
+    pub excluded: Vec<(String, String)>,
+    pub outside_selector: usize,
+    pub eta_unix_ms: Option<i64>,
+    /// (path, hosts, expected ms, samples it rests on; 0 = the default).
+    pub paths: Vec<(String, usize, i64, usize)>,
+    pub policy: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StageView {
+    pub hosts: usize,
+    pub done: usize,
+    pub running: usize,
+    pub failures: usize,
+}
+
+/// What `status` and `list` show.
+#[derive(Debug, Clone)]
+pub struct StatusView {
+    pub name: String,
+    pub target: String,
+    /// created, running, paused, halted, cancelled, completed.
+    pub state: String,
+    pub halted: Option<String>,
+    /// Why nothing starts right now, when a stage boundary or window holds it.
+    pub waiting: Option<String>,
+    pub current_stage: usize,
+    pub stages: Vec<StageView>,
+    pub counts: BTreeMap<String, usize>,
+    pub eta_unix_ms: Option<i64>,
+    pub created_unix_ms: i64,
+    pub started_unix_ms: Option<i64>,
+    pub finished_unix_ms: Option<i64>,
+    /// (label, hosts holding it, values at their limit).
+    pub budgets: Vec<(String, usize, usize)>,
+    /// Hosts that ended without success: (host, outcome, detail).
+    pub problems: Vec<(String, String, String)>,
+}
+
+/// What `why` shows.
+#[derive(Debug, Clone)]
+pub struct WhyView {
+    pub host_id: String,
+    pub state: String,
+    pub stage: usize,
+    pub job_id: String,
+    pub reason: String,
+}
+
+fn outcome_of(job: &Job) -> Option<Outcome> {
+    match job.state {
+        JobState::Running => None,
+        JobState::Succeeded => Some(Outcome::Succeeded),
+        JobState::Blocked => Some(Outcome::Blocked),
+        JobState::Failed => Some(Outcome::Aborted),
+        JobState::RolledBack => Some(Outcome::RolledBack),
+        JobState::Held => Some(Outcome::Failed),
+    }
+}
+
+impl LiveWave {
+    fn state_label(&self) -> &'static str {
+        match self.head.lifecycle {
+            Lifecycle::Running if self.wave.progress.halted.is_some() => "halted",
+            Lifecycle::Running if self.wave.progress.paused => "paused",
+            other => other.label(),
+        }
+    }
+
+    fn expected(&self, durations: &Durations) -> Vec<i64> {
+        let mut cache: HashMap<&str, i64> = HashMap::new();
+        self.paths
+            .iter()
+            .map(|p| {
+                *cache.entry(p).or_insert_with(|| {
+                    durations
+                        .estimate(p)
+                        .map_or(self.head.spec.default_expected_ms, |(ms, _)| ms)
+                })
+            })
+            .collect()
+    }
+
+    fn eta(&self, durations: &Durations, now: i64) -> Option<i64> {
+        if !self.head.lifecycle.holds_hosts() {
+            return None;
+        }
+        let expected = self.expected(durations);
+        let running: Vec<(usize, i64)> = self
+            .wave
+            .running()
+            .map(|m| {
+                let started = self.members[m].started_unix_ms.unwrap_or(now);
+                (m, started + expected[m])
+            })
+            .collect();
+        estimate::finish_time(
+            &self.wave,
+            &self.head.spec.calendar,
+            &expected,
+            &running,
+            now,
+        )
+    }
+
+    fn set_member(&mut self, m: usize, now: i64) {
+        let record = &mut self.members[m];
+        let state = self.wave.states[m];
+        if record.state != state {
+            match state {
+                HostState::Running if record.started_unix_ms.is_none() => {
+                    record.started_unix_ms = Some(now);
+                }
+                HostState::Pending => {
+                    record.started_unix_ms = None;
+                    record.finished_unix_ms = None;
+                    record.job_id = None;
+                }
+                HostState::Done(_) => record.finished_unix_ms = Some(now),
+                HostState::Running => {}
+            }
+            record.state = state;
+        }
+        self.dirty.insert(m);
+    }
+}
+
+impl State {
+    /// Reads every wave back and settles what happened to their jobs while
+    /// the coordinator was away. Called once at start, after jobs are loaded.
+    pub(super) fn load_waves(&mut self) -> Result<(), InventoryError> {
+        for host in self.hosts.values() {
+            if let Some(job) = &host.job {
+                self.waves.durations.record(job);
+            }
+        }
+        for (head, plan, members) in self.store.waves()? {
+            let states = members.iter().map(|m| m.state).collect();
+            let name = head.spec.name.clone();
+            let wave = Wave::restore(
+                head.spec.policy.clone(),
+                plan.members,
+                plan.stages,
+                states,
+                head.progress.clone(),
+            )
+            .map_err(|reason| crate::store::StoreError::Corrupt {
+                key: name.clone(),
+                reason,
+            })?;
+            let index = wave
+                .members
+                .iter()
+                .enumerate()
+                .map(|(i, m)| (m.host_id.clone(), i))
+                .collect();
+            if head.lifecycle.holds_hosts() {
+                for member in &wave.members {
+                    self.waves
+                        .member_of
+                        .insert(member.host_id.clone(), name.clone());
+                }
+            }
+            self.waves.live.insert(
+                name.clone(),
+                LiveWave {
+                    head,
+                    wave,
+                    paths: plan.paths,
+                    excluded: plan.excluded,
+                    outside_selector: plan.outside_selector,
+                    members,
+                    index,
+                    dirty_head: false,
+                    dirty: BTreeSet::new(),
+                },
+            );
+            // Jobs that moved on after the wave's last write (cannot happen
+            // when both are in one batch, but a wave must never wait for ever).
+            let jobs: Vec<Job> = self.waves.live[&name]
+                .wave
+                .members
+                .iter()
+                .filter_map(|m| self.hosts.get(&m.host_id).and_then(|h| h.job.clone()))
+                .collect();
+            for job in jobs {
+                self.wave_job_changed(Some(&job), &job);
+            }
+            self.count_wave(&name);
+        }
+        self.waves.stirred = true;
+        Ok(())
+    }
+
+    fn wave(&mut self, name: &str) -> Result<&mut LiveWave, InventoryError> {
+        self.waves
+            .live
+            .get_mut(name)
+            .ok_or_else(|| InventoryError::UnknownWave(name.to_string()))
+    }
+
+    /// Plans a wave over the selected hosts and records it (nothing starts).
+    pub(super) fn create_wave(&mut self, spec: WaveSpec) -> Result<PlanView, InventoryError> {
+        let now = now_unix_ms();
+        if self.waves.live.contains_key(&spec.name) {
+            return Err(InventoryError::Conflict(format!(
+                "a wave named {} exists",
+                spec.name
+            )));
+        }
+        if self.waves.live.len() >= MAX_WAVES {
+            return Err(InventoryError::Conflict(format!(
+                "there are {MAX_WAVES} waves already"
+            )));
+        }
+        let selector =
+            Selector::parse(&spec.selector).map_err(|e| InventoryError::Invalid(e.to_string()))?;
+        let canary = spec
+            .canary_selector
+            .as_deref()
+            .map(Selector::parse)
+            .transpose()
+            .map_err(|e| InventoryError::Invalid(e.to_string()))?;
+        let mut members = Vec::new();
+        let mut paths = Vec::new();
+        let mut excluded = Vec::new();
+        let mut ids: Vec<&String> = self.hosts.keys().collect();
+        ids.sort();
+        let mut selected = 0;
+        for id in ids {
+            let host = &self.hosts[id];
+            if !host.matches(&selector) {
+                continue;
+            }
+            selected += 1;
+            match self.wave_candidate(host, &spec) {
+                Ok(path) => {
+                    let precheck = host.precheck.as_ref();
+                    members.push(Member {
+                        host_id: id.clone(),
+                        labels: host
+                            .record
+                            .facts
+                            .as_ref()
+                            .map(|f| f.labels.clone().into_iter().collect())
+                            .unwrap_or_default(),
+                        concerns: precheck.is_some_and(|p| {
+                            p.findings
+                                .iter()
+                                .any(|f| !f.blocking && f.severity == Severity::High)
+                        }),
+                        canary: canary.as_ref().is_some_and(|c| host.matches(c)),
+                    });
+                    paths.push(path);
+                }
+                Err(reason) => excluded.push((id.clone(), reason)),
+            }
+        }
+        if members.is_empty() {
+            return Err(InventoryError::Conflict(format!(
+                "no host can join the wave: {selected} selected, {} left out{}",
+                excluded.len(),
+                excluded
+                    .first()
+                    .map(|(h, r)| format!(" (e.g. {h}: {r})"))
+                    .unwrap_or_default()
+            )));
+        }
+        if canary.is_some() && !members.iter().any(|m| m.canary) {
+            return Err(InventoryError::Conflict(
+                "the canary selector matches none of the wave's hosts".into(),
+            ));
+        }
+        let wave = Wave::plan(spec.policy.clone(), members);
+        let plan = WavePlan {
+            members: wave.members.clone(),
+            stages: wave.stages.clone(),
+            paths: paths.clone(),
+            excluded: excluded.clone(),
+            outside_selector: self.hosts.len() - selected,
+        };
+        let head = WaveHead {
+            spec,
+            lifecycle: Lifecycle::Created,
+            created_unix_ms: now,
+            started_unix_ms: None,
+            finished_unix_ms: None,
+            rollback_on_cancel: false,
+            progress: wave.progress.clone(),
+        };
+        let name = head.spec.name.clone();
+        // Members, then plan, then head: a wave exists once its head does.
+        let members: Vec<MemberRecord> = vec![MemberRecord::pending(); wave.members.len()];
+        let written = members
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, r)| self.store.put_wave_member(&name, i, r))
+            .and_then(|()| self.store.put_wave_plan(&name, &plan))
+            .and_then(|()| self.store.put_wave_head(&head));
+        written?;
+        for member in &wave.members {
+            self.waves
+                .member_of
+                .insert(member.host_id.clone(), name.clone());
+        }
+        let index = wave
+            .members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.host_id.clone(), i))
+            .collect();
+        self.waves.live.insert(
+            name.clone(),
+            LiveWave {
+                head,
+                wave,
+                paths,
+                excluded,
+                outside_selector: plan.outside_selector,
+                members,
+                index,
+                dirty_head: false,
+                dirty: BTreeSet::new(),
+            },
+        );
+        self.count_wave(&name);
+        info!(wave = %name, hosts = plan.members.len(), "wave created");
+        self.wave_plan(&name)
+    }
+
+    /// The path of a host that may join the wave, or why it may not.
+    fn wave_candidate(&self, host: &super::HostState, spec: &WaveSpec) -> Result<String, String> {
+        if let Some(other) = self.waves.member_of.get(&host.record.id) {
+            return Err(format!("already in wave {other}"));
+        }
+        let os = host
+            .record
+            .facts
+            .as_ref()
+            .and_then(|f| f.os.as_ref())
+            .ok_or("has not reported its operating system")?;
+        let steps = migration::plan(&os.id, &os.version, spec.target).map_err(|e| e.to_string())?;
+        if let Some(job) = host.job.as_ref().filter(|j| !j.state.is_final()) {
+            return Err(format!("has a job in progress ({})", job.state.label()));
+        }
+        let target = spec.target;
+        let precheck = host
+            .precheck
+            .as_ref()
+            .filter(|p| p.target == target)
+            .ok_or_else(|| format!("no pre-check for {target} (run mfctl precheck)"))?;
+        match precheck.readiness() {
+            Readiness::Ready => {}
+            Readiness::Blocked => {
+                let keys: Vec<&str> = precheck
+                    .findings
+                    .iter()
+                    .filter(|f| f.blocking)
+                    .map(|f| f.key.as_str())
+                    .take(3)
+                    .collect();
+                return Err(format!("blocked at pre-check: {}", keys.join(", ")));
+            }
+            Readiness::Error => return Err(format!("pre-check error: {}", precheck.detail)),
+            Readiness::Unknown => return Err("its pre-check has not finished".into()),
+        }
+        if host.session.is_none() {
+            return Err("unreachable: not connected".into());
+        }
+        Ok(path_key(&steps))
+    }
+
+    pub(super) fn wave_plan(&mut self, name: &str) -> Result<PlanView, InventoryError> {
+        let now = now_unix_ms();
+        let durations = &self.waves.durations;
+        let live = self
+            .waves
+            .live
+            .get(name)
+            .ok_or_else(|| InventoryError::UnknownWave(name.to_string()))?;
+        let mut paths: BTreeMap<&str, usize> = BTreeMap::new();
+        for p in &live.paths {
+            *paths.entry(p).or_default() += 1;
+        }
+        let spec = &live.head.spec;
+        let policy = &spec.policy;
+        let mut rules = vec![
+            format!(
+                "canary {}",
+                spec.canary_selector
+                    .clone()
+                    .unwrap_or_else(|| policy.canary.to_string())
+            ),
+            format!(
+                "batches {}",
+                policy
+                    .batches
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+            format!("max-parallel {}", policy.max_parallel),
+            format!(
+                "errors {} per stage, {} in all",
+                policy.stage_errors, policy.total_errors
+            ),
+            format!("on failure {:?}", spec.on_failure).to_lowercase(),
+        ];
+        rules.extend(
+            policy
+                .budgets
+                .iter()
+                .map(|b| format!("budget {}={}", b.label, b.limit)),
+        );
+        rules.extend(spec.calendar.windows.iter().map(|w| format!("window {w}")));
+        rules.extend(spec.calendar.freezes.iter().map(|f| format!("freeze {f}")));
+        if policy.soak_ms > 0 {
+            rules.push(format!(
+                "soak {}",
+                crate::clock::format_duration_ms(policy.soak_ms)
+            ));
+        }
+        if policy.approve_stages {
+            rules.push("approval before each stage".into());
+        }
+        Ok(PlanView {
+            name: name.to_string(),
+            target: spec.target.to_string(),
+            lifecycle: live.state_label().to_string(),
+            stages: live
+                .wave
+                .stages
+                .iter()
+                .map(|s| {
+                    s.iter()
+                        .map(|&m| live.wave.members[m].host_id.clone())
+                        .collect()
+                })
+                .collect(),
+            excluded: live.excluded.clone(),
+            outside_selector: live.outside_selector,
+            eta_unix_ms: live.eta(durations, now),
+            paths: paths
+                .into_iter()
+                .map(|(p, n)| {
+                    let (ms, samples) = durations
+                        .estimate(p)
+                        .unwrap_or((spec.default_expected_ms, 0));
+                    (p.to_string(), n, ms, samples)
+                })
+                .collect(),
+            policy: rules,
+        })
+    }
+
+    pub(super) fn wave_action(
+        &mut self,
+        name: &str,
+        action: WaveAction,
+    ) -> Result<StatusView, InventoryError> {
+        let now = now_unix_ms();
+        let live = self.wave(name)?;
+        let lifecycle = live.head.lifecycle;
+        let refuse = |what: &str| {
+            Err(InventoryError::Conflict(format!(
+                "wave {name} is {}: it cannot be {what}",
+                lifecycle.label()
+            )))
+        };
+        let mut rollbacks = Vec::new();
+        match action {
+            WaveAction::Start => {
+                if lifecycle != Lifecycle::Created {
+                    return refuse("started");
+                }
+                live.head.lifecycle = Lifecycle::Running;
+                live.head.started_unix_ms = Some(now);
+            }
+            WaveAction::Pause => {
+                if lifecycle != Lifecycle::Running || live.wave.progress.paused {
+                    return refuse("paused");
+                }
+                live.wave.pause();
+            }
+            WaveAction::Resume => {
+                if lifecycle != Lifecycle::Running
+                    || (live.wave.progress.halted.is_none() && !live.wave.progress.paused)
+                {
+                    return Err(InventoryError::Conflict(format!(
+                        "wave {name} is {}: only a paused or halted wave resumes",
+                        live.state_label()
+                    )));
+                }
+                live.wave.resume();
+            }
+            WaveAction::Approve => {
+                if lifecycle != Lifecycle::Running || !live.wave.approve() {
+                    return Err(InventoryError::Conflict(format!(
+                        "wave {name} has no stage waiting for approval"
+                    )));
+                }
+            }
+            WaveAction::Cancel { rollback } => {
+                if !lifecycle.holds_hosts() {
+                    return refuse("cancelled");
+                }
+                live.head.lifecycle = Lifecycle::Cancelled;
+                live.head.rollback_on_cancel = rollback;
+                live.wave.close();
+                for m in 0..live.members.len() {
+                    live.set_member(m, now);
+                }
+                if rollback {
+                    rollbacks = live
+                        .wave
+                        .members
+                        .iter()
+                        .enumerate()
+                        .filter(|(m, _)| live.wave.states[*m] == HostState::Done(Outcome::Failed))
+                        .map(|(_, member)| member.host_id.clone())
+                        .collect();
+                }
+                let members: Vec<String> = live
+                    .wave
+                    .members
+                    .iter()
+                    .map(|m| m.host_id.clone())
+                    .collect();
+                for host in members {
+                    if self.waves.member_of.get(&host).is_some_and(|w| w == name) {
+                        self.waves.member_of.remove(&host);
+                    }
+                }
+            }
+        }
+        let live = self.wave(name)?;
+        live.dirty_head = true;
+        info!(wave = %name, ?action, "wave action");
+        for host in rollbacks {
+            if let Err(e) = self.job_action(&host, JobAction::Rollback) {
+                warn!(wave = %name, %host, error = %e, "cannot roll back a held host");
+            }
+        }
+        self.waves.stirred = true;
+        self.drive_waves();
+        self.wave_status(name)
+    }
+
+    pub(super) fn wave_host_action(
+        &mut self,
+        name: &str,
+        host_id: &str,
+        action: HostAction,
+    ) -> Result<StatusView, InventoryError> {
+        let now = now_unix_ms();
+        let live = self.wave(name)?;
+        if live.head.lifecycle != Lifecycle::Running {
+            return Err(InventoryError::Conflict(format!(
+                "wave {name} is {}: only a running wave takes host actions",
+                live.head.lifecycle.label()
+            )));
+        }
+        let m = *live.index.get(host_id).ok_or_else(|| {
+            InventoryError::Conflict(format!("host {host_id} is not in wave {name}"))
+        })?;
+        let held = live.wave.states[m] == HostState::Done(Outcome::Failed);
+        match action {
+            HostAction::Skip => live
+                .wave
+                .skip(m, now)
+                .map_err(|e| InventoryError::Conflict(format!("{host_id}: {e}")))?,
+            // A held job is retried where it stopped; any other ending starts afresh.
+            HostAction::Retry if held => {}
+            HostAction::Retry => live
+                .wave
+                .retry(m)
+                .map_err(|e| InventoryError::Conflict(format!("{host_id}: {e}")))?,
+        }
+        live.set_member(m, now);
+        live.dirty_head = true;
+        if held && action == HostAction::Retry {
+            // The job goes back to running; the wave follows it.
+            self.job_action(host_id, JobAction::Retry)?;
+        }
+        self.waves.stirred = true;
+        self.drive_waves();
+        self.wave_status(name)
+    }
+
+    /// A job changed: if its host is in a wave, the wave follows.
+    pub(super) fn wave_job_changed(&mut self, old: Option<&Job>, job: &Job) {
+        let now = now_unix_ms();
+        if old.is_none_or(|o| o.state != job.state) {
+            self.waves.durations.record(job);
+        }
+        let Some((name, m)) = self.waves.live.iter().find_map(|(name, live)| {
+            let m = *live.index.get(&job.host_id)?;
+            (live.members[m].job_id.as_deref() == Some(job.id.as_str())).then(|| (name.clone(), m))
+        }) else {
+            return;
+        };
+        let Some(live) = self.waves.live.get_mut(&name) else {
+            return;
+        };
+        let before = live.wave.progress.halted.clone();
+        match (live.wave.states[m], outcome_of(job)) {
+            (HostState::Running, Some(outcome)) => live.wave.finish(m, outcome, now),
+            (HostState::Done(Outcome::Failed), None) => live.wave.rerun(m),
+            (HostState::Done(Outcome::Failed), Some(outcome)) => live.wave.amend(m, outcome),
+            _ => return,
+        }
+        live.members[m].detail.clone_from(&job.detail);
+        live.set_member(m, now);
+        live.dirty_head = true;
+        let roll_back =
+            live.head.rollback_on_cancel && live.wave.states[m] == HostState::Done(Outcome::Failed);
+        if before.is_none()
+            && let Some(reason) = &live.wave.progress.halted
+        {
+            let kind = if reason.contains("in stage") {
+                "stage_errors"
+            } else {
+                "total_errors"
+            };
+            self.metrics
+                .wave_halts
+                .with_label_values(&[name.as_str(), kind])
+                .inc();
+            warn!(wave = %name, %reason, "wave halted");
+        }
+        if roll_back && let Err(e) = self.job_action(&job.host_id, JobAction::Rollback) {
+            warn!(wave = %name, host = %job.host_id, error = %e, "cannot roll back a held host");
+        }
+        self.waves.stirred = true;
+    }
+
+    /// The clock: windows open, soaks end.
+    pub(super) fn stir_waves(&mut self) {
+        self.waves.stirred = true;
+    }
+
+    /// Starts whoever may start in every running wave, writes what changed.
+    /// Called after each batch and on the clock.
+    pub(super) fn drive_waves(&mut self) {
+        if !self.waves.stirred {
+            return;
+        }
+        self.waves.stirred = false;
+        let now = now_unix_ms();
+        let names: Vec<String> = self.waves.live.keys().cloned().collect();
+        for name in names {
+            let starts = {
+                let durations = &self.waves.durations;
+                let Some(live) = self.waves.live.get_mut(&name) else {
+                    continue;
+                };
+                if live.head.lifecycle != Lifecycle::Running {
+                    Vec::new()
+                } else {
+                    let expected = live.expected(durations);
+                    let calendar = live.head.spec.calendar.clone();
+                    let stage = live.wave.progress.current_stage;
+                    let gate = |m: usize| calendar.closed(now, expected[m]);
+                    let started = live.wave.dispatch(now, &gate);
+                    if stage != live.wave.progress.current_stage {
+                        live.dirty_head = true;
+                    }
+                    started
+                }
+            };
+            for m in starts {
+                self.start_member(&name, m, now);
+            }
+            self.finish_wave_if_over(&name, now);
+            self.write_wave(&name);
+        }
+    }
+
+    /// Starts the job of a member the wave just started; a host that cannot
+    /// start ends at once with the reason (unreachable, or refused).
+    fn start_member(&mut self, name: &str, m: usize, now: i64) {
+        let Some(live) = self.waves.live.get(name) else {
+            return;
+        };
+        let host_id = live.wave.members[m].host_id.clone();
+        let (target, on_failure) = (live.head.spec.target, live.head.spec.on_failure);
+        let connected = self
+            .hosts
+            .get(&host_id)
+            .is_some_and(|h| h.session.is_some());
+        let outcome = if connected {
+            match self.migrate(&host_id, target, on_failure) {
+                Ok(job) => Ok(job),
+                Err(e) => Err((Outcome::Aborted, format!("could not start: {e}"))),
+            }
+        } else {
+            Err((
+                Outcome::Unreachable,
+                "not connected when its turn came".to_string(),
+            ))
+        };
+        let Some(live) = self.waves.live.get_mut(name) else {
+            return;
+        };
+        match outcome {
+            Ok(job) => {
+                live.members[m].job_id = Some(job.id.clone());
+                live.members[m].detail = String::new();
+                self.waves.starts.push(Instant::now());
+            }
+            Err((outcome, detail)) => {
+                live.wave.finish(m, outcome, now);
+                live.members[m].detail = detail;
+                self.waves.stirred = true;
+            }
+        }
+        live.set_member(m, now);
+        live.dirty_head = true;
+    }
+
+    fn finish_wave_if_over(&mut self, name: &str, now: i64) {
+        let Some(live) = self.waves.live.get_mut(name) else {
+            return;
+        };
+        let over = live.head.finished_unix_ms.is_none()
+            && match live.head.lifecycle {
+                Lifecycle::Running => live.wave.is_finished(),
+                Lifecycle::Cancelled => live.wave.running().next().is_none(),
+                _ => false,
+            };
+        if !over {
+            return;
+        }
+        if live.head.lifecycle == Lifecycle::Running {
+            live.head.lifecycle = Lifecycle::Completed;
+        }
+        live.head.finished_unix_ms = Some(now);
+        live.dirty_head = true;
+        let hosts: Vec<String> = live
+            .wave
+            .members
+            .iter()
+            .map(|m| m.host_id.clone())
+            .collect();
+        info!(wave = %name, state = live.head.lifecycle.label(), "wave over");
+        for host in hosts {
+            if self.waves.member_of.get(&host).is_some_and(|w| w == name) {
+                self.waves.member_of.remove(&host);
+            }
+        }
+    }
+
+    /// Writes the wave's changed parts (flushed with the batch).
+    fn write_wave(&mut self, name: &str) {
+        let Some(live) = self.waves.live.get_mut(name) else {
+            return;
+        };
+        let dirty = std::mem::take(&mut live.dirty);
+        let mut result = dirty
+            .iter()
+            .try_for_each(|&m| self.store.put_wave_member(name, m, &live.members[m]));
+        if live.dirty_head || !dirty.is_empty() {
+            live.head.progress = live.wave.progress.clone();
+            live.dirty_head = false;
+            result = result.and_then(|()| self.store.put_wave_head(&live.head));
+        }
+        if let Err(e) = result {
+            error!(wave = %name, error = %e, "cannot record a wave");
+        }
+        if !dirty.is_empty() {
+            self.count_wave(name);
+        }
+    }
+
+    pub(super) fn wave_status(&mut self, name: &str) -> Result<StatusView, InventoryError> {
+        let now = now_unix_ms();
+        let durations = &self.waves.durations;
+        let live = self
+            .waves
+            .live
+            .get_mut(name)
+            .ok_or_else(|| InventoryError::UnknownWave(name.to_string()))?;
+        Ok(status_of(live, durations, now))
+    }
+
+    pub(super) fn list_waves(&mut self) -> Vec<StatusView> {
+        let now = now_unix_ms();
+        let durations = &self.waves.durations;
+        self.waves
+            .live
+            .values_mut()
+            .map(|live| status_of(live, durations, now))
+            .collect()
+    }
+
+    pub(super) fn wave_why(
+        &mut self,
+        name: &str,
+        host_id: &str,
+    ) -> Result<WhyView, InventoryError> {
+        let now = now_unix_ms();
+        let durations = &self.waves.durations;
+        let live = self
+            .waves
+            .live
+            .get_mut(name)
+            .ok_or_else(|| InventoryError::UnknownWave(name.to_string()))?;
+        let Some(&m) = live.index.get(host_id) else {
+            let reason = live
+                .excluded
+                .iter()
+                .find(|(h, _)| h == host_id)
+                .map(|(_, r)| format!("left out of the wave: {r}"))
+                .unwrap_or_else(|| "not in the wave: outside its selector".to_string());
+            return Ok(WhyView {
+                host_id: host_id.to_string(),
+                state: "excluded".into(),
+                stage: 0,
+                job_id: String::new(),
+                reason,
+            });
+        };
+        let expected = live.expected(durations);
+        let calendar = live.head.spec.calendar.clone();
+        let state = live.wave.states[m];
+        let reason = match (live.head.lifecycle, state) {
+            (_, HostState::Running) => format!(
+                "in flight: {}",
+                if live.members[m].detail.is_empty() {
+                    "its job is running"
+                } else {
+                    &live.members[m].detail
+                }
+            ),
+            (_, HostState::Done(outcome)) => format!(
+                "ended {}{}",
+                outcome.label(),
+                if live.members[m].detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", live.members[m].detail)
+                }
+            ),
+            (Lifecycle::Created, _) => "the wave has not been started (mfctl wave start)".into(),
+            (lifecycle, HostState::Pending) if lifecycle != Lifecycle::Running => {
+                format!("the wave is {}", lifecycle.label())
+            }
+            (_, HostState::Pending) => {
+                let gate = |i: usize| calendar.closed(now, expected[i]);
+                match live.wave.why(m, now, &gate) {
+                    Some(wait) => format!("waiting: {wait}"),
+                    None => "about to start".into(),
+                }
+            }
+        };
+        Ok(WhyView {
+            host_id: host_id.to_string(),
+            state: state.label().to_string(),
+            stage: live.wave.stage_of[m] + 1,
+            job_id: live.members[m].job_id.clone().unwrap_or_default(),
+            reason,
+        })
+    }
+
+    /// The wave's gauges: hosts per state, stage progress, budget use.
+    fn count_wave(&mut self, name: &str) {
+        let Some(live) = self.waves.live.get_mut(name) else {
+            return;
+        };
+        let counts = live.wave.counts();
+        for label in [
+            "pending",
+            "running",
+            "succeeded",
+            "rolled-back",
+            "failed",
+            "blocked",
+            "aborted",
+            "unreachable",
+            "skipped",
+            "not-started",
+        ] {
+            self.metrics
+                .wave_hosts
+                .with_label_values(&[name, label])
+                .set(counts.get(label).copied().unwrap_or(0) as i64);
+        }
+        self.metrics
+            .wave_stage
+            .with_label_values(&[name])
+            .set(live.wave.progress.current_stage as i64 + 1);
+        self.metrics
+            .wave_stages
+            .with_label_values(&[name])
+            .set(live.wave.stages.len() as i64);
+        for (label, in_use, full) in live.wave.budget_use() {
+            self.metrics
+                .wave_budget_in_use
+                .with_label_values(&[name, &label])
+                .set(in_use as i64);
+            self.metrics
+                .wave_budget_full
+                .with_label_values(&[name, &label])
+                .set(full as i64);
+        }
+    }
+}
+
+fn status_of(live: &mut LiveWave, durations: &Durations, now: i64) -> StatusView {
+    let expected = live.expected(durations);
+    let calendar = live.head.spec.calendar.clone();
+    let waiting = if live.head.lifecycle == Lifecycle::Running
+        && live.wave.running().next().is_none()
+        && !live.wave.is_finished()
+    {
+        // The first pending host in line says why nothing moves.
+        let gate = |i: usize| calendar.closed(now, expected[i]);
+        let next = live
+            .wave
+            .progress
+            .retried
+            .iter()
+            .copied()
+            .chain(live.wave.stages.iter().flatten().copied())
+            .find(|&m| live.wave.states[m] == HostState::Pending);
+        next.and_then(|m| live.wave.why(m, now, &gate))
+            .map(|w| w.to_string())
+    } else {
+        None
+    };
+    let stages = live
+        .wave
+        .stages
+        .iter()
+        .map(|s| StageView {
+            hosts: s.len(),
+            done: s
+                .iter()
+                .filter(|&&m| matches!(live.wave.states[m], HostState::Done(_)))
+                .count(),
+            running: s
+                .iter()
+                .filter(|&&m| live.wave.states[m] == HostState::Running)
+                .count(),
+            failures: s
+                .iter()
+                .filter(|&&m| matches!(live.wave.states[m], HostState::Done(o) if o.is_failure()))
+                .count(),
+        })
+        .collect();
+    let problems = live
+        .wave
+        .states
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| {
+            matches!(s, HostState::Done(o) if !matches!(o, Outcome::Succeeded | Outcome::NotStarted | Outcome::Skipped))
+        })
+        .map(|(m, s)| {
+            (
+                live.wave.members[m].host_id.clone(),
+                s.label().to_string(),
+                live.members[m].detail.clone(),
+            )
+        })
+        .collect();
+    StatusView {
+        name: live.head.spec.name.clone(),
+        target: live.head.spec.target.to_string(),
+        state: live.state_label().to_string(),
+        halted: live.wave.progress.halted.clone(),
+        waiting,
+        current_stage: live.wave.progress.current_stage + 1,
+        stages,
+        counts: live
+            .wave
+            .counts()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        eta_unix_ms: live.eta(durations, now),
+        created_unix_ms: live.head.created_unix_ms,
+        started_unix_ms: live.head.started_unix_ms,
+        finished_unix_ms: live.head.finished_unix_ms,
+        budgets: live.wave.budget_use(),
+        problems,
+    }
+}

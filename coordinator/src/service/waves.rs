@@ -1,0 +1,173 @@
+//! The admin service's wave calls: wire to domain (every field checked before
+//! the inventory sees it) and domain to wire.
+
+use mf_proto::v1 as pb;
+use tonic::Status;
+
+use super::valid_host_id;
+use crate::inventory::{HostAction, PlanView, StatusView, WaveAction, WhyView};
+use crate::waves::spec::{SpecInput, WaveSpec, valid_name};
+
+fn as_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+pub fn spec_from_wire(spec: pb::WaveSpec) -> Result<WaveSpec, Status> {
+    SpecInput {
+        name: spec.name,
+        selector: spec.selector,
+        target: spec.target,
+        canary: spec.canary,
+        canary_selector: spec.canary_selector,
+        batches: spec.batches,
+        max_parallel: spec.max_parallel,
+        budgets: spec.budgets,
+        stage_errors: spec.stage_errors,
+        total_errors: spec.total_errors,
+        windows: spec.windows,
+        freezes: spec.freezes,
+        soak_seconds: spec.soak_seconds,
+        approve_stages: spec.approve_stages,
+        on_failure: spec.on_failure,
+        expected_seconds: spec.expected_seconds,
+    }
+    .check()
+    .map_err(|e| Status::invalid_argument(e.to_string()))
+}
+
+pub fn name(name: &str) -> Result<String, Status> {
+    if valid_name(name) {
+        Ok(name.to_string())
+    } else {
+        Err(Status::invalid_argument(format!(
+            "{name:?} is not a wave name"
+        )))
+    }
+}
+
+pub fn host(host_id: &str) -> Result<String, Status> {
+    if valid_host_id(host_id) {
+        Ok(host_id.to_string())
+    } else {
+        Err(Status::invalid_argument("invalid host id"))
+    }
+}
+
+pub fn action(request: &pb::WaveActionRequest) -> Result<WaveAction, Status> {
+    if request.rollback && request.action != "cancel" {
+        return Err(Status::invalid_argument("rollback goes with cancel only"));
+    }
+    Ok(match request.action.as_str() {
+        "start" => WaveAction::Start,
+        "pause" => WaveAction::Pause,
+        "resume" => WaveAction::Resume,
+        "approve" => WaveAction::Approve,
+        "cancel" => WaveAction::Cancel {
+            rollback: request.rollback,
+        },
+        other => {
+            return Err(Status::invalid_argument(format!(
+                "the wave action is start, pause, resume, approve or cancel, not {other:?}"
+            )));
+        }
+    })
+}
+
+pub fn host_action(text: &str) -> Result<HostAction, Status> {
+    match text {
+        "retry" => Ok(HostAction::Retry),
+        "skip" => Ok(HostAction::Skip),
+        other => Err(Status::invalid_argument(format!(
+            "the host action is retry or skip, not {other:?}"
+        ))),
+    }
+}
+
+pub fn plan_to_wire(plan: PlanView) -> pb::WavePlan {
+    pb::WavePlan {
+        name: plan.name,
+        target: plan.target,
+        state: plan.lifecycle,
+        stages: plan
+            .stages
+            .into_iter()
+            .map(|hosts| pb::WaveStage { hosts })
+            .collect(),
+        excluded: plan
+            .excluded
+            .into_iter()
+            .map(|(host_id, reason)| pb::HostRefusal { host_id, reason })
+            .collect(),
+        outside_selector: as_u32(plan.outside_selector),
+        eta_unix_ms: plan.eta_unix_ms.unwrap_or(0),
+        paths: plan
+            .paths
+            .into_iter()
+            .map(|(path, hosts, ms, samples)| pb::PathEstimate {
+                path,
+                hosts: as_u32(hosts),
+                expected_seconds: u64::try_from(ms / 1000).unwrap_or(0),
+                samples: as_u32(samples),
+            })
+            .collect(),
+        policy: plan.policy,
+    }
+}
+
+pub fn status_to_wire(status: StatusView) -> pb::WaveStatus {
+    pb::WaveStatus {
+        name: status.name,
+        target: status.target,
+        state: status.state,
+        halted_reason: status.halted.unwrap_or_default(),
+        waiting: status.waiting.unwrap_or_default(),
+        current_stage: as_u32(status.current_stage),
+        stages: status
+            .stages
+            .into_iter()
+            .map(|s| pb::StageProgress {
+                hosts: as_u32(s.hosts),
+                done: as_u32(s.done),
+                running: as_u32(s.running),
+                failures: as_u32(s.failures),
+            })
+            .collect(),
+        counts: status
+            .counts
+            .into_iter()
+            .map(|(k, v)| (k, as_u32(v)))
+            .collect(),
+        eta_unix_ms: status.eta_unix_ms.unwrap_or(0),
+        created_unix_ms: status.created_unix_ms,
+        started_unix_ms: status.started_unix_ms.unwrap_or(0),
+        finished_unix_ms: status.finished_unix_ms.unwrap_or(0),
+        budgets: status
+            .budgets
+            .into_iter()
+            .map(|(label, in_use, full)| pb::BudgetUse {
+                label,
+                in_use: as_u32(in_use),
+                full_values: as_u32(full),
+            })
+            .collect(),
+        problems: status
+            .problems
+            .into_iter()
+            .map(|(host_id, outcome, detail)| pb::WaveProblem {
+                host_id,
+                outcome,
+                detail,
+            })
+            .collect(),
+    }
+}
+
+pub fn why_to_wire(why: WhyView) -> pb::WhyWaveResponse {
+    pb::WhyWaveResponse {
+        host_id: why.host_id,
+        state: why.state,
+        stage: as_u32(why.stage),
+        job_id: why.job_id,
+        reason: why.reason,
+    }
+}
