@@ -443,13 +443,19 @@ fn reboot_pending(root: &Path) -> bool {
 impl Machine {
     /// Runs `mf-agent run --state-dir STATE --host-root ROOT` for this host.
     pub fn start(state: &Path, root: &Path, log: &Path) -> Self {
-        let args: Vec<String> = vec![
+        Self::start_with(state, root, log, &[])
+    }
+
+    /// The same with more arguments for `mf-agent run`, e.g. `--label app=a`.
+    pub fn start_with(state: &Path, root: &Path, log: &Path, extra: &[&str]) -> Self {
+        let mut args: Vec<String> = vec![
             "run".into(),
             "--state-dir".into(),
             state.display().to_string(),
             "--host-root".into(),
             root.display().to_string(),
         ];
+        args.extend(extra.iter().map(ToString::to_string));
         let child = Arc::new(Mutex::new(Some(spawn_agent(&args, log))));
         let stop = Arc::new(AtomicBool::new(false));
         let reboots = Arc::new(AtomicUsize::new(0));

@@ -16,6 +16,7 @@ use super::{InventoryError, JobAction, State};
 use crate::clock::now_unix_ms;
 use crate::jobs::{Job, JobState};
 use crate::migration;
+use crate::waves::calendar::Calendar;
 use crate::waves::durations::{Durations, path_key};
 use crate::waves::estimate;
 use crate::waves::record::{Lifecycle, MemberRecord, WaveHead, WavePlan};
@@ -24,6 +25,11 @@ use crate::waves::spec::WaveSpec;
 
 /// At most this many waves are kept (finished ones included).
 const MAX_WAVES: usize = 1000;
+/// A host whose turn comes while it is disconnected waits this long (from
+/// when it was last seen, or the coordinator started) before the wave gives
+/// it up as unreachable: after a coordinator restart every agent needs a few
+/// seconds to come back.
+const UNREACHABLE_AFTER_MS: i64 = 10 * 60 * 1000;
 
 /// An operator's action on a wave.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +70,8 @@ pub(super) struct Waves {
     durations: Durations,
     /// Something changed that may let hosts start.
     stirred: bool,
+    /// When this coordinator started: disconnection is counted from here at most.
+    since_unix_ms: i64,
     /// When each start of this batch was decided, for the dispatch latency.
     pub(super) starts: Vec<Instant>,
 }
@@ -132,6 +140,44 @@ fn outcome_of(job: &Job) -> Option<Outcome> {
         JobState::Failed => Some(Outcome::Aborted),
         JobState::RolledBack => Some(Outcome::RolledBack),
         JobState::Held => Some(Outcome::Failed),
+    }
+}
+
+/// For each pending member whose agent is not connected: since when it has
+/// been away (its last sighting, or this coordinator's start if later).
+fn away(
+    live: &LiveWave,
+    hosts: &HashMap<String, super::HostState>,
+    since: i64,
+) -> Vec<Option<i64>> {
+    live.wave
+        .members
+        .iter()
+        .enumerate()
+        .map(|(m, member)| {
+            hosts
+                .get(&member.host_id)
+                .filter(|h| h.session.is_none() && live.wave.states[m] == HostState::Pending)
+                .map(|h| h.record.last_seen_unix_ms.max(since))
+        })
+        .collect()
+}
+
+/// The wave's gate for member m now: its agent must be connected, and the
+/// calendar must let its expected duration run.
+fn gate<'a>(
+    away: &'a [Option<i64>],
+    calendar: &'a Calendar,
+    expected: &'a [i64],
+    now: i64,
+) -> impl Fn(usize) -> Option<String> + 'a {
+    move |m| match away[m] {
+        Some(seen) => Some(format!(
+            "its agent is not connected (last seen {}); it is given up as unreachable after {}",
+            crate::clock::format_unix_ms(seen),
+            crate::clock::format_duration_ms(UNREACHABLE_AFTER_MS)
+        )),
+        None => calendar.closed(now, expected[m]),
     }
 }
 
@@ -266,6 +312,7 @@ impl State {
             self.count_wave(&name);
         }
         self.waves.stirred = true;
+        self.waves.since_unix_ms = now_unix_ms();
         Ok(())
     }
 
@@ -728,7 +775,8 @@ impl State {
         let names: Vec<String> = self.waves.live.keys().cloned().collect();
         for name in names {
             let starts = {
-                let durations = &self.waves.durations;
+                let (hosts, durations, since) =
+                    (&self.hosts, &self.waves.durations, self.waves.since_unix_ms);
                 let Some(live) = self.waves.live.get_mut(&name) else {
                     continue;
                 };
@@ -736,9 +784,35 @@ impl State {
                     Vec::new()
                 } else {
                     let expected = live.expected(durations);
+                    // Disconnected hosts wait for their agent; long gone ones are given up.
+                    let away = away(live, hosts, since);
+                    let in_line: Vec<usize> = live
+                        .wave
+                        .progress
+                        .retried
+                        .iter()
+                        .chain(
+                            live.wave
+                                .stages
+                                .get(live.wave.progress.current_stage)
+                                .into_iter()
+                                .flatten(),
+                        )
+                        .copied()
+                        .filter(|&m| away[m].is_some_and(|seen| now - seen > UNREACHABLE_AFTER_MS))
+                        .collect();
+                    for m in in_line {
+                        if live.wave.end_pending(m, Outcome::Unreachable, now).is_ok() {
+                            live.members[m].detail = format!(
+                                "not connected for {} when its turn came",
+                                crate::clock::format_duration_ms(UNREACHABLE_AFTER_MS)
+                            );
+                            live.set_member(m, now);
+                        }
+                    }
                     let calendar = live.head.spec.calendar.clone();
                     let stage = live.wave.progress.current_stage;
-                    let gate = |m: usize| calendar.closed(now, expected[m]);
+                    let gate = gate(&away, &calendar, &expected, now);
                     let started = live.wave.dispatch(now, &gate);
                     if stage != live.wave.progress.current_stage {
                         live.dirty_head = true;
@@ -852,22 +926,24 @@ impl State {
 
     pub(super) fn wave_status(&mut self, name: &str) -> Result<StatusView, InventoryError> {
         let now = now_unix_ms();
-        let durations = &self.waves.durations;
+        let (hosts, durations, since) =
+            (&self.hosts, &self.waves.durations, self.waves.since_unix_ms);
         let live = self
             .waves
             .live
             .get_mut(name)
             .ok_or_else(|| InventoryError::UnknownWave(name.to_string()))?;
-        Ok(status_of(live, durations, now))
+        Ok(status_of(live, hosts, durations, since, now))
     }
 
     pub(super) fn list_waves(&mut self) -> Vec<StatusView> {
         let now = now_unix_ms();
-        let durations = &self.waves.durations;
+        let (hosts, durations, since) =
+            (&self.hosts, &self.waves.durations, self.waves.since_unix_ms);
         self.waves
             .live
             .values_mut()
-            .map(|live| status_of(live, durations, now))
+            .map(|live| status_of(live, hosts, durations, since, now))
             .collect()
     }
 
@@ -877,7 +953,8 @@ impl State {
         host_id: &str,
     ) -> Result<WhyView, InventoryError> {
         let now = now_unix_ms();
-        let durations = &self.waves.durations;
+        let (hosts, durations, since) =
+            (&self.hosts, &self.waves.durations, self.waves.since_unix_ms);
         let live = self
             .waves
             .live
@@ -924,7 +1001,8 @@ impl State {
                 format!("the wave is {}", lifecycle.label())
             }
             (_, HostState::Pending) => {
-                let gate = |i: usize| calendar.closed(now, expected[i]);
+                let away = away(live, hosts, since);
+                let gate = gate(&away, &calendar, &expected, now);
                 match live.wave.why(m, now, &gate) {
                     Some(wait) => format!("waiting: {wait}"),
                     None => "about to start".into(),
@@ -984,7 +1062,13 @@ impl State {
     }
 }
 
-fn status_of(live: &mut LiveWave, durations: &Durations, now: i64) -> StatusView {
+fn status_of(
+    live: &mut LiveWave,
+    hosts: &HashMap<String, super::HostState>,
+    durations: &Durations,
+    since: i64,
+    now: i64,
+) -> StatusView {
     let expected = live.expected(durations);
     let calendar = live.head.spec.calendar.clone();
     let waiting = if live.head.lifecycle == Lifecycle::Running
@@ -992,7 +1076,8 @@ fn status_of(live: &mut LiveWave, durations: &Durations, now: i64) -> StatusView
         && !live.wave.is_finished()
     {
         // The first pending host in line says why nothing moves.
-        let gate = |i: usize| calendar.closed(now, expected[i]);
+        let away = away(live, hosts, since);
+        let gate = gate(&away, &calendar, &expected, now);
         let next = live
             .wave
             .progress

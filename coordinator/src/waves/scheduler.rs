@@ -710,13 +710,24 @@ impl Wave {
 
     /// Takes a pending host out of the wave.
     pub fn skip(&mut self, m: usize, now_unix_ms: i64) -> Result<(), String> {
-        if self.states[m] != HostState::Pending {
+        self.end_pending(m, Outcome::Skipped, now_unix_ms)
+    }
+
+    /// Ends a host that never started: skipped by an operator, or given up as
+    /// unreachable. Not a failure either way.
+    pub fn end_pending(
+        &mut self,
+        m: usize,
+        outcome: Outcome,
+        now_unix_ms: i64,
+    ) -> Result<(), String> {
+        if self.states[m] != HostState::Pending || outcome.is_failure() {
             return Err(format!(
                 "it is {}: only a host that has not started can be skipped",
                 self.states[m].label()
             ));
         }
-        self.set_state(m, HostState::Done(Outcome::Skipped));
+        self.set_state(m, HostState::Done(outcome));
         let stage = self.stage_of[m];
         if stage == self.progress.current_stage && self.stage_finished(stage) {
             self.progress.stage_done_unix_ms = Some(now_unix_ms);

@@ -1,0 +1,353 @@
+//! Waves end to end over real processes: a real coordinator, real agents on
+//! emulated RHEL 7.9 host roots, driven only through `mfctl wave`; one wave
+//! under a disruption budget and a maintenance window, one resumed after
+//! SIGKILL of the coordinator mid-wave.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Result, bail};
+use mf_e2e::{Deployment, HostOs, Machine, host_root, set_scenario, wait_for};
+use serde_json::Value;
+
+const LEAPP: &str = "[[packages]]\nname = \"leapp\"\nversion = \"0.17.0\"\nrelease = \"1.el7_9\"\narch = \"noarch\"\n\
+                     [[packages]]\nname = \"leapp-upgrade-el7toel8\"\nversion = \"0.20.0\"\nrelease = \"2.el7_9\"\narch = \"noarch\"\n";
+const SPACE: &str = "[filesystems.\"/var\"]\nfree_bytes = 10737418240\ntotal_bytes = 21474836480\n\
+                     [filesystems.\"/boot\"]\nfree_bytes = 524288000\ntotal_bytes = 1073741824\n";
+const BLOCKER: &str = "[[findings]]\nkey = \"d35f6c6b1b1fa6924ef442e3670d90fa92f0d54b\"\ntitle = \"Missing required answers in the answer file\"\n\
+                       severity = \"high\"\nblocking = true\n";
+
+/// Starts a RHEL 7.9 machine labelled with its application.
+fn machine(
+    deployment: &Deployment,
+    token: &str,
+    name: &str,
+    app: &str,
+    scenario: &str,
+) -> Result<Machine> {
+    let root = host_root(
+        &deployment.path(&format!("roots/{name}")),
+        HostOs::Rhel79,
+        name,
+        "example.com",
+    );
+    // Top-level keys first: TOML puts keys after a table header inside it.
+    set_scenario(&root, &format!("{scenario}{LEAPP}{SPACE}"));
+    let state = root.join("var/lib/mf-agent");
+    let enrolled = deployment.enroll(token, &state, &root, &[]);
+    if !enrolled.success {
+        bail!("enroll {name}: {}", enrolled.stderr);
+    }
+    let label = format!("app={app}");
+    Ok(Machine::start_with(
+        &state,
+        &root,
+        &deployment.path(&format!("{name}.log")),
+        &["--label", &label],
+    ))
+}
+
+fn json(deployment: &Deployment, args: &[&str]) -> Result<Value> {
+    let mut args = args.to_vec();
+    args.extend(["-o", "json"]);
+    let ran = deployment.mfctl(&args);
+    if !ran.success {
+        bail!("mfctl {}: {}", args.join(" "), ran.stderr);
+    }
+    Ok(serde_json::from_str(&ran.stdout)?)
+}
+
+fn ready(deployment: &Deployment, hosts: usize) -> Result<()> {
+    wait_for(
+        &format!("{hosts} connected hosts"),
+        Duration::from_secs(30),
+        || {
+            let list = deployment.hosts("connected=true")?;
+            Ok(list.len() == hosts && list.iter().all(|h| !h["facts"].is_null()))
+        },
+    )?;
+    let ran = deployment.mfctl(&[
+        "precheck",
+        "--selector",
+        "os=rhel",
+        "--target",
+        "rhel-8.10",
+        "--wait",
+    ]);
+    if !ran.success {
+        bail!("precheck: {}", ran.stderr);
+    }
+    Ok(())
+}
+
+fn wait_wave(deployment: &Deployment, name: &str, state: &str) -> Result<Value> {
+    wait_for(
+        &format!("wave {name} {state}"),
+        Duration::from_secs(90),
+        || Ok(json(deployment, &["wave", "status", name])?["state"] == state),
+    )?;
+    json(deployment, &["wave", "status", name])
+}
+
+/// "HH:00-HH:00 UTC" starting `from` hours from now, `hours` long.
+fn daily_window(from: i64, hours: i64) -> String {
+    let now_hour = (SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 3600) as i64;
+    let start = (now_hour + from).rem_euclid(24);
+    let end = (start + hours).rem_euclid(24);
+    format!("{start:02}:00-{end:02}:00 UTC")
+}
+
+/// When each host's job started and ended (ms), from `hosts show`.
+fn job_span(deployment: &Deployment, host: &str) -> Result<(i64, i64)> {
+    let shown = json(deployment, &["hosts", "show", host])?;
+    let timeline = shown["job"]["timeline"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let at = |entry: &Value| {
+        humantime::parse_rfc3339(entry["at"].as_str().unwrap_or_default())
+            .map(|t| t.duration_since(UNIX_EPOCH).unwrap().as_millis() as i64)
+    };
+    match (timeline.first(), timeline.last()) {
+        (Some(first), Some(last)) => Ok((at(first)?, at(last)?)),
+        _ => bail!("{host} has no job"),
+    }
+}
+
+#[test]
+fn a_wave_under_a_budget_and_a_window_with_a_failure_rolled_back() -> Result<()> {
+    let deployment = Deployment::new()?;
+    let token = deployment.token(&["--uses", "5"])?;
+    let _machines = [
+        machine(&deployment, &token, "bill1", "billing", "")?,
+        machine(&deployment, &token, "bill2", "billing", "")?,
+        machine(&deployment, &token, "crm1", "crm", "")?,
+        machine(
+            &deployment,
+            &token,
+            "crm2",
+            "crm",
+            "failures = [\"initramfs-failure\"]\n",
+        )?,
+        machine(&deployment, &token, "crm3", "crm", BLOCKER)?,
+    ];
+    ready(&deployment, 5)?;
+
+    // A wave whose window is closed now: nothing starts, `why` says when it opens.
+    let closed = daily_window(6, 2);
+    let created = deployment.mfctl(&[
+        "wave",
+        "create",
+        "night",
+        "-l",
+        "app=billing",
+        "--target",
+        "rhel-8.10",
+        "--window",
+        &closed,
+    ]);
+    assert!(created.success, "{}", created.stderr);
+    let started = deployment.mfctl(&["wave", "start", "night"]);
+    assert!(started.success, "{}", started.stderr);
+    let why = json(&deployment, &["wave", "why", "night", "bill1.example.com"])?;
+    let reason = why["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("outside its maintenance windows; the next opens at"),
+        "{reason}"
+    );
+    let status = json(&deployment, &["wave", "status", "night"])?;
+    assert_eq!(status["counts"]["pending"], 2, "{status:#}");
+    // Its hosts are taken: another wave leaves them out, and says why.
+    let cancel = deployment.mfctl(&["wave", "cancel", "night"]);
+    assert!(cancel.success, "{}", cancel.stderr);
+    let status = json(&deployment, &["wave", "status", "night"])?;
+    assert_eq!(status["state"], "cancelled");
+    assert_eq!(status["counts"]["not-started"], 2);
+
+    // Bad input is refused with the reason and records nothing.
+    for (flag, value, expected) in [
+        ("--budget", "app", "LABEL=LIMIT"),
+        (
+            "--window",
+            "sat 22:00-sun 06:00 Mars/Olympus",
+            "unknown time zone",
+        ),
+        ("--batches", "1,0", "batch of 0"),
+    ] {
+        let ran = deployment.mfctl(&[
+            "wave",
+            "create",
+            "bad",
+            "-l",
+            "os=rhel",
+            "--target",
+            "rhel-8.10",
+            flag,
+            value,
+        ]);
+        assert!(
+            !ran.success && ran.stderr.contains(expected),
+            "{}",
+            ran.stderr
+        );
+    }
+    let list = json(&deployment, &["wave", "list"])?;
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list:#}");
+
+    // The real wave: a window open now, one host per application at a time.
+    let open = daily_window(-1, 4);
+    let created = deployment.mfctl(&[
+        "wave",
+        "create",
+        "w1",
+        "-l",
+        "os=rhel",
+        "--target",
+        "rhel-8.10",
+        "--canary",
+        "1",
+        "--batches",
+        "100%",
+        "--budget",
+        "app=1",
+        "--window",
+        &open,
+        "--expected",
+        "10m",
+        "--stage-errors",
+        "1",
+        "--total-errors",
+        "1",
+    ]);
+    assert!(created.success, "{}", created.stderr);
+    let plan = json(&deployment, &["wave", "plan", "w1"])?;
+    let stages: Vec<usize> = plan["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_array().unwrap().len())
+        .collect();
+    assert_eq!(stages, [1, 3], "{plan:#}");
+    assert_eq!(plan["excluded"][0]["host_id"], "crm3.example.com");
+    assert!(
+        plan["excluded"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("blocked at pre-check: d35f6c6b"),
+        "{plan:#}"
+    );
+    assert!(plan["eta"].is_string(), "an ETA: {plan:#}");
+    let text = deployment.mfctl(&["wave", "plan", "w1"]);
+    assert!(
+        text.stdout.contains("Stage 1 (canary): 1 hosts"),
+        "{}",
+        text.stdout
+    );
+
+    let started = deployment.mfctl(&["wave", "start", "w1"]);
+    assert!(started.success, "{}", started.stderr);
+    let done = wait_wave(&deployment, "w1", "completed")?;
+    assert_eq!(done["counts"]["succeeded"], 3, "{done:#}");
+    assert_eq!(done["counts"]["rolled-back"], 1, "{done:#}");
+    assert!(
+        done["halted"].is_null(),
+        "one failure is within budget: {done:#}"
+    );
+    assert_eq!(done["problems"][0]["host_id"], "crm2.example.com");
+
+    // The budget held: jobs of one application never overlapped in time.
+    let spans: BTreeMap<&str, (i64, i64)> = [
+        "bill1.example.com",
+        "bill2.example.com",
+        "crm1.example.com",
+        "crm2.example.com",
+    ]
+    .into_iter()
+    .map(|h| Ok((h, job_span(&deployment, h)?)))
+    .collect::<Result<_>>()?;
+    for (a, b) in [
+        ("bill1.example.com", "bill2.example.com"),
+        ("crm1.example.com", "crm2.example.com"),
+    ] {
+        let ((a0, a1), (b0, b1)) = (spans[a], spans[b]);
+        assert!(a1 <= b0 || b1 <= a0, "{a} and {b} ran together: {spans:?}");
+    }
+    let metric = deployment
+        .coordinator
+        .metric("mf_wave_hosts{state=\"succeeded\",wave=\"w1\"}")?;
+    assert_eq!(metric, 3.0);
+    Ok(())
+}
+
+#[test]
+fn a_wave_resumes_exactly_after_sigkill_of_the_coordinator() -> Result<()> {
+    let mut deployment = Deployment::new()?;
+    let token = deployment.token(&["--uses", "4"])?;
+    // Upgrades take a second, so the coordinator dies with hosts in flight.
+    let slow = "[durations]\nexecute_seconds = 1.0\n";
+    let _machines = [
+        machine(&deployment, &token, "a1", "a", slow)?,
+        machine(&deployment, &token, "a2", "a", slow)?,
+        machine(&deployment, &token, "b1", "b", slow)?,
+        machine(&deployment, &token, "b2", "b", slow)?,
+    ];
+    ready(&deployment, 4)?;
+    let created = deployment.mfctl(&[
+        "wave",
+        "create",
+        "w",
+        "-l",
+        "os=rhel",
+        "--target",
+        "rhel-8.10",
+        "--canary",
+        "1",
+        "--batches",
+        "100%",
+        "--max-parallel",
+        "2",
+    ]);
+    assert!(created.success, "{}", created.stderr);
+    let started = deployment.mfctl(&["wave", "start", "w"]);
+    assert!(started.success, "{}", started.stderr);
+    wait_for("stage 2 in flight", Duration::from_secs(60), || {
+        let status = json(&deployment, &["wave", "status", "w"])?;
+        Ok(status["current_stage"] == 2 && status["counts"]["running"] == 2)
+    })?;
+    deployment.coordinator.kill9();
+    deployment.coordinator.restart()?;
+    // Read back where it was: the canary done, stage 2 under way, and the
+    // hosts in flight waiting for their agents to come back, not given up.
+    let after = json(&deployment, &["wave", "status", "w"])?;
+    assert_eq!(after["state"], "running", "{after:#}");
+    assert_eq!(after["current_stage"], 2, "{after:#}");
+    assert!(
+        after["counts"]["succeeded"].as_u64().unwrap() >= 1,
+        "{after:#}"
+    );
+    assert!(after["counts"]["unreachable"].is_null(), "{after:#}");
+    let done = wait_wave(&deployment, "w", "completed")?;
+    // Four successes: a host started twice would have found itself on 8.10
+    // already and ended aborted.
+    assert_eq!(done["counts"]["succeeded"], 4, "{done:#}");
+    for host in ["a1", "a2", "b1", "b2"] {
+        let id = format!("{host}.example.com");
+        let why = json(&deployment, &["wave", "why", "w", &id])?;
+        let shown = json(&deployment, &["hosts", "show", &id])?;
+        assert_eq!(why["job_id"], shown["job"]["id"], "{host}: one job");
+        let created = shown["job"]["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["text"].as_str().unwrap().starts_with("job created"))
+            .count();
+        assert_eq!(created, 1);
+    }
+    Ok(())
+}
