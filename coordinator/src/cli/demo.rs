@@ -1,6 +1,7 @@
 //! `mfctl demo`: a coordinator on loopback with a fresh PKI and data dir, a
 //! simulated fleet enrolling and reporting through the real gRPC/mTLS path,
-//! and the fleet summarised by OS and datacenter.
+//! the fleet summarised by OS and datacenter, its readiness, then a wave over
+//! the RHEL 7.9 hosts told from plan to summary.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -85,20 +86,9 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         seed: args.seed,
         prefix: "demo".into(),
     });
-    // One clean RHEL 7.9 host will fail in its upgrade initramfs, to show a rollback.
-    let doomed = plan
-        .iter_mut()
-        .find(|h| {
-            let free = |path: &str| h.spec.filesystems.get(path).map_or(0, |fs| fs.free_bytes);
-            h.spec.profile == SimProfile::Rhel79
-                && h.spec.findings.iter().all(|f| !f.blocking)
-                && free("/boot") >= 200 << 20
-                && free("/var") >= 4 << 30
-        })
-        .map(|h| {
-            h.spec.failures.push(Failure::InitramfsFailure);
-            h.host_id.clone()
-        });
+    // Two clean RHEL 7.9 hosts will fail in their upgrade initramfs: the first
+    // is rolled back within the error budget, the second crosses it.
+    let doomed = pick_doomed(&mut plan);
     let fleet = sim::start(
         plan,
         SimConfig {
@@ -149,97 +139,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     println!("$ mfctl report readiness");
     super::readiness::print_report(&report, super::Format::Table)?;
 
-    // Migrations: a few ready hosts of each kind, and the one set to fail.
-    let ready = |profile: &str| -> Vec<String> {
-        report
-            .hosts
-            .iter()
-            .filter(|h| {
-                h.precheck
-                    .as_ref()
-                    .is_some_and(|p| super::readiness::readiness_label(p.readiness) == "ready")
-            })
-            .filter(|h| h.host_id.contains(profile) || profile.is_empty())
-            .map(|h| h.host_id.clone())
-            .collect()
-    };
-    let os_of = |id: &str| {
-        hosts
-            .iter()
-            .find(|h| h.id == id)
-            .and_then(|h| h.facts.as_ref())
-            .and_then(|f| f.os.as_ref())
-            .map(|o| (o.id.clone(), o.version.clone()))
-            .unwrap_or_default()
-    };
-    // One host for each path: CentOS to RHEL 7.9 (one step) and to 8.10 (two),
-    // RHEL 7.9 to 8.10.
-    let mut wanted = vec![
-        ("centos", "rhel-7.9"),
-        ("centos", "rhel-8.10"),
-        ("rhel", "rhel-8.10"),
-    ];
-    let mut chosen: Vec<(String, &str)> = Vec::new();
-    for id in ready("") {
-        if Some(&id) == doomed.as_ref() {
-            continue;
-        }
-        let (os, version) = os_of(&id);
-        if version != "7.9" {
-            continue;
-        }
-        if let Some(i) = wanted.iter().position(|(o, _)| *o == os) {
-            chosen.push((id, wanted.remove(i).1));
-        }
-    }
-    if let Some(id) = doomed {
-        chosen.push((id, "rhel-8.10"));
-    }
-    println!();
-    for (host, target) in &chosen {
-        println!("$ mfctl migrate {host} --target {target}");
-        client::migrate(&mut admin, host, target, "rollback").await?;
-    }
-    let mut summary = Vec::new();
-    for (host, _) in &chosen {
-        let job = super::jobs::wait(&mut admin, host, false).await?;
-        let (os, version) = os_of(host);
-        let now = client::get_host(&mut admin, host).await?;
-        let now_os = now
-            .facts
-            .as_ref()
-            .and_then(|f| f.os.as_ref())
-            .map(|o| format!("{} {}", o.id, o.version))
-            .unwrap_or_default();
-        summary.push(vec![
-            host.clone(),
-            format!("{os} {version}"),
-            job.target.clone(),
-            job.state.clone(),
-            now_os,
-            job.detail.clone(),
-        ]);
-    }
-    println!(
-        "\n{}",
-        table(
-            &["HOST", "WAS", "TARGET", "JOB", "NOW", "LAST EVENT"],
-            &summary
-        )
-    );
-    if let Some((host, _)) = chosen.last() {
-        println!("\n$ mfctl hosts show {host}   (its job's timeline)");
-        let shown = client::get_host(&mut admin, host).await?;
-        if let Some(job) = &shown.job {
-            for entry in &job.timeline {
-                println!(
-                    "  {}  {}",
-                    super::output::timestamp(entry.at_unix_ms).unwrap_or_default(),
-                    entry.text
-                );
-            }
-        }
-    }
+    wave_story(&mut admin, &doomed, args.timeout).await?;
 
     if args.keep {
         println!("\nThe demo keeps running. In another shell:");
@@ -252,6 +152,207 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     fleet.shutdown().await;
     coordinator.stop().await;
     Ok(())
+}
+
+/// The wave's start order is by application, clean hosts before those with
+/// serious findings, then host id: of the RHEL 7.9 hosts the pre-check will
+/// pass, the first in that order (in the canary) and the third (the first of
+/// stage 2) get an initramfs failure.
+fn pick_doomed(plan: &mut [sim::HostPlan]) -> Vec<String> {
+    let mut ready: Vec<(String, bool, String, usize)> = plan
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| {
+            let free = |path: &str| h.spec.filesystems.get(path).map_or(0, |fs| fs.free_bytes);
+            h.spec.profile == SimProfile::Rhel79
+                && h.spec.findings.iter().all(|f| !f.blocking)
+                && free("/boot") >= 200 << 20
+                && free("/var") >= 4 << 30
+        })
+        .map(|(i, h)| {
+            let concerns = h.spec.findings.iter().any(|f| f.severity == "high");
+            let app = h.labels.get("app").cloned().unwrap_or_default();
+            (app, concerns, h.host_id.clone(), i)
+        })
+        .collect();
+    ready.sort();
+    [0, 2]
+        .iter()
+        .filter_map(|&k| ready.get(k))
+        .map(|(_, _, id, i)| {
+            plan[*i].spec.failures.push(Failure::InitramfsFailure);
+            id.clone()
+        })
+        .collect()
+}
+
+const WAVE: &str = "rhel8-wave1";
+
+/// A wave over the RHEL 7.9 hosts: plan, canary, budgets per application and
+/// datacenter, a failure rolled back, a halt on the error budget, an
+/// operator's resume, the summary.
+async fn wave_story(
+    admin: &mut client::AdminClient,
+    doomed: &[String],
+    timeout: Duration,
+) -> Result<()> {
+    use super::waves;
+    let args = waves::CreateArgs {
+        name: WAVE.into(),
+        selector: "os=rhel,version=7.9".into(),
+        target: "rhel-8.10".into(),
+        canary: Some(2),
+        canary_selector: None,
+        batches: Some("10%,100%".into()),
+        max_parallel: Some(20),
+        budgets: vec!["app=1".into(), "dc=10%".into()],
+        stage_errors: Some("1".into()),
+        total_errors: Some("1".into()),
+        windows: Vec::new(),
+        freezes: Vec::new(),
+        soak: None,
+        approve_stages: false,
+        on_failure: super::OnFailureArg::Rollback,
+        expected: Some(Duration::from_secs(90 * 60)),
+    };
+    println!(
+        "\n$ mfctl wave create {WAVE} -l os=rhel,version=7.9 --target rhel-8.10 --canary 2 \\\n    --batches 10%,100% --max-parallel 20 --budget app=1 --budget dc=10% \\\n    --stage-errors 1 --total-errors 1 --expected 90m"
+    );
+    let plan = admin
+        .create_wave(waves::spec(&args))
+        .await
+        .map_err(client::refused)?
+        .into_inner();
+    println!("{}", waves::plan_text(&plan));
+    if !doomed.is_empty() {
+        println!(
+            "\n(the demo made {} fail in their upgrade initramfs)",
+            doomed.join(" and ")
+        );
+    }
+
+    println!("\n$ mfctl wave start {WAVE} && mfctl wave status {WAVE} --watch");
+    let started = Instant::now();
+    admin
+        .wave_action(mf_proto::v1::WaveActionRequest {
+            name: WAVE.into(),
+            action: "start".into(),
+            rollback: false,
+        })
+        .await
+        .map_err(client::refused)?;
+    let over = |s: &mf_proto::v1::WaveStatus| {
+        s.state == "halted" && s.counts.get("running").copied().unwrap_or(0) == 0
+            || s.state == "completed"
+    };
+    let status = watch_until(admin, timeout, over).await?;
+    if status.state == "halted" {
+        println!("\n$ mfctl wave status {WAVE}");
+        println!("{}", waves::status_text(&status));
+        if let Some(waiting) = first_pending(admin).await? {
+            println!("\n$ mfctl wave why {WAVE} {waiting}");
+            let why = admin
+                .why_wave(mf_proto::v1::WhyWaveRequest {
+                    name: WAVE.into(),
+                    host_id: waiting.clone(),
+                })
+                .await
+                .map_err(client::refused)?
+                .into_inner();
+            println!(
+                "{} ({}, stage {}): {}",
+                why.host_id, why.state, why.stage, why.reason
+            );
+        }
+        println!(
+            "\n(the operator looks at the rolled-back hosts, then)\n$ mfctl wave resume {WAVE}"
+        );
+        admin
+            .wave_action(mf_proto::v1::WaveActionRequest {
+                name: WAVE.into(),
+                action: "resume".into(),
+                rollback: false,
+            })
+            .await
+            .map_err(client::refused)?;
+        watch_until(admin, timeout, |s| s.state == "completed").await?;
+    }
+    println!(
+        "\nwave {WAVE} over in {:.1} s\n\n$ mfctl wave status {WAVE}",
+        started.elapsed().as_secs_f64()
+    );
+    let status = admin
+        .get_wave(mf_proto::v1::WaveRef { name: WAVE.into() })
+        .await
+        .map_err(client::refused)?
+        .into_inner();
+    println!("{}", waves::status_text(&status));
+    if let Some(host) = doomed.first() {
+        println!("\n$ mfctl hosts show {host}   (its job's timeline)");
+        let shown = client::get_host(admin, host).await?;
+        if let Some(job) = &shown.job {
+            for entry in &job.timeline {
+                println!(
+                    "  {}  {}",
+                    super::output::timestamp(entry.at_unix_ms).unwrap_or_default(),
+                    entry.text
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Prints a progress line whenever it changes, until `done`.
+async fn watch_until(
+    admin: &mut client::AdminClient,
+    timeout: Duration,
+    mut done: impl FnMut(&mf_proto::v1::WaveStatus) -> bool,
+) -> Result<mf_proto::v1::WaveStatus> {
+    let deadline = Instant::now() + timeout;
+    let mut last = String::new();
+    loop {
+        let status = admin
+            .get_wave(mf_proto::v1::WaveRef { name: WAVE.into() })
+            .await
+            .map_err(client::refused)?
+            .into_inner();
+        let line = super::waves::progress_line(&status);
+        if line != last {
+            println!("  {line}");
+            last = line;
+        }
+        if done(&status) {
+            return Ok(status);
+        }
+        if Instant::now() > deadline {
+            bail!("the wave did not settle in {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A host of the wave still waiting, to ask `why`.
+async fn first_pending(admin: &mut client::AdminClient) -> Result<Option<String>> {
+    let plan = admin
+        .plan_wave(mf_proto::v1::WaveRef { name: WAVE.into() })
+        .await
+        .map_err(client::refused)?
+        .into_inner();
+    for host in plan.stages.iter().flat_map(|s| &s.hosts).rev() {
+        let why = admin
+            .why_wave(mf_proto::v1::WhyWaveRequest {
+                name: WAVE.into(),
+                host_id: host.clone(),
+            })
+            .await
+            .map_err(client::refused)?
+            .into_inner();
+        if why.state == "pending" {
+            return Ok(Some(host.clone()));
+        }
+    }
+    Ok(None)
 }
 
 /// Hosts counted by OS and version (rows) and datacenter (columns).

@@ -525,6 +525,7 @@ pub fn plan_json(plan: &pb::WavePlan) -> serde_json::Value {
 /// Stages show their first hosts only: an 11,500-host plan stays readable
 /// (`-o json` has them all).
 const HOSTS_SHOWN: usize = 8;
+const EXCLUDED_SHOWN: usize = 20;
 
 pub fn plan_text(plan: &pb::WavePlan) -> String {
     let hosts: usize = plan.stages.iter().map(|s| s.hosts.len()).sum();
@@ -575,18 +576,38 @@ pub fn plan_text(plan: &pb::WavePlan) -> String {
         ));
     }
     lines.push(String::new());
+    // Reasons counted by kind ("blocked at pre-check", "unreachable"...).
+    let mut kinds: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for e in &plan.excluded {
+        *kinds
+            .entry(e.reason.split(':').next().unwrap_or_default())
+            .or_default() += 1;
+    }
+    let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
     lines.push(format!(
-        "Left out  {} selected hosts; {} hosts outside the selector",
+        "Left out  {} selected hosts{}; {} hosts outside the selector",
         plan.excluded.len(),
+        if kinds.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", kinds.join(", "))
+        },
         plan.outside_selector
     ));
     if !plan.excluded.is_empty() {
         let rows: Vec<Vec<String>> = plan
             .excluded
             .iter()
+            .take(EXCLUDED_SHOWN)
             .map(|e| vec![e.host_id.clone(), e.reason.clone()])
             .collect();
         lines.push(table(&["HOST", "REASON"], &rows));
+        if plan.excluded.len() > EXCLUDED_SHOWN {
+            lines.push(format!(
+                "and {} more (-o json lists them all)",
+                plan.excluded.len() - EXCLUDED_SHOWN
+            ));
+        }
     }
     lines.join("\n")
 }

@@ -1072,6 +1072,7 @@ fn status_of(
     let expected = live.expected(durations);
     let calendar = live.head.spec.calendar.clone();
     let waiting = if live.head.lifecycle == Lifecycle::Running
+        && live.wave.progress.halted.is_none()
         && live.wave.running().next().is_none()
         && !live.wave.is_finished()
     {
