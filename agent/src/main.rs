@@ -91,6 +91,9 @@ enum Command {
         prefix: String,
         #[arg(long, default_value_t = 64)]
         enroll_concurrency: usize,
+        /// Every host a RHEL 7.9 whose upgrade pre-check passes (benchmarks).
+        #[arg(long)]
+        ready_rhel79: bool,
     },
 }
 
@@ -208,6 +211,7 @@ async fn dispatch(command: Command) -> Result<()> {
             seed,
             prefix,
             enroll_concurrency,
+            ready_rhel79,
         } => {
             raise_open_file_limit();
             let ca_pem = std::fs::read_to_string(&ca)
@@ -216,6 +220,7 @@ async fn dispatch(command: Command) -> Result<()> {
                 hosts,
                 seed,
                 prefix,
+                ready_rhel79,
             });
             let fleet = sim::start(
                 plan,

@@ -18,6 +18,9 @@ pub struct FleetSpec {
     pub seed: u64,
     /// Prefix of every host id, so that two fleets can share a coordinator.
     pub prefix: String,
+    /// Every host a RHEL 7.9 ready for its upgrade: no findings, room on
+    /// every filesystem (the wave benchmark's fleet). Labels stay as drawn.
+    pub ready_rhel79: bool,
 }
 
 /// One simulated host and its agent's labels.
@@ -142,8 +145,18 @@ fn draw_findings(rng: &mut StdRng, profile: SimProfile) -> Vec<ScenarioFinding> 
 const HOSTS_PER_APP: usize = 16;
 const HOSTS_PER_HYPERVISOR: usize = 15;
 
+/// A RHEL 7.9 whose upgrade pre-check passes.
+fn make_ready_rhel79(spec: &mut SimHostSpec) {
+    spec.profile = SimProfile::Rhel79;
+    spec.findings.clear();
+    for fs in spec.filesystems.values_mut() {
+        fs.free_bytes = fs.free_bytes.max(fs.total_bytes / 2);
+    }
+}
+
 pub fn plan_fleet(spec: &FleetSpec) -> Vec<HostPlan> {
     let mut rng = StdRng::seed_from_u64(spec.seed);
+    let ready = spec.ready_rhel79;
     let apps = spec.hosts.div_ceil(HOSTS_PER_APP).max(1);
     let hypervisors_per_dc = spec
         .hosts
@@ -191,7 +204,7 @@ pub fn plan_fleet(spec: &FleetSpec) -> Vec<HostPlan> {
                     )
                 })
                 .collect();
-            let spec = SimHostSpec {
+            let mut spec = SimHostSpec {
                 profile,
                 hostname,
                 domain,
@@ -206,6 +219,9 @@ pub fn plan_fleet(spec: &FleetSpec) -> Vec<HostPlan> {
                 failures: Vec::new(),
                 hook: None,
             };
+            if ready {
+                make_ready_rhel79(&mut spec);
+            }
             HostPlan {
                 host_id,
                 labels,
@@ -237,6 +253,7 @@ mod tests {
             hosts: 50,
             seed: 7,
             prefix: "sim".into(),
+            ready_rhel79: false,
         };
         let a: Vec<String> = plan_fleet(&spec).into_iter().map(|h| h.host_id).collect();
         let b: Vec<String> = plan_fleet(&spec).into_iter().map(|h| h.host_id).collect();
@@ -251,6 +268,7 @@ mod tests {
             hosts: 2000,
             seed: 1,
             prefix: "sim".into(),
+            ready_rhel79: false,
         });
         let ids: std::collections::BTreeSet<_> = plan.iter().map(|h| &h.host_id).collect();
         assert_eq!(ids.len(), 2000);

@@ -85,6 +85,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         hosts: args.hosts,
         seed: args.seed,
         prefix: "demo".into(),
+        ready_rhel79: false,
     });
     // Two clean RHEL 7.9 hosts will fail in their upgrade initramfs: the first
     // is rolled back within the error budget, the second crosses it.
@@ -214,6 +215,7 @@ async fn wave_story(
         approve_stages: false,
         on_failure: super::OnFailureArg::Rollback,
         expected: Some(Duration::from_secs(90 * 60)),
+        dry_run: false,
     };
     println!(
         "\n$ mfctl wave create {WAVE} -l os=rhel,version=7.9 --target rhel-8.10 --canary 2 \\\n    --batches 10%,100% --max-parallel 20 --budget app=1 --budget dc=10% \\\n    --stage-errors 1 --total-errors 1 --expected 90m"

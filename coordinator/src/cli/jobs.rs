@@ -22,12 +22,13 @@ pub fn to_json(job: &pb::Job) -> serde_json::Value {
         "on_failure": job.on_failure,
         "detail": job.detail,
         "created": timestamp(job.created_unix_ms),
+        "created_unix_ms": job.created_unix_ms,
         "findings": job.findings.iter().map(|f| serde_json::json!({
             "source": f.source, "key": f.key, "severity": severity_label(f.severity),
             "blocking": f.blocking, "title": f.title,
             "remediations": f.remediations.iter().map(remediation_text).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
-        "timeline": job.timeline.iter().map(|t| serde_json::json!({"at": timestamp(t.at_unix_ms), "text": t.text})).collect::<Vec<_>>(),
+        "timeline": job.timeline.iter().map(|t| serde_json::json!({"at": timestamp(t.at_unix_ms), "at_unix_ms": t.at_unix_ms, "text": t.text})).collect::<Vec<_>>(),
     })
 }
 

@@ -62,11 +62,15 @@ pub struct CreateArgs {
     /// Expected duration of a migration path with no measured job yet [default: 2h].
     #[arg(long, value_parser = humantime::parse_duration)]
     pub expected: Option<Duration>,
+    /// Only show the plan: nothing is recorded.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum WaveCommand {
-    /// Plan and record a wave (nothing starts until `wave start`).
+    /// Plan and record a wave (nothing starts until `wave start`); with
+    /// --dry-run, only show the plan.
     Create {
         #[command(flatten)]
         args: Box<CreateArgs>,
@@ -160,6 +164,7 @@ pub fn spec(args: &CreateArgs) -> pb::WaveSpec {
             OnFailureArg::Hold => "hold".into(),
         },
         expected_seconds: args.expected.map_or(0, |d| d.as_secs()),
+        dry_run: args.dry_run,
     }
 }
 
@@ -443,6 +448,8 @@ pub fn status_json(status: &pb::WaveStatus) -> serde_json::Value {
         "created": timestamp(status.created_unix_ms),
         "started": timestamp(status.started_unix_ms),
         "finished": timestamp(status.finished_unix_ms),
+        "started_unix_ms": status.started_unix_ms,
+        "finished_unix_ms": status.finished_unix_ms,
         "budgets": status.budgets.iter().map(|b| serde_json::json!({
             "label": b.label, "in_use": b.in_use, "full_values": b.full_values,
         })).collect::<Vec<_>>(),

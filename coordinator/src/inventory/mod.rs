@@ -160,7 +160,7 @@ enum Command {
     Readiness(Selector, oneshot::Sender<ReadinessReport>),
     Migrate(String, Target, OnFailure, Reply<Job>),
     JobAction(String, JobAction, Reply<Job>),
-    CreateWave(Box<WaveSpec>, Reply<PlanView>),
+    CreateWave(Box<WaveSpec>, bool, Reply<PlanView>),
     WavePlan(String, Reply<PlanView>),
     WaveAction(String, WaveAction, Reply<StatusView>),
     WaveHostAction(String, String, HostAction, Reply<StatusView>),
@@ -335,9 +335,14 @@ impl Inventory {
             .await
     }
 
-    /// Plans and records a wave; nothing starts until `wave_action(Start)`.
-    pub async fn create_wave(&self, spec: WaveSpec) -> Result<PlanView, InventoryError> {
-        self.ask(|reply| Command::CreateWave(Box::new(spec), reply))
+    /// Plans and records a wave (nothing starts until `wave_action(Start)`),
+    /// or with `dry_run` only plans it.
+    pub async fn create_wave(
+        &self,
+        spec: WaveSpec,
+        dry_run: bool,
+    ) -> Result<PlanView, InventoryError> {
+        self.ask(|reply| Command::CreateWave(Box::new(spec), dry_run, reply))
             .await
     }
 
@@ -572,7 +577,10 @@ impl State {
                 self.tick();
                 self.stir_waves();
             }
-            Command::CreateWave(spec, reply) => match self.create_wave(*spec) {
+            Command::CreateWave(spec, dry_run, reply) => match self.create_wave(*spec, dry_run) {
+                Ok(plan) if dry_run => {
+                    let _ = reply.send(Ok(plan));
+                }
                 Ok(plan) => pending.push(Box::new(move |flushed| {
                     let _ = reply.send(flushed.map(|()| plan));
                 })),
@@ -696,6 +704,7 @@ impl State {
         host.record.last_seen_unix_ms = now_unix_ms();
         // Sequences only grow, also when our data is older than the agent's journal.
         host.record.last_sequence = host.record.last_sequence.max(session.last_sequence);
+        self.wave_presence(&session.host_id, None);
         self.update_facts(&session.host_id, id, session.facts);
         // A pre-check recorded while the agent was away, and not yet accepted by it.
         let pending = self.hosts.get(&session.host_id).and_then(|h| {
@@ -768,6 +777,7 @@ impl State {
         host.record.last_seen_unix_ms = now_unix_ms();
         let record = host.record.clone();
         self.metrics.agents_connected.dec();
+        self.wave_presence(host_id, Some(record.last_seen_unix_ms));
         if let Err(e) = self.store.put_host(&record) {
             error!(host_id, error = %e, "cannot store last-seen time");
         }

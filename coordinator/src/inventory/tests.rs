@@ -668,7 +668,7 @@ async fn a_wave_starts_hosts_under_its_budget_and_resumes_exactly_after_a_restar
     inventory.disconnect("away".into(), away_session).await;
 
     let plan = inventory
-        .create_wave(wave_spec("w1", &["app=1"]))
+        .create_wave(wave_spec("w1", &["app=1"]), false)
         .await
         .expect("created");
     assert_eq!(
@@ -685,7 +685,7 @@ async fn a_wave_starts_hosts_under_its_budget_and_resumes_exactly_after_a_restar
         .collect();
     assert_eq!(excluded.get("blocked"), Some(&"blocked at pre-check: d35f"));
     assert_eq!(excluded.get("away"), Some(&"unreachable: not connected"));
-    let again = inventory.create_wave(wave_spec("w2", &[])).await;
+    let again = inventory.create_wave(wave_spec("w2", &[]), false).await;
     assert!(
         matches!(again, Err(InventoryError::Conflict(_))),
         "{again:?}"

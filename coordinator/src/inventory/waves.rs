@@ -20,7 +20,7 @@ use crate::waves::calendar::Calendar;
 use crate::waves::durations::{Durations, path_key};
 use crate::waves::estimate;
 use crate::waves::record::{Lifecycle, MemberRecord, WaveHead, WavePlan};
-use crate::waves::scheduler::{HostState, Member, Outcome, Wave};
+use crate::waves::scheduler::{HostState, Member, Outcome, Wait, Wave};
 use crate::waves::spec::WaveSpec;
 
 /// At most this many waves are kept (finished ones included).
@@ -57,9 +57,20 @@ pub(super) struct LiveWave {
     outside_selector: usize,
     members: Vec<MemberRecord>,
     index: HashMap<String, usize>,
+    /// Per member: since when its agent has been away (None: connected).
+    away: Vec<Option<i64>>,
     dirty_head: bool,
     dirty: BTreeSet<usize>,
+    /// The gauges lag at most a second behind: recounting every host of a
+    /// large wave after every batch would cost more than the wave itself.
+    counted_at: Option<Instant>,
+    uncounted: bool,
+    /// The ETA is a simulation of the rest of the wave: kept a few seconds.
+    eta_cache: Option<(Instant, Option<i64>)>,
 }
+
+const COUNT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+const ETA_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Every wave, which wave holds each host, and what was measured.
 #[derive(Default)]
@@ -143,41 +154,23 @@ fn outcome_of(job: &Job) -> Option<Outcome> {
     }
 }
 
-/// For each pending member whose agent is not connected: since when it has
-/// been away (its last sighting, or this coordinator's start if later).
-fn away(
-    live: &LiveWave,
-    hosts: &HashMap<String, super::HostState>,
-    since: i64,
-) -> Vec<Option<i64>> {
-    live.wave
-        .members
-        .iter()
-        .enumerate()
-        .map(|(m, member)| {
-            hosts
-                .get(&member.host_id)
-                .filter(|h| h.session.is_none() && live.wave.states[m] == HostState::Pending)
-                .map(|h| h.record.last_seen_unix_ms.max(since))
-        })
-        .collect()
-}
-
 /// The wave's gate for member m now: its agent must be connected, and the
 /// calendar must let its expected duration run.
 fn gate<'a>(
     away: &'a [Option<i64>],
     calendar: &'a Calendar,
-    expected: &'a [i64],
+    expected: &'a dyn Fn(usize) -> i64,
     now: i64,
 ) -> impl Fn(usize) -> Option<String> + 'a {
+    let timeless = calendar.windows.is_empty() && calendar.freezes.is_empty();
     move |m| match away[m] {
         Some(seen) => Some(format!(
             "its agent is not connected (last seen {}); it is given up as unreachable after {}",
             crate::clock::format_unix_ms(seen),
             crate::clock::format_duration_ms(UNREACHABLE_AFTER_MS)
         )),
-        None => calendar.closed(now, expected[m]),
+        None if timeless => None,
+        None => calendar.closed(now, expected(m)),
     }
 }
 
@@ -188,6 +181,21 @@ impl LiveWave {
             Lifecycle::Running if self.wave.progress.paused => "paused",
             other => other.label(),
         }
+    }
+
+    /// Why pending member m does not start now, with the gate the wave runs with.
+    fn why_now(&mut self, durations: &Durations, m: usize, now: i64) -> Option<Wait> {
+        let LiveWave {
+            wave,
+            away,
+            head,
+            paths,
+            ..
+        } = self;
+        let default = head.spec.default_expected_ms;
+        let expected = |i: usize| durations.estimate(&paths[i]).map_or(default, |(ms, _)| ms);
+        let gate = gate(away, &head.spec.calendar, &expected, now);
+        wave.why(m, now, &gate)
     }
 
     fn expected(&self, durations: &Durations) -> Vec<i64> {
@@ -204,10 +212,21 @@ impl LiveWave {
             .collect()
     }
 
-    fn eta(&self, durations: &Durations, now: i64) -> Option<i64> {
+    fn eta(&mut self, durations: &Durations, now: i64) -> Option<i64> {
         if !self.head.lifecycle.holds_hosts() {
             return None;
         }
+        if let Some((at, eta)) = self.eta_cache
+            && at.elapsed() < ETA_EVERY
+        {
+            return eta;
+        }
+        let eta = self.simulate_eta(durations, now);
+        self.eta_cache = Some((Instant::now(), eta));
+        eta
+    }
+
+    fn simulate_eta(&self, durations: &Durations, now: i64) -> Option<i64> {
         let expected = self.expected(durations);
         let running: Vec<(usize, i64)> = self
             .wave
@@ -252,6 +271,7 @@ impl State {
     /// Reads every wave back and settles what happened to their jobs while
     /// the coordinator was away. Called once at start, after jobs are loaded.
     pub(super) fn load_waves(&mut self) -> Result<(), InventoryError> {
+        self.waves.since_unix_ms = now_unix_ms();
         for host in self.hosts.values() {
             if let Some(job) = &host.job {
                 self.waves.durations.record(job);
@@ -277,6 +297,7 @@ impl State {
                 .enumerate()
                 .map(|(i, m)| (m.host_id.clone(), i))
                 .collect();
+            let count = wave.members.len();
             if head.lifecycle.holds_hosts() {
                 for member in &wave.members {
                     self.waves
@@ -294,8 +315,13 @@ impl State {
                     outside_selector: plan.outside_selector,
                     members,
                     index,
+                    // No agent has a session yet: each is away since now.
+                    away: vec![Some(self.waves.since_unix_ms); count],
                     dirty_head: false,
                     dirty: BTreeSet::new(),
+                    counted_at: None,
+                    uncounted: true,
+                    eta_cache: None,
                 },
             );
             // Jobs that moved on after the wave's last write (cannot happen
@@ -312,7 +338,6 @@ impl State {
             self.count_wave(&name);
         }
         self.waves.stirred = true;
-        self.waves.since_unix_ms = now_unix_ms();
         Ok(())
     }
 
@@ -323,8 +348,13 @@ impl State {
             .ok_or_else(|| InventoryError::UnknownWave(name.to_string()))
     }
 
-    /// Plans a wave over the selected hosts and records it (nothing starts).
-    pub(super) fn create_wave(&mut self, spec: WaveSpec) -> Result<PlanView, InventoryError> {
+    /// Plans a wave over the selected hosts and records it (nothing starts),
+    /// or with `dry_run` only shows the plan.
+    pub(super) fn create_wave(
+        &mut self,
+        spec: WaveSpec,
+        dry_run: bool,
+    ) -> Result<PlanView, InventoryError> {
         let now = now_unix_ms();
         if self.waves.live.contains_key(&spec.name) {
             return Err(InventoryError::Conflict(format!(
@@ -396,13 +426,6 @@ impl State {
             ));
         }
         let wave = Wave::plan(spec.policy.clone(), members);
-        let plan = WavePlan {
-            members: wave.members.clone(),
-            stages: wave.stages.clone(),
-            paths: paths.clone(),
-            excluded: excluded.clone(),
-            outside_selector: self.hosts.len() - selected,
-        };
         let head = WaveHead {
             spec,
             lifecycle: Lifecycle::Created,
@@ -413,42 +436,55 @@ impl State {
             progress: wave.progress.clone(),
         };
         let name = head.spec.name.clone();
-        // Members, then plan, then head: a wave exists once its head does.
-        let members: Vec<MemberRecord> = vec![MemberRecord::pending(); wave.members.len()];
-        let written = members
-            .iter()
-            .enumerate()
-            .try_for_each(|(i, r)| self.store.put_wave_member(&name, i, r))
-            .and_then(|()| self.store.put_wave_plan(&name, &plan))
-            .and_then(|()| self.store.put_wave_head(&head));
-        written?;
-        for member in &wave.members {
-            self.waves
-                .member_of
-                .insert(member.host_id.clone(), name.clone());
-        }
         let index = wave
             .members
             .iter()
             .enumerate()
             .map(|(i, m)| (m.host_id.clone(), i))
             .collect();
-        self.waves.live.insert(
-            name.clone(),
-            LiveWave {
-                head,
-                wave,
-                paths,
-                excluded,
-                outside_selector: plan.outside_selector,
-                members,
-                index,
-                dirty_head: false,
-                dirty: BTreeSet::new(),
-            },
-        );
+        let count = wave.members.len();
+        let mut live = LiveWave {
+            head,
+            wave,
+            paths,
+            excluded,
+            outside_selector: self.hosts.len() - selected,
+            away: vec![None; count],
+            members: vec![MemberRecord::pending(); count],
+            index,
+            dirty_head: false,
+            dirty: BTreeSet::new(),
+            counted_at: None,
+            uncounted: true,
+            eta_cache: None,
+        };
+        if dry_run {
+            let mut view = plan_view(&mut live, &self.waves.durations, now);
+            view.lifecycle = "dry run: not recorded".into();
+            return Ok(view);
+        }
+        let plan = WavePlan {
+            members: live.wave.members.clone(),
+            stages: live.wave.stages.clone(),
+            paths: live.paths.clone(),
+            excluded: live.excluded.clone(),
+            outside_selector: live.outside_selector,
+        };
+        // Members, then plan, then head: a wave exists once its head does.
+        live.members
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, r)| self.store.put_wave_member(&name, i, r))
+            .and_then(|()| self.store.put_wave_plan(&name, &plan))
+            .and_then(|()| self.store.put_wave_head(&live.head))?;
+        for member in &live.wave.members {
+            self.waves
+                .member_of
+                .insert(member.host_id.clone(), name.clone());
+        }
+        self.waves.live.insert(name.clone(), live);
         self.count_wave(&name);
-        info!(wave = %name, hosts = plan.members.len(), "wave created");
+        info!(wave = %name, hosts = count, "wave created");
         self.wave_plan(&name)
     }
 
@@ -500,82 +536,9 @@ impl State {
         let live = self
             .waves
             .live
-            .get(name)
+            .get_mut(name)
             .ok_or_else(|| InventoryError::UnknownWave(name.to_string()))?;
-        let mut paths: BTreeMap<&str, usize> = BTreeMap::new();
-        for p in &live.paths {
-            *paths.entry(p).or_default() += 1;
-        }
-        let spec = &live.head.spec;
-        let policy = &spec.policy;
-        let mut rules = vec![
-            format!(
-                "canary {}",
-                spec.canary_selector
-                    .clone()
-                    .unwrap_or_else(|| policy.canary.to_string())
-            ),
-            format!(
-                "batches {}",
-                policy
-                    .batches
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(",")
-            ),
-            format!("max-parallel {}", policy.max_parallel),
-            format!(
-                "errors {} per stage, {} in all",
-                policy.stage_errors, policy.total_errors
-            ),
-            format!("on failure {:?}", spec.on_failure).to_lowercase(),
-        ];
-        rules.extend(
-            policy
-                .budgets
-                .iter()
-                .map(|b| format!("budget {}={}", b.label, b.limit)),
-        );
-        rules.extend(spec.calendar.windows.iter().map(|w| format!("window {w}")));
-        rules.extend(spec.calendar.freezes.iter().map(|f| format!("freeze {f}")));
-        if policy.soak_ms > 0 {
-            rules.push(format!(
-                "soak {}",
-                crate::clock::format_duration_ms(policy.soak_ms)
-            ));
-        }
-        if policy.approve_stages {
-            rules.push("approval before each stage".into());
-        }
-        Ok(PlanView {
-            name: name.to_string(),
-            target: spec.target.to_string(),
-            lifecycle: live.state_label().to_string(),
-            stages: live
-                .wave
-                .stages
-                .iter()
-                .map(|s| {
-                    s.iter()
-                        .map(|&m| live.wave.members[m].host_id.clone())
-                        .collect()
-                })
-                .collect(),
-            excluded: live.excluded.clone(),
-            outside_selector: live.outside_selector,
-            eta_unix_ms: live.eta(durations, now),
-            paths: paths
-                .into_iter()
-                .map(|(p, n)| {
-                    let (ms, samples) = durations
-                        .estimate(p)
-                        .unwrap_or((spec.default_expected_ms, 0));
-                    (p.to_string(), n, ms, samples)
-                })
-                .collect(),
-            policy: rules,
-        })
+        Ok(plan_view(live, durations, now))
     }
 
     pub(super) fn wave_action(
@@ -712,6 +675,19 @@ impl State {
         self.wave_status(name)
     }
 
+    /// A host's agent connected (`away` None) or went away: its wave's gate follows.
+    pub(super) fn wave_presence(&mut self, host_id: &str, away: Option<i64>) {
+        let Some(name) = self.waves.member_of.get(host_id) else {
+            return;
+        };
+        if let Some(live) = self.waves.live.get_mut(name)
+            && let Some(&m) = live.index.get(host_id)
+        {
+            live.away[m] = away;
+            self.waves.stirred = true;
+        }
+    }
+
     /// A job changed: if its host is in a wave, the wave follows.
     pub(super) fn wave_job_changed(&mut self, old: Option<&Job>, job: &Job) {
         let now = now_unix_ms();
@@ -759,9 +735,19 @@ impl State {
         self.waves.stirred = true;
     }
 
-    /// The clock: windows open, soaks end.
+    /// The clock: windows open, soaks end, gauges catch up.
     pub(super) fn stir_waves(&mut self) {
         self.waves.stirred = true;
+        let behind: Vec<String> = self
+            .waves
+            .live
+            .iter()
+            .filter(|(_, live)| live.uncounted)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in behind {
+            self.count_wave(&name);
+        }
     }
 
     /// Starts whoever may start in every running wave, writes what changed.
@@ -775,18 +761,15 @@ impl State {
         let names: Vec<String> = self.waves.live.keys().cloned().collect();
         for name in names {
             let starts = {
-                let (hosts, durations, since) =
-                    (&self.hosts, &self.waves.durations, self.waves.since_unix_ms);
+                let (durations, since) = (&self.waves.durations, self.waves.since_unix_ms);
                 let Some(live) = self.waves.live.get_mut(&name) else {
                     continue;
                 };
                 if live.head.lifecycle != Lifecycle::Running {
                     Vec::new()
                 } else {
-                    let expected = live.expected(durations);
                     // Disconnected hosts wait for their agent; long gone ones are given up.
-                    let away = away(live, hosts, since);
-                    let in_line: Vec<usize> = live
+                    let gone: Vec<usize> = live
                         .wave
                         .progress
                         .retried
@@ -799,9 +782,12 @@ impl State {
                                 .flatten(),
                         )
                         .copied()
-                        .filter(|&m| away[m].is_some_and(|seen| now - seen > UNREACHABLE_AFTER_MS))
+                        .filter(|&m| {
+                            live.away[m]
+                                .is_some_and(|seen| now - seen.max(since) > UNREACHABLE_AFTER_MS)
+                        })
                         .collect();
-                    for m in in_line {
+                    for m in gone {
                         if live.wave.end_pending(m, Outcome::Unreachable, now).is_ok() {
                             live.members[m].detail = format!(
                                 "not connected for {} when its turn came",
@@ -810,10 +796,21 @@ impl State {
                             live.set_member(m, now);
                         }
                     }
-                    let calendar = live.head.spec.calendar.clone();
                     let stage = live.wave.progress.current_stage;
-                    let gate = gate(&away, &calendar, &expected, now);
-                    let started = live.wave.dispatch(now, &gate);
+                    let LiveWave {
+                        wave,
+                        away,
+                        head,
+                        paths,
+                        ..
+                    } = &mut *live;
+                    let default = head.spec.default_expected_ms;
+                    let expected =
+                        |m: usize| durations.estimate(&paths[m]).map_or(default, |(ms, _)| ms);
+                    let started = {
+                        let gate = gate(away, &head.spec.calendar, &expected, now);
+                        wave.dispatch(now, &gate)
+                    };
                     if stage != live.wave.progress.current_stage {
                         live.dirty_head = true;
                     }
@@ -919,31 +916,32 @@ impl State {
         if let Err(e) = result {
             error!(wave = %name, error = %e, "cannot record a wave");
         }
-        if !dirty.is_empty() {
+        live.uncounted |= !dirty.is_empty();
+        let due = live.counted_at.is_none_or(|at| at.elapsed() >= COUNT_EVERY)
+            || live.head.finished_unix_ms.is_some();
+        if live.uncounted && due {
             self.count_wave(name);
         }
     }
 
     pub(super) fn wave_status(&mut self, name: &str) -> Result<StatusView, InventoryError> {
         let now = now_unix_ms();
-        let (hosts, durations, since) =
-            (&self.hosts, &self.waves.durations, self.waves.since_unix_ms);
+        let durations = &self.waves.durations;
         let live = self
             .waves
             .live
             .get_mut(name)
             .ok_or_else(|| InventoryError::UnknownWave(name.to_string()))?;
-        Ok(status_of(live, hosts, durations, since, now))
+        Ok(status_of(live, durations, now))
     }
 
     pub(super) fn list_waves(&mut self) -> Vec<StatusView> {
         let now = now_unix_ms();
-        let (hosts, durations, since) =
-            (&self.hosts, &self.waves.durations, self.waves.since_unix_ms);
+        let durations = &self.waves.durations;
         self.waves
             .live
             .values_mut()
-            .map(|live| status_of(live, hosts, durations, since, now))
+            .map(|live| status_of(live, durations, now))
             .collect()
     }
 
@@ -953,8 +951,7 @@ impl State {
         host_id: &str,
     ) -> Result<WhyView, InventoryError> {
         let now = now_unix_ms();
-        let (hosts, durations, since) =
-            (&self.hosts, &self.waves.durations, self.waves.since_unix_ms);
+        let durations = &self.waves.durations;
         let live = self
             .waves
             .live
@@ -975,8 +972,6 @@ impl State {
                 reason,
             });
         };
-        let expected = live.expected(durations);
-        let calendar = live.head.spec.calendar.clone();
         let state = live.wave.states[m];
         let reason = match (live.head.lifecycle, state) {
             (_, HostState::Running) => format!(
@@ -1000,14 +995,10 @@ impl State {
             (lifecycle, HostState::Pending) if lifecycle != Lifecycle::Running => {
                 format!("the wave is {}", lifecycle.label())
             }
-            (_, HostState::Pending) => {
-                let away = away(live, hosts, since);
-                let gate = gate(&away, &calendar, &expected, now);
-                match live.wave.why(m, now, &gate) {
-                    Some(wait) => format!("waiting: {wait}"),
-                    None => "about to start".into(),
-                }
-            }
+            (_, HostState::Pending) => match live.why_now(durations, m, now) {
+                Some(wait) => format!("waiting: {wait}"),
+                None => "about to start".into(),
+            },
         };
         Ok(WhyView {
             host_id: host_id.to_string(),
@@ -1023,6 +1014,8 @@ impl State {
         let Some(live) = self.waves.live.get_mut(name) else {
             return;
         };
+        live.counted_at = Some(Instant::now());
+        live.uncounted = false;
         let counts = live.wave.counts();
         for label in [
             "pending",
@@ -1062,23 +1055,93 @@ impl State {
     }
 }
 
-fn status_of(
-    live: &mut LiveWave,
-    hosts: &HashMap<String, super::HostState>,
-    durations: &Durations,
-    since: i64,
-    now: i64,
-) -> StatusView {
-    let expected = live.expected(durations);
-    let calendar = live.head.spec.calendar.clone();
+/// What `plan` shows of a wave.
+fn plan_view(live: &mut LiveWave, durations: &Durations, now: i64) -> PlanView {
+    let eta = live.eta(durations, now);
+    let live = &*live;
+    let mut paths: BTreeMap<&str, usize> = BTreeMap::new();
+    for p in &live.paths {
+        *paths.entry(p).or_default() += 1;
+    }
+    let spec = &live.head.spec;
+    let policy = &spec.policy;
+    let mut rules = vec![
+        format!(
+            "canary {}",
+            spec.canary_selector
+                .clone()
+                .unwrap_or_else(|| policy.canary.to_string())
+        ),
+        format!(
+            "batches {}",
+            policy
+                .batches
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+        format!("max-parallel {}", policy.max_parallel),
+        format!(
+            "errors {} per stage, {} in all",
+            policy.stage_errors, policy.total_errors
+        ),
+        format!("on failure {:?}", spec.on_failure).to_lowercase(),
+    ];
+    rules.extend(
+        policy
+            .budgets
+            .iter()
+            .map(|b| format!("budget {}={}", b.label, b.limit)),
+    );
+    rules.extend(spec.calendar.windows.iter().map(|w| format!("window {w}")));
+    rules.extend(spec.calendar.freezes.iter().map(|f| format!("freeze {f}")));
+    if policy.soak_ms > 0 {
+        rules.push(format!(
+            "soak {}",
+            crate::clock::format_duration_ms(policy.soak_ms)
+        ));
+    }
+    if policy.approve_stages {
+        rules.push("approval before each stage".into());
+    }
+    PlanView {
+        name: live.head.spec.name.clone(),
+        target: spec.target.to_string(),
+        lifecycle: live.state_label().to_string(),
+        stages: live
+            .wave
+            .stages
+            .iter()
+            .map(|s| {
+                s.iter()
+                    .map(|&m| live.wave.members[m].host_id.clone())
+                    .collect()
+            })
+            .collect(),
+        excluded: live.excluded.clone(),
+        outside_selector: live.outside_selector,
+        eta_unix_ms: eta,
+        paths: paths
+            .into_iter()
+            .map(|(p, n)| {
+                let (ms, samples) = durations
+                    .estimate(p)
+                    .unwrap_or((spec.default_expected_ms, 0));
+                (p.to_string(), n, ms, samples)
+            })
+            .collect(),
+        policy: rules,
+    }
+}
+
+fn status_of(live: &mut LiveWave, durations: &Durations, now: i64) -> StatusView {
     let waiting = if live.head.lifecycle == Lifecycle::Running
         && live.wave.progress.halted.is_none()
         && live.wave.running().next().is_none()
         && !live.wave.is_finished()
     {
         // The first pending host in line says why nothing moves.
-        let away = away(live, hosts, since);
-        let gate = gate(&away, &calendar, &expected, now);
         let next = live
             .wave
             .progress
@@ -1087,7 +1150,7 @@ fn status_of(
             .copied()
             .chain(live.wave.stages.iter().flatten().copied())
             .find(|&m| live.wave.states[m] == HostState::Pending);
-        next.and_then(|m| live.wave.why(m, now, &gate))
+        next.and_then(|m| live.why_now(durations, m, now))
             .map(|w| w.to_string())
     } else {
         None

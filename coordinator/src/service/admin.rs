@@ -271,14 +271,16 @@ impl AdminService for AdminApi {
         request: Request<pb::WaveSpec>,
     ) -> Result<Response<pb::WavePlan>, Status> {
         let operator = auth::operator(&request, &self.metrics)?;
-        let spec = waves::spec_from_wire(request.into_inner())?;
+        let (spec, dry_run) = waves::spec_from_wire(request.into_inner())?;
         let name = spec.name.clone();
         let plan = self
             .inventory
-            .create_wave(spec)
+            .create_wave(spec, dry_run)
             .await
             .map_err(inventory_status)?;
-        info!(%operator, wave = %name, "wave created");
+        if !dry_run {
+            info!(%operator, wave = %name, "wave created");
+        }
         Ok(Response::new(waves::plan_to_wire(plan)))
     }
 

@@ -12,7 +12,9 @@ fn as_u32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-pub fn spec_from_wire(spec: pb::WaveSpec) -> Result<WaveSpec, Status> {
+/// The checked spec, and whether only a plan is asked for.
+pub fn spec_from_wire(spec: pb::WaveSpec) -> Result<(WaveSpec, bool), Status> {
+    let dry_run = spec.dry_run;
     SpecInput {
         name: spec.name,
         selector: spec.selector,
@@ -32,6 +34,7 @@ pub fn spec_from_wire(spec: pb::WaveSpec) -> Result<WaveSpec, Status> {
         expected_seconds: spec.expected_seconds,
     }
     .check()
+    .map(|checked| (checked, dry_run))
     .map_err(|e| Status::invalid_argument(e.to_string()))
 }
 

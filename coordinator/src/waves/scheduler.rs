@@ -255,61 +255,81 @@ impl std::fmt::Display for Wait {
 }
 
 /// Who disrupts what now, kept up to date as hosts start and end so that a
-/// dispatch over a large stage costs little per host. Rebuilt from the
-/// states after a restart: it is never persisted.
+/// dispatch over a large stage costs a few array reads per host: label values
+/// are numbered once. Rebuilt from the states after a restart: it is never
+/// persisted.
 #[derive(Debug, Clone, Default)]
 struct Load {
     running: usize,
-    /// Per budget: hosts of the wave with each value of its label.
-    population: Vec<HashMap<String, usize>>,
-    /// Per budget: disrupting hosts with each value.
-    holders: Vec<HashMap<String, Vec<usize>>>,
+    /// Per member, per budget: the number of its label value, if it has the label.
+    value_of: Vec<Vec<Option<usize>>>,
+    /// Per budget, per value: its name, its limit, and the hosts disrupting.
+    names: Vec<Vec<String>>,
+    limit: Vec<Vec<usize>>,
+    in_use: Vec<Vec<usize>>,
 }
 
 impl Load {
     fn build(wave: &Wave) -> Self {
-        let budgets = wave.policy.budgets.len();
+        let budgets = &wave.policy.budgets;
+        let mut numbers: Vec<HashMap<&str, usize>> = vec![HashMap::new(); budgets.len()];
         let mut load = Load {
             running: 0,
-            population: vec![HashMap::new(); budgets],
-            holders: vec![HashMap::new(); budgets],
+            value_of: Vec::with_capacity(wave.members.len()),
+            names: vec![Vec::new(); budgets.len()],
+            limit: vec![Vec::new(); budgets.len()],
+            in_use: vec![Vec::new(); budgets.len()],
         };
-        for (m, member) in wave.members.iter().enumerate() {
-            for (b, budget) in wave.policy.budgets.iter().enumerate() {
-                if let Some(value) = member.labels.get(&budget.label) {
-                    *load.population[b].entry(value.clone()).or_default() += 1;
-                }
-            }
-            load.enter(wave, m, wave.states[m]);
+        let mut population: Vec<Vec<usize>> = vec![Vec::new(); budgets.len()];
+        for member in &wave.members {
+            let values = budgets
+                .iter()
+                .enumerate()
+                .map(|(b, budget)| {
+                    let value = member.labels.get(&budget.label)?;
+                    let next = numbers[b].len();
+                    let n = *numbers[b].entry(value.as_str()).or_insert(next);
+                    if n == next {
+                        load.names[b].push(value.clone());
+                        population[b].push(0);
+                    }
+                    population[b][n] += 1;
+                    Some(n)
+                })
+                .collect();
+            load.value_of.push(values);
+        }
+        for (b, budget) in budgets.iter().enumerate() {
+            load.limit[b] = population[b].iter().map(|&p| budget.limit.of(p)).collect();
+            load.in_use[b] = vec![0; population[b].len()];
+        }
+        for m in 0..wave.members.len() {
+            load.enter(m, wave.states[m]);
         }
         load
     }
 
-    fn enter(&mut self, wave: &Wave, m: usize, state: HostState) {
+    fn enter(&mut self, m: usize, state: HostState) {
         if state == HostState::Running {
             self.running += 1;
         }
         if state.disrupts() {
-            for (b, budget) in wave.policy.budgets.iter().enumerate() {
-                if let Some(value) = wave.members[m].labels.get(&budget.label) {
-                    self.holders[b].entry(value.clone()).or_default().push(m);
+            for (b, value) in self.value_of[m].iter().enumerate() {
+                if let Some(v) = value {
+                    self.in_use[b][*v] += 1;
                 }
             }
         }
     }
 
-    fn leave(&mut self, wave: &Wave, m: usize, state: HostState) {
+    fn leave(&mut self, m: usize, state: HostState) {
         if state == HostState::Running {
             self.running -= 1;
         }
         if state.disrupts() {
-            for (b, budget) in wave.policy.budgets.iter().enumerate() {
-                if let Some(list) = wave.members[m]
-                    .labels
-                    .get(&budget.label)
-                    .and_then(|v| self.holders[b].get_mut(v))
-                {
-                    list.retain(|&h| h != m);
+            for (b, value) in self.value_of[m].iter().enumerate() {
+                if let Some(v) = value {
+                    self.in_use[b][*v] -= 1;
                 }
             }
         }
@@ -462,9 +482,9 @@ impl Wave {
             return;
         }
         let mut load = self.load.take().unwrap_or_else(|| Load::build(self));
-        load.leave(self, m, old);
+        load.leave(m, old);
         self.states[m] = state;
-        load.enter(self, m, state);
+        load.enter(m, state);
         self.load = Some(load);
     }
 
@@ -509,6 +529,18 @@ impl Wave {
         now_unix_ms: i64,
         gate: &dyn Fn(usize) -> Option<String>,
     ) -> Option<Wait> {
+        self.wait(m, now_unix_ms, gate, true)
+    }
+
+    /// `why`; without `named`, a full budget's holders are left out, so that
+    /// a dispatch over a large stage does not list them for every host.
+    fn wait(
+        &mut self,
+        m: usize,
+        now_unix_ms: i64,
+        gate: &dyn Fn(usize) -> Option<String>,
+        named: bool,
+    ) -> Option<Wait> {
         if self.states[m] != HostState::Pending {
             return None;
         }
@@ -530,12 +562,12 @@ impl Wave {
                 current: self.progress.current_stage,
             });
         }
-        self.with_load(|wave, load| wave.wait_in_stage(m, load))
+        self.with_load(|wave, load| wave.wait_in_stage(m, load, named))
             .or_else(|| gate(m).map(Wait::Closed))
     }
 
     /// The parallelism and disruption budgets, for a host of the current stage.
-    fn wait_in_stage(&self, m: usize, load: &Load) -> Option<Wait> {
+    fn wait_in_stage(&self, m: usize, load: &Load, named: bool) -> Option<Wait> {
         let max = self.policy.max_parallel.max(1) as usize;
         if load.running >= max {
             return Some(Wait::MaxParallel {
@@ -544,21 +576,25 @@ impl Wave {
             });
         }
         for (b, budget) in self.policy.budgets.iter().enumerate() {
-            let Some(value) = self.members[m].labels.get(&budget.label) else {
+            let Some(v) = load.value_of[m][b] else {
                 continue;
             };
-            let population = load.population[b].get(value).copied().unwrap_or(0);
-            let limit = budget.limit.of(population);
-            let holders = load.holders[b].get(value).map_or(&[][..], Vec::as_slice);
-            if holders.len() >= limit {
+            let limit = load.limit[b][v];
+            if load.in_use[b][v] >= limit {
+                // Named only when someone asks: a scan, not an index.
+                let holders = if named {
+                    (0..self.members.len())
+                        .filter(|&h| self.states[h].disrupts() && load.value_of[h][b] == Some(v))
+                        .map(|h| self.members[h].host_id.clone())
+                        .collect()
+                } else {
+                    Vec::new()
+                };
                 return Some(Wait::Budget {
                     label: budget.label.clone(),
-                    value: value.clone(),
+                    value: load.names[b][v].clone(),
                     limit,
-                    holders: holders
-                        .iter()
-                        .map(|&h| self.members[h].host_id.clone())
-                        .collect(),
+                    holders,
                 });
             }
         }
@@ -591,7 +627,9 @@ impl Wave {
             if self.with_load(|_, load| load.running) >= max {
                 break;
             }
-            if self.states[m] == HostState::Pending && self.why(m, now_unix_ms, gate).is_none() {
+            if self.states[m] == HostState::Pending
+                && self.wait(m, now_unix_ms, gate, false).is_none()
+            {
                 self.set_state(m, HostState::Running);
                 started.push(m);
             }
@@ -772,13 +810,11 @@ impl Wave {
                 .iter()
                 .enumerate()
                 .map(|(b, budget)| {
-                    let in_use = load.holders[b].values().map(Vec::len).sum();
-                    let full = load.holders[b]
+                    let in_use = load.in_use[b].iter().sum();
+                    let full = load.in_use[b]
                         .iter()
-                        .filter(|(value, holders)| {
-                            let population = load.population[b].get(*value).copied().unwrap_or(0);
-                            !holders.is_empty() && holders.len() >= budget.limit.of(population)
-                        })
+                        .zip(&load.limit[b])
+                        .filter(|(used, limit)| **used > 0 && used >= limit)
                         .count();
                     (budget.label.clone(), in_use, full)
                 })
