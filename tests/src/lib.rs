@@ -612,3 +612,32 @@ impl Deployment {
         Ok(serde_json::from_str(&ran.stdout)?)
     }
 }
+
+/// `promtool check metrics` over an exposition; promtool is installed by
+/// scripts/test (Debian's prometheus package).
+pub fn promtool_check(body: &str) -> Result<()> {
+    let promtool = std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .map(|d| Path::new(d).join("promtool"))
+        .find(|p| p.exists())
+        .ok_or_else(|| {
+            anyhow::anyhow!("promtool not found: run scripts/test, which installs it")
+        })?;
+    let mut child = Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), body.as_bytes())?;
+    let output = child.wait_with_output()?;
+    if !output.status.success() {
+        bail!(
+            "promtool check metrics failed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(())
+}

@@ -340,35 +340,8 @@ fn the_metrics_pass_promtool() -> Result<()> {
     ] {
         assert!(body.contains(family), "{family} missing from\n{body}");
     }
-    let promtool = which_promtool();
-    let mut child = Command::new(&promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    std::io::Write::write_all(child.stdin.as_mut().unwrap(), body.as_bytes())?;
-    let output = child.wait_with_output()?;
-    assert!(
-        output.status.success(),
-        "promtool check metrics failed:\n{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    mf_e2e::promtool_check(&body)?;
     let (status, health) = mf_e2e::http_get(deployment.coordinator.metrics_port, "/healthz")?;
     assert!(status.contains("200") && health.trim() == "ok");
     Ok(())
-}
-
-/// promtool is installed by scripts/test (Debian's prometheus package).
-fn which_promtool() -> String {
-    let found = std::env::var("PATH")
-        .unwrap_or_default()
-        .split(':')
-        .map(|d| std::path::Path::new(d).join("promtool"))
-        .find(|p| p.exists());
-    found
-        .unwrap_or_else(|| panic!("promtool not found: run scripts/test, which installs it"))
-        .display()
-        .to_string()
 }

@@ -282,6 +282,17 @@ fn a_wave_under_a_budget_and_a_window_with_a_failure_rolled_back() -> Result<()>
         .coordinator
         .metric("mf_wave_hosts{state=\"succeeded\",wave=\"w1\"}")?;
     assert_eq!(metric, 3.0);
+    let body = deployment.coordinator.metrics()?;
+    for family in [
+        "mf_wave_hosts{state=\"rolled-back\",wave=\"w1\"} 1",
+        "mf_wave_stage{wave=\"w1\"} 2",
+        "mf_wave_stages{wave=\"w1\"} 2",
+        "mf_wave_budget_in_use{label=\"app\",wave=\"w1\"} 0",
+        "mf_wave_dispatch_latency_seconds_count 4",
+    ] {
+        assert!(body.contains(family), "{family} missing from\n{body}");
+    }
+    mf_e2e::promtool_check(&body)?;
     Ok(())
 }
 

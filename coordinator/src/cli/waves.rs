@@ -346,12 +346,17 @@ pub fn progress_line(status: &pb::WaveStatus) -> String {
         .map(|(_, n)| n)
         .sum();
     format!(
-        "{} {} stage {}/{} {done}/{total} done ({}){}{}",
+        "{} {} stage {}/{} {done}/{total} done ({}){}{}{}",
         status.name,
         status.state,
         status.current_stage,
         status.stages.len(),
         counts_text(status),
+        if status.eta_unix_ms > 0 && status.finished_unix_ms == 0 {
+            format!(" eta {}", eta(status.eta_unix_ms))
+        } else {
+            String::new()
+        },
         if status.halted_reason.is_empty() {
             String::new()
         } else {
