@@ -556,6 +556,12 @@ impl State {
             }
             Command::Update(host_id, update) => self.apply_update(&host_id, update),
             Command::Migrate(host_id, target, on_failure, reply) => {
+                if let Some(wave) = self.wave_of(&host_id) {
+                    let _ = reply.send(Err(InventoryError::Conflict(format!(
+                        "host {host_id} is in wave {wave}, which migrates it (mfctl wave skip takes it out)"
+                    ))));
+                    return;
+                }
                 match self.migrate(&host_id, target, on_failure) {
                     Ok(job) => pending.push(Box::new(move |flushed| {
                         let _ = reply.send(flushed.map(|()| job));

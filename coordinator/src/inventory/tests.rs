@@ -690,6 +690,18 @@ async fn a_wave_starts_hosts_under_its_budget_and_resumes_exactly_after_a_restar
         matches!(again, Err(InventoryError::Conflict(_))),
         "{again:?}"
     );
+    // A host of the wave is the wave's to migrate.
+    let direct = inventory
+        .migrate(
+            "a2".into(),
+            "rhel-8.10".parse().expect("target"),
+            OnFailure::Rollback,
+        )
+        .await;
+    assert!(
+        matches!(&direct, Err(InventoryError::Conflict(m)) if m.contains("is in wave w1")),
+        "{direct:?}"
+    );
 
     // Nothing starts before `start`; then the canary alone.
     let why = inventory

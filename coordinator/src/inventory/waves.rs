@@ -675,6 +675,11 @@ impl State {
         self.wave_status(name)
     }
 
+    /// The unfinished wave the host belongs to, if any.
+    pub(super) fn wave_of(&self, host_id: &str) -> Option<&str> {
+        self.waves.member_of.get(host_id).map(String::as_str)
+    }
+
     /// A host's agent connected (`away` None) or went away: its wave's gate follows.
     pub(super) fn wave_presence(&mut self, host_id: &str, away: Option<i64>) {
         let Some(name) = self.waves.member_of.get(host_id) else {

@@ -363,6 +363,12 @@ pub struct Progress {
     pub stage_done_unix_ms: Option<i64>,
     /// Hosts of earlier stages an operator retried: they start in the current one.
     pub retried: Vec<usize>,
+    /// Failures an operator accepted by resuming after a halt, in all and per
+    /// stage: the error budgets count from there.
+    #[serde(default)]
+    pub forgiven: usize,
+    #[serde(default)]
+    pub forgiven_in_stage: BTreeMap<usize, usize>,
 }
 
 impl PartialEq for Wave {
@@ -656,8 +662,18 @@ impl Wave {
         if self.progress.halted.is_some() {
             return;
         }
-        let stage_failures = self.failures_in(self.stages[stage].iter().copied());
-        let total_failures = self.failures_in(0..self.members.len());
+        let stage_failures = self
+            .failures_in(self.stages[stage].iter().copied())
+            .saturating_sub(
+                self.progress
+                    .forgiven_in_stage
+                    .get(&stage)
+                    .copied()
+                    .unwrap_or(0),
+            );
+        let total_failures = self
+            .failures_in(0..self.members.len())
+            .saturating_sub(self.progress.forgiven);
         let stage_limit = self.policy.stage_errors.of(self.stages[stage].len());
         let total_limit = self.policy.total_errors.of(self.members.len());
         if stage_failures > stage_limit {
@@ -698,9 +714,18 @@ impl Wave {
         }
     }
 
-    /// An operator resumes a halted or paused wave (after looking at its failures).
+    /// An operator resumes a halted or paused wave (after looking at its
+    /// failures): the failures so far are accepted, the budgets count anew.
     pub fn resume(&mut self) {
-        self.progress.halted = None;
+        if self.progress.halted.take().is_some() {
+            self.progress.forgiven = self.failures_in(0..self.members.len());
+            for stage in 0..self.stages.len() {
+                let failures = self.failures_in(self.stages[stage].iter().copied());
+                if failures > 0 {
+                    self.progress.forgiven_in_stage.insert(stage, failures);
+                }
+            }
+        }
         self.progress.paused = false;
     }
 

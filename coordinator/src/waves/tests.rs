@@ -142,6 +142,39 @@ fn crossing_an_error_budget_halts_and_a_resume_goes_on() {
 }
 
 #[test]
+fn a_resume_accepts_the_failures_so_far_and_the_budget_counts_anew() {
+    let members = (0..10)
+        .map(|i| member(&format!("h{i}"), &format!("a{i}"), "dc1", "hv", false))
+        .collect();
+    let mut wave = Wave::plan(
+        Policy {
+            stage_errors: Limit::Count(1),
+            total_errors: Limit::Count(1),
+            batches: vec![Limit::Percent(100)],
+            ..policy(3, 3, vec![])
+        },
+        members,
+    );
+    let started = wave.dispatch(0, OPEN);
+    wave.finish(started[0], Outcome::Failed, 0);
+    wave.finish(started[1], Outcome::RolledBack, 0);
+    assert!(wave.progress.halted.is_some());
+    wave.resume();
+    // The held host is rolled back by an operator: the same failure, no new halt.
+    wave.rerun(started[0]);
+    wave.finish(started[0], Outcome::RolledBack, 0);
+    assert!(wave.progress.halted.is_none(), "{:?}", wave.progress.halted);
+    wave.finish(started[2], Outcome::Succeeded, 0);
+    // One new failure is within the budget again; a second one halts.
+    let next = wave.dispatch(0, OPEN);
+    assert_eq!(next.len(), 3);
+    wave.finish(next[0], Outcome::RolledBack, 0);
+    assert!(wave.progress.halted.is_none());
+    wave.finish(next[1], Outcome::RolledBack, 0);
+    assert!(wave.progress.halted.is_some());
+}
+
+#[test]
 fn soak_and_approval_hold_the_next_stage_and_why_says_so() {
     let members = (0..4)
         .map(|i| member(&format!("h{i}"), "a", "dc1", "hv", false))
