@@ -213,7 +213,12 @@ impl LiveWave {
     }
 
     fn eta(&mut self, durations: &Durations, now: i64) -> Option<i64> {
-        if !self.head.lifecycle.holds_hosts() {
+        // Waiting for an operator: no ETA, and none kept from before.
+        if !self.head.lifecycle.holds_hosts()
+            || self.wave.progress.halted.is_some()
+            || self.wave.progress.paused
+        {
+            self.eta_cache = None;
             return None;
         }
         if let Some((at, eta)) = self.eta_cache
@@ -623,6 +628,7 @@ impl State {
         }
         let live = self.wave(name)?;
         live.dirty_head = true;
+        live.eta_cache = None;
         info!(wave = %name, ?action, "wave action");
         for host in rollbacks {
             if let Err(e) = self.job_action(&host, JobAction::Rollback) {
