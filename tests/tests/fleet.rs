@@ -345,3 +345,20 @@ fn the_metrics_pass_promtool() -> Result<()> {
     assert!(status.contains("200") && health.trim() == "ok");
     Ok(())
 }
+
+#[test]
+fn the_alert_rules_pass_promtool() -> Result<()> {
+    let rules =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/prometheus-alerts.yml");
+    let output = Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&rules)
+        .output()?;
+    assert!(
+        output.status.success(),
+        "promtool check rules failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
+}

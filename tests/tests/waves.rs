@@ -327,6 +327,12 @@ fn a_wave_resumes_exactly_after_sigkill_of_the_coordinator() -> Result<()> {
     assert!(created.success, "{}", created.stderr);
     let started = deployment.mfctl(&["wave", "start", "w"]);
     assert!(started.success, "{}", started.stderr);
+    // A first kill right after the start was acknowledged: the start is durable.
+    deployment.coordinator.kill9();
+    deployment.coordinator.restart()?;
+    let after = json(&deployment, &["wave", "status", "w"])?;
+    assert_eq!(after["state"], "running", "{after:#}");
+    // A second one with stage 2 in flight.
     wait_for("stage 2 in flight", Duration::from_secs(60), || {
         let status = json(&deployment, &["wave", "status", "w"])?;
         Ok(status["current_stage"] == 2 && status["counts"]["running"] == 2)
