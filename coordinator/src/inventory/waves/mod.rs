@@ -5,6 +5,8 @@
 //! any command it implies leaves (`State::run`). A job that ends tells its
 //! wave; the wave then starts whoever may start.
 
+mod views;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
@@ -22,6 +24,8 @@ use crate::waves::estimate;
 use crate::waves::record::{Lifecycle, MemberRecord, WaveHead, WavePlan};
 use crate::waves::scheduler::{HostState, Member, Outcome, Wait, Wave};
 use crate::waves::spec::WaveSpec;
+use views::plan_view;
+pub use views::{PlanView, StageView, StatusView, WhyView};
 
 /// At most this many waves are kept (finished ones included).
 const MAX_WAVES: usize = 1000;
@@ -85,62 +89,6 @@ pub(super) struct Waves {
     since_unix_ms: i64,
     /// When each start of this batch was decided, for the dispatch latency.
     pub(super) starts: Vec<Instant>,
-}
-
-/// What `plan` shows.
-#[derive(Debug, Clone)]
-pub struct PlanView {
-    pub name: String,
-    pub target: String,
-    pub lifecycle: String,
-    pub stages: Vec<Vec<String>>,
-    pub excluded: Vec<(String, String)>,
-    pub outside_selector: usize,
-    pub eta_unix_ms: Option<i64>,
-    /// (path, hosts, expected ms, samples it rests on; 0 = the default).
-    pub paths: Vec<(String, usize, i64, usize)>,
-    pub policy: Vec<String>,
-}
-
-#[derive(Debug, Clone)]
-pub struct StageView {
-    pub hosts: usize,
-    pub done: usize,
-    pub running: usize,
-    pub failures: usize,
-}
-
-/// What `status` and `list` show.
-#[derive(Debug, Clone)]
-pub struct StatusView {
-    pub name: String,
-    pub target: String,
-    /// created, running, paused, halted, cancelled, completed.
-    pub state: String,
-    pub halted: Option<String>,
-    /// Why nothing starts right now, when a stage boundary or window holds it.
-    pub waiting: Option<String>,
-    pub current_stage: usize,
-    pub stages: Vec<StageView>,
-    pub counts: BTreeMap<String, usize>,
-    pub eta_unix_ms: Option<i64>,
-    pub created_unix_ms: i64,
-    pub started_unix_ms: Option<i64>,
-    pub finished_unix_ms: Option<i64>,
-    /// (label, hosts holding it, values at their limit).
-    pub budgets: Vec<(String, usize, usize)>,
-    /// Hosts that ended without success: (host, outcome, detail).
-    pub problems: Vec<(String, String, String)>,
-}
-
-/// What `why` shows.
-#[derive(Debug, Clone)]
-pub struct WhyView {
-    pub host_id: String,
-    pub state: String,
-    pub stage: usize,
-    pub job_id: String,
-    pub reason: String,
 }
 
 fn outcome_of(job: &Job) -> Option<Outcome> {
@@ -535,17 +483,6 @@ impl State {
         Ok(path_key(&steps))
     }
 
-    pub(super) fn wave_plan(&mut self, name: &str) -> Result<PlanView, InventoryError> {
-        let now = now_unix_ms();
-        let durations = &self.waves.durations;
-        let live = self
-            .waves
-            .live
-            .get_mut(name)
-            .ok_or_else(|| InventoryError::UnknownWave(name.to_string()))?;
-        Ok(plan_view(live, durations, now))
-    }
-
     pub(super) fn wave_action(
         &mut self,
         name: &str,
@@ -935,91 +872,6 @@ impl State {
         }
     }
 
-    pub(super) fn wave_status(&mut self, name: &str) -> Result<StatusView, InventoryError> {
-        let now = now_unix_ms();
-        let durations = &self.waves.durations;
-        let live = self
-            .waves
-            .live
-            .get_mut(name)
-            .ok_or_else(|| InventoryError::UnknownWave(name.to_string()))?;
-        Ok(status_of(live, durations, now))
-    }
-
-    pub(super) fn list_waves(&mut self) -> Vec<StatusView> {
-        let now = now_unix_ms();
-        let durations = &self.waves.durations;
-        self.waves
-            .live
-            .values_mut()
-            .map(|live| status_of(live, durations, now))
-            .collect()
-    }
-
-    pub(super) fn wave_why(
-        &mut self,
-        name: &str,
-        host_id: &str,
-    ) -> Result<WhyView, InventoryError> {
-        let now = now_unix_ms();
-        let durations = &self.waves.durations;
-        let live = self
-            .waves
-            .live
-            .get_mut(name)
-            .ok_or_else(|| InventoryError::UnknownWave(name.to_string()))?;
-        let Some(&m) = live.index.get(host_id) else {
-            let reason = live
-                .excluded
-                .iter()
-                .find(|(h, _)| h == host_id)
-                .map(|(_, r)| format!("left out of the wave: {r}"))
-                .unwrap_or_else(|| "not in the wave: outside its selector".to_string());
-            return Ok(WhyView {
-                host_id: host_id.to_string(),
-                state: "excluded".into(),
-                stage: 0,
-                job_id: String::new(),
-                reason,
-            });
-        };
-        let state = live.wave.states[m];
-        let reason = match (live.head.lifecycle, state) {
-            (_, HostState::Running) => format!(
-                "in flight: {}",
-                if live.members[m].detail.is_empty() {
-                    "its job is running"
-                } else {
-                    &live.members[m].detail
-                }
-            ),
-            (_, HostState::Done(outcome)) => format!(
-                "ended {}{}",
-                outcome.label(),
-                if live.members[m].detail.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {}", live.members[m].detail)
-                }
-            ),
-            (Lifecycle::Created, _) => "the wave has not been started (mfctl wave start)".into(),
-            (lifecycle, HostState::Pending) if lifecycle != Lifecycle::Running => {
-                format!("the wave is {}", lifecycle.label())
-            }
-            (_, HostState::Pending) => match live.why_now(durations, m, now) {
-                Some(wait) => format!("waiting: {wait}"),
-                None => "about to start".into(),
-            },
-        };
-        Ok(WhyView {
-            host_id: host_id.to_string(),
-            state: state.label().to_string(),
-            stage: live.wave.stage_of[m] + 1,
-            job_id: live.members[m].job_id.clone().unwrap_or_default(),
-            reason,
-        })
-    }
-
     /// The wave's gauges: hosts per state, stage progress, budget use.
     fn count_wave(&mut self, name: &str) {
         let Some(live) = self.waves.live.get_mut(name) else {
@@ -1063,164 +915,5 @@ impl State {
                 .with_label_values(&[name, &label])
                 .set(full as i64);
         }
-    }
-}
-
-/// What `plan` shows of a wave.
-fn plan_view(live: &mut LiveWave, durations: &Durations, now: i64) -> PlanView {
-    let eta = live.eta(durations, now);
-    let live = &*live;
-    let mut paths: BTreeMap<&str, usize> = BTreeMap::new();
-    for p in &live.paths {
-        *paths.entry(p).or_default() += 1;
-    }
-    let spec = &live.head.spec;
-    let policy = &spec.policy;
-    let mut rules = vec![
-        format!(
-            "canary {}",
-            spec.canary_selector
-                .clone()
-                .unwrap_or_else(|| policy.canary.to_string())
-        ),
-        format!(
-            "batches {}",
-            policy
-                .batches
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(",")
-        ),
-        format!("max-parallel {}", policy.max_parallel),
-        format!(
-            "errors {} per stage, {} in all",
-            policy.stage_errors, policy.total_errors
-        ),
-        format!("on failure {:?}", spec.on_failure).to_lowercase(),
-    ];
-    rules.extend(
-        policy
-            .budgets
-            .iter()
-            .map(|b| format!("budget {}={}", b.label, b.limit)),
-    );
-    rules.extend(spec.calendar.windows.iter().map(|w| format!("window {w}")));
-    rules.extend(spec.calendar.freezes.iter().map(|f| format!("freeze {f}")));
-    if policy.soak_ms > 0 {
-        rules.push(format!(
-            "soak {}",
-            crate::clock::format_duration_ms(policy.soak_ms)
-        ));
-    }
-    if policy.approve_stages {
-        rules.push("approval before each stage".into());
-    }
-    PlanView {
-        name: live.head.spec.name.clone(),
-        target: spec.target.to_string(),
-        lifecycle: live.state_label().to_string(),
-        stages: live
-            .wave
-            .stages
-            .iter()
-            .map(|s| {
-                s.iter()
-                    .map(|&m| live.wave.members[m].host_id.clone())
-                    .collect()
-            })
-            .collect(),
-        excluded: live.excluded.clone(),
-        outside_selector: live.outside_selector,
-        eta_unix_ms: eta,
-        paths: paths
-            .into_iter()
-            .map(|(p, n)| {
-                let (ms, samples) = durations
-                    .estimate(p)
-                    .unwrap_or((spec.default_expected_ms, 0));
-                (p.to_string(), n, ms, samples)
-            })
-            .collect(),
-        policy: rules,
-    }
-}
-
-fn status_of(live: &mut LiveWave, durations: &Durations, now: i64) -> StatusView {
-    let waiting = if live.head.lifecycle == Lifecycle::Running
-        && live.wave.progress.halted.is_none()
-        && live.wave.running().next().is_none()
-        && !live.wave.is_finished()
-    {
-        // The first pending host in line says why nothing moves.
-        let next = live
-            .wave
-            .progress
-            .retried
-            .iter()
-            .copied()
-            .chain(live.wave.stages.iter().flatten().copied())
-            .find(|&m| live.wave.states[m] == HostState::Pending);
-        next.and_then(|m| live.why_now(durations, m, now))
-            .map(|w| w.to_string())
-    } else {
-        None
-    };
-    let stages = live
-        .wave
-        .stages
-        .iter()
-        .map(|s| StageView {
-            hosts: s.len(),
-            done: s
-                .iter()
-                .filter(|&&m| matches!(live.wave.states[m], HostState::Done(_)))
-                .count(),
-            running: s
-                .iter()
-                .filter(|&&m| live.wave.states[m] == HostState::Running)
-                .count(),
-            failures: s
-                .iter()
-                .filter(|&&m| matches!(live.wave.states[m], HostState::Done(o) if o.is_failure()))
-                .count(),
-        })
-        .collect();
-    let problems = live
-        .wave
-        .states
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| {
-            matches!(s, HostState::Done(o) if !matches!(o, Outcome::Succeeded | Outcome::NotStarted | Outcome::Skipped))
-        })
-        .map(|(m, s)| {
-            (
-                live.wave.members[m].host_id.clone(),
-                s.label().to_string(),
-                live.members[m].detail.clone(),
-            )
-        })
-        .collect();
-    StatusView {
-        name: live.head.spec.name.clone(),
-        target: live.head.spec.target.to_string(),
-        state: live.state_label().to_string(),
-        halted: live.wave.progress.halted.clone(),
-        waiting,
-        current_stage: live.wave.progress.current_stage + 1,
-        stages,
-        counts: live
-            .wave
-            .counts()
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect(),
-        eta_unix_ms: live.eta(durations, now),
-        created_unix_ms: live.head.created_unix_ms,
-        started_unix_ms: live.head.started_unix_ms,
-        finished_unix_ms: live.head.finished_unix_ms,
-        budgets: live.wave.budget_use(),
-        problems,
     }
 }
