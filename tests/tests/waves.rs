@@ -199,6 +199,11 @@ fn a_wave_under_a_budget_and_a_window_with_a_failure_rolled_back() -> Result<()>
     }
     let list = json(&deployment, &["wave", "list"])?;
     assert_eq!(list.as_array().unwrap().len(), 1, "{list:#}");
+    // A wave that is over can be deleted.
+    let deleted = deployment.mfctl(&["wave", "delete", "night"]);
+    assert!(deleted.success, "{}", deleted.stderr);
+    let list = json(&deployment, &["wave", "list"])?;
+    assert!(list.as_array().unwrap().is_empty(), "{list:#}");
 
     // The real wave: a window open now, one host per application at a time.
     let open = daily_window(-1, 4);

@@ -115,6 +115,9 @@ pub enum WaveCommand {
         #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
+    /// Remove a wave that is over (completed, or cancelled with nothing in
+    /// flight); prints its last status.
+    Delete(NameArgs),
     /// Why a host of the wave is where it is.
     Why {
         name: String,
@@ -241,6 +244,14 @@ pub async fn run(admin: &mut AdminClient, command: WaveCommand) -> Result<()> {
                 }
             }
             Ok(())
+        }
+        WaveCommand::Delete(a) => {
+            let status = admin
+                .delete_wave(wave_ref(&a.name))
+                .await
+                .map_err(refused)?
+                .into_inner();
+            print_status(&status, a.output)
         }
         WaveCommand::Retry(a) => host_action(admin, a, "retry").await,
         WaveCommand::Skip(a) => host_action(admin, a, "skip").await,

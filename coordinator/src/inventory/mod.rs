@@ -165,6 +165,7 @@ enum Command {
     WaveAction(String, WaveAction, Reply<StatusView>),
     WaveHostAction(String, String, HostAction, Reply<StatusView>),
     WaveStatus(String, Reply<StatusView>),
+    DeleteWave(String, Reply<StatusView>),
     ListWaves(oneshot::Sender<Vec<StatusView>>),
     WaveWhy(String, String, Reply<WhyView>),
     /// The clock, for timeouts and maintenance windows.
@@ -371,6 +372,11 @@ impl Inventory {
 
     pub async fn wave_status(&self, name: String) -> Result<StatusView, InventoryError> {
         self.ask(|reply| Command::WaveStatus(name, reply)).await
+    }
+
+    /// Removes a wave that is over; durable before it returns.
+    pub async fn delete_wave(&self, name: String) -> Result<StatusView, InventoryError> {
+        self.ask(|reply| Command::DeleteWave(name, reply)).await
     }
 
     pub async fn list_waves(&self) -> Result<Vec<StatusView>, InventoryError> {
@@ -618,6 +624,14 @@ impl State {
             Command::WaveStatus(name, reply) => {
                 let _ = reply.send(self.wave_status(&name));
             }
+            Command::DeleteWave(name, reply) => match self.delete_wave(&name) {
+                Ok(status) => pending.push(Box::new(move |flushed| {
+                    let _ = reply.send(flushed.map(|()| status));
+                })),
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
             Command::ListWaves(reply) => {
                 let _ = reply.send(self.list_waves());
             }

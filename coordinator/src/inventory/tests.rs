@@ -733,7 +733,7 @@ async fn a_wave_starts_hosts_under_its_budget_and_resumes_exactly_after_a_restar
     // The coordinator dies with a2 and b1 in flight.
     drop(inventory);
     task.await.expect("inventory ends");
-    let (inventory, _task, metrics) = fixture.start();
+    let (inventory, task, metrics) = fixture.start();
     let status = inventory.wave_status("w1".into()).await.expect("status");
     assert_eq!(status.state, "running");
     assert_eq!(status.counts.get("running"), Some(&2));
@@ -796,4 +796,15 @@ async fn a_wave_starts_hosts_under_its_budget_and_resumes_exactly_after_a_restar
         matches!(refused, Err(InventoryError::Conflict(_))),
         "{refused:?}"
     );
+    // A wave that is over can be deleted, and stays deleted after a restart.
+    inventory.delete_wave("w1".into()).await.expect("deleted");
+    drop(inventory);
+    task.await.expect("inventory ends");
+    let (inventory, _task, _) = fixture.start();
+    let gone = inventory.wave_status("w1".into()).await;
+    assert!(
+        matches!(gone, Err(InventoryError::UnknownWave(_))),
+        "{gone:?}"
+    );
+    assert!(inventory.list_waves().await.expect("list").is_empty());
 }

@@ -347,6 +347,21 @@ impl AdminService for AdminApi {
         Ok(Response::new(waves::status_to_wire(status)))
     }
 
+    async fn delete_wave(
+        &self,
+        request: Request<pb::WaveRef>,
+    ) -> Result<Response<pb::WaveStatus>, Status> {
+        let operator = auth::operator(&request, &self.metrics)?;
+        let name = waves::name(&request.into_inner().name)?;
+        let status = self
+            .inventory
+            .delete_wave(name.clone())
+            .await
+            .map_err(inventory_status)?;
+        info!(%operator, wave = %name, "wave deleted");
+        Ok(Response::new(waves::status_to_wire(status)))
+    }
+
     async fn list_waves(
         &self,
         request: Request<pb::ListWavesRequest>,

@@ -188,6 +188,26 @@ impl Store {
         Ok(())
     }
 
+    /// Removes a wave, its plan and its `members` member records, atomically.
+    pub fn delete_wave(&self, name: &str, members: usize) -> Result<(), StoreError> {
+        (&self.waves, &self.wave_plans, &self.wave_hosts)
+            .transaction(|(waves, plans, hosts)| {
+                waves.remove(name.as_bytes())?;
+                plans.remove(name.as_bytes())?;
+                for index in 0..members {
+                    hosts.remove(member_key(name, index))?;
+                }
+                Ok(())
+            })
+            .map_err(|e: TransactionError<()>| match e {
+                TransactionError::Storage(e) => StoreError::Sled(e),
+                TransactionError::Abort(()) => StoreError::Corrupt {
+                    key: name.to_string(),
+                    reason: "the wave's removal was aborted".into(),
+                },
+            })
+    }
+
     /// Every wave with its plan and member records.
     pub fn waves(&self) -> Result<Vec<StoredWave>, StoreError> {
         let mut waves = Vec::new();

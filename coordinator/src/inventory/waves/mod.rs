@@ -73,6 +73,20 @@ pub(super) struct LiveWave {
     eta_cache: Option<(Instant, Option<i64>)>,
 }
 
+/// Every state a wave's host can be in, as the gauges label them.
+const HOST_STATES: [&str; 10] = [
+    "pending",
+    "running",
+    "succeeded",
+    "rolled-back",
+    "failed",
+    "blocked",
+    "aborted",
+    "unreachable",
+    "skipped",
+    "not-started",
+];
+
 const COUNT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 const ETA_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -618,6 +632,54 @@ impl State {
         self.wave_status(name)
     }
 
+    /// Removes a wave that is over (completed, or cancelled with nothing in
+    /// flight); returns its last status.
+    pub(in crate::inventory) fn delete_wave(
+        &mut self,
+        name: &str,
+    ) -> Result<StatusView, InventoryError> {
+        let status = self.wave_status(name)?;
+        let live = self.wave(name)?;
+        if live.head.finished_unix_ms.is_none() {
+            return Err(InventoryError::Conflict(format!(
+                "wave {name} is {}: only a wave that is over can be deleted (cancel it first)",
+                live.state_label()
+            )));
+        }
+        let budgets: Vec<String> = live
+            .head
+            .spec
+            .policy
+            .budgets
+            .iter()
+            .map(|b| b.label.clone())
+            .collect();
+        let members = live.members.len();
+        self.store.delete_wave(name, members)?;
+        self.waves.live.remove(name);
+        // Its series go with it.
+        for state in HOST_STATES {
+            let _ = self.metrics.wave_hosts.remove_label_values(&[name, state]);
+        }
+        let _ = self.metrics.wave_stage.remove_label_values(&[name]);
+        let _ = self.metrics.wave_stages.remove_label_values(&[name]);
+        for label in &budgets {
+            let _ = self
+                .metrics
+                .wave_budget_in_use
+                .remove_label_values(&[name, label]);
+            let _ = self
+                .metrics
+                .wave_budget_full
+                .remove_label_values(&[name, label]);
+        }
+        for reason in ["stage_errors", "total_errors"] {
+            let _ = self.metrics.wave_halts.remove_label_values(&[name, reason]);
+        }
+        info!(wave = %name, "wave deleted");
+        Ok(status)
+    }
+
     /// The unfinished wave the host belongs to, if any.
     pub(super) fn wave_of(&self, host_id: &str) -> Option<&str> {
         self.waves.member_of.get(host_id).map(String::as_str)
@@ -880,18 +942,7 @@ impl State {
         live.counted_at = Some(Instant::now());
         live.uncounted = false;
         let counts = live.wave.counts();
-        for label in [
-            "pending",
-            "running",
-            "succeeded",
-            "rolled-back",
-            "failed",
-            "blocked",
-            "aborted",
-            "unreachable",
-            "skipped",
-            "not-started",
-        ] {
+        for label in HOST_STATES {
             self.metrics
                 .wave_hosts
                 .with_label_values(&[name, label])
