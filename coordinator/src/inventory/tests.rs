@@ -808,3 +808,101 @@ async fn a_wave_starts_hosts_under_its_budget_and_resumes_exactly_after_a_restar
     );
     assert!(inventory.list_waves().await.expect("list").is_empty());
 }
+
+#[tokio::test]
+async fn a_held_host_is_retried_from_the_wave_and_a_pending_one_skipped() {
+    let fixture = Fixture::new();
+    let (inventory, _task, _) = fixture.start();
+    let mut agents = HashMap::new();
+    for (i, (host, app)) in [("a1", "a"), ("b1", "b"), ("c1", "c")].iter().enumerate() {
+        enroll(&inventory, host, &format!("0{i}")).await;
+        let (s, _, rx) =
+            session_with_commands(host, &format!("0{i}"), facts("rhel", "7.9", app), 0);
+        inventory.connect(s).await.expect("connect");
+        agents.insert(host.to_string(), rx);
+    }
+    inventory
+        .precheck(Selector::default(), "rhel-8.10".parse().expect("target"))
+        .await
+        .expect("precheck");
+    for (host, rx) in agents.iter_mut() {
+        let command = recv(rx).await;
+        inventory.command_update(host.clone(), ok(&command)).await;
+    }
+    let spec = crate::waves::spec::SpecInput {
+        name: "w".into(),
+        selector: "os=rhel".into(),
+        target: "rhel-8.10".into(),
+        batches: "100%".into(),
+        max_parallel: 1,
+        on_failure: "hold".into(),
+        stage_errors: "1".into(),
+        total_errors: "1".into(),
+        ..Default::default()
+    }
+    .check()
+    .expect("spec");
+    inventory.create_wave(spec, false).await.expect("created");
+    inventory
+        .wave_action("w".into(), WaveAction::Start)
+        .await
+        .expect("start");
+    // The canary's upgrade fails and is held: a failure, within the budget.
+    let a1 = agents.get_mut("a1").expect("a1");
+    for _ in 0..2 {
+        let command = recv(a1).await;
+        inventory.command_update("a1".into(), ok(&command)).await;
+    }
+    let execute = recv(a1).await;
+    assert!(matches!(execute.phase, CommandPhase::Execute(_)));
+    inventory
+        .command_update("a1".into(), update(&execute, UpdateState::Failed, vec![]))
+        .await;
+    let why = inventory
+        .wave_why("w".into(), "a1".into())
+        .await
+        .expect("why");
+    assert_eq!(why.state, "failed", "{}", why.reason);
+    // The operator retries it from the wave: the job runs its execute again.
+    inventory
+        .wave_host_action("w".into(), "a1".into(), HostAction::Retry)
+        .await
+        .expect("retry");
+    let again = recv(a1).await;
+    assert!(matches!(again.phase, CommandPhase::Execute(_)));
+    assert!(again.sequence > execute.sequence);
+    inventory.command_update("a1".into(), ok(&again)).await;
+    run_job(&inventory, "a1", a1).await;
+    // One host at a time: b1 runs, c1 waits and is skipped.
+    let first_b1 = recv(agents.get_mut("b1").expect("b1")).await;
+    inventory.command_update("b1".into(), ok(&first_b1)).await;
+    let skipped = inventory
+        .wave_host_action("w".into(), "c1".into(), HostAction::Skip)
+        .await
+        .expect("skip");
+    assert_eq!(skipped.counts.get("skipped"), Some(&1));
+    let refused = inventory
+        .wave_host_action("w".into(), "b1".into(), HostAction::Skip)
+        .await;
+    assert!(
+        matches!(&refused, Err(InventoryError::Conflict(m)) if m.contains("has not started")),
+        "{refused:?}"
+    );
+    run_job(&inventory, "b1", agents.get_mut("b1").expect("b1")).await;
+    let status = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            let status = inventory.wave_status("w".into()).await.expect("status");
+            if status.state == "completed" {
+                return status;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the wave completes");
+    assert_eq!(status.counts.get("succeeded"), Some(&2));
+    assert!(
+        agents.get_mut("c1").expect("c1").try_recv().is_err(),
+        "a skipped host got a command"
+    );
+}
