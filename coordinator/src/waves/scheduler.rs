@@ -481,7 +481,8 @@ impl Wave {
         result
     }
 
-    /// Every state change goes through here, so the load stays true.
+    /// Every state change goes through here (or, in a dispatch pass, through
+    /// the load held by the pass), so the load stays true.
     fn set_state(&mut self, m: usize, state: HostState) {
         let old = self.states[m];
         if old == state {
@@ -547,6 +548,17 @@ impl Wave {
         gate: &dyn Fn(usize) -> Option<String>,
         named: bool,
     ) -> Option<Wait> {
+        self.with_load(|wave, load| wave.wait_with(m, now_unix_ms, gate, named, load))
+    }
+
+    fn wait_with(
+        &self,
+        m: usize,
+        now_unix_ms: i64,
+        gate: &dyn Fn(usize) -> Option<String>,
+        named: bool,
+        load: &Load,
+    ) -> Option<Wait> {
         if self.states[m] != HostState::Pending {
             return None;
         }
@@ -568,7 +580,7 @@ impl Wave {
                 current: self.progress.current_stage,
             });
         }
-        self.with_load(|wave, load| wave.wait_in_stage(m, load, named))
+        self.wait_in_stage(m, load, named)
             .or_else(|| gate(m).map(Wait::Closed))
     }
 
@@ -621,25 +633,31 @@ impl Wave {
         self.progress
             .retried
             .retain(|&m| self.states[m] == HostState::Pending);
-        let mut candidates = self.progress.retried.clone();
-        candidates.extend(
-            self.stages
-                .get(self.progress.current_stage)
-                .into_iter()
-                .flatten(),
-        );
+        // One load for the whole pass, and no copy of the stage: a pass over
+        // a stage of thousands of hosts runs after every batch of outcomes.
+        let mut load = self.load.take().unwrap_or_else(|| Load::build(self));
+        let retried = self.progress.retried.clone();
+        let stage = self.progress.current_stage;
+        let in_stage = self.stages.get(stage).map_or(0, Vec::len);
         let max = self.policy.max_parallel.max(1) as usize;
-        for m in candidates {
-            if self.with_load(|_, load| load.running) >= max {
+        for i in 0..retried.len() + in_stage {
+            if load.running >= max {
                 break;
             }
+            let m = match retried.get(i) {
+                Some(&m) => m,
+                None => self.stages[stage][i - retried.len()],
+            };
             if self.states[m] == HostState::Pending
-                && self.wait(m, now_unix_ms, gate, false).is_none()
+                && self.wait_with(m, now_unix_ms, gate, false, &load).is_none()
             {
-                self.set_state(m, HostState::Running);
+                load.leave(m, HostState::Pending);
+                self.states[m] = HostState::Running;
+                load.enter(m, HostState::Running);
                 started.push(m);
             }
         }
+        self.load = Some(load);
         started
     }
 
