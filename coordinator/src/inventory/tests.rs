@@ -906,3 +906,59 @@ async fn a_held_host_is_retried_from_the_wave_and_a_pending_one_skipped() {
         "a skipped host got a command"
     );
 }
+
+#[tokio::test]
+async fn a_dry_run_plans_a_canary_by_selector_and_records_nothing() {
+    let fixture = Fixture::new();
+    let (inventory, _task, _) = fixture.start();
+    let mut agents = HashMap::new();
+    for (i, (host, app)) in [("a1", "a"), ("a2", "a"), ("b1", "b")].iter().enumerate() {
+        enroll(&inventory, host, &format!("0{i}")).await;
+        let (s, _, rx) =
+            session_with_commands(host, &format!("0{i}"), facts("rhel", "7.9", app), 0);
+        inventory.connect(s).await.expect("connect");
+        agents.insert(host.to_string(), rx);
+    }
+    inventory
+        .precheck(Selector::default(), "rhel-8.10".parse().expect("target"))
+        .await
+        .expect("precheck");
+    for (host, rx) in agents.iter_mut() {
+        let command = recv(rx).await;
+        inventory.command_update(host.clone(), ok(&command)).await;
+    }
+    let spec = |canary_selector: &str| {
+        crate::waves::spec::SpecInput {
+            name: "w".into(),
+            selector: "os=rhel".into(),
+            target: "rhel-8.10".into(),
+            canary_selector: canary_selector.into(),
+            batches: "100%".into(),
+            ..Default::default()
+        }
+        .check()
+        .expect("spec")
+    };
+    let plan = inventory
+        .create_wave(spec("app=b"), true)
+        .await
+        .expect("planned");
+    assert_eq!(
+        plan.stages,
+        [vec!["b1".to_string()], vec!["a1".into(), "a2".into()]]
+    );
+    assert_eq!(plan.lifecycle, "dry run: not recorded");
+    assert!(plan.eta_unix_ms.is_some());
+    assert!(inventory.list_waves().await.expect("list").is_empty());
+    let none = inventory.create_wave(spec("app=zzz"), true).await;
+    assert!(
+        matches!(&none, Err(InventoryError::Conflict(m)) if m.contains("matches none")),
+        "{none:?}"
+    );
+    // Nothing was taken: the hosts are free for a recorded wave.
+    inventory
+        .create_wave(spec("app=b"), false)
+        .await
+        .expect("recorded");
+    assert_eq!(inventory.list_waves().await.expect("list").len(), 1);
+}
