@@ -363,13 +363,16 @@ fn a_wave_resumes_exactly_after_sigkill_of_the_coordinator() -> Result<()> {
         let why = json(&deployment, &["wave", "why", "w", &id])?;
         let shown = json(&deployment, &["hosts", "show", &id])?;
         assert_eq!(why["job_id"], shown["job"]["id"], "{host}: one job");
-        let created = shown["job"]["timeline"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|t| t["text"].as_str().unwrap().starts_with("job created"))
+        // The host's own journal: its upgrade ran once.
+        let journal = std::fs::read_to_string(
+            deployment.path(&format!("roots/{host}/var/lib/mf-agent/journal.jsonl")),
+        )?;
+        let upgrades = journal
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|r| r["event"] == "started" && r["phase"]["phase"] == "execute")
             .count();
-        assert_eq!(created, 1);
+        assert_eq!(upgrades, 1, "{host}: {journal}");
     }
     Ok(())
 }

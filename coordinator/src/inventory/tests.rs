@@ -615,6 +615,33 @@ async fn run_job(
     }
 }
 
+type Agents = HashMap<String, mpsc::Receiver<Box<AgentCommand>>>;
+
+/// Enrolls and connects RHEL 7.9 hosts, each (id, app); their command queues.
+async fn connect_rhel79(inventory: &Inventory, hosts: &[(&str, &str)]) -> Agents {
+    let mut agents = HashMap::new();
+    for (i, (host, app)) in hosts.iter().enumerate() {
+        enroll(inventory, host, &format!("0{i}")).await;
+        let (s, _, rx) =
+            session_with_commands(host, &format!("0{i}"), facts("rhel", "7.9", app), 0);
+        inventory.connect(s).await.expect("connect");
+        agents.insert(host.to_string(), rx);
+    }
+    agents
+}
+
+/// Pre-checks every host for RHEL 8.10; `agents` answer that they passed.
+async fn precheck_passes(inventory: &Inventory, agents: &mut Agents) {
+    inventory
+        .precheck(Selector::default(), "rhel-8.10".parse().expect("target"))
+        .await
+        .expect("precheck");
+    for (host, rx) in agents.iter_mut() {
+        let command = recv(rx).await;
+        inventory.command_update(host.clone(), ok(&command)).await;
+    }
+}
+
 fn wave_spec(name: &str, budgets: &[&str]) -> crate::waves::spec::WaveSpec {
     crate::waves::spec::SpecInput {
         name: name.into(),
@@ -632,15 +659,8 @@ fn wave_spec(name: &str, budgets: &[&str]) -> crate::waves::spec::WaveSpec {
 async fn a_wave_starts_hosts_under_its_budget_and_resumes_exactly_after_a_restart() {
     let fixture = Fixture::new();
     let hosts = [("a1", "a"), ("a2", "a"), ("b1", "b"), ("b2", "b")];
-    let mut agents = HashMap::new();
     let (inventory, task, _) = fixture.start();
-    for (i, (host, app)) in hosts.iter().enumerate() {
-        enroll(&inventory, host, &format!("0{i}")).await;
-        let (s, _, rx) =
-            session_with_commands(host, &format!("0{i}"), facts("rhel", "7.9", app), 0);
-        inventory.connect(s).await.expect("connect");
-        agents.insert(host.to_string(), rx);
-    }
+    let mut agents = connect_rhel79(&inventory, &hosts).await;
     // A blocked host and one that is away are left out, with their reasons.
     enroll(&inventory, "blocked", "10").await;
     let (s, _, mut blocked) = session_with_commands("blocked", "10", facts("rhel", "7.9", "a"), 0);
@@ -648,14 +668,7 @@ async fn a_wave_starts_hosts_under_its_budget_and_resumes_exactly_after_a_restar
     enroll(&inventory, "away", "11").await;
     let (s, _, mut away) = session_with_commands("away", "11", facts("rhel", "7.9", "b"), 0);
     let away_session = inventory.connect(s).await.expect("connect");
-    inventory
-        .precheck(Selector::default(), "rhel-8.10".parse().expect("target"))
-        .await
-        .expect("precheck");
-    for (host, rx) in agents.iter_mut() {
-        let command = recv(rx).await;
-        inventory.command_update(host.clone(), ok(&command)).await;
-    }
+    precheck_passes(&inventory, &mut agents).await;
     let command = recv(&mut blocked).await;
     inventory
         .command_update(
@@ -813,22 +826,8 @@ async fn a_wave_starts_hosts_under_its_budget_and_resumes_exactly_after_a_restar
 async fn a_held_host_is_retried_from_the_wave_and_a_pending_one_skipped() {
     let fixture = Fixture::new();
     let (inventory, _task, _) = fixture.start();
-    let mut agents = HashMap::new();
-    for (i, (host, app)) in [("a1", "a"), ("b1", "b"), ("c1", "c")].iter().enumerate() {
-        enroll(&inventory, host, &format!("0{i}")).await;
-        let (s, _, rx) =
-            session_with_commands(host, &format!("0{i}"), facts("rhel", "7.9", app), 0);
-        inventory.connect(s).await.expect("connect");
-        agents.insert(host.to_string(), rx);
-    }
-    inventory
-        .precheck(Selector::default(), "rhel-8.10".parse().expect("target"))
-        .await
-        .expect("precheck");
-    for (host, rx) in agents.iter_mut() {
-        let command = recv(rx).await;
-        inventory.command_update(host.clone(), ok(&command)).await;
-    }
+    let mut agents = connect_rhel79(&inventory, &[("a1", "a"), ("b1", "b"), ("c1", "c")]).await;
+    precheck_passes(&inventory, &mut agents).await;
     let spec = crate::waves::spec::SpecInput {
         name: "w".into(),
         selector: "os=rhel".into(),
@@ -911,22 +910,8 @@ async fn a_held_host_is_retried_from_the_wave_and_a_pending_one_skipped() {
 async fn a_dry_run_plans_a_canary_by_selector_and_records_nothing() {
     let fixture = Fixture::new();
     let (inventory, _task, _) = fixture.start();
-    let mut agents = HashMap::new();
-    for (i, (host, app)) in [("a1", "a"), ("a2", "a"), ("b1", "b")].iter().enumerate() {
-        enroll(&inventory, host, &format!("0{i}")).await;
-        let (s, _, rx) =
-            session_with_commands(host, &format!("0{i}"), facts("rhel", "7.9", app), 0);
-        inventory.connect(s).await.expect("connect");
-        agents.insert(host.to_string(), rx);
-    }
-    inventory
-        .precheck(Selector::default(), "rhel-8.10".parse().expect("target"))
-        .await
-        .expect("precheck");
-    for (host, rx) in agents.iter_mut() {
-        let command = recv(rx).await;
-        inventory.command_update(host.clone(), ok(&command)).await;
-    }
+    let mut agents = connect_rhel79(&inventory, &[("a1", "a"), ("a2", "a"), ("b1", "b")]).await;
+    precheck_passes(&inventory, &mut agents).await;
     let spec = |canary_selector: &str| {
         crate::waves::spec::SpecInput {
             name: "w".into(),

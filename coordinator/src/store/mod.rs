@@ -251,30 +251,12 @@ impl Store {
 
     /// The latest job of every host, by host id.
     pub fn jobs(&self) -> Result<Vec<(String, crate::jobs::Job)>, StoreError> {
-        self.jobs
-            .iter()
-            .map(|item| {
-                let (key, value) = item?;
-                Ok((
-                    String::from_utf8_lossy(&key).into_owned(),
-                    decode(&key, &value)?,
-                ))
-            })
-            .collect()
+        by_host(&self.jobs)
     }
 
     /// The latest pre-check of every host, by host id.
     pub fn prechecks(&self) -> Result<Vec<(String, PrecheckRecord)>, StoreError> {
-        self.prechecks
-            .iter()
-            .map(|item| {
-                let (key, value) = item?;
-                Ok((
-                    String::from_utf8_lossy(&key).into_owned(),
-                    decode(&key, &value)?,
-                ))
-            })
-            .collect()
+        by_host(&self.prechecks)
     }
 
     pub fn hosts(&self) -> Result<Vec<HostRecord>, StoreError> {
@@ -338,6 +320,19 @@ impl Store {
             Err(TransactionError::Storage(e)) => Err(e.into()),
         }
     }
+}
+
+/// Every record of a tree keyed by host id.
+fn by_host<T: DeserializeOwned>(tree: &sled::Tree) -> Result<Vec<(String, T)>, StoreError> {
+    tree.iter()
+        .map(|item| {
+            let (key, value) = item?;
+            Ok((
+                String::from_utf8_lossy(&key).into_owned(),
+                decode(&key, &value)?,
+            ))
+        })
+        .collect()
 }
 
 fn encode<T: Serialize>(record: &T) -> Vec<u8> {

@@ -192,22 +192,6 @@ pub enum Wait {
     Closed(String),
 }
 
-impl Wait {
-    /// A short label for metrics and counts.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Wait::Paused => "paused",
-            Wait::Halted(_) => "halted",
-            Wait::Stage { .. } => "stage",
-            Wait::Soak { .. } => "soak",
-            Wait::Approval { .. } => "approval",
-            Wait::MaxParallel { .. } => "max-parallel",
-            Wait::Budget { .. } => "budget",
-            Wait::Closed(_) => "window",
-        }
-    }
-}
-
 impl std::fmt::Display for Wait {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -818,13 +802,6 @@ impl Wave {
 
     pub fn is_finished(&self) -> bool {
         self.states.iter().all(|s| matches!(s, HostState::Done(_)))
-    }
-
-    /// Whether nothing more will start or finish without an operator: every
-    /// host done, or halted with nothing in flight.
-    pub fn is_settled(&self) -> bool {
-        let none_running = self.running().next().is_none();
-        none_running && (self.progress.halted.is_some() || self.is_finished())
     }
 
     /// Ends the wave: hosts that never started are `NotStarted`.

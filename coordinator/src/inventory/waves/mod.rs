@@ -136,7 +136,44 @@ fn gate<'a>(
     }
 }
 
+/// The expected duration of a path: measured, else the wave's default.
+fn expected_ms(durations: &Durations, path: &str, default: i64) -> i64 {
+    durations.estimate(path).map_or(default, |(ms, _)| ms)
+}
+
 impl LiveWave {
+    /// A wave as the task holds it; `away` says which agents are absent.
+    fn new(
+        head: WaveHead,
+        wave: Wave,
+        plan: (Vec<String>, Vec<(String, String)>, usize),
+        members: Vec<MemberRecord>,
+        away: Vec<Option<i64>>,
+    ) -> Self {
+        let index = wave
+            .members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.host_id.clone(), i))
+            .collect();
+        let (paths, excluded, outside_selector) = plan;
+        Self {
+            head,
+            wave,
+            paths,
+            excluded,
+            outside_selector,
+            members,
+            index,
+            away,
+            dirty_head: false,
+            dirty: BTreeSet::new(),
+            counted_at: None,
+            uncounted: true,
+            eta_cache: None,
+        }
+    }
+
     fn state_label(&self) -> &'static str {
         match self.head.lifecycle {
             Lifecycle::Running if self.wave.progress.halted.is_some() => "halted",
@@ -147,6 +184,17 @@ impl LiveWave {
 
     /// Why pending member m does not start now, with the gate the wave runs with.
     fn why_now(&mut self, durations: &Durations, m: usize, now: i64) -> Option<Wait> {
+        self.with_gate(durations, now, |wave, gate| wave.why(m, now, gate))
+    }
+
+    /// Runs `f` on the wave with the gate it runs under now: agents away, and
+    /// the calendar against each host's expected duration.
+    fn with_gate<T>(
+        &mut self,
+        durations: &Durations,
+        now: i64,
+        f: impl FnOnce(&mut Wave, &dyn Fn(usize) -> Option<String>) -> T,
+    ) -> T {
         let LiveWave {
             wave,
             away,
@@ -155,9 +203,9 @@ impl LiveWave {
             ..
         } = self;
         let default = head.spec.default_expected_ms;
-        let expected = |i: usize| durations.estimate(&paths[i]).map_or(default, |(ms, _)| ms);
+        let expected = |m: usize| expected_ms(durations, &paths[m], default);
         let gate = gate(away, &head.spec.calendar, &expected, now);
-        wave.why(m, now, &gate)
+        f(wave, &gate)
     }
 
     fn expected(&self, durations: &Durations) -> Vec<i64> {
@@ -166,9 +214,7 @@ impl LiveWave {
             .iter()
             .map(|p| {
                 *cache.entry(p).or_insert_with(|| {
-                    durations
-                        .estimate(p)
-                        .map_or(self.head.spec.default_expected_ms, |(ms, _)| ms)
+                    expected_ms(durations, p, self.head.spec.default_expected_ms)
                 })
             })
             .collect()
@@ -258,13 +304,6 @@ impl State {
                 key: name.clone(),
                 reason,
             })?;
-            let index = wave
-                .members
-                .iter()
-                .enumerate()
-                .map(|(i, m)| (m.host_id.clone(), i))
-                .collect();
-            let count = wave.members.len();
             if head.lifecycle.holds_hosts() {
                 for member in &wave.members {
                     self.waves
@@ -272,25 +311,11 @@ impl State {
                         .insert(member.host_id.clone(), name.clone());
                 }
             }
-            self.waves.live.insert(
-                name.clone(),
-                LiveWave {
-                    head,
-                    wave,
-                    paths: plan.paths,
-                    excluded: plan.excluded,
-                    outside_selector: plan.outside_selector,
-                    members,
-                    index,
-                    // No agent has a session yet: each is away since now.
-                    away: vec![Some(self.waves.since_unix_ms); count],
-                    dirty_head: false,
-                    dirty: BTreeSet::new(),
-                    counted_at: None,
-                    uncounted: true,
-                    eta_cache: None,
-                },
-            );
+            // No agent has a session yet: each is away since now.
+            let away = vec![Some(self.waves.since_unix_ms); wave.members.len()];
+            let plan = (plan.paths, plan.excluded, plan.outside_selector);
+            let live = LiveWave::new(head, wave, plan, members, away);
+            self.waves.live.insert(name.clone(), live);
             // Jobs that moved on after the wave's last write (cannot happen
             // when both are in one batch, but a wave must never wait for ever).
             let jobs: Vec<Job> = self.waves.live[&name]
@@ -403,28 +428,15 @@ impl State {
             progress: wave.progress.clone(),
         };
         let name = head.spec.name.clone();
-        let index = wave
-            .members
-            .iter()
-            .enumerate()
-            .map(|(i, m)| (m.host_id.clone(), i))
-            .collect();
         let count = wave.members.len();
-        let mut live = LiveWave {
+        let plan = (paths, excluded, self.hosts.len() - selected);
+        let mut live = LiveWave::new(
             head,
             wave,
-            paths,
-            excluded,
-            outside_selector: self.hosts.len() - selected,
-            away: vec![None; count],
-            members: vec![MemberRecord::pending(); count],
-            index,
-            dirty_head: false,
-            dirty: BTreeSet::new(),
-            counted_at: None,
-            uncounted: true,
-            eta_cache: None,
-        };
+            plan,
+            vec![MemberRecord::pending(); count],
+            vec![None; count],
+        );
         if dry_run {
             let mut view = plan_view(&mut live, &self.waves.durations, now);
             view.lifecycle = "dry run: not recorded".into();
@@ -768,7 +780,16 @@ impl State {
         }
         self.waves.stirred = false;
         let now = now_unix_ms();
-        let names: Vec<String> = self.waves.live.keys().cloned().collect();
+        // Waves that are over and have nothing to write are left alone.
+        let names: Vec<String> = self
+            .waves
+            .live
+            .iter()
+            .filter(|(_, l)| {
+                l.head.finished_unix_ms.is_none() || l.dirty_head || !l.dirty.is_empty()
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
         for name in names {
             let starts = {
                 let (durations, since) = (&self.waves.durations, self.waves.since_unix_ms);
@@ -807,20 +828,8 @@ impl State {
                         }
                     }
                     let stage = live.wave.progress.current_stage;
-                    let LiveWave {
-                        wave,
-                        away,
-                        head,
-                        paths,
-                        ..
-                    } = &mut *live;
-                    let default = head.spec.default_expected_ms;
-                    let expected =
-                        |m: usize| durations.estimate(&paths[m]).map_or(default, |(ms, _)| ms);
-                    let started = {
-                        let gate = gate(away, &head.spec.calendar, &expected, now);
-                        wave.dispatch(now, &gate)
-                    };
+                    let started =
+                        live.with_gate(durations, now, |wave, gate| wave.dispatch(now, gate));
                     if stage != live.wave.progress.current_stage {
                         live.dirty_head = true;
                     }
