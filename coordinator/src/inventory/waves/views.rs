@@ -6,6 +6,10 @@
 use std::collections::BTreeMap;
 
 use super::{LiveWave, State};
+
+/// A status lists at most this many problem hosts: `wave list` sends the
+/// status of every wave in one message.
+const MAX_PROBLEMS: usize = 100;
 use crate::clock::now_unix_ms;
 use crate::inventory::InventoryError;
 use crate::waves::durations::Durations;
@@ -54,7 +58,8 @@ pub struct StatusView {
     pub finished_unix_ms: Option<i64>,
     /// (label, hosts holding it, values at their limit).
     pub budgets: Vec<(String, usize, usize)>,
-    /// Hosts that ended without success: (host, outcome, detail).
+    /// Hosts that ended without success, the first [`MAX_PROBLEMS`] in the
+    /// wave's order: (host, outcome, detail). `counts` has them all.
     pub problems: Vec<(String, String, String)>,
 }
 
@@ -303,6 +308,7 @@ fn status_of(live: &mut LiveWave, durations: &Durations, now: i64) -> StatusView
                 live.members[m].detail.clone(),
             )
         })
+        .take(MAX_PROBLEMS)
         .collect();
     StatusView {
         name: live.head.spec.name.clone(),
