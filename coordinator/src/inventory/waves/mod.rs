@@ -318,14 +318,20 @@ impl State {
             self.waves.live.insert(name.clone(), live);
             // Jobs that moved on after the wave's last write (cannot happen
             // when both are in one batch, but a wave must never wait for ever).
-            let jobs: Vec<Job> = self.waves.live[&name]
-                .wave
+            let live = &self.waves.live[&name];
+            let jobs: Vec<(usize, Job)> = live
                 .members
                 .iter()
-                .filter_map(|m| self.hosts.get(&m.host_id).and_then(|h| h.job.clone()))
+                .enumerate()
+                .filter_map(|(m, record)| {
+                    let host = self.hosts.get(&live.wave.members[m].host_id)?;
+                    let job = host.job.as_ref()?;
+                    (record.job_id.as_deref() == Some(job.id.as_str())).then(|| (m, job.clone()))
+                })
                 .collect();
-            for job in jobs {
-                self.wave_job_changed(Some(&job), &job);
+            let now = now_unix_ms();
+            for (m, job) in jobs {
+                self.follow_job(&name, m, &job, now);
             }
             self.count_wave(&name);
         }
@@ -722,7 +728,12 @@ impl State {
         }) else {
             return;
         };
-        let Some(live) = self.waves.live.get_mut(&name) else {
+        self.follow_job(&name, m, job, now);
+    }
+
+    /// Member m of wave `name` follows its job.
+    fn follow_job(&mut self, name: &str, m: usize, job: &Job, now: i64) {
+        let Some(live) = self.waves.live.get_mut(name) else {
             return;
         };
         let before = live.wave.progress.halted.clone();
@@ -747,7 +758,7 @@ impl State {
             };
             self.metrics
                 .wave_halts
-                .with_label_values(&[name.as_str(), kind])
+                .with_label_values(&[name, kind])
                 .inc();
             warn!(wave = %name, %reason, "wave halted");
         }
