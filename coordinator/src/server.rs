@@ -17,11 +17,11 @@ use tracing::{info, warn};
 use crate::config::CoordinatorConfig;
 use crate::inventory::{Inventory, InventoryError};
 use crate::metrics::{self, Metrics};
-use crate::pki::{CertificateAuthority, PkiError, PkiPaths};
 use crate::service::admin::AdminApi;
 use crate::service::agent::{AgentApi, AgentSettings};
 use crate::store::{Store, StoreError};
 use crate::tls::{self, ClientAuth, TlsSetupError};
+use mf_pki::{CertificateAuthority, PkiError, PkiPaths};
 
 /// Largest message a peer may send us.
 pub const MAX_INBOUND_BYTES: usize = 1024 * 1024;

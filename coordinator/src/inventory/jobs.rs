@@ -3,10 +3,10 @@
 //! each phase it enters, after the job is written (the batch is flushed
 //! before commands leave).
 
-use super::precheck::{AgentCommand, CommandPhase, CommandUpdate};
 use super::{InventoryError, JobAction, State};
-use crate::jobs::{self, Decision, Event, Job, JobPhase, JobState, OnFailure};
-use crate::migration::{self, Target};
+use mf_core::command::{AgentCommand, CommandPhase, CommandUpdate};
+use mf_core::job::{self, Decision, Event, Job, JobPhase, JobState, OnFailure};
+use mf_core::path::{self, Target};
 
 /// Commands of a job wait this long for their agent.
 const COMMAND_TTL_MS: i64 = 24 * 3600 * 1000;
@@ -62,10 +62,10 @@ impl State {
                     "host {host_id} has not reported its operating system"
                 ))
             })?;
-        let steps = migration::plan(&os.id, &os.version, target)
+        let steps = path::plan(&os.id, &os.version, target)
             .map_err(|e| InventoryError::Invalid(e.to_string()))?;
-        let id = format!("job-{}", crate::pki::token::hex_id());
-        let mut job = jobs::start(id, host_id.to_string(), target, steps, on_failure, now);
+        let id = format!("job-{}", mf_pki::token::hex_id());
+        let mut job = job::start(id, host_id.to_string(), target, steps, on_failure, now);
         job.original_os = format!("{} {}", os.id, os.version);
         Ok(self.send_phase(job, None, now))
     }
@@ -109,7 +109,7 @@ impl State {
         };
         host.record.last_sequence += 1;
         job.sequence = host.record.last_sequence;
-        job.command_id = format!("{}-{}", job.phase.label(), crate::pki::token::hex_id());
+        job.command_id = format!("{}-{}", job.phase.label(), mf_pki::token::hex_id());
         job.command_expires_unix_ms = now + COMMAND_TTL_MS;
         host.job = Some(job.clone());
         let record = host.record.clone();

@@ -4,12 +4,8 @@
 //! something an agent or operator will be told about is flushed once before
 //! anyone hears back (group commit).
 
-pub mod facts;
 mod jobs;
-pub mod precheck;
 mod prechecks;
-pub mod readiness;
-pub mod selector;
 mod waves;
 
 use std::collections::HashMap;
@@ -20,15 +16,16 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info};
 
 use crate::clock::now_unix_ms;
-use crate::jobs::{Job, OnFailure};
 use crate::metrics::Metrics;
-use crate::migration::Target;
 use crate::store::{EnrollRefusal, HostRecord, Store, StoreError, TokenRecord};
-use crate::waves::spec::WaveSpec;
-use facts::Facts;
-use precheck::{AgentCommand, CommandUpdate, PrecheckRecord, PrecheckState, UpdateState};
-use readiness::ReadinessReport;
-use selector::Selector;
+use mf_core::command::{AgentCommand, CommandUpdate, UpdateState};
+use mf_core::facts::Facts;
+use mf_core::job::{Job, OnFailure};
+use mf_core::path::Target;
+use mf_core::precheck::{PrecheckRecord, PrecheckState};
+use mf_core::readiness::{self, ReadinessReport};
+use mf_core::selector::Selector;
+use mf_core::wave::spec::WaveSpec;
 pub use waves::{HostAction, PlanView, StageView, StatusView, WaveAction, WhyView};
 
 /// Identifies one session of a host, so that a stale session's late messages
@@ -753,7 +750,7 @@ impl State {
             h.job
                 .as_ref()
                 .filter(|j| {
-                    j.state == crate::jobs::JobState::Running && j.sequence > session.last_sequence
+                    j.state == mf_core::job::JobState::Running && j.sequence > session.last_sequence
                 })
                 .map(jobs::command)
         });

@@ -3,14 +3,12 @@
 //! agents' updates (a job's command goes to the job), and the readiness and
 //! finding gauges.
 
-use super::precheck::{
-    AgentCommand, CommandPhase, CommandUpdate, PrecheckRecord, PrecheckState, Readiness,
-    UpdateState,
-};
-use super::selector::Selector;
 use super::{PRECHECK_TTL_MS, PrecheckSummary, State};
 use crate::clock::now_unix_ms;
-use crate::migration::{self, Target};
+use mf_core::command::{AgentCommand, CommandPhase, CommandUpdate, UpdateState};
+use mf_core::path::{self, Target};
+use mf_core::precheck::{PrecheckRecord, PrecheckState, Readiness};
+use mf_core::selector::Selector;
 use tracing::{debug, error};
 
 impl State {
@@ -37,7 +35,7 @@ impl State {
                 continue;
             };
             // An impossible path is refused with its reason and records nothing.
-            let step = match migration::plan(&os.id, &os.version, target) {
+            let step = match path::plan(&os.id, &os.version, target) {
                 Ok(steps) => steps[0],
                 Err(e) => {
                     summary.refused.push((id, e.to_string()));
@@ -46,7 +44,7 @@ impl State {
             };
             host.record.last_sequence += 1;
             let record = PrecheckRecord {
-                command_id: format!("pre-{}", crate::pki::token::hex_id()),
+                command_id: format!("pre-{}", mf_pki::token::hex_id()),
                 sequence: host.record.last_sequence,
                 target,
                 step,
@@ -182,7 +180,7 @@ impl State {
                     let blocking = if f.blocking { "true" } else { "false" };
                     self.metrics
                         .finding_hosts
-                        .with_label_values(&[&f.source, &f.key, blocking])
+                        .with_label_values(&[f.source.as_str(), &f.key, blocking])
                         .add(delta);
                 }
             }

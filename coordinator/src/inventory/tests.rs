@@ -1,8 +1,9 @@
-use super::precheck::{CommandPhase, Readiness};
 use super::*;
-use crate::jobs::OnFailure;
-use crate::migration::{Target, Tool};
 use crate::store::TokenRecord;
+use mf_core::command::CommandPhase;
+use mf_core::job::OnFailure;
+use mf_core::path::{Target, Tool};
+use mf_core::precheck::Readiness;
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -27,7 +28,7 @@ impl Fixture {
 
 fn facts(os: &str, version: &str, app: &str) -> Facts {
     Facts {
-        os: Some(facts::OsInfo {
+        os: Some(mf_core::facts::OsInfo {
             id: os.into(),
             name: os.into(),
             version: version.into(),
@@ -232,7 +233,7 @@ async fn enrolled_hosts_and_their_facts_survive_a_restart() {
 fn update(
     command: &AgentCommand,
     state: UpdateState,
-    findings: Vec<precheck::Finding>,
+    findings: Vec<mf_core::finding::Finding>,
 ) -> CommandUpdate {
     CommandUpdate {
         command_id: command.id.clone(),
@@ -243,11 +244,11 @@ fn update(
     }
 }
 
-fn blocker() -> precheck::Finding {
-    precheck::Finding {
-        source: "leapp".into(),
+fn blocker() -> mf_core::finding::Finding {
+    mf_core::finding::Finding {
+        source: mf_core::finding::Source::Leapp,
         key: "d35f".into(),
-        severity: precheck::Severity::High,
+        severity: mf_core::finding::Severity::High,
         blocking: true,
         title: "Missing required answers in the answer file".into(),
         summary: String::new(),
@@ -303,7 +304,7 @@ async fn a_precheck_is_planned_sent_and_its_outcome_recorded() {
     // The next step of each host, with a fresh sequence.
     let convert = recv(&mut c7).await;
     let step = |tool, major, minor| {
-        CommandPhase::Precheck(crate::migration::Step {
+        CommandPhase::Precheck(mf_core::path::Step {
             tool,
             to: Target { major, minor },
         })
@@ -497,8 +498,8 @@ async fn a_job_walks_every_phase_and_resumes_after_a_restart() {
         (job.id.as_str(), job.phase, job.state),
         (
             job_id.as_str(),
-            crate::jobs::JobPhase::Reboot,
-            crate::jobs::JobState::Running
+            mf_core::job::JobPhase::Reboot,
+            mf_core::job::JobState::Running
         )
     );
     assert_eq!(metrics.jobs.with_label_values(&["running"]).get(), 1);
@@ -522,7 +523,7 @@ async fn a_job_walks_every_phase_and_resumes_after_a_restart() {
         .expect("host")
         .job
         .expect("job");
-    assert_eq!(job.state, crate::jobs::JobState::Succeeded);
+    assert_eq!(job.state, mf_core::job::JobState::Succeeded);
     assert!(
         job.timeline
             .iter()
@@ -588,12 +589,12 @@ async fn a_held_job_takes_an_operators_rollback_and_impossible_jobs_are_refused(
         .expect("host")
         .job
         .expect("job");
-    assert_eq!(job.state, crate::jobs::JobState::Held);
+    assert_eq!(job.state, mf_core::job::JobState::Held);
     let job = inventory
         .job_action("h".into(), JobAction::Rollback)
         .await
         .expect("rollback");
-    assert_eq!(job.phase, crate::jobs::JobPhase::Rollback);
+    assert_eq!(job.phase, mf_core::job::JobPhase::Rollback);
     assert_eq!(recv(&mut rx).await.phase, CommandPhase::Rollback);
 }
 
@@ -642,8 +643,8 @@ async fn precheck_passes(inventory: &Inventory, agents: &mut Agents) {
     }
 }
 
-fn wave_spec(name: &str, budgets: &[&str]) -> crate::waves::spec::WaveSpec {
-    crate::waves::spec::SpecInput {
+fn wave_spec(name: &str, budgets: &[&str]) -> mf_core::wave::spec::WaveSpec {
+    mf_core::wave::spec::SpecInput {
         name: name.into(),
         selector: "os=rhel".into(),
         target: "rhel-8.10".into(),
@@ -828,7 +829,7 @@ async fn a_held_host_is_retried_from_the_wave_and_a_pending_one_skipped() {
     let (inventory, _task, _) = fixture.start();
     let mut agents = connect_rhel79(&inventory, &[("a1", "a"), ("b1", "b"), ("c1", "c")]).await;
     precheck_passes(&inventory, &mut agents).await;
-    let spec = crate::waves::spec::SpecInput {
+    let spec = mf_core::wave::spec::SpecInput {
         name: "w".into(),
         selector: "os=rhel".into(),
         target: "rhel-8.10".into(),
@@ -913,7 +914,7 @@ async fn a_dry_run_plans_a_canary_by_selector_and_records_nothing() {
     let mut agents = connect_rhel79(&inventory, &[("a1", "a"), ("a2", "a"), ("b1", "b")]).await;
     precheck_passes(&inventory, &mut agents).await;
     let spec = |canary_selector: &str| {
-        crate::waves::spec::SpecInput {
+        mf_core::wave::spec::SpecInput {
             name: "w".into(),
             selector: "os=rhel".into(),
             target: "rhel-8.10".into(),

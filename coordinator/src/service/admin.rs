@@ -15,15 +15,15 @@ use super::agent::inventory_status;
 use super::{auth, valid_host_id, waves};
 use crate::clock::now_unix_ms;
 use crate::inventory::JobAction;
-use crate::inventory::precheck::PrecheckRecord;
-use crate::inventory::readiness::ReadinessReport;
-use crate::inventory::selector::Selector;
 use crate::inventory::{HostView, Inventory};
-use crate::jobs::{Job, OnFailure};
 use crate::metrics::Metrics;
-use crate::migration::{PathError, Target};
-use crate::pki::token;
 use crate::store::TokenRecord;
+use crate::wire;
+use mf_core::job::{Job, OnFailure};
+use mf_core::path::{PathError, Target};
+use mf_core::readiness::ReadinessReport;
+use mf_core::selector::Selector;
+use mf_pki::token;
 
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 const MAX_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -48,8 +48,8 @@ pub fn host_to_wire(view: HostView) -> pb::Host {
         enrolled_unix_ms: view.record.enrolled_unix_ms,
         last_seen_unix_ms: view.record.last_seen_unix_ms,
         peer_address: view.record.last_peer,
-        facts: view.record.facts.as_ref().map(Into::into),
-        precheck: view.precheck.as_ref().map(PrecheckRecord::to_wire),
+        facts: view.record.facts.as_ref().map(wire::facts_to_wire),
+        precheck: view.precheck.as_ref().map(wire::latest_precheck_to_wire),
         job: view.job.as_ref().map(job_to_wire),
     }
 }
@@ -69,7 +69,7 @@ pub fn job_to_wire(job: &Job) -> pb::Job {
         }
         .into(),
         detail: job.detail.clone(),
-        findings: job.findings.iter().map(Into::into).collect(),
+        findings: job.findings.iter().map(wire::finding_to_wire).collect(),
         timeline: job
             .timeline
             .iter()
@@ -418,16 +418,20 @@ fn readiness_to_wire(report: ReadinessReport) -> pb::ReadinessReport {
             .into_iter()
             .map(|(host_id, precheck)| pb::HostReadiness {
                 host_id,
-                precheck: precheck.as_ref().map(PrecheckRecord::to_wire),
+                precheck: precheck.as_ref().map(wire::latest_precheck_to_wire),
             })
             .collect(),
         findings: report
             .findings
             .into_iter()
             .map(|f| pb::FindingSummary {
-                severity: f.severity.to_wire(),
-                remediations: f.remediations.iter().map(Into::into).collect(),
-                source: f.source,
+                severity: wire::severity_to_wire(f.severity),
+                remediations: f
+                    .remediations
+                    .iter()
+                    .map(wire::remediation_to_wire)
+                    .collect(),
+                source: f.source.to_string(),
                 key: f.key,
                 title: f.title,
                 blocking: f.blocking,

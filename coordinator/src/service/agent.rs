@@ -15,12 +15,10 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::{auth, valid_host_id};
-use crate::inventory::facts::Facts;
-use crate::inventory::precheck::CommandUpdate;
 use crate::inventory::{Inventory, InventoryError, NewEnrollment, NewSession};
 use crate::metrics::Metrics;
-use crate::pki::{CertificateAuthority, PkiError, token};
 use crate::store::EnrollRefusal;
+use mf_pki::{CertificateAuthority, PkiError, token};
 
 const MAX_CSR_BYTES: usize = 16 * 1024;
 const OUTBOUND_QUEUE: usize = 16;
@@ -191,12 +189,12 @@ impl AgentService for AgentApi {
             .stream_messages
             .with_label_values(&["in", "hello"])
             .inc();
-        let facts = Facts::try_from(hello.facts.unwrap_or_default())
+        let facts = crate::wire::facts_from_wire(hello.facts.unwrap_or_default())
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
 
         let last_update = hello
             .last_update
-            .map(CommandUpdate::try_from)
+            .map(crate::wire::update_from_wire)
             .transpose()
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
 
@@ -246,7 +244,7 @@ impl AgentService for AgentApi {
                         () = tx.closed() => break None,
                         Some(command) = commands.recv() => {
                             let message = pb::CoordinatorMessage {
-                                body: Some(pb::coordinator_message::Body::Command(command.as_ref().into())),
+                                body: Some(pb::coordinator_message::Body::Command(crate::wire::command_to_wire(&command))),
                             };
                             if tx.send(Box::new(Ok(message))).await.is_err() {
                                 break None;
@@ -300,15 +298,15 @@ impl AgentApi {
                 Ok(())
             }
             Some(pb::agent_message::Body::Facts(facts)) => {
-                let facts =
-                    Facts::try_from(facts).map_err(|e| Status::invalid_argument(e.to_string()))?;
+                let facts = crate::wire::facts_from_wire(facts)
+                    .map_err(|e| Status::invalid_argument(e.to_string()))?;
                 self.inventory
                     .facts(host_id.to_string(), session, facts)
                     .await;
                 Ok(())
             }
             Some(pb::agent_message::Body::CommandUpdate(update)) => {
-                let update = CommandUpdate::try_from(update)
+                let update = crate::wire::update_from_wire(update)
                     .map_err(|e| Status::invalid_argument(e.to_string()))?;
                 self.inventory
                     .command_update(host_id.to_string(), update)

@@ -4,7 +4,7 @@
 use tonic::{Request, Status};
 
 use crate::metrics::Metrics;
-use crate::pki::{PeerIdentity, PeerRole, peer_identity};
+use mf_pki::{PeerIdentity, PeerRole, peer_identity};
 
 /// The certificate the client presented, if any, verified by the TLS layer.
 fn identity<T>(request: &Request<T>) -> Option<Result<PeerIdentity, Status>> {

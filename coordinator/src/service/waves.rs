@@ -6,7 +6,7 @@ use tonic::Status;
 
 use super::valid_host_id;
 use crate::inventory::{HostAction, PlanView, StatusView, WaveAction, WhyView};
-use crate::waves::spec::{SpecInput, WaveSpec, valid_name};
+use mf_core::wave::spec::{SpecInput, WaveSpec, valid_name};
 
 fn as_u32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)

@@ -7,14 +7,16 @@
 //! sled writes in the background every 500 ms; callers call [`Store::flush`]
 //! before telling anyone that a change happened.
 
+pub mod wave_record;
+
 use std::path::Path;
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
-use crate::inventory::facts::Facts;
-use crate::inventory::precheck::PrecheckRecord;
-use crate::waves::record::{MemberRecord, WaveHead, WavePlan};
+use crate::store::wave_record::{MemberRecord, WaveHead, WavePlan};
+use mf_core::facts::Facts;
+use mf_core::precheck::PrecheckRecord;
 
 const SCHEMA_VERSION: &[u8] = b"1";
 
@@ -162,7 +164,7 @@ impl Store {
         Ok(())
     }
 
-    pub fn put_job(&self, host_id: &str, job: &crate::jobs::Job) -> Result<(), StoreError> {
+    pub fn put_job(&self, host_id: &str, job: &mf_core::job::Job) -> Result<(), StoreError> {
         self.jobs.insert(host_id.as_bytes(), encode(job))?;
         Ok(())
     }
@@ -250,7 +252,7 @@ impl Store {
     }
 
     /// The latest job of every host, by host id.
-    pub fn jobs(&self) -> Result<Vec<(String, crate::jobs::Job)>, StoreError> {
+    pub fn jobs(&self) -> Result<Vec<(String, mf_core::job::Job)>, StoreError> {
         by_host(&self.jobs)
     }
 

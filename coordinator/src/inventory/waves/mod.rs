@@ -12,18 +12,19 @@ use std::time::Instant;
 
 use tracing::{error, info, warn};
 
-use super::precheck::{Readiness, Severity};
-use super::selector::Selector;
 use super::{InventoryError, JobAction, State};
 use crate::clock::now_unix_ms;
-use crate::jobs::{Job, JobState};
-use crate::migration;
-use crate::waves::calendar::Calendar;
-use crate::waves::durations::{Durations, path_key};
-use crate::waves::estimate;
-use crate::waves::record::{Lifecycle, MemberRecord, WaveHead, WavePlan};
-use crate::waves::scheduler::{HostState, Member, Outcome, Wait, Wave};
-use crate::waves::spec::WaveSpec;
+use crate::store::wave_record::{Lifecycle, MemberRecord, WaveHead, WavePlan};
+use mf_core::finding::Severity;
+use mf_core::job::{Job, JobState};
+use mf_core::path;
+use mf_core::precheck::Readiness;
+use mf_core::selector::Selector;
+use mf_core::wave::calendar::Calendar;
+use mf_core::wave::durations::{Durations, path_key};
+use mf_core::wave::estimate;
+use mf_core::wave::scheduler::{HostState, Member, Outcome, Wait, Wave};
+use mf_core::wave::spec::WaveSpec;
 use views::plan_view;
 pub use views::{PlanView, StageView, StatusView, WhyView};
 
@@ -484,7 +485,7 @@ impl State {
             .as_ref()
             .and_then(|f| f.os.as_ref())
             .ok_or("has not reported its operating system")?;
-        let steps = migration::plan(&os.id, &os.version, spec.target).map_err(|e| e.to_string())?;
+        let steps = path::plan(&os.id, &os.version, spec.target).map_err(|e| e.to_string())?;
         if let Some(job) = host.job.as_ref().filter(|j| !j.state.is_final()) {
             return Err(format!("has a job in progress ({})", job.state.label()));
         }

@@ -12,9 +12,9 @@ use super::{LiveWave, State};
 const MAX_PROBLEMS: usize = 100;
 use crate::clock::now_unix_ms;
 use crate::inventory::InventoryError;
-use crate::waves::durations::Durations;
-use crate::waves::record::Lifecycle;
-use crate::waves::scheduler::{HostState, Outcome};
+use crate::store::wave_record::Lifecycle;
+use mf_core::wave::durations::Durations;
+use mf_core::wave::scheduler::{HostState, Outcome};
 
 /// What `plan` shows.
 #[derive(Debug, Clone)]

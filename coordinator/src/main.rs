@@ -1,0 +1,75 @@
+//! mf-coordinator: thin entry point. Reads flags or a config file, starts the
+//! coordinator, and stops it cleanly on SIGTERM or SIGINT.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use mf_coordinator::config::FileConfig;
+use mf_coordinator::server;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mf-coordinator",
+    version,
+    about = "Migration Factory coordinator"
+)]
+struct Cli {
+    /// TOML file with the settings below; flags win over it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Where the inventory (sled) lives.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Directory written by `mfctl pki init`.
+    #[arg(long)]
+    pki_dir: Option<PathBuf>,
+    /// Agent listener (mTLS; enrollment without a certificate), e.g. 0.0.0.0:7443.
+    #[arg(long)]
+    agent_listen: Option<String>,
+    /// Admin listener (operator certificates only), e.g. 127.0.0.1:7444.
+    #[arg(long)]
+    admin_listen: Option<String>,
+    /// Prometheus /metrics and /healthz, e.g. 127.0.0.1:9464.
+    #[arg(long)]
+    metrics_listen: Option<String>,
+    /// How often agents send heartbeats, e.g. 30s.
+    #[arg(long)]
+    heartbeat_interval: Option<String>,
+    /// A reboot with no outcome after this holds its job, e.g. 4h.
+    #[arg(long)]
+    reboot_timeout: Option<String>,
+    /// Log as JSON lines.
+    #[arg(long)]
+    log_json: bool,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    mf_coordinator::process::init_logging(cli.log_json, "info");
+    let file = match &cli.config {
+        Some(path) => FileConfig::load(path)?,
+        None => FileConfig::default(),
+    };
+    let config = file.resolve(FileConfig {
+        data_dir: cli.data_dir,
+        pki_dir: cli.pki_dir,
+        agent_listen: cli.agent_listen,
+        admin_listen: cli.admin_listen,
+        metrics_listen: cli.metrics_listen,
+        heartbeat_interval: cli.heartbeat_interval,
+        reboot_timeout: cli.reboot_timeout,
+    })?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        mf_coordinator::process::raise_open_file_limit();
+        let coordinator = server::start(&config).await?;
+        coordinator
+            .run_until(mf_coordinator::process::shutdown_signal())
+            .await
+            .map_err(anyhow::Error::msg)
+    })
+}

@@ -1,0 +1,82 @@
+//! A wave as stored, in three parts so that each decision rewrites little:
+//! the head (spec, lifecycle, progress: rewritten at every decision), the
+//! plan (members, stages, exclusions: written once at creation) and one
+//! record per member (rewritten when that host starts or ends).
+
+use serde::{Deserialize, Serialize};
+
+use mf_core::wave::scheduler::{HostState, Member, Progress};
+use mf_core::wave::spec::WaveSpec;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lifecycle {
+    /// Planned; nothing started.
+    Created,
+    Running,
+    /// No new starts; hosts in flight finish.
+    Cancelled,
+    /// Every host ended.
+    Completed,
+}
+
+impl Lifecycle {
+    pub fn label(self) -> &'static str {
+        match self {
+            Lifecycle::Created => "created",
+            Lifecycle::Running => "running",
+            Lifecycle::Cancelled => "cancelled",
+            Lifecycle::Completed => "completed",
+        }
+    }
+
+    /// Its hosts belong to it: they cannot join another wave.
+    pub fn holds_hosts(self) -> bool {
+        matches!(self, Lifecycle::Created | Lifecycle::Running)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaveHead {
+    pub spec: WaveSpec,
+    pub lifecycle: Lifecycle,
+    pub created_unix_ms: i64,
+    pub started_unix_ms: Option<i64>,
+    pub finished_unix_ms: Option<i64>,
+    /// Cancelled with --rollback: held hosts are rolled back, and so are
+    /// hosts in flight that end held.
+    pub rollback_on_cancel: bool,
+    pub progress: Progress,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WavePlan {
+    pub members: Vec<Member>,
+    pub stages: Vec<Vec<usize>>,
+    /// Each member's migration path, e.g. "leapp to 8.10".
+    pub paths: Vec<String>,
+    /// Selected hosts left out, with the reason.
+    pub excluded: Vec<(String, String)>,
+    pub outside_selector: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberRecord {
+    pub state: HostState,
+    pub job_id: Option<String>,
+    pub started_unix_ms: Option<i64>,
+    pub finished_unix_ms: Option<i64>,
+    pub detail: String,
+}
+
+impl MemberRecord {
+    pub fn pending() -> Self {
+        Self {
+            state: HostState::Pending,
+            job_id: None,
+            started_unix_ms: None,
+            finished_unix_ms: None,
+            detail: String::new(),
+        }
+    }
+}

@@ -1,0 +1,582 @@
+//! The job state machine: pure, no I/O, no clock (time comes in the events).
+//!
+//! ```text
+//! for each step: precheck -> snapshot -> execute -> reboot -> verify -> commit
+//!   precheck blocked or failed, snapshot failed    -> Blocked / Failed (nothing changed)
+//!   execute, reboot or verify failed               -> rollback (policy) or Held
+//!   rollback succeeded                             -> RolledBack; failed -> Held
+//! last step committed                              -> Succeeded
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+use crate::command::UpdateState;
+use crate::finding::Finding;
+use crate::path::{Step, Target};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    Rollback,
+    Hold,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobPhase {
+    Precheck,
+    Snapshot,
+    Execute,
+    Reboot,
+    Verify,
+    Commit,
+    Rollback,
+}
+
+impl JobPhase {
+    pub fn label(self) -> &'static str {
+        match self {
+            JobPhase::Precheck => "precheck",
+            JobPhase::Snapshot => "snapshot",
+            JobPhase::Execute => "execute",
+            JobPhase::Reboot => "reboot",
+            JobPhase::Verify => "verify",
+            JobPhase::Commit => "commit",
+            JobPhase::Rollback => "rollback",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JobState {
+    /// A command is out (or waiting for the host to connect).
+    Running,
+    Succeeded,
+    /// Stopped at a pre-check with blocking findings; nothing was changed.
+    Blocked,
+    /// Failed before anything was changed.
+    Failed,
+    /// A change failed and was rolled back: the host runs its original OS.
+    RolledBack,
+    /// Waiting for an operator: a change failed (policy hold), or a rollback failed.
+    Held,
+}
+
+impl JobState {
+    pub fn label(self) -> &'static str {
+        match self {
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Blocked => "blocked",
+            JobState::Failed => "failed",
+            JobState::RolledBack => "rolled-back",
+            JobState::Held => "held",
+        }
+    }
+
+    pub fn is_final(self) -> bool {
+        !matches!(self, JobState::Running | JobState::Held)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineEntry {
+    pub at_unix_ms: i64,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: String,
+    pub host_id: String,
+    pub target: Target,
+    pub steps: Vec<Step>,
+    pub step_index: usize,
+    pub phase: JobPhase,
+    pub state: JobState,
+    pub on_failure: OnFailure,
+    /// The command of the current phase: its id, sequence and expiry (set by
+    /// the inventory when it sends it, so a re-send is the same command).
+    pub command_id: String,
+    pub sequence: u64,
+    pub command_expires_unix_ms: i64,
+    pub phase_started_unix_ms: i64,
+    /// Findings of the current step's pre-check, and of a failed phase.
+    pub findings: Vec<Finding>,
+    pub detail: String,
+    pub timeline: Vec<TimelineEntry>,
+    pub created_unix_ms: i64,
+    /// The OS the host ran when the job started, e.g. "rhel 7.9".
+    #[serde(default)]
+    pub original_os: String,
+    /// The highest command sequence the agent has reported on for this job.
+    #[serde(default)]
+    pub acknowledged_sequence: u64,
+}
+
+/// What happened to a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The agent's update on the job's current command.
+    Update {
+        state: UpdateState,
+        detail: String,
+        findings: Vec<Finding>,
+    },
+    /// The current phase has had no outcome for too long (the host did not
+    /// come back from its reboot).
+    TimedOut { after_seconds: u64 },
+    /// An operator asks for a rollback of a held job.
+    RollbackRequested,
+    /// An operator asks to run the current phase of a held job again.
+    RetryRequested,
+    /// The agent came back with a journal older than what it had already
+    /// acknowledged: its disk was reverted (an LVM merge rewinds /var, a
+    /// hypervisor revert rewinds everything). `os_now` is what it runs now.
+    JournalRewound { os_now: String },
+}
+
+/// What the inventory must do after persisting the job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Send the current phase as a new command (fresh id and sequence).
+    Send,
+    /// Nothing to send: wait, or the job is over.
+    Wait,
+}
+
+/// A new job at its first step's pre-check.
+pub fn start(
+    id: String,
+    host_id: String,
+    target: Target,
+    steps: Vec<Step>,
+    on_failure: OnFailure,
+    now: i64,
+) -> Job {
+    let mut job = Job {
+        id,
+        host_id,
+        target,
+        steps,
+        step_index: 0,
+        phase: JobPhase::Precheck,
+        state: JobState::Running,
+        on_failure,
+        command_id: String::new(),
+        sequence: 0,
+        command_expires_unix_ms: 0,
+        original_os: String::new(),
+        acknowledged_sequence: 0,
+        phase_started_unix_ms: now,
+        findings: Vec::new(),
+        detail: String::new(),
+        timeline: Vec::new(),
+        created_unix_ms: now,
+    };
+    let plan: Vec<String> = job.steps.iter().map(ToString::to_string).collect();
+    job.note(
+        now,
+        format!("job created: {} ({})", job.target, plan.join(", then ")),
+    );
+    job
+}
+
+impl Job {
+    pub fn step(&self) -> Step {
+        self.steps[self.step_index.min(self.steps.len().saturating_sub(1))]
+    }
+
+    fn note(&mut self, now: i64, text: String) {
+        self.detail.clone_from(&text);
+        self.timeline.push(TimelineEntry {
+            at_unix_ms: now,
+            text,
+        });
+    }
+
+    fn enter(&mut self, phase: JobPhase, now: i64) -> Decision {
+        self.phase = phase;
+        self.phase_started_unix_ms = now;
+        self.state = JobState::Running;
+        Decision::Send
+    }
+
+    fn end(&mut self, state: JobState, now: i64, text: String) -> Decision {
+        self.state = state;
+        self.note(now, text);
+        Decision::Wait
+    }
+
+    /// A change failed: roll back or hold, as the policy says.
+    fn changed_and_failed(&mut self, now: i64) -> Decision {
+        match self.on_failure {
+            OnFailure::Rollback => {
+                self.note(now, "rolling back (the job's policy)".into());
+                self.enter(JobPhase::Rollback, now)
+            }
+            OnFailure::Hold => self.end(
+                JobState::Held,
+                now,
+                "held for an operator (the job's policy)".into(),
+            ),
+        }
+    }
+
+    /// Applies an event; the caller persists the job, then acts on the decision.
+    pub fn apply(&mut self, event: Event, now: i64) -> Decision {
+        if self.state.is_final() {
+            return Decision::Wait;
+        }
+        match event {
+            Event::RollbackRequested if self.state == JobState::Held => {
+                self.note(now, "rollback requested by an operator".into());
+                self.enter(JobPhase::Rollback, now)
+            }
+            Event::RetryRequested if self.state == JobState::Held => {
+                self.note(
+                    now,
+                    format!("{} retried by an operator", self.phase.label()),
+                );
+                self.enter(self.phase, now)
+            }
+            Event::RollbackRequested | Event::RetryRequested => Decision::Wait,
+            Event::JournalRewound { os_now } if self.state == JobState::Running => {
+                if self.phase == JobPhase::Rollback && os_now == self.original_os {
+                    self.end(
+                        JobState::RolledBack,
+                        now,
+                        format!(
+                            "rolled back: the host came back from its snapshot running {os_now}"
+                        ),
+                    )
+                } else {
+                    self.note(
+                        now,
+                        format!("the host came back with an older journal, running {os_now}"),
+                    );
+                    self.end(
+                        JobState::Held,
+                        now,
+                        "held: the host's disk was reverted outside this job; an operator decides"
+                            .into(),
+                    )
+                }
+            }
+            Event::JournalRewound { .. } => Decision::Wait,
+            Event::TimedOut { after_seconds } if self.state == JobState::Running => {
+                self.note(
+                    now,
+                    format!(
+                        "{} had no outcome within {after_seconds} s",
+                        self.phase.label()
+                    ),
+                );
+                self.end(
+                    JobState::Held,
+                    now,
+                    "held: the host may be down; an operator decides".into(),
+                )
+            }
+            Event::TimedOut { .. } => Decision::Wait,
+            Event::Update {
+                state,
+                detail,
+                findings,
+            } => self.update(state, detail, findings, now),
+        }
+    }
+
+    fn update(
+        &mut self,
+        state: UpdateState,
+        detail: String,
+        findings: Vec<Finding>,
+        now: i64,
+    ) -> Decision {
+        if self.state != JobState::Running {
+            return Decision::Wait;
+        }
+        let phase = self.phase.label();
+        let step = self.step();
+        match state {
+            UpdateState::Started => {
+                self.note(now, format!("{phase} started ({step})"));
+                Decision::Wait
+            }
+            UpdateState::Succeeded => {
+                self.note(now, format!("{phase} succeeded: {detail}"));
+                match self.phase {
+                    JobPhase::Precheck => {
+                        let blocking = findings.iter().any(|f| f.blocking);
+                        self.findings = findings;
+                        if blocking {
+                            let done = if self.step_index == 0 {
+                                "nothing was changed".to_string()
+                            } else {
+                                format!(
+                                    "the {} earlier step(s) stay done; this one changed nothing",
+                                    self.step_index
+                                )
+                            };
+                            self.end(
+                                JobState::Blocked,
+                                now,
+                                format!(
+                                    "blocked at the pre-check of {step} (step {} of {}): {done}",
+                                    self.step_index + 1,
+                                    self.steps.len()
+                                ),
+                            )
+                        } else {
+                            self.enter(JobPhase::Snapshot, now)
+                        }
+                    }
+                    JobPhase::Snapshot => self.enter(JobPhase::Execute, now),
+                    JobPhase::Execute => self.enter(JobPhase::Reboot, now),
+                    JobPhase::Reboot => self.enter(JobPhase::Verify, now),
+                    JobPhase::Verify => self.enter(JobPhase::Commit, now),
+                    JobPhase::Commit => {
+                        if self.step_index + 1 < self.steps.len() {
+                            self.step_index += 1;
+                            self.findings.clear();
+                            self.enter(JobPhase::Precheck, now)
+                        } else {
+                            self.end(
+                                JobState::Succeeded,
+                                now,
+                                format!("migrated to {}", self.target),
+                            )
+                        }
+                    }
+                    JobPhase::Rollback => self.end(
+                        JobState::RolledBack,
+                        now,
+                        "rolled back to the original system".into(),
+                    ),
+                }
+            }
+            UpdateState::Failed | UpdateState::Refused | UpdateState::Interrupted => {
+                self.note(now, format!("{phase} {}: {detail}", state.label()));
+                if !findings.is_empty() {
+                    self.findings = findings;
+                }
+                match self.phase {
+                    // Nothing has been changed yet.
+                    JobPhase::Precheck | JobPhase::Snapshot => self.end(
+                        JobState::Failed,
+                        now,
+                        format!("failed at {phase}: nothing was changed"),
+                    ),
+                    JobPhase::Execute | JobPhase::Reboot | JobPhase::Verify => {
+                        self.changed_and_failed(now)
+                    }
+                    // Removing the snapshots failed: the change stands; an operator tidies up.
+                    JobPhase::Commit => self.end(
+                        JobState::Held,
+                        now,
+                        "held: the snapshots could not be removed".into(),
+                    ),
+                    JobPhase::Rollback => {
+                        self.end(JobState::Held, now, "held: the rollback failed".into())
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::finding::Severity;
+    use crate::path::Tool;
+
+    const T: Target = Target {
+        major: 8,
+        minor: 10,
+    };
+
+    fn steps() -> Vec<Step> {
+        vec![
+            Step {
+                tool: Tool::Convert2rhel,
+                to: Target { major: 7, minor: 9 },
+            },
+            Step {
+                tool: Tool::Leapp,
+                to: T,
+            },
+        ]
+    }
+
+    fn ok(detail: &str) -> Event {
+        Event::Update {
+            state: UpdateState::Succeeded,
+            detail: detail.into(),
+            findings: Vec::new(),
+        }
+    }
+
+    fn failed() -> Event {
+        Event::Update {
+            state: UpdateState::Failed,
+            detail: "boom".into(),
+            findings: Vec::new(),
+        }
+    }
+
+    fn blocker() -> Finding {
+        Finding {
+            source: crate::finding::Source::Leapp,
+            key: "k".into(),
+            severity: Severity::High,
+            blocking: true,
+            title: "t".into(),
+            summary: String::new(),
+            remediations: Vec::new(),
+        }
+    }
+
+    /// Feeds events and returns the phases the job asked to send, in order.
+    fn run(job: &mut Job, events: Vec<Event>) -> Vec<(usize, JobPhase)> {
+        let mut sent = vec![(job.step_index, job.phase)];
+        for event in events {
+            if job.apply(event, 1) == Decision::Send {
+                sent.push((job.step_index, job.phase));
+            }
+        }
+        sent
+    }
+
+    #[test]
+    fn two_steps_go_through_every_phase_then_succeed() {
+        let mut job = start("j".into(), "h".into(), T, steps(), OnFailure::Rollback, 0);
+        let sent = run(&mut job, (0..12).map(|_| ok("fine")).collect());
+        use JobPhase::*;
+        let expected: Vec<(usize, JobPhase)> = [0, 1]
+            .into_iter()
+            .flat_map(|s| [Precheck, Snapshot, Execute, Reboot, Verify, Commit].map(|p| (s, p)))
+            .collect();
+        assert_eq!(sent, expected);
+        assert_eq!(job.state, JobState::Succeeded);
+        assert_eq!(job.detail, "migrated to rhel-8.10");
+    }
+
+    #[test]
+    fn a_blocked_precheck_stops_before_any_change() {
+        let mut job = start("j".into(), "h".into(), T, steps(), OnFailure::Rollback, 0);
+        let decision = job.apply(
+            Event::Update {
+                state: UpdateState::Succeeded,
+                detail: "1 blocking".into(),
+                findings: vec![blocker()],
+            },
+            1,
+        );
+        assert_eq!(decision, Decision::Wait);
+        assert_eq!(job.state, JobState::Blocked);
+        assert_eq!(job.findings, vec![blocker()]);
+    }
+
+    #[test]
+    fn a_failed_change_rolls_back_or_holds_by_policy() {
+        for (policy, expected) in [
+            (OnFailure::Rollback, JobState::RolledBack),
+            (OnFailure::Hold, JobState::Held),
+        ] {
+            let mut job = start("j".into(), "h".into(), T, steps(), policy, 0);
+            let sent = run(
+                &mut job,
+                vec![ok(""), ok(""), ok(""), ok(""), failed(), ok("rolled back")],
+            );
+            if policy == OnFailure::Rollback {
+                assert_eq!(sent.last(), Some(&(0, JobPhase::Rollback)));
+            } else {
+                assert!(!sent.iter().any(|(_, p)| *p == JobPhase::Rollback));
+            }
+            assert_eq!(job.state, expected, "{policy:?}");
+        }
+    }
+
+    #[test]
+    fn failures_before_any_change_fail_the_job_without_rollback() {
+        for failing_at in 0..2 {
+            let mut job = start("j".into(), "h".into(), T, steps(), OnFailure::Rollback, 0);
+            let mut events: Vec<Event> = (0..failing_at).map(|_| ok("")).collect();
+            events.push(failed());
+            let sent = run(&mut job, events);
+            assert_eq!(job.state, JobState::Failed);
+            assert!(!sent.iter().any(|(_, p)| *p == JobPhase::Rollback));
+        }
+    }
+
+    #[test]
+    fn a_rewound_journal_ends_a_rollback_or_holds_anything_else() {
+        let rewound = |os: &str| Event::JournalRewound { os_now: os.into() };
+        let mut job = start("j".into(), "h".into(), T, steps(), OnFailure::Rollback, 0);
+        job.original_os = "centos 7.9".into();
+        run(&mut job, vec![ok(""), ok(""), ok(""), ok(""), failed()]);
+        assert_eq!(job.phase, JobPhase::Rollback);
+        assert_eq!(job.apply(rewound("centos 7.9"), 5), Decision::Wait);
+        assert_eq!(job.state, JobState::RolledBack);
+        assert!(
+            job.detail
+                .contains("came back from its snapshot running centos 7.9")
+        );
+
+        let mut job = start("j".into(), "h".into(), T, steps(), OnFailure::Rollback, 0);
+        job.original_os = "centos 7.9".into();
+        run(&mut job, vec![ok(""), ok(""), ok(""), ok(""), failed()]);
+        job.apply(rewound("rhel 7.9"), 5);
+        assert_eq!(
+            job.state,
+            JobState::Held,
+            "the revert did not bring the original OS back"
+        );
+
+        let mut job = start("j".into(), "h".into(), T, steps(), OnFailure::Rollback, 0);
+        run(&mut job, vec![ok(""), ok("")]);
+        job.apply(rewound("centos 7.9"), 5);
+        assert_eq!(job.state, JobState::Held, "reverted outside the job");
+    }
+
+    #[test]
+    fn a_held_job_waits_for_an_operator_and_a_timeout_holds() {
+        let mut job = start("j".into(), "h".into(), T, steps(), OnFailure::Hold, 0);
+        run(&mut job, vec![ok(""), ok(""), ok("")]); // now rebooting
+        assert_eq!(job.phase, JobPhase::Reboot);
+        assert_eq!(
+            job.apply(
+                Event::TimedOut {
+                    after_seconds: 14400
+                },
+                5
+            ),
+            Decision::Wait
+        );
+        assert_eq!(job.state, JobState::Held);
+        assert_eq!(
+            job.apply(ok("late"), 6),
+            Decision::Wait,
+            "a held job ignores stray updates"
+        );
+        assert_eq!(job.apply(Event::RetryRequested, 7), Decision::Send);
+        assert_eq!(
+            (job.phase, job.state),
+            (JobPhase::Reboot, JobState::Running)
+        );
+        job.apply(failed(), 8);
+        assert_eq!(job.state, JobState::Held);
+        assert_eq!(job.apply(Event::RollbackRequested, 9), Decision::Send);
+        assert_eq!(job.phase, JobPhase::Rollback);
+        job.apply(ok(""), 10);
+        assert_eq!(job.state, JobState::RolledBack);
+        assert_eq!(
+            job.apply(Event::RollbackRequested, 11),
+            Decision::Wait,
+            "a final job stays final"
+        );
+    }
+}

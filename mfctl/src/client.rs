@@ -1,0 +1,182 @@
+//! mfctl's connection to the admin API: where it is and which certificate to
+//! present, from flags or the environment, and the calls with readable errors.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use clap::Args;
+use mf_proto::transport::{self, MAX_MESSAGE_BYTES};
+use mf_proto::v1 as pb;
+use mf_proto::v1::admin_service_client::AdminServiceClient;
+use tonic::transport::Channel;
+
+use mf_pki::PkiPaths;
+
+pub type AdminClient = AdminServiceClient<Channel>;
+
+#[derive(Debug, Clone, Args)]
+pub struct ConnectArgs {
+    /// Admin listener of the coordinator, HOST:PORT.
+    #[arg(long, global = true, env = "MF_COORDINATOR")]
+    pub coordinator: Option<String>,
+    /// PKI directory holding ca.pem, operator.pem and operator-key.pem.
+    #[arg(long, global = true, env = "MF_PKI_DIR")]
+    pub pki_dir: Option<PathBuf>,
+    /// CA certificate (overrides the PKI directory's).
+    #[arg(long, global = true, env = "MF_CA")]
+    pub ca: Option<PathBuf>,
+    /// Operator certificate (overrides the PKI directory's).
+    #[arg(long, global = true, env = "MF_CERT")]
+    pub cert: Option<PathBuf>,
+    /// Operator key (overrides the PKI directory's).
+    #[arg(long, global = true, env = "MF_KEY")]
+    pub key: Option<PathBuf>,
+}
+
+impl ConnectArgs {
+    fn file(
+        &self,
+        explicit: &Option<PathBuf>,
+        from_pki: impl Fn(&PkiPaths) -> PathBuf,
+        what: &str,
+    ) -> Result<String> {
+        let path = explicit
+            .clone()
+            .or_else(|| self.pki_dir.as_ref().map(|d| from_pki(&PkiPaths::new(d))))
+            .ok_or_else(|| anyhow!("no {what}: give --pki-dir (MF_PKI_DIR) or --{what}"))?;
+        std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))
+    }
+
+    pub async fn admin(&self) -> Result<AdminClient> {
+        let address = self
+            .coordinator
+            .clone()
+            .ok_or_else(|| anyhow!("no coordinator: give --coordinator or set MF_COORDINATOR"))?;
+        let ca = self.file(&self.ca, PkiPaths::ca_cert, "ca")?;
+        let cert = self.file(&self.cert, PkiPaths::operator_cert, "cert")?;
+        let key = self.file(&self.key, PkiPaths::operator_key, "key")?;
+        connect(&address, &ca, &cert, &key).await
+    }
+}
+
+pub async fn connect(address: &str, ca: &str, cert: &str, key: &str) -> Result<AdminClient> {
+    let channel = transport::endpoint(address, ca, Some((cert, key)))?
+        .timeout(Duration::from_secs(60))
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to the coordinator at {address}"))?;
+    Ok(AdminServiceClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES))
+}
+
+/// The coordinator's answer, or the transport's reason when it never answered.
+/// With TLS 1.3 a refused client certificate shows up only as a transport
+/// failure on the first call (an alert, a closed connection or a broken pipe,
+/// depending on timing), so those get a hint.
+pub fn refused(status: tonic::Status) -> anyhow::Error {
+    let text = transport::describe_status(&status);
+    let hint = if text.contains("transport error") {
+        "\nhint: the connection failed during the call; the coordinator does this when it \
+         refuses the client certificate (check that --cert/--key were issued by its CA)"
+    } else {
+        ""
+    };
+    anyhow!("the coordinator refused the request: {text}{hint}")
+}
+
+pub async fn create_token(
+    admin: &mut AdminClient,
+    host_id: Option<String>,
+    ttl: Duration,
+    uses: u32,
+) -> Result<pb::CreateTokenResponse> {
+    admin
+        .create_token(pb::CreateTokenRequest {
+            host_id: host_id.unwrap_or_default(),
+            ttl_seconds: ttl.as_secs().max(1),
+            uses,
+        })
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(refused)
+}
+
+pub async fn list_hosts(admin: &mut AdminClient, selector: &str) -> Result<Vec<pb::Host>> {
+    let mut stream = admin
+        .list_hosts(pb::ListHostsRequest {
+            selector: selector.to_string(),
+        })
+        .await
+        .map_err(refused)?
+        .into_inner();
+    let mut hosts = Vec::new();
+    while let Some(host) = stream.message().await.map_err(refused)? {
+        hosts.push(host);
+    }
+    Ok(hosts)
+}
+
+pub async fn get_host(admin: &mut AdminClient, host_id: &str) -> Result<pb::Host> {
+    admin
+        .get_host(pb::GetHostRequest {
+            host_id: host_id.to_string(),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(refused)
+}
+
+pub async fn precheck(
+    admin: &mut AdminClient,
+    selector: &str,
+    target: &str,
+) -> Result<pb::PrecheckResponse> {
+    admin
+        .precheck(pb::PrecheckRequest {
+            selector: selector.to_string(),
+            target: target.to_string(),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(refused)
+}
+
+pub async fn readiness(admin: &mut AdminClient, selector: &str) -> Result<pb::ReadinessReport> {
+    admin
+        .readiness(pb::ReadinessRequest {
+            selector: selector.to_string(),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(refused)
+}
+
+pub async fn migrate(
+    admin: &mut AdminClient,
+    host_id: &str,
+    target: &str,
+    on_failure: &str,
+) -> Result<pb::Job> {
+    admin
+        .migrate(pb::MigrateRequest {
+            host_id: host_id.to_string(),
+            target: target.to_string(),
+            on_failure: on_failure.to_string(),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(refused)
+}
+
+pub async fn job_action(admin: &mut AdminClient, host_id: &str, action: &str) -> Result<pb::Job> {
+    admin
+        .job_action(pb::JobActionRequest {
+            host_id: host_id.to_string(),
+            action: action.to_string(),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(refused)
+}

@@ -1,0 +1,253 @@
+//! `mfctl hosts list` and `mfctl hosts show`: the inventory as a table or JSON.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use anyhow::Result;
+use mf_proto::v1 as pb;
+use serde::Serialize;
+
+use super::Format;
+use super::output::{ago, table, timestamp};
+use mf_core::facts::{Facts, OsInfo};
+
+/// One host in JSON output.
+#[derive(Debug, Serialize)]
+pub struct HostJson {
+    pub id: String,
+    pub connected: bool,
+    pub os: Option<OsInfo>,
+    pub labels: BTreeMap<String, String>,
+    pub last_seen: Option<String>,
+    pub enrolled: Option<String>,
+    pub peer_address: String,
+    pub facts: Option<Facts>,
+    pub precheck: Option<PrecheckJson>,
+    pub job: Option<serde_json::Value>,
+}
+
+/// The latest pre-check in JSON output.
+#[derive(Debug, Serialize)]
+pub struct PrecheckJson {
+    pub target: String,
+    pub step: String,
+    pub readiness: &'static str,
+    pub detail: String,
+    pub requested: Option<String>,
+    pub finished: Option<String>,
+    pub findings: Vec<serde_json::Value>,
+}
+
+impl From<&pb::Host> for HostJson {
+    fn from(host: &pb::Host) -> Self {
+        // The coordinator validated these facts on the way in.
+        let facts = host.facts.clone().map(crate::wire::facts_from_wire);
+        HostJson {
+            id: host.id.clone(),
+            connected: host.connected,
+            os: facts.as_ref().and_then(|f| f.os.clone()),
+            labels: facts.as_ref().map(|f| f.labels.clone()).unwrap_or_default(),
+            last_seen: timestamp(host.last_seen_unix_ms),
+            enrolled: timestamp(host.enrolled_unix_ms),
+            peer_address: host.peer_address.clone(),
+            facts,
+            job: host.job.as_ref().map(super::jobs::to_json),
+            precheck: host.precheck.as_ref().map(|p| PrecheckJson {
+                target: p.target.clone(),
+                step: p.step.clone(),
+                readiness: super::readiness::readiness_label(p.readiness),
+                detail: p.detail.clone(),
+                requested: timestamp(p.requested_unix_ms),
+                finished: timestamp(p.finished_unix_ms),
+                findings: p
+                    .findings
+                    .iter()
+                    .map(|f| {
+                        serde_json::json!({
+                            "source": f.source,
+                            "key": f.key,
+                            "severity": super::readiness::severity_label(f.severity),
+                            "blocking": f.blocking,
+                            "title": f.title,
+                            "summary": f.summary,
+                            "remediations": f.remediations.iter().map(super::readiness::remediation_text).collect::<Vec<_>>(),
+                        })
+                    })
+                    .collect(),
+            }),
+        }
+    }
+}
+
+fn labels_text(labels: &BTreeMap<String, String>) -> String {
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+pub fn print_list(hosts: &[pb::Host], format: Format) -> Result<()> {
+    let views: Vec<HostJson> = hosts.iter().map(HostJson::from).collect();
+    if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(&views)?);
+        return Ok(());
+    }
+    let now = SystemTime::now();
+    let rows: Vec<Vec<String>> = hosts
+        .iter()
+        .zip(&views)
+        .map(|(host, view)| {
+            let os = view.os.clone().unwrap_or_default();
+            let known = |s: String| if s.is_empty() { "?".to_string() } else { s };
+            vec![
+                view.id.clone(),
+                if view.connected { "yes" } else { "no" }.into(),
+                known(os.id),
+                known(os.version),
+                ago(host.last_seen_unix_ms, now),
+                labels_text(&view.labels),
+            ]
+        })
+        .collect();
+    println!(
+        "{}",
+        table(
+            &["HOST", "CONNECTED", "OS", "VERSION", "LAST SEEN", "LABELS"],
+            &rows
+        )
+    );
+    let connected = views.iter().filter(|h| h.connected).count();
+    println!("{} hosts, {connected} connected", views.len());
+    Ok(())
+}
+
+fn bytes(n: u64) -> String {
+    const GIB: u64 = 1 << 30;
+    const MIB: u64 = 1 << 20;
+    if n >= GIB {
+        format!("{:.1} GiB", n as f64 / GIB as f64)
+    } else {
+        format!("{} MiB", n / MIB)
+    }
+}
+
+pub fn print_one(host: &pb::Host, format: Format) -> Result<()> {
+    let json = HostJson::from(host);
+    if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(&json)?);
+        return Ok(());
+    }
+    let mut lines: Vec<(String, String)> = vec![
+        ("Host".into(), json.id.clone()),
+        (
+            "Connected".into(),
+            if json.connected {
+                "yes".into()
+            } else {
+                "no".into()
+            },
+        ),
+        ("Peer".into(), json.peer_address.clone()),
+        (
+            "Enrolled".into(),
+            json.enrolled.clone().unwrap_or_else(|| "?".into()),
+        ),
+        (
+            "Last seen".into(),
+            json.last_seen.clone().unwrap_or_else(|| "never".into()),
+        ),
+        ("Labels".into(), labels_text(&json.labels)),
+    ];
+    if let Some(f) = &json.facts {
+        let os = f.os.clone().unwrap_or_default();
+        let known = |s: &str| {
+            if s.is_empty() {
+                "?".to_string()
+            } else {
+                s.to_string()
+            }
+        };
+        lines.extend([
+            (
+                "OS".into(),
+                format!(
+                    "{} {} ({})",
+                    known(&os.id),
+                    known(&os.version),
+                    known(&os.name)
+                ),
+            ),
+            ("Kernel".into(), known(&f.kernel)),
+            ("Arch".into(), known(&f.arch)),
+            ("Hostname".into(), known(&f.hostname)),
+            ("FQDN".into(), known(&f.fqdn)),
+            ("Machine id".into(), known(&f.machine_id)),
+            ("Boot id".into(), known(&f.boot_id)),
+            (
+                "Uptime".into(),
+                f.uptime_seconds.map_or("?".into(), |s| {
+                    format!("{}d {}h", s / 86_400, s % 86_400 / 3600)
+                }),
+            ),
+            ("CPUs".into(), f.cpus.map_or("?".into(), |c| c.to_string())),
+            ("Memory".into(), f.memory_bytes.map_or("?".into(), bytes)),
+            (
+                "Packages".into(),
+                f.package_count.map_or("?".into(), |c| c.to_string()),
+            ),
+            ("Agent".into(), known(&f.agent_version)),
+        ]);
+        for fs in &f.filesystems {
+            lines.push((
+                format!("Free {}", fs.path),
+                format!("{} of {}", bytes(fs.free_bytes), bytes(fs.total_bytes)),
+            ));
+        }
+        for (name, version) in &f.packages {
+            lines.push((format!("Package {name}"), version.clone()));
+        }
+        for unknown in &f.unknown {
+            lines.push((format!("Unknown {}", unknown.fact), unknown.reason.clone()));
+        }
+    } else {
+        lines.push(("Facts".into(), "none reported yet".into()));
+    }
+    if let Some(p) = &host.precheck {
+        lines.push((
+            "Pre-check".into(),
+            format!(
+                "{} for {} ({})",
+                super::readiness::readiness_label(p.readiness),
+                p.target,
+                p.step
+            ),
+        ));
+        lines.push(("Pre-check detail".into(), p.detail.clone()));
+        for f in &p.findings {
+            lines.push((
+                format!("Finding {}", if f.blocking { "(blocking)" } else { "" }),
+                format!(
+                    "[{}] {}: {}",
+                    super::readiness::severity_label(f.severity),
+                    f.source,
+                    f.title
+                ),
+            ));
+            for r in &f.remediations {
+                lines.push((
+                    "  remediation".into(),
+                    super::readiness::remediation_text(r),
+                ));
+            }
+        }
+    }
+    if let Some(job) = &host.job {
+        lines.extend(super::jobs::lines(job, host.connected));
+    }
+    let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (key, value) in lines {
+        println!("{key:<width$}  {value}");
+    }
+    Ok(())
+}

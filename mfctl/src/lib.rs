@@ -1,0 +1,289 @@
+//! mfctl, the operators' CLI. Every command except `pki init` goes through the
+//! coordinator's admin API: mfctl never opens the coordinator's store.
+
+pub mod client;
+pub mod hosts;
+pub mod jobs;
+pub mod output;
+pub mod readiness;
+pub mod waves;
+mod wire;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use client::ConnectArgs;
+use mf_pki::{PkiFiles, PkiPaths};
+
+#[derive(Debug, Parser)]
+#[command(name = "mfctl", version, about = "Migration Factory operators' CLI")]
+pub struct Cli {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the CA, the coordinator's certificate and an operator certificate.
+    Pki {
+        #[command(subcommand)]
+        command: PkiCommand,
+    },
+    /// Bootstrap tokens for enrolling agents.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// The inventory.
+    Hosts {
+        #[command(subcommand)]
+        command: HostsCommand,
+    },
+    /// Run the non-destructive pre-check of the next migration step on the
+    /// selected hosts (convert2rhel analyze or leapp preupgrade).
+    Precheck {
+        #[arg(short = 'l', long, default_value = "")]
+        selector: String,
+        /// rhel-7.9, rhel-8.10, rhel-9.4 or rhel-9.6.
+        #[arg(long)]
+        target: String,
+        /// Wait until every dispatched pre-check has an outcome, then print the readiness.
+        #[arg(long)]
+        wait: bool,
+        #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Migrate one host to a target: every step pre-check, snapshot, execute,
+    /// reboot, verify, commit; on failure roll back (default) or hold.
+    Migrate {
+        host: String,
+        #[arg(long)]
+        target: String,
+        #[arg(long, value_enum, default_value_t = OnFailureArg::Rollback)]
+        on_failure: OnFailureArg,
+        /// Wait until the job succeeds, stops or is held, showing its progress.
+        #[arg(long)]
+        wait: bool,
+        #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Waves: many hosts migrated in stages under budgets, windows and error
+    /// budgets, resumable and explained.
+    Wave {
+        #[command(subcommand)]
+        command: waves::WaveCommand,
+    },
+    /// Reports over the fleet.
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Hosts ready, blocked, in error or unknown after their latest pre-check,
+    /// and the findings aggregated by key across the fleet.
+    Readiness {
+        #[arg(short = 'l', long, default_value = "")]
+        selector: String,
+        #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PkiCommand {
+    Init {
+        #[arg(long)]
+        dir: PathBuf,
+        /// DNS name or IP address of the coordinator, repeatable.
+        #[arg(long = "name", default_values_t = ["localhost".to_string(), "127.0.0.1".to_string()])]
+        names: Vec<String>,
+        /// Name in the operator certificate.
+        #[arg(long, default_value = "admin")]
+        operator: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    Create {
+        /// Only this host id may enroll with the token (and may re-enroll).
+        #[arg(long)]
+        host_id: Option<String>,
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        ttl: std::time::Duration,
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+        #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HostsCommand {
+    List {
+        /// Kubernetes label-selector syntax over labels and os, version, arch, connected.
+        #[arg(short = 'l', long, default_value = "")]
+        selector: String,
+        #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    Show {
+        host: String,
+        #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Roll back a held job to its snapshot.
+    Rollback {
+        host: String,
+        #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Run the current phase of a held job again.
+    Retry {
+        host: String,
+        #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnFailureArg {
+    Rollback,
+    Hold,
+}
+
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Pki {
+            command:
+                PkiCommand::Init {
+                    dir,
+                    names,
+                    operator,
+                },
+        } => {
+            let files = PkiFiles::init(&PkiPaths::new(&dir), &names, &operator)
+                .with_context(|| format!("cannot create the PKI in {}", dir.display()))?;
+            for path in files.written {
+                println!("wrote {}", path.display());
+            }
+            Ok(())
+        }
+        Command::Token {
+            command:
+                TokenCommand::Create {
+                    host_id,
+                    ttl,
+                    uses,
+                    output,
+                },
+        } => {
+            let mut admin = cli.connect.admin().await?;
+            let token = client::create_token(&mut admin, host_id, ttl, uses).await?;
+            output::print_token(&token, output)
+        }
+        Command::Hosts { command } => {
+            let mut admin = cli.connect.admin().await?;
+            match command {
+                HostsCommand::List { selector, output } => {
+                    let hosts = client::list_hosts(&mut admin, &selector).await?;
+                    hosts::print_list(&hosts, output)
+                }
+                HostsCommand::Show { host, output } => {
+                    let host = client::get_host(&mut admin, &host).await?;
+                    hosts::print_one(&host, output)
+                }
+                HostsCommand::Rollback { host, output } => {
+                    let job = client::job_action(&mut admin, &host, "rollback").await?;
+                    jobs::print_job(&job, output)
+                }
+                HostsCommand::Retry { host, output } => {
+                    let job = client::job_action(&mut admin, &host, "retry").await?;
+                    jobs::print_job(&job, output)
+                }
+            }
+        }
+        Command::Precheck {
+            selector,
+            target,
+            wait,
+            output,
+        } => {
+            let mut admin = cli.connect.admin().await?;
+            let response = client::precheck(&mut admin, &selector, &target).await?;
+            readiness::print_precheck(&response, output)?;
+            if wait {
+                let report = readiness::wait_for_outcomes(
+                    &mut admin,
+                    &selector,
+                    std::time::Duration::from_secs(3600),
+                )
+                .await?;
+                readiness::print_report(&report, output)?;
+            }
+            Ok(())
+        }
+        Command::Migrate {
+            host,
+            target,
+            on_failure,
+            wait,
+            output,
+        } => {
+            let mut admin = cli.connect.admin().await?;
+            let on_failure = match on_failure {
+                OnFailureArg::Rollback => "rollback",
+                OnFailureArg::Hold => "hold",
+            };
+            let job = client::migrate(&mut admin, &host, &target, on_failure).await?;
+            if !wait {
+                return jobs::print_job(&job, output);
+            }
+            let job = jobs::wait(&mut admin, &host, output == Format::Table).await?;
+            jobs::print_job(&job, output)?;
+            if job.state != "succeeded" {
+                anyhow::bail!("the job of {host} ended {}: {}", job.state, job.detail);
+            }
+            Ok(())
+        }
+        Command::Report {
+            command: ReportCommand::Readiness { selector, output },
+        } => {
+            let mut admin = cli.connect.admin().await?;
+            let report = client::readiness(&mut admin, &selector).await?;
+            readiness::print_report(&report, output)
+        }
+        Command::Wave { command } => {
+            let mut admin = cli.connect.admin().await?;
+            waves::run(&mut admin, command).await
+        }
+    }
+}
+
+/// Logs to stderr at `default_level` unless RUST_LOG says otherwise.
+pub fn init_logging(json: bool, default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,116 @@
+use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
+use x509_parser::prelude::*;
+
+use super::*;
+
+fn der_of(pem: &str) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject;
+    CertificateDer::pem_slice_iter(pem.as_bytes())
+        .next()
+        .and_then(Result::ok)
+        .map(|c| c.to_vec())
+        .unwrap_or_default()
+}
+
+fn csr(params: CertificateParams) -> Vec<u8> {
+    let key = KeyPair::generate().expect("key");
+    params.serialize_request(&key).expect("csr").der().to_vec()
+}
+
+#[test]
+fn a_csr_asking_for_ca_and_extra_names_gets_a_plain_agent_leaf() {
+    let (ca, _) = CertificateAuthority::generate().expect("ca");
+    let mut greedy = CertificateParams::new(vec!["evil.example.com".to_string()]).expect("params");
+    greedy.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    greedy
+        .subject_alt_names
+        .push(SanType::URI("mf://operator/root".try_into().expect("uri")));
+    let issued = ca
+        .issue_agent("web-01.example.com", &csr(greedy))
+        .expect("issued");
+
+    let der = der_of(&issued.pem);
+    let (_, cert) = parse_x509_certificate(&der).expect("parses");
+    let constraints = cert.basic_constraints().expect("ok").expect("present");
+    assert!(!constraints.value.ca, "issued certificate is a CA");
+    let san = cert
+        .subject_alternative_name()
+        .expect("ok")
+        .expect("present");
+    assert_eq!(
+        san.value.general_names,
+        vec![GeneralName::URI("mf://agent/web-01.example.com")]
+    );
+    assert_eq!(
+        peer_role(&der.clone().into()),
+        Ok(PeerRole::Agent {
+            host_id: "web-01.example.com".into()
+        })
+    );
+}
+
+#[test]
+fn a_csr_with_a_forged_signature_is_refused() {
+    let (ca, _) = CertificateAuthority::generate().expect("ca");
+    let mut bytes = csr(CertificateParams::default());
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    assert!(matches!(
+        ca.issue_agent("h", &bytes),
+        Err(PkiError::BadCsr(_))
+    ));
+    assert!(matches!(
+        ca.issue_agent("h", b"not der"),
+        Err(PkiError::BadCsr(_))
+    ));
+}
+
+#[test]
+fn operator_and_server_certificates_carry_their_roles() {
+    let (ca, _) = CertificateAuthority::generate().expect("ca");
+    let operator = ca.issue_operator("alice").expect("operator");
+    assert_eq!(
+        peer_role(&der_of(&operator.cert).into()),
+        Ok(PeerRole::Operator {
+            name: "alice".into()
+        })
+    );
+    let server = ca
+        .issue_server(&["localhost".into(), "127.0.0.1".into()])
+        .expect("server");
+    assert_eq!(
+        peer_role(&der_of(&server.cert).into()),
+        Err(RoleError::NoRole)
+    );
+}
+
+#[test]
+fn a_loaded_ca_signs_like_the_generated_one() {
+    let (_, pem) = CertificateAuthority::generate().expect("ca");
+    let loaded = CertificateAuthority::load(&pem).expect("loads");
+    let issued = loaded
+        .issue_agent("db-1", &csr(CertificateParams::default()))
+        .expect("issued");
+    let der = der_of(&issued.pem);
+    let (_, cert) = parse_x509_certificate(&der).expect("parses");
+    let ca_der = der_of(&pem.cert);
+    let (_, ca_cert) = parse_x509_certificate(&ca_der).expect("parses");
+    assert!(cert.verify_signature(Some(ca_cert.public_key())).is_ok());
+    assert_eq!(cert.issuer(), ca_cert.subject());
+}
+
+#[test]
+fn init_writes_private_keys_0600_and_refuses_to_overwrite() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let paths = PkiPaths::new(dir.path().join("pki"));
+    PkiFiles::init(&paths, &["localhost".into()], "admin").expect("init");
+    for key in [paths.ca_key(), paths.server_key(), paths.operator_key()] {
+        let mode = std::fs::metadata(&key).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", key.display());
+    }
+    assert!(matches!(
+        PkiFiles::init(&paths, &["localhost".into()], "admin"),
+        Err(PkiError::Files(FilesError::Exists(_)))
+    ));
+}
