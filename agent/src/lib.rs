@@ -2,6 +2,7 @@
 //! session with the coordinator and reports its host's facts. Everything it knows
 //! of its machine comes through [`host::Host`].
 
+pub mod cli;
 pub mod command;
 pub mod config;
 pub mod enroll;
@@ -14,5 +15,4 @@ pub mod migration;
 pub mod phases;
 pub mod report;
 pub mod session;
-pub mod sim;
 mod wire;

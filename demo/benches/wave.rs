@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use mf_agent::sim::{FleetSpec, plan_fleet};
 use mf_coordinator::inventory::{Inventory, NewEnrollment, NewSession, Settings, WaveAction};
 use mf_coordinator::metrics::Metrics;
 use mf_coordinator::store::{Store, TokenRecord};
@@ -20,6 +19,7 @@ use mf_core::command::{AgentCommand, CommandUpdate, UpdateState};
 use mf_core::facts::{Facts, OsInfo};
 use mf_core::selector::Selector;
 use mf_core::wave::spec::SpecInput;
+use mf_sim::fleet::{FleetSpec, plan_fleet};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 

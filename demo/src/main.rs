@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use mf_agent::host::SimProfile;
-use mf_agent::host::emulated::Failure;
 use mf_agent::session::SessionConfig;
-use mf_agent::sim::{self, FleetSpec, SimConfig};
+use mf_sim::SimProfile;
+use mf_sim::emulated::Failure;
+use mf_sim::fleet::{self as sim, FleetSpec, SimConfig};
 
 use mf_coordinator::config::{CoordinatorConfig, DEFAULT_HEARTBEAT, DEFAULT_REBOOT_TIMEOUT};
 use mf_coordinator::{process, server};

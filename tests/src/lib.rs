@@ -35,6 +35,17 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// The agent binary for a host root: `mf-sim`, the real agent over the
+/// emulated host, when the root holds a scenario file; the shipped `mf-agent`
+/// otherwise (a plain tree it reads facts from).
+pub fn agent_binary(root: &Path) -> &'static str {
+    if root.join(".mf-sim/scenario.toml").exists() {
+        "mf-sim"
+    } else {
+        "mf-agent"
+    }
+}
+
 /// Polls `check` until it returns true, failing with `what` after `timeout`.
 pub fn wait_for(
     what: &str,
@@ -416,15 +427,16 @@ pub struct Machine {
     watcher: Option<std::thread::JoinHandle<()>>,
     args: Vec<String>,
     log: PathBuf,
+    root: PathBuf,
 }
 
-fn spawn_agent(args: &[String], log: &Path) -> Child {
+fn spawn_agent(root: &Path, args: &[String], log: &Path) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .unwrap();
-    Command::new(bin("mf-agent"))
+    Command::new(bin(agent_binary(root)))
         .args(args)
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
@@ -441,12 +453,13 @@ fn reboot_pending(root: &Path) -> bool {
 }
 
 impl Machine {
-    /// Runs `mf-agent run --state-dir STATE --host-root ROOT` for this host.
+    /// Runs `mf-sim run --state-dir STATE --host-root ROOT` for this host (the
+    /// real agent over the emulated host; `mf-agent` for a plain tree).
     pub fn start(state: &Path, root: &Path, log: &Path) -> Self {
         Self::start_with(state, root, log, &[])
     }
 
-    /// The same with more arguments for `mf-agent run`, e.g. `--label app=a`.
+    /// The same with more arguments for `run`, e.g. `--label app=a`.
     pub fn start_with(state: &Path, root: &Path, log: &Path, extra: &[&str]) -> Self {
         let mut args: Vec<String> = vec![
             "run".into(),
@@ -456,7 +469,7 @@ impl Machine {
             root.display().to_string(),
         ];
         args.extend(extra.iter().map(ToString::to_string));
-        let child = Arc::new(Mutex::new(Some(spawn_agent(&args, log))));
+        let child = Arc::new(Mutex::new(Some(spawn_agent(root, &args, log))));
         let stop = Arc::new(AtomicBool::new(false));
         let reboots = Arc::new(AtomicUsize::new(0));
         let watcher = {
@@ -471,7 +484,7 @@ impl Machine {
                             let _ = old.kill();
                             let _ = old.wait();
                         }
-                        *slot = Some(spawn_agent(&args, &log));
+                        *slot = Some(spawn_agent(&root, &args, &log));
                         drop(slot);
                         reboots.fetch_add(1, Ordering::Relaxed);
                         // The new agent boots the host, which clears the flag.
@@ -491,6 +504,7 @@ impl Machine {
             watcher: Some(watcher),
             args,
             log: log.to_path_buf(),
+            root: root.to_path_buf(),
         }
     }
 
@@ -509,7 +523,7 @@ impl Machine {
     pub fn start_agent(&self) {
         let mut slot = self.child.lock().unwrap();
         if slot.is_none() {
-            *slot = Some(spawn_agent(&self.args, &self.log));
+            *slot = Some(spawn_agent(&self.root, &self.args, &self.log));
         }
     }
 }
@@ -582,7 +596,7 @@ impl Deployment {
         Ok(ran.stdout.trim().to_string())
     }
 
-    /// Runs `mf-agent enroll` for a host root into a state dir.
+    /// Runs `enroll` (of `mf-sim` or `mf-agent`, see [`agent_binary`]) for a host root.
     pub fn enroll(&self, token: &str, state: &Path, root: &Path, extra: &[&str]) -> Ran {
         let ca = self.pki.join("ca.pem");
         let coordinator = self.coordinator.agent_address();
@@ -600,7 +614,7 @@ impl Deployment {
             root.to_str().unwrap(),
         ];
         args.extend_from_slice(extra);
-        run("mf-agent", &args, &[])
+        run(agent_binary(root), &args, &[])
     }
 
     /// `mfctl hosts list -o json` as parsed JSON.

@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use anyhow::Result;
-use mf_e2e::{Daemon, Deployment, HostOs, host_root, set_scenario};
+use mf_e2e::{Daemon, Deployment, HostOs, agent_binary, host_root, set_scenario};
 use mf_proto::v1 as pb;
 use mf_proto::v1::agent_service_server::{AgentService, AgentServiceServer};
 use tokio::sync::mpsc;
@@ -220,7 +220,7 @@ async fn the_agent_refuses_every_unsafe_command_and_survives_sigkill_mid_phase()
         root.to_str().unwrap(),
     ];
     let log = deployment.path("agent.log");
-    let mut agent = Daemon::spawn("mf-agent", &args, &log)?;
+    let mut agent = Daemon::spawn(agent_binary(&root), &args, &log)?;
     let mut s = next_session(&mut sessions).await;
     assert_eq!(s.hello.last_sequence, 0);
     let me = "guarded.example.com";
@@ -272,7 +272,7 @@ async fn the_agent_refuses_every_unsafe_command_and_survives_sigkill_mid_phase()
     s.send(precheck("long", me, 7, soon, "8.10")).await;
     s.expect("long", Started, "precheck").await;
     agent.kill9();
-    let mut agent = Daemon::spawn("mf-agent", &args, &log)?;
+    let mut agent = Daemon::spawn(agent_binary(&root), &args, &log)?;
     let mut s = next_session(&mut sessions).await;
     assert_eq!(s.hello.last_sequence, 7);
     let last = s

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use mf_e2e::{Daemon, Deployment, HostOs, host_root, set_scenario, wait_for};
+use mf_e2e::{Daemon, Deployment, HostOs, agent_binary, host_root, set_scenario, wait_for};
 use serde_json::Value;
 
 const SPACE: &str = r#"
@@ -105,7 +105,7 @@ fn precheck_reports_ready_blocked_and_error_hosts_with_their_findings() -> Resul
         let enrolled = deployment.enroll(&token, &state, &root, &[]);
         assert!(enrolled.success, "{name}: {}", enrolled.stderr);
         agents.push(Daemon::spawn(
-            "mf-agent",
+            agent_binary(&root),
             &[
                 "run",
                 "--state-dir",

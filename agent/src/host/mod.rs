@@ -1,12 +1,11 @@
-//! The agent's one view of its machine. Facts (and later phases) reach the host
-//! only through [`Host`], so the same agent logic runs on a real machine, on a
-//! prepared directory tree, and on a simulated host.
+//! The agent's one view of its machine. Facts and phases reach the host only
+//! through [`Host`], so the same agent logic runs on a real machine, on a
+//! prepared directory tree, and on the emulated host of the `mf-sim` crate
+//! (which is not compiled into the agent we ship).
 
-pub mod emulated;
 mod rooted;
 
-pub use emulated::{EmulatedHost, SimHostSpec, SimProfile};
-pub use rooted::RootedHost;
+pub use rooted::{RootedHost, machine_hardware, statvfs};
 
 /// What a command printed and how it ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +60,7 @@ pub enum HostError {
 
 /// Maps a host path (`/etc/os-release`) into `root`, refusing relative paths
 /// and `..`, so that a path can never leave the tree.
-pub(crate) fn resolve(root: &std::path::Path, path: &str) -> Result<std::path::PathBuf, HostError> {
+pub fn resolve(root: &std::path::Path, path: &str) -> Result<std::path::PathBuf, HostError> {
     use std::path::{Component, Path};
     let relative = Path::new(path)
         .strip_prefix("/")
@@ -77,7 +76,7 @@ pub(crate) fn resolve(root: &std::path::Path, path: &str) -> Result<std::path::P
 }
 
 /// An I/O failure on a host path, with not-found told apart.
-pub(crate) fn io_error(path: &str, source: std::io::Error) -> HostError {
+pub fn io_error(path: &str, source: std::io::Error) -> HostError {
     match source.kind() {
         std::io::ErrorKind::NotFound => HostError::NotFound { path: path.into() },
         _ => HostError::Io {

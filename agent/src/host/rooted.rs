@@ -117,7 +117,7 @@ impl Host for RootedHost {
 }
 
 /// Space of the filesystem holding `full`; `path` names it in errors.
-pub(super) fn statvfs(full: &Path, path: &str) -> Result<FsUsage, HostError> {
+pub fn statvfs(full: &Path, path: &str) -> Result<FsUsage, HostError> {
     let stat =
         rustix::fs::statvfs(full).map_err(|errno| io_error(path, std::io::Error::from(errno)))?;
     Ok(FsUsage {
@@ -127,7 +127,7 @@ pub(super) fn statvfs(full: &Path, path: &str) -> Result<FsUsage, HostError> {
 }
 
 /// CPUs and memory of the machine this process runs on.
-pub(super) fn machine_hardware() -> Hardware {
+pub fn machine_hardware() -> Hardware {
     let Ok(mut system) = sysinfo::System::new() else {
         return Hardware::default();
     };

@@ -5,7 +5,7 @@
 //! when it starts again.
 
 mod execute;
-mod precheck;
+pub mod precheck;
 pub mod snapshot;
 pub mod step;
 mod verify;
@@ -299,6 +299,3 @@ pub fn recover(host: &dyn Host, running: &Running, migration: &Migration) -> Pha
         ),
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -6,7 +6,7 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use crate::host::{HostError, io_error};
+use mf_agent::host::{HostError, io_error};
 
 #[derive(Debug)]
 pub enum Tree {
@@ -20,7 +20,7 @@ impl Tree {
     }
 
     pub fn resolve(root: &Path, path: &str) -> Result<PathBuf, HostError> {
-        crate::host::resolve(root, path)
+        mf_agent::host::resolve(root, path)
     }
 
     fn lock(

@@ -3,16 +3,18 @@
 
 use std::collections::BTreeMap;
 
-use super::*;
-use crate::command::{MigrationTool, Step};
-use crate::facts;
-use crate::host::emulated::Failure;
-use crate::host::{EmulatedHost, SimHostSpec, SimProfile};
+use mf_agent::command::{MigrationTool, Phase, State, Step};
+use mf_agent::facts;
+use mf_agent::host::Host;
+use mf_agent::migration::{Migration, SnapshotSet, Stage};
+use mf_agent::phases::snapshot::{self, SnapshotConfig};
+use mf_agent::phases::{Context, Outcome, boot_id, run};
+use mf_sim::emulated::{Failure, Hook};
+use mf_sim::{EmulatedHost, SimHostSpec, SimProfile};
 
 fn host(profile: SimProfile, failures: &[Failure]) -> EmulatedHost {
     EmulatedHost::simulated_with_failures(&SimHostSpec::example(profile), failures)
 }
-use crate::migration::SnapshotSet;
 
 /// Runs the phases in order as the executor would, checking each is allowed.
 fn drive(host: &EmulatedHost, phases: &[Phase]) -> (Migration, Vec<Outcome>) {
@@ -217,7 +219,7 @@ fn a_snapshot_too_big_for_the_volume_group_changes_nothing() {
         outcome.detail
     );
     assert_eq!(result.migration, None);
-    let lvs = host.run(&crate::phases::snapshot::LVS).expect("lvs");
+    let lvs = host.run(&mf_agent::phases::snapshot::LVS).expect("lvs");
     assert!(!lvs.stdout.contains("_mf_"), "{}", lvs.stdout);
 }
 
@@ -252,7 +254,7 @@ fn without_snapshots_only_where_configured_and_then_no_rollback() {
 fn a_site_hook_snapshot_takes_reverts_and_tells_the_hook_who_and_what() {
     let spec = SimHostSpec {
         failures: vec![Failure::InitramfsFailure],
-        hook: Some(crate::host::emulated::Hook {
+        hook: Some(Hook {
             path: "/usr/local/sbin/vm-snapshot".into(),
             fail: Vec::new(),
         }),

@@ -1,10 +1,10 @@
-//! `mf-agent sim`: many simulated agents in one process. Each has its own key,
+//! `mf-sim fleet`: many simulated agents in one process. Each has its own key,
 //! certificate, TLS connection and simulated host, and runs the same enrollment
 //! and session code as the real daemon.
 
-mod fleet;
+mod plan;
 
-pub use fleet::{FleetSpec, HostPlan, plan_fleet};
+pub use plan::{FleetSpec, HostPlan, plan_fleet};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,10 +15,11 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info_span, warn};
 
-use crate::enroll::{self, EnrollParams};
-use crate::host::{EmulatedHost, Host};
-use crate::journal::Journal;
-use crate::session::{self, SessionConfig};
+use crate::emulated::EmulatedHost;
+use mf_agent::enroll::{self, EnrollParams};
+use mf_agent::host::Host;
+use mf_agent::journal::Journal;
+use mf_agent::session::{self, SessionConfig};
 
 /// How to reach the coordinator and how hard to press it.
 #[derive(Debug, Clone)]
@@ -130,7 +131,7 @@ pub fn start(plan: Vec<HostPlan>, config: SimConfig) -> Fleet {
 async fn enroll_with_retries(
     params: EnrollParams,
     shutdown: &CancellationToken,
-) -> Option<crate::identity::Identity> {
+) -> Option<mf_agent::identity::Identity> {
     const ATTEMPTS: u32 = 5;
     for attempt in 1..=ATTEMPTS {
         match enroll::enroll(params.clone()).await {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::scenario::{Package, Scenario, ScenarioFinding, Space};
-use crate::host::FsUsage;
+use mf_agent::host::FsUsage;
 
 /// The operating systems of a realistic fleet still to migrate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -221,7 +221,6 @@ pub struct SimHostSpec {
     pub hook: Option<super::scenario::Hook>,
 }
 
-#[cfg(test)]
 impl SimHostSpec {
     /// A plain host of `profile` for tests: room to spare everywhere, no
     /// findings, no failures, boot id `boot-0`.
@@ -239,7 +238,7 @@ impl SimHostSpec {
             cpus: 2,
             memory_bytes: 4 << 30,
             other_packages: 3,
-            filesystems: crate::facts::WATCHED_FILESYSTEMS
+            filesystems: mf_agent::facts::WATCHED_FILESYSTEMS
                 .iter()
                 .map(|p| (p.to_string(), fs))
                 .collect(),

@@ -7,9 +7,10 @@ use std::collections::BTreeMap;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::facts::WATCHED_FILESYSTEMS;
-use crate::host::emulated::ScenarioFinding;
-use crate::host::{FsUsage, SimHostSpec, SimProfile};
+use crate::emulated::ScenarioFinding;
+use crate::emulated::{SimHostSpec, SimProfile};
+use mf_agent::facts::WATCHED_FILESYSTEMS;
+use mf_agent::host::FsUsage;
 
 /// Shape of the fleet to plan.
 #[derive(Debug, Clone)]

@@ -200,7 +200,7 @@ mod tests {
 
     #[test]
     fn the_readme_example_is_a_valid_scenario() {
-        let readme = include_str!("../../../../README.md");
+        let readme = include_str!("../../../README.md");
         let block = readme
             .split("```toml\n")
             .nth(1)

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::facts;
+use mf_agent::facts;
 
 fn host(profile: SimProfile, failures: &[Failure]) -> EmulatedHost {
     EmulatedHost::simulated_with_failures(&SimHostSpec::example(profile), failures)
@@ -150,7 +150,7 @@ fn a_machine_that_never_returns_stays_down() {
 #[test]
 fn an_lvm_snapshot_and_a_boot_backup_roll_an_upgrade_back() {
     let host = host(SimProfile::Rhel79, &[]);
-    let vgs = run(&host, &crate::phases::snapshot::VGS);
+    let vgs = run(&host, &mf_agent::phases::snapshot::VGS);
     assert_eq!(vgs.stdout, format!("  rhel:{}\n", 12u64 << 30));
     for lv in ["root", "var"] {
         let out = run(
@@ -185,7 +185,7 @@ fn an_lvm_snapshot_and_a_boot_backup_roll_an_upgrade_back() {
         .status,
         0
     );
-    let lvs = run(&host, &crate::phases::snapshot::LVS);
+    let lvs = run(&host, &mf_agent::phases::snapshot::LVS);
     assert!(
         lvs.stdout
             .contains("  rhel:root_mf:2147483648:swi-a-s---:root\n"),
@@ -232,7 +232,7 @@ fn an_lvm_snapshot_and_a_boot_backup_roll_an_upgrade_back() {
             .any(|p| p.name == "leapp-upgrade-el7toel8"),
         "the rpm database on /var rolled back"
     );
-    let lvs = run(&host, &crate::phases::snapshot::LVS);
+    let lvs = run(&host, &mf_agent::phases::snapshot::LVS);
     assert!(
         !lvs.stdout.contains("_mf"),
         "merged snapshots are gone: {}",
@@ -247,7 +247,7 @@ fn an_overflowed_snapshot_is_invalid_and_cannot_be_merged() {
         &host,
         &["lvcreate", "-s", "-n", "root_mf", "-L", "1g", "rhel/root"],
     );
-    let lvs = run(&host, &crate::phases::snapshot::LVS);
+    let lvs = run(&host, &mf_agent::phases::snapshot::LVS);
     assert!(lvs.stdout.contains(":swi-I-s---:"), "{}", lvs.stdout);
     let merge = run(&host, &["lvconvert", "--merge", "rhel/root_mf"]);
     assert_eq!(merge.status, 5);

@@ -1,7 +1,7 @@
 //! An emulated EL host: a file tree plus emulations of the commands the agent
 //! runs (`rpm`, `convert2rhel`, `leapp`), answering with the real tools' argv
 //! handling, exit codes, console lines and report files. It backs
-//! `mf-agent sim` (in memory) and tests of the real daemon over a directory.
+//! `mf-sim fleet` (in memory) and `mf-sim run` over a directory, in the tests.
 
 mod boot;
 mod convert2rhel;
@@ -24,7 +24,7 @@ pub use scenario::{
 };
 use tree::Tree;
 
-use super::{CommandOutput, FsUsage, Hardware, Host, HostError, Reboot};
+use mf_agent::host::{CommandOutput, FsUsage, Hardware, Host, HostError, Reboot};
 
 #[derive(Debug)]
 pub struct EmulatedHost {
@@ -205,7 +205,7 @@ impl Host for EmulatedHost {
         }
         match &self.tree {
             Tree::Directory(root) => {
-                super::rooted::statvfs(&Tree::resolve(root, path).unwrap_or(root.clone()), path)
+                mf_agent::host::statvfs(&Tree::resolve(root, path).unwrap_or(root.clone()), path)
             }
             Tree::Memory(_) => Err(HostError::NotFound { path: path.into() }),
         }
@@ -232,7 +232,7 @@ impl Host for EmulatedHost {
 
     fn hardware(&self) -> Hardware {
         let real = match &self.tree {
-            Tree::Directory(_) => super::rooted::machine_hardware(),
+            Tree::Directory(_) => mf_agent::host::machine_hardware(),
             Tree::Memory(_) => Hardware::default(),
         };
         Hardware {
