@@ -16,3 +16,6 @@ pub mod phases;
 pub mod report;
 pub mod session;
 mod wire;
+
+#[cfg(test)]
+mod fixtures;

@@ -1,7 +1,7 @@
 //! Harness for end-to-end tests: runs the real `mf-coordinator`, `mf-agent` and
 //! `mfctl` binaries (built by `cargo build --workspace --bins`, which
 //! `scripts/test` does first) in a temporary workspace on loopback ports, and
-//! builds host roots from the real samples in `shared/fixtures/real`.
+//! builds host roots from the project's own fixtures in `tests/fixtures`.
 
 #![allow(clippy::unwrap_used)] // test harness: a failed setup step should stop the test loudly
 
@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-/// The real fixture files shipped beside the repository.
+/// A file of the project's own fixtures (`tests/fixtures/`).
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/fixtures/real")
+        .join("fixtures")
         .join(name)
 }
 
@@ -133,48 +133,35 @@ pub fn run(name: &str, args: &[&str], env: &[(&str, &str)]) -> Ran {
 /// The operating systems the fixtures describe.
 #[derive(Debug, Clone, Copy)]
 pub enum HostOs {
-    /// CentOS 7 os-release plus the real centos-release of 7.1.1503.
+    /// CentOS 7 os-release plus the centos-release of 7.1.1503.
     Centos7,
     /// RHEL 7.6 os-release (PRETTY_NAME is just "Red Hat Enterprise Linux").
     Rhel7,
     Rhel8,
-    /// The real CentOS 7 files with the release line of 7.9.2009, the last
-    /// CentOS 7 (the fixtures hold 7.1).
+    /// CentOS 7 with the release line of 7.9.2009, the last CentOS 7.
     Centos79,
-    /// The real RHEL 7.6 os-release with its version fields set to 7.9, the
-    /// release leapp upgrades from (the fixtures hold 7.0, 7.5 and 7.6).
+    /// RHEL 7.9, the release leapp upgrades from.
     Rhel79,
 }
 
 /// Builds a host root the agent reads with `--host-root`.
 pub fn host_root(dir: &Path, os: HostOs, hostname: &str, domain: &str) -> PathBuf {
-    let (os_release, extra, kernel): (&str, Option<(&str, &str)>, &str) = match os {
+    let (os_release, release, kernel): (&str, Option<(&str, &str)>, &str) = match os {
         HostOs::Centos7 => (
-            "os-release__centos-7__which-distro.txt",
-            Some((
-                "etc/centos-release",
-                "centos-release__centos-7.1__python-distro-tests.txt",
-            )),
+            "os-release/centos-7",
+            Some(("etc/centos-release", "release/centos-release-7.1")),
             "3.10.0-229.el7.x86_64",
         ),
-        HostOs::Rhel7 => (
-            "os-release__rhel-7.6__oamg-leapp-repository-test.txt",
-            None,
-            "3.10.0-957.el7.x86_64",
-        ),
-        HostOs::Rhel8 => (
-            "os-release__rhel-8.10__which-distro.txt",
-            None,
-            "4.18.0-553.el8_10.x86_64",
-        ),
+        HostOs::Rhel7 => ("os-release/rhel-7.6", None, "3.10.0-957.el7.x86_64"),
+        HostOs::Rhel8 => ("os-release/rhel-8.10", None, "4.18.0-553.el8_10.x86_64"),
         HostOs::Centos79 => (
-            "os-release__centos-7__which-distro.txt",
-            None,
+            "os-release/centos-7",
+            Some(("etc/centos-release", "release/centos-release-7.9")),
             "3.10.0-1160.119.1.el7.x86_64",
         ),
         HostOs::Rhel79 => (
-            "os-release__rhel-7.6__oamg-leapp-repository-test.txt",
-            None,
+            "os-release/rhel-7.9",
+            Some(("etc/redhat-release", "release/redhat-release-7.9")),
             "3.10.0-1160.125.1.el7.x86_64",
         ),
     };
@@ -183,27 +170,12 @@ pub fn host_root(dir: &Path, os: HostOs, hostname: &str, domain: &str) -> PathBu
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, content).unwrap();
     };
-    let os_release_text = std::fs::read_to_string(fixture(os_release)).unwrap();
-    match os {
-        HostOs::Rhel79 => write(
-            "etc/os-release",
-            os_release_text.replace("7.6", "7.9").as_bytes(),
-        ),
-        _ => write("etc/os-release", os_release_text.as_bytes()),
-    }
-    if let Some((rel, name)) = extra {
+    write(
+        "etc/os-release",
+        &std::fs::read(fixture(os_release)).unwrap(),
+    );
+    if let Some((rel, name)) = release {
         write(rel, &std::fs::read(fixture(name)).unwrap());
-    }
-    match os {
-        HostOs::Centos79 => write(
-            "etc/centos-release",
-            b"CentOS Linux release 7.9.2009 (Core)\n",
-        ),
-        HostOs::Rhel79 => write(
-            "etc/redhat-release",
-            b"Red Hat Enterprise Linux Server release 7.9 (Maipo)\n",
-        ),
-        _ => {}
     }
     write("etc/hostname", format!("{hostname}\n").as_bytes());
     write(

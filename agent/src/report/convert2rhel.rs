@@ -216,6 +216,28 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn an_unregistered_host_blocks_on_its_subscription_and_the_skips_after_it() {
+        let findings =
+            parse(&crate::fixtures::own("convert2rhel/pre-conversion.json")).expect("parses");
+        let keys: Vec<(&str, bool)> = findings
+            .iter()
+            .map(|f| (f.key.as_str(), f.blocking))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("ENSURE_KERNEL_MODULES_COMPATIBILITY::SKIP", true),
+                ("IS_LOADED_KERNEL_LATEST::INVALID_KERNEL_VERSION", true),
+                ("LIST_THIRD_PARTY_PACKAGES::SKIP", true),
+                ("PACKAGE_UPDATES::OUT_OF_DATE_PACKAGES", false),
+                ("SUBSCRIBE_SYSTEM::SYSTEM_NOT_REGISTERED", true),
+            ]
+        );
+        let outdated = &findings[3];
+        assert_eq!(outdated.summary, "The system has 4 package(s) not updated.");
+    }
+
+    #[test]
     fn malformed_reports_are_clear_errors() {
         for (bad, expected) in [
             (

@@ -1,28 +1,44 @@
-//! Mutation fuzzing of both parsers: every real report and a synthetic one,
-//! truncated, with bytes flipped, inserted and deleted by a seeded generator.
-//! Whatever comes in, the parsers return a value or a clear error; never panic.
+//! Mutation fuzzing of both parsers, each with valid reports of its own kind
+//! (the project's fixtures, and the real samples when present): bytes flipped,
+//! inserted, deleted and truncated, and JSON fields changed, by a seeded
+//! generator. The unmutated reports must parse; a mutant either parses into
+//! findings that keep the parser's invariants or is refused with a JSON or
+//! validation error; some mutants must still parse, or the fuzz tests nothing.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::{parse_convert2rhel, parse_leapp};
+use super::{Finding, MAX_REPORT_BYTES, ReportError, parse_convert2rhel, parse_leapp};
+use crate::fixtures;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/real");
-const CASES_PER_INPUT: usize = 3000;
+const CASES_PER_INPUT: usize = 2000;
 
-fn inputs() -> Vec<Vec<u8>> {
-    let mut inputs: Vec<Vec<u8>> = std::fs::read_dir(FIXTURES)
-        .expect("fixtures")
-        .filter_map(Result::ok)
-        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-        .map(|e| std::fs::read(e.path()).expect("fixture"))
-        .collect();
-    inputs.push(super::convert2rhel::tests::SAMPLE.as_bytes().to_vec());
-    assert!(inputs.len() >= 8, "expected the real reports and schemas");
+type Parser = fn(&[u8]) -> Result<Vec<Finding>, ReportError>;
+
+fn leapp_inputs() -> Vec<Vec<u8>> {
+    let mut inputs = vec![
+        fixtures::own("leapp/report-1.1.0.json"),
+        fixtures::own("leapp/report-1.2.0.json"),
+    ];
+    if let Some(real) = fixtures::real_samples("fuzz: leapp") {
+        for name in [
+            "leapp-report__foreman_leapp__report_samples__schema-1.1.0.json",
+            "leapp-report__oamg-leapp__tests-stable-key__schema-1.1.0.json",
+        ] {
+            inputs.push(std::fs::read(real.join(name)).expect("real sample"));
+        }
+    }
     inputs
 }
 
-fn mutate(rng: &mut StdRng, input: &[u8]) -> Vec<u8> {
+fn convert2rhel_inputs() -> Vec<Vec<u8>> {
+    vec![
+        fixtures::own("convert2rhel/pre-conversion.json"),
+        super::convert2rhel::tests::SAMPLE.as_bytes().to_vec(),
+    ]
+}
+
+fn mutate_bytes(rng: &mut StdRng, input: &[u8]) -> Vec<u8> {
     let mut bytes = input.to_vec();
     for _ in 0..rng.gen_range(1..8) {
         if bytes.is_empty() {
@@ -45,26 +61,152 @@ fn mutate(rng: &mut StdRng, input: &[u8]) -> Vec<u8> {
     bytes
 }
 
-#[test]
-fn mutated_reports_never_panic_either_parser() {
-    let mut rng = StdRng::seed_from_u64(0x5eed);
-    let mut errors = 0usize;
-    let mut total = 0usize;
-    for input in inputs() {
-        for _ in 0..CASES_PER_INPUT {
-            let mutated = mutate(&mut rng, &input);
-            for result in [
-                parse_leapp(&mutated).map(|_| ()),
-                parse_convert2rhel(&mutated).map(|_| ()),
-            ] {
-                total += 1;
-                if let Err(e) = result {
-                    errors += 1;
-                    assert!(!e.to_string().is_empty());
-                }
+/// Changes one value somewhere in the document: a string replaced, a value
+/// set to null, a number or another type, or a key removed.
+fn mutate_fields(rng: &mut StdRng, input: &[u8]) -> Vec<u8> {
+    use serde_json::Value;
+    let mut doc: Value = serde_json::from_slice(input).expect("a valid input");
+    let mut slots = Vec::new();
+    collect_paths(&doc, &mut Vec::new(), &mut slots);
+    let path = &slots[rng.gen_range(0..slots.len())];
+    let (last, parent) = path.split_last().expect("non-empty path");
+    let mut node = &mut doc;
+    for step in parent {
+        node = match step {
+            Step::Key(k) => &mut node[k.as_str()],
+            Step::Index(i) => &mut node[*i],
+        };
+    }
+    let replacement = match rng.gen_range(0..6) {
+        0 => Value::Null,
+        1 => Value::from(rng.gen_range(-5..5)),
+        2 => Value::from(["", "high", "inhibitor", "ERROR", "SKIP", "{{x}}"][rng.gen_range(0..6)]),
+        3 => Value::Array(Vec::new()),
+        4 => Value::Object(serde_json::Map::new()),
+        _ => Value::Bool(rng.r#gen()),
+    };
+    match (last, node) {
+        (Step::Key(k), Value::Object(map)) if rng.gen_bool(0.3) => {
+            map.remove(k);
+        }
+        (Step::Key(k), node) => node[k.as_str()] = replacement,
+        (Step::Index(i), node) => node[*i] = replacement,
+    }
+    serde_json::to_vec(&doc).expect("serialises")
+}
+
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+fn collect_paths(value: &serde_json::Value, at: &mut Vec<Step>, out: &mut Vec<Vec<Step>>) {
+    let copy = |at: &Vec<Step>| {
+        at.iter()
+            .map(|s| match s {
+                Step::Key(k) => Step::Key(k.clone()),
+                Step::Index(i) => Step::Index(*i),
+            })
+            .collect::<Vec<_>>()
+    };
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                at.push(Step::Key(k.clone()));
+                out.push(copy(at));
+                collect_paths(v, at, out);
+                at.pop();
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                at.push(Step::Index(i));
+                out.push(copy(at));
+                collect_paths(v, at, out);
+                at.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+/// What every parse result must satisfy, whatever the input.
+fn check(result: Result<Vec<Finding>, ReportError>) -> bool {
+    match result {
+        Ok(findings) => {
+            for f in &findings {
+                assert!(!f.key.is_empty(), "a finding without a key: {f:?}");
+                assert!(f.remediations.len() <= 64, "remediations unbounded: {f:?}");
+            }
+            true
+        }
+        Err(ReportError::Json(e)) => {
+            assert!(e.line() >= 1, "a JSON error names its place: {e}");
+            false
+        }
+        Err(ReportError::Invalid(reason)) => {
+            assert!(!reason.trim().is_empty(), "an invalid report says why");
+            false
+        }
+        Err(ReportError::TooLarge) => panic!("a small input reported as too large"),
+    }
+}
+
+fn fuzz(name: &str, parse: Parser, inputs: Vec<Vec<u8>>, seed: u64) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (mut parsed, mut total) = (0usize, 0usize);
+    for input in inputs {
+        assert!(
+            parse(&input).is_ok_and(|f| !f.is_empty()),
+            "{name}: an unmutated input must parse into findings"
+        );
+        for case in 0..CASES_PER_INPUT {
+            let mutated = if case % 2 == 0 {
+                mutate_bytes(&mut rng, &input)
+            } else {
+                mutate_fields(&mut rng, &input)
+            };
+            total += 1;
+            if check(parse(&mutated)) {
+                parsed += 1;
             }
         }
     }
-    // Most mutations must be caught: a parser that accepts everything is broken too.
-    assert!(errors * 10 > total * 9, "{errors} errors of {total}");
+    eprintln!("{name}: {parsed} of {total} mutants parsed");
+    // A parser that accepts everything is broken, and so is a fuzz whose
+    // every mutant fails before reaching the parser's own checks.
+    assert!(
+        parsed * 10 < total * 9,
+        "{name}: {parsed} of {total} parsed"
+    );
+    assert!(
+        parsed * 50 > total,
+        "{name}: only {parsed} of {total} parsed"
+    );
+}
+
+#[test]
+fn mutated_leapp_reports_parse_or_are_refused_clearly() {
+    fuzz("leapp", parse_leapp, leapp_inputs(), 0x5eed);
+}
+
+#[test]
+fn mutated_convert2rhel_reports_parse_or_are_refused_clearly() {
+    fuzz(
+        "convert2rhel",
+        parse_convert2rhel,
+        convert2rhel_inputs(),
+        0xc2a,
+    );
+}
+
+#[test]
+fn reports_over_the_size_limit_are_refused_before_parsing() {
+    let mut big = fixtures::own("leapp/report-1.1.0.json");
+    big.resize(MAX_REPORT_BYTES + 1, b' ');
+    for parse in [parse_leapp as Parser, parse_convert2rhel] {
+        assert!(matches!(parse(&big), Err(ReportError::TooLarge)));
+    }
+    big.truncate(MAX_REPORT_BYTES);
+    assert!(parse_leapp(&big).is_ok(), "the limit itself is allowed");
 }

@@ -106,52 +106,84 @@ fn finding(entry: Entry) -> Result<Finding, ReportError> {
 mod tests {
     use super::*;
 
-    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/real");
+    use crate::fixtures;
 
-    fn fixture(name: &str) -> Vec<u8> {
-        std::fs::read(format!("{FIXTURES}/{name}")).expect("fixture")
+    #[test]
+    fn a_schema_1_1_report_blocks_on_inhibitors_only() {
+        let findings = parse(&fixtures::own("leapp/report-1.1.0.json")).expect("parses");
+        assert_eq!(findings.len(), 9);
+        let blocking: Vec<&str> = findings
+            .iter()
+            .filter(|f| f.blocking)
+            .map(|f| f.title.as_str())
+            .collect();
+        assert_eq!(blocking.len(), 3, "{blocking:?}");
+        assert!(blocking.contains(&"Missing required answers in the answer file"));
+        assert!(findings.iter().all(|f| f.key.len() == 40));
+        // A "failure" flag alone does not block in schema 1.1.0.
+        let excluded = findings
+            .iter()
+            .find(|f| f.title == "Excluded target system repositories")
+            .expect("entry");
+        assert!(!excluded.blocking);
+        assert_eq!(excluded.severity, Severity::Info);
+        assert!(
+            matches!(excluded.remediations.as_slice(), [Remediation::Hint(h)] if h.contains("--enablerepo"))
+        );
+        let answers = &findings[0];
+        assert_eq!(
+            answers.remediations[1],
+            Remediation::Command(vec![
+                "leapp".into(),
+                "answer".into(),
+                "--section".into(),
+                "remove_pam_pkcs11_module_check.confirm=True".into()
+            ])
+        );
     }
 
     #[test]
-    fn the_foreman_sample_has_its_four_inhibitors() {
-        let findings = parse(&fixture(
-            "leapp-report__foreman_leapp__report_samples__schema-1.1.0.json",
-        ))
-        .expect("parses");
-        assert_eq!(findings.len(), 15);
+    fn a_schema_1_2_report_blocks_on_inhibitors_and_errors() {
+        let findings = parse(&fixtures::own("leapp/report-1.2.0.json")).expect("parses");
+        assert_eq!(findings.len(), 10);
         let blocking: Vec<&str> = findings
             .iter()
             .filter(|f| f.blocking)
             .map(|f| f.title.as_str())
             .collect();
         assert_eq!(blocking.len(), 4, "{blocking:?}");
-        assert!(blocking.contains(&"Missing required answers in the answer file"));
-        // A "failure" flag alone does not block in schema 1.1.0.
+        assert!(blocking.contains(&"Unable to collect the list of installed RPM packages"));
+        let python = findings.last().expect("entries");
+        assert!(python.title.starts_with("Difference in Python"));
+        assert!(!python.blocking, "an entry without groups is not blocking");
+    }
+
+    #[test]
+    fn the_real_leapp_samples_parse_as_published() {
+        let Some(real) = fixtures::real_samples("the_real_leapp_samples_parse_as_published") else {
+            return;
+        };
+        let read = |name: &str| std::fs::read(real.join(name)).expect("real sample");
+        let findings = parse(&read(
+            "leapp-report__foreman_leapp__report_samples__schema-1.1.0.json",
+        ))
+        .expect("parses");
+        assert_eq!(findings.len(), 15);
+        assert_eq!(findings.iter().filter(|f| f.blocking).count(), 4);
         let excluded = findings
             .iter()
             .find(|f| f.title == "Excluded RHEL 8 repositories")
             .expect("entry");
         assert!(!excluded.blocking);
         assert_eq!(excluded.key, "a12013a95a6d305adc9f4f675186f89760af1a7e");
-        assert!(
-            matches!(excluded.remediations.as_slice(), [Remediation::Hint(h)] if h.contains("--enablerepo"))
-        );
-    }
 
-    #[test]
-    fn the_stable_key_sample_parses_with_keys_and_commands() {
-        let findings = parse(&fixture(
+        let findings = parse(&read(
             "leapp-report__oamg-leapp__tests-stable-key__schema-1.1.0.json",
         ))
         .expect("parses");
         assert_eq!(findings.len(), 12);
         assert_eq!(findings.iter().filter(|f| f.blocking).count(), 2);
         assert!(findings.iter().all(|f| f.key.len() == 40));
-        let python = findings
-            .iter()
-            .find(|f| f.title.starts_with("Difference in Python"))
-            .expect("entry");
-        assert_eq!(python.severity, Severity::High);
     }
 
     #[test]
