@@ -4,36 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::report::Finding;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MigrationTool {
-    Convert2rhel,
-    Leapp,
-}
-
-impl std::fmt::Display for MigrationTool {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            MigrationTool::Convert2rhel => "convert2rhel",
-            MigrationTool::Leapp => "leapp",
-        })
-    }
-}
-
-/// One migration step: a tool run and the RHEL version it lands on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Step {
-    pub tool: MigrationTool,
-    pub target_version: String,
-}
-
-impl std::fmt::Display for Step {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} to {}", self.tool, self.target_version)
-    }
-}
+pub use mf_core::finding::Finding;
+/// One run of one tool and the RHEL release it lands on: the core's type, the
+/// same one the coordinator plans with.
+pub use mf_core::path::{Step, Tool};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "phase", rename_all = "lowercase")]

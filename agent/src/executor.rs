@@ -315,7 +315,7 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::{MigrationTool, Phase, Step};
+    use crate::command::{Phase, Step, Tool};
     use crate::host::RootedHost;
 
     fn command(id: &str, host: &str, sequence: u64, expires_in_ms: i64, phase: Phase) -> Command {
@@ -330,8 +330,8 @@ mod tests {
 
     fn precheck() -> Phase {
         Phase::Precheck(Step {
-            tool: MigrationTool::Leapp,
-            target_version: "8.10".into(),
+            tool: Tool::Leapp,
+            to: mf_core::path::Target::from_version("8.10").expect("supported"),
         })
     }
 

@@ -268,7 +268,7 @@ impl Journal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::{MigrationTool, State, Step};
+    use crate::command::{State, Step, Tool};
     use crate::migration::Stage;
 
     fn command(id: &str, sequence: u64) -> Command {
@@ -278,8 +278,8 @@ mod tests {
             sequence,
             expires_unix_ms: i64::MAX,
             phase: Phase::Precheck(Step {
-                tool: MigrationTool::Leapp,
-                target_version: "8.10".into(),
+                tool: Tool::Leapp,
+                to: mf_core::path::Target::from_version("8.10").expect("supported"),
             }),
         }
     }

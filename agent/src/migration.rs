@@ -113,12 +113,12 @@ fn stage_text(stage: Stage) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::MigrationTool;
+    use crate::command::Tool;
 
     fn step() -> Step {
         Step {
-            tool: MigrationTool::Leapp,
-            target_version: "8.10".into(),
+            tool: Tool::Leapp,
+            to: mf_core::path::Target::from_version("8.10").expect("supported"),
         }
     }
 
@@ -182,8 +182,8 @@ mod tests {
                 .contains("without snapshots")
         );
         let other = Step {
-            tool: MigrationTool::Leapp,
-            target_version: "9.6".into(),
+            tool: Tool::Leapp,
+            to: mf_core::path::Target::from_version("9.6").expect("supported"),
         };
         assert!(
             at(Stage::Rebooted)

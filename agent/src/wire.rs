@@ -46,22 +46,29 @@ impl From<&Facts> for pb::Facts {
     }
 }
 
-use crate::command::{Command, MigrationTool, Phase, State, Step, Update};
+use crate::command::{Command, Phase, State, Step, Tool, Update};
 use crate::report::{Finding, Remediation, Severity, Source};
+use mf_core::path::Target;
 
 /// Why a command from the wire is not a command the agent knows.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("malformed command: {0}")]
-pub struct MalformedCommand(pub &'static str);
+pub struct MalformedCommand(pub String);
+
+impl MalformedCommand {
+    fn new(reason: &str) -> Self {
+        MalformedCommand(reason.to_string())
+    }
+}
 
 impl TryFrom<pb::Command> for Command {
     type Error = MalformedCommand;
 
     fn try_from(wire: pb::Command) -> Result<Self, MalformedCommand> {
         if wire.command_id.is_empty() || wire.command_id.len() > 128 {
-            return Err(MalformedCommand("the command id must be 1-128 bytes"));
+            return Err(MalformedCommand::new("the command id must be 1-128 bytes"));
         }
-        let phase = match wire.phase.ok_or(MalformedCommand("no phase"))? {
+        let phase = match wire.phase.ok_or(MalformedCommand::new("no phase"))? {
             pb::command::Phase::Precheck(p) => Phase::Precheck(step(p.tool, p.target_version)?),
             pb::command::Phase::Snapshot(s) => Phase::Snapshot {
                 job_id: valid_job_id(s.job_id)?,
@@ -85,11 +92,12 @@ impl TryFrom<pb::Command> for Command {
 fn step(tool: i32, target_version: String) -> Result<Step, MalformedCommand> {
     Ok(Step {
         tool: match pb::MigrationTool::try_from(tool) {
-            Ok(pb::MigrationTool::Convert2rhel) => MigrationTool::Convert2rhel,
-            Ok(pb::MigrationTool::Leapp) => MigrationTool::Leapp,
-            _ => return Err(MalformedCommand("unknown migration tool")),
+            Ok(pb::MigrationTool::Convert2rhel) => Tool::Convert2rhel,
+            Ok(pb::MigrationTool::Leapp) => Tool::Leapp,
+            _ => return Err(MalformedCommand::new("unknown migration tool")),
         },
-        target_version: valid_version(target_version)?,
+        // Digits only (it ends up on a command line) and a target this agent knows.
+        to: Target::from_version(&target_version).map_err(|e| MalformedCommand(e.to_string()))?,
     })
 }
 
@@ -103,26 +111,14 @@ fn valid_job_id(job_id: String) -> Result<String, MalformedCommand> {
     if ok {
         Ok(job_id)
     } else {
-        Err(MalformedCommand("the job id must be 1-64 of [A-Za-z0-9_-]"))
+        Err(MalformedCommand::new(
+            "the job id must be 1-64 of [A-Za-z0-9_-]",
+        ))
     }
 }
 
-/// `MAJOR.MINOR`, digits only: it ends up in a command line.
-fn valid_version(version: String) -> Result<String, MalformedCommand> {
-    let ok = version.split_once('.').is_some_and(|(a, b)| {
-        [a, b]
-            .iter()
-            .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|c| c.is_ascii_digit()))
-    });
-    if ok {
-        Ok(version)
-    } else {
-        Err(MalformedCommand("the target version must be MAJOR.MINOR"))
-    }
-}
-
-impl From<&Finding> for pb::Finding {
-    fn from(f: &Finding) -> Self {
+fn finding_to_wire(f: &Finding) -> pb::Finding {
+    {
         pb::Finding {
             source: match f.source {
                 Source::Convert2rhel => "convert2rhel",
@@ -172,7 +168,7 @@ impl From<&Update> for pb::CommandUpdate {
             }
             .into(),
             detail: u.detail.clone(),
-            findings: u.findings.iter().map(Into::into).collect(),
+            findings: u.findings.iter().map(finding_to_wire).collect(),
             finished_unix_ms: u.finished_unix_ms,
         }
     }
@@ -199,12 +195,13 @@ mod tests {
         no_phase.phase = None;
         assert_eq!(
             Command::try_from(no_phase),
-            Err(MalformedCommand("no phase"))
+            Err(MalformedCommand::new("no phase"))
         );
         for (tool, version, expected) in [
             (0, "8.10", "unknown migration tool"),
-            (2, "8.10; rm -rf /", "MAJOR.MINOR"),
-            (2, "--reboot", "MAJOR.MINOR"),
+            (2, "8.10; rm -rf /", "is not a target"),
+            (2, "--reboot", "is not a target"),
+            (2, "9.5", "not a supported target"),
         ] {
             let mut bad = good.clone();
             bad.phase = Some(pb::command::Phase::Precheck(pb::Precheck {

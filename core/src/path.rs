@@ -38,6 +38,19 @@ impl Target {
     pub fn version(&self) -> String {
         format!("{}.{}", self.major, self.minor)
     }
+
+    /// A target as the agent receives it, `MAJOR.MINOR` (no prefix): digits
+    /// only, because it ends up on a command line, and supported.
+    pub fn from_version(version: &str) -> Result<Target, PathError> {
+        let bad = || PathError::BadTarget(version.to_string());
+        let (major, minor) = version.split_once('.').ok_or_else(bad)?;
+        let digits =
+            |p: &str| !p.is_empty() && p.len() <= 3 && p.bytes().all(|c| c.is_ascii_digit());
+        if !digits(major) || !digits(minor) {
+            return Err(bad());
+        }
+        format!("rhel-{version}").parse()
+    }
 }
 
 /// The RHEL releases a migration can end on, and how leapp reaches them.
@@ -183,6 +196,22 @@ pub fn plan(os_id: &str, version: &str, target: Target) -> Result<Vec<Step>, Pat
     Ok(steps)
 }
 
+/// Whether `step` is the next tool run for a host running `os_id` `version`:
+/// the agent checks every step it is asked for against the same table the
+/// coordinator plans with, whatever the coordinator sent.
+pub fn check_step(os_id: &str, version: &str, step: Step) -> Result<(), PathError> {
+    let steps = plan(os_id, version, step.to)?;
+    if steps.first() == Some(&step) && steps.len() == 1 {
+        return Ok(());
+    }
+    let path: Vec<String> = steps.iter().map(ToString::to_string).collect();
+    Err(PathError::Impossible(format!(
+        "{step} is not one run from {os_id} {version}: the path to {} is {}",
+        step.to,
+        path.join(", then ")
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,6 +285,80 @@ mod tests {
         err("rocky", "8.10", "rhel-7.9", "no downgrade");
         err("ubuntu", "22.04", "rhel-9.6", "no supported path");
         err("rhel", "9.4", "rhel-9.6", "no path from RHEL 9.4");
+    }
+
+    #[test]
+    fn a_step_is_allowed_only_as_the_next_single_run() {
+        let step = |tool, to: &str| Step {
+            tool,
+            to: Target::from_version(to).expect("version"),
+        };
+        use Tool::{Convert2rhel as C, Leapp as L};
+        let cases = [
+            ("centos", "7.9", step(C, "7.9"), None),
+            ("ol", "7.9", step(C, "7.9"), None),
+            ("rocky", "8.10", step(C, "8.10"), None),
+            ("rhel", "7.9", step(L, "8.10"), None),
+            ("rhel", "8.10", step(L, "9.6"), None),
+            (
+                "almalinux",
+                "8.4",
+                step(C, "8.10"),
+                Some("no supported path"),
+            ),
+            ("centos", "7.6", step(C, "7.9"), Some("updated to 7.9")),
+            (
+                "centos",
+                "7.9",
+                step(C, "8.10"),
+                Some("the path to rhel-8.10 is convert2rhel to 7.9, then leapp to 8.10"),
+            ),
+            ("rhel", "7.9", step(C, "7.9"), Some("already runs RHEL")),
+            (
+                "rhel",
+                "7.9",
+                step(L, "9.6"),
+                Some("is not one run from rhel 7.9"),
+            ),
+            ("rhel", "8.8", step(L, "9.4"), Some("updated to 8.10")),
+            (
+                "centos",
+                "7.9",
+                step(L, "8.10"),
+                Some("leapp to 8.10 is not one run"),
+            ),
+        ];
+        for (id, version, step, error) in cases {
+            let result = check_step(id, version, step).map_err(|e| e.to_string());
+            match error {
+                None => assert_eq!(result, Ok(()), "{id} {version} {step}"),
+                Some(text) => {
+                    let message = result.expect_err(text);
+                    assert!(message.contains(text), "{id} {version} {step}: {message}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_target_version_is_digits_and_supported() {
+        assert_eq!(
+            Target::from_version("8.10"),
+            Ok(Target {
+                major: 8,
+                minor: 10
+            })
+        );
+        for bad in ["8", "8.10; rm -rf /", "rhel-8.10", "8.x", "", "1234.1"] {
+            assert!(
+                matches!(Target::from_version(bad), Err(PathError::BadTarget(_))),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            Target::from_version("9.5"),
+            Err(PathError::UnsupportedTarget(_))
+        ));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use mf_agent::command::{MigrationTool, Phase, State, Step};
+use mf_agent::command::{Phase, State, Step, Tool};
 use mf_agent::facts;
 use mf_agent::host::Host;
 use mf_agent::migration::{Migration, SnapshotSet, Stage};
@@ -42,8 +42,8 @@ fn drive(host: &EmulatedHost, phases: &[Phase]) -> (Migration, Vec<Outcome>) {
 
 fn leapp(target: &str) -> Step {
     Step {
-        tool: MigrationTool::Leapp,
-        target_version: target.into(),
+        tool: Tool::Leapp,
+        to: mf_core::path::Target::from_version(target).expect("supported"),
     }
 }
 
@@ -136,8 +136,8 @@ fn an_initramfs_failure_fails_verification_and_rolls_back_to_the_original_os() {
 fn a_conversion_goes_through_and_verifies() {
     let host = host(SimProfile::Centos79, &[]);
     let convert = Step {
-        tool: MigrationTool::Convert2rhel,
-        target_version: "7.9".into(),
+        tool: Tool::Convert2rhel,
+        to: mf_core::path::Target::from_version("7.9").expect("supported"),
     };
     let (_, outcomes) = drive(
         &host,
@@ -159,8 +159,8 @@ fn a_conversion_goes_through_and_verifies() {
 fn a_conversion_failing_after_the_point_of_no_return_asks_for_a_rollback() {
     let host = host(SimProfile::Centos79, &[Failure::ConversionAfterPonr]);
     let convert = Step {
-        tool: MigrationTool::Convert2rhel,
-        target_version: "7.9".into(),
+        tool: Tool::Convert2rhel,
+        to: mf_core::path::Target::from_version("7.9").expect("supported"),
     };
     let (migration, outcomes) = drive(
         &host,

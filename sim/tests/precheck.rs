@@ -1,6 +1,6 @@
 //! The agent's pre-check phase over emulated hosts: its own checks, then the
 //! tool's pre-check, whose report (not its exit code) decides.
-use mf_agent::command::{MigrationTool, State};
+use mf_agent::command::{State, Step, Tool};
 use mf_agent::host::Host;
 use mf_agent::phases::precheck::run;
 use mf_agent::phases::snapshot::{Provider, SnapshotConfig};
@@ -8,6 +8,13 @@ use mf_sim::emulated::{Failure, Scenario, ScenarioFinding};
 use mf_sim::{EmulatedHost, SimHostSpec, SimProfile};
 
 const MIB: u64 = 1024 * 1024;
+
+fn step(tool: Tool, to: &str) -> Step {
+    Step {
+        tool,
+        to: mf_core::path::Target::from_version(to).expect("supported"),
+    }
+}
 
 fn spec(profile: SimProfile, findings: Vec<ScenarioFinding>) -> SimHostSpec {
     SimHostSpec {
@@ -30,12 +37,7 @@ fn finding(key: &str, blocking: bool) -> ScenarioFinding {
 #[test]
 fn a_clean_rhel7_host_is_ready_for_leapp() {
     let host = EmulatedHost::simulated(&spec(SimProfile::Rhel79, vec![finding("k-info", false)]));
-    let outcome = run(
-        &host,
-        MigrationTool::Leapp,
-        "8.10",
-        &SnapshotConfig::default(),
-    );
+    let outcome = run(&host, step(Tool::Leapp, "8.10"), &SnapshotConfig::default());
     assert_eq!(outcome.state, State::Succeeded, "{outcome:?}");
     assert!(outcome.findings.iter().all(|f| !f.blocking), "{outcome:?}");
     assert_eq!(outcome.findings[0].key, "k-info");
@@ -54,12 +56,7 @@ fn a_clean_rhel7_host_is_ready_for_leapp() {
 #[test]
 fn leapp_inhibitors_block_and_exit_1_is_not_a_failure() {
     let host = EmulatedHost::simulated(&spec(SimProfile::Rhel79, vec![finding("d35f", true)]));
-    let outcome = run(
-        &host,
-        MigrationTool::Leapp,
-        "8.10",
-        &SnapshotConfig::default(),
-    );
+    let outcome = run(&host, step(Tool::Leapp, "8.10"), &SnapshotConfig::default());
     assert_eq!(outcome.state, State::Succeeded);
     assert!(outcome.detail.contains("exited 1"), "{}", outcome.detail);
     assert!(
@@ -85,8 +82,7 @@ fn convert2rhel_before_2_1_exits_0_with_inhibitors_and_the_report_still_blocks()
     assert_eq!(tool.map(|p| p.version.as_str()), Some("2.0.0"));
     let outcome = run(
         &host,
-        MigrationTool::Convert2rhel,
-        "7.9",
+        step(Tool::Convert2rhel, "7.9"),
         &SnapshotConfig::default(),
     );
     assert!(outcome.detail.contains("exited 0"), "{}", outcome.detail);
@@ -107,8 +103,7 @@ fn convert2rhel_before_2_1_exits_0_with_inhibitors_and_the_report_still_blocks()
     ));
     let outcome = run(
         &host,
-        MigrationTool::Convert2rhel,
-        "7.9",
+        step(Tool::Convert2rhel, "7.9"),
         &SnapshotConfig::default(),
     );
     assert!(outcome.detail.contains("exited 2"), "{}", outcome.detail);
@@ -123,8 +118,7 @@ fn a_crashing_analysis_fails_with_the_reason() {
     let (_dir, host) = with_scenario(&spec(SimProfile::Centos79, vec![]), scenario);
     let outcome = run(
         &host,
-        MigrationTool::Convert2rhel,
-        "7.9",
+        step(Tool::Convert2rhel, "7.9"),
         &SnapshotConfig::default(),
     );
     assert_eq!(outcome.state, State::Failed);
@@ -154,12 +148,7 @@ fn the_agent_s_own_checks_block_before_the_tool_runs() {
         .expect("/var")
         .free_bytes = 512 * MIB;
     let (_dir, host) = with_scenario(&spec(SimProfile::Rhel79, vec![]), scenario);
-    let outcome = run(
-        &host,
-        MigrationTool::Leapp,
-        "8.10",
-        &SnapshotConfig::default(),
-    );
+    let outcome = run(&host, step(Tool::Leapp, "8.10"), &SnapshotConfig::default());
     assert_eq!(outcome.state, State::Succeeded);
     let keys: Vec<&str> = outcome.findings.iter().map(|f| f.key.as_str()).collect();
     assert_eq!(keys, ["agent::tool-missing", "agent::space-var"]);
@@ -176,12 +165,7 @@ fn the_snapshot_must_fit_before_anything_is_changed() {
         .clone();
     scenario.lvm.free_bytes = 1 << 30;
     let (_dir, host) = with_scenario(&spec(SimProfile::Rhel79, vec![]), scenario);
-    let outcome = run(
-        &host,
-        MigrationTool::Leapp,
-        "8.10",
-        &SnapshotConfig::default(),
-    );
+    let outcome = run(&host, step(Tool::Leapp, "8.10"), &SnapshotConfig::default());
     let finding = outcome
         .findings
         .iter()
@@ -201,7 +185,7 @@ fn the_snapshot_must_fit_before_anything_is_changed() {
         ..SnapshotConfig::default()
     };
     let host = EmulatedHost::simulated(&spec(SimProfile::Rhel79, vec![]));
-    let outcome = run(&host, MigrationTool::Leapp, "8.10", &none);
+    let outcome = run(&host, step(Tool::Leapp, "8.10"), &none);
     let warning = outcome
         .findings
         .iter()
@@ -213,14 +197,13 @@ fn the_snapshot_must_fit_before_anything_is_changed() {
 #[test]
 fn impossible_steps_fail_before_anything_runs() {
     let host = EmulatedHost::simulated(&spec(SimProfile::Rhel79, vec![]));
-    let outcome = run(
-        &host,
-        MigrationTool::Leapp,
-        "9.6",
-        &SnapshotConfig::default(),
-    );
+    let outcome = run(&host, step(Tool::Leapp, "9.6"), &SnapshotConfig::default());
     assert_eq!(outcome.state, State::Failed);
-    assert!(outcome.detail.contains("in one run"), "{}", outcome.detail);
+    assert!(
+        outcome.detail.contains("is not one run"),
+        "{}",
+        outcome.detail
+    );
 }
 
 /// The simulated host's files written to a directory with `scenario`, opened

@@ -2,11 +2,11 @@
 //! Success means the tool finished and asks for the reboot that completes it;
 //! the reports, not the exit codes alone, say what happened.
 
-use super::step;
-use crate::command::{MigrationTool, Step};
+use crate::command::{Step, Tool};
 use crate::facts;
 use crate::host::Host;
 use crate::report::{self, Finding};
+use mf_core::path;
 
 const C2R_PRE: &str = "/var/log/convert2rhel/convert2rhel-pre-conversion.json";
 const C2R_POST: &str = "/var/log/convert2rhel/convert2rhel-post-conversion.json";
@@ -34,16 +34,16 @@ pub fn run(host: &dyn Host, step: &Step) -> Executed {
             changed: false,
         };
     };
-    if let Err(reason) = step::check(os, step.tool, &step.target_version) {
+    if let Err(reason) = path::check_step(&os.id, &os.version, *step) {
         return Executed::Failed {
-            detail: reason,
+            detail: reason.to_string(),
             findings: Vec::new(),
             changed: false,
         };
     }
     match step.tool {
-        MigrationTool::Convert2rhel => convert(host),
-        MigrationTool::Leapp => upgrade(host, &step.target_version),
+        Tool::Convert2rhel => convert(host),
+        Tool::Leapp => upgrade(host, &step.to.version()),
     }
 }
 

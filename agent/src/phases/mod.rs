@@ -7,7 +7,6 @@
 mod execute;
 pub mod precheck;
 pub mod snapshot;
-pub mod step;
 mod verify;
 
 use crate::command::{Phase, State};
@@ -84,10 +83,9 @@ pub fn run(
     started_boot: Option<&str>,
 ) -> PhaseResult {
     match phase {
-        Phase::Precheck(step) => PhaseResult::done(
-            precheck::run(host, step.tool, &step.target_version, &context.snapshot),
-            None,
-        ),
+        Phase::Precheck(step) => {
+            PhaseResult::done(precheck::run(host, *step, &context.snapshot), None)
+        }
         Phase::Snapshot { job_id } => {
             match snapshot::take(host, &context.snapshot, &context.host_id, job_id) {
                 Ok((set, detail)) => PhaseResult::done(

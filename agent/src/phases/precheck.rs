@@ -3,12 +3,13 @@
 //! tool's pre-check (`convert2rhel analyze -y` or `leapp preupgrade --target`),
 //! whose report, not its exit code, decides.
 
+use super::Outcome;
 use super::snapshot::{self, Provider, SnapshotConfig};
-use super::{Outcome, step};
-use crate::command::{MigrationTool, State};
+use crate::command::{State, Step, Tool};
 use crate::facts::{self, Facts};
 use crate::host::Host;
 use crate::report::{self, Finding, Remediation, Severity, Source};
+use mf_core::path;
 
 const CONVERT2RHEL_REPORT: &str = "/var/log/convert2rhel/convert2rhel-pre-conversion.json";
 const LEAPP_REPORT: &str = "/var/log/leapp/leapp-report.json";
@@ -16,10 +17,10 @@ const LEAPP_REPORT: &str = "/var/log/leapp/leapp-report.json";
 const MIB: u64 = 1024 * 1024;
 /// Space the tools need: leapp downloads the target's packages into /var, and
 /// both write a new initramfs and kernel into /boot.
-fn space_needed(tool: MigrationTool, path: &str) -> Option<u64> {
+fn space_needed(tool: Tool, path: &str) -> Option<u64> {
     match (tool, path) {
-        (MigrationTool::Leapp, "/var") => Some(3072 * MIB),
-        (MigrationTool::Convert2rhel, "/var") => Some(1024 * MIB),
+        (Tool::Leapp, "/var") => Some(3072 * MIB),
+        (Tool::Convert2rhel, "/var") => Some(1024 * MIB),
         (_, "/boot") => Some(100 * MIB),
         _ => None,
     }
@@ -49,12 +50,9 @@ fn failed(detail: String, findings: Vec<Finding>) -> Outcome {
     }
 }
 
-pub fn run(
-    host: &dyn Host,
-    tool: MigrationTool,
-    target: &str,
-    snapshots: &SnapshotConfig,
-) -> Outcome {
+pub fn run(host: &dyn Host, step: Step, snapshots: &SnapshotConfig) -> Outcome {
+    let tool = step.tool;
+    let target = step.to.version();
     let facts = facts::collect(host, &Default::default());
     let Some(os) = &facts.os else {
         return failed(
@@ -62,8 +60,8 @@ pub fn run(
             Vec::new(),
         );
     };
-    if let Err(reason) = step::check(os, tool, target) {
-        return failed(reason, Vec::new());
+    if let Err(reason) = path::check_step(&os.id, &os.version, step) {
+        return failed(reason.to_string(), Vec::new());
     }
     let mut findings = own_checks(&facts, tool);
     findings.extend(snapshot_check(host, snapshots));
@@ -75,9 +73,9 @@ pub fn run(
         };
     }
     let (argv, report_path): (Vec<&str>, &str) = match tool {
-        MigrationTool::Convert2rhel => (vec!["convert2rhel", "analyze", "-y"], CONVERT2RHEL_REPORT),
-        MigrationTool::Leapp => (
-            vec!["leapp", "preupgrade", "--target", target],
+        Tool::Convert2rhel => (vec!["convert2rhel", "analyze", "-y"], CONVERT2RHEL_REPORT),
+        Tool::Leapp => (
+            vec!["leapp", "preupgrade", "--target", &target],
             LEAPP_REPORT,
         ),
     };
@@ -110,8 +108,8 @@ pub fn run(
         }
     };
     let parsed = match tool {
-        MigrationTool::Convert2rhel => report::parse_convert2rhel(&bytes),
-        MigrationTool::Leapp => report::parse_leapp(&bytes),
+        Tool::Convert2rhel => report::parse_convert2rhel(&bytes),
+        Tool::Leapp => report::parse_leapp(&bytes),
     };
     match parsed {
         Ok(tool_findings) => {
@@ -181,11 +179,11 @@ fn snapshot_check(host: &dyn Host, config: &SnapshotConfig) -> Vec<Finding> {
     }
 }
 
-fn own_checks(facts: &Facts, tool: MigrationTool) -> Vec<Finding> {
+fn own_checks(facts: &Facts, tool: Tool) -> Vec<Finding> {
     let mut findings = Vec::new();
     let installed = match tool {
-        MigrationTool::Convert2rhel => facts.packages.contains_key("convert2rhel"),
-        MigrationTool::Leapp => {
+        Tool::Convert2rhel => facts.packages.contains_key("convert2rhel"),
+        Tool::Leapp => {
             facts.packages.contains_key("leapp")
                 && facts
                     .packages
@@ -200,8 +198,8 @@ fn own_checks(facts: &Facts, tool: MigrationTool) -> Vec<Finding> {
             format!("{tool} is not installed"),
             format!("The packages of {tool} are not installed on this host."),
             match tool {
-                MigrationTool::Convert2rhel => "yum install convert2rhel",
-                MigrationTool::Leapp => "yum install leapp-upgrade",
+                Tool::Convert2rhel => "yum install convert2rhel",
+                Tool::Leapp => "yum install leapp-upgrade",
             },
         ));
     }

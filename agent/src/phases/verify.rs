@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 
-use crate::command::{MigrationTool, Step};
+use crate::command::{Step, Tool};
 use crate::facts;
 use crate::host::Host;
 
@@ -32,7 +32,8 @@ pub fn run(host: &dyn Host, step: &Step) -> Result<String, String> {
     let release = host
         .read_to_string("/etc/redhat-release")
         .unwrap_or_default();
-    if os.id != "rhel" || os.version != step.target_version {
+    let target = step.to.version();
+    if os.id != "rhel" || os.version != target {
         let failed = if host.read_file(UPGRADE_FAILED).is_ok() {
             " (the upgrade failed in its initramfs: .leapp_upgrade_failed is present)"
         } else {
@@ -40,14 +41,14 @@ pub fn run(host: &dyn Host, step: &Step) -> Result<String, String> {
         };
         return Err(format!(
             "the host runs {} {}, not RHEL {}{failed}",
-            os.id, os.version, step.target_version
+            os.id, os.version, target
         ));
     }
-    if !release.contains(&format!("release {}", step.target_version)) {
+    if !release.contains(&format!("release {target}")) {
         return Err(format!("/etc/redhat-release says {:?}", release.trim()));
     }
     match step.tool {
-        MigrationTool::Convert2rhel => {
+        Tool::Convert2rhel => {
             let activity = last_activity(host, "conversion")
                 .ok_or("no conversion activity in /etc/migration-results")?;
             if activity.get("success").and_then(Value::as_bool) != Some(true) {
@@ -55,8 +56,8 @@ pub fn run(host: &dyn Host, step: &Step) -> Result<String, String> {
             }
             Ok(format!("RHEL {} (kernel {kernel})", os.version))
         }
-        MigrationTool::Leapp => {
-            let major = step.target_version.split('.').next().unwrap_or_default();
+        Tool::Leapp => {
+            let major = step.to.major;
             if !kernel.contains(&format!(".el{major}")) {
                 return Err(format!(
                     "the running kernel {kernel} is not an el{major} kernel"
