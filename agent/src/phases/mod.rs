@@ -107,7 +107,7 @@ pub fn run(
                 Outcome::new(State::Succeeded, detail),
                 with(migration, |m| {
                     m.stage = Stage::Executed;
-                    m.step = Some(step.clone());
+                    m.step = Some(*step);
                 }),
             ),
             execute::Executed::Failed {
@@ -128,7 +128,7 @@ pub fn run(
                     },
                     with(migration, |m| {
                         m.stage = Stage::Failed;
-                        m.step = Some(step.clone());
+                        m.step = Some(*step);
                         m.failure = Some(detail);
                     }),
                 )
