@@ -143,7 +143,7 @@ fn a_conversion_goes_through_and_verifies() {
         &host,
         &[
             Phase::Snapshot { job_id: "c".into() },
-            Phase::Execute(convert.clone()),
+            Phase::Execute(convert),
             Phase::Reboot,
             Phase::Verify(convert),
         ],
