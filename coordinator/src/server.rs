@@ -87,6 +87,7 @@ pub async fn start(config: &CoordinatorConfig) -> Result<Coordinator, StartError
     let metrics = Metrics::new()?;
     let settings = crate::inventory::Settings {
         reboot_timeout: config.reboot_timeout,
+        clock: crate::clock::system(),
     };
     let (inventory, inventory_task) = Inventory::start(store, metrics.clone(), settings)?;
 

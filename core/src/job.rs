@@ -269,8 +269,11 @@ impl Job {
                 self.note(
                     now,
                     format!(
-                        "{} had no outcome within {after_seconds} s",
-                        self.phase.label()
+                        "{} had no outcome within {}",
+                        self.phase.label(),
+                        crate::time::format_duration_ms(
+                            i64::try_from(after_seconds.saturating_mul(1000)).unwrap_or(i64::MAX)
+                        )
                     ),
                 );
                 self.end(

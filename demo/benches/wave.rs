@@ -12,9 +12,11 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use mf_coordinator::inventory::{Inventory, NewEnrollment, NewSession, Settings, WaveAction};
+use mf_coordinator::inventory::{
+    Inventory, NewEnrollment, NewSession, NewToken, Settings, WaveAction,
+};
 use mf_coordinator::metrics::Metrics;
-use mf_coordinator::store::{Store, TokenRecord};
+use mf_coordinator::store::Store;
 use mf_core::command::{AgentCommand, CommandUpdate, UpdateState};
 use mf_core::facts::{Facts, OsInfo};
 use mf_core::selector::Selector;
@@ -78,12 +80,10 @@ async fn run(hosts: usize) -> Result<()> {
     inventory
         .create_token(
             token,
-            TokenRecord {
+            NewToken {
                 host_id: None,
-                created_unix_ms: 0,
-                expires_unix_ms: i64::MAX,
+                ttl: Duration::from_secs(3600),
                 uses: u32::MAX,
-                uses_left: u32::MAX,
             },
         )
         .await?;

@@ -40,7 +40,7 @@ impl State {
         target: Target,
         on_failure: OnFailure,
     ) -> Result<Job, InventoryError> {
-        let now = crate::clock::now_unix_ms();
+        let now = self.now();
         let host = self
             .hosts
             .get(host_id)
@@ -75,7 +75,7 @@ impl State {
         host_id: &str,
         action: JobAction,
     ) -> Result<Job, InventoryError> {
-        let now = crate::clock::now_unix_ms();
+        let now = self.now();
         let job = self
             .hosts
             .get(host_id)
@@ -182,7 +182,7 @@ impl State {
         last_sequence: u64,
         os_now: String,
     ) -> bool {
-        let now = crate::clock::now_unix_ms();
+        let now = self.now();
         let Some(old) = self.hosts.get(host_id).and_then(|h| h.job.clone()) else {
             return false;
         };
@@ -197,7 +197,7 @@ impl State {
 
     /// Holds jobs whose reboot never came back.
     pub(super) fn tick(&mut self) {
-        let now = crate::clock::now_unix_ms();
+        let now = self.now();
         let limit = i64::try_from(self.settings.reboot_timeout.as_millis()).unwrap_or(i64::MAX);
         let overdue: Vec<Job> = self
             .hosts

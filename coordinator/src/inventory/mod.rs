@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info};
 
-use crate::clock::now_unix_ms;
+use crate::clock::SharedClock;
 use crate::metrics::Metrics;
 use crate::store::{EnrollRefusal, HostRecord, Store, StoreError, TokenRecord};
 use mf_core::command::{AgentCommand, CommandUpdate, UpdateState};
@@ -90,17 +90,42 @@ pub enum JobAction {
     Retry,
 }
 
-/// How the inventory runs jobs.
-#[derive(Debug, Clone, Copy)]
+/// How the inventory runs jobs, and the clock it runs them by.
+#[derive(Debug, Clone)]
 pub struct Settings {
     /// A reboot (of a step or a rollback) with no outcome after this holds the job.
     pub reboot_timeout: std::time::Duration,
+    /// Every rule that depends on time reads this clock, never the system's.
+    pub clock: SharedClock,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
             reboot_timeout: std::time::Duration::from_secs(4 * 3600),
+            clock: crate::clock::system(),
+        }
+    }
+}
+
+/// A bootstrap token as an operator asks for it.
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    /// Only this host may enroll with it.
+    pub host_id: Option<String>,
+    pub ttl: std::time::Duration,
+    pub uses: u32,
+}
+
+impl NewToken {
+    fn record(self, now_unix_ms: i64) -> TokenRecord {
+        let ttl = i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX);
+        TokenRecord {
+            host_id: self.host_id,
+            created_unix_ms: now_unix_ms,
+            expires_unix_ms: now_unix_ms.saturating_add(ttl),
+            uses: self.uses,
+            uses_left: self.uses,
         }
     }
 }
@@ -145,7 +170,7 @@ type Reply<T> = oneshot::Sender<Result<T, InventoryError>>;
 
 enum Command {
     Enroll(NewEnrollment, Reply<Result<(), EnrollRefusal>>),
-    CreateToken([u8; 32], TokenRecord, Reply<()>),
+    CreateToken([u8; 32], NewToken, Reply<TokenRecord>),
     Connect(NewSession, Reply<SessionId>),
     Facts(String, SessionId, Facts),
     Heartbeat(String, SessionId),
@@ -165,8 +190,9 @@ enum Command {
     DeleteWave(String, Reply<StatusView>),
     ListWaves(oneshot::Sender<Vec<StatusView>>),
     WaveWhy(String, String, Reply<WhyView>),
-    /// The clock, for timeouts and maintenance windows.
-    Tick,
+    /// The clock, for timeouts and maintenance windows; the reply, if any,
+    /// once the tick's decisions are durable.
+    Tick(Option<Reply<()>>),
 }
 
 /// The handle the services use; cheap to clone.
@@ -226,12 +252,19 @@ impl Inventory {
             loop {
                 tick.tick().await;
                 let Some(tx) = clock.upgrade() else { break };
-                if tx.send(Command::Tick).await.is_err() {
+                if tx.send(Command::Tick(None)).await.is_err() {
                     break;
                 }
             }
         });
         Ok((Self { tx }, task))
+    }
+
+    /// Applies the rules that depend on time now, as the periodic tick does
+    /// (reboot timeouts, unreachable hosts, windows and soak), and returns once
+    /// what they decided is durable. For tests that move a manual clock.
+    pub async fn tick(&self) -> Result<(), InventoryError> {
+        self.ask(|reply| Command::Tick(Some(reply))).await
     }
 
     async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, InventoryError> {
@@ -255,12 +288,14 @@ impl Inventory {
         self.ask(|reply| Command::Enroll(enrollment, reply)).await
     }
 
+    /// Records a bootstrap token by the hash of its secret, its times taken
+    /// from the inventory's clock; durable before it returns.
     pub async fn create_token(
         &self,
         hash: [u8; 32],
-        record: TokenRecord,
-    ) -> Result<(), InventoryError> {
-        self.ask(|reply| Command::CreateToken(hash, record, reply))
+        token: NewToken,
+    ) -> Result<TokenRecord, InventoryError> {
+        self.ask(|reply| Command::CreateToken(hash, token, reply))
             .await
     }
 
@@ -453,6 +488,10 @@ struct State {
 }
 
 impl State {
+    fn now(&self) -> i64 {
+        self.settings.clock.now_unix_ms()
+    }
+
     /// Ends when every handle is dropped.
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
@@ -519,22 +558,25 @@ impl State {
                     let _ = reply.send(Err(e));
                 }
             },
-            Command::CreateToken(hash, record, reply) => match self.store.put_token(&hash, &record)
-            {
-                Ok(()) => pending.push(Box::new(move |flushed| {
-                    let _ = reply.send(flushed);
-                })),
-                Err(e) => {
-                    let _ = reply.send(Err(e.into()));
+            Command::CreateToken(hash, token, reply) => {
+                let record = token.record(self.now());
+                match self.store.put_token(&hash, &record) {
+                    Ok(()) => pending.push(Box::new(move |flushed| {
+                        let _ = reply.send(flushed.map(|()| record));
+                    })),
+                    Err(e) => {
+                        let _ = reply.send(Err(e.into()));
+                    }
                 }
-            },
+            }
             Command::Connect(session, reply) => {
                 let _ = reply.send(self.connect(session));
             }
             Command::Facts(host_id, session, facts) => self.update_facts(&host_id, session, facts),
             Command::Heartbeat(host_id, session) => {
+                let now = self.now();
                 if let Some(host) = self.live(&host_id, session) {
-                    host.record.last_seen_unix_ms = now_unix_ms();
+                    host.record.last_seen_unix_ms = now;
                 }
             }
             Command::Disconnect(host_id, session) => self.disconnect(&host_id, session),
@@ -582,9 +624,14 @@ impl State {
                     let _ = reply.send(Err(e));
                 }
             },
-            Command::Tick => {
+            Command::Tick(reply) => {
                 self.tick();
                 self.stir_waves();
+                if let Some(reply) = reply {
+                    pending.push(Box::new(move |flushed| {
+                        let _ = reply.send(flushed);
+                    }));
+                }
             }
             Command::CreateWave(spec, dry_run, reply) => match self.create_wave(*spec, dry_run) {
                 Ok(plan) if dry_run => {
@@ -653,7 +700,7 @@ impl State {
     ) -> Result<Result<(), EnrollRefusal>, InventoryError> {
         let record = HostRecord {
             id: enrollment.host_id.clone(),
-            enrolled_unix_ms: now_unix_ms(),
+            enrolled_unix_ms: self.now(),
             cert_serial: enrollment.cert_serial,
             cert_not_after_unix_ms: enrollment.cert_not_after_unix_ms,
             facts: None,
@@ -701,6 +748,7 @@ impl State {
 
     fn connect(&mut self, session: NewSession) -> Result<SessionId, InventoryError> {
         let id = self.next_session;
+        let now = self.now();
         let host = self
             .hosts
             .get_mut(&session.host_id)
@@ -718,7 +766,7 @@ impl State {
             None => self.metrics.agents_connected.inc(),
         }
         host.record.last_peer = session.peer;
-        host.record.last_seen_unix_ms = now_unix_ms();
+        host.record.last_seen_unix_ms = now;
         // Sequences only grow, also when our data is older than the agent's journal.
         host.record.last_sequence = host.record.last_sequence.max(session.last_sequence);
         self.wave_presence(&session.host_id, None);
@@ -728,7 +776,7 @@ impl State {
             h.precheck
                 .as_ref()
                 .filter(|p| p.state == PrecheckState::Requested)
-                .filter(|p| p.sequence > session.last_sequence && p.expires_unix_ms > now_unix_ms())
+                .filter(|p| p.sequence > session.last_sequence && p.expires_unix_ms > self.now())
                 .map(|p| prechecks::precheck_command(&session.host_id, p))
         });
         if let (Some(command), Some(host)) = (pending, self.hosts.get(&session.host_id)) {
@@ -772,11 +820,12 @@ impl State {
     }
 
     fn update_facts(&mut self, host_id: &str, session: SessionId, facts: Facts) {
+        let now = self.now();
         let Some(host) = self.live(host_id, session) else {
             return;
         };
         let old = host.record.facts.replace(facts);
-        host.record.last_seen_unix_ms = now_unix_ms();
+        host.record.last_seen_unix_ms = now;
         let record = host.record.clone();
         self.count_os(old.as_ref(), -1);
         self.count_os(record.facts.as_ref(), 1);
@@ -787,11 +836,12 @@ impl State {
     }
 
     fn disconnect(&mut self, host_id: &str, session: SessionId) {
+        let now = self.now();
         let Some(host) = self.live(host_id, session) else {
             return;
         };
         host.session = None;
-        host.record.last_seen_unix_ms = now_unix_ms();
+        host.record.last_seen_unix_ms = now;
         let record = host.record.clone();
         self.metrics.agents_connected.dec();
         self.wave_presence(host_id, Some(record.last_seen_unix_ms));
@@ -814,3 +864,5 @@ impl State {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod timing_tests;

@@ -4,7 +4,6 @@
 //! finding gauges.
 
 use super::{PRECHECK_TTL_MS, PrecheckSummary, State};
-use crate::clock::now_unix_ms;
 use mf_core::command::{AgentCommand, CommandPhase, CommandUpdate, UpdateState};
 use mf_core::path::{self, Target};
 use mf_core::precheck::{PrecheckRecord, PrecheckState, Readiness};
@@ -15,7 +14,7 @@ impl State {
     /// Plans the first step of each selected host toward `target`, records the
     /// pre-check (durable with this batch) and queues its delivery.
     pub(super) fn precheck(&mut self, selector: &Selector, target: Target) -> PrecheckSummary {
-        let now = now_unix_ms();
+        let now = self.now();
         let mut summary = PrecheckSummary::default();
         let mut ids: Vec<String> = self
             .hosts
@@ -89,7 +88,7 @@ impl State {
 
     /// An agent's report on a command; stale or unknown ones change nothing.
     pub(super) fn apply_update(&mut self, host_id: &str, update: CommandUpdate) {
-        let now = now_unix_ms();
+        let now = self.now();
         if self
             .hosts
             .get(host_id)

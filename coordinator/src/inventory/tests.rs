@@ -1,32 +1,38 @@
 use super::*;
-use crate::store::TokenRecord;
 use mf_core::command::CommandPhase;
 use mf_core::job::OnFailure;
 use mf_core::path::{Target, Tool};
 use mf_core::precheck::Readiness;
 
-struct Fixture {
+pub(super) struct Fixture {
     _dir: tempfile::TempDir,
     path: std::path::PathBuf,
 }
 
 impl Fixture {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("data");
         Self { _dir: dir, path }
     }
 
-    fn start(&self) -> (Inventory, tokio::task::JoinHandle<()>, Metrics) {
+    pub(super) fn start(&self) -> (Inventory, tokio::task::JoinHandle<()>, Metrics) {
+        self.start_with(Settings::default())
+    }
+
+    pub(super) fn start_with(
+        &self,
+        settings: Settings,
+    ) -> (Inventory, tokio::task::JoinHandle<()>, Metrics) {
         let metrics = Metrics::new().expect("metrics");
         let store = Store::open(&self.path).expect("store");
         let (inventory, task) =
-            Inventory::start(store, metrics.clone(), Settings::default()).expect("inventory");
+            Inventory::start(store, metrics.clone(), settings).expect("inventory");
         (inventory, task, metrics)
     }
 }
 
-fn facts(os: &str, version: &str, app: &str) -> Facts {
+pub(super) fn facts(os: &str, version: &str, app: &str) -> Facts {
     Facts {
         os: Some(mf_core::facts::OsInfo {
             id: os.into(),
@@ -38,17 +44,15 @@ fn facts(os: &str, version: &str, app: &str) -> Facts {
     }
 }
 
-async fn enroll(inventory: &Inventory, host: &str, serial: &str) {
+pub(super) async fn enroll(inventory: &Inventory, host: &str, serial: &str) {
     let hash = [7u8; 32];
     inventory
         .create_token(
             hash,
-            TokenRecord {
+            NewToken {
                 host_id: Some(host.into()),
-                created_unix_ms: 0,
-                expires_unix_ms: i64::MAX,
+                ttl: std::time::Duration::from_secs(3600),
                 uses: 1,
-                uses_left: 1,
             },
         )
         .await
@@ -70,7 +74,7 @@ fn session(host: &str, serial: &str, f: Facts) -> (NewSession, CancellationToken
     (session, replaced)
 }
 
-fn session_with_commands(
+pub(super) fn session_with_commands(
     host: &str,
     serial: &str,
     f: Facts,
@@ -230,7 +234,7 @@ async fn enrolled_hosts_and_their_facts_survive_a_restart() {
     assert_eq!(metrics.hosts.with_label_values(&["ol", "7.9"]).get(), 1);
 }
 
-fn update(
+pub(super) fn update(
     command: &AgentCommand,
     state: UpdateState,
     findings: Vec<mf_core::finding::Finding>,
@@ -256,7 +260,7 @@ fn blocker() -> mf_core::finding::Finding {
     }
 }
 
-async fn recv(rx: &mut mpsc::Receiver<Box<AgentCommand>>) -> AgentCommand {
+pub(super) async fn recv(rx: &mut mpsc::Receiver<Box<AgentCommand>>) -> AgentCommand {
     *tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
         .await
         .expect("a command in time")
@@ -436,7 +440,7 @@ async fn an_outcome_missed_while_away_arrives_with_the_hello_and_survives_a_rest
     assert_eq!(view.record.last_sequence, precheck.sequence);
 }
 
-fn ok(command: &AgentCommand) -> CommandUpdate {
+pub(super) fn ok(command: &AgentCommand) -> CommandUpdate {
     update(command, UpdateState::Succeeded, vec![])
 }
 
@@ -600,7 +604,7 @@ async fn a_held_job_takes_an_operators_rollback_and_impossible_jobs_are_refused(
 
 /// Answers every command of a job with success until its commit; returns the
 /// phases seen.
-async fn run_job(
+pub(super) async fn run_job(
     inventory: &Inventory,
     host: &str,
     rx: &mut mpsc::Receiver<Box<AgentCommand>>,
@@ -616,10 +620,10 @@ async fn run_job(
     }
 }
 
-type Agents = HashMap<String, mpsc::Receiver<Box<AgentCommand>>>;
+pub(super) type Agents = HashMap<String, mpsc::Receiver<Box<AgentCommand>>>;
 
 /// Enrolls and connects RHEL 7.9 hosts, each (id, app); their command queues.
-async fn connect_rhel79(inventory: &Inventory, hosts: &[(&str, &str)]) -> Agents {
+pub(super) async fn connect_rhel79(inventory: &Inventory, hosts: &[(&str, &str)]) -> Agents {
     let mut agents = HashMap::new();
     for (i, (host, app)) in hosts.iter().enumerate() {
         enroll(inventory, host, &format!("0{i}")).await;
@@ -632,7 +636,7 @@ async fn connect_rhel79(inventory: &Inventory, hosts: &[(&str, &str)]) -> Agents
 }
 
 /// Pre-checks every host for RHEL 8.10; `agents` answer that they passed.
-async fn precheck_passes(inventory: &Inventory, agents: &mut Agents) {
+pub(super) async fn precheck_passes(inventory: &Inventory, agents: &mut Agents) {
     inventory
         .precheck(Selector::default(), "rhel-8.10".parse().expect("target"))
         .await
@@ -643,7 +647,7 @@ async fn precheck_passes(inventory: &Inventory, agents: &mut Agents) {
     }
 }
 
-fn wave_spec(name: &str, budgets: &[&str]) -> mf_core::wave::spec::WaveSpec {
+pub(super) fn wave_spec(name: &str, budgets: &[&str]) -> mf_core::wave::spec::WaveSpec {
     mf_core::wave::spec::SpecInput {
         name: name.into(),
         selector: "os=rhel".into(),

@@ -13,11 +13,10 @@ use tracing::info;
 
 use super::agent::inventory_status;
 use super::{auth, valid_host_id, waves};
-use crate::clock::now_unix_ms;
 use crate::inventory::JobAction;
+use crate::inventory::NewToken;
 use crate::inventory::{HostView, Inventory};
 use crate::metrics::Metrics;
-use crate::store::TokenRecord;
 use crate::wire;
 use mf_core::job::{Job, OnFailure};
 use mf_core::path::{PathError, Target};
@@ -113,22 +112,20 @@ impl AdminService for AdminApi {
             id if valid_host_id(id) => Some(id.to_string()),
             _ => return Err(Status::invalid_argument("invalid host id")),
         };
-        let now = now_unix_ms();
-        let expires = now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
         let secret = token::generate();
-        self.inventory
+        let record = self
+            .inventory
             .create_token(
                 token::hash(&secret),
-                TokenRecord {
+                NewToken {
                     host_id: host_id.clone(),
-                    created_unix_ms: now,
-                    expires_unix_ms: expires,
+                    ttl,
                     uses,
-                    uses_left: uses,
                 },
             )
             .await
             .map_err(inventory_status)?;
+        let expires = record.expires_unix_ms;
         info!(%operator, host_id = host_id.as_deref().unwrap_or("*"), uses, ?ttl, "bootstrap token created");
         Ok(Response::new(pb::CreateTokenResponse {
             token: secret,

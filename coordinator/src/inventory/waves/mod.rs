@@ -13,7 +13,6 @@ use std::time::Instant;
 use tracing::{error, info, warn};
 
 use super::{InventoryError, JobAction, State};
-use crate::clock::now_unix_ms;
 use crate::store::wave_record::{Lifecycle, MemberRecord, WaveHead, WavePlan};
 use mf_core::finding::Severity;
 use mf_core::job::{Job, JobState};
@@ -285,7 +284,7 @@ impl State {
     /// Reads every wave back and settles what happened to their jobs while
     /// the coordinator was away. Called once at start, after jobs are loaded.
     pub(super) fn load_waves(&mut self) -> Result<(), InventoryError> {
-        self.waves.since_unix_ms = now_unix_ms();
+        self.waves.since_unix_ms = self.now();
         for host in self.hosts.values() {
             if let Some(job) = &host.job {
                 self.waves.durations.record(job);
@@ -330,7 +329,7 @@ impl State {
                     (record.job_id.as_deref() == Some(job.id.as_str())).then(|| (m, job.clone()))
                 })
                 .collect();
-            let now = now_unix_ms();
+            let now = self.now();
             for (m, job) in jobs {
                 self.follow_job(&name, m, &job, now);
             }
@@ -354,7 +353,7 @@ impl State {
         spec: WaveSpec,
         dry_run: bool,
     ) -> Result<PlanView, InventoryError> {
-        let now = now_unix_ms();
+        let now = self.now();
         if self.waves.live.contains_key(&spec.name) {
             return Err(InventoryError::Conflict(format!(
                 "a wave named {} exists",
@@ -521,7 +520,7 @@ impl State {
         name: &str,
         action: WaveAction,
     ) -> Result<StatusView, InventoryError> {
-        let now = now_unix_ms();
+        let now = self.now();
         let live = self.wave(name)?;
         let lifecycle = live.head.lifecycle;
         let refuse = |what: &str| {
@@ -616,7 +615,7 @@ impl State {
         host_id: &str,
         action: HostAction,
     ) -> Result<StatusView, InventoryError> {
-        let now = now_unix_ms();
+        let now = self.now();
         let live = self.wave(name)?;
         if live.head.lifecycle != Lifecycle::Running {
             return Err(InventoryError::Conflict(format!(
@@ -719,7 +718,7 @@ impl State {
 
     /// A job changed: if its host is in a wave, the wave follows.
     pub(super) fn wave_job_changed(&mut self, old: Option<&Job>, job: &Job) {
-        let now = now_unix_ms();
+        let now = self.now();
         if old.is_none_or(|o| o.state != job.state) {
             self.waves.durations.record(job);
         }
@@ -791,7 +790,7 @@ impl State {
             return;
         }
         self.waves.stirred = false;
-        let now = now_unix_ms();
+        let now = self.now();
         // Waves that are over and have nothing to write are left alone.
         let names: Vec<String> = self
             .waves

@@ -10,7 +10,6 @@ use super::{LiveWave, State};
 /// A status lists at most this many problem hosts: `wave list` sends the
 /// status of every wave in one message.
 const MAX_PROBLEMS: usize = 100;
-use crate::clock::now_unix_ms;
 use crate::inventory::InventoryError;
 use crate::store::wave_record::Lifecycle;
 use mf_core::wave::durations::Durations;
@@ -89,7 +88,7 @@ impl State {
         &mut self,
         name: &str,
     ) -> Result<PlanView, InventoryError> {
-        let now = now_unix_ms();
+        let now = self.now();
         let (live, durations) = self.view_of(name)?;
         Ok(plan_view(live, durations, now))
     }
@@ -98,13 +97,13 @@ impl State {
         &mut self,
         name: &str,
     ) -> Result<StatusView, InventoryError> {
-        let now = now_unix_ms();
+        let now = self.now();
         let (live, durations) = self.view_of(name)?;
         Ok(status_of(live, durations, now))
     }
 
     pub(in crate::inventory) fn list_waves(&mut self) -> Vec<StatusView> {
-        let now = now_unix_ms();
+        let now = self.now();
         let durations = &self.waves.durations;
         self.waves
             .live
@@ -118,7 +117,7 @@ impl State {
         name: &str,
         host_id: &str,
     ) -> Result<WhyView, InventoryError> {
-        let now = now_unix_ms();
+        let now = self.now();
         let (live, durations) = self.view_of(name)?;
         let Some(&m) = live.index.get(host_id) else {
             let reason = live

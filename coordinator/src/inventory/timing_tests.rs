@@ -1,0 +1,301 @@
+//! The rules that depend on time, tested at task level with a manual clock:
+//! the reboot timeout (also after a restart and during a rollback), the
+//! unreachable rule (counted from the coordinator's start at the earliest),
+//! soak between stages and maintenance windows. Nothing here sleeps: the test
+//! moves the clock and asks the task to tick.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::tests::{Fixture, enroll, facts, ok, recv, session_with_commands, update};
+use super::*;
+use crate::clock::ManualClock;
+use mf_core::command::CommandPhase;
+use mf_core::job::{JobPhase, JobState, OnFailure};
+
+/// 2026-11-02T12:00:00Z, a Monday.
+const MONDAY_NOON: i64 = 1_793_620_800_000;
+/// 2026-11-02T22:30:00Z.
+const MONDAY_2230: i64 = 1_793_658_600_000;
+const MINUTE: Duration = Duration::from_secs(60);
+
+fn settings(clock: &ManualClock) -> Settings {
+    Settings {
+        reboot_timeout: Duration::from_secs(4 * 3600),
+        clock: Arc::new(clock.clone()),
+    }
+}
+
+async fn job_of(inventory: &Inventory, host: &str) -> Job {
+    inventory
+        .get(host.into())
+        .await
+        .expect("get")
+        .expect("host")
+        .job
+        .expect("job")
+}
+
+/// An enrolled RHEL 7.9 host with an open session: its session id and queue.
+async fn connect(
+    inventory: &Inventory,
+    host: &str,
+    serial: &str,
+    app: &str,
+) -> (SessionId, mpsc::Receiver<Box<AgentCommand>>) {
+    enroll(inventory, host, serial).await;
+    let (s, _, rx) = session_with_commands(host, serial, facts("rhel", "7.9", app), 0);
+    let id = inventory.connect(s).await.expect("connect");
+    (id, rx)
+}
+
+#[tokio::test]
+async fn a_reboot_with_no_outcome_is_held_when_the_clock_passes_the_timeout_even_across_a_restart()
+{
+    let fixture = Fixture::new();
+    let clock = ManualClock::at(MONDAY_NOON);
+    {
+        let (inventory, task, _) = fixture.start_with(settings(&clock));
+        let (session, mut rx) = connect(&inventory, "r7", "01", "a").await;
+        inventory
+            .migrate(
+                "r7".into(),
+                "rhel-8.10".parse().expect("target"),
+                OnFailure::Rollback,
+            )
+            .await
+            .expect("migrate");
+        for _ in 0..3 {
+            let command = recv(&mut rx).await;
+            inventory.command_update("r7".into(), ok(&command)).await;
+        }
+        assert_eq!(recv(&mut rx).await.phase, CommandPhase::Reboot);
+        // The machine goes down and never comes back.
+        inventory.disconnect("r7".into(), session).await;
+        clock.advance(4 * 60 * MINUTE - MINUTE);
+        inventory.tick().await.expect("tick");
+        let job = job_of(&inventory, "r7").await;
+        assert_eq!(
+            (job.phase, job.state),
+            (JobPhase::Reboot, JobState::Running)
+        );
+        drop(inventory);
+        task.await.expect("inventory ends");
+    }
+    // The coordinator restarts a minute before the limit: the timeout counts
+    // from the reboot, not from the restart.
+    let (inventory, _task, metrics) = fixture.start_with(settings(&clock));
+    inventory.tick().await.expect("tick");
+    assert_eq!(job_of(&inventory, "r7").await.state, JobState::Running);
+    clock.advance(2 * MINUTE);
+    inventory.tick().await.expect("tick");
+    let job = job_of(&inventory, "r7").await;
+    assert_eq!((job.phase, job.state), (JobPhase::Reboot, JobState::Held));
+    assert!(
+        job.timeline.iter().any(|t| t.text.contains("4h")),
+        "the timeline says after how long: {:#?}",
+        job.timeline
+    );
+    assert_eq!(metrics.jobs.with_label_values(&["held"]).get(), 1);
+}
+
+#[tokio::test]
+async fn a_rollback_reboot_with_no_outcome_is_held_too() {
+    let fixture = Fixture::new();
+    let clock = ManualClock::at(MONDAY_NOON);
+    let (inventory, _task, _) = fixture.start_with(settings(&clock));
+    let (session, mut rx) = connect(&inventory, "r7", "01", "a").await;
+    inventory
+        .migrate(
+            "r7".into(),
+            "rhel-8.10".parse().expect("target"),
+            OnFailure::Rollback,
+        )
+        .await
+        .expect("migrate");
+    for _ in 0..2 {
+        let command = recv(&mut rx).await;
+        inventory.command_update("r7".into(), ok(&command)).await;
+    }
+    let execute = recv(&mut rx).await;
+    assert!(matches!(execute.phase, CommandPhase::Execute(_)));
+    inventory
+        .command_update("r7".into(), update(&execute, UpdateState::Failed, vec![]))
+        .await;
+    assert_eq!(recv(&mut rx).await.phase, CommandPhase::Rollback);
+    inventory.disconnect("r7".into(), session).await;
+    clock.advance(3 * 60 * MINUTE);
+    inventory.tick().await.expect("tick");
+    assert_eq!(job_of(&inventory, "r7").await.state, JobState::Running);
+    clock.advance(61 * MINUTE);
+    inventory.tick().await.expect("tick");
+    let job = job_of(&inventory, "r7").await;
+    assert_eq!((job.phase, job.state), (JobPhase::Rollback, JobState::Held));
+}
+
+fn spec(input: mf_core::wave::spec::SpecInput) -> mf_core::wave::spec::WaveSpec {
+    mf_core::wave::spec::SpecInput {
+        name: "w".into(),
+        selector: "os=rhel".into(),
+        target: "rhel-8.10".into(),
+        ..input
+    }
+    .check()
+    .expect("spec")
+}
+
+/// Two RHEL 7.9 hosts of two applications with a passed pre-check.
+async fn two_ready_hosts(
+    inventory: &Inventory,
+) -> [(SessionId, mpsc::Receiver<Box<AgentCommand>>); 2] {
+    let mut a = connect(inventory, "a1", "01", "a").await;
+    let mut b = connect(inventory, "b1", "02", "b").await;
+    inventory
+        .precheck(Selector::default(), "rhel-8.10".parse().expect("target"))
+        .await
+        .expect("precheck");
+    for (host, (_, rx)) in [("a1", &mut a), ("b1", &mut b)] {
+        let command = recv(rx).await;
+        inventory.command_update(host.into(), ok(&command)).await;
+    }
+    [a, b]
+}
+
+async fn why(inventory: &Inventory, host: &str) -> WhyView {
+    inventory
+        .wave_why("w".into(), host.into())
+        .await
+        .expect("why")
+}
+
+#[tokio::test]
+async fn a_host_away_is_given_up_after_ten_minutes_counted_from_the_restart_at_the_earliest() {
+    let fixture = Fixture::new();
+    let clock = ManualClock::at(MONDAY_NOON);
+    {
+        let (inventory, task, _) = fixture.start_with(settings(&clock));
+        let [(_, mut a), (b_session, _b)] = two_ready_hosts(&inventory).await;
+        inventory
+            .create_wave(
+                spec(mf_core::wave::spec::SpecInput {
+                    batches: "100%".into(),
+                    ..Default::default()
+                }),
+                false,
+            )
+            .await
+            .expect("created");
+        inventory.disconnect("b1".into(), b_session).await;
+        inventory
+            .wave_action("w".into(), WaveAction::Start)
+            .await
+            .expect("start");
+        // The canary a1 runs to its end; then it is b1's turn, and b1 is away.
+        super::tests::run_job(&inventory, "a1", &mut a).await;
+        inventory.tick().await.expect("tick");
+        let waiting = why(&inventory, "b1").await;
+        assert_eq!(waiting.state, "pending", "{waiting:?}");
+        assert!(waiting.reason.contains("not connected"), "{waiting:?}");
+        clock.advance(9 * MINUTE);
+        inventory.tick().await.expect("tick");
+        assert_eq!(why(&inventory, "b1").await.state, "pending");
+        drop(inventory);
+        task.await.expect("inventory ends");
+    }
+    // Eleven minutes after b1 left, but two after the restart: agents need a
+    // moment to come back, so nobody is given up yet.
+    let (inventory, _task, _) = fixture.start_with(settings(&clock));
+    clock.advance(2 * MINUTE);
+    inventory.tick().await.expect("tick");
+    assert_eq!(why(&inventory, "b1").await.state, "pending");
+    clock.advance(9 * MINUTE);
+    inventory.tick().await.expect("tick");
+    let gone = why(&inventory, "b1").await;
+    assert_eq!(gone.state, "unreachable", "{gone:?}");
+    let status = inventory.wave_status("w".into()).await.expect("status");
+    assert!(
+        status
+            .problems
+            .iter()
+            .any(|(host, _, detail)| host == "b1" && detail.contains("not connected for 10m")),
+        "{:?}",
+        status.problems
+    );
+}
+
+#[tokio::test]
+async fn the_next_stage_waits_for_its_soak_by_the_clock() {
+    let fixture = Fixture::new();
+    let clock = ManualClock::at(MONDAY_NOON);
+    let (inventory, _task, _) = fixture.start_with(settings(&clock));
+    let [(_, mut a), (_, mut b)] = two_ready_hosts(&inventory).await;
+    inventory
+        .create_wave(
+            spec(mf_core::wave::spec::SpecInput {
+                canary: "1".into(),
+                batches: "100%".into(),
+                soak_seconds: 3600,
+                ..Default::default()
+            }),
+            false,
+        )
+        .await
+        .expect("created");
+    inventory
+        .wave_action("w".into(), WaveAction::Start)
+        .await
+        .expect("start");
+    super::tests::run_job(&inventory, "a1", &mut a).await;
+    inventory.tick().await.expect("tick");
+    assert!(b.try_recv().is_err(), "b1 must wait for the canary's soak");
+    let waiting = why(&inventory, "b1").await;
+    assert!(waiting.reason.contains("soak"), "{waiting:?}");
+    clock.advance(59 * MINUTE);
+    inventory.tick().await.expect("tick");
+    assert!(b.try_recv().is_err(), "the soak lasts an hour");
+    clock.advance(2 * MINUTE);
+    inventory.tick().await.expect("tick");
+    assert!(
+        matches!(recv(&mut b).await.phase, CommandPhase::Precheck(_)),
+        "after the soak b1 starts with its pre-check"
+    );
+}
+
+#[tokio::test]
+async fn a_wave_starts_nobody_outside_its_window_and_starts_when_the_clock_enters_it() {
+    let fixture = Fixture::new();
+    let clock = ManualClock::at(MONDAY_NOON);
+    let (inventory, _task, _) = fixture.start_with(settings(&clock));
+    let [(_, mut a), (_, mut b)] = two_ready_hosts(&inventory).await;
+    inventory
+        .create_wave(
+            spec(mf_core::wave::spec::SpecInput {
+                batches: "100%".into(),
+                windows: vec!["22:00-06:00 UTC".into()],
+                ..Default::default()
+            }),
+            false,
+        )
+        .await
+        .expect("created");
+    inventory
+        .wave_action("w".into(), WaveAction::Start)
+        .await
+        .expect("start");
+    inventory.tick().await.expect("tick");
+    assert!(
+        a.try_recv().is_err() && b.try_recv().is_err(),
+        "closed at noon"
+    );
+    let waiting = why(&inventory, "a1").await;
+    assert!(waiting.reason.contains("window"), "{waiting:?}");
+    clock.set(MONDAY_2230);
+    inventory.tick().await.expect("tick");
+    // The canary (a1) starts with its job's own pre-check; b1 waits for it.
+    assert!(matches!(
+        recv(&mut a).await.phase,
+        CommandPhase::Precheck(_)
+    ));
+    let job = job_of(&inventory, "a1").await;
+    assert_eq!(job.created_unix_ms, MONDAY_2230);
+}
