@@ -5,8 +5,10 @@
 use mf_core::command::{AgentCommand, CommandPhase, CommandUpdate, InvalidUpdate, UpdateState};
 use mf_core::facts::{Facts, Filesystem, InvalidFacts, OsInfo, UnknownFact};
 use mf_core::finding::{Finding, Remediation, Severity};
+use mf_core::job::{JobPhase, JobState, OnFailure};
 use mf_core::path::Tool;
 use mf_core::precheck::{PrecheckRecord, Readiness};
+use mf_core::wave::status::{HostStatus, WaveState};
 use mf_proto::v1 as pb;
 
 /// An agent's facts, checked against every limit.
@@ -246,6 +248,83 @@ pub fn latest_precheck_to_wire(record: &PrecheckRecord) -> pb::LatestPrecheck {
         step: record.step.to_string(),
     }
 }
+
+/// An unspecified `on_failure` takes the default (rollback); an unknown one is refused.
+pub fn on_failure_from_wire(value: i32) -> Result<Option<OnFailure>, InvalidEnum> {
+    match pb::OnFailure::try_from(value) {
+        Ok(pb::OnFailure::Unspecified) => Ok(None),
+        Ok(pb::OnFailure::Rollback) => Ok(Some(OnFailure::Rollback)),
+        Ok(pb::OnFailure::Hold) => Ok(Some(OnFailure::Hold)),
+        Err(_) => Err(InvalidEnum("on_failure", value)),
+    }
+}
+
+pub fn on_failure_to_wire(on_failure: OnFailure) -> i32 {
+    match on_failure {
+        OnFailure::Rollback => pb::OnFailure::Rollback,
+        OnFailure::Hold => pb::OnFailure::Hold,
+    }
+    .into()
+}
+
+pub fn job_phase_to_wire(phase: JobPhase) -> i32 {
+    match phase {
+        JobPhase::Precheck => pb::JobPhase::Precheck,
+        JobPhase::Snapshot => pb::JobPhase::Snapshot,
+        JobPhase::Execute => pb::JobPhase::Execute,
+        JobPhase::Reboot => pb::JobPhase::Reboot,
+        JobPhase::Verify => pb::JobPhase::Verify,
+        JobPhase::Commit => pb::JobPhase::Commit,
+        JobPhase::Rollback => pb::JobPhase::Rollback,
+    }
+    .into()
+}
+
+pub fn job_state_to_wire(state: JobState) -> i32 {
+    match state {
+        JobState::Running => pb::JobState::Running,
+        JobState::Succeeded => pb::JobState::Succeeded,
+        JobState::Blocked => pb::JobState::Blocked,
+        JobState::Failed => pb::JobState::Failed,
+        JobState::RolledBack => pb::JobState::RolledBack,
+        JobState::Held => pb::JobState::Held,
+    }
+    .into()
+}
+
+pub fn wave_state_to_wire(state: WaveState) -> i32 {
+    match state {
+        WaveState::Created => pb::WaveState::Created,
+        WaveState::Running => pb::WaveState::Running,
+        WaveState::Paused => pb::WaveState::Paused,
+        WaveState::Halted => pb::WaveState::Halted,
+        WaveState::Cancelled => pb::WaveState::Cancelled,
+        WaveState::Completed => pb::WaveState::Completed,
+    }
+    .into()
+}
+
+pub fn host_status_to_wire(status: HostStatus) -> i32 {
+    match status {
+        HostStatus::Excluded => pb::WaveHostState::Excluded,
+        HostStatus::Pending => pb::WaveHostState::Pending,
+        HostStatus::Running => pb::WaveHostState::Running,
+        HostStatus::Succeeded => pb::WaveHostState::Succeeded,
+        HostStatus::RolledBack => pb::WaveHostState::RolledBack,
+        HostStatus::Failed => pb::WaveHostState::Failed,
+        HostStatus::Blocked => pb::WaveHostState::Blocked,
+        HostStatus::Aborted => pb::WaveHostState::Aborted,
+        HostStatus::Unreachable => pb::WaveHostState::Unreachable,
+        HostStatus::Skipped => pb::WaveHostState::Skipped,
+        HostStatus::NotStarted => pb::WaveHostState::NotStarted,
+    }
+    .into()
+}
+
+/// A value of a closed set that this coordinator does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0} has no value {1}")]
+pub struct InvalidEnum(pub &'static str, pub i32);
 
 #[cfg(test)]
 mod tests {

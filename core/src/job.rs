@@ -33,20 +33,6 @@ pub enum JobPhase {
     Rollback,
 }
 
-impl JobPhase {
-    pub fn label(self) -> &'static str {
-        match self {
-            JobPhase::Precheck => "precheck",
-            JobPhase::Snapshot => "snapshot",
-            JobPhase::Execute => "execute",
-            JobPhase::Reboot => "reboot",
-            JobPhase::Verify => "verify",
-            JobPhase::Commit => "commit",
-            JobPhase::Rollback => "rollback",
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum JobState {
@@ -63,18 +49,31 @@ pub enum JobState {
     Held,
 }
 
-impl JobState {
-    pub fn label(self) -> &'static str {
-        match self {
-            JobState::Running => "running",
-            JobState::Succeeded => "succeeded",
-            JobState::Blocked => "blocked",
-            JobState::Failed => "failed",
-            JobState::RolledBack => "rolled-back",
-            JobState::Held => "held",
-        }
-    }
+closed_set!(JobPhase, "a job phase", {
+    JobPhase::Precheck => "precheck",
+    JobPhase::Snapshot => "snapshot",
+    JobPhase::Execute => "execute",
+    JobPhase::Reboot => "reboot",
+    JobPhase::Verify => "verify",
+    JobPhase::Commit => "commit",
+    JobPhase::Rollback => "rollback",
+});
 
+closed_set!(JobState, "a job state", {
+    JobState::Running => "running",
+    JobState::Succeeded => "succeeded",
+    JobState::Blocked => "blocked",
+    JobState::Failed => "failed",
+    JobState::RolledBack => "rolled-back",
+    JobState::Held => "held",
+});
+
+closed_set!(OnFailure, "on-failure", {
+    OnFailure::Rollback => "rollback",
+    OnFailure::Hold => "hold",
+});
+
+impl JobState {
     pub fn is_final(self) -> bool {
         !matches!(self, JobState::Running | JobState::Held)
     }

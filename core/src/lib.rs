@@ -3,10 +3,14 @@
 //! migration path table, readiness, the job state machine and the wave
 //! scheduler with its calendar. No I/O, no async, no clock: time is an argument.
 
+#[macro_use]
+pub mod labels;
+
 pub mod command;
 pub mod facts;
 pub mod finding;
 pub mod job;
+
 pub mod path;
 pub mod precheck;
 pub mod readiness;

@@ -163,7 +163,7 @@ async fn run(hosts: usize) -> Result<()> {
         .await?;
     loop {
         let status = inventory.wave_status("bench".into()).await?;
-        if status.state == "completed" {
+        if status.state == mf_core::wave::status::WaveState::Completed {
             break;
         }
         if started.elapsed() > Duration::from_secs(600) {

@@ -251,17 +251,18 @@ async fn wave_story(
     admin
         .wave_action(mf_proto::v1::WaveActionRequest {
             name: WAVE.into(),
-            action: "start".into(),
+            action: mf_proto::v1::WaveAction::Start.into(),
             rollback: false,
         })
         .await
         .map_err(client::refused)?;
     let over = |s: &mf_proto::v1::WaveStatus| {
-        s.state == "halted" && s.counts.get("running").copied().unwrap_or(0) == 0
-            || s.state == "completed"
+        wave_state(s) == "halted"
+            && mfctl::wire::counts(s).get("running").copied().unwrap_or(0) == 0
+            || wave_state(s) == "completed"
     };
     let status = watch_until(admin, timeout, over).await?;
-    if status.state == "halted" {
+    if wave_state(&status) == "halted" {
         println!("\n$ mfctl wave status {WAVE}");
         println!("{}", waves::status_text(&status));
         if let Some(waiting) = first_pending(admin).await? {
@@ -276,7 +277,10 @@ async fn wave_story(
                 .into_inner();
             println!(
                 "{} ({}, stage {}): {}",
-                why.host_id, why.state, why.stage, why.reason
+                why.host_id,
+                mfctl::wire::host_state(why.state),
+                why.stage,
+                why.reason
             );
         }
         println!(
@@ -285,12 +289,12 @@ async fn wave_story(
         admin
             .wave_action(mf_proto::v1::WaveActionRequest {
                 name: WAVE.into(),
-                action: "resume".into(),
+                action: mf_proto::v1::WaveAction::Resume.into(),
                 rollback: false,
             })
             .await
             .map_err(client::refused)?;
-        watch_until(admin, timeout, |s| s.state == "completed").await?;
+        watch_until(admin, timeout, |s| wave_state(s) == "completed").await?;
     }
     println!(
         "\nwave {WAVE} over in {:.1} s\n\n$ mfctl wave status {WAVE}",
@@ -363,7 +367,7 @@ async fn first_pending(admin: &mut client::AdminClient) -> Result<Option<String>
             .await
             .map_err(client::refused)?
             .into_inner();
-        if why.state == "pending" {
+        if mfctl::wire::host_state(why.state) == "pending" {
             return Ok(Some(host.clone()));
         }
     }
@@ -415,4 +419,8 @@ pub fn fleet_summary(hosts: &[mf_proto::v1::Host]) -> String {
     total.push(hosts.len().to_string());
     rows.push(total);
     table(&header, &rows)
+}
+
+fn wave_state(status: &mf_proto::v1::WaveStatus) -> &'static str {
+    mfctl::wire::wave_state(status.state)
 }

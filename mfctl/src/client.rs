@@ -157,24 +157,28 @@ pub async fn migrate(
     admin: &mut AdminClient,
     host_id: &str,
     target: &str,
-    on_failure: &str,
+    on_failure: crate::OnFailureArg,
 ) -> Result<pb::Job> {
     admin
         .migrate(pb::MigrateRequest {
             host_id: host_id.to_string(),
             target: target.to_string(),
-            on_failure: on_failure.to_string(),
+            on_failure: crate::wire::on_failure_to_wire(on_failure),
         })
         .await
         .map(tonic::Response::into_inner)
         .map_err(refused)
 }
 
-pub async fn job_action(admin: &mut AdminClient, host_id: &str, action: &str) -> Result<pb::Job> {
+pub async fn job_action(
+    admin: &mut AdminClient,
+    host_id: &str,
+    action: pb::JobAction,
+) -> Result<pb::Job> {
     admin
         .job_action(pb::JobActionRequest {
             host_id: host_id.to_string(),
-            action: action.to_string(),
+            action: action.into(),
         })
         .await
         .map(tonic::Response::into_inner)

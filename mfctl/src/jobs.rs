@@ -9,6 +9,11 @@ use super::Format;
 use super::client::{self, AdminClient};
 use super::output::timestamp;
 use super::readiness::{remediation_text, severity_label};
+use super::wire;
+
+pub fn is_running(job: &pb::Job) -> bool {
+    pb::JobState::try_from(job.state) == Ok(pb::JobState::Running)
+}
 
 pub fn to_json(job: &pb::Job) -> serde_json::Value {
     serde_json::json!({
@@ -17,9 +22,9 @@ pub fn to_json(job: &pb::Job) -> serde_json::Value {
         "target": job.target,
         "steps": job.steps,
         "step": job.step_index + 1,
-        "phase": job.phase,
-        "state": job.state,
-        "on_failure": job.on_failure,
+        "phase": wire::job_phase(job.phase),
+        "state": wire::job_state(job.state),
+        "on_failure": wire::on_failure(job.on_failure),
         "detail": job.detail,
         "created": timestamp(job.created_unix_ms),
         "created_unix_ms": job.created_unix_ms,
@@ -40,30 +45,32 @@ pub fn lines(job: &pb::Job, connected: bool) -> Vec<(String, String)> {
             "Job".into(),
             format!(
                 "{} to {} ({} on failure)",
-                job.id, job.target, job.on_failure
+                job.id,
+                job.target,
+                wire::on_failure(job.on_failure)
             ),
         ),
         (
             "Job state".into(),
             format!(
                 "{} at step {} of {} ({}), {}",
-                job.state,
+                wire::job_state(job.state),
                 job.step_index + 1,
                 job.steps.len(),
                 job.steps
                     .get(job.step_index as usize)
                     .cloned()
                     .unwrap_or_default(),
-                job.phase
+                wire::job_phase(job.phase)
             ),
         ),
     ];
-    if job.state == "running" && !connected {
+    if is_running(job) && !connected {
         lines.push((
             "Job outcome".into(),
             format!(
                 "unknown: the host is disconnected during {}; the job goes on when it returns",
-                job.phase
+                wire::job_phase(job.phase)
             ),
         ));
     }
@@ -114,7 +121,7 @@ pub async fn wait(admin: &mut AdminClient, host_id: &str, follow: bool) -> Resul
             }
         }
         shown = job.timeline.len();
-        if job.state != "running" {
+        if !is_running(&job) {
             return Ok(job);
         }
         tokio::time::sleep(Duration::from_millis(300)).await;

@@ -7,7 +7,7 @@ pub mod jobs;
 pub mod output;
 pub mod readiness;
 pub mod waves;
-mod wire;
+pub mod wire;
 
 use std::path::PathBuf;
 
@@ -16,6 +16,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use client::ConnectArgs;
 use mf_pki::{PkiFiles, PkiPaths};
+use mf_proto::v1 as pb;
 
 #[derive(Debug, Parser)]
 #[command(name = "mfctl", version, about = "Migration Factory operators' CLI")]
@@ -207,11 +208,12 @@ pub async fn run(cli: Cli) -> Result<()> {
                     hosts::print_one(&host, output)
                 }
                 HostsCommand::Rollback { host, output } => {
-                    let job = client::job_action(&mut admin, &host, "rollback").await?;
+                    let job =
+                        client::job_action(&mut admin, &host, pb::JobAction::Rollback).await?;
                     jobs::print_job(&job, output)
                 }
                 HostsCommand::Retry { host, output } => {
-                    let job = client::job_action(&mut admin, &host, "retry").await?;
+                    let job = client::job_action(&mut admin, &host, pb::JobAction::Retry).await?;
                     jobs::print_job(&job, output)
                 }
             }
@@ -244,18 +246,18 @@ pub async fn run(cli: Cli) -> Result<()> {
             output,
         } => {
             let mut admin = cli.connect.admin().await?;
-            let on_failure = match on_failure {
-                OnFailureArg::Rollback => "rollback",
-                OnFailureArg::Hold => "hold",
-            };
             let job = client::migrate(&mut admin, &host, &target, on_failure).await?;
             if !wait {
                 return jobs::print_job(&job, output);
             }
             let job = jobs::wait(&mut admin, &host, output == Format::Table).await?;
             jobs::print_job(&job, output)?;
-            if job.state != "succeeded" {
-                anyhow::bail!("the job of {host} ended {}: {}", job.state, job.detail);
+            if pb::JobState::try_from(job.state) != Ok(pb::JobState::Succeeded) {
+                anyhow::bail!(
+                    "the job of {host} ended {}: {}",
+                    wire::job_state(job.state),
+                    job.detail
+                );
             }
             Ok(())
         }

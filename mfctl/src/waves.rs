@@ -10,7 +10,7 @@ use mf_proto::v1 as pb;
 
 use super::client::{AdminClient, refused};
 use super::output::{table, timestamp};
-use super::{Format, OnFailureArg};
+use super::{Format, OnFailureArg, wire};
 
 #[derive(Debug, Args)]
 pub struct CreateArgs {
@@ -162,10 +162,7 @@ pub fn spec(args: &CreateArgs) -> pb::WaveSpec {
         freezes: args.freezes.clone(),
         soak_seconds: args.soak.map_or(0, |d| d.as_secs()),
         approve_stages: args.approve_stages,
-        on_failure: match args.on_failure {
-            OnFailureArg::Rollback => "rollback".into(),
-            OnFailureArg::Hold => "hold".into(),
-        },
+        on_failure: wire::on_failure_to_wire(args.on_failure),
         expected_seconds: args.expected.map_or(0, |d| d.as_secs()),
         dry_run: args.dry_run,
     }
@@ -192,15 +189,23 @@ pub async fn run(admin: &mut AdminClient, command: WaveCommand) -> Result<()> {
                 .into_inner();
             print_plan(&plan, output)
         }
-        WaveCommand::Start(a) => action(admin, &a.name, "start", false, a.output).await,
-        WaveCommand::Pause(a) => action(admin, &a.name, "pause", false, a.output).await,
-        WaveCommand::Resume(a) => action(admin, &a.name, "resume", false, a.output).await,
-        WaveCommand::Approve(a) => action(admin, &a.name, "approve", false, a.output).await,
+        WaveCommand::Start(a) => {
+            action(admin, &a.name, pb::WaveAction::Start, false, a.output).await
+        }
+        WaveCommand::Pause(a) => {
+            action(admin, &a.name, pb::WaveAction::Pause, false, a.output).await
+        }
+        WaveCommand::Resume(a) => {
+            action(admin, &a.name, pb::WaveAction::Resume, false, a.output).await
+        }
+        WaveCommand::Approve(a) => {
+            action(admin, &a.name, pb::WaveAction::Approve, false, a.output).await
+        }
         WaveCommand::Cancel {
             name,
             rollback,
             output,
-        } => action(admin, &name, "cancel", rollback, output).await,
+        } => action(admin, &name, pb::WaveAction::Cancel, rollback, output).await,
         WaveCommand::Status {
             name,
             watch,
@@ -239,7 +244,10 @@ pub async fn run(admin: &mut AdminClient, command: WaveCommand) -> Result<()> {
                 Format::Table => {
                     println!(
                         "{} ({}, stage {}): {}",
-                        why.host_id, why.state, why.stage, why.reason
+                        why.host_id,
+                        wire::host_state(why.state),
+                        why.stage,
+                        why.reason
                     );
                 }
             }
@@ -253,22 +261,22 @@ pub async fn run(admin: &mut AdminClient, command: WaveCommand) -> Result<()> {
                 .into_inner();
             print_status(&status, a.output)
         }
-        WaveCommand::Retry(a) => host_action(admin, a, "retry").await,
-        WaveCommand::Skip(a) => host_action(admin, a, "skip").await,
+        WaveCommand::Retry(a) => host_action(admin, a, pb::WaveHostAction::Retry).await,
+        WaveCommand::Skip(a) => host_action(admin, a, pb::WaveHostAction::Skip).await,
     }
 }
 
 async fn action(
     admin: &mut AdminClient,
     name: &str,
-    action: &str,
+    action: pb::WaveAction,
     rollback: bool,
     output: Format,
 ) -> Result<()> {
     let status = admin
         .wave_action(pb::WaveActionRequest {
             name: name.to_string(),
-            action: action.to_string(),
+            action: action.into(),
             rollback,
         })
         .await
@@ -277,12 +285,16 @@ async fn action(
     print_status(&status, output)
 }
 
-async fn host_action(admin: &mut AdminClient, args: HostArgs, action: &str) -> Result<()> {
+async fn host_action(
+    admin: &mut AdminClient,
+    args: HostArgs,
+    action: pb::WaveHostAction,
+) -> Result<()> {
     let status = admin
         .wave_host_action(pb::WaveHostActionRequest {
             name: args.name,
             host_id: args.host,
-            action: action.to_string(),
+            action: action.into(),
         })
         .await
         .map_err(refused)?
@@ -324,8 +336,8 @@ pub async fn watch(
             out.flush()?;
             last = text;
         }
-        if matches!(status.state.as_str(), "completed" | "cancelled")
-            && status.counts.get("running").copied().unwrap_or(0) == 0
+        if matches!(wire::wave_state(status.state), "completed" | "cancelled")
+            && wire::counts(&status).get("running").copied().unwrap_or(0) == 0
         {
             return Ok(());
         }
@@ -338,8 +350,8 @@ fn eta(unix_ms: i64) -> String {
 }
 
 fn counts_text(status: &pb::WaveStatus) -> String {
-    let mut counts: Vec<(&String, &u32)> = status.counts.iter().filter(|(_, n)| **n > 0).collect();
-    counts.sort();
+    let counts = wire::counts(status);
+    let counts: Vec<(&&str, &u32)> = counts.iter().filter(|(_, n)| **n > 0).collect();
     counts
         .iter()
         .map(|(k, n)| format!("{k} {n}"))
@@ -349,17 +361,17 @@ fn counts_text(status: &pb::WaveStatus) -> String {
 
 /// One line: for logs and `--watch` into a pipe.
 pub fn progress_line(status: &pb::WaveStatus) -> String {
-    let total: u32 = status.counts.values().sum();
-    let done: u32 = status
-        .counts
+    let counts = wire::counts(status);
+    let total: u32 = counts.values().sum();
+    let done: u32 = counts
         .iter()
-        .filter(|(k, _)| !matches!(k.as_str(), "pending" | "running"))
+        .filter(|(k, _)| !matches!(**k, "pending" | "running"))
         .map(|(_, n)| n)
         .sum();
     format!(
         "{} {} stage {}/{} {done}/{total} done ({}){}{}{}",
         status.name,
-        status.state,
+        wire::wave_state(status.state),
         status.current_stage,
         status.stages.len(),
         counts_text(status),
@@ -385,7 +397,9 @@ pub fn status_text(status: &pb::WaveStatus) -> String {
     let mut lines = vec![
         format!(
             "Wave      {} to {}: {}",
-            status.name, status.target, status.state
+            status.name,
+            status.target,
+            wire::wave_state(status.state)
         ),
         format!("Hosts     {}", counts_text(status)),
         format!(
@@ -440,7 +454,13 @@ pub fn status_text(status: &pb::WaveStatus) -> String {
         let rows: Vec<Vec<String>> = status
             .problems
             .iter()
-            .map(|p| vec![p.host_id.clone(), p.outcome.clone(), p.detail.clone()])
+            .map(|p| {
+                vec![
+                    p.host_id.clone(),
+                    wire::host_state(p.outcome).to_string(),
+                    p.detail.clone(),
+                ]
+            })
             .collect();
         lines.push(String::new());
         lines.push(table(&["HOST", "OUTCOME", "DETAIL"], &rows));
@@ -452,14 +472,14 @@ pub fn status_json(status: &pb::WaveStatus) -> serde_json::Value {
     serde_json::json!({
         "name": status.name,
         "target": status.target,
-        "state": status.state,
+        "state": wire::wave_state(status.state),
         "halted": (!status.halted_reason.is_empty()).then_some(&status.halted_reason),
         "waiting": (!status.waiting.is_empty()).then_some(&status.waiting),
         "current_stage": status.current_stage,
         "stages": status.stages.iter().map(|s| serde_json::json!({
             "hosts": s.hosts, "running": s.running, "done": s.done, "failures": s.failures,
         })).collect::<Vec<_>>(),
-        "counts": status.counts,
+        "counts": wire::counts(status),
         "eta": timestamp(status.eta_unix_ms),
         "created": timestamp(status.created_unix_ms),
         "started": timestamp(status.started_unix_ms),
@@ -470,14 +490,14 @@ pub fn status_json(status: &pb::WaveStatus) -> serde_json::Value {
             "label": b.label, "in_use": b.in_use, "full_values": b.full_values,
         })).collect::<Vec<_>>(),
         "problems": status.problems.iter().map(|p| serde_json::json!({
-            "host_id": p.host_id, "outcome": p.outcome, "detail": p.detail,
+            "host_id": p.host_id, "outcome": wire::host_state(p.outcome), "detail": p.detail,
         })).collect::<Vec<_>>(),
     })
 }
 
 fn why_json(why: &pb::WhyWaveResponse) -> serde_json::Value {
     serde_json::json!({
-        "host_id": why.host_id, "state": why.state, "stage": why.stage,
+        "host_id": why.host_id, "state": wire::host_state(why.state), "stage": why.stage,
         "job_id": why.job_id, "reason": why.reason,
     })
 }
@@ -500,11 +520,11 @@ fn print_list(waves: &[pb::WaveStatus], output: Format) -> Result<()> {
             let rows: Vec<Vec<String>> = waves
                 .iter()
                 .map(|w| {
-                    let total: u32 = w.counts.values().sum();
+                    let total: u32 = wire::counts(w).values().sum();
                     vec![
                         w.name.clone(),
                         w.target.clone(),
-                        w.state.clone(),
+                        wire::wave_state(w.state).to_string(),
                         format!("{}/{}", w.current_stage, w.stages.len()),
                         total.to_string(),
                         counts_text(w),
@@ -526,11 +546,20 @@ fn print_list(waves: &[pb::WaveStatus], output: Format) -> Result<()> {
     Ok(())
 }
 
+/// A dry run's plan was recorded nowhere: it says so instead of a state.
+fn plan_state(plan: &pb::WavePlan) -> &'static str {
+    if plan.dry_run {
+        "dry run: not recorded"
+    } else {
+        wire::wave_state(plan.state)
+    }
+}
+
 pub fn plan_json(plan: &pb::WavePlan) -> serde_json::Value {
     serde_json::json!({
         "name": plan.name,
         "target": plan.target,
-        "state": plan.state,
+        "state": plan_state(plan),
         "policy": plan.policy,
         "stages": plan.stages.iter().map(|s| &s.hosts).collect::<Vec<_>>(),
         "excluded": plan.excluded.iter().map(|e| serde_json::json!({
@@ -557,7 +586,7 @@ pub fn plan_text(plan: &pb::WavePlan) -> String {
             "Wave      {} to {}: {}, {hosts} hosts in {} stages",
             plan.name,
             plan.target,
-            plan.state,
+            plan_state(plan),
             plan.stages.len()
         ),
         format!("Policy    {}", plan.policy.join("; ")),

@@ -753,9 +753,19 @@ async fn a_wave_starts_hosts_under_its_budget_and_resumes_exactly_after_a_restar
     task.await.expect("inventory ends");
     let (inventory, task, metrics) = fixture.start();
     let status = inventory.wave_status("w1".into()).await.expect("status");
-    assert_eq!(status.state, "running");
-    assert_eq!(status.counts.get("running"), Some(&2));
-    assert_eq!(status.counts.get("succeeded"), Some(&1));
+    assert_eq!(status.state, mf_core::wave::status::WaveState::Running);
+    assert_eq!(
+        status
+            .counts
+            .get(&mf_core::wave::status::HostStatus::Running),
+        Some(&2)
+    );
+    assert_eq!(
+        status
+            .counts
+            .get(&mf_core::wave::status::HostStatus::Succeeded),
+        Some(&1)
+    );
     let why = inventory
         .wave_why("w1".into(), "b2".into())
         .await
@@ -788,7 +798,7 @@ async fn a_wave_starts_hosts_under_its_budget_and_resumes_exactly_after_a_restar
     let status = tokio::time::timeout(std::time::Duration::from_secs(5), async {
         loop {
             let status = inventory.wave_status("w1".into()).await.expect("status");
-            if status.state == "completed" {
+            if status.state == mf_core::wave::status::WaveState::Completed {
                 return status;
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -796,7 +806,12 @@ async fn a_wave_starts_hosts_under_its_budget_and_resumes_exactly_after_a_restar
     })
     .await
     .expect("the wave completes");
-    assert_eq!(status.counts.get("succeeded"), Some(&4));
+    assert_eq!(
+        status
+            .counts
+            .get(&mf_core::wave::status::HostStatus::Succeeded),
+        Some(&4)
+    );
     assert!(
         rxs.get_mut("a1").expect("a1").try_recv().is_err(),
         "a1 ran twice"
@@ -839,7 +854,7 @@ async fn a_held_host_is_retried_from_the_wave_and_a_pending_one_skipped() {
         target: "rhel-8.10".into(),
         batches: "100%".into(),
         max_parallel: 1,
-        on_failure: "hold".into(),
+        on_failure: Some(OnFailure::Hold),
         stage_errors: "1".into(),
         total_errors: "1".into(),
         ..Default::default()
@@ -866,7 +881,12 @@ async fn a_held_host_is_retried_from_the_wave_and_a_pending_one_skipped() {
         .wave_why("w".into(), "a1".into())
         .await
         .expect("why");
-    assert_eq!(why.state, "failed", "{}", why.reason);
+    assert_eq!(
+        why.state,
+        mf_core::wave::status::HostStatus::Failed,
+        "{}",
+        why.reason
+    );
     // The operator retries it from the wave: the job runs its execute again.
     inventory
         .wave_host_action("w".into(), "a1".into(), HostAction::Retry)
@@ -884,7 +904,12 @@ async fn a_held_host_is_retried_from_the_wave_and_a_pending_one_skipped() {
         .wave_host_action("w".into(), "c1".into(), HostAction::Skip)
         .await
         .expect("skip");
-    assert_eq!(skipped.counts.get("skipped"), Some(&1));
+    assert_eq!(
+        skipped
+            .counts
+            .get(&mf_core::wave::status::HostStatus::Skipped),
+        Some(&1)
+    );
     let refused = inventory
         .wave_host_action("w".into(), "b1".into(), HostAction::Skip)
         .await;
@@ -896,7 +921,7 @@ async fn a_held_host_is_retried_from_the_wave_and_a_pending_one_skipped() {
     let status = tokio::time::timeout(std::time::Duration::from_secs(5), async {
         loop {
             let status = inventory.wave_status("w".into()).await.expect("status");
-            if status.state == "completed" {
+            if status.state == mf_core::wave::status::WaveState::Completed {
                 return status;
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -904,7 +929,12 @@ async fn a_held_host_is_retried_from_the_wave_and_a_pending_one_skipped() {
     })
     .await
     .expect("the wave completes");
-    assert_eq!(status.counts.get("succeeded"), Some(&2));
+    assert_eq!(
+        status
+            .counts
+            .get(&mf_core::wave::status::HostStatus::Succeeded),
+        Some(&2)
+    );
     assert!(
         agents.get_mut("c1").expect("c1").try_recv().is_err(),
         "a skipped host got a command"
@@ -937,7 +967,7 @@ async fn a_dry_run_plans_a_canary_by_selector_and_records_nothing() {
         plan.stages,
         [vec!["b1".to_string()], vec!["a1".into(), "a2".into()]]
     );
-    assert_eq!(plan.lifecycle, "dry run: not recorded");
+    assert!(plan.dry_run, "a dry run says it recorded nothing");
     assert!(plan.eta_unix_ms.is_some());
     assert!(inventory.list_waves().await.expect("list").is_empty());
     let none = inventory.create_wave(spec("app=zzz"), true).await;

@@ -194,11 +194,18 @@ async fn a_host_away_is_given_up_after_ten_minutes_counted_from_the_restart_at_t
         super::tests::run_job(&inventory, "a1", &mut a).await;
         inventory.tick().await.expect("tick");
         let waiting = why(&inventory, "b1").await;
-        assert_eq!(waiting.state, "pending", "{waiting:?}");
+        assert_eq!(
+            waiting.state,
+            mf_core::wave::status::HostStatus::Pending,
+            "{waiting:?}"
+        );
         assert!(waiting.reason.contains("not connected"), "{waiting:?}");
         clock.advance(9 * MINUTE);
         inventory.tick().await.expect("tick");
-        assert_eq!(why(&inventory, "b1").await.state, "pending");
+        assert_eq!(
+            why(&inventory, "b1").await.state,
+            mf_core::wave::status::HostStatus::Pending
+        );
         drop(inventory);
         task.await.expect("inventory ends");
     }
@@ -207,11 +214,18 @@ async fn a_host_away_is_given_up_after_ten_minutes_counted_from_the_restart_at_t
     let (inventory, _task, _) = fixture.start_with(settings(&clock));
     clock.advance(2 * MINUTE);
     inventory.tick().await.expect("tick");
-    assert_eq!(why(&inventory, "b1").await.state, "pending");
+    assert_eq!(
+        why(&inventory, "b1").await.state,
+        mf_core::wave::status::HostStatus::Pending
+    );
     clock.advance(9 * MINUTE);
     inventory.tick().await.expect("tick");
     let gone = why(&inventory, "b1").await;
-    assert_eq!(gone.state, "unreachable", "{gone:?}");
+    assert_eq!(
+        gone.state,
+        mf_core::wave::status::HostStatus::Unreachable,
+        "{gone:?}"
+    );
     let status = inventory.wave_status("w".into()).await.expect("status");
     assert!(
         status

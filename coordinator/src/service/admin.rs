@@ -60,13 +60,9 @@ pub fn job_to_wire(job: &Job) -> pb::Job {
         target: job.target.to_string(),
         steps: job.steps.iter().map(ToString::to_string).collect(),
         step_index: u32::try_from(job.step_index).unwrap_or(u32::MAX),
-        phase: job.phase.label().into(),
-        state: job.state.label().into(),
-        on_failure: match job.on_failure {
-            OnFailure::Rollback => "rollback",
-            OnFailure::Hold => "hold",
-        }
-        .into(),
+        phase: wire::job_phase_to_wire(job.phase),
+        state: wire::job_state_to_wire(job.state),
+        on_failure: wire::on_failure_to_wire(job.on_failure),
         detail: job.detail.clone(),
         findings: job.findings.iter().map(wire::finding_to_wire).collect(),
         timeline: job
@@ -221,15 +217,9 @@ impl AdminService for AdminApi {
             .target
             .parse()
             .map_err(|e: PathError| Status::invalid_argument(e.to_string()))?;
-        let on_failure = match request.on_failure.as_str() {
-            "" | "rollback" => OnFailure::Rollback,
-            "hold" => OnFailure::Hold,
-            other => {
-                return Err(Status::invalid_argument(format!(
-                    "on_failure is rollback or hold, not {other:?}"
-                )));
-            }
-        };
+        let on_failure = wire::on_failure_from_wire(request.on_failure)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?
+            .unwrap_or(OnFailure::Rollback);
         let job = self
             .inventory
             .migrate(request.host_id.clone(), target, on_failure)
@@ -245,13 +235,13 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::Job>, Status> {
         let operator = auth::operator(&request, &self.metrics)?;
         let request = request.into_inner();
-        let action = match request.action.as_str() {
-            "rollback" => JobAction::Rollback,
-            "retry" => JobAction::Retry,
-            other => {
-                return Err(Status::invalid_argument(format!(
-                    "action is rollback or retry, not {other:?}"
-                )));
+        let action = match pb::JobAction::try_from(request.action) {
+            Ok(pb::JobAction::Rollback) => JobAction::Rollback,
+            Ok(pb::JobAction::Retry) => JobAction::Retry,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the job action is rollback or retry",
+                ));
             }
         };
         let job = self
@@ -259,7 +249,7 @@ impl AdminService for AdminApi {
             .job_action(request.host_id.clone(), action)
             .await
             .map_err(inventory_status)?;
-        info!(%operator, host_id = %request.host_id, action = %request.action, job = %job.id, "operator decision on a job");
+        info!(%operator, host_id = %request.host_id, ?action, job = %job.id, "operator decision on a job");
         Ok(Response::new(job_to_wire(&job)))
     }
 
@@ -320,7 +310,7 @@ impl AdminService for AdminApi {
         let request = request.into_inner();
         let name = waves::name(&request.name)?;
         let host_id = waves::host(&request.host_id)?;
-        let action = waves::host_action(&request.action)?;
+        let action = waves::host_action(request.action)?;
         let status = self
             .inventory
             .wave_host_action(name.clone(), host_id.clone(), action)

@@ -6,6 +6,7 @@ use tonic::Status;
 
 use super::valid_host_id;
 use crate::inventory::{HostAction, PlanView, StatusView, WaveAction, WhyView};
+use crate::wire;
 use mf_core::wave::spec::{SpecInput, WaveSpec, valid_name};
 
 fn as_u32(n: usize) -> u32 {
@@ -30,7 +31,8 @@ pub fn spec_from_wire(spec: pb::WaveSpec) -> Result<(WaveSpec, bool), Status> {
         freezes: spec.freezes,
         soak_seconds: spec.soak_seconds,
         approve_stages: spec.approve_stages,
-        on_failure: spec.on_failure,
+        on_failure: crate::wire::on_failure_from_wire(spec.on_failure)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?,
         expected_seconds: spec.expected_seconds,
     }
     .check()
@@ -57,32 +59,31 @@ pub fn host(host_id: &str) -> Result<String, Status> {
 }
 
 pub fn action(request: &pb::WaveActionRequest) -> Result<WaveAction, Status> {
-    if request.rollback && request.action != "cancel" {
+    let action = pb::WaveAction::try_from(request.action);
+    if request.rollback && action != Ok(pb::WaveAction::Cancel) {
         return Err(Status::invalid_argument("rollback goes with cancel only"));
     }
-    Ok(match request.action.as_str() {
-        "start" => WaveAction::Start,
-        "pause" => WaveAction::Pause,
-        "resume" => WaveAction::Resume,
-        "approve" => WaveAction::Approve,
-        "cancel" => WaveAction::Cancel {
+    Ok(match action {
+        Ok(pb::WaveAction::Start) => WaveAction::Start,
+        Ok(pb::WaveAction::Pause) => WaveAction::Pause,
+        Ok(pb::WaveAction::Resume) => WaveAction::Resume,
+        Ok(pb::WaveAction::Approve) => WaveAction::Approve,
+        Ok(pb::WaveAction::Cancel) => WaveAction::Cancel {
             rollback: request.rollback,
         },
-        other => {
-            return Err(Status::invalid_argument(format!(
-                "the wave action is start, pause, resume, approve or cancel, not {other:?}"
-            )));
+        Ok(pb::WaveAction::Unspecified) | Err(_) => {
+            return Err(Status::invalid_argument(
+                "the wave action is start, pause, resume, approve or cancel",
+            ));
         }
     })
 }
 
-pub fn host_action(text: &str) -> Result<HostAction, Status> {
-    match text {
-        "retry" => Ok(HostAction::Retry),
-        "skip" => Ok(HostAction::Skip),
-        other => Err(Status::invalid_argument(format!(
-            "the host action is retry or skip, not {other:?}"
-        ))),
+pub fn host_action(action: i32) -> Result<HostAction, Status> {
+    match pb::WaveHostAction::try_from(action) {
+        Ok(pb::WaveHostAction::Retry) => Ok(HostAction::Retry),
+        Ok(pb::WaveHostAction::Skip) => Ok(HostAction::Skip),
+        _ => Err(Status::invalid_argument("the host action is retry or skip")),
     }
 }
 
@@ -90,7 +91,7 @@ pub fn plan_to_wire(plan: PlanView) -> pb::WavePlan {
     pb::WavePlan {
         name: plan.name,
         target: plan.target,
-        state: plan.lifecycle,
+        state: wire::wave_state_to_wire(plan.state),
         stages: plan
             .stages
             .into_iter()
@@ -114,6 +115,7 @@ pub fn plan_to_wire(plan: PlanView) -> pb::WavePlan {
             })
             .collect(),
         policy: plan.policy,
+        dry_run: plan.dry_run,
     }
 }
 
@@ -121,7 +123,7 @@ pub fn status_to_wire(status: StatusView) -> pb::WaveStatus {
     pb::WaveStatus {
         name: status.name,
         target: status.target,
-        state: status.state,
+        state: wire::wave_state_to_wire(status.state),
         halted_reason: status.halted.unwrap_or_default(),
         waiting: status.waiting.unwrap_or_default(),
         current_stage: as_u32(status.current_stage),
@@ -138,7 +140,10 @@ pub fn status_to_wire(status: StatusView) -> pb::WaveStatus {
         counts: status
             .counts
             .into_iter()
-            .map(|(k, v)| (k, as_u32(v)))
+            .map(|(state, hosts)| pb::WaveHostCount {
+                state: wire::host_status_to_wire(state),
+                hosts: as_u32(hosts),
+            })
             .collect(),
         eta_unix_ms: status.eta_unix_ms.unwrap_or(0),
         created_unix_ms: status.created_unix_ms,
@@ -158,7 +163,7 @@ pub fn status_to_wire(status: StatusView) -> pb::WaveStatus {
             .into_iter()
             .map(|(host_id, outcome, detail)| pb::WaveProblem {
                 host_id,
-                outcome,
+                outcome: wire::host_status_to_wire(outcome),
                 detail,
             })
             .collect(),
@@ -168,7 +173,7 @@ pub fn status_to_wire(status: StatusView) -> pb::WaveStatus {
 pub fn why_to_wire(why: WhyView) -> pb::WhyWaveResponse {
     pb::WhyWaveResponse {
         host_id: why.host_id,
-        state: why.state,
+        state: wire::host_status_to_wire(why.state),
         stage: as_u32(why.stage),
         job_id: why.job_id,
         reason: why.reason,

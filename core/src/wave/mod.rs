@@ -10,6 +10,7 @@ pub mod durations;
 pub mod estimate;
 pub mod scheduler;
 pub mod spec;
+pub mod status;
 
 #[cfg(test)]
 mod tests;

@@ -24,6 +24,7 @@ use mf_core::wave::durations::{Durations, path_key};
 use mf_core::wave::estimate;
 use mf_core::wave::scheduler::{HostState, Member, Outcome, Wait, Wave};
 use mf_core::wave::spec::WaveSpec;
+use mf_core::wave::status::WaveState;
 use views::plan_view;
 pub use views::{PlanView, StageView, StatusView, WhyView};
 
@@ -174,11 +175,14 @@ impl LiveWave {
         }
     }
 
-    fn state_label(&self) -> &'static str {
+    fn state(&self) -> WaveState {
         match self.head.lifecycle {
-            Lifecycle::Running if self.wave.progress.halted.is_some() => "halted",
-            Lifecycle::Running if self.wave.progress.paused => "paused",
-            other => other.label(),
+            Lifecycle::Running if self.wave.progress.halted.is_some() => WaveState::Halted,
+            Lifecycle::Running if self.wave.progress.paused => WaveState::Paused,
+            Lifecycle::Running => WaveState::Running,
+            Lifecycle::Created => WaveState::Created,
+            Lifecycle::Cancelled => WaveState::Cancelled,
+            Lifecycle::Completed => WaveState::Completed,
         }
     }
 
@@ -445,7 +449,7 @@ impl State {
         );
         if dry_run {
             let mut view = plan_view(&mut live, &self.waves.durations, now);
-            view.lifecycle = "dry run: not recorded".into();
+            view.dry_run = true;
             return Ok(view);
         }
         let plan = WavePlan {
@@ -550,7 +554,7 @@ impl State {
                 {
                     return Err(InventoryError::Conflict(format!(
                         "wave {name} is {}: only a paused or halted wave resumes",
-                        live.state_label()
+                        live.state()
                     )));
                 }
                 live.wave.resume();
@@ -661,7 +665,7 @@ impl State {
         if live.head.finished_unix_ms.is_none() {
             return Err(InventoryError::Conflict(format!(
                 "wave {name} is {}: only a wave that is over can be deleted (cancel it first)",
-                live.state_label()
+                live.state()
             )));
         }
         let budgets: Vec<String> = live

@@ -14,13 +14,16 @@ use crate::inventory::InventoryError;
 use crate::store::wave_record::Lifecycle;
 use mf_core::wave::durations::Durations;
 use mf_core::wave::scheduler::{HostState, Outcome};
+use mf_core::wave::status::{HostStatus, WaveState};
 
 /// What `plan` shows.
 #[derive(Debug, Clone)]
 pub struct PlanView {
     pub name: String,
     pub target: String,
-    pub lifecycle: String,
+    pub state: WaveState,
+    /// Only planned: nothing was recorded.
+    pub dry_run: bool,
     pub stages: Vec<Vec<String>>,
     pub excluded: Vec<(String, String)>,
     pub outside_selector: usize,
@@ -43,14 +46,13 @@ pub struct StageView {
 pub struct StatusView {
     pub name: String,
     pub target: String,
-    /// created, running, paused, halted, cancelled, completed.
-    pub state: String,
+    pub state: WaveState,
     pub halted: Option<String>,
     /// Why nothing starts right now, when a stage boundary or window holds it.
     pub waiting: Option<String>,
     pub current_stage: usize,
     pub stages: Vec<StageView>,
-    pub counts: BTreeMap<String, usize>,
+    pub counts: BTreeMap<HostStatus, usize>,
     pub eta_unix_ms: Option<i64>,
     pub created_unix_ms: i64,
     pub started_unix_ms: Option<i64>,
@@ -59,14 +61,14 @@ pub struct StatusView {
     pub budgets: Vec<(String, usize, usize)>,
     /// Hosts that ended without success, the first [`MAX_PROBLEMS`] in the
     /// wave's order: (host, outcome, detail). `counts` has them all.
-    pub problems: Vec<(String, String, String)>,
+    pub problems: Vec<(String, HostStatus, String)>,
 }
 
 /// What `why` shows.
 #[derive(Debug, Clone)]
 pub struct WhyView {
     pub host_id: String,
-    pub state: String,
+    pub state: HostStatus,
     pub stage: usize,
     pub job_id: String,
     pub reason: String,
@@ -128,7 +130,7 @@ impl State {
                 .unwrap_or_else(|| "not in the wave: outside its selector".to_string());
             return Ok(WhyView {
                 host_id: host_id.to_string(),
-                state: "excluded".into(),
+                state: HostStatus::Excluded,
                 stage: 0,
                 job_id: String::new(),
                 reason,
@@ -164,7 +166,7 @@ impl State {
         };
         Ok(WhyView {
             host_id: host_id.to_string(),
-            state: state.label().to_string(),
+            state: state.into(),
             stage: live.wave.stage_of[m] + 1,
             job_id: live.members[m].job_id.clone().unwrap_or_default(),
             reason,
@@ -225,7 +227,8 @@ pub(super) fn plan_view(live: &mut LiveWave, durations: &Durations, now: i64) ->
     PlanView {
         name: live.head.spec.name.clone(),
         target: spec.target.to_string(),
-        lifecycle: live.state_label().to_string(),
+        state: live.state(),
+        dry_run: false,
         stages: live
             .wave
             .stages
@@ -303,7 +306,7 @@ fn status_of(live: &mut LiveWave, durations: &Durations, now: i64) -> StatusView
         .map(|(m, s)| {
             (
                 live.wave.members[m].host_id.clone(),
-                s.label().to_string(),
+                HostStatus::from(*s),
                 live.members[m].detail.clone(),
             )
         })
@@ -312,17 +315,19 @@ fn status_of(live: &mut LiveWave, durations: &Durations, now: i64) -> StatusView
     StatusView {
         name: live.head.spec.name.clone(),
         target: live.head.spec.target.to_string(),
-        state: live.state_label().to_string(),
+        state: live.state(),
         halted: live.wave.progress.halted.clone(),
         waiting,
         current_stage: live.wave.progress.current_stage + 1,
         stages,
         counts: live
             .wave
-            .counts()
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect(),
+            .states
+            .iter()
+            .fold(BTreeMap::new(), |mut counts, s| {
+                *counts.entry(HostStatus::from(*s)).or_default() += 1;
+                counts
+            }),
         eta_unix_ms: live.eta(durations, now),
         created_unix_ms: live.head.created_unix_ms,
         started_unix_ms: live.head.started_unix_ms,
