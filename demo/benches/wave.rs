@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use mf_coordinator::inventory::{
-    Inventory, NewEnrollment, NewSession, NewToken, Settings, WaveAction,
+    CreateMode, Inventory, NewEnrollment, NewSession, NewToken, Settings, WaveAction,
 };
 use mf_coordinator::metrics::Metrics;
 use mf_coordinator::store::Store;
@@ -153,7 +153,7 @@ async fn run(hosts: usize) -> Result<()> {
         ..SpecInput::default()
     }
     .check()?;
-    let plan = inventory.create_wave(spec, false).await?;
+    let plan = inventory.create_wave(spec, CreateMode::Record).await?;
     let members: usize = plan.stages.iter().map(Vec::len).sum();
 
     let cpu = cpu_seconds();

@@ -130,6 +130,14 @@ impl NewToken {
     }
 }
 
+/// Whether creating a wave records it or only plans it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateMode {
+    Record,
+    /// Plans and shows the wave; records nothing, takes no host.
+    DryRun,
+}
+
 /// What an enrollment writes.
 #[derive(Debug, Clone)]
 pub struct NewEnrollment {
@@ -168,7 +176,7 @@ pub struct PrecheckSummary {
 
 type Reply<T> = oneshot::Sender<Result<T, InventoryError>>;
 
-enum Command {
+enum Request {
     Enroll(NewEnrollment, Reply<Result<(), EnrollRefusal>>),
     CreateToken([u8; 32], NewToken, Reply<TokenRecord>),
     Connect(NewSession, Reply<SessionId>),
@@ -182,7 +190,7 @@ enum Command {
     Readiness(Selector, oneshot::Sender<ReadinessReport>),
     Migrate(String, Target, OnFailure, Reply<Job>),
     JobAction(String, JobAction, Reply<Job>),
-    CreateWave(Box<WaveSpec>, bool, Reply<PlanView>),
+    CreateWave(Box<WaveSpec>, CreateMode, Reply<PlanView>),
     WavePlan(String, Reply<PlanView>),
     WaveAction(String, WaveAction, Reply<StatusView>),
     WaveHostAction(String, String, HostAction, Reply<StatusView>),
@@ -198,7 +206,7 @@ enum Command {
 /// The handle the services use; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Inventory {
-    tx: mpsc::Sender<Command>,
+    tx: mpsc::Sender<Request>,
 }
 
 impl Inventory {
@@ -252,7 +260,7 @@ impl Inventory {
             loop {
                 tick.tick().await;
                 let Some(tx) = clock.upgrade() else { break };
-                if tx.send(Command::Tick(None)).await.is_err() {
+                if tx.send(Request::Tick(None)).await.is_err() {
                     break;
                 }
             }
@@ -264,10 +272,10 @@ impl Inventory {
     /// (reboot timeouts, unreachable hosts, windows and soak), and returns once
     /// what they decided is durable. For tests that move a manual clock.
     pub async fn tick(&self) -> Result<(), InventoryError> {
-        self.ask(|reply| Command::Tick(Some(reply))).await
+        self.ask(|reply| Request::Tick(Some(reply))).await
     }
 
-    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, InventoryError> {
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, InventoryError> {
         let (reply, answer) = oneshot::channel();
         self.tx
             .send(make(reply))
@@ -276,16 +284,16 @@ impl Inventory {
         answer.await.map_err(|_| InventoryError::Stopped)?
     }
 
-    async fn tell(&self, command: Command) {
+    async fn tell(&self, request: Request) {
         // The task only stops at shutdown, when nobody needs the update any more.
-        let _ = self.tx.send(command).await;
+        let _ = self.tx.send(request).await;
     }
 
     pub async fn enroll(
         &self,
         enrollment: NewEnrollment,
     ) -> Result<Result<(), EnrollRefusal>, InventoryError> {
-        self.ask(|reply| Command::Enroll(enrollment, reply)).await
+        self.ask(|reply| Request::Enroll(enrollment, reply)).await
     }
 
     /// Records a bootstrap token by the hash of its secret, its times taken
@@ -295,30 +303,30 @@ impl Inventory {
         hash: [u8; 32],
         token: NewToken,
     ) -> Result<TokenRecord, InventoryError> {
-        self.ask(|reply| Command::CreateToken(hash, token, reply))
+        self.ask(|reply| Request::CreateToken(hash, token, reply))
             .await
     }
 
     pub async fn connect(&self, session: NewSession) -> Result<SessionId, InventoryError> {
-        self.ask(|reply| Command::Connect(session, reply)).await
+        self.ask(|reply| Request::Connect(session, reply)).await
     }
 
     pub async fn facts(&self, host_id: String, session: SessionId, facts: Facts) {
-        self.tell(Command::Facts(host_id, session, facts)).await;
+        self.tell(Request::Facts(host_id, session, facts)).await;
     }
 
     pub async fn heartbeat(&self, host_id: String, session: SessionId) {
-        self.tell(Command::Heartbeat(host_id, session)).await;
+        self.tell(Request::Heartbeat(host_id, session)).await;
     }
 
     pub async fn disconnect(&self, host_id: String, session: SessionId) {
-        self.tell(Command::Disconnect(host_id, session)).await;
+        self.tell(Request::Disconnect(host_id, session)).await;
     }
 
     pub async fn list(&self, selector: Selector) -> Result<Vec<HostView>, InventoryError> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(Command::List(selector, reply))
+            .send(Request::List(selector, reply))
             .await
             .map_err(|_| InventoryError::Stopped)?;
         answer.await.map_err(|_| InventoryError::Stopped)
@@ -331,18 +339,18 @@ impl Inventory {
         selector: Selector,
         target: Target,
     ) -> Result<PrecheckSummary, InventoryError> {
-        self.ask(|reply| Command::Precheck(selector, target, reply))
+        self.ask(|reply| Request::Precheck(selector, target, reply))
             .await
     }
 
     pub async fn command_update(&self, host_id: String, update: CommandUpdate) {
-        self.tell(Command::Update(host_id, update)).await;
+        self.tell(Request::Update(host_id, update)).await;
     }
 
     pub async fn readiness(&self, selector: Selector) -> Result<ReadinessReport, InventoryError> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(Command::Readiness(selector, reply))
+            .send(Request::Readiness(selector, reply))
             .await
             .map_err(|_| InventoryError::Stopped)?;
         answer.await.map_err(|_| InventoryError::Stopped)
@@ -355,7 +363,7 @@ impl Inventory {
         target: Target,
         on_failure: OnFailure,
     ) -> Result<Job, InventoryError> {
-        self.ask(|reply| Command::Migrate(host_id, target, on_failure, reply))
+        self.ask(|reply| Request::Migrate(host_id, target, on_failure, reply))
             .await
     }
 
@@ -364,23 +372,23 @@ impl Inventory {
         host_id: String,
         action: JobAction,
     ) -> Result<Job, InventoryError> {
-        self.ask(|reply| Command::JobAction(host_id, action, reply))
+        self.ask(|reply| Request::JobAction(host_id, action, reply))
             .await
     }
 
     /// Plans and records a wave (nothing starts until `wave_action(Start)`),
-    /// or with `dry_run` only plans it.
+    /// or with [`CreateMode::DryRun`] only plans it.
     pub async fn create_wave(
         &self,
         spec: WaveSpec,
-        dry_run: bool,
+        mode: CreateMode,
     ) -> Result<PlanView, InventoryError> {
-        self.ask(|reply| Command::CreateWave(Box::new(spec), dry_run, reply))
+        self.ask(|reply| Request::CreateWave(Box::new(spec), mode, reply))
             .await
     }
 
     pub async fn wave_plan(&self, name: String) -> Result<PlanView, InventoryError> {
-        self.ask(|reply| Command::WavePlan(name, reply)).await
+        self.ask(|reply| Request::WavePlan(name, reply)).await
     }
 
     pub async fn wave_action(
@@ -388,7 +396,7 @@ impl Inventory {
         name: String,
         action: WaveAction,
     ) -> Result<StatusView, InventoryError> {
-        self.ask(|reply| Command::WaveAction(name, action, reply))
+        self.ask(|reply| Request::WaveAction(name, action, reply))
             .await
     }
 
@@ -398,37 +406,37 @@ impl Inventory {
         host_id: String,
         action: HostAction,
     ) -> Result<StatusView, InventoryError> {
-        self.ask(|reply| Command::WaveHostAction(name, host_id, action, reply))
+        self.ask(|reply| Request::WaveHostAction(name, host_id, action, reply))
             .await
     }
 
     pub async fn wave_status(&self, name: String) -> Result<StatusView, InventoryError> {
-        self.ask(|reply| Command::WaveStatus(name, reply)).await
+        self.ask(|reply| Request::WaveStatus(name, reply)).await
     }
 
     /// Removes a wave that is over; durable before it returns.
     pub async fn delete_wave(&self, name: String) -> Result<StatusView, InventoryError> {
-        self.ask(|reply| Command::DeleteWave(name, reply)).await
+        self.ask(|reply| Request::DeleteWave(name, reply)).await
     }
 
     pub async fn list_waves(&self) -> Result<Vec<StatusView>, InventoryError> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(Command::ListWaves(reply))
+            .send(Request::ListWaves(reply))
             .await
             .map_err(|_| InventoryError::Stopped)?;
         answer.await.map_err(|_| InventoryError::Stopped)
     }
 
     pub async fn wave_why(&self, name: String, host_id: String) -> Result<WhyView, InventoryError> {
-        self.ask(|reply| Command::WaveWhy(name, host_id, reply))
+        self.ask(|reply| Request::WaveWhy(name, host_id, reply))
             .await
     }
 
     pub async fn get(&self, host_id: String) -> Result<Option<HostView>, InventoryError> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(Command::Get(host_id, reply))
+            .send(Request::Get(host_id, reply))
             .await
             .map_err(|_| InventoryError::Stopped)?;
         answer.await.map_err(|_| InventoryError::Stopped)
@@ -476,6 +484,23 @@ impl HostState {
 /// A reply held back until the batch is durable.
 type Pending = Box<dyn FnOnce(Result<(), InventoryError>) + Send>;
 
+/// Answers once the batch is durable, so that nobody is told of a change a
+/// crash could still lose; a refusal changed nothing and is answered at once.
+fn reply_when_durable<T: Send + 'static>(
+    pending: &mut Vec<Pending>,
+    reply: Reply<T>,
+    result: Result<T, InventoryError>,
+) {
+    match result {
+        Ok(value) => pending.push(Box::new(move |flushed| {
+            let _ = reply.send(flushed.map(|()| value));
+        })),
+        Err(e) => {
+            let _ = reply.send(Err(e));
+        }
+    }
+}
+
 struct State {
     hosts: HashMap<String, HostState>,
     next_session: SessionId,
@@ -493,7 +518,7 @@ impl State {
     }
 
     /// Ends when every handle is dropped.
-    async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+    async fn run(mut self, mut rx: mpsc::Receiver<Request>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
             let mut pending: Vec<Pending> = Vec::new();
@@ -548,39 +573,33 @@ impl State {
         debug!("inventory stopped");
     }
 
-    fn handle(&mut self, command: Command, pending: &mut Vec<Pending>) {
-        match command {
-            Command::Enroll(enrollment, reply) => match self.enroll(enrollment) {
-                Ok(outcome) => pending.push(Box::new(move |flushed| {
-                    let _ = reply.send(flushed.map(|()| outcome));
-                })),
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                }
-            },
-            Command::CreateToken(hash, token, reply) => {
-                let record = token.record(self.now());
-                match self.store.put_token(&hash, &record) {
-                    Ok(()) => pending.push(Box::new(move |flushed| {
-                        let _ = reply.send(flushed.map(|()| record));
-                    })),
-                    Err(e) => {
-                        let _ = reply.send(Err(e.into()));
-                    }
-                }
+    fn handle(&mut self, request: Request, pending: &mut Vec<Pending>) {
+        match request {
+            Request::Enroll(enrollment, reply) => {
+                let result = self.enroll(enrollment);
+                reply_when_durable(pending, reply, result);
             }
-            Command::Connect(session, reply) => {
+            Request::CreateToken(hash, token, reply) => {
+                let record = token.record(self.now());
+                let result = self
+                    .store
+                    .put_token(&hash, &record)
+                    .map(|()| record)
+                    .map_err(InventoryError::from);
+                reply_when_durable(pending, reply, result);
+            }
+            Request::Connect(session, reply) => {
                 let _ = reply.send(self.connect(session));
             }
-            Command::Facts(host_id, session, facts) => self.update_facts(&host_id, session, facts),
-            Command::Heartbeat(host_id, session) => {
+            Request::Facts(host_id, session, facts) => self.update_facts(&host_id, session, facts),
+            Request::Heartbeat(host_id, session) => {
                 let now = self.now();
                 if let Some(host) = self.live(&host_id, session) {
                     host.record.last_seen_unix_ms = now;
                 }
             }
-            Command::Disconnect(host_id, session) => self.disconnect(&host_id, session),
-            Command::List(selector, reply) => {
+            Request::Disconnect(host_id, session) => self.disconnect(&host_id, session),
+            Request::List(selector, reply) => {
                 let mut views: Vec<HostView> = self
                     .hosts
                     .values()
@@ -590,99 +609,67 @@ impl State {
                 views.sort_by(|a, b| a.record.id.cmp(&b.record.id));
                 let _ = reply.send(views);
             }
-            Command::Get(host_id, reply) => {
+            Request::Get(host_id, reply) => {
                 let _ = reply.send(self.hosts.get(&host_id).map(HostState::view));
             }
-            Command::Precheck(selector, target, reply) => {
+            Request::Precheck(selector, target, reply) => {
                 let summary = self.precheck(&selector, target);
-                pending.push(Box::new(move |flushed| {
-                    let _ = reply.send(flushed.map(|()| summary));
-                }));
+                reply_when_durable(pending, reply, Ok(summary));
             }
-            Command::Update(host_id, update) => self.apply_update(&host_id, update),
-            Command::Migrate(host_id, target, on_failure, reply) => {
-                if let Some(wave) = self.wave_of(&host_id) {
-                    let _ = reply.send(Err(InventoryError::Conflict(format!(
+            Request::Update(host_id, update) => self.apply_update(&host_id, update),
+            Request::Migrate(host_id, target, on_failure, reply) => {
+                let result = match self.wave_of(&host_id) {
+                    Some(wave) => Err(InventoryError::Conflict(format!(
                         "host {host_id} is in wave {wave}, which migrates it (mfctl wave skip takes it out)"
-                    ))));
-                    return;
-                }
-                match self.migrate(&host_id, target, on_failure) {
-                    Ok(job) => pending.push(Box::new(move |flushed| {
-                        let _ = reply.send(flushed.map(|()| job));
-                    })),
-                    Err(e) => {
-                        let _ = reply.send(Err(e));
-                    }
-                }
+                    ))),
+                    None => self.migrate(&host_id, target, on_failure),
+                };
+                reply_when_durable(pending, reply, result);
             }
-            Command::JobAction(host_id, action, reply) => match self.job_action(&host_id, action) {
-                Ok(job) => pending.push(Box::new(move |flushed| {
-                    let _ = reply.send(flushed.map(|()| job));
-                })),
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                }
-            },
-            Command::Tick(reply) => {
+            Request::JobAction(host_id, action, reply) => {
+                let result = self.job_action(&host_id, action);
+                reply_when_durable(pending, reply, result);
+            }
+            Request::Tick(reply) => {
                 self.tick();
                 self.stir_waves();
                 if let Some(reply) = reply {
-                    pending.push(Box::new(move |flushed| {
-                        let _ = reply.send(flushed);
-                    }));
+                    reply_when_durable(pending, reply, Ok(()));
                 }
             }
-            Command::CreateWave(spec, dry_run, reply) => match self.create_wave(*spec, dry_run) {
-                Ok(plan) if dry_run => {
-                    let _ = reply.send(Ok(plan));
-                }
-                Ok(plan) => pending.push(Box::new(move |flushed| {
-                    let _ = reply.send(flushed.map(|()| plan));
-                })),
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                }
-            },
-            Command::WavePlan(name, reply) => {
+            Request::CreateWave(spec, CreateMode::DryRun, reply) => {
+                // Nothing was recorded: there is nothing to make durable.
+                let _ = reply.send(self.create_wave(*spec, CreateMode::DryRun));
+            }
+            Request::CreateWave(spec, CreateMode::Record, reply) => {
+                let result = self.create_wave(*spec, CreateMode::Record);
+                reply_when_durable(pending, reply, result);
+            }
+            Request::WavePlan(name, reply) => {
                 let _ = reply.send(self.wave_plan(&name));
             }
-            Command::WaveAction(name, action, reply) => match self.wave_action(&name, action) {
-                Ok(status) => pending.push(Box::new(move |flushed| {
-                    let _ = reply.send(flushed.map(|()| status));
-                })),
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                }
-            },
-            Command::WaveHostAction(name, host, action, reply) => {
-                match self.wave_host_action(&name, &host, action) {
-                    Ok(status) => pending.push(Box::new(move |flushed| {
-                        let _ = reply.send(flushed.map(|()| status));
-                    })),
-                    Err(e) => {
-                        let _ = reply.send(Err(e));
-                    }
-                }
+            Request::WaveAction(name, action, reply) => {
+                let result = self.wave_action(&name, action);
+                reply_when_durable(pending, reply, result);
             }
-            Command::WaveStatus(name, reply) => {
+            Request::WaveHostAction(name, host, action, reply) => {
+                let result = self.wave_host_action(&name, &host, action);
+                reply_when_durable(pending, reply, result);
+            }
+            Request::WaveStatus(name, reply) => {
                 let _ = reply.send(self.wave_status(&name));
             }
-            Command::DeleteWave(name, reply) => match self.delete_wave(&name) {
-                Ok(status) => pending.push(Box::new(move |flushed| {
-                    let _ = reply.send(flushed.map(|()| status));
-                })),
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                }
-            },
-            Command::ListWaves(reply) => {
+            Request::DeleteWave(name, reply) => {
+                let result = self.delete_wave(&name);
+                reply_when_durable(pending, reply, result);
+            }
+            Request::ListWaves(reply) => {
                 let _ = reply.send(self.list_waves());
             }
-            Command::WaveWhy(name, host, reply) => {
+            Request::WaveWhy(name, host, reply) => {
                 let _ = reply.send(self.wave_why(&name, &host));
             }
-            Command::Readiness(selector, reply) => {
+            Request::Readiness(selector, reply) => {
                 let hosts = self
                     .hosts
                     .values()

@@ -686,7 +686,7 @@ async fn a_wave_starts_hosts_under_its_budget_and_resumes_exactly_after_a_restar
     inventory.disconnect("away".into(), away_session).await;
 
     let plan = inventory
-        .create_wave(wave_spec("w1", &["app=1"]), false)
+        .create_wave(wave_spec("w1", &["app=1"]), CreateMode::Record)
         .await
         .expect("created");
     assert_eq!(
@@ -703,7 +703,9 @@ async fn a_wave_starts_hosts_under_its_budget_and_resumes_exactly_after_a_restar
         .collect();
     assert_eq!(excluded.get("blocked"), Some(&"blocked at pre-check: d35f"));
     assert_eq!(excluded.get("away"), Some(&"unreachable: not connected"));
-    let again = inventory.create_wave(wave_spec("w2", &[]), false).await;
+    let again = inventory
+        .create_wave(wave_spec("w2", &[]), CreateMode::Record)
+        .await;
     assert!(
         matches!(again, Err(InventoryError::Conflict(_))),
         "{again:?}"
@@ -861,7 +863,10 @@ async fn a_held_host_is_retried_from_the_wave_and_a_pending_one_skipped() {
     }
     .check()
     .expect("spec");
-    inventory.create_wave(spec, false).await.expect("created");
+    inventory
+        .create_wave(spec, CreateMode::Record)
+        .await
+        .expect("created");
     inventory
         .wave_action("w".into(), WaveAction::Start)
         .await
@@ -960,7 +965,7 @@ async fn a_dry_run_plans_a_canary_by_selector_and_records_nothing() {
         .expect("spec")
     };
     let plan = inventory
-        .create_wave(spec("app=b"), true)
+        .create_wave(spec("app=b"), CreateMode::DryRun)
         .await
         .expect("planned");
     assert_eq!(
@@ -970,14 +975,16 @@ async fn a_dry_run_plans_a_canary_by_selector_and_records_nothing() {
     assert!(plan.dry_run, "a dry run says it recorded nothing");
     assert!(plan.eta_unix_ms.is_some());
     assert!(inventory.list_waves().await.expect("list").is_empty());
-    let none = inventory.create_wave(spec("app=zzz"), true).await;
+    let none = inventory
+        .create_wave(spec("app=zzz"), CreateMode::DryRun)
+        .await;
     assert!(
         matches!(&none, Err(InventoryError::Conflict(m)) if m.contains("matches none")),
         "{none:?}"
     );
     // Nothing was taken: the hosts are free for a recorded wave.
     inventory
-        .create_wave(spec("app=b"), false)
+        .create_wave(spec("app=b"), CreateMode::Record)
         .await
         .expect("recorded");
     assert_eq!(inventory.list_waves().await.expect("list").len(), 1);

@@ -181,7 +181,7 @@ async fn a_host_away_is_given_up_after_ten_minutes_counted_from_the_restart_at_t
                     batches: "100%".into(),
                     ..Default::default()
                 }),
-                false,
+                CreateMode::Record,
             )
             .await
             .expect("created");
@@ -251,7 +251,7 @@ async fn the_next_stage_waits_for_its_soak_by_the_clock() {
                 soak_seconds: 3600,
                 ..Default::default()
             }),
-            false,
+            CreateMode::Record,
         )
         .await
         .expect("created");
@@ -288,7 +288,7 @@ async fn a_wave_starts_nobody_outside_its_window_and_starts_when_the_clock_enter
                 windows: vec!["22:00-06:00 UTC".into()],
                 ..Default::default()
             }),
-            false,
+            CreateMode::Record,
         )
         .await
         .expect("created");

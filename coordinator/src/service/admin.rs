@@ -14,7 +14,7 @@ use tracing::info;
 use super::agent::inventory_status;
 use super::{auth, valid_host_id, waves};
 use crate::inventory::JobAction;
-use crate::inventory::NewToken;
+use crate::inventory::{CreateMode, NewToken};
 use crate::inventory::{HostView, Inventory};
 use crate::metrics::Metrics;
 use crate::wire;
@@ -258,14 +258,14 @@ impl AdminService for AdminApi {
         request: Request<pb::WaveSpec>,
     ) -> Result<Response<pb::WavePlan>, Status> {
         let operator = auth::operator(&request, &self.metrics)?;
-        let (spec, dry_run) = waves::spec_from_wire(request.into_inner())?;
+        let (spec, mode) = waves::spec_from_wire(request.into_inner())?;
         let name = spec.name.clone();
         let plan = self
             .inventory
-            .create_wave(spec, dry_run)
+            .create_wave(spec, mode)
             .await
             .map_err(inventory_status)?;
-        if !dry_run {
+        if mode == CreateMode::Record {
             info!(%operator, wave = %name, "wave created");
         }
         Ok(Response::new(waves::plan_to_wire(plan)))

@@ -5,7 +5,7 @@ use mf_proto::v1 as pb;
 use tonic::Status;
 
 use super::valid_host_id;
-use crate::inventory::{HostAction, PlanView, StatusView, WaveAction, WhyView};
+use crate::inventory::{CreateMode, HostAction, PlanView, StatusView, WaveAction, WhyView};
 use crate::wire;
 use mf_core::wave::spec::{SpecInput, WaveSpec, valid_name};
 
@@ -14,8 +14,12 @@ fn as_u32(n: usize) -> u32 {
 }
 
 /// The checked spec, and whether only a plan is asked for.
-pub fn spec_from_wire(spec: pb::WaveSpec) -> Result<(WaveSpec, bool), Status> {
-    let dry_run = spec.dry_run;
+pub fn spec_from_wire(spec: pb::WaveSpec) -> Result<(WaveSpec, CreateMode), Status> {
+    let mode = if spec.dry_run {
+        CreateMode::DryRun
+    } else {
+        CreateMode::Record
+    };
     SpecInput {
         name: spec.name,
         selector: spec.selector,
@@ -36,7 +40,7 @@ pub fn spec_from_wire(spec: pb::WaveSpec) -> Result<(WaveSpec, bool), Status> {
         expected_seconds: spec.expected_seconds,
     }
     .check()
-    .map(|checked| (checked, dry_run))
+    .map(|checked| (checked, mode))
     .map_err(|e| Status::invalid_argument(e.to_string()))
 }
 

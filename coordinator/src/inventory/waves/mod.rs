@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use tracing::{error, info, warn};
 
-use super::{InventoryError, JobAction, State};
+use super::{CreateMode, InventoryError, JobAction, State};
 use crate::store::wave_record::{Lifecycle, MemberRecord, WaveHead, WavePlan};
 use mf_core::finding::Severity;
 use mf_core::job::{Job, JobState};
@@ -351,11 +351,11 @@ impl State {
     }
 
     /// Plans a wave over the selected hosts and records it (nothing starts),
-    /// or with `dry_run` only shows the plan.
+    /// or with [`CreateMode::DryRun`] only shows the plan.
     pub(super) fn create_wave(
         &mut self,
         spec: WaveSpec,
-        dry_run: bool,
+        mode: CreateMode,
     ) -> Result<PlanView, InventoryError> {
         let now = self.now();
         if self.waves.live.contains_key(&spec.name) {
@@ -447,7 +447,7 @@ impl State {
             vec![MemberRecord::pending(); count],
             vec![None; count],
         );
-        if dry_run {
+        if mode == CreateMode::DryRun {
             let mut view = plan_view(&mut live, &self.waves.durations, now);
             view.dry_run = true;
             return Ok(view);
