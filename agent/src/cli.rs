@@ -29,7 +29,7 @@ pub fn open_rooted_host(root: &Path) -> Result<Arc<dyn Host>> {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub enum CliCommand {
     /// Enroll this host with a bootstrap token; stores key and certificate in the state dir.
     Enroll {
         /// Coordinator agent listener, HOST:PORT.
@@ -92,9 +92,9 @@ pub fn init_logging(json: bool, default_level: &str) {
 }
 
 /// Runs one subcommand until it ends or SIGTERM/SIGINT arrives.
-pub async fn run(command: Command, open_host: OpenHost) -> Result<()> {
+pub async fn run(command: CliCommand, open_host: OpenHost) -> Result<()> {
     match command {
-        Command::Enroll {
+        CliCommand::Enroll {
             coordinator,
             ca,
             token,
@@ -121,7 +121,7 @@ pub async fn run(command: Command, open_host: OpenHost) -> Result<()> {
             println!("enrolled as {}", identity.host_id);
             Ok(())
         }
-        Command::Run {
+        CliCommand::Run {
             state_dir,
             host_root,
             labels,
@@ -149,7 +149,7 @@ pub async fn run(command: Command, open_host: OpenHost) -> Result<()> {
             info!("mf-agent stopped");
             Ok(())
         }
-        Command::Facts { host_root, labels } => {
+        CliCommand::Facts { host_root, labels } => {
             let labels = labels
                 .iter()
                 .map(|l| config::parse_label(l))

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::command::{Command, State, Update, now_unix_ms};
+use crate::command::{AgentCommand, CommandUpdate, UpdateState, now_unix_ms};
 use crate::host::Host;
 use crate::journal::Journal;
 use crate::migration::Migration;
@@ -23,13 +23,13 @@ use crate::phases::{self, Context, Outcome, PhaseResult};
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Progress {
     pub last_sequence: u64,
-    pub last_update: Option<Update>,
+    pub last_update: Option<CommandUpdate>,
 }
 
 /// The session's handle on the executor.
 #[derive(Debug, Clone)]
 pub struct Executor {
-    commands: mpsc::Sender<Command>,
+    commands: mpsc::Sender<AgentCommand>,
     progress: watch::Receiver<Progress>,
 }
 
@@ -47,7 +47,7 @@ impl Executor {
         host: Arc<dyn Host>,
         journal: Journal,
         context: Context,
-        updates: mpsc::Sender<Update>,
+        updates: mpsc::Sender<CommandUpdate>,
     ) -> Self {
         let journal = Arc::new(Mutex::new(journal));
         let settled = {
@@ -76,7 +76,7 @@ impl Executor {
         Self { commands, progress }
     }
 
-    pub async fn submit(&self, command: Command) {
+    pub async fn submit(&self, command: AgentCommand) {
         // The worker only stops when every handle is gone.
         let _ = self.commands.send(command).await;
     }
@@ -99,14 +99,14 @@ fn progress_of(journal: &Journal) -> Progress {
 }
 
 /// Settles a command the journal shows running (blocking).
-fn recover(journal: &Mutex<Journal>, host: &dyn Host) -> Option<Update> {
+fn recover(journal: &Mutex<Journal>, host: &dyn Host) -> Option<CommandUpdate> {
     let (running, migration) = {
         let journal = lock(journal);
         (journal.running()?.clone(), journal.migration().clone())
     };
     let result = phases::recover(host, &running, &migration);
     let outcome = result.outcome?;
-    let update = Update {
+    let update = CommandUpdate {
         command_id: running.command_id,
         sequence: running.sequence,
         state: outcome.state,
@@ -125,17 +125,17 @@ struct Worker {
     host: Arc<dyn Host>,
     journal: Arc<Mutex<Journal>>,
     context: Context,
-    updates: mpsc::Sender<Update>,
+    updates: mpsc::Sender<CommandUpdate>,
     progress: watch::Sender<Progress>,
 }
 
-type Running = tokio::task::JoinHandle<(Command, PhaseResult)>;
+type Running = tokio::task::JoinHandle<(AgentCommand, PhaseResult)>;
 
 impl Worker {
-    async fn run(self, mut commands: mpsc::Receiver<Command>) {
+    async fn run(self, mut commands: mpsc::Receiver<AgentCommand>) {
         let mut running: Option<(String, Running)> = None;
         // A command whose host is going down for a reboot, and until when.
-        let mut rebooting: Option<(Command, Instant)> = None;
+        let mut rebooting: Option<(AgentCommand, Instant)> = None;
         loop {
             let deadline = rebooting.as_ref().map(|(_, at)| *at);
             tokio::select! {
@@ -178,7 +178,7 @@ impl Worker {
                 } => {
                     if let Some((command, _)) = rebooting.take() {
                         let outcome = Outcome {
-                            state: State::Failed,
+                            state: UpdateState::Failed,
                             detail: format!("the host did not go down within {} s of its reboot", REBOOT_GRACE.as_secs()),
                             findings: Vec::new(),
                         };
@@ -189,7 +189,7 @@ impl Worker {
         }
     }
 
-    fn send(&self, update: Update) {
+    fn send(&self, update: CommandUpdate) {
         if self.updates.try_send(update).is_err() {
             warn!("update queue full; the journal keeps the outcome for the next hello");
         }
@@ -200,7 +200,7 @@ impl Worker {
     }
 
     /// Why `command` must not run now, if it must not.
-    fn refusal(&self, command: &Command, busy: Option<String>) -> Option<String> {
+    fn refusal(&self, command: &AgentCommand, busy: Option<String>) -> Option<String> {
         let last_sequence = self.journal(|j| j.last_sequence());
         if command.host_id != self.host_id {
             return Some(format!(
@@ -229,7 +229,11 @@ impl Worker {
     }
 
     /// Checks a command; starts it if it passes. Returns the running phase.
-    async fn accept(&self, command: Command, busy: Option<String>) -> Option<(String, Running)> {
+    async fn accept(
+        &self,
+        command: AgentCommand,
+        busy: Option<String>,
+    ) -> Option<(String, Running)> {
         if let Some(recorded) = self.journal(|j| j.outcome(&command.id).cloned()) {
             info!(command_id = %command.id, "duplicate command: sending its recorded outcome");
             self.send(recorded);
@@ -237,7 +241,12 @@ impl Worker {
         }
         if let Some(reason) = self.refusal(&command, busy) {
             warn!(command_id = %command.id, %reason, "command refused");
-            self.send(Update::new(&command, State::Refused, reason));
+            self.send(CommandUpdate::new(
+                &command,
+                UpdateState::Refused,
+                reason,
+                crate::command::now_unix_ms(),
+            ));
             return None;
         }
         let journal = Arc::clone(&self.journal);
@@ -251,28 +260,31 @@ impl Worker {
         let boot = match started {
             Ok(Ok(boot)) => boot,
             Ok(Err(e)) => {
-                self.send(Update::new(
+                self.send(CommandUpdate::new(
                     &command,
-                    State::Failed,
+                    UpdateState::Failed,
                     format!("cannot journal the command: {e}"),
+                    crate::command::now_unix_ms(),
                 ));
                 return None;
             }
             Err(e) => {
-                self.send(Update::new(
+                self.send(CommandUpdate::new(
                     &command,
-                    State::Failed,
+                    UpdateState::Failed,
                     format!("cannot journal the command: {e}"),
+                    crate::command::now_unix_ms(),
                 ));
                 return None;
             }
         };
         self.publish();
         info!(command_id = %command.id, phase = %command.phase, "command started");
-        self.send(Update::new(
+        self.send(CommandUpdate::new(
             &command,
-            State::Started,
+            UpdateState::Started,
             command.phase.to_string(),
+            crate::command::now_unix_ms(),
         ));
         let host = Arc::clone(&self.host);
         let migration = self.journal(|j| j.migration().clone());
@@ -291,8 +303,13 @@ impl Worker {
         Some((id, task))
     }
 
-    async fn finish(&self, command: &Command, outcome: Outcome, migration: Option<Migration>) {
-        let mut update = Update::new(command, outcome.state, outcome.detail);
+    async fn finish(&self, command: &AgentCommand, outcome: Outcome, migration: Option<Migration>) {
+        let mut update = CommandUpdate::new(
+            command,
+            outcome.state,
+            outcome.detail,
+            crate::command::now_unix_ms(),
+        );
         update.findings = outcome.findings;
         let journal = Arc::clone(&self.journal);
         let record = update.clone();
@@ -315,11 +332,17 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::{Phase, Step, Tool};
+    use crate::command::{CommandPhase, Step, Tool};
     use crate::host::RootedHost;
 
-    fn command(id: &str, host: &str, sequence: u64, expires_in_ms: i64, phase: Phase) -> Command {
-        Command {
+    fn command(
+        id: &str,
+        host: &str,
+        sequence: u64,
+        expires_in_ms: i64,
+        phase: CommandPhase,
+    ) -> AgentCommand {
+        AgentCommand {
             id: id.into(),
             host_id: host.into(),
             sequence,
@@ -328,14 +351,14 @@ mod tests {
         }
     }
 
-    fn precheck() -> Phase {
-        Phase::Precheck(Step {
+    fn precheck() -> CommandPhase {
+        CommandPhase::Precheck(Step {
             tool: Tool::Leapp,
             to: mf_core::path::Target::from_version("8.10").expect("supported"),
         })
     }
 
-    async fn next(updates: &mut mpsc::Receiver<Update>) -> Update {
+    async fn next(updates: &mut mpsc::Receiver<CommandUpdate>) -> CommandUpdate {
         tokio::time::timeout(Duration::from_secs(10), updates.recv())
             .await
             .expect("an update in time")
@@ -344,7 +367,7 @@ mod tests {
 
     /// An executor over an empty tree: its precheck fails fast (unknown OS),
     /// which is all these tests need from a phase.
-    async fn executor(dir: &std::path::Path) -> (Executor, mpsc::Receiver<Update>) {
+    async fn executor(dir: &std::path::Path) -> (Executor, mpsc::Receiver<CommandUpdate>) {
         let journal = Journal::open(&dir.join("journal.jsonl")).expect("journal");
         let (tx, rx) = mpsc::channel(16);
         let host: Arc<dyn Host> = Arc::new(RootedHost::new(dir.join("root")));
@@ -362,11 +385,11 @@ mod tests {
         executor
             .submit(command("c1", "me", 5, 60_000, precheck()))
             .await;
-        assert_eq!(next(&mut updates).await.state, State::Started);
+        assert_eq!(next(&mut updates).await.state, UpdateState::Started);
         let done = next(&mut updates).await;
         assert_eq!(
             (done.command_id.as_str(), done.state),
-            ("c1", State::Failed)
+            ("c1", UpdateState::Failed)
         );
 
         let cases = [
@@ -384,15 +407,15 @@ mod tests {
                 "replayed command",
             ),
             (
-                command("c6", "me", 8, 60_000, Phase::Commit),
+                command("c6", "me", 8, 60_000, CommandPhase::Commit),
                 "commit is not allowed while the host is idle",
             ),
             (
-                command("c7", "me", 9, 60_000, Phase::Rollback),
+                command("c7", "me", 9, 60_000, CommandPhase::Rollback),
                 "nothing to roll back",
             ),
             (
-                command("c8", "me", 10, 60_000, Phase::Reboot),
+                command("c8", "me", 10, 60_000, CommandPhase::Reboot),
                 "reboot is not allowed",
             ),
         ];
@@ -402,7 +425,7 @@ mod tests {
             let update = next(&mut updates).await;
             assert_eq!(
                 (update.command_id.as_str(), update.state),
-                (id.as_str(), State::Refused)
+                (id.as_str(), UpdateState::Refused)
             );
             assert!(update.detail.contains(reason), "{id}: {}", update.detail);
         }
@@ -431,7 +454,7 @@ mod tests {
         let last = progress.last_update.expect("the interrupted command");
         assert_eq!(
             (last.command_id.as_str(), last.state),
-            ("long", State::Interrupted)
+            ("long", UpdateState::Interrupted)
         );
     }
 }

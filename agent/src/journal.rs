@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
-use crate::command::{Command, Phase, Update};
+use crate::command::{AgentCommand, CommandPhase, CommandUpdate};
 use crate::migration::Migration;
 
 /// Outcomes kept for answering duplicates.
@@ -31,14 +31,14 @@ enum Record {
     Started {
         command_id: String,
         sequence: u64,
-        phase: Phase,
+        phase: CommandPhase,
         at_unix_ms: i64,
         /// The boot id when the command started, to tell whether a reboot happened.
         #[serde(default)]
         boot_id: Option<String>,
     },
     Finished {
-        update: Update,
+        update: CommandUpdate,
         /// The migration state after this command, when it changed it.
         #[serde(default)]
         migration: Option<Migration>,
@@ -50,7 +50,7 @@ enum Record {
 pub struct Running {
     pub command_id: String,
     pub sequence: u64,
-    pub phase: Phase,
+    pub phase: CommandPhase,
     pub boot_id: Option<String>,
 }
 
@@ -68,10 +68,10 @@ pub struct Journal {
     path: Option<PathBuf>,
     lines: usize,
     last_sequence: u64,
-    outcomes: BTreeMap<String, Update>,
+    outcomes: BTreeMap<String, CommandUpdate>,
     order: VecDeque<String>,
     running: Option<Running>,
-    last: Option<Update>,
+    last: Option<CommandUpdate>,
     migration: Migration,
 }
 
@@ -221,7 +221,7 @@ impl Journal {
     /// Records that a command starts; its phase may run only after this returns.
     pub fn start(
         &mut self,
-        command: &Command,
+        command: &AgentCommand,
         boot_id: Option<String>,
     ) -> Result<(), JournalError> {
         self.append(&Record::Started {
@@ -236,7 +236,7 @@ impl Journal {
     /// Records a command's outcome and, when it changed, the migration state.
     pub fn finish(
         &mut self,
-        update: Update,
+        update: CommandUpdate,
         migration: Option<Migration>,
     ) -> Result<(), JournalError> {
         self.append(&Record::Finished { update, migration })
@@ -246,12 +246,12 @@ impl Journal {
         self.last_sequence
     }
 
-    pub fn last_update(&self) -> Option<&Update> {
+    pub fn last_update(&self) -> Option<&CommandUpdate> {
         self.last.as_ref()
     }
 
     /// The recorded outcome of a command, for a duplicate.
-    pub fn outcome(&self, command_id: &str) -> Option<&Update> {
+    pub fn outcome(&self, command_id: &str) -> Option<&CommandUpdate> {
         self.outcomes.get(command_id)
     }
 
@@ -268,16 +268,16 @@ impl Journal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::{State, Step, Tool};
+    use crate::command::{Step, Tool, UpdateState};
     use crate::migration::Stage;
 
-    fn command(id: &str, sequence: u64) -> Command {
-        Command {
+    fn command(id: &str, sequence: u64) -> AgentCommand {
+        AgentCommand {
             id: id.into(),
             host_id: "h".into(),
             sequence,
             expires_unix_ms: i64::MAX,
-            phase: Phase::Precheck(Step {
+            phase: CommandPhase::Precheck(Step {
                 tool: Tool::Leapp,
                 to: mf_core::path::Target::from_version("8.10").expect("supported"),
             }),
@@ -288,22 +288,30 @@ mod tests {
         journal: &mut Journal,
         id: &str,
         sequence: u64,
-        state: State,
+        state: UpdateState,
     ) -> Result<(), JournalError> {
         journal.start(&command(id, sequence), None)?;
-        journal.finish(Update::new(&command(id, sequence), state, ""), None)
+        journal.finish(
+            CommandUpdate::new(
+                &command(id, sequence),
+                state,
+                "",
+                crate::command::now_unix_ms(),
+            ),
+            None,
+        )
     }
 
     #[test]
     fn outcomes_and_sequences_survive_reopening() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("journal.jsonl");
-        done(&mut Journal::open(&path)?, "a", 1, State::Succeeded)?;
+        done(&mut Journal::open(&path)?, "a", 1, UpdateState::Succeeded)?;
         let journal = Journal::open(&path)?;
         assert_eq!(journal.last_sequence(), 1);
         assert_eq!(
             journal.outcome("a").map(|u| u.state),
-            Some(State::Succeeded)
+            Some(UpdateState::Succeeded)
         );
         assert_eq!(journal.running(), None);
         Ok(())
@@ -338,10 +346,15 @@ mod tests {
             let mut journal = Journal::open(&path)?;
             journal.start(&command("s", 1), None)?;
             journal.finish(
-                Update::new(&command("s", 1), State::Succeeded, ""),
+                CommandUpdate::new(
+                    &command("s", 1),
+                    UpdateState::Succeeded,
+                    "",
+                    crate::command::now_unix_ms(),
+                ),
                 Some(snapshotted.clone()),
             )?;
-            done(&mut journal, "p", 2, State::Succeeded)?;
+            done(&mut journal, "p", 2, UpdateState::Succeeded)?;
         }
         let mut journal = Journal::open(&path)?;
         assert_eq!(journal.migration(), &snapshotted);
@@ -354,14 +367,17 @@ mod tests {
     fn a_torn_last_line_is_ignored() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("journal.jsonl");
-        done(&mut Journal::open(&path)?, "c", 3, State::Failed)?;
+        done(&mut Journal::open(&path)?, "c", 3, UpdateState::Failed)?;
         OpenOptions::new()
             .append(true)
             .open(&path)?
             .write_all(b"{\"event\":\"started\",\"comm")?;
         let journal = Journal::open(&path)?;
         assert_eq!(journal.last_sequence(), 3);
-        assert_eq!(journal.outcome("c").map(|u| u.state), Some(State::Failed));
+        assert_eq!(
+            journal.outcome("c").map(|u| u.state),
+            Some(UpdateState::Failed)
+        );
         Ok(())
     }
 
@@ -372,7 +388,7 @@ mod tests {
         let mut journal = Journal::open(&path)?;
         let last = COMPACT_AFTER as u64 / 2 + 10;
         for n in 1..=last {
-            done(&mut journal, &format!("c{n}"), n, State::Succeeded)?;
+            done(&mut journal, &format!("c{n}"), n, UpdateState::Succeeded)?;
         }
         drop(journal);
         let journal = Journal::open(&path)?;

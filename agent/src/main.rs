@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use mf_agent::cli::{self, Command};
+use mf_agent::cli::{self, CliCommand};
 
 #[derive(Debug, Parser)]
 #[command(name = "mf-agent", version, about = "Migration Factory agent")]
@@ -12,7 +12,7 @@ struct Cli {
     #[arg(long, global = true)]
     log_json: bool,
     #[command(subcommand)]
-    command: Command,
+    command: CliCommand,
 }
 
 fn main() -> Result<()> {

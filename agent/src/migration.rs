@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::command::{Phase, Step};
+use crate::command::{CommandPhase, Step};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -34,7 +34,7 @@ pub enum SnapshotSet {
         boot_backup: String,
     },
     /// A site's hook (a hypervisor snapshot), named for the job.
-    Command { command: String, name: String },
+    AgentCommand { command: String, name: String },
     /// The host's configuration allows migrating without a snapshot.
     None,
 }
@@ -62,15 +62,17 @@ impl Default for Migration {
 
 impl Migration {
     /// Ok when `phase` may start now; otherwise why not.
-    pub fn allows(&self, phase: &Phase) -> Result<(), String> {
+    pub fn allows(&self, phase: &CommandPhase) -> Result<(), String> {
         let stage = self.stage;
         let ok = match phase {
-            Phase::Precheck(_) | Phase::Snapshot { .. } => stage == Stage::Idle,
-            Phase::Execute(_) => stage == Stage::Snapshotted,
-            Phase::Reboot => stage == Stage::Executed,
-            Phase::Verify(step) => stage == Stage::Rebooted && self.step.as_ref() == Some(step),
-            Phase::Commit => stage == Stage::Verified,
-            Phase::Rollback => {
+            CommandPhase::Precheck(_) | CommandPhase::Snapshot { .. } => stage == Stage::Idle,
+            CommandPhase::Execute(_) => stage == Stage::Snapshotted,
+            CommandPhase::Reboot => stage == Stage::Executed,
+            CommandPhase::Verify(step) => {
+                stage == Stage::Rebooted && self.step.as_ref() == Some(step)
+            }
+            CommandPhase::Commit => stage == Stage::Verified,
+            CommandPhase::Rollback => {
                 stage != Stage::Idle && !matches!(self.snapshot, Some(SnapshotSet::None) | None)
             }
         };
@@ -78,13 +80,13 @@ impl Migration {
             return Ok(());
         }
         Err(match (phase, stage) {
-            (Phase::Rollback, Stage::Idle) => {
+            (CommandPhase::Rollback, Stage::Idle) => {
                 "there is nothing to roll back: no migration step is in progress".into()
             }
-            (Phase::Rollback, _) => {
+            (CommandPhase::Rollback, _) => {
                 "there is no snapshot to roll back to (this host migrates without snapshots)".into()
             }
-            (Phase::Verify(step), Stage::Rebooted) => format!(
+            (CommandPhase::Verify(step), Stage::Rebooted) => format!(
                 "the step in progress is {}, not {step}",
                 self.step
                     .as_ref()
@@ -137,19 +139,19 @@ mod tests {
     #[test]
     fn each_phase_runs_only_from_its_stages() {
         let phases = [
-            Phase::Precheck(step()),
-            Phase::Snapshot { job_id: "j".into() },
-            Phase::Execute(step()),
-            Phase::Reboot,
-            Phase::Verify(step()),
-            Phase::Commit,
-            Phase::Rollback,
+            CommandPhase::Precheck(step()),
+            CommandPhase::Snapshot { job_id: "j".into() },
+            CommandPhase::Execute(step()),
+            CommandPhase::Reboot,
+            CommandPhase::Verify(step()),
+            CommandPhase::Commit,
+            CommandPhase::Rollback,
         ];
         let allowed = |stage: Stage| -> Vec<&str> {
             phases
                 .iter()
                 .filter(|p| at(stage).allows(p).is_ok())
-                .map(Phase::name)
+                .map(CommandPhase::name)
                 .collect()
         };
         assert_eq!(allowed(Stage::Idle), ["precheck", "snapshot"]);
@@ -164,12 +166,12 @@ mod tests {
     fn refusals_say_why() {
         let idle = Migration::default();
         assert!(
-            idle.allows(&Phase::Commit)
+            idle.allows(&CommandPhase::Commit)
                 .expect_err("commit")
                 .contains("idle")
         );
         assert!(
-            idle.allows(&Phase::Rollback)
+            idle.allows(&CommandPhase::Rollback)
                 .expect_err("rollback")
                 .contains("nothing to roll back")
         );
@@ -177,7 +179,7 @@ mod tests {
         unprotected.snapshot = Some(SnapshotSet::None);
         assert!(
             unprotected
-                .allows(&Phase::Rollback)
+                .allows(&CommandPhase::Rollback)
                 .expect_err("none")
                 .contains("without snapshots")
         );
@@ -187,7 +189,7 @@ mod tests {
         };
         assert!(
             at(Stage::Rebooted)
-                .allows(&Phase::Verify(other))
+                .allows(&CommandPhase::Verify(other))
                 .expect_err("verify")
                 .contains("leapp to 8.10")
         );

@@ -15,12 +15,13 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::command::{Command, Update};
+use crate::command::CommandUpdate;
 use crate::executor::Executor;
 use crate::facts::{self, Facts};
 use crate::host::Host;
 use crate::identity::Identity;
 use crate::journal::Journal;
+use crate::wire;
 use mf_proto::transport::{self, MAX_MESSAGE_BYTES};
 
 /// How the session behaves; the coordinator sets the heartbeat interval.
@@ -170,7 +171,7 @@ async fn establish(
             agent_version: env!("CARGO_PKG_VERSION").to_string(),
             facts: Some((&facts).into()),
             last_sequence: progress.last_sequence,
-            last_update: progress.last_update.as_ref().map(Into::into),
+            last_update: progress.last_update.as_ref().map(wire::update_to_wire),
         })),
     };
     tx.send(hello).await.map_err(|_| SessionError::Closed)?;
@@ -206,7 +207,7 @@ async fn serve(
     config: &SessionConfig,
     last_facts: &mut Option<Facts>,
     executor: &Executor,
-    updates: &mut mpsc::Receiver<Update>,
+    updates: &mut mpsc::Receiver<CommandUpdate>,
 ) -> Result<(), SessionError> {
     let Established {
         welcome,
@@ -251,9 +252,9 @@ async fn serve(
                 }
             }
             Some(update) = updates.recv() => {
-                let finished = update.state != crate::command::State::Started;
+                let finished = update.state != crate::command::UpdateState::Started;
                 let message = pb::AgentMessage {
-                    body: Some(pb::agent_message::Body::CommandUpdate((&update).into())),
+                    body: Some(pb::agent_message::Body::CommandUpdate(wire::update_to_wire(&update))),
                 };
                 tx.send(message).await.map_err(|_| SessionError::Closed)?;
                 // A phase may have changed the host (packages, OS, kernel): look again now.
@@ -265,7 +266,7 @@ async fn serve(
                 Ok(Some(pb::CoordinatorMessage { body: Some(pb::coordinator_message::Body::Command(command)) })) => {
                     let id = command.command_id.clone();
                     let sequence = command.sequence;
-                    match Command::try_from(command) {
+                    match wire::command_from_wire(command) {
                         Ok(command) => executor.submit(command).await,
                         Err(malformed) => {
                             warn!(command_id = %id, error = %malformed, "command refused");

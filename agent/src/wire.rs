@@ -46,7 +46,7 @@ impl From<&Facts> for pb::Facts {
     }
 }
 
-use crate::command::{Command, Phase, State, Step, Tool, Update};
+use crate::command::{AgentCommand, CommandPhase, CommandUpdate, Step, Tool, UpdateState};
 use crate::report::{Finding, Remediation, Severity, Source};
 use mf_core::path::Target;
 
@@ -61,25 +61,28 @@ impl MalformedCommand {
     }
 }
 
-impl TryFrom<pb::Command> for Command {
-    type Error = MalformedCommand;
-
-    fn try_from(wire: pb::Command) -> Result<Self, MalformedCommand> {
+/// A command from the wire, checked: ids, the phase and its step.
+pub fn command_from_wire(wire: pb::Command) -> Result<AgentCommand, MalformedCommand> {
+    {
         if wire.command_id.is_empty() || wire.command_id.len() > 128 {
             return Err(MalformedCommand::new("the command id must be 1-128 bytes"));
         }
         let phase = match wire.phase.ok_or(MalformedCommand::new("no phase"))? {
-            pb::command::Phase::Precheck(p) => Phase::Precheck(step(p.tool, p.target_version)?),
-            pb::command::Phase::Snapshot(s) => Phase::Snapshot {
+            pb::command::Phase::Precheck(p) => {
+                CommandPhase::Precheck(step(p.tool, p.target_version)?)
+            }
+            pb::command::Phase::Snapshot(s) => CommandPhase::Snapshot {
                 job_id: valid_job_id(s.job_id)?,
             },
-            pb::command::Phase::Execute(e) => Phase::Execute(step(e.tool, e.target_version)?),
-            pb::command::Phase::Reboot(_) => Phase::Reboot,
-            pb::command::Phase::Verify(v) => Phase::Verify(step(v.tool, v.target_version)?),
-            pb::command::Phase::Commit(_) => Phase::Commit,
-            pb::command::Phase::Rollback(_) => Phase::Rollback,
+            pb::command::Phase::Execute(e) => {
+                CommandPhase::Execute(step(e.tool, e.target_version)?)
+            }
+            pb::command::Phase::Reboot(_) => CommandPhase::Reboot,
+            pb::command::Phase::Verify(v) => CommandPhase::Verify(step(v.tool, v.target_version)?),
+            pb::command::Phase::Commit(_) => CommandPhase::Commit,
+            pb::command::Phase::Rollback(_) => CommandPhase::Rollback,
         };
-        Ok(Command {
+        Ok(AgentCommand {
             id: wire.command_id,
             host_id: wire.host_id,
             sequence: wire.sequence,
@@ -154,17 +157,17 @@ fn finding_to_wire(f: &Finding) -> pb::Finding {
     }
 }
 
-impl From<&Update> for pb::CommandUpdate {
-    fn from(u: &Update) -> Self {
+pub fn update_to_wire(u: &CommandUpdate) -> pb::CommandUpdate {
+    {
         pb::CommandUpdate {
             command_id: u.command_id.clone(),
             sequence: u.sequence,
             state: match u.state {
-                State::Started => pb::CommandState::Started,
-                State::Succeeded => pb::CommandState::Succeeded,
-                State::Failed => pb::CommandState::Failed,
-                State::Refused => pb::CommandState::Refused,
-                State::Interrupted => pb::CommandState::Interrupted,
+                UpdateState::Started => pb::CommandState::Started,
+                UpdateState::Succeeded => pb::CommandState::Succeeded,
+                UpdateState::Failed => pb::CommandState::Failed,
+                UpdateState::Refused => pb::CommandState::Refused,
+                UpdateState::Interrupted => pb::CommandState::Interrupted,
             }
             .into(),
             detail: u.detail.clone(),
@@ -190,11 +193,11 @@ mod tests {
                 target_version: "8.10".into(),
             })),
         };
-        assert!(Command::try_from(good.clone()).is_ok());
+        assert!(command_from_wire(good.clone()).is_ok());
         let mut no_phase = good.clone();
         no_phase.phase = None;
         assert_eq!(
-            Command::try_from(no_phase),
+            command_from_wire(no_phase),
             Err(MalformedCommand::new("no phase"))
         );
         for (tool, version, expected) in [
@@ -208,7 +211,7 @@ mod tests {
                 tool,
                 target_version: version.into(),
             }));
-            let err = Command::try_from(bad).expect_err(expected);
+            let err = command_from_wire(bad).expect_err(expected);
             assert!(err.0.contains(expected), "{err}");
         }
     }

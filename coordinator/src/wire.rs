@@ -153,6 +153,7 @@ pub fn update_from_wire(u: pb::CommandUpdate) -> Result<CommandUpdate, InvalidUp
             .into_iter()
             .map(finding_from_wire)
             .collect::<Result<_, _>>()?,
+        finished_unix_ms: u.finished_unix_ms,
     };
     update.validate()?;
     Ok(update)

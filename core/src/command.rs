@@ -1,20 +1,50 @@
 //! What the coordinator asks of an agent (a phase from a closed set with typed
-//! parameters) and what the agent answers, in the coordinator's terms.
+//! parameters) and what the agent answers: one set of types for both ends.
+
+use serde::{Deserialize, Serialize};
 
 use crate::finding::{Finding, InvalidFinding, MAX_FINDINGS};
 use crate::path::Step;
 
-/// An agent's report on a command, validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What an agent says about a command; the final one is journaled by the
+/// agent and validated by the coordinator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommandUpdate {
     pub command_id: String,
     pub sequence: u64,
     pub state: UpdateState,
     pub detail: String,
     pub findings: Vec<Finding>,
+    /// When the command ended on the agent's clock; 0 while it runs.
+    pub finished_unix_ms: i64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+impl CommandUpdate {
+    /// An update for `command`; `finished_unix_ms` is the caller's clock
+    /// reading for a final state (0 for `Started`).
+    pub fn new(
+        command: &AgentCommand,
+        state: UpdateState,
+        detail: impl Into<String>,
+        finished_unix_ms: i64,
+    ) -> Self {
+        Self {
+            command_id: command.id.clone(),
+            sequence: command.sequence,
+            state,
+            detail: detail.into(),
+            findings: Vec::new(),
+            finished_unix_ms: if state == UpdateState::Started {
+                0
+            } else {
+                finished_unix_ms
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum UpdateState {
     Started,
     Succeeded,
@@ -23,20 +53,18 @@ pub enum UpdateState {
     Interrupted,
 }
 
-impl UpdateState {
-    pub fn label(self) -> &'static str {
-        match self {
-            UpdateState::Started => "started",
-            UpdateState::Succeeded => "succeeded",
-            UpdateState::Failed => "failed",
-            UpdateState::Refused => "refused",
-            UpdateState::Interrupted => "interrupted",
-        }
-    }
-}
+closed_set!(UpdateState, "a command state", {
+    UpdateState::Started => "started",
+    UpdateState::Succeeded => "succeeded",
+    UpdateState::Failed => "failed",
+    UpdateState::Refused => "refused",
+    UpdateState::Interrupted => "interrupted",
+});
 
-/// What a command asks of an agent.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a command asks of an agent: a phase from a closed set with typed
+/// parameters. There is no phase that runs an arbitrary command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "lowercase")]
 pub enum CommandPhase {
     Precheck(Step),
     Snapshot { job_id: String },
@@ -47,8 +75,38 @@ pub enum CommandPhase {
     Rollback,
 }
 
-/// A command for an agent, in the coordinator's terms.
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl CommandPhase {
+    pub fn name(&self) -> &'static str {
+        match self {
+            CommandPhase::Precheck(_) => "precheck",
+            CommandPhase::Snapshot { .. } => "snapshot",
+            CommandPhase::Execute(_) => "execute",
+            CommandPhase::Reboot => "reboot",
+            CommandPhase::Verify(_) => "verify",
+            CommandPhase::Commit => "commit",
+            CommandPhase::Rollback => "rollback",
+        }
+    }
+}
+
+impl std::fmt::Display for CommandPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CommandPhase::Precheck(step)
+            | CommandPhase::Execute(step)
+            | CommandPhase::Verify(step) => {
+                write!(f, "{} ({step})", self.name())
+            }
+            CommandPhase::Snapshot { job_id } => write!(f, "snapshot (job {job_id})"),
+            CommandPhase::Reboot | CommandPhase::Commit | CommandPhase::Rollback => {
+                f.write_str(self.name())
+            }
+        }
+    }
+}
+
+/// A command for an agent: the same type on both ends of the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentCommand {
     pub id: String,
     pub host_id: String,

@@ -61,6 +61,7 @@ async fn agent(
             state: UpdateState::Succeeded,
             detail: String::new(),
             findings: Vec::new(),
+            finished_unix_ms: 0,
         };
         inventory.command_update(host_id.clone(), update).await;
     }

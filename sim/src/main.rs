@@ -31,7 +31,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum SimCommand {
     #[command(flatten)]
-    Agent(cli::Command),
+    Agent(cli::CliCommand),
     /// Run N simulated agents, each with its own identity, connection and host.
     Fleet(FleetArgs),
 }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use mf_agent::command::{Phase, State, Step, Tool};
+use mf_agent::command::{CommandPhase, Step, Tool, UpdateState};
 use mf_agent::facts;
 use mf_agent::host::Host;
 use mf_agent::migration::{Migration, SnapshotSet, Stage};
@@ -17,7 +17,7 @@ fn host(profile: SimProfile, failures: &[Failure]) -> EmulatedHost {
 }
 
 /// Runs the phases in order as the executor would, checking each is allowed.
-fn drive(host: &EmulatedHost, phases: &[Phase]) -> (Migration, Vec<Outcome>) {
+fn drive(host: &EmulatedHost, phases: &[CommandPhase]) -> (Migration, Vec<Outcome>) {
     let context = Context::default();
     let mut migration = Migration::default();
     let mut outcomes = Vec::new();
@@ -31,7 +31,7 @@ fn drive(host: &EmulatedHost, phases: &[Phase]) -> (Migration, Vec<Outcome>) {
         if let Some(next) = result.migration {
             migration = next;
         }
-        let failed = outcome.state != State::Succeeded;
+        let failed = outcome.state != UpdateState::Succeeded;
         outcomes.push(outcome);
         if failed {
             break;
@@ -58,18 +58,18 @@ fn an_upgrade_goes_snapshot_execute_reboot_verify_commit() {
     let (migration, outcomes) = drive(
         &host,
         &[
-            Phase::Snapshot {
+            CommandPhase::Snapshot {
                 job_id: "job1".into(),
             },
-            Phase::Execute(leapp("8.10")),
-            Phase::Reboot,
-            Phase::Verify(leapp("8.10")),
-            Phase::Commit,
+            CommandPhase::Execute(leapp("8.10")),
+            CommandPhase::Reboot,
+            CommandPhase::Verify(leapp("8.10")),
+            CommandPhase::Commit,
         ],
     );
     let details: Vec<&str> = outcomes.iter().map(|o| o.detail.as_str()).collect();
     assert!(
-        outcomes.iter().all(|o| o.state == State::Succeeded),
+        outcomes.iter().all(|o| o.state == UpdateState::Succeeded),
         "{details:#?}"
     );
     assert!(details[0].contains("rhel/root_mf_job1"), "{}", details[0]);
@@ -93,36 +93,40 @@ fn an_initramfs_failure_fails_verification_and_rolls_back_to_the_original_os() {
     let (migration, outcomes) = drive(
         &host,
         &[
-            Phase::Snapshot {
+            CommandPhase::Snapshot {
                 job_id: "j2".into(),
             },
-            Phase::Execute(leapp("8.10")),
-            Phase::Reboot,
-            Phase::Verify(leapp("8.10")),
+            CommandPhase::Execute(leapp("8.10")),
+            CommandPhase::Reboot,
+            CommandPhase::Verify(leapp("8.10")),
         ],
     );
     let verify = outcomes.last().expect("verify");
-    assert_eq!(verify.state, State::Failed);
+    assert_eq!(verify.state, UpdateState::Failed);
     assert!(
         verify.detail.contains(".leapp_upgrade_failed is present"),
         "{}",
         verify.detail
     );
     assert_eq!(migration.stage, Stage::Failed);
-    assert!(Migration::default().allows(&Phase::Rollback).is_err());
+    assert!(
+        Migration::default()
+            .allows(&CommandPhase::Rollback)
+            .is_err()
+    );
     migration
-        .allows(&Phase::Rollback)
+        .allows(&CommandPhase::Rollback)
         .expect("rollback allowed after a failure");
     let boot = boot_id(&host);
     let rollback = run(
         &host,
-        &Phase::Rollback,
+        &CommandPhase::Rollback,
         &migration,
         &Context::default(),
         boot.as_deref(),
     );
     let outcome = rollback.outcome.expect("finished");
-    assert_eq!(outcome.state, State::Succeeded, "{}", outcome.detail);
+    assert_eq!(outcome.state, UpdateState::Succeeded, "{}", outcome.detail);
     assert_eq!(rollback.migration, Some(Migration::default()));
     assert_eq!(os(&host), "rhel 7.9");
     assert!(
@@ -142,14 +146,14 @@ fn a_conversion_goes_through_and_verifies() {
     let (_, outcomes) = drive(
         &host,
         &[
-            Phase::Snapshot { job_id: "c".into() },
-            Phase::Execute(convert),
-            Phase::Reboot,
-            Phase::Verify(convert),
+            CommandPhase::Snapshot { job_id: "c".into() },
+            CommandPhase::Execute(convert),
+            CommandPhase::Reboot,
+            CommandPhase::Verify(convert),
         ],
     );
     assert!(
-        outcomes.iter().all(|o| o.state == State::Succeeded),
+        outcomes.iter().all(|o| o.state == UpdateState::Succeeded),
         "{outcomes:#?}"
     );
     assert_eq!(os(&host), "rhel 7.9");
@@ -165,12 +169,12 @@ fn a_conversion_failing_after_the_point_of_no_return_asks_for_a_rollback() {
     let (migration, outcomes) = drive(
         &host,
         &[
-            Phase::Snapshot { job_id: "c".into() },
-            Phase::Execute(convert),
+            CommandPhase::Snapshot { job_id: "c".into() },
+            CommandPhase::Execute(convert),
         ],
     );
     let failed = outcomes.last().expect("execute");
-    assert_eq!(failed.state, State::Failed);
+    assert_eq!(failed.state, UpdateState::Failed);
     assert!(
         failed.detail.contains("after the point of no return"),
         "{}",
@@ -181,12 +185,15 @@ fn a_conversion_failing_after_the_point_of_no_return_asks_for_a_rollback() {
     let boot = boot_id(&host);
     let rollback = run(
         &host,
-        &Phase::Rollback,
+        &CommandPhase::Rollback,
         &migration,
         &Context::default(),
         boot.as_deref(),
     );
-    assert_eq!(rollback.outcome.expect("done").state, State::Succeeded);
+    assert_eq!(
+        rollback.outcome.expect("done").state,
+        UpdateState::Succeeded
+    );
     assert_eq!(os(&host), "centos 7.9");
 }
 
@@ -202,7 +209,7 @@ fn a_snapshot_too_big_for_the_volume_group_changes_nothing() {
     };
     let result = run(
         &host,
-        &Phase::Snapshot {
+        &CommandPhase::Snapshot {
             job_id: "big".into(),
         },
         &Migration::default(),
@@ -210,7 +217,7 @@ fn a_snapshot_too_big_for_the_volume_group_changes_nothing() {
         None,
     );
     let outcome = result.outcome.expect("done");
-    assert_eq!(outcome.state, State::Failed);
+    assert_eq!(outcome.state, UpdateState::Failed);
     assert!(
         outcome
             .detail
@@ -235,7 +242,7 @@ fn without_snapshots_only_where_configured_and_then_no_rollback() {
     };
     let result = run(
         &host,
-        &Phase::Snapshot { job_id: "n".into() },
+        &CommandPhase::Snapshot { job_id: "n".into() },
         &Migration::default(),
         &context,
         None,
@@ -244,7 +251,7 @@ fn without_snapshots_only_where_configured_and_then_no_rollback() {
     assert_eq!(migration.snapshot, Some(SnapshotSet::None));
     assert!(
         migration
-            .allows(&Phase::Rollback)
+            .allows(&CommandPhase::Rollback)
             .expect_err("no rollback")
             .contains("without snapshots")
     );
@@ -264,14 +271,14 @@ fn a_site_hook_snapshot_takes_reverts_and_tells_the_hook_who_and_what() {
     let context = Context {
         host_id: "h.example.com".into(),
         snapshot: SnapshotConfig {
-            provider: snapshot::Provider::Command,
+            provider: snapshot::Provider::AgentCommand,
             command: Some("/usr/local/sbin/vm-snapshot".into()),
             ..SnapshotConfig::default()
         },
     };
     let precheck = run(
         &host,
-        &Phase::Precheck(leapp("8.10")),
+        &CommandPhase::Precheck(leapp("8.10")),
         &Migration::default(),
         &context,
         None,
@@ -286,12 +293,12 @@ fn a_site_hook_snapshot_takes_reverts_and_tells_the_hook_who_and_what() {
 
     let mut migration = Migration::default();
     for phase in [
-        Phase::Snapshot {
+        CommandPhase::Snapshot {
             job_id: "job7".into(),
         },
-        Phase::Execute(leapp("8.10")),
-        Phase::Reboot,
-        Phase::Verify(leapp("8.10")),
+        CommandPhase::Execute(leapp("8.10")),
+        CommandPhase::Reboot,
+        CommandPhase::Verify(leapp("8.10")),
     ] {
         let boot = boot_id(&host);
         let result = run(&host, &phase, &migration, &context, boot.as_deref());
@@ -307,13 +314,13 @@ fn a_site_hook_snapshot_takes_reverts_and_tells_the_hook_who_and_what() {
     let boot = boot_id(&host);
     let rollback = run(
         &host,
-        &Phase::Rollback,
+        &CommandPhase::Rollback,
         &migration,
         &context,
         boot.as_deref(),
     );
     let outcome = rollback.outcome.expect("done");
-    assert_eq!(outcome.state, State::Succeeded, "{}", outcome.detail);
+    assert_eq!(outcome.state, UpdateState::Succeeded, "{}", outcome.detail);
     assert_eq!(os(&host), "rhel 7.9");
     let log = host
         .read_to_string("/.mf-sim/hook.log")

@@ -1,6 +1,6 @@
 //! The agent's pre-check phase over emulated hosts: its own checks, then the
 //! tool's pre-check, whose report (not its exit code) decides.
-use mf_agent::command::{State, Step, Tool};
+use mf_agent::command::{Step, Tool, UpdateState};
 use mf_agent::host::Host;
 use mf_agent::phases::precheck::run;
 use mf_agent::phases::snapshot::{Provider, SnapshotConfig};
@@ -38,7 +38,7 @@ fn finding(key: &str, blocking: bool) -> ScenarioFinding {
 fn a_clean_rhel7_host_is_ready_for_leapp() {
     let host = EmulatedHost::simulated(&spec(SimProfile::Rhel79, vec![finding("k-info", false)]));
     let outcome = run(&host, step(Tool::Leapp, "8.10"), &SnapshotConfig::default());
-    assert_eq!(outcome.state, State::Succeeded, "{outcome:?}");
+    assert_eq!(outcome.state, UpdateState::Succeeded, "{outcome:?}");
     assert!(outcome.findings.iter().all(|f| !f.blocking), "{outcome:?}");
     assert_eq!(outcome.findings[0].key, "k-info");
     assert!(
@@ -57,7 +57,7 @@ fn a_clean_rhel7_host_is_ready_for_leapp() {
 fn leapp_inhibitors_block_and_exit_1_is_not_a_failure() {
     let host = EmulatedHost::simulated(&spec(SimProfile::Rhel79, vec![finding("d35f", true)]));
     let outcome = run(&host, step(Tool::Leapp, "8.10"), &SnapshotConfig::default());
-    assert_eq!(outcome.state, State::Succeeded);
+    assert_eq!(outcome.state, UpdateState::Succeeded);
     assert!(outcome.detail.contains("exited 1"), "{}", outcome.detail);
     assert!(
         outcome
@@ -121,7 +121,7 @@ fn a_crashing_analysis_fails_with_the_reason() {
         step(Tool::Convert2rhel, "7.9"),
         &SnapshotConfig::default(),
     );
-    assert_eq!(outcome.state, State::Failed);
+    assert_eq!(outcome.state, UpdateState::Failed);
     assert!(
         outcome.detail.contains("exited 1 and wrote no report"),
         "{}",
@@ -149,7 +149,7 @@ fn the_agent_s_own_checks_block_before_the_tool_runs() {
         .free_bytes = 512 * MIB;
     let (_dir, host) = with_scenario(&spec(SimProfile::Rhel79, vec![]), scenario);
     let outcome = run(&host, step(Tool::Leapp, "8.10"), &SnapshotConfig::default());
-    assert_eq!(outcome.state, State::Succeeded);
+    assert_eq!(outcome.state, UpdateState::Succeeded);
     let keys: Vec<&str> = outcome.findings.iter().map(|f| f.key.as_str()).collect();
     assert_eq!(keys, ["agent::tool-missing", "agent::space-var"]);
     assert!(
@@ -198,7 +198,7 @@ fn the_snapshot_must_fit_before_anything_is_changed() {
 fn impossible_steps_fail_before_anything_runs() {
     let host = EmulatedHost::simulated(&spec(SimProfile::Rhel79, vec![]));
     let outcome = run(&host, step(Tool::Leapp, "9.6"), &SnapshotConfig::default());
-    assert_eq!(outcome.state, State::Failed);
+    assert_eq!(outcome.state, UpdateState::Failed);
     assert!(
         outcome.detail.contains("is not one run"),
         "{}",

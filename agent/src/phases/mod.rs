@@ -9,7 +9,7 @@ pub mod precheck;
 pub mod snapshot;
 mod verify;
 
-use crate::command::{Phase, State};
+use crate::command::{CommandPhase, UpdateState};
 use crate::host::{Host, Reboot};
 use crate::journal::Running;
 use crate::migration::{Migration, Stage};
@@ -20,13 +20,13 @@ pub use snapshot::SnapshotConfig;
 /// How a phase ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
-    pub state: State,
+    pub state: UpdateState,
     pub detail: String,
     pub findings: Vec<Finding>,
 }
 
 impl Outcome {
-    fn new(state: State, detail: impl Into<String>) -> Self {
+    fn new(state: UpdateState, detail: impl Into<String>) -> Self {
         Self {
             state,
             detail: detail.into(),
@@ -77,19 +77,19 @@ fn with(migration: &Migration, change: impl FnOnce(&mut Migration)) -> Option<Mi
 /// `started_boot` is the boot id journaled when the command started.
 pub fn run(
     host: &dyn Host,
-    phase: &Phase,
+    phase: &CommandPhase,
     migration: &Migration,
     context: &Context,
     started_boot: Option<&str>,
 ) -> PhaseResult {
     match phase {
-        Phase::Precheck(step) => {
+        CommandPhase::Precheck(step) => {
             PhaseResult::done(precheck::run(host, *step, &context.snapshot), None)
         }
-        Phase::Snapshot { job_id } => {
+        CommandPhase::Snapshot { job_id } => {
             match snapshot::take(host, &context.snapshot, &context.host_id, job_id) {
                 Ok((set, detail)) => PhaseResult::done(
-                    Outcome::new(State::Succeeded, detail),
+                    Outcome::new(UpdateState::Succeeded, detail),
                     with(migration, |m| {
                         *m = Migration {
                             stage: Stage::Snapshotted,
@@ -99,12 +99,12 @@ pub fn run(
                         }
                     }),
                 ),
-                Err(reason) => PhaseResult::done(Outcome::new(State::Failed, reason), None),
+                Err(reason) => PhaseResult::done(Outcome::new(UpdateState::Failed, reason), None),
             }
         }
-        Phase::Execute(step) => match execute::run(host, step) {
+        CommandPhase::Execute(step) => match execute::run(host, step) {
             execute::Executed::Changed(detail) => PhaseResult::done(
-                Outcome::new(State::Succeeded, detail),
+                Outcome::new(UpdateState::Succeeded, detail),
                 with(migration, |m| {
                     m.stage = Stage::Executed;
                     m.step = Some(*step);
@@ -122,7 +122,7 @@ pub fn run(
                 };
                 PhaseResult::done(
                     Outcome {
-                        state: State::Failed,
+                        state: UpdateState::Failed,
                         detail: detail.clone(),
                         findings,
                     },
@@ -134,40 +134,42 @@ pub fn run(
                 )
             }
         },
-        Phase::Reboot => reboot(host, migration, started_boot, |m| m.stage = Stage::Rebooted),
-        Phase::Verify(step) => match verify::run(host, step) {
+        CommandPhase::Reboot => {
+            reboot(host, migration, started_boot, |m| m.stage = Stage::Rebooted)
+        }
+        CommandPhase::Verify(step) => match verify::run(host, step) {
             Ok(detail) => PhaseResult::done(
-                Outcome::new(State::Succeeded, format!("verified: {detail}")),
+                Outcome::new(UpdateState::Succeeded, format!("verified: {detail}")),
                 with(migration, |m| m.stage = Stage::Verified),
             ),
             Err(reason) => PhaseResult::done(
-                Outcome::new(State::Failed, reason.clone()),
+                Outcome::new(UpdateState::Failed, reason.clone()),
                 with(migration, |m| {
                     m.stage = Stage::Failed;
                     m.failure = Some(reason);
                 }),
             ),
         },
-        Phase::Commit => {
+        CommandPhase::Commit => {
             let set = migration
                 .snapshot
                 .clone()
                 .unwrap_or(crate::migration::SnapshotSet::None);
             match snapshot::remove(host, &set, &context.host_id) {
                 Ok(detail) => PhaseResult::done(
-                    Outcome::new(State::Succeeded, format!("committed: {detail}")),
+                    Outcome::new(UpdateState::Succeeded, format!("committed: {detail}")),
                     Some(Migration::default()),
                 ),
-                Err(reason) => PhaseResult::done(Outcome::new(State::Failed, reason), None),
+                Err(reason) => PhaseResult::done(Outcome::new(UpdateState::Failed, reason), None),
             }
         }
-        Phase::Rollback => {
+        CommandPhase::Rollback => {
             let set = migration
                 .snapshot
                 .clone()
                 .unwrap_or(crate::migration::SnapshotSet::None);
             if let Err(reason) = snapshot::revert(host, &set, &context.host_id) {
-                return PhaseResult::done(Outcome::new(State::Failed, reason), None);
+                return PhaseResult::done(Outcome::new(UpdateState::Failed, reason), None);
             }
             match host.reboot() {
                 Ok(Reboot::Requested) => PhaseResult {
@@ -176,7 +178,7 @@ pub fn run(
                 },
                 Ok(Reboot::Completed) => settle_rollback(host, migration, started_boot),
                 Err(e) => PhaseResult::done(
-                    Outcome::new(State::Failed, format!("cannot reboot: {e}")),
+                    Outcome::new(UpdateState::Failed, format!("cannot reboot: {e}")),
                     None,
                 ),
             }
@@ -199,7 +201,7 @@ fn reboot(
         },
         Ok(Reboot::Completed) => settle_reboot(host, migration, started_boot, after),
         Err(e) => PhaseResult::done(
-            Outcome::new(State::Failed, format!("cannot reboot: {e}")),
+            Outcome::new(UpdateState::Failed, format!("cannot reboot: {e}")),
             None,
         ),
     }
@@ -215,7 +217,7 @@ fn settle_reboot(
     if now.is_some() && now.as_deref() != started_boot {
         PhaseResult::done(
             Outcome::new(
-                State::Succeeded,
+                UpdateState::Succeeded,
                 format!(
                     "rebooted (boot id {} -> {})",
                     started_boot.unwrap_or("?"),
@@ -227,7 +229,7 @@ fn settle_reboot(
     } else {
         PhaseResult::done(
             Outcome::new(
-                State::Interrupted,
+                UpdateState::Interrupted,
                 "the agent restarted but the host did not reboot",
             ),
             None,
@@ -244,22 +246,22 @@ fn settle_rollback(host: &dyn Host, migration: &Migration, started: Option<&str>
         .unwrap_or(crate::migration::SnapshotSet::None);
     let settled = settle_reboot(host, migration, started, |m| *m = Migration::default());
     match (&settled.outcome, snapshot::merged(host, &set)) {
-        (Some(o), Ok(())) if o.state == State::Succeeded => {
+        (Some(o), Ok(())) if o.state == UpdateState::Succeeded => {
             let os = crate::facts::collect(host, &Default::default()).os;
             let running_os = os.map_or("an unknown OS".to_string(), |o| {
                 format!("{} {}", o.id, o.version)
             });
             PhaseResult::done(
                 Outcome::new(
-                    State::Succeeded,
+                    UpdateState::Succeeded,
                     format!("rolled back: the host runs {running_os} again"),
                 ),
                 settled.migration,
             )
         }
-        (Some(o), Err(reason)) if o.state == State::Succeeded => PhaseResult::done(
+        (Some(o), Err(reason)) if o.state == UpdateState::Succeeded => PhaseResult::done(
             Outcome::new(
-                State::Failed,
+                UpdateState::Failed,
                 format!("the rollback did not complete: {reason}"),
             ),
             with(migration, |m| m.stage = Stage::Failed),
@@ -274,13 +276,15 @@ fn settle_rollback(host: &dyn Host, migration: &Migration, started: Option<&str>
 pub fn recover(host: &dyn Host, running: &Running, migration: &Migration) -> PhaseResult {
     let started = running.boot_id.as_deref();
     match &running.phase {
-        Phase::Reboot => settle_reboot(host, migration, started, |m| m.stage = Stage::Rebooted),
-        Phase::Rollback => settle_rollback(host, migration, started),
+        CommandPhase::Reboot => {
+            settle_reboot(host, migration, started, |m| m.stage = Stage::Rebooted)
+        }
+        CommandPhase::Rollback => settle_rollback(host, migration, started),
         // The tool may have changed the host before it was cut short: only a
         // rollback (or an operator) may decide what comes next.
-        Phase::Execute(_) => PhaseResult::done(
+        CommandPhase::Execute(_) => PhaseResult::done(
             Outcome::new(
-                State::Interrupted,
+                UpdateState::Interrupted,
                 "the agent stopped while the tool ran; the host's state is unknown and it was not run again",
             ),
             with(migration, |m| {
@@ -290,7 +294,7 @@ pub fn recover(host: &dyn Host, running: &Running, migration: &Migration) -> Pha
         ),
         _ => PhaseResult::done(
             Outcome::new(
-                State::Interrupted,
+                UpdateState::Interrupted,
                 "the agent stopped while this command ran; it was not run again",
             ),
             None,

@@ -5,7 +5,7 @@
 
 use super::Outcome;
 use super::snapshot::{self, Provider, SnapshotConfig};
-use crate::command::{State, Step, Tool};
+use crate::command::{Step, Tool, UpdateState};
 use crate::facts::{self, Facts};
 use crate::host::Host;
 use crate::report::{self, Finding, Remediation, Severity, Source};
@@ -44,7 +44,7 @@ fn agent_finding(key: &str, blocking: bool, title: String, summary: String, hint
 
 fn failed(detail: String, findings: Vec<Finding>) -> Outcome {
     Outcome {
-        state: State::Failed,
+        state: UpdateState::Failed,
         detail,
         findings,
     }
@@ -67,7 +67,7 @@ pub fn run(host: &dyn Host, step: Step, snapshots: &SnapshotConfig) -> Outcome {
     findings.extend(snapshot_check(host, snapshots));
     if findings.iter().any(|f| f.key == "agent::tool-missing") {
         return Outcome {
-            state: State::Succeeded,
+            state: UpdateState::Succeeded,
             detail: format!("{tool} is not installed; its pre-check did not run"),
             findings,
         };
@@ -116,7 +116,7 @@ pub fn run(host: &dyn Host, step: Step, snapshots: &SnapshotConfig) -> Outcome {
             findings.extend(tool_findings);
             let blocking = findings.iter().filter(|f| f.blocking).count();
             Outcome {
-                state: State::Succeeded,
+                state: UpdateState::Succeeded,
                 detail: format!(
                     "{command} exited {}; {} findings, {blocking} blocking",
                     output.status,
@@ -141,7 +141,7 @@ fn snapshot_check(host: &dyn Host, config: &SnapshotConfig) -> Vec<Finding> {
             "Enable LVM snapshots in the agent's configuration, or keep a backup.",
         )];
     }
-    if config.provider == Provider::Command {
+    if config.provider == Provider::AgentCommand {
         return match config.command.as_deref() {
             Some(path) if path.starts_with('/') && host.read_file(path).is_ok() => Vec::new(),
             other => vec![agent_finding(

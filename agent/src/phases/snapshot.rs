@@ -30,7 +30,7 @@ pub struct SnapshotConfig {
 #[serde(rename_all = "lowercase")]
 pub enum Provider {
     Lvm,
-    Command,
+    AgentCommand,
     /// No snapshot: only where the operator configured it for this host.
     None,
 }
@@ -196,12 +196,12 @@ pub fn take(
     host_id: &str,
     job_id: &str,
 ) -> Result<(SnapshotSet, String), String> {
-    if config.provider == Provider::Command {
+    if config.provider == Provider::AgentCommand {
         let command = hook(config)?;
         let name = format!("mf-{job_id}");
         run_hook(host, &command, "take", host_id, job_id, &name)?;
         return Ok((
-            SnapshotSet::Command {
+            SnapshotSet::AgentCommand {
                 command: command.clone(),
                 name: name.clone(),
             },
@@ -320,7 +320,7 @@ fn job_of(name: &str) -> &str {
 /// Reverts to the snapshot set: for LVM restores /boot and starts the merge
 /// of every snapshot; for a hook asks it to revert. The caller reboots.
 pub fn revert(host: &dyn Host, set: &SnapshotSet, host_id: &str) -> Result<(), String> {
-    if let SnapshotSet::Command { command, name } = set {
+    if let SnapshotSet::AgentCommand { command, name } = set {
         return run_hook(host, command, "revert", host_id, job_of(name), name).map(|_| ());
     }
     let SnapshotSet::Lvm {
@@ -366,7 +366,7 @@ pub fn merged(host: &dyn Host, set: &SnapshotSet) -> Result<(), String> {
 
 /// Keeps the change: removes the snapshots and the /boot archive.
 pub fn remove(host: &dyn Host, set: &SnapshotSet, host_id: &str) -> Result<String, String> {
-    if let SnapshotSet::Command { command, name } = set {
+    if let SnapshotSet::AgentCommand { command, name } = set {
         return run_hook(host, command, "remove", host_id, job_of(name), name)
             .map(|_| format!("{command} removed {name}"));
     }

@@ -245,6 +245,7 @@ pub(super) fn update(
         state,
         detail: format!("{state:?}"),
         findings,
+        finished_unix_ms: 0,
     }
 }
 
