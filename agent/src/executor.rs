@@ -16,8 +16,26 @@ use tracing::{info, warn};
 use crate::command::{AgentCommand, CommandUpdate, UpdateState, now_unix_ms};
 use crate::host::Host;
 use crate::journal::Journal;
-use crate::migration::Migration;
+use crate::migration::{Migration, NotAllowed};
 use crate::phases::{self, Context, Outcome, PhaseResult};
+
+/// Why the agent refuses a command; sent back as the refusal's detail.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("this command is for host {command_for}, this is {this_host}")]
+    OtherHost {
+        command_for: String,
+        this_host: String,
+    },
+    #[error("the command expired at {0} (unix ms)")]
+    Expired(i64),
+    #[error("sequence {sequence} is not after the last accepted one ({last}): replayed command")]
+    Replayed { sequence: u64, last: u64 },
+    #[error("busy with command {0}")]
+    Busy(String),
+    #[error(transparent)]
+    NotAllowed(#[from] NotAllowed),
+}
 
 /// What a new session tells the coordinator in its hello.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -200,32 +218,31 @@ impl Worker {
     }
 
     /// Why `command` must not run now, if it must not.
-    fn refusal(&self, command: &AgentCommand, busy: Option<String>) -> Option<String> {
+    fn refusal(&self, command: &AgentCommand, busy: Option<String>) -> Option<Refusal> {
         let last_sequence = self.journal(|j| j.last_sequence());
         if command.host_id != self.host_id {
-            return Some(format!(
-                "this command is for host {}, this is {}",
-                command.host_id, self.host_id
-            ));
+            return Some(Refusal::OtherHost {
+                command_for: command.host_id.clone(),
+                this_host: self.host_id.clone(),
+            });
         }
         if command.expires_unix_ms <= now_unix_ms() {
-            return Some(format!(
-                "the command expired at {} (unix ms)",
-                command.expires_unix_ms
-            ));
+            return Some(Refusal::Expired(command.expires_unix_ms));
         }
         if command.sequence <= last_sequence {
-            return Some(format!(
-                "sequence {} is not after the last accepted one ({last_sequence}): replayed command",
-                command.sequence
-            ));
+            return Some(Refusal::Replayed {
+                sequence: command.sequence,
+                last: last_sequence,
+            });
         }
         if let Some(other) =
             busy.or_else(|| self.journal(|j| j.running().map(|r| r.command_id.clone())))
         {
-            return Some(format!("busy with command {other}"));
+            return Some(Refusal::Busy(other));
         }
-        self.journal(|j| j.migration().allows(&command.phase)).err()
+        self.journal(|j| j.migration().allows(&command.phase))
+            .err()
+            .map(Refusal::NotAllowed)
     }
 
     /// Checks a command; starts it if it passes. Returns the running phase.
@@ -244,7 +261,7 @@ impl Worker {
             self.send(CommandUpdate::new(
                 &command,
                 UpdateState::Refused,
-                reason,
+                reason.to_string(),
                 crate::command::now_unix_ms(),
             ));
             return None;

@@ -60,9 +60,25 @@ impl Default for Migration {
     }
 }
 
+/// Why a phase may not start in the host's present stage.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotAllowed {
+    #[error("there is nothing to roll back: no migration step is in progress")]
+    NothingToRollBack,
+    #[error("there is no snapshot to roll back to (this host migrates without snapshots)")]
+    NoSnapshot,
+    #[error("the step in progress is {in_progress}, not {asked}")]
+    OtherStep { in_progress: String, asked: Step },
+    #[error("{phase} is not allowed while the host is {stage}")]
+    WrongStage {
+        phase: &'static str,
+        stage: &'static str,
+    },
+}
+
 impl Migration {
     /// Ok when `phase` may start now; otherwise why not.
-    pub fn allows(&self, phase: &CommandPhase) -> Result<(), String> {
+    pub fn allows(&self, phase: &CommandPhase) -> Result<(), NotAllowed> {
         let stage = self.stage;
         let ok = match phase {
             CommandPhase::Precheck(_) | CommandPhase::Snapshot { .. } => stage == Stage::Idle,
@@ -80,23 +96,19 @@ impl Migration {
             return Ok(());
         }
         Err(match (phase, stage) {
-            (CommandPhase::Rollback, Stage::Idle) => {
-                "there is nothing to roll back: no migration step is in progress".into()
-            }
-            (CommandPhase::Rollback, _) => {
-                "there is no snapshot to roll back to (this host migrates without snapshots)".into()
-            }
-            (CommandPhase::Verify(step), Stage::Rebooted) => format!(
-                "the step in progress is {}, not {step}",
-                self.step
+            (CommandPhase::Rollback, Stage::Idle) => NotAllowed::NothingToRollBack,
+            (CommandPhase::Rollback, _) => NotAllowed::NoSnapshot,
+            (CommandPhase::Verify(step), Stage::Rebooted) => NotAllowed::OtherStep {
+                in_progress: self
+                    .step
                     .as_ref()
-                    .map_or("none".to_string(), ToString::to_string)
-            ),
-            _ => format!(
-                "{} is not allowed while the host is {}",
-                phase.name(),
-                stage_text(stage)
-            ),
+                    .map_or("none".to_string(), ToString::to_string),
+                asked: *step,
+            },
+            _ => NotAllowed::WrongStage {
+                phase: phase.name(),
+                stage: stage_text(stage),
+            },
         })
     }
 }
@@ -168,11 +180,13 @@ mod tests {
         assert!(
             idle.allows(&CommandPhase::Commit)
                 .expect_err("commit")
+                .to_string()
                 .contains("idle")
         );
         assert!(
             idle.allows(&CommandPhase::Rollback)
                 .expect_err("rollback")
+                .to_string()
                 .contains("nothing to roll back")
         );
         let mut unprotected = at(Stage::Executed);
@@ -181,6 +195,7 @@ mod tests {
             unprotected
                 .allows(&CommandPhase::Rollback)
                 .expect_err("none")
+                .to_string()
                 .contains("without snapshots")
         );
         let other = Step {
@@ -191,6 +206,7 @@ mod tests {
             at(Stage::Rebooted)
                 .allows(&CommandPhase::Verify(other))
                 .expect_err("verify")
+                .to_string()
                 .contains("leapp to 8.10")
         );
     }

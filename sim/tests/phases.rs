@@ -253,6 +253,7 @@ fn without_snapshots_only_where_configured_and_then_no_rollback() {
         migration
             .allows(&CommandPhase::Rollback)
             .expect_err("no rollback")
+            .to_string()
             .contains("without snapshots")
     );
 }

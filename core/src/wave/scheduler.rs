@@ -29,12 +29,26 @@ impl Limit {
     }
 }
 
+/// A limit that is neither a count nor a percentage from 1 to 100.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a count or a percentage (e.g. 5 or 25%)")]
+pub struct BadLimit(pub String);
+
+/// What an operator asked of a host that its state does not allow.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HostActionError {
+    #[error("it is {0}: only a host that ended without success can be retried")]
+    NotRetriable(&'static str),
+    #[error("it is {0}: only a host that has not started can be skipped")]
+    NotPending(&'static str),
+}
+
 impl std::str::FromStr for Limit {
-    type Err = String;
+    type Err = BadLimit;
 
     /// `5` or `25%`.
-    fn from_str(text: &str) -> Result<Self, String> {
-        let bad = || format!("{text:?} is not a count or a percentage (e.g. 5 or 25%)");
+    fn from_str(text: &str) -> Result<Self, BadLimit> {
+        let bad = || BadLimit(text.to_string());
         match text.strip_suffix('%') {
             Some(p) => match p.parse::<u32>() {
                 Ok(p @ 1..=100) => Ok(Limit::Percent(p)),
@@ -748,7 +762,7 @@ impl Wave {
 
     /// Puts a host that ended without success back in the queue: of its
     /// stage, or, for a host of an earlier stage, first in the current one.
-    pub fn retry(&mut self, m: usize) -> Result<(), String> {
+    pub fn retry(&mut self, m: usize) -> Result<(), HostActionError> {
         match self.states[m] {
             HostState::Done(o) if o != Outcome::Succeeded => {
                 self.set_state(m, HostState::Pending);
@@ -759,10 +773,7 @@ impl Wave {
                 }
                 Ok(())
             }
-            other => Err(format!(
-                "it is {}: only a host that ended without success can be retried",
-                other.label()
-            )),
+            other => Err(HostActionError::NotRetriable(other.label())),
         }
     }
 
@@ -774,7 +785,7 @@ impl Wave {
     }
 
     /// Takes a pending host out of the wave.
-    pub fn skip(&mut self, m: usize, now_unix_ms: i64) -> Result<(), String> {
+    pub fn skip(&mut self, m: usize, now_unix_ms: i64) -> Result<(), HostActionError> {
         self.end_pending(m, Outcome::Skipped, now_unix_ms)
     }
 
@@ -785,12 +796,9 @@ impl Wave {
         m: usize,
         outcome: Outcome,
         now_unix_ms: i64,
-    ) -> Result<(), String> {
+    ) -> Result<(), HostActionError> {
         if self.states[m] != HostState::Pending || outcome.is_failure() {
-            return Err(format!(
-                "it is {}: only a host that has not started can be skipped",
-                self.states[m].label()
-            ));
+            return Err(HostActionError::NotPending(self.states[m].label()));
         }
         self.set_state(m, HostState::Done(outcome));
         let stage = self.stage_of[m];

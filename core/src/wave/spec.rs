@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::calendar::{Calendar, Freeze, Window};
-use super::scheduler::{Budget, Limit, Policy};
+use super::scheduler::{BadLimit, Budget, Limit, Policy};
 use crate::job::OnFailure;
 use crate::path::Target;
 use crate::selector::Selector;
@@ -72,7 +72,7 @@ pub fn valid_name(name: &str) -> bool {
 fn limit(what: &str, text: &str, default: &str) -> Result<Limit, SpecError> {
     let text = if text.is_empty() { default } else { text };
     text.parse()
-        .map_err(|e: String| SpecError(format!("{what}: {e}")))
+        .map_err(|e: BadLimit| SpecError(format!("{what}: {e}")))
 }
 
 fn budget(text: &str) -> Result<Budget, SpecError> {
