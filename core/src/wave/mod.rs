@@ -8,6 +8,7 @@
 pub mod calendar;
 pub mod durations;
 pub mod estimate;
+pub mod joining;
 pub mod scheduler;
 pub mod spec;
 pub mod status;

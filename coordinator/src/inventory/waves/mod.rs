@@ -16,12 +16,11 @@ use super::{CreateMode, InventoryError, JobAction, State};
 use crate::store::wave_record::{Lifecycle, MemberRecord, WaveHead, WavePlan};
 use mf_core::finding::Severity;
 use mf_core::job::{Job, JobState};
-use mf_core::path;
-use mf_core::precheck::Readiness;
 use mf_core::selector::Selector;
 use mf_core::wave::calendar::Calendar;
 use mf_core::wave::durations::{Durations, path_key};
 use mf_core::wave::estimate;
+use mf_core::wave::joining::{self, Candidate, Exclusion, UNREACHABLE_AFTER_MS};
 use mf_core::wave::scheduler::{HostState, Member, Outcome, Wait, Wave};
 use mf_core::wave::spec::WaveSpec;
 use mf_core::wave::status::WaveState;
@@ -30,11 +29,6 @@ pub use views::{PlanView, StageView, StatusView, WhyView};
 
 /// At most this many waves are kept (finished ones included).
 const MAX_WAVES: usize = 1000;
-/// A host whose turn comes while it is disconnected waits this long (from
-/// when it was last seen, or the coordinator started) before the wave gives
-/// it up as unreachable: after a coordinator restart every agent needs a few
-/// seconds to come back.
-const UNREACHABLE_AFTER_MS: i64 = 10 * 60 * 1000;
 
 /// An operator's action on a wave.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -409,7 +403,7 @@ impl State {
                     });
                     paths.push(path);
                 }
-                Err(reason) => excluded.push((id.clone(), reason)),
+                Err(reason) => excluded.push((id.clone(), reason.to_string())),
             }
         }
         if members.is_empty() {
@@ -478,45 +472,23 @@ impl State {
     }
 
     /// The path of a host that may join the wave, or why it may not.
-    fn wave_candidate(&self, host: &super::HostState, spec: &WaveSpec) -> Result<String, String> {
-        if let Some(other) = self.waves.member_of.get(&host.record.id) {
-            return Err(format!("already in wave {other}"));
-        }
-        let os = host
-            .record
-            .facts
-            .as_ref()
-            .and_then(|f| f.os.as_ref())
-            .ok_or("has not reported its operating system")?;
-        let steps = path::plan(&os.id, &os.version, spec.target).map_err(|e| e.to_string())?;
-        if let Some(job) = host.job.as_ref().filter(|j| !j.state.is_final()) {
-            return Err(format!("has a job in progress ({})", job.state.label()));
-        }
-        let target = spec.target;
-        let precheck = host
-            .precheck
-            .as_ref()
-            .filter(|p| p.target == target)
-            .ok_or_else(|| format!("no pre-check for {target} (run mfctl precheck)"))?;
-        match precheck.readiness() {
-            Readiness::Ready => {}
-            Readiness::Blocked => {
-                let keys: Vec<&str> = precheck
-                    .findings
-                    .iter()
-                    .filter(|f| f.blocking)
-                    .map(|f| f.key.as_str())
-                    .take(3)
-                    .collect();
-                return Err(format!("blocked at pre-check: {}", keys.join(", ")));
-            }
-            Readiness::Error => return Err(format!("pre-check error: {}", precheck.detail)),
-            Readiness::Unknown => return Err("its pre-check has not finished".into()),
-        }
-        if host.session.is_none() {
-            return Err("unreachable: not connected".into());
-        }
-        Ok(path_key(&steps))
+    fn wave_candidate(
+        &self,
+        host: &super::HostState,
+        spec: &WaveSpec,
+    ) -> Result<String, Exclusion> {
+        let candidate = Candidate {
+            os: host.record.facts.as_ref().and_then(|f| f.os.as_ref()),
+            job: host.job.as_ref(),
+            precheck: host.precheck.as_ref(),
+            connected: host.session.is_some(),
+            in_wave: self
+                .waves
+                .member_of
+                .get(&host.record.id)
+                .map(String::as_str),
+        };
+        joining::join(candidate, spec.target).map(|steps| path_key(&steps))
     }
 
     pub(super) fn wave_action(
@@ -829,8 +801,7 @@ impl State {
                         )
                         .copied()
                         .filter(|&m| {
-                            live.away[m]
-                                .is_some_and(|seen| now - seen.max(since) > UNREACHABLE_AFTER_MS)
+                            live.away[m].is_some_and(|seen| joining::given_up(seen, since, now))
                         })
                         .collect();
                     for m in gone {
