@@ -4,9 +4,47 @@
 
 use std::collections::BTreeSet;
 
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// A parsed selector. It is kept parsed from the edge where it arrives to
+/// where it is used, and stored as its canonical text (`Display`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct Selector {
     requirements: Vec<Requirement>,
+}
+
+impl TryFrom<String> for Selector {
+    type Error = SelectorError;
+
+    fn try_from(text: String) -> Result<Self, SelectorError> {
+        Selector::parse(&text)
+    }
+}
+
+impl From<Selector> for String {
+    fn from(selector: Selector) -> String {
+        selector.to_string()
+    }
+}
+
+impl std::fmt::Display for Selector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = |values: &BTreeSet<String>| values.iter().cloned().collect::<Vec<_>>().join(",");
+        for (i, r) in self.requirements.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            let key = &r.key;
+            match &r.op {
+                Op::In(values) if values.len() == 1 => write!(f, "{key}={}", set(values))?,
+                Op::In(values) => write!(f, "{key} in ({})", set(values))?,
+                Op::NotIn(values) if values.len() == 1 => write!(f, "{key}!={}", set(values))?,
+                Op::NotIn(values) => write!(f, "{key} notin ({})", set(values))?,
+                Op::Exists => f.write_str(key)?,
+                Op::DoesNotExist => write!(f, "!{key}")?,
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -288,5 +326,23 @@ mod tests {
             assert!(err.message.contains(message), "{text}: {err}");
         }
         assert!(Selector::parse(&"a".repeat(5000)).is_err());
+    }
+
+    #[test]
+    fn a_selector_is_stored_as_canonical_text_that_parses_back_to_it() {
+        for text in [
+            "",
+            "app=billing",
+            "app=billing,dc in (dc1,dc2),os!=rhel,!decommissioned,tier",
+            "dc notin (a,b)",
+        ] {
+            let selector = Selector::parse(text).expect("parses");
+            let again = Selector::parse(&selector.to_string()).expect("canonical text parses");
+            assert_eq!(again, selector, "{text} -> {selector}");
+        }
+        let json = serde_json::to_string(&Selector::parse("app=a,dc in (x,y)").expect("parses"))
+            .expect("serialises");
+        assert_eq!(json, "\"app=a,dc in (x,y)\"");
+        assert!(serde_json::from_str::<Selector>("\"app in (\"").is_err());
     }
 }

@@ -50,10 +50,10 @@ pub struct SpecInput {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WaveSpec {
     pub name: String,
-    pub selector: String,
+    pub selector: Selector,
     pub target: Target,
     /// When set, the canary stage is the selected hosts (else `policy.canary`).
-    pub canary_selector: Option<String>,
+    pub canary_selector: Option<Selector>,
     pub policy: Policy,
     pub calendar: Calendar,
     pub on_failure: OnFailure,
@@ -126,7 +126,8 @@ impl SpecInput {
                 "a wave needs a selector (use 'os' to select every host that reported one)".into(),
             ));
         }
-        Selector::parse(&self.selector).map_err(|e| SpecError(format!("selector: {e}")))?;
+        let selector =
+            Selector::parse(&self.selector).map_err(|e| SpecError(format!("selector: {e}")))?;
         let target: Target = self
             .target
             .parse()
@@ -134,13 +135,14 @@ impl SpecInput {
         let canary_selector = match self.canary_selector.trim() {
             "" => None,
             text => {
-                Selector::parse(text).map_err(|e| SpecError(format!("canary selector: {e}")))?;
+                let canary = Selector::parse(text)
+                    .map_err(|e| SpecError(format!("canary selector: {e}")))?;
                 if !self.canary.is_empty() {
                     return Err(SpecError(
                         "give the canary as a count or as a selector, not both".into(),
                     ));
                 }
-                Some(text.to_string())
+                Some(canary)
             }
         };
         let canary = match self.canary.as_str() {
@@ -200,7 +202,7 @@ impl SpecInput {
         };
         Ok(WaveSpec {
             name: self.name,
-            selector: self.selector.trim().to_string(),
+            selector,
             target,
             canary_selector,
             policy: Policy {

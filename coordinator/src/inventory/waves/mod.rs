@@ -16,7 +16,6 @@ use super::{CreateMode, InventoryError, JobAction, State};
 use crate::store::wave_record::{Lifecycle, MemberRecord, WaveHead, WavePlan};
 use mf_core::finding::Severity;
 use mf_core::job::{Job, JobState};
-use mf_core::selector::Selector;
 use mf_core::wave::calendar::Calendar;
 use mf_core::wave::durations::{Durations, path_key};
 use mf_core::wave::estimate;
@@ -363,14 +362,8 @@ impl State {
                 "there are {MAX_WAVES} waves already"
             )));
         }
-        let selector =
-            Selector::parse(&spec.selector).map_err(|e| InventoryError::Invalid(e.to_string()))?;
-        let canary = spec
-            .canary_selector
-            .as_deref()
-            .map(Selector::parse)
-            .transpose()
-            .map_err(|e| InventoryError::Invalid(e.to_string()))?;
+        let selector = spec.selector.clone();
+        let canary = spec.canary_selector.clone();
         let mut members = Vec::new();
         let mut paths = Vec::new();
         let mut excluded = Vec::new();

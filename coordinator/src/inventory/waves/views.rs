@@ -188,8 +188,8 @@ pub(super) fn plan_view(live: &mut LiveWave, durations: &Durations, now: i64) ->
         format!(
             "canary {}",
             spec.canary_selector
-                .clone()
-                .unwrap_or_else(|| policy.canary.to_string())
+                .as_ref()
+                .map_or_else(|| policy.canary.to_string(), ToString::to_string)
         ),
         format!(
             "batches {}",
