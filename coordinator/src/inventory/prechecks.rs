@@ -33,6 +33,32 @@ impl State {
                     .push((id, "the host has not reported its operating system".into()));
                 continue;
             };
+            // One command at a time per agent: a second pre-check would be
+            // refused as busy and hide the outcome of the first.
+            if let Some(current) = host
+                .precheck
+                .as_ref()
+                .filter(|p| p.state != PrecheckState::Done && p.expires_unix_ms > now)
+            {
+                summary.refused.push((
+                    id,
+                    format!(
+                        "a pre-check for {} is already in flight ({}); its outcome will show in readiness",
+                        current.target, current.command_id
+                    ),
+                ));
+                continue;
+            }
+            if let Some(job) = host.job.as_ref().filter(|j| !j.state.is_final()) {
+                summary.refused.push((
+                    id,
+                    format!(
+                        "its job {} is {} in {}: a pre-check waits until it ends",
+                        job.id, job.state, job.phase
+                    ),
+                ));
+                continue;
+            }
             // An impossible path is refused with its reason and records nothing.
             let step = match path::plan(&os.id, &os.version, target) {
                 Ok(steps) => steps[0],

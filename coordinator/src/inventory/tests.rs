@@ -990,3 +990,63 @@ async fn a_dry_run_plans_a_canary_by_selector_and_records_nothing() {
         .expect("recorded");
     assert_eq!(inventory.list_waves().await.expect("list").len(), 1);
 }
+
+#[tokio::test]
+async fn a_second_precheck_never_reaches_a_host_with_one_in_flight() {
+    let fixture = Fixture::new();
+    let (inventory, _task, _) = fixture.start();
+    enroll(&inventory, "r7", "01").await;
+    let (s, _, mut rx) = session_with_commands("r7", "01", facts("rhel", "7.9", "a"), 0);
+    inventory.connect(s).await.expect("connect");
+    let target: Target = "rhel-8.10".parse().expect("target");
+    let first = inventory
+        .precheck(Selector::default(), target)
+        .await
+        .expect("first");
+    assert_eq!(first.dispatched, 1);
+    let command = recv(&mut rx).await;
+    inventory
+        .command_update("r7".into(), update(&command, UpdateState::Started, vec![]))
+        .await;
+
+    // Run again before the first finished: nothing is sent, and the refusal says why.
+    let second = inventory
+        .precheck(Selector::default(), target)
+        .await
+        .expect("second");
+    assert_eq!(second.dispatched, 0);
+    assert!(
+        second
+            .refused
+            .iter()
+            .any(|(h, why)| h == "r7" && why.contains("already in flight")),
+        "{:?}",
+        second.refused
+    );
+    assert!(
+        rx.try_recv().is_err(),
+        "no second pre-check reached the agent"
+    );
+
+    // The first one's outcome is the host's readiness.
+    inventory.command_update("r7".into(), ok(&command)).await;
+    let view = inventory
+        .get("r7".into())
+        .await
+        .expect("get")
+        .expect("host");
+    let precheck = view.precheck.expect("precheck");
+    assert_eq!(precheck.command_id, command.id);
+    assert_eq!(precheck.readiness(), Readiness::Ready);
+
+    // Once it is over, a new pre-check goes out.
+    let third = inventory
+        .precheck(Selector::default(), target)
+        .await
+        .expect("third");
+    assert_eq!(third.dispatched, 1);
+    assert!(matches!(
+        recv(&mut rx).await.phase,
+        CommandPhase::Precheck(_)
+    ));
+}
