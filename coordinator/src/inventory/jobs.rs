@@ -3,6 +3,8 @@
 //! each phase it enters, after the job is written (the batch is flushed
 //! before commands leave).
 
+use std::collections::HashMap;
+
 use super::{InventoryError, JobAction, State};
 use mf_core::command::{AgentCommand, CommandPhase, CommandUpdate};
 use mf_core::job::{self, Decision, Event, Job, JobPhase, JobState, OnFailure};
@@ -33,6 +35,48 @@ pub(super) fn command(job: &Job) -> AgentCommand {
     }
 }
 
+/// The latest job of each host: the task's job state.
+#[derive(Debug, Default)]
+pub(super) struct Jobs {
+    by_host: HashMap<String, Job>,
+}
+
+impl Jobs {
+    pub(super) fn get(&self, host_id: &str) -> Option<&Job> {
+        self.by_host.get(host_id)
+    }
+
+    /// Records the host's latest job.
+    pub(super) fn replace(&mut self, host_id: &str, job: Job) {
+        self.by_host.insert(host_id.to_string(), job);
+    }
+
+    /// The host's job if it is not over (running or held).
+    pub(super) fn in_progress(&self, host_id: &str) -> Option<&Job> {
+        self.get(host_id).filter(|j| !j.state.is_final())
+    }
+
+    /// The command of a running job that the agent has not accepted yet.
+    pub(super) fn undelivered(&self, host_id: &str, last_sequence: u64) -> Option<AgentCommand> {
+        self.get(host_id)
+            .filter(|j| j.state == JobState::Running && j.sequence > last_sequence)
+            .map(command)
+    }
+
+    /// Running jobs whose reboot (of a step or a rollback) began over `limit_ms` ago.
+    fn overdue(&self, now: i64, limit_ms: i64) -> Vec<Job> {
+        self.by_host
+            .values()
+            .filter(|j| {
+                j.state == JobState::Running
+                    && matches!(j.phase, JobPhase::Reboot | JobPhase::Rollback)
+                    && now - j.phase_started_unix_ms > limit_ms
+            })
+            .cloned()
+            .collect()
+    }
+}
+
 impl State {
     pub(super) fn migrate(
         &mut self,
@@ -45,7 +89,7 @@ impl State {
             .hosts
             .get(host_id)
             .ok_or_else(|| InventoryError::UnknownHost(host_id.to_string()))?;
-        if let Some(job) = host.job.as_ref().filter(|j| !j.state.is_final()) {
+        if let Some(job) = self.jobs.in_progress(host_id) {
             return Err(InventoryError::Conflict(format!(
                 "host {host_id} has a job in progress ({}, {}): wait for it, or roll back or retry it",
                 job.state.label(),
@@ -76,12 +120,13 @@ impl State {
         action: JobAction,
     ) -> Result<Job, InventoryError> {
         let now = self.now();
+        if !self.hosts.contains_key(host_id) {
+            return Err(InventoryError::UnknownHost(host_id.to_string()));
+        }
         let job = self
-            .hosts
+            .jobs
             .get(host_id)
-            .ok_or_else(|| InventoryError::UnknownHost(host_id.to_string()))?
-            .job
-            .clone()
+            .cloned()
             .ok_or_else(|| InventoryError::Conflict(format!("host {host_id} has no job")))?;
         if job.state != JobState::Held {
             return Err(InventoryError::Conflict(format!(
@@ -111,8 +156,8 @@ impl State {
         job.sequence = host.record.last_sequence;
         job.command_id = format!("{}-{}", job.phase.label(), mf_pki::token::hex_id());
         job.command_expires_unix_ms = now + COMMAND_TTL_MS;
-        host.job = Some(job.clone());
         let record = host.record.clone();
+        self.jobs.replace(&job.host_id, job.clone());
         let host_id = job.host_id.clone();
         self.count_job(old.as_ref(), Some(&job));
         self.metrics
@@ -138,13 +183,11 @@ impl State {
             tracing::error!(%host_id, error = %e, "cannot record a job");
         }
         self.wave_job_changed(Some(old), &job);
-        if let Some(host) = self.hosts.get_mut(&host_id) {
-            host.job = Some(job);
-        }
+        self.jobs.replace(&host_id, job);
     }
 
     pub(super) fn apply_job_update(&mut self, host_id: &str, update: CommandUpdate, now: i64) {
-        let Some(old) = self.hosts.get(host_id).and_then(|h| h.job.clone()) else {
+        let Some(old) = self.jobs.get(host_id).cloned() else {
             return;
         };
         let mut job = old.clone();
@@ -183,7 +226,7 @@ impl State {
         os_now: String,
     ) -> bool {
         let now = self.now();
-        let Some(old) = self.hosts.get(host_id).and_then(|h| h.job.clone()) else {
+        let Some(old) = self.jobs.get(host_id).cloned() else {
             return false;
         };
         if old.state != JobState::Running || last_sequence >= old.acknowledged_sequence {
@@ -199,17 +242,7 @@ impl State {
     pub(super) fn tick(&mut self) {
         let now = self.now();
         let limit = i64::try_from(self.settings.reboot_timeout.as_millis()).unwrap_or(i64::MAX);
-        let overdue: Vec<Job> = self
-            .hosts
-            .values()
-            .filter_map(|h| h.job.clone())
-            .filter(|j| {
-                j.state == JobState::Running
-                    && matches!(j.phase, JobPhase::Reboot | JobPhase::Rollback)
-            })
-            .filter(|j| now - j.phase_started_unix_ms > limit)
-            .collect();
-        for old in overdue {
+        for old in self.jobs.overdue(now, limit) {
             let mut job = old.clone();
             job.apply(
                 Event::TimedOut {

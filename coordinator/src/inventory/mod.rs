@@ -1,9 +1,11 @@
-//! The inventory: every enrolled host, its facts and its session. One task owns
-//! this state; gRPC handlers talk to it through [`Inventory`] over a bounded
-//! channel. Commands are taken in batches and every batch that changed
-//! something an agent or operator will be told about is flushed once before
-//! anyone hears back (group commit).
+//! The inventory: every enrolled host, its facts and its session, its latest
+//! pre-check and job, and the waves. One task owns this state, split by
+//! concern (`hosts.rs`, `prechecks.rs`, `jobs.rs`, `waves/`); gRPC handlers
+//! talk to it through [`Inventory`] over a bounded channel. Requests are taken
+//! in batches and every batch that changed something an agent or operator
+//! will be told about is flushed once before anyone hears back (group commit).
 
+mod hosts;
 mod jobs;
 mod prechecks;
 mod waves;
@@ -15,6 +17,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info};
 
+use hosts::HostState;
+
 use crate::clock::SharedClock;
 use crate::metrics::Metrics;
 use crate::store::{EnrollRefusal, HostRecord, Store, StoreError, TokenRecord};
@@ -22,7 +26,7 @@ use mf_core::command::{AgentCommand, CommandUpdate, UpdateState};
 use mf_core::facts::Facts;
 use mf_core::job::{Job, OnFailure};
 use mf_core::path::Target;
-use mf_core::precheck::{PrecheckRecord, PrecheckState};
+use mf_core::precheck::PrecheckRecord;
 use mf_core::readiness::{self, ReadinessReport};
 use mf_core::selector::Selector;
 use mf_core::wave::spec::WaveSpec;
@@ -45,21 +49,6 @@ pub struct HostView {
     pub connected: bool,
     pub precheck: Option<PrecheckRecord>,
     pub job: Option<Job>,
-}
-
-/// The value a selector sees for `key` on a host: a few facts, else a label.
-fn selector_value<'a>(record: &'a HostRecord, connected: bool, key: &str) -> Option<&'a str> {
-    let facts = record.facts.as_ref();
-    let os = facts.and_then(|f| f.os.as_ref());
-    match key {
-        "id" => Some(record.id.as_str()),
-        "connected" => Some(if connected { "true" } else { "false" }),
-        "os" => os.map(|o| o.id.as_str()),
-        "version" => os.map(|o| o.version.as_str()),
-        "arch" => facts.map(|f| f.arch.as_str()).filter(|a| !a.is_empty()),
-        "hostname" => facts.map(|f| f.hostname.as_str()).filter(|h| !h.is_empty()),
-        label => facts.and_then(|f| f.labels.get(label)).map(String::as_str),
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -219,6 +208,8 @@ impl Inventory {
         let mut state = State {
             hosts: HashMap::new(),
             next_session: 1,
+            prechecks: prechecks::Prechecks::default(),
+            jobs: jobs::Jobs::default(),
             deliveries: Vec::new(),
             waves: waves::Waves::default(),
             settings,
@@ -232,21 +223,19 @@ impl Inventory {
                 HostState {
                     record,
                     session: None,
-                    precheck: None,
-                    job: None,
                 },
             );
         }
         for (host_id, job) in state.store.jobs()? {
-            state.count_job(None, Some(&job));
-            if let Some(host) = state.hosts.get_mut(&host_id) {
-                host.job = Some(job);
+            if state.hosts.contains_key(&host_id) {
+                state.count_job(None, Some(&job));
+                state.jobs.replace(&host_id, job);
             }
         }
         for (host_id, precheck) in state.store.prechecks()? {
-            state.count_precheck(None, Some(&precheck));
-            if let Some(host) = state.hosts.get_mut(&host_id) {
-                host.precheck = Some(precheck);
+            if state.hosts.contains_key(&host_id) {
+                state.count_precheck(None, Some(&precheck));
+                state.prechecks.replace(&host_id, precheck);
             }
         }
         state.load_waves()?;
@@ -443,44 +432,6 @@ impl Inventory {
     }
 }
 
-struct LiveSession {
-    id: SessionId,
-    replaced: CancellationToken,
-    commands: mpsc::Sender<Box<AgentCommand>>,
-}
-
-struct HostState {
-    record: HostRecord,
-    session: Option<LiveSession>,
-    precheck: Option<PrecheckRecord>,
-    job: Option<Job>,
-}
-
-impl HostState {
-    /// Selects without copying the host: selectors run over the whole fleet.
-    fn matches(&self, selector: &Selector) -> bool {
-        let connected = self.session.is_some();
-        selector.matches(|k| selector_value(&self.record, connected, k))
-    }
-
-    fn view(&self) -> HostView {
-        HostView {
-            record: self.record.clone(),
-            connected: self.session.is_some(),
-            precheck: self.precheck.clone(),
-            job: self.job.clone(),
-        }
-    }
-
-    /// Hands a command to the live session, if any; false if it could not.
-    fn deliver(&self, command: AgentCommand) -> bool {
-        match &self.session {
-            Some(session) => session.commands.try_send(Box::new(command)).is_ok(),
-            None => false,
-        }
-    }
-}
-
 /// A reply held back until the batch is durable.
 type Pending = Box<dyn FnOnce(Result<(), InventoryError>) + Send>;
 
@@ -501,9 +452,14 @@ fn reply_when_durable<T: Send + 'static>(
     }
 }
 
+/// The task's state, by concern: hosts and their sessions (here), the latest
+/// pre-check of each host (`prechecks.rs`), the latest job of each host
+/// (`jobs.rs`), the waves (`waves/`); and what the batch will send.
 struct State {
     hosts: HashMap<String, HostState>,
     next_session: SessionId,
+    prechecks: prechecks::Prechecks,
+    jobs: jobs::Jobs,
     /// Commands to send once the batch that recorded them is durable.
     deliveries: Vec<AgentCommand>,
     waves: waves::Waves,
@@ -515,6 +471,17 @@ struct State {
 impl State {
     fn now(&self) -> i64 {
         self.settings.clock.now_unix_ms()
+    }
+
+    /// What operators see of a host: its record, session, pre-check and job.
+    fn view(&self, host: &HostState) -> HostView {
+        let id = &host.record.id;
+        HostView {
+            record: host.record.clone(),
+            connected: host.session.is_some(),
+            precheck: self.prechecks.get(id).cloned(),
+            job: self.jobs.get(id).cloned(),
+        }
     }
 
     /// Ends when every handle is dropped.
@@ -604,13 +571,13 @@ impl State {
                     .hosts
                     .values()
                     .filter(|h| h.matches(&selector))
-                    .map(HostState::view)
+                    .map(|h| self.view(h))
                     .collect();
                 views.sort_by(|a, b| a.record.id.cmp(&b.record.id));
                 let _ = reply.send(views);
             }
             Request::Get(host_id, reply) => {
-                let _ = reply.send(self.hosts.get(&host_id).map(HostState::view));
+                let _ = reply.send(self.hosts.get(&host_id).map(|h| self.view(h)));
             }
             Request::Precheck(selector, target, reply) => {
                 let summary = self.precheck(&selector, target);
@@ -674,178 +641,16 @@ impl State {
                     .hosts
                     .values()
                     .filter(|h| h.matches(&selector))
-                    .map(|h| (h.record.id.clone(), h.precheck.clone()))
+                    .map(|h| {
+                        (
+                            h.record.id.clone(),
+                            self.prechecks.get(&h.record.id).cloned(),
+                        )
+                    })
                     .collect();
                 let _ = reply.send(readiness::report(hosts));
             }
         }
-    }
-
-    fn enroll(
-        &mut self,
-        enrollment: NewEnrollment,
-    ) -> Result<Result<(), EnrollRefusal>, InventoryError> {
-        let record = HostRecord {
-            id: enrollment.host_id.clone(),
-            enrolled_unix_ms: self.now(),
-            cert_serial: enrollment.cert_serial,
-            cert_not_after_unix_ms: enrollment.cert_not_after_unix_ms,
-            facts: None,
-            last_seen_unix_ms: 0,
-            last_peer: String::new(),
-            last_sequence: 0,
-        };
-        let previous =
-            match self
-                .store
-                .enroll(&enrollment.token_hash, &record, record.enrolled_unix_ms)?
-            {
-                Ok(previous) => previous,
-                Err(refusal) => return Ok(Err(refusal)),
-            };
-        let mut record = record;
-        if let Some(old) = previous {
-            record.facts = old.facts;
-            record.last_sequence = old.last_sequence;
-        }
-        match self.hosts.get_mut(&record.id) {
-            Some(host) => {
-                // The old certificate is no longer accepted: end its session.
-                if let Some(session) = host.session.take() {
-                    session.replaced.cancel();
-                    self.metrics.agents_connected.dec();
-                }
-                host.record = record;
-            }
-            None => {
-                self.count_os(None, 1);
-                self.hosts.insert(
-                    record.id.clone(),
-                    HostState {
-                        record,
-                        session: None,
-                        precheck: None,
-                        job: None,
-                    },
-                );
-            }
-        }
-        Ok(Ok(()))
-    }
-
-    fn connect(&mut self, session: NewSession) -> Result<SessionId, InventoryError> {
-        let id = self.next_session;
-        let now = self.now();
-        let host = self
-            .hosts
-            .get_mut(&session.host_id)
-            .ok_or_else(|| InventoryError::NotEnrolled(session.host_id.clone()))?;
-        if host.record.cert_serial != session.cert_serial {
-            return Err(InventoryError::StaleCertificate(session.host_id));
-        }
-        self.next_session += 1;
-        match host.session.replace(LiveSession {
-            id,
-            replaced: session.replaced,
-            commands: session.commands,
-        }) {
-            Some(old) => old.replaced.cancel(),
-            None => self.metrics.agents_connected.inc(),
-        }
-        host.record.last_peer = session.peer;
-        host.record.last_seen_unix_ms = now;
-        // Sequences only grow, also when our data is older than the agent's journal.
-        host.record.last_sequence = host.record.last_sequence.max(session.last_sequence);
-        self.wave_presence(&session.host_id, None);
-        self.update_facts(&session.host_id, id, session.facts);
-        // A pre-check recorded while the agent was away, and not yet accepted by it.
-        let pending = self.hosts.get(&session.host_id).and_then(|h| {
-            h.precheck
-                .as_ref()
-                .filter(|p| p.state == PrecheckState::Requested)
-                .filter(|p| p.sequence > session.last_sequence && p.expires_unix_ms > self.now())
-                .map(|p| prechecks::precheck_command(&session.host_id, p))
-        });
-        if let (Some(command), Some(host)) = (pending, self.hosts.get(&session.host_id)) {
-            host.deliver(command);
-        }
-        // A journal older than what the agent acknowledged: its disk was
-        // reverted (the rollback's merge rewinds /var). Judge it before
-        // sending anything again.
-        let os_now = self
-            .hosts
-            .get(&session.host_id)
-            .and_then(|h| h.record.facts.as_ref())
-            .and_then(|f| f.os.as_ref())
-            .map(|o| format!("{} {}", o.id, o.version))
-            .unwrap_or_default();
-        self.journal_rewound(&session.host_id, session.last_sequence, os_now);
-        // The running job's command, if the agent has not accepted it yet.
-        let job_command = self.hosts.get(&session.host_id).and_then(|h| {
-            h.job
-                .as_ref()
-                .filter(|j| {
-                    j.state == mf_core::job::JobState::Running && j.sequence > session.last_sequence
-                })
-                .map(jobs::command)
-        });
-        if let (Some(command), Some(host)) = (job_command, self.hosts.get(&session.host_id)) {
-            host.deliver(command);
-        }
-        // Only then the outcome the agent journaled last: it may move a job on,
-        // and what that sends goes out once, after the flush.
-        if let Some(update) = session.last_update {
-            self.apply_update(&session.host_id, update);
-        }
-        Ok(id)
-    }
-
-    fn live(&mut self, host_id: &str, session: SessionId) -> Option<&mut HostState> {
-        self.hosts
-            .get_mut(host_id)
-            .filter(|h| h.session.as_ref().is_some_and(|s| s.id == session))
-    }
-
-    fn update_facts(&mut self, host_id: &str, session: SessionId, facts: Facts) {
-        let now = self.now();
-        let Some(host) = self.live(host_id, session) else {
-            return;
-        };
-        let old = host.record.facts.replace(facts);
-        host.record.last_seen_unix_ms = now;
-        let record = host.record.clone();
-        self.count_os(old.as_ref(), -1);
-        self.count_os(record.facts.as_ref(), 1);
-        // Not flushed: the agent sends its facts again on every new session.
-        if let Err(e) = self.store.put_host(&record) {
-            error!(host_id, error = %e, "cannot store facts");
-        }
-    }
-
-    fn disconnect(&mut self, host_id: &str, session: SessionId) {
-        let now = self.now();
-        let Some(host) = self.live(host_id, session) else {
-            return;
-        };
-        host.session = None;
-        host.record.last_seen_unix_ms = now;
-        let record = host.record.clone();
-        self.metrics.agents_connected.dec();
-        self.wave_presence(host_id, Some(record.last_seen_unix_ms));
-        if let Err(e) = self.store.put_host(&record) {
-            error!(host_id, error = %e, "cannot store last-seen time");
-        }
-    }
-
-    fn count_os(&self, facts: Option<&Facts>, delta: i64) {
-        let os = facts.and_then(|f| f.os.as_ref());
-        let (id, version) = os.map_or(("unknown", "unknown"), |o| {
-            (o.id.as_str(), o.version.as_str())
-        });
-        self.metrics
-            .hosts
-            .with_label_values(&[id, version])
-            .add(delta);
     }
 }
 

@@ -3,12 +3,53 @@
 //! agents' updates (a job's command goes to the job), and the readiness and
 //! finding gauges.
 
+use std::collections::HashMap;
+
 use super::{PRECHECK_TTL_MS, PrecheckSummary, State};
 use mf_core::command::{AgentCommand, CommandPhase, CommandUpdate, UpdateState};
 use mf_core::path::{self, Target};
 use mf_core::precheck::{PrecheckRecord, PrecheckState, Readiness};
 use mf_core::selector::Selector;
 use tracing::{debug, error};
+
+/// The latest pre-check of each host: the task's pre-check state.
+#[derive(Debug, Default)]
+pub(super) struct Prechecks {
+    by_host: HashMap<String, PrecheckRecord>,
+}
+
+impl Prechecks {
+    pub(super) fn get(&self, host_id: &str) -> Option<&PrecheckRecord> {
+        self.by_host.get(host_id)
+    }
+
+    /// Records the host's latest pre-check; returns the one it replaces.
+    pub(super) fn replace(
+        &mut self,
+        host_id: &str,
+        record: PrecheckRecord,
+    ) -> Option<PrecheckRecord> {
+        self.by_host.insert(host_id.to_string(), record)
+    }
+
+    /// The pre-check of `host_id` still in flight (requested or running, not expired).
+    pub(super) fn in_flight(&self, host_id: &str, now: i64) -> Option<&PrecheckRecord> {
+        self.get(host_id)
+            .filter(|p| p.state != PrecheckState::Done && p.expires_unix_ms > now)
+    }
+
+    /// A pre-check recorded while the agent was away and not yet accepted by it.
+    pub(super) fn undelivered(
+        &self,
+        host_id: &str,
+        last_sequence: u64,
+        now: i64,
+    ) -> Option<&PrecheckRecord> {
+        self.get(host_id)
+            .filter(|p| p.state == PrecheckState::Requested)
+            .filter(|p| p.sequence > last_sequence && p.expires_unix_ms > now)
+    }
+}
 
 impl State {
     /// Plans the first step of each selected host toward `target`, records the
@@ -35,11 +76,7 @@ impl State {
             };
             // One command at a time per agent: a second pre-check would be
             // refused as busy and hide the outcome of the first.
-            if let Some(current) = host
-                .precheck
-                .as_ref()
-                .filter(|p| p.state != PrecheckState::Done && p.expires_unix_ms > now)
-            {
+            if let Some(current) = self.prechecks.in_flight(&id, now) {
                 summary.refused.push((
                     id,
                     format!(
@@ -49,7 +86,7 @@ impl State {
                 ));
                 continue;
             }
-            if let Some(job) = host.job.as_ref().filter(|j| !j.state.is_final()) {
+            if let Some(job) = self.jobs.in_progress(&id) {
                 summary.refused.push((
                     id,
                     format!(
@@ -83,7 +120,7 @@ impl State {
                 findings: Vec::new(),
             };
             let command = precheck_command(&id, &record);
-            let old = host.precheck.replace(record.clone());
+            let old = self.prechecks.replace(&id, record.clone());
             let host_record = host.record.clone();
             let connected = host.session.is_some();
             self.count_precheck(old.as_ref(), Some(&record));
@@ -116,19 +153,18 @@ impl State {
     pub(super) fn apply_update(&mut self, host_id: &str, update: CommandUpdate) {
         let now = self.now();
         if self
-            .hosts
+            .jobs
             .get(host_id)
-            .and_then(|h| h.job.as_ref())
             .is_some_and(|j| j.command_id == update.command_id)
         {
             self.apply_job_update(host_id, update, now);
             return;
         }
         let Some(old) = self
-            .hosts
+            .prechecks
             .get(host_id)
-            .and_then(|h| h.precheck.clone())
             .filter(|p| p.command_id == update.command_id)
+            .cloned()
         else {
             debug!(host_id, command_id = %update.command_id, "update for a command that is not current");
             return;
@@ -174,9 +210,7 @@ impl State {
                 .observe(seconds);
         }
         self.count_precheck(Some(&old), Some(&record));
-        if let Some(host) = self.hosts.get_mut(host_id) {
-            host.precheck = Some(record.clone());
-        }
+        self.prechecks.replace(host_id, record.clone());
         // Not flushed: the agent sends its latest outcome again in every hello.
         if let Err(e) = self.store.put_precheck(host_id, &record) {
             error!(host_id, error = %e, "cannot store a pre-check outcome");

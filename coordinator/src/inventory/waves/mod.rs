@@ -283,7 +283,7 @@ impl State {
     pub(super) fn load_waves(&mut self) -> Result<(), InventoryError> {
         self.waves.since_unix_ms = self.now();
         for host in self.hosts.values() {
-            if let Some(job) = &host.job {
+            if let Some(job) = self.jobs.get(&host.record.id) {
                 self.waves.durations.record(job);
             }
         }
@@ -321,8 +321,7 @@ impl State {
                 .iter()
                 .enumerate()
                 .filter_map(|(m, record)| {
-                    let host = self.hosts.get(&live.wave.members[m].host_id)?;
-                    let job = host.job.as_ref()?;
+                    let job = self.jobs.get(&live.wave.members[m].host_id)?;
                     (record.job_id.as_deref() == Some(job.id.as_str())).then(|| (m, job.clone()))
                 })
                 .collect();
@@ -378,7 +377,7 @@ impl State {
             selected += 1;
             match self.wave_candidate(host, &spec) {
                 Ok(path) => {
-                    let precheck = host.precheck.as_ref();
+                    let precheck = self.prechecks.get(id);
                     members.push(Member {
                         host_id: id.clone(),
                         labels: host
@@ -472,8 +471,8 @@ impl State {
     ) -> Result<String, Exclusion> {
         let candidate = Candidate {
             os: host.record.facts.as_ref().and_then(|f| f.os.as_ref()),
-            job: host.job.as_ref(),
-            precheck: host.precheck.as_ref(),
+            job: self.jobs.get(&host.record.id),
+            precheck: self.prechecks.get(&host.record.id),
             connected: host.session.is_some(),
             in_wave: self
                 .waves

@@ -1,0 +1,218 @@
+//! The inventory task's hosts and their sessions: enrollment, the live
+//! session of each host (a newer one replaces an older), facts and presence,
+//! and what a selector sees of a host.
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::error;
+
+use super::{
+    AgentCommand, EnrollRefusal, Facts, HostRecord, InventoryError, NewEnrollment, NewSession,
+    SessionId, State, prechecks,
+};
+use mf_core::selector::Selector;
+
+/// The value a selector sees for `key` on a host: a few facts, else a label.
+pub(super) fn selector_value<'a>(
+    record: &'a HostRecord,
+    connected: bool,
+    key: &str,
+) -> Option<&'a str> {
+    let facts = record.facts.as_ref();
+    let os = facts.and_then(|f| f.os.as_ref());
+    match key {
+        "id" => Some(record.id.as_str()),
+        "connected" => Some(if connected { "true" } else { "false" }),
+        "os" => os.map(|o| o.id.as_str()),
+        "version" => os.map(|o| o.version.as_str()),
+        "arch" => facts.map(|f| f.arch.as_str()).filter(|a| !a.is_empty()),
+        "hostname" => facts.map(|f| f.hostname.as_str()).filter(|h| !h.is_empty()),
+        label => facts.and_then(|f| f.labels.get(label)).map(String::as_str),
+    }
+}
+
+pub(super) struct LiveSession {
+    pub(super) id: SessionId,
+    pub(super) replaced: CancellationToken,
+    pub(super) commands: mpsc::Sender<Box<AgentCommand>>,
+}
+
+pub(super) struct HostState {
+    pub(super) record: HostRecord,
+    pub(super) session: Option<LiveSession>,
+}
+
+impl HostState {
+    /// Selects without copying the host: selectors run over the whole fleet.
+    pub(super) fn matches(&self, selector: &Selector) -> bool {
+        let connected = self.session.is_some();
+        selector.matches(|k| selector_value(&self.record, connected, k))
+    }
+
+    /// Hands a command to the live session, if any; false if it could not.
+    pub(super) fn deliver(&self, command: AgentCommand) -> bool {
+        match &self.session {
+            Some(session) => session.commands.try_send(Box::new(command)).is_ok(),
+            None => false,
+        }
+    }
+}
+
+impl State {
+    pub(super) fn enroll(
+        &mut self,
+        enrollment: NewEnrollment,
+    ) -> Result<Result<(), EnrollRefusal>, InventoryError> {
+        let record = HostRecord {
+            id: enrollment.host_id.clone(),
+            enrolled_unix_ms: self.now(),
+            cert_serial: enrollment.cert_serial,
+            cert_not_after_unix_ms: enrollment.cert_not_after_unix_ms,
+            facts: None,
+            last_seen_unix_ms: 0,
+            last_peer: String::new(),
+            last_sequence: 0,
+        };
+        let previous =
+            match self
+                .store
+                .enroll(&enrollment.token_hash, &record, record.enrolled_unix_ms)?
+            {
+                Ok(previous) => previous,
+                Err(refusal) => return Ok(Err(refusal)),
+            };
+        let mut record = record;
+        if let Some(old) = previous {
+            record.facts = old.facts;
+            record.last_sequence = old.last_sequence;
+        }
+        match self.hosts.get_mut(&record.id) {
+            Some(host) => {
+                // The old certificate is no longer accepted: end its session.
+                if let Some(session) = host.session.take() {
+                    session.replaced.cancel();
+                    self.metrics.agents_connected.dec();
+                }
+                host.record = record;
+            }
+            None => {
+                self.count_os(None, 1);
+                self.hosts.insert(
+                    record.id.clone(),
+                    HostState {
+                        record,
+                        session: None,
+                    },
+                );
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    pub(super) fn connect(&mut self, session: NewSession) -> Result<SessionId, InventoryError> {
+        let id = self.next_session;
+        let now = self.now();
+        let host = self
+            .hosts
+            .get_mut(&session.host_id)
+            .ok_or_else(|| InventoryError::NotEnrolled(session.host_id.clone()))?;
+        if host.record.cert_serial != session.cert_serial {
+            return Err(InventoryError::StaleCertificate(session.host_id));
+        }
+        self.next_session += 1;
+        match host.session.replace(LiveSession {
+            id,
+            replaced: session.replaced,
+            commands: session.commands,
+        }) {
+            Some(old) => old.replaced.cancel(),
+            None => self.metrics.agents_connected.inc(),
+        }
+        host.record.last_peer = session.peer;
+        host.record.last_seen_unix_ms = now;
+        // Sequences only grow, also when our data is older than the agent's journal.
+        host.record.last_sequence = host.record.last_sequence.max(session.last_sequence);
+        self.wave_presence(&session.host_id, None);
+        self.update_facts(&session.host_id, id, session.facts);
+        // A pre-check recorded while the agent was away, and not yet accepted by it.
+        let pending = self
+            .prechecks
+            .undelivered(&session.host_id, session.last_sequence, now)
+            .map(|p| prechecks::precheck_command(&session.host_id, p));
+        if let (Some(command), Some(host)) = (pending, self.hosts.get(&session.host_id)) {
+            host.deliver(command);
+        }
+        // A journal older than what the agent acknowledged: its disk was
+        // reverted (the rollback's merge rewinds /var). Judge it before
+        // sending anything again.
+        let os_now = self
+            .hosts
+            .get(&session.host_id)
+            .and_then(|h| h.record.facts.as_ref())
+            .and_then(|f| f.os.as_ref())
+            .map(|o| format!("{} {}", o.id, o.version))
+            .unwrap_or_default();
+        self.journal_rewound(&session.host_id, session.last_sequence, os_now);
+        // The running job's command, if the agent has not accepted it yet.
+        let job_command = self
+            .jobs
+            .undelivered(&session.host_id, session.last_sequence);
+        if let (Some(command), Some(host)) = (job_command, self.hosts.get(&session.host_id)) {
+            host.deliver(command);
+        }
+        // Only then the outcome the agent journaled last: it may move a job on,
+        // and what that sends goes out once, after the flush.
+        if let Some(update) = session.last_update {
+            self.apply_update(&session.host_id, update);
+        }
+        Ok(id)
+    }
+
+    pub(super) fn live(&mut self, host_id: &str, session: SessionId) -> Option<&mut HostState> {
+        self.hosts
+            .get_mut(host_id)
+            .filter(|h| h.session.as_ref().is_some_and(|s| s.id == session))
+    }
+
+    pub(super) fn update_facts(&mut self, host_id: &str, session: SessionId, facts: Facts) {
+        let now = self.now();
+        let Some(host) = self.live(host_id, session) else {
+            return;
+        };
+        let old = host.record.facts.replace(facts);
+        host.record.last_seen_unix_ms = now;
+        let record = host.record.clone();
+        self.count_os(old.as_ref(), -1);
+        self.count_os(record.facts.as_ref(), 1);
+        // Not flushed: the agent sends its facts again on every new session.
+        if let Err(e) = self.store.put_host(&record) {
+            error!(host_id, error = %e, "cannot store facts");
+        }
+    }
+
+    pub(super) fn disconnect(&mut self, host_id: &str, session: SessionId) {
+        let now = self.now();
+        let Some(host) = self.live(host_id, session) else {
+            return;
+        };
+        host.session = None;
+        host.record.last_seen_unix_ms = now;
+        let record = host.record.clone();
+        self.metrics.agents_connected.dec();
+        self.wave_presence(host_id, Some(record.last_seen_unix_ms));
+        if let Err(e) = self.store.put_host(&record) {
+            error!(host_id, error = %e, "cannot store last-seen time");
+        }
+    }
+
+    pub(super) fn count_os(&self, facts: Option<&Facts>, delta: i64) {
+        let os = facts.and_then(|f| f.os.as_ref());
+        let (id, version) = os.map_or(("unknown", "unknown"), |o| {
+            (o.id.as_str(), o.version.as_str())
+        });
+        self.metrics
+            .hosts
+            .with_label_values(&[id, version])
+            .add(delta);
+    }
+}
