@@ -112,6 +112,9 @@ pub struct Job {
     /// The highest command sequence the agent has reported on for this job.
     #[serde(default)]
     pub acknowledged_sequence: u64,
+    /// Why a held job waits for an operator; `None` unless held.
+    #[serde(default)]
+    pub held: Option<Hold>,
 }
 
 /// What happened to a job.
@@ -134,6 +137,35 @@ pub enum Event {
     /// acknowledged: its disk was reverted (an LVM merge rewinds /var, a
     /// hypervisor revert rewinds everything). `os_now` is what it runs now.
     JournalRewound { os_now: String },
+}
+
+/// Why a job is held, which decides what an operator may do with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Hold {
+    /// A change failed and the job's policy holds: the agent keeps the host
+    /// in a failed step that only a rollback leaves.
+    ChangeFailed,
+    /// A reboot (of a step or a rollback) had no outcome in time.
+    TimedOut,
+    /// The rollback itself failed.
+    RollbackFailed,
+    /// The change stands but its snapshots could not be removed.
+    CommitFailed,
+    /// The host came back from a disk revert outside this job.
+    Reverted,
+}
+
+/// Why an operator's retry of a held job is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RetryRefused {
+    #[error("the job is {0}: only a held job can be retried")]
+    NotHeld(JobState),
+    #[error(
+        "{0} failed and changed the host, which waits in a failed step for a rollback: \
+         {0} cannot run again (roll it back: mfctl hosts rollback HOST)"
+    )]
+    FailedStep(JobPhase),
 }
 
 /// What the inventory must do after persisting the job.
@@ -168,6 +200,7 @@ pub fn start(
         command_expires_unix_ms: 0,
         original_os: String::new(),
         acknowledged_sequence: 0,
+        held: None,
         phase_started_unix_ms: now,
         findings: Vec::new(),
         detail: String::new(),
@@ -195,10 +228,21 @@ impl Job {
         });
     }
 
+    /// Whether an operator's retry would run the held phase again: not after
+    /// a failed change, which the agent only leaves by a rollback.
+    pub fn can_retry(&self) -> Result<(), RetryRefused> {
+        match (self.state, self.held) {
+            (JobState::Held, Some(Hold::ChangeFailed)) => Err(RetryRefused::FailedStep(self.phase)),
+            (JobState::Held, _) => Ok(()),
+            (state, _) => Err(RetryRefused::NotHeld(state)),
+        }
+    }
+
     fn enter(&mut self, phase: JobPhase, now: i64) -> Decision {
         self.phase = phase;
         self.phase_started_unix_ms = now;
         self.state = JobState::Running;
+        self.held = None;
         Decision::Send
     }
 
@@ -208,6 +252,11 @@ impl Job {
         Decision::Wait
     }
 
+    fn hold(&mut self, why: Hold, now: i64, text: String) -> Decision {
+        self.held = Some(why);
+        self.end(JobState::Held, now, text)
+    }
+
     /// A change failed: roll back or hold, as the policy says.
     fn changed_and_failed(&mut self, now: i64) -> Decision {
         match self.on_failure {
@@ -215,10 +264,12 @@ impl Job {
                 self.note(now, "rolling back (the job's policy)".into());
                 self.enter(JobPhase::Rollback, now)
             }
-            OnFailure::Hold => self.end(
-                JobState::Held,
+            OnFailure::Hold => self.hold(
+                Hold::ChangeFailed,
                 now,
-                "held for an operator (the job's policy)".into(),
+                "held for an operator (the job's policy): only a rollback leaves the failed step \
+                 (mfctl hosts rollback)"
+                    .into(),
             ),
         }
     }
@@ -233,7 +284,7 @@ impl Job {
                 self.note(now, "rollback requested by an operator".into());
                 self.enter(JobPhase::Rollback, now)
             }
-            Event::RetryRequested if self.state == JobState::Held => {
+            Event::RetryRequested if self.can_retry().is_ok() => {
                 self.note(
                     now,
                     format!("{} retried by an operator", self.phase.label()),
@@ -255,8 +306,8 @@ impl Job {
                         now,
                         format!("the host came back with an older journal, running {os_now}"),
                     );
-                    self.end(
-                        JobState::Held,
+                    self.hold(
+                        Hold::Reverted,
                         now,
                         "held: the host's disk was reverted outside this job; an operator decides"
                             .into(),
@@ -275,10 +326,12 @@ impl Job {
                         )
                     ),
                 );
-                self.end(
-                    JobState::Held,
+                self.hold(
+                    Hold::TimedOut,
                     now,
-                    "held: the host may be down; an operator decides".into(),
+                    "held: the host may be down; an operator decides (mfctl hosts retry sends it \
+                     again, mfctl hosts rollback returns to the snapshot)"
+                        .into(),
                 )
             }
             Event::TimedOut { .. } => Decision::Wait,
@@ -375,14 +428,17 @@ impl Job {
                         self.changed_and_failed(now)
                     }
                     // Removing the snapshots failed: the change stands; an operator tidies up.
-                    JobPhase::Commit => self.end(
-                        JobState::Held,
+                    JobPhase::Commit => self.hold(
+                        Hold::CommitFailed,
                         now,
-                        "held: the snapshots could not be removed".into(),
+                        "held: the snapshots could not be removed (mfctl hosts retry tries again)"
+                            .into(),
                     ),
-                    JobPhase::Rollback => {
-                        self.end(JobState::Held, now, "held: the rollback failed".into())
-                    }
+                    JobPhase::Rollback => self.hold(
+                        Hold::RollbackFailed,
+                        now,
+                        "held: the rollback failed (mfctl hosts retry tries it again)".into(),
+                    ),
                 }
             }
         }
@@ -579,6 +635,53 @@ mod tests {
             job.apply(Event::RollbackRequested, 11),
             Decision::Wait,
             "a final job stays final"
+        );
+    }
+
+    #[test]
+    fn a_retry_is_refused_up_front_where_the_agent_would_refuse_it() {
+        // Held after its verify failed: the agent waits for a rollback.
+        let mut verify = start("j".into(), "h".into(), T, steps(), OnFailure::Hold, 0);
+        run(&mut verify, vec![ok(""), ok(""), ok(""), ok(""), failed()]);
+        assert_eq!(
+            (verify.phase, verify.state),
+            (JobPhase::Verify, JobState::Held)
+        );
+        assert_eq!(
+            verify.can_retry(),
+            Err(RetryRefused::FailedStep(JobPhase::Verify))
+        );
+        assert!(
+            verify.detail.contains("mfctl hosts rollback"),
+            "{}",
+            verify.detail
+        );
+        assert_eq!(verify.apply(Event::RetryRequested, 2), Decision::Wait);
+        assert_eq!(verify.state, JobState::Held, "nothing was sent");
+        assert_eq!(verify.apply(Event::RollbackRequested, 3), Decision::Send);
+        assert_eq!(verify.held, None, "running again");
+
+        // A reboot that timed out can be sent again.
+        let mut reboot = start("j".into(), "h".into(), T, steps(), OnFailure::Hold, 0);
+        run(&mut reboot, vec![ok(""), ok(""), ok("")]);
+        reboot.apply(Event::TimedOut { after_seconds: 60 }, 2);
+        assert_eq!(reboot.held, Some(Hold::TimedOut));
+        assert_eq!(reboot.can_retry(), Ok(()));
+        assert_eq!(reboot.apply(Event::RetryRequested, 3), Decision::Send);
+        assert_eq!(
+            (reboot.phase, reboot.state),
+            (JobPhase::Reboot, JobState::Running)
+        );
+
+        // A failed rollback can be tried again; a running job cannot be retried.
+        let mut rollback = start("j".into(), "h".into(), T, steps(), OnFailure::Rollback, 0);
+        run(&mut rollback, vec![ok(""), ok(""), failed(), failed()]);
+        assert_eq!(rollback.held, Some(Hold::RollbackFailed));
+        assert_eq!(rollback.can_retry(), Ok(()));
+        let running = start("j".into(), "h".into(), T, steps(), OnFailure::Rollback, 0);
+        assert_eq!(
+            running.can_retry(),
+            Err(RetryRefused::NotHeld(JobState::Running))
         );
     }
 }

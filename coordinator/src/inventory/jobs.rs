@@ -134,6 +134,16 @@ impl State {
                 job.state.label()
             )));
         }
+        // Refused here, with the command that works, rather than sent and
+        // refused later by the agent.
+        if action == JobAction::Retry
+            && let Err(refused) = job.can_retry()
+        {
+            return Err(InventoryError::Conflict(format!(
+                "cannot retry the job of {host_id}: {}",
+                refused.to_string().replace("HOST", host_id)
+            )));
+        }
         let old = job.clone();
         let mut job = job;
         let event = match action {

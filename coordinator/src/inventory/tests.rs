@@ -848,7 +848,11 @@ async fn a_wave_starts_hosts_under_its_budget_and_resumes_exactly_after_a_restar
 #[tokio::test]
 async fn a_held_host_is_retried_from_the_wave_and_a_pending_one_skipped() {
     let fixture = Fixture::new();
-    let (inventory, _task, _) = fixture.start();
+    let clock = crate::clock::ManualClock::at(1_793_620_800_000);
+    let (inventory, _task, _) = fixture.start_with(Settings {
+        reboot_timeout: std::time::Duration::from_secs(4 * 3600),
+        clock: std::sync::Arc::new(clock.clone()),
+    });
     let mut agents = connect_rhel79(&inventory, &[("a1", "a"), ("b1", "b"), ("c1", "c")]).await;
     precheck_passes(&inventory, &mut agents).await;
     let spec = mf_core::wave::spec::SpecInput {
@@ -872,17 +876,17 @@ async fn a_held_host_is_retried_from_the_wave_and_a_pending_one_skipped() {
         .wave_action("w".into(), WaveAction::Start)
         .await
         .expect("start");
-    // The canary's upgrade fails and is held: a failure, within the budget.
+    // The canary's reboot never comes back and it is held: a failure, within
+    // the budget. (A failed change is not retried: the agent only rolls it back.)
     let a1 = agents.get_mut("a1").expect("a1");
-    for _ in 0..2 {
+    for _ in 0..3 {
         let command = recv(a1).await;
         inventory.command_update("a1".into(), ok(&command)).await;
     }
-    let execute = recv(a1).await;
-    assert!(matches!(execute.phase, CommandPhase::Execute(_)));
-    inventory
-        .command_update("a1".into(), update(&execute, UpdateState::Failed, vec![]))
-        .await;
+    let reboot = recv(a1).await;
+    assert_eq!(reboot.phase, CommandPhase::Reboot);
+    clock.advance(std::time::Duration::from_secs(5 * 3600));
+    inventory.tick().await.expect("tick");
     let why = inventory
         .wave_why("w".into(), "a1".into())
         .await
@@ -893,14 +897,14 @@ async fn a_held_host_is_retried_from_the_wave_and_a_pending_one_skipped() {
         "{}",
         why.reason
     );
-    // The operator retries it from the wave: the job runs its execute again.
+    // The operator retries it from the wave: the job sends its reboot again.
     inventory
         .wave_host_action("w".into(), "a1".into(), HostAction::Retry)
         .await
         .expect("retry");
     let again = recv(a1).await;
-    assert!(matches!(again.phase, CommandPhase::Execute(_)));
-    assert!(again.sequence > execute.sequence);
+    assert_eq!(again.phase, CommandPhase::Reboot);
+    assert!(again.sequence > reboot.sequence);
     inventory.command_update("a1".into(), ok(&again)).await;
     run_job(&inventory, "a1", a1).await;
     // One host at a time: b1 runs, c1 waits and is skipped.
@@ -1049,4 +1053,45 @@ async fn a_second_precheck_never_reaches_a_host_with_one_in_flight() {
         recv(&mut rx).await.phase,
         CommandPhase::Precheck(_)
     ));
+}
+
+#[tokio::test]
+async fn a_retry_the_agent_would_refuse_is_refused_up_front_with_the_command_that_works() {
+    let fixture = Fixture::new();
+    let (inventory, _task, _) = fixture.start();
+    enroll(&inventory, "h", "01").await;
+    let (s, _, mut rx) = session_with_commands("h", "01", facts("rhel", "7.9", "a"), 0);
+    inventory.connect(s).await.expect("connect");
+    inventory
+        .migrate(
+            "h".into(),
+            "rhel-8.10".parse().expect("target"),
+            OnFailure::Hold,
+        )
+        .await
+        .expect("migrate");
+    for _ in 0..4 {
+        let command = recv(&mut rx).await;
+        inventory.command_update("h".into(), ok(&command)).await;
+    }
+    let verify = recv(&mut rx).await;
+    assert!(matches!(verify.phase, CommandPhase::Verify(_)));
+    inventory
+        .command_update("h".into(), update(&verify, UpdateState::Failed, vec![]))
+        .await;
+    let refused = inventory.job_action("h".into(), JobAction::Retry).await;
+    match refused {
+        Err(InventoryError::Conflict(why)) => {
+            assert!(why.contains("verify failed and changed the host"), "{why}");
+            assert!(why.contains("mfctl hosts rollback h"), "{why}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(rx.try_recv().is_err(), "nothing was sent to the agent");
+    let job = inventory
+        .job_action("h".into(), JobAction::Rollback)
+        .await
+        .expect("the rollback that works");
+    assert_eq!(job.phase, mf_core::job::JobPhase::Rollback);
+    assert_eq!(recv(&mut rx).await.phase, CommandPhase::Rollback);
 }
