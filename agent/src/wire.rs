@@ -124,9 +124,9 @@ fn finding_to_wire(f: &Finding) -> pb::Finding {
     {
         pb::Finding {
             source: match f.source {
-                Source::Convert2rhel => "convert2rhel",
-                Source::Leapp => "leapp",
-                Source::Agent => "agent",
+                Source::Convert2rhel => pb::FindingSource::Convert2rhel,
+                Source::Leapp => pb::FindingSource::Leapp,
+                Source::Agent => pb::FindingSource::Agent,
             }
             .into(),
             key: f.key.clone(),

@@ -4,7 +4,7 @@
 
 use mf_core::command::{AgentCommand, CommandPhase, CommandUpdate, InvalidUpdate, UpdateState};
 use mf_core::facts::{Facts, Filesystem, InvalidFacts, OsInfo, UnknownFact};
-use mf_core::finding::{Finding, Remediation, Severity};
+use mf_core::finding::{Finding, Remediation, Severity, Source};
 use mf_core::job::{JobPhase, JobState, OnFailure};
 use mf_core::path::Tool;
 use mf_core::precheck::{PrecheckRecord, Readiness};
@@ -94,7 +94,17 @@ pub fn facts_to_wire(facts: &Facts) -> pb::Facts {
 }
 
 fn finding_from_wire(f: pb::Finding) -> Result<Finding, InvalidUpdate> {
-    let source = f.source.parse().map_err(InvalidUpdate::from)?;
+    let source = match pb::FindingSource::try_from(f.source) {
+        Ok(pb::FindingSource::Convert2rhel) => Source::Convert2rhel,
+        Ok(pb::FindingSource::Leapp) => Source::Leapp,
+        Ok(pb::FindingSource::Agent) => Source::Agent,
+        _ => {
+            return Err(InvalidUpdate(format!(
+                "finding {} has no valid source",
+                f.key
+            )));
+        }
+    };
     let severity = match pb::Severity::try_from(f.severity) {
         Ok(pb::Severity::Info) => Severity::Info,
         Ok(pb::Severity::Low) => Severity::Low,
@@ -159,6 +169,15 @@ pub fn update_from_wire(u: pb::CommandUpdate) -> Result<CommandUpdate, InvalidUp
     Ok(update)
 }
 
+pub fn source_to_wire(source: Source) -> i32 {
+    match source {
+        Source::Convert2rhel => pb::FindingSource::Convert2rhel,
+        Source::Leapp => pb::FindingSource::Leapp,
+        Source::Agent => pb::FindingSource::Agent,
+    }
+    .into()
+}
+
 pub fn severity_to_wire(severity: Severity) -> i32 {
     match severity {
         Severity::Info => pb::Severity::Info,
@@ -183,7 +202,7 @@ pub fn remediation_to_wire(r: &Remediation) -> pb::Remediation {
 
 pub fn finding_to_wire(f: &Finding) -> pb::Finding {
     pb::Finding {
-        source: f.source.to_string(),
+        source: source_to_wire(f.source),
         key: f.key.clone(),
         severity: severity_to_wire(f.severity),
         blocking: f.blocking,
@@ -333,7 +352,7 @@ mod tests {
 
     fn finding() -> pb::Finding {
         pb::Finding {
-            source: "leapp".into(),
+            source: pb::FindingSource::Leapp.into(),
             key: "k".into(),
             severity: pb::Severity::High.into(),
             blocking: true,
@@ -362,9 +381,9 @@ mod tests {
         let domain = update_from_wire(update(vec![finding()])).expect("valid");
         assert_eq!(finding_to_wire(&domain.findings[0]), finding());
         let mut bad = finding();
-        bad.source = "shell".into();
+        bad.source = 0;
         let err = update_from_wire(update(vec![bad])).expect_err("source");
-        assert!(err.0.contains("unknown finding source"), "{err}");
+        assert!(err.0.contains("has no valid source"), "{err}");
         let mut bad = finding();
         bad.severity = 0;
         let err = update_from_wire(update(vec![bad])).expect_err("severity");

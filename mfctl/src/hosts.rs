@@ -64,7 +64,7 @@ impl From<&pb::Host> for HostJson {
                     .iter()
                     .map(|f| {
                         serde_json::json!({
-                            "source": f.source,
+                            "source": crate::wire::finding_source(f.source),
                             "key": f.key,
                             "severity": super::readiness::severity_label(f.severity),
                             "blocking": f.blocking,
@@ -230,7 +230,7 @@ pub fn print_one(host: &pb::Host, format: Format) -> Result<()> {
                 format!(
                     "[{}] {}: {}",
                     super::readiness::severity_label(f.severity),
-                    f.source,
+                    crate::wire::finding_source(f.source),
                     f.title
                 ),
             ));

@@ -29,7 +29,7 @@ pub fn to_json(job: &pb::Job) -> serde_json::Value {
         "created": timestamp(job.created_unix_ms),
         "created_unix_ms": job.created_unix_ms,
         "findings": job.findings.iter().map(|f| serde_json::json!({
-            "source": f.source, "key": f.key, "severity": severity_label(f.severity),
+            "source": wire::finding_source(f.source), "key": f.key, "severity": severity_label(f.severity),
             "blocking": f.blocking, "title": f.title,
             "remediations": f.remediations.iter().map(remediation_text).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
@@ -77,7 +77,12 @@ pub fn lines(job: &pb::Job, connected: bool) -> Vec<(String, String)> {
     for f in &job.findings {
         lines.push((
             format!("Job finding{}", if f.blocking { " (blocking)" } else { "" }),
-            format!("[{}] {}: {}", severity_label(f.severity), f.source, f.title),
+            format!(
+                "[{}] {}: {}",
+                severity_label(f.severity),
+                wire::finding_source(f.source),
+                f.title
+            ),
         ));
     }
     for entry in &job.timeline {

@@ -160,7 +160,7 @@ pub fn print_report(report: &pb::ReadinessReport, format: Format) -> Result<()> 
         .findings
         .iter()
         .map(|f| FindingJson {
-            source: &f.source,
+            source: crate::wire::finding_source(f.source),
             key: &f.key,
             title: &f.title,
             severity: severity_label(f.severity),

@@ -116,6 +116,16 @@ pub fn host_state(value: i32) -> &'static str {
     }
 }
 
+pub fn finding_source(value: i32) -> &'static str {
+    use mf_core::finding::Source;
+    match pb::FindingSource::try_from(value) {
+        Ok(pb::FindingSource::Convert2rhel) => Source::Convert2rhel.as_str(),
+        Ok(pb::FindingSource::Leapp) => Source::Leapp.as_str(),
+        Ok(pb::FindingSource::Agent) => Source::Agent.as_str(),
+        Ok(pb::FindingSource::Unspecified) | Err(_) => UNKNOWN,
+    }
+}
+
 /// A wave's hosts per state, by the state's word.
 pub fn counts(status: &pb::WaveStatus) -> std::collections::BTreeMap<&'static str, u32> {
     let mut counts = std::collections::BTreeMap::new();

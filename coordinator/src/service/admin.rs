@@ -418,7 +418,7 @@ fn readiness_to_wire(report: ReadinessReport) -> pb::ReadinessReport {
                     .iter()
                     .map(wire::remediation_to_wire)
                     .collect(),
-                source: f.source.to_string(),
+                source: wire::source_to_wire(f.source),
                 key: f.key,
                 title: f.title,
                 blocking: f.blocking,
