@@ -99,7 +99,9 @@ pub fn run(
                         }
                     }),
                 ),
-                Err(reason) => PhaseResult::done(Outcome::new(UpdateState::Failed, reason), None),
+                Err(reason) => {
+                    PhaseResult::done(Outcome::new(UpdateState::Failed, reason.to_string()), None)
+                }
             }
         }
         CommandPhase::Execute(step) => match execute::run(host, step) {
@@ -142,13 +144,16 @@ pub fn run(
                 Outcome::new(UpdateState::Succeeded, format!("verified: {detail}")),
                 with(migration, |m| m.stage = Stage::Verified),
             ),
-            Err(reason) => PhaseResult::done(
-                Outcome::new(UpdateState::Failed, reason.clone()),
-                with(migration, |m| {
-                    m.stage = Stage::Failed;
-                    m.failure = Some(reason);
-                }),
-            ),
+            Err(reason) => {
+                let reason = reason.to_string();
+                PhaseResult::done(
+                    Outcome::new(UpdateState::Failed, reason.clone()),
+                    with(migration, |m| {
+                        m.stage = Stage::Failed;
+                        m.failure = Some(reason);
+                    }),
+                )
+            }
         },
         CommandPhase::Commit => {
             let set = migration
@@ -160,7 +165,9 @@ pub fn run(
                     Outcome::new(UpdateState::Succeeded, format!("committed: {detail}")),
                     Some(Migration::default()),
                 ),
-                Err(reason) => PhaseResult::done(Outcome::new(UpdateState::Failed, reason), None),
+                Err(reason) => {
+                    PhaseResult::done(Outcome::new(UpdateState::Failed, reason.to_string()), None)
+                }
             }
         }
         CommandPhase::Rollback => {
@@ -169,7 +176,10 @@ pub fn run(
                 .clone()
                 .unwrap_or(crate::migration::SnapshotSet::None);
             if let Err(reason) = snapshot::revert(host, &set, &context.host_id) {
-                return PhaseResult::done(Outcome::new(UpdateState::Failed, reason), None);
+                return PhaseResult::done(
+                    Outcome::new(UpdateState::Failed, reason.to_string()),
+                    None,
+                );
             }
             match host.reboot() {
                 Ok(Reboot::Requested) => PhaseResult {

@@ -173,7 +173,7 @@ fn snapshot_check(host: &dyn Host, config: &SnapshotConfig) -> Vec<Finding> {
             "snapshot-unavailable",
             true,
             "The change cannot be protected by an LVM snapshot".into(),
-            reason,
+            reason.to_string(),
             "Put the system on LVM, or configure the snapshot provider none for this host.",
         )],
     }

@@ -8,7 +8,7 @@
 
 use serde::Deserialize;
 
-use crate::host::Host;
+use crate::host::{Host, HostError};
 use crate::migration::SnapshotSet;
 
 /// How this host protects a change, from its configuration file.
@@ -97,22 +97,80 @@ impl Lv {
     }
 }
 
-fn run(host: &dyn Host, argv: &[&str]) -> Result<String, String> {
-    let output = host
-        .run(argv)
-        .map_err(|e| format!("{}: {e}", argv.join(" ")))?;
+/// Why a snapshot could not be taken, reverted, checked or removed.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("{command}: {source}")]
+    CannotRun {
+        command: String,
+        #[source]
+        source: HostError,
+    },
+    #[error("{command} exited {status}: {stderr}")]
+    Exited {
+        command: String,
+        status: i32,
+        stderr: String,
+    },
+    #[error("{tool}: {what} in {line:?}")]
+    Unreadable {
+        tool: &'static str,
+        what: &'static str,
+        line: String,
+    },
+    #[error("no logical volume to snapshot (is the system on LVM?)")]
+    NoVolumes,
+    #[error("volume group {vg} has {free_mib} MiB free; the snapshots need {needed_mib} MiB")]
+    NoRoom {
+        vg: String,
+        free_mib: u64,
+        needed_mib: u64,
+    },
+    #[error("cannot back up /boot: {0}")]
+    BootBackup(Box<SnapshotError>),
+    #[error("the snapshot hook must be an absolute path, not {0:?}")]
+    RelativeHook(String),
+    #[error("the command snapshot provider needs `command` in the agent's configuration")]
+    NoHook,
+    #[error("there is no snapshot to revert to")]
+    NothingToRevert,
+    #[error("snapshot {0} is missing: cannot roll back")]
+    Missing(String),
+    #[error("snapshot {0} is invalid (it overflowed): cannot roll back")]
+    Overflowed(String),
+    #[error("snapshot {0} has not merged")]
+    NotMerged(String),
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    NotRemoved(Vec<SnapshotError>),
+    #[error(transparent)]
+    Host(#[from] HostError),
+}
+
+fn run(host: &dyn Host, argv: &[&str]) -> Result<String, SnapshotError> {
+    let command = || argv.join(" ");
+    let output = host.run(argv).map_err(|source| SnapshotError::CannotRun {
+        command: command(),
+        source,
+    })?;
     if output.status != 0 {
-        return Err(format!(
-            "{} exited {}: {}",
-            argv.join(" "),
-            output.status,
-            output.stderr.trim()
-        ));
+        return Err(SnapshotError::Exited {
+            command: command(),
+            status: output.status,
+            stderr: output.stderr.trim().to_string(),
+        });
     }
     Ok(output.stdout)
 }
 
-fn volumes(host: &dyn Host) -> Result<Vec<Lv>, String> {
+fn unreadable(tool: &'static str, what: &'static str, line: &str) -> SnapshotError {
+    SnapshotError::Unreadable {
+        tool,
+        what,
+        line: line.to_string(),
+    }
+}
+
+fn volumes(host: &dyn Host) -> Result<Vec<Lv>, SnapshotError> {
     let stdout = run(host, &LVS)?;
     stdout
         .lines()
@@ -125,17 +183,17 @@ fn volumes(host: &dyn Host) -> Result<Vec<Lv>, String> {
                     name: (*name).into(),
                     size: size
                         .parse()
-                        .map_err(|_| format!("lvs: bad size in {line:?}"))?,
+                        .map_err(|_| unreadable("lvs", "bad size", line))?,
                     attr: (*attr).into(),
                     origin: (*origin).into(),
                 }),
-                _ => Err(format!("lvs: cannot read {line:?}")),
+                _ => Err(unreadable("lvs", "cannot read", line)),
             }
         })
         .collect()
 }
 
-fn free_space(host: &dyn Host) -> Result<Vec<(String, u64)>, String> {
+fn free_space(host: &dyn Host) -> Result<Vec<(String, u64)>, SnapshotError> {
     run(host, &VGS)?
         .lines()
         .filter(|l| !l.trim().is_empty())
@@ -143,11 +201,11 @@ fn free_space(host: &dyn Host) -> Result<Vec<(String, u64)>, String> {
             let (vg, free) = line
                 .trim()
                 .split_once(':')
-                .ok_or_else(|| format!("vgs: cannot read {line:?}"))?;
+                .ok_or_else(|| unreadable("vgs", "cannot read", line))?;
             Ok((
                 vg.to_string(),
                 free.parse()
-                    .map_err(|_| format!("vgs: bad size in {line:?}"))?,
+                    .map_err(|_| unreadable("vgs", "bad size", line))?,
             ))
         })
         .collect()
@@ -158,11 +216,11 @@ fn free_space(host: &dyn Host) -> Result<Vec<(String, u64)>, String> {
 pub fn capacity(
     host: &dyn Host,
     config: &SnapshotConfig,
-) -> Result<Vec<(String, u64, u64)>, String> {
+) -> Result<Vec<(String, u64, u64)>, SnapshotError> {
     let all = volumes(host)?;
     let chosen = choose(&all, config);
     if chosen.is_empty() {
-        return Err("no logical volume to snapshot (is the system on LVM?)".into());
+        return Err(SnapshotError::NoVolumes);
     }
     Ok(free_space(host)?
         .into_iter()
@@ -195,7 +253,7 @@ pub fn take(
     config: &SnapshotConfig,
     host_id: &str,
     job_id: &str,
-) -> Result<(SnapshotSet, String), String> {
+) -> Result<(SnapshotSet, String), SnapshotError> {
     if config.provider == Provider::AgentCommand {
         let command = hook(config)?;
         let name = format!("mf-{job_id}");
@@ -218,11 +276,11 @@ pub fn take(
     let chosen = choose(&all, config);
     for (vg, needed, free) in capacity(host, config)? {
         if needed > free {
-            return Err(format!(
-                "volume group {vg} has {} MiB free; the snapshots need {} MiB",
-                free / MIB,
-                needed / MIB
-            ));
+            return Err(SnapshotError::NoRoom {
+                vg,
+                free_mib: free / MIB,
+                needed_mib: needed / MIB,
+            });
         }
     }
     let suffix: String = job_id
@@ -250,7 +308,7 @@ pub fn take(
     );
     if let Err(e) = run(host, &["tar", "-czf", &boot_backup, "-C", "/boot", "."]) {
         remove_volumes(host, &created);
-        return Err(format!("cannot back up /boot: {e}"));
+        return Err(SnapshotError::BootBackup(Box::new(e)));
     }
     let detail = format!(
         "snapshots {} and /boot in {boot_backup}",
@@ -265,22 +323,18 @@ pub fn take(
     ))
 }
 
-fn remove_volumes(host: &dyn Host, volumes: &[String]) -> Vec<String> {
+fn remove_volumes(host: &dyn Host, volumes: &[String]) -> Vec<SnapshotError> {
     volumes
         .iter()
         .filter_map(|v| run(host, &["lvremove", "-y", v]).err())
         .collect()
 }
 
-fn hook(config: &SnapshotConfig) -> Result<String, String> {
+fn hook(config: &SnapshotConfig) -> Result<String, SnapshotError> {
     match config.command.as_deref() {
         Some(path) if path.starts_with('/') => Ok(path.to_string()),
-        Some(path) => Err(format!(
-            "the snapshot hook must be an absolute path, not {path:?}"
-        )),
-        None => {
-            Err("the command snapshot provider needs `command` in the agent's configuration".into())
-        }
+        Some(path) => Err(SnapshotError::RelativeHook(path.to_string())),
+        None => Err(SnapshotError::NoHook),
     }
 }
 
@@ -292,7 +346,7 @@ fn run_hook(
     host_id: &str,
     job_id: &str,
     name: &str,
-) -> Result<String, String> {
+) -> Result<String, SnapshotError> {
     let env = [
         ("MF_ACTION", action),
         ("MF_HOST_ID", host_id),
@@ -301,13 +355,16 @@ fn run_hook(
     ];
     let output = host
         .run_with_env(&[command, action], &env)
-        .map_err(|e| format!("{command} {action}: {e}"))?;
+        .map_err(|source| SnapshotError::CannotRun {
+            command: format!("{command} {action}"),
+            source,
+        })?;
     if output.status != 0 {
-        return Err(format!(
-            "{command} {action} exited {}: {}",
-            output.status,
-            output.stderr.trim()
-        ));
+        return Err(SnapshotError::Exited {
+            command: format!("{command} {action}"),
+            status: output.status,
+            stderr: output.stderr.trim().to_string(),
+        });
     }
     Ok(output.stdout)
 }
@@ -319,7 +376,7 @@ fn job_of(name: &str) -> &str {
 
 /// Reverts to the snapshot set: for LVM restores /boot and starts the merge
 /// of every snapshot; for a hook asks it to revert. The caller reboots.
-pub fn revert(host: &dyn Host, set: &SnapshotSet, host_id: &str) -> Result<(), String> {
+pub fn revert(host: &dyn Host, set: &SnapshotSet, host_id: &str) -> Result<(), SnapshotError> {
     if let SnapshotSet::AgentCommand { command, name } = set {
         return run_hook(host, command, "revert", host_id, job_of(name), name).map(|_| ());
     }
@@ -328,17 +385,13 @@ pub fn revert(host: &dyn Host, set: &SnapshotSet, host_id: &str) -> Result<(), S
         boot_backup,
     } = set
     else {
-        return Err("there is no snapshot to revert to".into());
+        return Err(SnapshotError::NothingToRevert);
     };
     let current = volumes(host)?;
     for name in names {
         match current.iter().find(|lv| &lv.path() == name) {
-            None => return Err(format!("snapshot {name} is missing: cannot roll back")),
-            Some(lv) if lv.is_invalid() => {
-                return Err(format!(
-                    "snapshot {name} is invalid (it overflowed): cannot roll back"
-                ));
-            }
+            None => return Err(SnapshotError::Missing(name.clone())),
+            Some(lv) if lv.is_invalid() => return Err(SnapshotError::Overflowed(name.clone())),
             Some(_) => {}
         }
     }
@@ -350,7 +403,7 @@ pub fn revert(host: &dyn Host, set: &SnapshotSet, host_id: &str) -> Result<(), S
 }
 
 /// After the reboot of a revert: every snapshot has merged away.
-pub fn merged(host: &dyn Host, set: &SnapshotSet) -> Result<(), String> {
+pub fn merged(host: &dyn Host, set: &SnapshotSet) -> Result<(), SnapshotError> {
     let SnapshotSet::Lvm { volumes: names, .. } = set else {
         return Ok(());
     };
@@ -359,13 +412,13 @@ pub fn merged(host: &dyn Host, set: &SnapshotSet) -> Result<(), String> {
         .iter()
         .find(|n| current.iter().any(|lv| &lv.path() == *n))
     {
-        Some(left) => Err(format!("snapshot {left} has not merged")),
+        Some(left) => Err(SnapshotError::NotMerged(left.clone())),
         None => Ok(()),
     }
 }
 
 /// Keeps the change: removes the snapshots and the /boot archive.
-pub fn remove(host: &dyn Host, set: &SnapshotSet, host_id: &str) -> Result<String, String> {
+pub fn remove(host: &dyn Host, set: &SnapshotSet, host_id: &str) -> Result<String, SnapshotError> {
     if let SnapshotSet::AgentCommand { command, name } = set {
         return run_hook(host, command, "remove", host_id, job_of(name), name)
             .map(|_| format!("{command} removed {name}"));
@@ -379,8 +432,8 @@ pub fn remove(host: &dyn Host, set: &SnapshotSet, host_id: &str) -> Result<Strin
     };
     let failures = remove_volumes(host, names);
     if !failures.is_empty() {
-        return Err(failures.join("; "));
+        return Err(SnapshotError::NotRemoved(failures));
     }
-    host.remove_file(boot_backup).map_err(|e| e.to_string())?;
+    host.remove_file(boot_backup)?;
     Ok(format!("removed {}", names.join(", ")))
 }

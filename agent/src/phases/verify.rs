@@ -25,62 +25,88 @@ fn last_activity(host: &dyn Host, activity: &str) -> Option<Value> {
         .cloned()
 }
 
-pub fn run(host: &dyn Host, step: &Step) -> Result<String, String> {
+/// Why a host does not run what its step was to give.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotVerified {
+    #[error("the operating system is unknown")]
+    UnknownOs,
+    #[error("the host runs {id} {version}, not RHEL {target}{}", if *.initramfs_failed {
+        " (the upgrade failed in its initramfs: .leapp_upgrade_failed is present)"
+    } else {
+        ""
+    })]
+    WrongOs {
+        id: String,
+        version: String,
+        target: String,
+        initramfs_failed: bool,
+    },
+    #[error("/etc/redhat-release says {0:?}")]
+    WrongRelease(String),
+    #[error("no {0} activity in /etc/migration-results")]
+    NoActivity(&'static str),
+    #[error("the last conversion activity is not a success")]
+    ConversionFailed,
+    #[error("the running kernel {kernel} is not an el{major} kernel")]
+    WrongKernel { kernel: String, major: u32 },
+    #[error("leapp_resume.service is still installed: FirstBoot did not finish")]
+    FirstBootPending,
+    #[error(".leapp_upgrade_failed is present")]
+    UpgradeFailedMarker,
+    #[error("the last upgrade activity is not a success at FirstBoot ({0:?})")]
+    UpgradeNotAtFirstBoot(Option<String>),
+}
+
+/// What the host runs, when it is what the step was to give.
+pub fn run(host: &dyn Host, step: &Step) -> Result<String, NotVerified> {
     let facts = facts::collect(host, &Default::default());
-    let os = facts.os.as_ref().ok_or("the operating system is unknown")?;
+    let os = facts.os.as_ref().ok_or(NotVerified::UnknownOs)?;
     let kernel = facts.kernel.clone().unwrap_or_default();
     let release = host
         .read_to_string("/etc/redhat-release")
         .unwrap_or_default();
     let target = step.to.version();
     if os.id != "rhel" || os.version != target {
-        let failed = if host.read_file(UPGRADE_FAILED).is_ok() {
-            " (the upgrade failed in its initramfs: .leapp_upgrade_failed is present)"
-        } else {
-            ""
-        };
-        return Err(format!(
-            "the host runs {} {}, not RHEL {}{failed}",
-            os.id, os.version, target
-        ));
+        return Err(NotVerified::WrongOs {
+            id: os.id.clone(),
+            version: os.version.clone(),
+            target,
+            initramfs_failed: host.read_file(UPGRADE_FAILED).is_ok(),
+        });
     }
     if !release.contains(&format!("release {target}")) {
-        return Err(format!("/etc/redhat-release says {:?}", release.trim()));
+        return Err(NotVerified::WrongRelease(release.trim().to_string()));
     }
     match step.tool {
         Tool::Convert2rhel => {
-            let activity = last_activity(host, "conversion")
-                .ok_or("no conversion activity in /etc/migration-results")?;
+            let activity =
+                last_activity(host, "conversion").ok_or(NotVerified::NoActivity("conversion"))?;
             if activity.get("success").and_then(Value::as_bool) != Some(true) {
-                return Err("the last conversion activity is not a success".into());
+                return Err(NotVerified::ConversionFailed);
             }
             Ok(format!("RHEL {} (kernel {kernel})", os.version))
         }
         Tool::Leapp => {
             let major = step.to.major;
             if !kernel.contains(&format!(".el{major}")) {
-                return Err(format!(
-                    "the running kernel {kernel} is not an el{major} kernel"
-                ));
+                return Err(NotVerified::WrongKernel { kernel, major });
             }
             if host.read_file(LEAPP_RESUME).is_ok() {
-                return Err(
-                    "leapp_resume.service is still installed: FirstBoot did not finish".into(),
-                );
+                return Err(NotVerified::FirstBootPending);
             }
             if host.read_file(UPGRADE_FAILED).is_ok() {
-                return Err(".leapp_upgrade_failed is present".into());
+                return Err(NotVerified::UpgradeFailedMarker);
             }
-            let activity = last_activity(host, "upgrade")
-                .ok_or("no upgrade activity in /etc/migration-results")?;
+            let activity =
+                last_activity(host, "upgrade").ok_or(NotVerified::NoActivity("upgrade"))?;
             let phase = activity
                 .pointer("/env/LEAPP_CURRENT_PHASE")
                 .and_then(Value::as_str);
             if activity.get("success").and_then(Value::as_bool) != Some(true)
                 || phase != Some("FirstBoot")
             {
-                return Err(format!(
-                    "the last upgrade activity is not a success at FirstBoot ({phase:?})"
+                return Err(NotVerified::UpgradeNotAtFirstBoot(
+                    phase.map(str::to_string),
                 ));
             }
             Ok(format!("RHEL {} (kernel {kernel})", os.version))
