@@ -125,7 +125,8 @@ pub enum TokenCommand {
         host_id: Option<String>,
         #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
         ttl: std::time::Duration,
-        #[arg(long, default_value_t = 1)]
+        /// How many hosts may enroll with it (at least 1).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
         uses: u32,
         #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
         output: Format,

@@ -81,6 +81,13 @@ impl PkiFiles {
         if paths.ca_cert().exists() || paths.ca_key().exists() {
             return Err(FilesError::Exists(paths.dir().to_path_buf()).into());
         }
+        // Names are checked before anything is written: a refusal leaves no files.
+        if let Some(bad) = names
+            .iter()
+            .find(|n| n.parse::<std::net::IpAddr>().is_err() && !super::valid_dns_name(n))
+        {
+            return Err(PkiError::BadName(bad.clone()));
+        }
         std::fs::create_dir_all(paths.dir()).map_err(|source| FilesError::Io {
             path: paths.dir().to_path_buf(),
             source,

@@ -34,6 +34,26 @@ pub enum PkiError {
     BadCsr(rcgen::Error),
     #[error("{0}")]
     Files(#[from] files::FilesError),
+    #[error(
+        "{0:?} is not a DNS name or an IP address: give the coordinator's name as clients \
+         dial it, e.g. coordinator.example.com or 10.0.0.5 (no scheme, port or path)"
+    )]
+    BadName(String),
+}
+
+/// A host name as certificates carry it: 1-253 bytes of dot-separated labels
+/// of letters, digits and '-', none starting or ending with '-'.
+fn valid_dns_name(name: &str) -> bool {
+    name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
 }
 
 /// Who a verified client certificate speaks for.
@@ -211,9 +231,10 @@ impl CertificateAuthority {
             .iter()
             .map(|n| match n.parse::<IpAddr>() {
                 Ok(ip) => Ok(SanType::IpAddress(ip)),
-                Err(_) => Ok(SanType::DnsName(n.as_str().try_into()?)),
+                Err(_) if valid_dns_name(n) => Ok(SanType::DnsName(n.as_str().try_into()?)),
+                Err(_) => Err(PkiError::BadName(n.clone())),
             })
-            .collect::<Result<_, rcgen::Error>>()?;
+            .collect::<Result<_, PkiError>>()?;
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         self.sign_leaf(params, &key).map(|cert| Pem {
             cert: cert.pem,

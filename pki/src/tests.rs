@@ -114,3 +114,28 @@ fn init_writes_private_keys_0600_and_refuses_to_overwrite() {
         Err(PkiError::Files(FilesError::Exists(_)))
     ));
 }
+
+#[test]
+fn names_that_are_not_dns_names_or_addresses_are_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let paths = PkiPaths::new(dir.path().join("pki"));
+    for bad in ["https://x", "host:7443", "a..b", "-a.example.com", "a/b"] {
+        let err = PkiFiles::init(&paths, &[bad.to_string()], "root").expect_err(bad);
+        assert!(
+            err.to_string()
+                .contains("is not a DNS name or an IP address"),
+            "{bad}: {err}"
+        );
+        assert!(!paths.ca_key().exists(), "{bad}: nothing is written");
+    }
+    PkiFiles::init(
+        &paths,
+        &[
+            "coordinator.example.com".into(),
+            "10.0.0.5".into(),
+            "::1".into(),
+        ],
+        "root",
+    )
+    .expect("good names");
+}

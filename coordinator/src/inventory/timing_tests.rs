@@ -313,3 +313,42 @@ async fn a_wave_starts_nobody_outside_its_window_and_starts_when_the_clock_enter
     let job = job_of(&inventory, "a1").await;
     assert_eq!(job.created_unix_ms, MONDAY_2230);
 }
+
+#[tokio::test]
+async fn operators_verbs_are_idempotent_where_safe_and_unknown_hosts_are_not_found() {
+    let fixture = Fixture::new();
+    let clock = ManualClock::at(MONDAY_NOON);
+    let (inventory, _task, _) = fixture.start_with(settings(&clock));
+    let [_a, _b] = two_ready_hosts(&inventory).await;
+    inventory
+        .create_wave(
+            spec(mf_core::wave::spec::SpecInput {
+                batches: "100%".into(),
+                ..Default::default()
+            }),
+            CreateMode::Record,
+        )
+        .await
+        .expect("created");
+    inventory
+        .wave_action("w".into(), WaveAction::Start)
+        .await
+        .expect("start");
+    for _ in 0..2 {
+        let status = inventory
+            .wave_action("w".into(), WaveAction::Pause)
+            .await
+            .expect("pausing a paused wave is no error");
+        assert_eq!(status.state, mf_core::wave::status::WaveState::Paused);
+    }
+    let unknown = inventory.wave_why("w".into(), "no-such-host".into()).await;
+    assert!(
+        matches!(&unknown, Err(InventoryError::UnknownHost(h)) if h == "no-such-host"),
+        "{unknown:?}"
+    );
+    let no_wave = inventory.wave_why("nope".into(), "a1".into()).await;
+    assert!(
+        matches!(no_wave, Err(InventoryError::UnknownWave(_))),
+        "{no_wave:?}"
+    );
+}

@@ -95,7 +95,11 @@ impl AdminService for AdminApi {
             return Err(Status::invalid_argument("a token lives at most 30 days"));
         }
         let uses = match request.uses {
-            0 => 1,
+            0 => {
+                return Err(Status::invalid_argument(
+                    "a token needs at least one use (--uses 1 or more)",
+                ));
+            }
             n if n > MAX_TOKEN_USES => {
                 return Err(Status::invalid_argument(format!(
                     "a token has at most {MAX_TOKEN_USES} uses"

@@ -491,10 +491,10 @@ impl State {
         let now = self.now();
         let live = self.wave(name)?;
         let lifecycle = live.head.lifecycle;
+        let state = live.state();
         let refuse = |what: &str| {
             Err(InventoryError::Conflict(format!(
-                "wave {name} is {}: it cannot be {what}",
-                lifecycle.label()
+                "wave {name} is {state}: it cannot be {what}"
             )))
         };
         let mut rollbacks = Vec::new();
@@ -506,8 +506,10 @@ impl State {
                 live.head.lifecycle = Lifecycle::Running;
                 live.head.started_unix_ms = Some(now);
             }
+            // Pausing a paused wave is what the operator wants already: say so, change nothing.
+            WaveAction::Pause if lifecycle == Lifecycle::Running && live.wave.progress.paused => {}
             WaveAction::Pause => {
-                if lifecycle != Lifecycle::Running || live.wave.progress.paused {
+                if lifecycle != Lifecycle::Running {
                     return refuse("paused");
                 }
                 live.wave.pause();

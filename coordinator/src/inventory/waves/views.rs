@@ -120,6 +120,11 @@ impl State {
         host_id: &str,
     ) -> Result<WhyView, InventoryError> {
         let now = self.now();
+        if !self.hosts.contains_key(host_id) {
+            // Checked after the wave, so that an unknown wave is named first.
+            self.view_of(name)?;
+            return Err(InventoryError::UnknownHost(host_id.to_string()));
+        }
         let (live, durations) = self.view_of(name)?;
         let Some(&m) = live.index.get(host_id) else {
             let reason = live
