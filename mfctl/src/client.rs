@@ -17,7 +17,7 @@ pub type AdminClient = AdminServiceClient<Channel>;
 
 #[derive(Debug, Clone, Args)]
 pub struct ConnectArgs {
-    /// Admin listener of the coordinator, HOST:PORT.
+    /// Admin listener of the coordinator: HOST:PORT or https://HOST:PORT.
     #[arg(long, global = true, env = "MF_COORDINATOR")]
     pub coordinator: Option<String>,
     /// PKI directory holding ca.pem, operator.pem and operator-key.pem.
@@ -61,14 +61,40 @@ impl ConnectArgs {
 }
 
 pub async fn connect(address: &str, ca: &str, cert: &str, key: &str) -> Result<AdminClient> {
-    let channel = transport::endpoint(address, ca, Some((cert, key)))?
+    let connected = transport::endpoint(address, ca, Some((cert, key)))?
         .timeout(Duration::from_secs(60))
         .connect()
-        .await
-        .with_context(|| format!("cannot connect to the coordinator at {address}"))?;
+        .await;
+    let channel = match connected {
+        Ok(channel) => channel,
+        Err(e) if causes(&e).contains("Connection refused") => {
+            return Err(anyhow!(
+                "nothing listens at {address}: is the coordinator running, and is this its \
+                 admin address (mf-coordinator --admin-listen)?"
+            ));
+        }
+        Err(e) => {
+            return Err(anyhow!(
+                "cannot connect to the coordinator at {address}: {}",
+                causes(&e)
+            ));
+        }
+    };
     Ok(AdminServiceClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES))
+}
+
+/// An error and its causes on one line.
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// The coordinator's answer, or the transport's reason when it never answered.
@@ -76,6 +102,12 @@ pub async fn connect(address: &str, ca: &str, cert: &str, key: &str) -> Result<A
 /// failure on the first call (an alert, a closed connection or a broken pipe,
 /// depending on timing), so those get a hint.
 pub fn refused(status: tonic::Status) -> anyhow::Error {
+    if status.code() == tonic::Code::Unimplemented {
+        return anyhow!(
+            "the server at this address does not serve the admin API: is it the coordinator's \
+             agent port (--agent-listen) rather than its admin port (--admin-listen)?"
+        );
+    }
     let text = transport::describe_status(&status);
     let hint = if text.contains("transport error") {
         "\nhint: the connection failed during the call; the coordinator does this when it \

@@ -11,8 +11,12 @@ pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error("coordinator address {0:?} must be HOST:PORT")]
+    #[error("coordinator address {0:?} must be HOST:PORT or https://HOST:PORT")]
     BadAddress(String),
+    #[error(
+        "coordinator address {0:?}: the coordinator speaks TLS only, use https://HOST:PORT or HOST:PORT"
+    )]
+    NotTls(String),
     #[error("cannot configure a connection to {address}: {source}")]
     Configure {
         address: String,
@@ -28,7 +32,13 @@ pub fn endpoint(
     ca_pem: &str,
     client: Option<(&str, &str)>,
 ) -> Result<Endpoint, ConnectError> {
-    let (host, port) = address
+    if address.starts_with("http://") {
+        return Err(ConnectError::NotTls(address.into()));
+    }
+    // `https://host:port/` as a browser would write it is the same place.
+    let bare = address.strip_prefix("https://").unwrap_or(address);
+    let bare = bare.strip_suffix('/').unwrap_or(bare);
+    let (host, port) = bare
         .rsplit_once(':')
         .filter(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
         .ok_or_else(|| ConnectError::BadAddress(address.into()))?;
@@ -80,11 +90,36 @@ mod tests {
 
     #[test]
     fn addresses_must_name_host_and_port() {
-        for bad in ["localhost", ":7443", "host:notaport", "host:70000"] {
+        for bad in [
+            "localhost",
+            ":7443",
+            "host:notaport",
+            "host:70000",
+            "https://host",
+            "https://host:7443/path",
+        ] {
             assert!(
                 matches!(endpoint(bad, "", None), Err(ConnectError::BadAddress(_))),
                 "{bad} accepted"
             );
+        }
+        assert!(matches!(
+            endpoint("http://host:7443", "", None),
+            Err(ConnectError::NotTls(_))
+        ));
+    }
+
+    #[test]
+    fn an_https_url_names_the_same_place_as_host_and_port() {
+        for good in [
+            "coordinator.example.com:7444",
+            "https://coordinator.example.com:7444",
+            "https://coordinator.example.com:7444/",
+            "[::1]:7444",
+            "https://[::1]:7444/",
+        ] {
+            let endpoint = endpoint(good, "", None).unwrap_or_else(|e| panic!("{good}: {e}"));
+            assert_eq!(endpoint.uri().port_u16(), Some(7444), "{good}");
         }
     }
 }

@@ -42,3 +42,31 @@ fn pki_init_refuses_a_url_as_a_name_and_writes_nothing() -> Result<()> {
     assert!(!pki.join("ca.pem").exists() && !pki.join("ca-key.pem").exists());
     Ok(())
 }
+
+#[test]
+fn the_coordinator_address_may_be_a_url_and_wrong_ones_are_named() -> Result<()> {
+    let deployment = Deployment::new()?;
+    let admin = deployment.coordinator.admin_address();
+    for address in [format!("https://{admin}"), format!("https://{admin}/")] {
+        let ran = deployment.mfctl(&["--coordinator", &address, "hosts", "list"]);
+        assert!(ran.success, "{address}: {}", ran.stderr);
+    }
+    let ran = deployment.mfctl(&["--coordinator", &format!("http://{admin}"), "hosts", "list"]);
+    assert!(ran.stderr.contains("speaks TLS only"), "{}", ran.stderr);
+
+    let agent_port = deployment.coordinator.agent_address();
+    let ran = deployment.mfctl(&["--coordinator", &agent_port, "hosts", "list"]);
+    assert!(!ran.success);
+    assert!(ran.stderr.contains("agent port"), "{}", ran.stderr);
+
+    // A port nobody listens on: bound, then closed, by this test.
+    let unused = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let ran = deployment.mfctl(&["--coordinator", &unused.to_string(), "hosts", "list"]);
+    assert!(!ran.success);
+    assert!(
+        ran.stderr.contains(&format!("nothing listens at {unused}")),
+        "{}",
+        ran.stderr
+    );
+    Ok(())
+}
