@@ -8,33 +8,8 @@ use serde::{Deserialize, Serialize};
 use mf_core::wave::scheduler::{HostState, Member, Progress};
 use mf_core::wave::spec::WaveSpec;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Lifecycle {
-    /// Planned; nothing started.
-    Created,
-    Running,
-    /// No new starts; hosts in flight finish.
-    Cancelled,
-    /// Every host ended.
-    Completed,
-}
-
-impl Lifecycle {
-    pub fn label(self) -> &'static str {
-        match self {
-            Lifecycle::Created => "created",
-            Lifecycle::Running => "running",
-            Lifecycle::Cancelled => "cancelled",
-            Lifecycle::Completed => "completed",
-        }
-    }
-
-    /// Its hosts belong to it: they cannot join another wave.
-    pub fn holds_hosts(self) -> bool {
-        matches!(self, Lifecycle::Created | Lifecycle::Running)
-    }
-}
+/// The lifecycle is the core's (its rules live there); stored as its word.
+pub use mf_core::wave::lifecycle::Lifecycle;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WaveHead {

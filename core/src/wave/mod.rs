@@ -9,6 +9,7 @@ pub mod calendar;
 pub mod durations;
 pub mod estimate;
 pub mod joining;
+pub mod lifecycle;
 pub mod scheduler;
 pub mod spec;
 pub mod status;

@@ -20,6 +20,7 @@ use mf_core::wave::calendar::Calendar;
 use mf_core::wave::durations::{Durations, path_key};
 use mf_core::wave::estimate;
 use mf_core::wave::joining::{self, Candidate, Exclusion, UNREACHABLE_AFTER_MS};
+use mf_core::wave::lifecycle::{self, Applied};
 use mf_core::wave::scheduler::{HostState, Member, Outcome, Wait, Wave};
 use mf_core::wave::spec::WaveSpec;
 use mf_core::wave::status::WaveState;
@@ -29,15 +30,7 @@ pub use views::{PlanView, StageView, StatusView, WhyView};
 /// At most this many waves are kept (finished ones included).
 const MAX_WAVES: usize = 1000;
 
-/// An operator's action on a wave.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WaveAction {
-    Start,
-    Pause,
-    Resume,
-    Approve,
-    Cancel { rollback: bool },
-}
+pub use mf_core::wave::lifecycle::WaveAction;
 
 /// An operator's action on one host of a wave.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,14 +162,7 @@ impl LiveWave {
     }
 
     fn state(&self) -> WaveState {
-        match self.head.lifecycle {
-            Lifecycle::Running if self.wave.progress.halted.is_some() => WaveState::Halted,
-            Lifecycle::Running if self.wave.progress.paused => WaveState::Paused,
-            Lifecycle::Running => WaveState::Running,
-            Lifecycle::Created => WaveState::Created,
-            Lifecycle::Cancelled => WaveState::Cancelled,
-            Lifecycle::Completed => WaveState::Completed,
-        }
+        self.head.lifecycle.shown(&self.wave)
     }
 
     /// Why pending member m does not start now, with the gate the wave runs with.
@@ -490,55 +476,13 @@ impl State {
     ) -> Result<StatusView, InventoryError> {
         let now = self.now();
         let live = self.wave(name)?;
-        let lifecycle = live.head.lifecycle;
-        let state = live.state();
-        let refuse = |what: &str| {
-            Err(InventoryError::Conflict(format!(
-                "wave {name} is {state}: it cannot be {what}"
-            )))
-        };
+        let applied = lifecycle::act(&mut live.head.lifecycle, &mut live.wave, action)
+            .map_err(|why| InventoryError::Conflict(format!("wave {name}: {why}")))?;
         let mut rollbacks = Vec::new();
         match action {
-            WaveAction::Start => {
-                if lifecycle != Lifecycle::Created {
-                    return refuse("started");
-                }
-                live.head.lifecycle = Lifecycle::Running;
-                live.head.started_unix_ms = Some(now);
-            }
-            // Pausing a paused wave is what the operator wants already: say so, change nothing.
-            WaveAction::Pause if lifecycle == Lifecycle::Running && live.wave.progress.paused => {}
-            WaveAction::Pause => {
-                if lifecycle != Lifecycle::Running {
-                    return refuse("paused");
-                }
-                live.wave.pause();
-            }
-            WaveAction::Resume => {
-                if lifecycle != Lifecycle::Running
-                    || (live.wave.progress.halted.is_none() && !live.wave.progress.paused)
-                {
-                    return Err(InventoryError::Conflict(format!(
-                        "wave {name} is {}: only a paused or halted wave resumes",
-                        live.state()
-                    )));
-                }
-                live.wave.resume();
-            }
-            WaveAction::Approve => {
-                if lifecycle != Lifecycle::Running || !live.wave.approve() {
-                    return Err(InventoryError::Conflict(format!(
-                        "wave {name} has no stage waiting for approval"
-                    )));
-                }
-            }
+            WaveAction::Start => live.head.started_unix_ms = Some(now),
             WaveAction::Cancel { rollback } => {
-                if !lifecycle.holds_hosts() {
-                    return refuse("cancelled");
-                }
-                live.head.lifecycle = Lifecycle::Cancelled;
                 live.head.rollback_on_cancel = rollback;
-                live.wave.close();
                 for m in 0..live.members.len() {
                     live.set_member(m, now);
                 }
@@ -564,6 +508,10 @@ impl State {
                     }
                 }
             }
+            WaveAction::Pause | WaveAction::Resume | WaveAction::Approve => {}
+        }
+        if applied == Applied::Unchanged {
+            return self.wave_status(name);
         }
         let live = self.wave(name)?;
         live.dirty_head = true;
