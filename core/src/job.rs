@@ -361,7 +361,15 @@ impl Job {
                 Decision::Wait
             }
             UpdateState::Succeeded => {
-                self.note(now, format!("{phase} succeeded: {detail}"));
+                // A pre-check that ran and found blockers did not "succeed" for the operator.
+                let blocked =
+                    self.phase == JobPhase::Precheck && findings.iter().any(|f| f.blocking);
+                let verb = if blocked {
+                    "found blockers"
+                } else {
+                    "succeeded"
+                };
+                self.note(now, format!("{phase} {verb}: {detail}"));
                 match self.phase {
                     JobPhase::Precheck => {
                         let blocking = findings.iter().any(|f| f.blocking);

@@ -17,3 +17,4 @@ pub mod readiness;
 pub mod selector;
 pub mod time;
 pub mod wave;
+pub mod words;

@@ -427,8 +427,10 @@ pub fn status_text(status: &pb::WaveStatus) -> String {
     }
     for budget in &status.budgets {
         lines.push(format!(
-            "Budget    {}: {} hosts holding it, {} values full",
-            budget.label, budget.in_use, budget.full_values
+            "Budget    {}: {} holding it, {} full",
+            budget.label,
+            mf_core::words::count(budget.in_use, "host", "hosts"),
+            mf_core::words::count(budget.full_values, "value", "values")
         ));
     }
     let rows: Vec<Vec<String>> = status

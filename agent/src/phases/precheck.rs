@@ -118,9 +118,9 @@ pub fn run(host: &dyn Host, step: Step, snapshots: &SnapshotConfig) -> Outcome {
             Outcome {
                 state: UpdateState::Succeeded,
                 detail: format!(
-                    "{command} exited {}; {} findings, {blocking} blocking",
+                    "{command} exited {}; {}, {blocking} blocking",
                     output.status,
-                    findings.len()
+                    mf_core::words::count(findings.len() as u64, "finding", "findings")
                 ),
                 findings,
             }
