@@ -227,17 +227,28 @@ pub async fn run(cli: Cli) -> Result<()> {
         } => {
             let mut admin = cli.connect.admin().await?;
             let response = client::precheck(&mut admin, &selector, &target).await?;
-            readiness::print_precheck(&response, output)?;
-            if wait {
-                let report = readiness::wait_for_outcomes(
-                    &mut admin,
-                    &selector,
-                    std::time::Duration::from_secs(3600),
-                )
-                .await?;
-                readiness::print_report(&report, output)?;
+            if !wait {
+                return readiness::print_precheck(&response, output);
             }
-            Ok(())
+            // One JSON document per call: what was dispatched and what came of it.
+            if output == Format::Table {
+                readiness::print_precheck(&response, output)?;
+            }
+            let report = readiness::wait_for_outcomes(
+                &mut admin,
+                &selector,
+                std::time::Duration::from_secs(3600),
+            )
+            .await?;
+            if output == Format::Json {
+                let document = serde_json::json!({
+                    "precheck": readiness::precheck_json(&response),
+                    "readiness": readiness::report_json(&report)?,
+                });
+                println!("{}", serde_json::to_string_pretty(&document)?);
+                return Ok(());
+            }
+            readiness::print_report(&report, output)
         }
         Command::Migrate {
             host,

@@ -41,20 +41,25 @@ pub fn remediation_text(r: &pb::Remediation) -> String {
     }
 }
 
+/// What `precheck` dispatched, as JSON.
+pub fn precheck_json(response: &pb::PrecheckResponse) -> serde_json::Value {
+    let refused: Vec<_> = response
+        .refused
+        .iter()
+        .map(|r| serde_json::json!({"host_id": r.host_id, "reason": r.reason}))
+        .collect();
+    serde_json::json!({
+        "dispatched": response.dispatched,
+        "queued": response.queued,
+        "refused": refused,
+    })
+}
+
 pub fn print_precheck(response: &pb::PrecheckResponse, format: Format) -> Result<()> {
     if format == Format::Json {
-        let refused: Vec<_> = response
-            .refused
-            .iter()
-            .map(|r| serde_json::json!({"host_id": r.host_id, "reason": r.reason}))
-            .collect();
         println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "dispatched": response.dispatched,
-                "queued": response.queued,
-                "refused": refused,
-            }))?
+            serde_json::to_string_pretty(&precheck_json(response))?
         );
         return Ok(());
     }
@@ -132,7 +137,19 @@ struct FindingJson<'a> {
     remediation: Vec<String>,
 }
 
-pub fn print_report(report: &pb::ReadinessReport, format: Format) -> Result<()> {
+/// The readiness report as JSON: the summary, every host, the findings.
+pub fn report_json(report: &pb::ReadinessReport) -> Result<serde_json::Value> {
+    let (counts, hosts, findings) = report_parts(report);
+    Ok(serde_json::json!({"summary": counts, "hosts": hosts, "findings": findings}))
+}
+
+type ReportParts<'a> = (
+    BTreeMap<&'static str, usize>,
+    Vec<HostJson<'a>>,
+    Vec<FindingJson<'a>>,
+);
+
+fn report_parts(report: &pb::ReadinessReport) -> ReportParts<'_> {
     let mut counts: BTreeMap<&str, usize> = ["ready", "blocked", "error", "unknown"]
         .into_iter()
         .map(|k| (k, 0))
@@ -170,11 +187,15 @@ pub fn print_report(report: &pb::ReadinessReport, format: Format) -> Result<()> 
             remediation: f.remediations.iter().map(remediation_text).collect(),
         })
         .collect();
+    (counts, hosts, findings)
+}
+
+pub fn print_report(report: &pb::ReadinessReport, format: Format) -> Result<()> {
     if format == Format::Json {
-        let value = serde_json::json!({"summary": counts, "hosts": hosts, "findings": findings});
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        println!("{}", serde_json::to_string_pretty(&report_json(report)?)?);
         return Ok(());
     }
+    let (counts, hosts, findings) = report_parts(report);
     println!(
         "{} hosts: {} ready, {} blocked, {} error, {} unknown\n",
         hosts.len(),

@@ -252,6 +252,14 @@ fn precheck_reports_ready_blocked_and_error_hosts_with_their_findings() -> Resul
         3.0
     );
 
+    // With --wait and -o json: exactly one JSON document, the dispatch and the outcomes.
+    let ran = deployment.mfctl(&["precheck", "--target", "rhel-8.10", "--wait", "-o", "json"]);
+    assert!(ran.success, "{}", ran.stderr);
+    let document: Value = serde_json::from_str(&ran.stdout)
+        .map_err(|e| anyhow::anyhow!("not one JSON document ({e}): {}", ran.stdout))?;
+    assert_eq!(document["precheck"]["dispatched"], 4, "{document}");
+    assert_eq!(document["readiness"]["summary"]["blocked"], 2, "{document}");
+
     let bad = deployment.mfctl(&["precheck", "--target", "rhel-9.5"]);
     assert!(
         !bad.success && bad.stderr.contains("not a supported target"),
