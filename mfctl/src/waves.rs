@@ -439,7 +439,15 @@ pub fn status_text(status: &pb::WaveStatus) -> String {
         .enumerate()
         .map(|(i, s)| {
             vec![
-                format!("{}{}", i + 1, if i == 0 { " (canary)" } else { "" }),
+                format!(
+                    "{}{}",
+                    i + 1,
+                    if i == 0 && status.has_canary {
+                        " (canary)"
+                    } else {
+                        ""
+                    }
+                ),
                 s.hosts.to_string(),
                 s.running.to_string(),
                 s.done.to_string(),
@@ -619,7 +627,11 @@ pub fn plan_text(plan: &pb::WavePlan) -> String {
         lines.push(format!(
             "Stage {}{}: {} hosts: {}{}",
             i + 1,
-            if i == 0 { " (canary)" } else { "" },
+            if i == 0 && plan.has_canary {
+                " (canary)"
+            } else {
+                ""
+            },
             stage.hosts.len(),
             shown.join(", "),
             if more > 0 {

@@ -352,3 +352,36 @@ async fn operators_verbs_are_idempotent_where_safe_and_unknown_hosts_are_not_fou
         "{no_wave:?}"
     );
 }
+
+#[tokio::test]
+async fn a_canary_of_zero_plans_no_canary_stage() {
+    let fixture = Fixture::new();
+    let clock = ManualClock::at(MONDAY_NOON);
+    let (inventory, _task, _) = fixture.start_with(settings(&clock));
+    let [_a, _b] = two_ready_hosts(&inventory).await;
+    let plan = inventory
+        .create_wave(
+            spec(mf_core::wave::spec::SpecInput {
+                canary: "0".into(),
+                batches: "100%".into(),
+                ..Default::default()
+            }),
+            CreateMode::DryRun,
+        )
+        .await
+        .expect("planned");
+    assert!(!plan.has_canary, "no canary stage: {:?}", plan.stages);
+    assert_eq!(plan.stages, [vec!["a1".to_string(), "b1".into()]]);
+    let with_canary = inventory
+        .create_wave(
+            spec(mf_core::wave::spec::SpecInput {
+                batches: "100%".into(),
+                ..Default::default()
+            }),
+            CreateMode::DryRun,
+        )
+        .await
+        .expect("planned");
+    assert!(with_canary.has_canary);
+    assert_eq!(with_canary.stages.len(), 2);
+}

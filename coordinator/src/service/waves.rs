@@ -120,6 +120,7 @@ pub fn plan_to_wire(plan: PlanView) -> pb::WavePlan {
             .collect(),
         policy: plan.policy,
         dry_run: plan.dry_run,
+        has_canary: plan.has_canary,
     }
 }
 
@@ -171,6 +172,7 @@ pub fn status_to_wire(status: StatusView) -> pb::WaveStatus {
                 detail,
             })
             .collect(),
+        has_canary: status.has_canary,
     }
 }
 

@@ -393,6 +393,12 @@ fn order(members: &[Member]) -> Vec<usize> {
 }
 
 impl Wave {
+    /// Whether the first stage is a canary: members chosen by the canary
+    /// selector, or a canary count above 0 (`--canary 0` means none).
+    pub fn has_canary(&self) -> bool {
+        self.members.iter().any(|m| m.canary) || self.policy.canary > 0
+    }
+
     pub fn plan(policy: Policy, members: Vec<Member>) -> Self {
         let total = members.len();
         let ordered = order(&members);

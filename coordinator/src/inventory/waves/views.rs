@@ -24,6 +24,8 @@ pub struct PlanView {
     pub state: WaveState,
     /// Only planned: nothing was recorded.
     pub dry_run: bool,
+    /// The first stage is a canary.
+    pub has_canary: bool,
     pub stages: Vec<Vec<String>>,
     pub excluded: Vec<(String, String)>,
     pub outside_selector: usize,
@@ -62,6 +64,8 @@ pub struct StatusView {
     /// Hosts that ended without success, the first [`MAX_PROBLEMS`] in the
     /// wave's order: (host, outcome, detail). `counts` has them all.
     pub problems: Vec<(String, HostStatus, String)>,
+    /// The first stage is a canary.
+    pub has_canary: bool,
 }
 
 /// What `why` shows.
@@ -234,6 +238,7 @@ pub(super) fn plan_view(live: &mut LiveWave, durations: &Durations, now: i64) ->
         target: spec.target.to_string(),
         state: live.state(),
         dry_run: false,
+        has_canary: live.wave.has_canary(),
         stages: live
             .wave
             .stages
@@ -339,5 +344,6 @@ fn status_of(live: &mut LiveWave, durations: &Durations, now: i64) -> StatusView
         finished_unix_ms: live.head.finished_unix_ms,
         budgets: live.wave.budget_use(),
         problems,
+        has_canary: live.wave.has_canary(),
     }
 }
