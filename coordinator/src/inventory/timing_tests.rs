@@ -385,3 +385,37 @@ async fn a_canary_of_zero_plans_no_canary_stage() {
     assert!(with_canary.has_canary);
     assert_eq!(with_canary.stages.len(), 2);
 }
+
+#[tokio::test]
+async fn after_a_cancel_hosts_that_never_started_are_not_counted_done() {
+    let fixture = Fixture::new();
+    let clock = ManualClock::at(MONDAY_NOON);
+    let (inventory, _task, _) = fixture.start_with(settings(&clock));
+    let [_a, _b] = two_ready_hosts(&inventory).await;
+    inventory
+        .create_wave(
+            spec(mf_core::wave::spec::SpecInput {
+                batches: "100%".into(),
+                ..Default::default()
+            }),
+            CreateMode::Record,
+        )
+        .await
+        .expect("created");
+    inventory
+        .wave_action("w".into(), WaveAction::Start)
+        .await
+        .expect("start");
+    let status = inventory
+        .wave_action("w".into(), WaveAction::Cancel { rollback: false })
+        .await
+        .expect("cancel");
+    let stage2 = &status.stages[1];
+    assert_eq!((stage2.hosts, stage2.done), (1, 0), "b1 never started");
+    assert_eq!(
+        status
+            .counts
+            .get(&mf_core::wave::status::HostStatus::NotStarted),
+        Some(&1)
+    );
+}

@@ -289,11 +289,15 @@ fn status_of(live: &mut LiveWave, durations: &Durations, now: i64) -> StatusView
         .wave
         .stages
         .iter()
-        .map(|s| StageView {
+        .map(|s| {
+            StageView {
             hosts: s.len(),
+            // Ended after starting, or skipped: a host a cancel left unstarted is not done.
             done: s
                 .iter()
-                .filter(|&&m| matches!(live.wave.states[m], HostState::Done(_)))
+                .filter(|&&m| {
+                    matches!(live.wave.states[m], HostState::Done(o) if o != Outcome::NotStarted)
+                })
                 .count(),
             running: s
                 .iter()
@@ -303,6 +307,7 @@ fn status_of(live: &mut LiveWave, durations: &Durations, now: i64) -> StatusView
                 .iter()
                 .filter(|&&m| matches!(live.wave.states[m], HostState::Done(o) if o.is_failure()))
                 .count(),
+        }
         })
         .collect();
     let problems = live
