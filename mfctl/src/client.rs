@@ -11,6 +11,7 @@ use mf_proto::v1 as pb;
 use mf_proto::v1::admin_service_client::AdminServiceClient;
 use tonic::transport::Channel;
 
+use crate::exit::{self, ExitCode};
 use mf_pki::PkiPaths;
 
 pub type AdminClient = AdminServiceClient<Channel>;
@@ -68,15 +69,21 @@ pub async fn connect(address: &str, ca: &str, cert: &str, key: &str) -> Result<A
     let channel = match connected {
         Ok(channel) => channel,
         Err(e) if causes(&e).contains("Connection refused") => {
-            return Err(anyhow!(
-                "nothing listens at {address}: is the coordinator running, and is this its \
-                 admin address (mf-coordinator --admin-listen)?"
+            return Err(exit::with_code(
+                ExitCode::Unavailable,
+                format!(
+                    "nothing listens at {address}: is the coordinator running, and is this its \
+                     admin address (mf-coordinator --admin-listen)?"
+                ),
             ));
         }
         Err(e) => {
-            return Err(anyhow!(
-                "cannot connect to the coordinator at {address}: {}",
-                causes(&e)
+            return Err(exit::with_code(
+                ExitCode::Unavailable,
+                format!(
+                    "cannot connect to the coordinator at {address}: {}",
+                    causes(&e)
+                ),
             ));
         }
     };
@@ -103,9 +110,10 @@ fn causes(error: &dyn std::error::Error) -> String {
 /// depending on timing), so those get a hint.
 pub fn refused(status: tonic::Status) -> anyhow::Error {
     if status.code() == tonic::Code::Unimplemented {
-        return anyhow!(
+        return exit::with_code(
+            ExitCode::Unavailable,
             "the server at this address does not serve the admin API: is it the coordinator's \
-             agent port (--agent-listen) rather than its admin port (--admin-listen)?"
+             agent port (--agent-listen) rather than its admin port (--admin-listen)?",
         );
     }
     let text = transport::describe_status(&status);
@@ -115,7 +123,10 @@ pub fn refused(status: tonic::Status) -> anyhow::Error {
     } else {
         ""
     };
-    anyhow!("the coordinator refused the request: {text}{hint}")
+    exit::with_code(
+        exit::for_status(status.code()),
+        format!("the coordinator refused the request: {text}{hint}"),
+    )
 }
 
 pub async fn create_token(

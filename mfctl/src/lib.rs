@@ -2,6 +2,7 @@
 //! coordinator's admin API: mfctl never opens the coordinator's store.
 
 pub mod client;
+pub mod exit;
 pub mod hosts;
 pub mod jobs;
 pub mod output;
@@ -19,7 +20,12 @@ use mf_pki::{PkiFiles, PkiPaths};
 use mf_proto::v1 as pb;
 
 #[derive(Debug, Parser)]
-#[command(name = "mfctl", version, about = "Migration Factory operators' CLI")]
+#[command(
+    name = "mfctl",
+    version,
+    about = "Migration Factory operators' CLI",
+    after_help = exit::TABLE
+)]
 pub struct Cli {
     #[command(flatten)]
     pub connect: ConnectArgs,
@@ -265,11 +271,11 @@ pub async fn run(cli: Cli) -> Result<()> {
             let job = jobs::wait(&mut admin, &host, output == Format::Table).await?;
             jobs::print_job(&job, output)?;
             if pb::JobState::try_from(job.state) != Ok(pb::JobState::Succeeded) {
-                anyhow::bail!(
-                    "the job of {host} ended {}: {}",
-                    wire::job_state(job.state),
-                    job.detail
-                );
+                let state = wire::job_state(job.state);
+                return Err(exit::with_code(
+                    exit::for_job_state(state),
+                    format!("the job of {host} ended {state}: {}", job.detail),
+                ));
             }
             Ok(())
         }

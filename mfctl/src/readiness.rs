@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use mf_proto::v1 as pb;
 use serde::Serialize;
 
@@ -108,7 +108,10 @@ pub async fn wait_for_outcomes(
             return Ok(report);
         }
         if started.elapsed() > timeout {
-            bail!("{open} pre-checks still without an outcome after {timeout:?}");
+            return Err(crate::exit::with_code(
+                crate::exit::ExitCode::Timeout,
+                format!("{open} pre-checks still without an outcome after {timeout:?}"),
+            ));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

@@ -70,3 +70,22 @@ fn the_coordinator_address_may_be_a_url_and_wrong_ones_are_named() -> Result<()>
     );
     Ok(())
 }
+
+#[test]
+fn exit_codes_tell_not_found_refused_and_unavailable_apart() -> Result<()> {
+    let deployment = Deployment::new()?;
+    let missing = deployment.mfctl(&["hosts", "show", "no-such-host.example.com"]);
+    assert_eq!(missing.code, Some(3), "not found: {}", missing.stderr);
+    let refused = deployment.mfctl(&["precheck", "--target", "rhel-9.5"]);
+    assert_eq!(refused.code, Some(4), "refused: {}", refused.stderr);
+    let unused = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let down = deployment.mfctl(&["--coordinator", &unused.to_string(), "hosts", "list"]);
+    assert_eq!(down.code, Some(5), "unavailable: {}", down.stderr);
+    let help = deployment.mfctl(&["--help"]);
+    assert!(
+        help.stdout.contains("Exit codes: 0 success"),
+        "{}",
+        help.stdout
+    );
+    Ok(())
+}

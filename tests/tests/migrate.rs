@@ -255,6 +255,10 @@ fn conversion_upgrade_rollback_and_a_blocked_host() -> Result<()> {
     );
     assert_eq!(snapshots_left(&blocked.root), 0, "no snapshot was taken");
     assert_eq!(blocked.machine.reboots(), 0);
+    // A script tells the outcome by the exit code: blocked again at its pre-check.
+    let again = deployment.mfctl(&["migrate", &blocked.id, "--target", "rhel-8.10", "--wait"]);
+    assert_eq!(again.code, Some(10), "{}", again.stderr);
+    assert!(again.stderr.contains("ended blocked"), "{}", again.stderr);
     let human = deployment.mfctl(&["hosts", "show", &blocked.id]);
     assert!(
         human

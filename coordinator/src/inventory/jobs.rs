@@ -111,6 +111,10 @@ impl State {
         let id = format!("job-{}", mf_pki::token::hex_id());
         let mut job = job::start(id, host_id.to_string(), target, steps, on_failure, now);
         job.original_os = format!("{} {}", os.id, os.version);
+        // The gauge counts each host's latest job: the one this replaces leaves it.
+        if let Some(previous) = self.jobs.get(host_id) {
+            self.count_job(Some(previous), None);
+        }
         Ok(self.send_phase(job, None, now))
     }
 
