@@ -59,6 +59,8 @@ pub enum Command {
     /// Run the non-destructive pre-check of the next migration step on the
     /// selected hosts (convert2rhel analyze or leapp preupgrade).
     Precheck {
+        /// Which hosts: a Kubernetes label selector over labels and os, version, arch,
+        /// connected (e.g. app=billing,os=rhel); empty: every host.
         #[arg(short = 'l', long, default_value = "")]
         selector: String,
         /// rhel-7.9, rhel-8.10, rhel-9.4 or rhel-9.6.
@@ -67,20 +69,25 @@ pub enum Command {
         /// Wait until every dispatched pre-check has an outcome, then print the readiness.
         #[arg(long)]
         wait: bool,
+        /// Output: table (for people) or json (one document, for scripts).
         #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
     /// Migrate one host to a target: every step pre-check, snapshot, execute,
     /// reboot, verify, commit; on failure roll back (default) or hold.
     Migrate {
+        /// The host's id (its FQDN, unless it enrolled with --host-id).
         host: String,
+        /// rhel-7.9, rhel-8.10, rhel-9.4 or rhel-9.6.
         #[arg(long)]
         target: String,
+        /// When a change fails: roll back to the snapshot, or hold for an operator.
         #[arg(long, value_enum, default_value_t = OnFailureArg::Rollback)]
         on_failure: OnFailureArg,
         /// Wait until the job succeeds, stops or is held, showing its progress.
         #[arg(long)]
         wait: bool,
+        /// Output: table (for people) or json (one document, for scripts).
         #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
@@ -102,8 +109,11 @@ pub enum ReportCommand {
     /// Hosts ready, blocked, in error or unknown after their latest pre-check,
     /// and the findings aggregated by key across the fleet.
     Readiness {
+        /// Which hosts: a Kubernetes label selector over labels and os, version, arch,
+        /// connected (e.g. app=billing,os=rhel); empty: every host.
         #[arg(short = 'l', long, default_value = "")]
         selector: String,
+        /// Output: table (for people) or json (one document, for scripts).
         #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
@@ -111,7 +121,11 @@ pub enum ReportCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum PkiCommand {
+    /// Write a new CA, the coordinator's certificate and an operator certificate
+    /// into DIR (refused if DIR already holds a CA).
     Init {
+        /// Directory to write (created if missing): ca.pem, ca-key.pem, server.pem,
+        /// server-key.pem, operator.pem, operator-key.pem.
         #[arg(long)]
         dir: PathBuf,
         /// DNS name or IP address of the coordinator, repeatable.
@@ -125,15 +139,18 @@ pub enum PkiCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
+    /// Create a bootstrap token for `mf-agent enroll`; it is shown once.
     Create {
         /// Only this host id may enroll with the token (and may re-enroll).
         #[arg(long)]
         host_id: Option<String>,
+        /// How long the token stays valid, e.g. 24h, 30m (at most 30 days).
         #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
         ttl: std::time::Duration,
         /// How many hosts may enroll with it (at least 1).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
         uses: u32,
+        /// Output: table (for people) or json (one document, for scripts).
         #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
@@ -141,27 +158,36 @@ pub enum TokenCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum HostsCommand {
+    /// The enrolled hosts: OS, labels, connection, readiness and job.
     List {
         /// Kubernetes label-selector syntax over labels and os, version, arch, connected.
         #[arg(short = 'l', long, default_value = "")]
         selector: String,
+        /// Output: table (for people) or json (one document, for scripts).
         #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
+    /// One host in full: facts, its latest pre-check with findings, its job's timeline.
     Show {
+        /// The host's id (its FQDN, unless it enrolled with --host-id).
         host: String,
+        /// Output: table (for people) or json (one document, for scripts).
         #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
     /// Roll back a held job to its snapshot.
     Rollback {
+        /// The host's id (its FQDN, unless it enrolled with --host-id).
         host: String,
+        /// Output: table (for people) or json (one document, for scripts).
         #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
     /// Run the current phase of a held job again.
     Retry {
+        /// The host's id (its FQDN, unless it enrolled with --host-id).
         host: String,
+        /// Output: table (for people) or json (one document, for scripts).
         #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
@@ -305,5 +331,36 @@ pub fn init_logging(json: bool, default_level: &str) {
         builder.json().init();
     } else {
         builder.init();
+    }
+}
+
+#[cfg(test)]
+mod help_tests {
+    use clap::CommandFactory;
+
+    /// Every command and every argument of `cmd` and below without a line of help.
+    fn missing_help(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        let here = format!("{path} {}", cmd.get_name()).trim().to_string();
+        if cmd.get_about().is_none() && cmd.get_long_about().is_none() {
+            out.push(here.clone());
+        }
+        for arg in cmd.get_arguments() {
+            let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+            if !builtin && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                out.push(format!("{here} <{}>", arg.get_id()));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            if sub.get_name() != "help" {
+                missing_help(sub, &here, out);
+            }
+        }
+    }
+
+    #[test]
+    fn every_command_and_flag_has_a_line_of_help() {
+        let mut missing = Vec::new();
+        missing_help(&super::Cli::command(), "", &mut missing);
+        assert!(missing.is_empty(), "no help for:\n{}", missing.join("\n"));
     }
 }

@@ -14,6 +14,7 @@ use super::{Format, OnFailureArg, wire};
 
 #[derive(Debug, Args)]
 pub struct CreateArgs {
+    /// The wave's name.
     pub name: String,
     /// Hosts of the wave: Kubernetes label-selector syntax over labels and facts.
     #[arg(short = 'l', long)]
@@ -57,6 +58,7 @@ pub struct CreateArgs {
     /// Each stage after the canary waits for `mfctl wave approve`.
     #[arg(long)]
     pub approve_stages: bool,
+    /// When a change fails: roll back to the snapshot, or hold for an operator.
     #[arg(long, value_enum, default_value_t = OnFailureArg::Rollback)]
     pub on_failure: OnFailureArg,
     /// Expected duration of a migration path with no measured job yet [default: 2h].
@@ -74,12 +76,15 @@ pub enum WaveCommand {
     Create {
         #[command(flatten)]
         args: Box<CreateArgs>,
+        /// Output: table (for people) or json (one document, for scripts).
         #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
     /// The stages with their hosts, the hosts left out and why, the ETA.
     Plan {
+        /// The wave's name.
         name: String,
+        /// Output: table (for people) or json (one document, for scripts).
         #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
@@ -93,25 +98,32 @@ pub enum WaveCommand {
     Approve(NameArgs),
     /// Start no more hosts; hosts in flight finish.
     Cancel {
+        /// The wave's name.
         name: String,
         /// Also roll back held hosts, and hosts in flight that end held.
         #[arg(long)]
         rollback: bool,
+        /// Output: table (for people) or json (one document, for scripts).
         #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
     /// Progress: hosts per state, stages, budgets, problems, ETA.
     Status {
+        /// The wave's name.
         name: String,
         /// Refresh every few seconds until the wave is over.
         #[arg(long)]
         watch: bool,
+        /// How often --watch asks, e.g. 2s.
         #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
         interval: Duration,
+        /// Output: table (for people) or json (one document, for scripts).
         #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
+    /// Every wave with its state, stage, hosts per state and ETA.
     List {
+        /// Output: table (for people) or json (one document, for scripts).
         #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
@@ -120,8 +132,11 @@ pub enum WaveCommand {
     Delete(NameArgs),
     /// Why a host of the wave is where it is.
     Why {
+        /// The wave's name.
         name: String,
+        /// The host's id (its FQDN, unless it enrolled with --host-id).
         host: String,
+        /// Output: table (for people) or json (one document, for scripts).
         #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
@@ -133,15 +148,20 @@ pub enum WaveCommand {
 
 #[derive(Debug, Args)]
 pub struct NameArgs {
+    /// The wave's name.
     pub name: String,
+    /// Output: table (for people) or json (one document, for scripts).
     #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
     pub output: Format,
 }
 
 #[derive(Debug, Args)]
 pub struct HostArgs {
+    /// The wave's name.
     pub name: String,
+    /// The host's id (its FQDN, unless it enrolled with --host-id).
     pub host: String,
+    /// Output: table (for people) or json (one document, for scripts).
     #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
     pub output: Format,
 }
