@@ -69,6 +69,9 @@ pub enum Command {
         /// Wait until every dispatched pre-check has an outcome, then print the readiness.
         #[arg(long)]
         wait: bool,
+        /// With --wait: exit 10 if a selected host is blocked, 11 if one ended in error.
+        #[arg(long, requires = "wait")]
+        fail_on_blocked: bool,
         /// Output: table (for people) or json (one document, for scripts).
         #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
         output: Format,
@@ -255,6 +258,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             selector,
             target,
             wait,
+            fail_on_blocked,
             output,
         } => {
             let mut admin = cli.connect.admin().await?;
@@ -278,9 +282,13 @@ pub async fn run(cli: Cli) -> Result<()> {
                     "readiness": readiness::report_json(&report)?,
                 });
                 println!("{}", serde_json::to_string_pretty(&document)?);
-                return Ok(());
+            } else {
+                readiness::print_report(&report, output)?;
             }
-            readiness::print_report(&report, output)
+            if fail_on_blocked {
+                return readiness::outcome_code(&report);
+            }
+            Ok(())
         }
         Command::Migrate {
             host,

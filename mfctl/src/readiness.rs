@@ -41,6 +41,37 @@ pub fn remediation_text(r: &pb::Remediation) -> String {
     }
 }
 
+/// For `precheck --wait --fail-on-blocked`: an error ending mfctl with 10 when
+/// a host is blocked, 11 when one ended in error; the report says which.
+pub fn outcome_code(report: &pb::ReadinessReport) -> Result<()> {
+    use crate::exit::{ExitCode, with_code};
+    let count = |r: pb::Readiness| {
+        report
+            .hosts
+            .iter()
+            .filter(|h| {
+                h.precheck
+                    .as_ref()
+                    .is_some_and(|p| p.readiness == i32::from(r))
+            })
+            .count()
+    };
+    let (blocked, error) = (count(pb::Readiness::Blocked), count(pb::Readiness::Error));
+    if error > 0 {
+        return Err(with_code(
+            ExitCode::Failed,
+            format!("{error} pre-check(s) ended in error, {blocked} blocked"),
+        ));
+    }
+    if blocked > 0 {
+        return Err(with_code(
+            ExitCode::Blocked,
+            format!("{blocked} host(s) blocked at their pre-check"),
+        ));
+    }
+    Ok(())
+}
+
 /// What `precheck` dispatched, as JSON.
 pub fn precheck_json(response: &pb::PrecheckResponse) -> serde_json::Value {
     let refused: Vec<_> = response
@@ -247,4 +278,45 @@ pub fn print_report(report: &pb::ReadinessReport, format: Format) -> Result<()> 
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(readiness: pb::Readiness) -> pb::HostReadiness {
+        pb::HostReadiness {
+            host_id: "h".into(),
+            precheck: Some(pb::LatestPrecheck {
+                readiness: readiness.into(),
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn fail_on_blocked_exits_by_the_worst_outcome() {
+        let code = |hosts: Vec<pb::HostReadiness>| {
+            outcome_code(&pb::ReadinessReport {
+                hosts,
+                ..Default::default()
+            })
+            .map_err(|e| crate::exit::code_of(&e))
+        };
+        assert_eq!(code(vec![host(pb::Readiness::Ready)]), Ok(()));
+        assert_eq!(
+            code(vec![
+                host(pb::Readiness::Ready),
+                host(pb::Readiness::Blocked)
+            ]),
+            Err(10)
+        );
+        assert_eq!(
+            code(vec![
+                host(pb::Readiness::Blocked),
+                host(pb::Readiness::Error)
+            ]),
+            Err(11)
+        );
+    }
 }

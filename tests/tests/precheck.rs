@@ -259,6 +259,22 @@ fn precheck_reports_ready_blocked_and_error_hosts_with_their_findings() -> Resul
         .map_err(|e| anyhow::anyhow!("not one JSON document ({e}): {}", ran.stdout))?;
     assert_eq!(document["precheck"]["dispatched"], 4, "{document}");
     assert_eq!(document["readiness"]["summary"]["blocked"], 2, "{document}");
+    // A script that wants blocked or failed pre-checks to fail the step says so.
+    let ran = deployment.mfctl(&[
+        "precheck",
+        "--target",
+        "rhel-8.10",
+        "--wait",
+        "--fail-on-blocked",
+    ]);
+    // One host here ends in error (11 wins over 10) and two are blocked.
+    assert_eq!(ran.code, Some(11), "{}", ran.stderr);
+    assert!(
+        ran.stderr
+            .contains("1 pre-check(s) ended in error, 2 blocked"),
+        "{}",
+        ran.stderr
+    );
 
     let bad = deployment.mfctl(&["precheck", "--target", "rhel-9.5"]);
     assert!(
