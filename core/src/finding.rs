@@ -12,34 +12,11 @@ pub enum Source {
     Agent,
 }
 
-impl Source {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Convert2rhel => "convert2rhel",
-            Source::Leapp => "leapp",
-            Source::Agent => "agent",
-        }
-    }
-}
-
-impl std::fmt::Display for Source {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for Source {
-    type Err = InvalidFinding;
-
-    fn from_str(text: &str) -> Result<Self, InvalidFinding> {
-        match text {
-            "convert2rhel" => Ok(Source::Convert2rhel),
-            "leapp" => Ok(Source::Leapp),
-            "agent" => Ok(Source::Agent),
-            other => Err(InvalidFinding(format!("unknown finding source {other:?}"))),
-        }
-    }
-}
+closed_set!(Source, "a finding source", {
+    Source::Convert2rhel => "convert2rhel",
+    Source::Leapp => "leapp",
+    Source::Agent => "agent",
+});
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -149,9 +126,10 @@ mod tests {
         let mut bad = finding();
         bad.remediations = vec![Remediation::Command(vec!["x".repeat(MAX_SHORT + 1)])];
         assert!(bad.validate().expect_err("argv").0.contains("argument"));
+        let unknown = "shell".parse::<Source>().expect_err("not a source");
         assert_eq!(
-            "shell".parse::<Source>().map_err(|e| e.0),
-            Err("unknown finding source \"shell\"".into())
+            unknown.to_string(),
+            "a finding source is one of convert2rhel, leapp, agent, not \"shell\""
         );
     }
 }

@@ -16,8 +16,10 @@ use mf_sim::fleet::{self as sim, FleetSpec, SimConfig};
 use mf_coordinator::config::{CoordinatorConfig, DEFAULT_HEARTBEAT, DEFAULT_REBOOT_TIMEOUT};
 use mf_coordinator::{process, server};
 use mf_pki::{PkiFiles, PkiPaths};
+use mf_proto::v1::{WaveHostState, WaveState};
 use mfctl::client;
 use mfctl::output::table;
+use mfctl::wire::{hosts_in, wave_is};
 
 /// Start a coordinator and a simulated fleet on loopback, then show the fleet,
 /// its readiness and a wave from plan to summary.
@@ -257,12 +259,11 @@ async fn wave_story(
         .await
         .map_err(client::refused)?;
     let over = |s: &mf_proto::v1::WaveStatus| {
-        wave_state(s) == "halted"
-            && mfctl::wire::counts(s).get("running").copied().unwrap_or(0) == 0
-            || wave_state(s) == "completed"
+        wave_is(s, WaveState::Halted) && hosts_in(s, WaveHostState::Running) == 0
+            || wave_is(s, WaveState::Completed)
     };
     let status = watch_until(admin, timeout, over).await?;
-    if wave_state(&status) == "halted" {
+    if wave_is(&status, WaveState::Halted) {
         println!("\n$ mfctl wave status {WAVE}");
         println!("{}", waves::status_text(&status));
         if let Some(waiting) = first_pending(admin).await? {
@@ -294,7 +295,7 @@ async fn wave_story(
             })
             .await
             .map_err(client::refused)?;
-        watch_until(admin, timeout, |s| wave_state(s) == "completed").await?;
+        watch_until(admin, timeout, |s| wave_is(s, WaveState::Completed)).await?;
     }
     println!(
         "\nwave {WAVE} over in {:.1} s\n\n$ mfctl wave status {WAVE}",
@@ -367,7 +368,7 @@ async fn first_pending(admin: &mut client::AdminClient) -> Result<Option<String>
             .await
             .map_err(client::refused)?
             .into_inner();
-        if mfctl::wire::host_state(why.state) == "pending" {
+        if mf_proto::v1::WaveHostState::try_from(why.state) == Ok(WaveHostState::Pending) {
             return Ok(Some(host.clone()));
         }
     }
@@ -419,8 +420,4 @@ pub fn fleet_summary(hosts: &[mf_proto::v1::Host]) -> String {
     total.push(hosts.len().to_string());
     rows.push(total);
     table(&header, &rows)
-}
-
-fn wave_state(status: &mf_proto::v1::WaveStatus) -> &'static str {
-    mfctl::wire::wave_state(status.state)
 }

@@ -72,13 +72,14 @@ pub fn for_status(code: tonic::Code) -> ExitCode {
     }
 }
 
-/// The code for a job that ended without success, by its state's word.
-pub fn for_job_state(state: &str) -> ExitCode {
-    match state {
-        "blocked" => ExitCode::Blocked,
-        "failed" => ExitCode::Failed,
-        "rolled-back" => ExitCode::RolledBack,
-        "held" => ExitCode::Held,
+/// The code for a job that ended without success.
+pub fn for_job_state(state: i32) -> ExitCode {
+    use mf_proto::v1::JobState;
+    match JobState::try_from(state) {
+        Ok(JobState::Blocked) => ExitCode::Blocked,
+        Ok(JobState::Failed) => ExitCode::Failed,
+        Ok(JobState::RolledBack) => ExitCode::RolledBack,
+        Ok(JobState::Held) => ExitCode::Held,
         _ => ExitCode::Error,
     }
 }
@@ -98,8 +99,9 @@ mod tests {
         assert_eq!(for_status(tonic::Code::NotFound) as i32, 3);
         assert_eq!(for_status(tonic::Code::FailedPrecondition) as i32, 4);
         assert_eq!(for_status(tonic::Code::Unavailable) as i32, 5);
-        assert_eq!(for_job_state("rolled-back") as i32, 12);
-        assert_eq!(for_job_state("held") as i32, 13);
+        use mf_proto::v1::JobState;
+        assert_eq!(for_job_state(JobState::RolledBack.into()) as i32, 12);
+        assert_eq!(for_job_state(JobState::Held.into()) as i32, 13);
         assert_eq!(code_of(&with_code(ExitCode::Timeout, "late")), 14);
         assert_eq!(code_of(&anyhow::anyhow!("plain")), 1);
     }

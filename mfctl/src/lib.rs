@@ -305,10 +305,13 @@ pub async fn run(cli: Cli) -> Result<()> {
             let job = jobs::wait(&mut admin, &host, output == Format::Table).await?;
             jobs::print_job(&job, output)?;
             if pb::JobState::try_from(job.state) != Ok(pb::JobState::Succeeded) {
-                let state = wire::job_state(job.state);
                 return Err(exit::with_code(
-                    exit::for_job_state(state),
-                    format!("the job of {host} ended {state}: {}", job.detail),
+                    exit::for_job_state(job.state),
+                    format!(
+                        "the job of {host} ended {}: {}",
+                        wire::job_state(job.state),
+                        job.detail
+                    ),
                 ));
             }
             Ok(())

@@ -356,9 +356,9 @@ pub async fn watch(
             out.flush()?;
             last = text;
         }
-        if matches!(wire::wave_state(status.state), "completed" | "cancelled")
-            && wire::counts(&status).get("running").copied().unwrap_or(0) == 0
-        {
+        let over = wire::wave_is(&status, pb::WaveState::Completed)
+            || wire::wave_is(&status, pb::WaveState::Cancelled);
+        if over && wire::hosts_in(&status, pb::WaveHostState::Running) == 0 {
             return Ok(());
         }
         tokio::time::sleep(interval).await;
@@ -381,13 +381,10 @@ fn counts_text(status: &pb::WaveStatus) -> String {
 
 /// One line: for logs and `--watch` into a pipe.
 pub fn progress_line(status: &pb::WaveStatus) -> String {
-    let counts = wire::counts(status);
-    let total: u32 = counts.values().sum();
-    let done: u32 = counts
-        .iter()
-        .filter(|(k, _)| !matches!(**k, "pending" | "running"))
-        .map(|(_, n)| n)
-        .sum();
+    let total: u32 = status.counts.iter().map(|c| c.hosts).sum();
+    let done = total
+        - wire::hosts_in(status, pb::WaveHostState::Pending)
+        - wire::hosts_in(status, pb::WaveHostState::Running);
     format!(
         "{} {} stage {}/{} {done}/{total} done ({}){}{}{}",
         status.name,

@@ -119,11 +119,26 @@ pub fn host_state(value: i32) -> &'static str {
 pub fn finding_source(value: i32) -> &'static str {
     use mf_core::finding::Source;
     match pb::FindingSource::try_from(value) {
-        Ok(pb::FindingSource::Convert2rhel) => Source::Convert2rhel.as_str(),
-        Ok(pb::FindingSource::Leapp) => Source::Leapp.as_str(),
-        Ok(pb::FindingSource::Agent) => Source::Agent.as_str(),
+        Ok(pb::FindingSource::Convert2rhel) => Source::Convert2rhel.label(),
+        Ok(pb::FindingSource::Leapp) => Source::Leapp.label(),
+        Ok(pb::FindingSource::Agent) => Source::Agent.label(),
         Ok(pb::FindingSource::Unspecified) | Err(_) => UNKNOWN,
     }
+}
+
+/// Whether the wave is in `state`.
+pub fn wave_is(status: &pb::WaveStatus, state: pb::WaveState) -> bool {
+    pb::WaveState::try_from(status.state) == Ok(state)
+}
+
+/// How many of the wave's hosts are in `state`.
+pub fn hosts_in(status: &pb::WaveStatus, state: pb::WaveHostState) -> u32 {
+    status
+        .counts
+        .iter()
+        .filter(|c| pb::WaveHostState::try_from(c.state) == Ok(state))
+        .map(|c| c.hosts)
+        .sum()
 }
 
 /// A wave's hosts per state, by the state's word.

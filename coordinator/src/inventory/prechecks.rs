@@ -239,7 +239,7 @@ impl State {
                     let blocking = if f.blocking { "true" } else { "false" };
                     self.metrics
                         .finding_hosts
-                        .with_label_values(&[f.source.as_str(), &f.key, blocking])
+                        .with_label_values(&[f.source.label(), &f.key, blocking])
                         .add(delta);
                 }
             }
