@@ -81,20 +81,15 @@ impl PkiFiles {
         if paths.ca_cert().exists() || paths.ca_key().exists() {
             return Err(FilesError::Exists(paths.dir().to_path_buf()).into());
         }
-        // Names are checked before anything is written: a refusal leaves no files.
-        if let Some(bad) = names
-            .iter()
-            .find(|n| n.parse::<std::net::IpAddr>().is_err() && !super::valid_dns_name(n))
-        {
-            return Err(PkiError::BadName(bad.clone()));
-        }
+        // Everything is issued before anything is written: a refused name
+        // leaves neither files nor a directory behind.
+        let (ca, ca_pem) = CertificateAuthority::generate()?;
+        let server = ca.issue_server(names)?;
+        let operator = ca.issue_operator(operator)?;
         std::fs::create_dir_all(paths.dir()).map_err(|source| FilesError::Io {
             path: paths.dir().to_path_buf(),
             source,
         })?;
-        let (ca, ca_pem) = CertificateAuthority::generate()?;
-        let server = ca.issue_server(names)?;
-        let operator = ca.issue_operator(operator)?;
         let files = [
             (paths.ca_key(), ca_pem.key, 0o600),
             (paths.ca_cert(), ca_pem.cert, 0o644),

@@ -126,7 +126,7 @@ fn names_that_are_not_dns_names_or_addresses_are_refused_before_anything_is_writ
                 .contains("is not a DNS name or an IP address"),
             "{bad}: {err}"
         );
-        assert!(!paths.ca_key().exists(), "{bad}: nothing is written");
+        assert!(!paths.dir().exists(), "{bad}: nothing is written");
     }
     PkiFiles::init(
         &paths,
