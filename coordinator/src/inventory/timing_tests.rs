@@ -12,6 +12,7 @@ use super::*;
 use crate::clock::ManualClock;
 use mf_core::command::CommandPhase;
 use mf_core::job::{JobPhase, JobState, OnFailure};
+use mf_core::wave::spec::SpecInput;
 
 /// 2026-11-02T12:00:00Z, a Monday.
 const MONDAY_NOON: i64 = 1_793_620_800_000;
@@ -133,15 +134,31 @@ async fn a_rollback_reboot_with_no_outcome_is_held_too() {
     assert_eq!((job.phase, job.state), (JobPhase::Rollback, JobState::Held));
 }
 
-fn spec(input: mf_core::wave::spec::SpecInput) -> mf_core::wave::spec::WaveSpec {
-    mf_core::wave::spec::SpecInput {
+/// Plans wave "w" over the RHEL hosts to RHEL 8.10 with `input`'s policy
+/// (one batch after the canary unless it says otherwise).
+async fn create(inventory: &Inventory, input: SpecInput, mode: CreateMode) -> PlanView {
+    let batches = if input.batches.is_empty() {
+        "100%".into()
+    } else {
+        input.batches.clone()
+    };
+    let spec = SpecInput {
         name: "w".into(),
         selector: "os=rhel".into(),
         target: "rhel-8.10".into(),
+        batches,
         ..input
     }
     .check()
-    .expect("spec")
+    .expect("spec");
+    inventory.create_wave(spec, mode).await.expect("created")
+}
+
+async fn start(inventory: &Inventory) {
+    inventory
+        .wave_action("w".into(), WaveAction::Start)
+        .await
+        .expect("start");
 }
 
 /// Two RHEL 7.9 hosts of two applications with a passed pre-check.
@@ -175,21 +192,9 @@ async fn a_host_away_is_given_up_after_ten_minutes_counted_from_the_restart_at_t
     {
         let (inventory, task, _) = fixture.start_with(settings(&clock));
         let [(_, mut a), (b_session, _b)] = two_ready_hosts(&inventory).await;
-        inventory
-            .create_wave(
-                spec(mf_core::wave::spec::SpecInput {
-                    batches: "100%".into(),
-                    ..Default::default()
-                }),
-                CreateMode::Record,
-            )
-            .await
-            .expect("created");
+        create(&inventory, SpecInput::default(), CreateMode::Record).await;
         inventory.disconnect("b1".into(), b_session).await;
-        inventory
-            .wave_action("w".into(), WaveAction::Start)
-            .await
-            .expect("start");
+        start(&inventory).await;
         // The canary a1 runs to its end; then it is b1's turn, and b1 is away.
         super::tests::run_job(&inventory, "a1", &mut a).await;
         inventory.tick().await.expect("tick");
@@ -243,22 +248,17 @@ async fn the_next_stage_waits_for_its_soak_by_the_clock() {
     let clock = ManualClock::at(MONDAY_NOON);
     let (inventory, _task, _) = fixture.start_with(settings(&clock));
     let [(_, mut a), (_, mut b)] = two_ready_hosts(&inventory).await;
-    inventory
-        .create_wave(
-            spec(mf_core::wave::spec::SpecInput {
-                canary: "1".into(),
-                batches: "100%".into(),
-                soak_seconds: 3600,
-                ..Default::default()
-            }),
-            CreateMode::Record,
-        )
-        .await
-        .expect("created");
-    inventory
-        .wave_action("w".into(), WaveAction::Start)
-        .await
-        .expect("start");
+    create(
+        &inventory,
+        SpecInput {
+            canary: "1".into(),
+            soak_seconds: 3600,
+            ..Default::default()
+        },
+        CreateMode::Record,
+    )
+    .await;
+    start(&inventory).await;
     super::tests::run_job(&inventory, "a1", &mut a).await;
     inventory.tick().await.expect("tick");
     assert!(b.try_recv().is_err(), "b1 must wait for the canary's soak");
@@ -281,21 +281,16 @@ async fn a_wave_starts_nobody_outside_its_window_and_starts_when_the_clock_enter
     let clock = ManualClock::at(MONDAY_NOON);
     let (inventory, _task, _) = fixture.start_with(settings(&clock));
     let [(_, mut a), (_, mut b)] = two_ready_hosts(&inventory).await;
-    inventory
-        .create_wave(
-            spec(mf_core::wave::spec::SpecInput {
-                batches: "100%".into(),
-                windows: vec!["22:00-06:00 UTC".into()],
-                ..Default::default()
-            }),
-            CreateMode::Record,
-        )
-        .await
-        .expect("created");
-    inventory
-        .wave_action("w".into(), WaveAction::Start)
-        .await
-        .expect("start");
+    create(
+        &inventory,
+        SpecInput {
+            windows: vec!["22:00-06:00 UTC".into()],
+            ..Default::default()
+        },
+        CreateMode::Record,
+    )
+    .await;
+    start(&inventory).await;
     inventory.tick().await.expect("tick");
     assert!(
         a.try_recv().is_err() && b.try_recv().is_err(),
@@ -320,20 +315,8 @@ async fn operators_verbs_are_idempotent_where_safe_and_unknown_hosts_are_not_fou
     let clock = ManualClock::at(MONDAY_NOON);
     let (inventory, _task, _) = fixture.start_with(settings(&clock));
     let [_a, _b] = two_ready_hosts(&inventory).await;
-    inventory
-        .create_wave(
-            spec(mf_core::wave::spec::SpecInput {
-                batches: "100%".into(),
-                ..Default::default()
-            }),
-            CreateMode::Record,
-        )
-        .await
-        .expect("created");
-    inventory
-        .wave_action("w".into(), WaveAction::Start)
-        .await
-        .expect("start");
+    create(&inventory, SpecInput::default(), CreateMode::Record).await;
+    start(&inventory).await;
     for _ in 0..2 {
         let status = inventory
             .wave_action("w".into(), WaveAction::Pause)
@@ -359,29 +342,18 @@ async fn a_canary_of_zero_plans_no_canary_stage() {
     let clock = ManualClock::at(MONDAY_NOON);
     let (inventory, _task, _) = fixture.start_with(settings(&clock));
     let [_a, _b] = two_ready_hosts(&inventory).await;
-    let plan = inventory
-        .create_wave(
-            spec(mf_core::wave::spec::SpecInput {
-                canary: "0".into(),
-                batches: "100%".into(),
-                ..Default::default()
-            }),
-            CreateMode::DryRun,
-        )
-        .await
-        .expect("planned");
+    let plan = create(
+        &inventory,
+        SpecInput {
+            canary: "0".into(),
+            ..Default::default()
+        },
+        CreateMode::DryRun,
+    )
+    .await;
     assert!(!plan.has_canary, "no canary stage: {:?}", plan.stages);
     assert_eq!(plan.stages, [vec!["a1".to_string(), "b1".into()]]);
-    let with_canary = inventory
-        .create_wave(
-            spec(mf_core::wave::spec::SpecInput {
-                batches: "100%".into(),
-                ..Default::default()
-            }),
-            CreateMode::DryRun,
-        )
-        .await
-        .expect("planned");
+    let with_canary = create(&inventory, SpecInput::default(), CreateMode::DryRun).await;
     assert!(with_canary.has_canary);
     assert_eq!(with_canary.stages.len(), 2);
 }
@@ -392,20 +364,8 @@ async fn after_a_cancel_hosts_that_never_started_are_not_counted_done() {
     let clock = ManualClock::at(MONDAY_NOON);
     let (inventory, _task, _) = fixture.start_with(settings(&clock));
     let [_a, _b] = two_ready_hosts(&inventory).await;
-    inventory
-        .create_wave(
-            spec(mf_core::wave::spec::SpecInput {
-                batches: "100%".into(),
-                ..Default::default()
-            }),
-            CreateMode::Record,
-        )
-        .await
-        .expect("created");
-    inventory
-        .wave_action("w".into(), WaveAction::Start)
-        .await
-        .expect("start");
+    create(&inventory, SpecInput::default(), CreateMode::Record).await;
+    start(&inventory).await;
     let status = inventory
         .wave_action("w".into(), WaveAction::Cancel { rollback: false })
         .await
