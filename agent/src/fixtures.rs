@@ -1,6 +1,7 @@
 //! Where the agent's tests find their fixtures: the project's own, always
-//! (`tests/fixtures/`), and the real tools' samples when a checkout has them
-//! beside it (`../shared/fixtures/real`), read in addition, never instead.
+//! (`tests/fixtures/`). The project's build machine also keeps the tools'
+//! published samples beside its checkouts; when present they are checked in
+//! addition, never instead, and their absence changes no test's result.
 
 use std::path::{Path, PathBuf};
 
