@@ -145,6 +145,7 @@ pub async fn run(command: CliCommand, open_host: OpenHost) -> Result<()> {
             let journal_path = run.state_dir.join("journal.jsonl");
             let journal = Journal::open(&journal_path)?;
             let shutdown = shutdown_on_signal();
+            let journal = std::sync::Arc::new(std::sync::Mutex::new(journal));
             session::run(identity, host, journal, run.session, shutdown).await;
             info!("mf-agent stopped");
             Ok(())

@@ -23,6 +23,8 @@ pub enum ConfigError {
     Label(String, &'static str),
     #[error("no state directory: give --state-dir or state_dir in the config file")]
     NoStateDir,
+    #[error("[leapp] {0}")]
+    Leapp(String),
 }
 
 /// The `mf-agent run` configuration file.
@@ -37,6 +39,35 @@ pub struct FileConfig {
     pub facts_interval: Option<String>,
     /// How changes are protected on this host (default: LVM snapshots).
     pub snapshot: Option<crate::phases::SnapshotConfig>,
+    /// Answers to leapp's dialogs and how long to wait for FirstBoot.
+    pub leapp: Option<LeappFile>,
+}
+
+/// `[leapp]`: `answers = ["dialog.option=value", ...]`, `first_boot_timeout = "1h"`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeappFile {
+    #[serde(default)]
+    pub answers: Vec<String>,
+    pub first_boot_timeout: Option<String>,
+}
+
+impl LeappFile {
+    fn resolve(self) -> Result<crate::phases::LeappConfig, ConfigError> {
+        let mut config = crate::phases::LeappConfig::default();
+        for text in &self.answers {
+            config.answers.push(
+                text.parse().map_err(|e: crate::phases::leapp::BadAnswer| {
+                    ConfigError::Leapp(e.to_string())
+                })?,
+            );
+        }
+        if let Some(text) = self.first_boot_timeout {
+            config.first_boot_timeout = humantime::parse_duration(&text)
+                .map_err(|e| ConfigError::Leapp(format!("first_boot_timeout {text:?}: {e}")))?;
+        }
+        Ok(config)
+    }
 }
 
 impl FileConfig {
@@ -92,6 +123,9 @@ pub fn resolve(
     };
     if let Some(snapshot) = file.snapshot {
         session.phases.snapshot = snapshot;
+    }
+    if let Some(leapp) = file.leapp {
+        session.phases.leapp = leapp.resolve()?;
     }
     if let Some(interval) = facts_interval.or(file_interval) {
         session.facts_interval = interval.max(Duration::from_secs(1));
@@ -211,6 +245,38 @@ mod tests {
         assert_eq!(config.state_dir, PathBuf::from("/var/lib/mf-agent"));
         assert_eq!(config.session.labels["app"], "billing");
         assert_eq!(config.session.phases.snapshot.size_percent, 20);
+        Ok(())
+    }
+
+    #[test]
+    fn leapp_answers_and_the_first_boot_wait_are_checked_when_loaded() -> Result<(), ConfigError> {
+        let parse = |text: &str| {
+            toml::from_str::<FileConfig>(text).map_err(|e| ConfigError::Parse {
+                path: "t".into(),
+                message: e.to_string(),
+            })
+        };
+        let config = resolve(
+            parse(
+                "state_dir = \"/x\"\n[leapp]\nanswers = [\"remove_pam_pkcs11_module_check.confirm=True\"]\nfirst_boot_timeout = \"90m\"\n",
+            )?,
+            None,
+            None,
+            &[],
+            None,
+        )?;
+        assert_eq!(config.session.phases.leapp.answers.len(), 1);
+        assert_eq!(
+            config.session.phases.leapp.first_boot_timeout,
+            Duration::from_secs(5400)
+        );
+        for bad in [
+            "state_dir = \"/x\"\n[leapp]\nanswers = [\"confirm=True\"]\n",
+            "state_dir = \"/x\"\n[leapp]\nfirst_boot_timeout = \"soon\"\n",
+        ] {
+            let refused = resolve(parse(bad)?, None, None, &[], None);
+            assert!(matches!(refused, Err(ConfigError::Leapp(_))), "{bad}");
+        }
         Ok(())
     }
 

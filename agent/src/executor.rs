@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use crate::command::{AgentCommand, CommandUpdate, UpdateState, now_unix_ms};
 use crate::host::Host;
-use crate::journal::Journal;
+use crate::journal::{Journal, SharedJournal};
 use crate::migration::{Migration, NotAllowed};
 use crate::phases::{self, Context, Outcome, PhaseResult};
 
@@ -63,18 +63,29 @@ impl Executor {
     pub async fn spawn(
         host_id: String,
         host: Arc<dyn Host>,
-        journal: Journal,
+        journal: SharedJournal,
         context: Context,
         updates: mpsc::Sender<CommandUpdate>,
     ) -> Self {
-        let journal = Arc::new(Mutex::new(journal));
         let settled = {
             let (journal, host) = (Arc::clone(&journal), Arc::clone(&host));
             tokio::task::spawn_blocking(move || recover(&journal, host.as_ref())).await
         };
-        if let Ok(Some(update)) = &settled {
-            info!(command_id = %update.command_id, state = ?update.state, "settled the command left running");
-        }
+        let resume = match settled {
+            Ok(Recovered::Settled(update)) => {
+                info!(command_id = %update.command_id, state = ?update.state, "settled the command left running");
+                None
+            }
+            Ok(Recovered::Resume(command)) => {
+                info!(command_id = %command.id, phase = %command.phase, "resuming the command left running");
+                Some(command)
+            }
+            Ok(Recovered::Nothing) => None,
+            Err(e) => {
+                warn!(error = %e, "settling the command left running panicked");
+                None
+            }
+        };
         let context = Context {
             host_id: host_id.clone(),
             ..context
@@ -90,7 +101,7 @@ impl Executor {
             updates,
             progress: progress_tx,
         };
-        tokio::spawn(worker.run(rx));
+        tokio::spawn(worker.run(rx, resume));
         Self { commands, progress }
     }
 
@@ -116,14 +127,38 @@ fn progress_of(journal: &Journal) -> Progress {
     }
 }
 
+/// What start-up did with the command the journal shows running.
+enum Recovered {
+    Nothing,
+    Settled(CommandUpdate),
+    /// A verification, which only reads the host: run it again (the agent
+    /// was restarted while it waited for FirstBoot, by an SELinux relabel's
+    /// reboot for instance).
+    Resume(AgentCommand),
+}
+
 /// Settles a command the journal shows running (blocking).
-fn recover(journal: &Mutex<Journal>, host: &dyn Host) -> Option<CommandUpdate> {
+fn recover(journal: &Mutex<Journal>, host: &dyn Host) -> Recovered {
     let (running, migration) = {
         let journal = lock(journal);
-        (journal.running()?.clone(), journal.migration().clone())
+        let Some(running) = journal.running() else {
+            return Recovered::Nothing;
+        };
+        (running.clone(), journal.migration().clone())
     };
-    let result = phases::recover(host, &running, &migration);
-    let outcome = result.outcome?;
+    if matches!(running.phase, crate::command::CommandPhase::Verify(_)) {
+        return Recovered::Resume(AgentCommand {
+            id: running.command_id,
+            host_id: String::new(),
+            sequence: running.sequence,
+            expires_unix_ms: 0,
+            phase: running.phase,
+        });
+    }
+    let PhaseResult::Done { outcome, migration } = phases::recover(host, &running, &migration)
+    else {
+        return Recovered::Nothing;
+    };
     let update = CommandUpdate {
         command_id: running.command_id,
         sequence: running.sequence,
@@ -132,10 +167,10 @@ fn recover(journal: &Mutex<Journal>, host: &dyn Host) -> Option<CommandUpdate> {
         findings: outcome.findings,
         finished_unix_ms: now_unix_ms(),
     };
-    if let Err(e) = lock(journal).finish(update.clone(), result.migration) {
+    if let Err(e) = lock(journal).finish(update.clone(), migration) {
         warn!(error = %e, "cannot journal the settled command");
     }
-    Some(update)
+    Recovered::Settled(update)
 }
 
 struct Worker {
@@ -149,20 +184,35 @@ struct Worker {
 
 type Running = tokio::task::JoinHandle<(AgentCommand, PhaseResult)>;
 
+/// A command whose phase is not decided yet, run again at `next`.
+struct Waiting {
+    command: AgentCommand,
+    next: Instant,
+}
+
+/// How often an undecided verification looks again.
+const RECHECK: Duration = Duration::from_secs(5);
+
 impl Worker {
-    async fn run(self, mut commands: mpsc::Receiver<AgentCommand>) {
-        let mut running: Option<(String, Running)> = None;
+    async fn run(self, mut commands: mpsc::Receiver<AgentCommand>, resume: Option<AgentCommand>) {
+        let mut running: Option<(String, Running)> =
+            resume.map(|command| self.spawn_phase(command, None));
         // A command whose host is going down for a reboot, and until when.
         let mut rebooting: Option<(AgentCommand, Instant)> = None;
+        let mut waiting: Option<Waiting> = None;
+        // The command that is waiting, and when the wait gives up.
+        let mut patience: Option<(String, Instant)> = None;
         loop {
             let deadline = rebooting.as_ref().map(|(_, at)| *at);
+            let recheck = waiting.as_ref().map(|w| w.next);
             tokio::select! {
                 command = commands.recv() => match command {
                     Some(command) => {
                         let busy = running
                             .as_ref()
                             .map(|(id, _)| id.clone())
-                            .or_else(|| rebooting.as_ref().map(|(c, _)| c.id.clone()));
+                            .or_else(|| rebooting.as_ref().map(|(c, _)| c.id.clone()))
+                            .or_else(|| waiting.as_ref().map(|w| w.command.id.clone()));
                         if let Some(task) = self.accept(command, busy).await {
                             running = Some(task);
                         }
@@ -178,14 +228,46 @@ impl Worker {
                 } => {
                     running = None;
                     match finished {
-                        Ok((command, result)) => match result.outcome {
-                            Some(outcome) => self.finish(&command, outcome, result.migration).await,
-                            None => {
-                                info!(command_id = %command.id, "the host is going down for a reboot");
-                                rebooting = Some((command, Instant::now() + REBOOT_GRACE));
+                        Ok((command, PhaseResult::Done { outcome, migration })) => {
+                            patience = None;
+                            self.finish(&command, outcome, migration).await;
+                        }
+                        Ok((command, PhaseResult::Rebooting)) => {
+                            info!(command_id = %command.id, "the host is going down for a reboot");
+                            rebooting = Some((command, Instant::now() + REBOOT_GRACE));
+                        }
+                        Ok((command, PhaseResult::NotYet(reason))) => {
+                            let now = Instant::now();
+                            let timeout = self.context.leapp.first_boot_timeout;
+                            let give_up = match &patience {
+                                Some((id, at)) if *id == command.id => *at,
+                                _ => now + timeout,
+                            };
+                            if now >= give_up {
+                                patience = None;
+                                let migration = self.journal(|j| j.migration().clone());
+                                if let PhaseResult::Done { outcome, migration } =
+                                    phases::gave_up_waiting(&migration, &reason, timeout)
+                                {
+                                    self.finish(&command, outcome, migration).await;
+                                }
+                            } else {
+                                info!(command_id = %command.id, %reason, "waiting before looking again");
+                                patience = Some((command.id.clone(), give_up));
+                                waiting = Some(Waiting { command, next: now + RECHECK });
                             }
-                        },
+                        }
                         Err(e) => warn!(error = %e, "a phase panicked; it is settled at the next start"),
+                    }
+                }
+                () = async {
+                    match recheck {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    if let Some(again) = waiting.take() {
+                        running = Some(self.spawn_phase(again.command, None));
                     }
                 }
                 () = async {
@@ -303,6 +385,12 @@ impl Worker {
             command.phase.to_string(),
             crate::command::now_unix_ms(),
         ));
+        Some(self.spawn_phase(command, boot))
+    }
+
+    /// Runs the command's phase off the runtime; `boot` is the boot id
+    /// journaled when it started.
+    fn spawn_phase(&self, command: AgentCommand, boot: Option<String>) -> (String, Running) {
         let host = Arc::clone(&self.host);
         let migration = self.journal(|j| j.migration().clone());
         let context = self.context.clone();
@@ -317,7 +405,7 @@ impl Worker {
             );
             (command, result)
         });
-        Some((id, task))
+        (id, task)
     }
 
     async fn finish(&self, command: &AgentCommand, outcome: Outcome, migration: Option<Migration>) {
@@ -389,7 +477,14 @@ mod tests {
         let (tx, rx) = mpsc::channel(16);
         let host: Arc<dyn Host> = Arc::new(RootedHost::new(dir.join("root")));
         (
-            Executor::spawn("me".into(), host, journal, Context::default(), tx).await,
+            Executor::spawn(
+                "me".into(),
+                host,
+                Arc::new(Mutex::new(journal)),
+                Context::default(),
+                tx,
+            )
+            .await,
             rx,
         )
     }

@@ -62,6 +62,11 @@ pub struct JournalError {
     source: std::io::Error,
 }
 
+/// The journal as the executor holds it. Shared so that a simulated machine
+/// that goes down and comes back (`mf-sim fleet`) restarts its agent on the
+/// same in-memory journal, as a real one restarts on the same file.
+pub type SharedJournal = std::sync::Arc<std::sync::Mutex<Journal>>;
+
 #[derive(Debug)]
 pub struct Journal {
     /// None for an in-memory journal (simulated agents).

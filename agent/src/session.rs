@@ -20,7 +20,7 @@ use crate::executor::Executor;
 use crate::facts::{self, Facts};
 use crate::host::Host;
 use crate::identity::Identity;
-use crate::journal::Journal;
+use crate::journal::SharedJournal;
 use crate::wire;
 use mf_proto::transport::{self, MAX_MESSAGE_BYTES};
 
@@ -75,7 +75,7 @@ const UPDATE_QUEUE: usize = 64;
 pub async fn run(
     identity: Identity,
     host: Arc<dyn Host>,
-    journal: Journal,
+    journal: SharedJournal,
     config: SessionConfig,
     shutdown: CancellationToken,
 ) {

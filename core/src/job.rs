@@ -238,6 +238,13 @@ impl Job {
         }
     }
 
+    /// Running, or held only because its host said nothing in time: what
+    /// the host says when it is back still counts.
+    pub fn awaits_host(&self) -> bool {
+        self.state == JobState::Running
+            || (self.state == JobState::Held && self.held == Some(Hold::TimedOut))
+    }
+
     fn enter(&mut self, phase: JobPhase, now: i64) -> Decision {
         self.phase = phase;
         self.phase_started_unix_ms = now;
@@ -292,7 +299,7 @@ impl Job {
                 self.enter(self.phase, now)
             }
             Event::RollbackRequested | Event::RetryRequested => Decision::Wait,
-            Event::JournalRewound { os_now } if self.state == JobState::Running => {
+            Event::JournalRewound { os_now } if self.awaits_host() => {
                 if self.phase == JobPhase::Rollback && os_now == self.original_os {
                     self.end(
                         JobState::RolledBack,
@@ -326,13 +333,18 @@ impl Job {
                         )
                     ),
                 );
-                self.hold(
-                    Hold::TimedOut,
-                    now,
+                let text = if self.phase == JobPhase::Reboot {
+                    "held: the host has not come back from its reboot. It may be stopped in the \
+                     upgrade initramfs's emergency shell, which needs someone at its console (or \
+                     the site's console hook) to boot the previous entry; it never comes back by \
+                     itself. When it does come back, the job goes on from what it reports; \
+                     mfctl hosts rollback returns to the snapshot"
+                } else {
                     "held: the host may be down; an operator decides (mfctl hosts retry sends it \
-                     again, mfctl hosts rollback returns to the snapshot)"
-                        .into(),
-                )
+                     again, mfctl hosts rollback returns to the snapshot). If the host reports \
+                     later, the job goes on from what it reports"
+                };
+                self.hold(Hold::TimedOut, now, text.into())
             }
             Event::TimedOut { .. } => Decision::Wait,
             Event::Update {
@@ -350,8 +362,22 @@ impl Job {
         findings: Vec<Finding>,
         now: i64,
     ) -> Decision {
-        if self.state != JobState::Running {
+        // A host that reports on its command after the timeout held the job
+        // is back: what it reports decides, as if it had been on time.
+        let late = self.state == JobState::Held && self.held == Some(Hold::TimedOut);
+        if !self.awaits_host() {
             return Decision::Wait;
+        }
+        if late {
+            if state == UpdateState::Started {
+                return Decision::Wait;
+            }
+            self.state = JobState::Running;
+            self.held = None;
+            self.note(
+                now,
+                format!("the host reported after the timeout: {}", state.label()),
+            );
         }
         let phase = self.phase.label();
         let step = self.step();
@@ -623,18 +649,33 @@ mod tests {
             Decision::Wait
         );
         assert_eq!(job.state, JobState::Held);
+        assert!(job.detail.contains("emergency shell"), "{}", job.detail);
         assert_eq!(
-            job.apply(ok("late"), 6),
-            Decision::Wait,
-            "a held job ignores stray updates"
+            job.apply(ok("rebooted late"), 6),
+            Decision::Send,
+            "a host that reports after the timeout is back: its report decides"
         );
-        assert_eq!(job.apply(Event::RetryRequested, 7), Decision::Send);
         assert_eq!(
-            (job.phase, job.state),
-            (JobPhase::Reboot, JobState::Running)
+            (job.phase, job.state, job.held),
+            (JobPhase::Verify, JobState::Running, None)
+        );
+        assert!(
+            job.timeline
+                .iter()
+                .any(|e| e.text == "the host reported after the timeout: succeeded"),
+            "{:?}",
+            job.timeline
         );
         job.apply(failed(), 8);
-        assert_eq!(job.state, JobState::Held);
+        assert_eq!(
+            (job.state, job.held),
+            (JobState::Held, Some(Hold::ChangeFailed))
+        );
+        assert_eq!(
+            job.apply(ok("stray"), 8),
+            Decision::Wait,
+            "a job held for an operator ignores stray updates"
+        );
         assert_eq!(job.apply(Event::RollbackRequested, 9), Decision::Send);
         assert_eq!(job.phase, JobPhase::Rollback);
         job.apply(ok(""), 10);

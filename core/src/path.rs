@@ -53,8 +53,11 @@ impl Target {
     }
 }
 
-/// The RHEL releases a migration can end on, and how leapp reaches them.
-const TARGETS: [Target; 4] = [
+/// The RHEL releases a migration can end on. Which of them leapp reaches
+/// from a given release is the installed leapp-repository's
+/// `upgrade_paths.json`, read on the host at pre-check (an unsupported one is
+/// an inhibitor there); this table only says which hops exist.
+const TARGETS: [Target; 6] = [
     Target { major: 7, minor: 9 },
     Target {
         major: 8,
@@ -62,7 +65,15 @@ const TARGETS: [Target; 4] = [
     },
     Target { major: 9, minor: 4 },
     Target { major: 9, minor: 6 },
+    Target { major: 9, minor: 8 },
+    Target {
+        major: 10,
+        minor: 0,
+    },
 ];
+
+/// The release each major is upgraded from to reach the next major.
+const EL9_TO_EL10_FROM: Target = Target { major: 9, minor: 6 };
 
 impl std::str::FromStr for Target {
     type Err = PathError;
@@ -167,11 +178,17 @@ pub fn plan(os_id: &str, version: &str, target: Target) -> Result<Vec<Step>, Pat
                 minor: 10,
             },
             (8, 10) if target.major == 9 => target,
-            (7 | 8, _) => {
+            (8, 10) => EL9_TO_EL10_FROM,
+            (9, _) if at == EL9_TO_EL10_FROM => target,
+            (7..=9, _) if target.major > at.major => {
                 return impossible(format!(
                     "RHEL {} must be updated to {} before an in-place upgrade",
                     at.version(),
-                    if at.major == 7 { "7.9" } else { "8.10" }
+                    match at.major {
+                        7 => "7.9".to_string(),
+                        8 => "8.10".to_string(),
+                        _ => EL9_TO_EL10_FROM.version(),
+                    }
                 ));
             }
             _ => {
@@ -256,6 +273,14 @@ mod tests {
             &["leapp to 8.10", "leapp to 9.4"],
         );
         ok("rhel", "8.10", "rhel-9.6", &["leapp to 9.6"]);
+        ok("rhel", "8.10", "rhel-9.8", &["leapp to 9.8"]);
+        ok("rhel", "9.6", "rhel-10.0", &["leapp to 10.0"]);
+        ok(
+            "rhel",
+            "8.10",
+            "rhel-10.0",
+            &["leapp to 9.6", "leapp to 10.0"],
+        );
         ok("rocky", "8.10", "rhel-8.10", &["convert2rhel to 8.10"]);
         ok(
             "almalinux",
@@ -281,6 +306,7 @@ mod tests {
             "updated to 7.9 before an in-place upgrade",
         );
         err("rhel", "8.8", "rhel-9.6", "updated to 8.10");
+        err("rhel", "9.4", "rhel-10.0", "updated to 9.6");
         err("rocky", "8.4", "rhel-8.10", "no supported path");
         err("rocky", "8.10", "rhel-7.9", "no downgrade");
         err("ubuntu", "22.04", "rhel-9.6", "no supported path");

@@ -13,7 +13,7 @@ use mf_sim::SimProfile;
 use mf_sim::emulated::Failure;
 use mf_sim::fleet::{self as sim, FleetSpec, SimConfig};
 
-use mf_coordinator::config::{CoordinatorConfig, DEFAULT_HEARTBEAT, DEFAULT_REBOOT_TIMEOUT};
+use mf_coordinator::config::{CoordinatorConfig, DEFAULT_HEARTBEAT};
 use mf_coordinator::{process, server};
 use mf_pki::{PkiFiles, PkiPaths};
 use mf_proto::v1::{WaveHostState, WaveState};
@@ -73,7 +73,7 @@ async fn run(args: DemoArgs) -> Result<()> {
         admin_listen: loopback,
         metrics_listen: loopback,
         heartbeat_interval: DEFAULT_HEARTBEAT,
-        reboot_timeout: DEFAULT_REBOOT_TIMEOUT,
+        reboot_timeout: DEMO_REBOOT_TIMEOUT,
     };
     let coordinator = server::start(&config).await?;
     println!(
@@ -102,8 +102,9 @@ async fn run(args: DemoArgs) -> Result<()> {
         prefix: "demo".into(),
         ready_rhel79: false,
     });
-    // Two clean RHEL 7.9 hosts will fail in their upgrade initramfs: the first
-    // is rolled back within the error budget, the second crosses it.
+    // Two clean RHEL 7.9 hosts will fail in their upgrade initramfs and stop
+    // in its emergency shell: the first is within the error budget, the
+    // second crosses it; someone at their consoles brings them back.
     let doomed = pick_doomed(&mut plan);
     let fleet = sim::start(
         plan,
@@ -155,7 +156,7 @@ async fn run(args: DemoArgs) -> Result<()> {
     println!("$ mfctl report readiness");
     mfctl::readiness::print_report(&report, mfctl::Format::Table)?;
 
-    wave_story(&mut admin, &doomed, args.timeout).await?;
+    wave_story(&mut admin, &fleet, &doomed, args.timeout).await?;
 
     if args.keep {
         println!("\nThe demo keeps running. In another shell:");
@@ -203,12 +204,17 @@ fn pick_doomed(plan: &mut [sim::HostPlan]) -> Vec<String> {
 }
 
 const WAVE: &str = "rhel8-wave1";
+/// How long the demo's coordinator waits for a reboot before holding its job
+/// (real sites: hours; the default is 4 h).
+const DEMO_REBOOT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A wave over the RHEL 7.9 hosts: plan, canary, budgets per application and
-/// datacenter, a failure rolled back, a halt on the error budget, an
-/// operator's resume, the summary.
+/// datacenter, upgrades that stop in their initramfs held at the reboot
+/// timeout, a halt on the error budget, the operator at the consoles, the
+/// rollbacks, the operator's resume, the summary.
 async fn wave_story(
     admin: &mut client::AdminClient,
+    fleet: &sim::Fleet,
     doomed: &[String],
     timeout: Duration,
 ) -> Result<()> {
@@ -243,8 +249,10 @@ async fn wave_story(
     println!("{}", waves::plan_text(&plan));
     if !doomed.is_empty() {
         println!(
-            "\n(the demo made {} fail in their upgrade initramfs)",
-            doomed.join(" and ")
+            "\n(the demo made {} fail in their upgrade initramfs: they will stop in its emergency \
+             shell, and the demo's coordinator holds a reboot after {} s)",
+            doomed.join(" and "),
+            DEMO_REBOOT_TIMEOUT.as_secs()
         );
     }
 
@@ -258,44 +266,60 @@ async fn wave_story(
         })
         .await
         .map_err(client::refused)?;
-    let over = |s: &mf_proto::v1::WaveStatus| {
+    let halted = |s: &mf_proto::v1::WaveStatus| {
         wave_is(s, WaveState::Halted) && hosts_in(s, WaveHostState::Running) == 0
-            || wave_is(s, WaveState::Completed)
     };
-    let status = watch_until(admin, timeout, over).await?;
-    if wave_is(&status, WaveState::Halted) {
-        println!("\n$ mfctl wave status {WAVE}");
-        println!("{}", waves::status_text(&status));
-        if let Some(waiting) = first_pending(admin).await? {
-            println!("\n$ mfctl wave why {WAVE} {waiting}");
-            let why = admin
-                .why_wave(mf_proto::v1::WhyWaveRequest {
+    // A host down in its initramfs is held at the reboot timeout: counted
+    // failed, and still holding its application's budget until it is back.
+    let stuck = |s: &mf_proto::v1::WaveStatus| {
+        hosts_in(s, WaveHostState::Failed) > 0
+            && doomed
+                .iter()
+                .any(|id| fleet.host(id).is_some_and(|h| h.is_down()))
+    };
+    loop {
+        let status = watch_until(admin, timeout, |s| {
+            halted(s) || stuck(s) || wave_is(s, WaveState::Completed)
+        })
+        .await?;
+        if halted(&status) {
+            println!("\n$ mfctl wave status {WAVE}");
+            println!("{}", waves::status_text(&status));
+            if let Some(waiting) = first_pending(admin).await? {
+                println!("\n$ mfctl wave why {WAVE} {waiting}");
+                let why = admin
+                    .why_wave(mf_proto::v1::WhyWaveRequest {
+                        name: WAVE.into(),
+                        host_id: waiting.clone(),
+                    })
+                    .await
+                    .map_err(client::refused)?
+                    .into_inner();
+                println!(
+                    "{} ({}, stage {}): {}",
+                    why.host_id,
+                    mfctl::wire::host_state(why.state),
+                    why.stage,
+                    why.reason
+                );
+            }
+            bring_back(admin, fleet, doomed, timeout).await?;
+            println!(
+                "\n(the operator has looked at the rolled-back hosts, then)\n$ mfctl wave resume {WAVE}"
+            );
+            admin
+                .wave_action(mf_proto::v1::WaveActionRequest {
                     name: WAVE.into(),
-                    host_id: waiting.clone(),
+                    action: mf_proto::v1::WaveAction::Resume.into(),
+                    rollback: false,
                 })
                 .await
-                .map_err(client::refused)?
-                .into_inner();
-            println!(
-                "{} ({}, stage {}): {}",
-                why.host_id,
-                mfctl::wire::host_state(why.state),
-                why.stage,
-                why.reason
-            );
+                .map_err(client::refused)?;
+        } else if stuck(&status) {
+            bring_back(admin, fleet, doomed, timeout).await?;
+        } else {
+            break;
         }
-        println!(
-            "\n(the operator looks at the rolled-back hosts, then)\n$ mfctl wave resume {WAVE}"
-        );
-        admin
-            .wave_action(mf_proto::v1::WaveActionRequest {
-                name: WAVE.into(),
-                action: mf_proto::v1::WaveAction::Resume.into(),
-                rollback: false,
-            })
-            .await
-            .map_err(client::refused)?;
-        watch_until(admin, timeout, |s| wave_is(s, WaveState::Completed)).await?;
     }
     println!(
         "\nwave {WAVE} over in {:.1} s\n\n$ mfctl wave status {WAVE}",
@@ -318,6 +342,65 @@ async fn wave_story(
                     entry.text
                 );
             }
+        }
+    }
+    Ok(())
+}
+
+/// The doomed hosts stopped in the upgrade initramfs's emergency shell: their
+/// jobs are held at the reboot timeout, and nothing happens until someone at
+/// the console (or the site's console hook) boots the previous entry. Then
+/// each agent reports the failure and its job rolls back from the snapshot.
+async fn bring_back(
+    admin: &mut client::AdminClient,
+    fleet: &sim::Fleet,
+    doomed: &[String],
+    timeout: Duration,
+) -> Result<()> {
+    let down: Vec<&String> = doomed
+        .iter()
+        .filter(|id| fleet.host(id).is_some_and(|h| h.is_down()))
+        .collect();
+    if down.is_empty() {
+        return Ok(());
+    }
+    for id in &down {
+        let shown = client::get_host(admin, id).await?;
+        if let Some(job) = &shown.job {
+            println!(
+                "\n$ mfctl hosts show {id}   (job {})\n  {}",
+                mfctl::wire::job_state(job.state),
+                job.detail
+            );
+        }
+    }
+    for id in &down {
+        let Some(host) = fleet.host(id) else { continue };
+        let title = host
+            .console_boot_previous()
+            .map_err(|reason| anyhow::anyhow!("{id}: {reason}"))?;
+        println!(
+            "\n(at the console of {id}: the emergency shell of the upgrade initramfs; the operator \
+             boots the previous entry, {title:?}, once)"
+        );
+    }
+    let deadline = Instant::now() + timeout;
+    for id in &down {
+        loop {
+            let shown = client::get_host(admin, id).await?;
+            let state = shown
+                .job
+                .as_ref()
+                .map_or("none", |j| mfctl::wire::job_state(j.state));
+            if !matches!(state, "running" | "held") {
+                let detail = shown.job.map(|j| j.detail).unwrap_or_default();
+                println!("  {id}: {state}: {detail}");
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("{id} did not settle after it came back ({state})");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
     Ok(())

@@ -34,6 +34,25 @@ enum SimCommand {
     Agent(cli::CliCommand),
     /// Run N simulated agents, each with its own identity, connection and host.
     Fleet(FleetArgs),
+    /// Act at the console of an emulated machine, as an operator would.
+    Console(ConsoleArgs),
+}
+
+#[derive(Debug, Args)]
+struct ConsoleArgs {
+    #[command(subcommand)]
+    action: ConsoleAction,
+    /// The emulated machine's root directory.
+    #[arg(long, global = true)]
+    host_root: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum ConsoleAction {
+    /// A machine stopped in the upgrade initramfs's emergency shell: pick the
+    /// previous system's entry in the GRUB menu for one boot (the upgrade
+    /// entry stays the default). The machine boots when its agent starts.
+    BootPrevious,
 }
 
 #[derive(Debug, Args)]
@@ -68,17 +87,45 @@ fn main() -> Result<()> {
     // Thousands of simulated agents would drown the log in session lines.
     let default_level = match cli.command {
         SimCommand::Fleet(_) => "warn",
-        SimCommand::Agent(_) => "info",
+        SimCommand::Agent(_) | SimCommand::Console(_) => "info",
     };
     cli::init_logging(cli.log_json, default_level);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")
+    };
     match cli.command {
-        SimCommand::Agent(command) => runtime.block_on(cli::run(command, open_emulated_host)),
-        SimCommand::Fleet(args) => runtime.block_on(run_fleet(args)),
+        SimCommand::Agent(command) => runtime()?.block_on(cli::run(command, open_emulated_host)),
+        SimCommand::Fleet(args) => runtime()?.block_on(run_fleet(args)),
+        SimCommand::Console(args) => console(&args),
     }
+}
+
+fn console(args: &ConsoleArgs) -> Result<()> {
+    let root = args
+        .host_root
+        .as_deref()
+        .context("--host-root is required: which machine's console?")?;
+    if !root
+        .join(mf_sim::emulated::SCENARIO_PATH.trim_start_matches('/'))
+        .exists()
+    {
+        bail!(
+            "{} holds no {}: not an emulated machine",
+            root.display(),
+            mf_sim::emulated::SCENARIO_PATH
+        );
+    }
+    match args.action {
+        ConsoleAction::BootPrevious => {
+            let title = EmulatedHost::console_boot_previous_dir(root)
+                .map_err(|reason| anyhow::anyhow!("{}: {reason}", root.display()))?;
+            println!("booting {title:?} once; the default entry is unchanged");
+        }
+    }
+    Ok(())
 }
 
 /// The emulation over a host root; a root without a scenario file is refused,

@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use mf_agent::command::{CommandPhase, Step, Tool, UpdateState};
 use mf_agent::facts;
 use mf_agent::host::Host;
+use mf_agent::journal::Running;
 use mf_agent::migration::{Migration, SnapshotSet, Stage};
 use mf_agent::phases::snapshot::{self, SnapshotConfig};
-use mf_agent::phases::{Context, Outcome, boot_id, run};
+use mf_agent::phases::{Context, Outcome, PhaseResult, boot_id, recover, run};
 use mf_sim::emulated::{Failure, Hook};
 use mf_sim::{EmulatedHost, SimHostSpec, SimProfile};
 
@@ -26,9 +27,8 @@ fn drive(host: &EmulatedHost, phases: &[CommandPhase]) -> (Migration, Vec<Outcom
             .allows(phase)
             .unwrap_or_else(|e| panic!("{phase} refused: {e}"));
         let boot = boot_id(host);
-        let result = run(host, phase, &migration, &context, boot.as_deref());
-        let outcome = result.outcome.expect("in memory every phase finishes");
-        if let Some(next) = result.migration {
+        let (outcome, next) = finished(run(host, phase, &migration, &context, boot.as_deref()));
+        if let Some(next) = next {
             migration = next;
         }
         let failed = outcome.state != UpdateState::Succeeded;
@@ -38,6 +38,47 @@ fn drive(host: &EmulatedHost, phases: &[CommandPhase]) -> (Migration, Vec<Outcom
         }
     }
     (migration, outcomes)
+}
+
+/// Snapshot, execute and reboot of an upgrade to 8.10, each succeeding.
+fn upgraded_and_rebooted(host: &EmulatedHost, job_id: &str) -> Migration {
+    let (migration, outcomes) = drive(
+        host,
+        &[
+            CommandPhase::Snapshot {
+                job_id: job_id.into(),
+            },
+            CommandPhase::Execute(leapp("8.10")),
+            CommandPhase::Reboot,
+        ],
+    );
+    assert!(
+        outcomes.iter().all(|o| o.state == UpdateState::Succeeded),
+        "{outcomes:#?}"
+    );
+    migration
+}
+
+/// Runs `phase` now with the default configuration, to its end.
+fn step(
+    host: &EmulatedHost,
+    phase: &CommandPhase,
+    migration: &Migration,
+) -> (Outcome, Option<Migration>) {
+    finished(run(
+        host,
+        phase,
+        migration,
+        &Context::default(),
+        boot_id(host).as_deref(),
+    ))
+}
+
+fn finished(result: PhaseResult) -> (Outcome, Option<Migration>) {
+    match result {
+        PhaseResult::Done { outcome, migration } => (outcome, migration),
+        other => panic!("the phase did not finish: {other:?}"),
+    }
 }
 
 fn leapp(target: &str) -> Step {
@@ -88,7 +129,7 @@ fn an_upgrade_goes_snapshot_execute_reboot_verify_commit() {
 }
 
 #[test]
-fn an_initramfs_failure_fails_verification_and_rolls_back_to_the_original_os() {
+fn an_initramfs_failure_keeps_the_host_down_until_the_console_and_then_rolls_back() {
     let host = host(SimProfile::Rhel79, &[Failure::InitramfsFailure]);
     let (migration, outcomes) = drive(
         &host,
@@ -97,43 +138,86 @@ fn an_initramfs_failure_fails_verification_and_rolls_back_to_the_original_os() {
                 job_id: "j2".into(),
             },
             CommandPhase::Execute(leapp("8.10")),
-            CommandPhase::Reboot,
-            CommandPhase::Verify(leapp("8.10")),
         ],
     );
-    let verify = outcomes.last().expect("verify");
-    assert_eq!(verify.state, UpdateState::Failed);
-    assert!(
-        verify.detail.contains(".leapp_upgrade_failed is present"),
-        "{}",
-        verify.detail
-    );
-    assert_eq!(migration.stage, Stage::Failed);
-    assert!(
-        Migration::default()
-            .allows(&CommandPhase::Rollback)
-            .is_err()
-    );
-    migration
-        .allows(&CommandPhase::Rollback)
-        .expect("rollback allowed after a failure");
-    let boot = boot_id(&host);
-    let rollback = run(
+    assert!(outcomes.iter().all(|o| o.state == UpdateState::Succeeded));
+    let before = boot_id(&host);
+    let reboot = run(
         &host,
-        &CommandPhase::Rollback,
+        &CommandPhase::Reboot,
         &migration,
         &Context::default(),
-        boot.as_deref(),
+        before.as_deref(),
     );
-    let outcome = rollback.outcome.expect("finished");
+    assert_eq!(reboot, PhaseResult::Rebooting, "it does not come back");
+    assert!(host.is_down(), "stopped in the emergency shell");
+
+    // Someone at the console boots the old system once.
+    let title = host.console_boot_previous().expect("an old entry");
+    assert!(title.contains("3.10.0-1160.125.1.el7"), "{title}");
+    let running = Running {
+        command_id: "reboot-1".into(),
+        sequence: 3,
+        phase: CommandPhase::Reboot,
+        boot_id: before,
+    };
+    let (settled, next) = finished(recover(&host, &running, &migration));
+    assert_eq!(settled.state, UpdateState::Succeeded, "{}", settled.detail);
+    let migration = next.expect("rebooted");
+
+    // A second reboot would run the failed upgrade again: refused.
+    let (again, _) = step(&host, &CommandPhase::Reboot, &migration);
+    assert_eq!(again.state, UpdateState::Failed);
+    assert!(
+        again.detail.contains("refused to reboot"),
+        "{}",
+        again.detail
+    );
+
+    let (verify, next) = step(&host, &CommandPhase::Verify(leapp("8.10")), &migration);
+    assert_eq!(verify.state, UpdateState::Failed);
+    for words in [
+        "runs rhel 7.9",
+        ".leapp_upgrade_failed is present",
+        "still the boot default",
+    ] {
+        assert!(verify.detail.contains(words), "{words}: {}", verify.detail);
+    }
+    let migration = next.expect("failed");
+    assert_eq!(migration.stage, Stage::Failed);
+
+    let (outcome, next) = step(&host, &CommandPhase::Rollback, &migration);
     assert_eq!(outcome.state, UpdateState::Succeeded, "{}", outcome.detail);
-    assert_eq!(rollback.migration, Some(Migration::default()));
+    assert_eq!(next, Some(Migration::default()));
     assert_eq!(os(&host), "rhel 7.9");
+    let default = host.run(&["grubby", "--default-title"]).expect("grubby");
+    assert!(
+        !default.stdout.contains("RHEL-Upgrade-Initramfs"),
+        "{}",
+        default.stdout
+    );
+    assert!(host.read_file("/boot/vmlinuz-upgrade.x86_64").is_err());
     assert!(
         host.read_file("/root/tmp_leapp_py3/.leapp_upgrade_failed")
             .is_err(),
         "the merge removed the marker"
     );
+}
+
+#[test]
+fn verification_waits_while_first_boot_runs_beside_the_agent() {
+    let host =
+        host(SimProfile::Rhel79, &[]).with_scenario(|s| s.durations.first_boot_seconds = 1.5);
+    let migration = upgraded_and_rebooted(&host, "fb");
+    let verify = CommandPhase::Verify(leapp("8.10"));
+    let first = run(&host, &verify, &migration, &Context::default(), None);
+    assert!(
+        matches!(&first, PhaseResult::NotYet(why) if why.contains("leapp_resume.service")),
+        "{first:?}"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1600));
+    let (outcome, _) = finished(run(&host, &verify, &migration, &Context::default(), None));
+    assert_eq!(outcome.state, UpdateState::Succeeded, "{}", outcome.detail);
 }
 
 #[test]
@@ -190,10 +274,7 @@ fn a_conversion_failing_after_the_point_of_no_return_asks_for_a_rollback() {
         &Context::default(),
         boot.as_deref(),
     );
-    assert_eq!(
-        rollback.outcome.expect("done").state,
-        UpdateState::Succeeded
-    );
+    assert_eq!(finished(rollback).0.state, UpdateState::Succeeded);
     assert_eq!(os(&host), "centos 7.9");
 }
 
@@ -206,6 +287,7 @@ fn a_snapshot_too_big_for_the_volume_group_changes_nothing() {
             size_percent: 100,
             ..SnapshotConfig::default()
         },
+        ..Context::default()
     };
     let result = run(
         &host,
@@ -216,7 +298,7 @@ fn a_snapshot_too_big_for_the_volume_group_changes_nothing() {
         &context,
         None,
     );
-    let outcome = result.outcome.expect("done");
+    let (outcome, next) = finished(result);
     assert_eq!(outcome.state, UpdateState::Failed);
     assert!(
         outcome
@@ -225,7 +307,7 @@ fn a_snapshot_too_big_for_the_volume_group_changes_nothing() {
         "{}",
         outcome.detail
     );
-    assert_eq!(result.migration, None);
+    assert_eq!(next, None);
     let lvs = host.run(&mf_agent::phases::snapshot::LVS).expect("lvs");
     assert!(!lvs.stdout.contains("_mf_"), "{}", lvs.stdout);
 }
@@ -239,6 +321,7 @@ fn without_snapshots_only_where_configured_and_then_no_rollback() {
             provider: snapshot::Provider::None,
             ..SnapshotConfig::default()
         },
+        ..Context::default()
     };
     let result = run(
         &host,
@@ -247,7 +330,7 @@ fn without_snapshots_only_where_configured_and_then_no_rollback() {
         &context,
         None,
     );
-    let migration = result.migration.expect("snapshotted");
+    let migration = finished(result).1.expect("snapshotted");
     assert_eq!(migration.snapshot, Some(SnapshotSet::None));
     assert!(
         migration
@@ -276,6 +359,7 @@ fn a_site_hook_snapshot_takes_reverts_and_tells_the_hook_who_and_what() {
             command: Some("/usr/local/sbin/vm-snapshot".into()),
             ..SnapshotConfig::default()
         },
+        ..Context::default()
     };
     let precheck = run(
         &host,
@@ -284,7 +368,7 @@ fn a_site_hook_snapshot_takes_reverts_and_tells_the_hook_who_and_what() {
         &context,
         None,
     );
-    let findings = precheck.outcome.expect("done").findings;
+    let findings = finished(precheck).0.findings;
     assert!(
         findings
             .iter()
@@ -298,15 +382,39 @@ fn a_site_hook_snapshot_takes_reverts_and_tells_the_hook_who_and_what() {
             job_id: "job7".into(),
         },
         CommandPhase::Execute(leapp("8.10")),
-        CommandPhase::Reboot,
-        CommandPhase::Verify(leapp("8.10")),
     ] {
         let boot = boot_id(&host);
-        let result = run(&host, &phase, &migration, &context, boot.as_deref());
-        if let Some(next) = result.migration {
-            migration = next;
-        }
+        let (_, next) = finished(run(&host, &phase, &migration, &context, boot.as_deref()));
+        migration = next.expect("a new stage");
     }
+    let before = boot_id(&host);
+    let reboot = run(
+        &host,
+        &CommandPhase::Reboot,
+        &migration,
+        &context,
+        before.as_deref(),
+    );
+    assert_eq!(reboot, PhaseResult::Rebooting);
+    host.console_boot_previous()
+        .expect("back on the old system");
+    let running = Running {
+        command_id: "reboot-7".into(),
+        sequence: 5,
+        phase: CommandPhase::Reboot,
+        boot_id: before,
+    };
+    migration = finished(recover(&host, &running, &migration))
+        .1
+        .expect("rebooted");
+    let (_, next) = finished(run(
+        &host,
+        &CommandPhase::Verify(leapp("8.10")),
+        &migration,
+        &context,
+        None,
+    ));
+    migration = next.expect("failed");
     assert_eq!(
         migration.stage,
         Stage::Failed,
@@ -320,7 +428,7 @@ fn a_site_hook_snapshot_takes_reverts_and_tells_the_hook_who_and_what() {
         &context,
         boot.as_deref(),
     );
-    let outcome = rollback.outcome.expect("done");
+    let (outcome, _) = finished(rollback);
     assert_eq!(outcome.state, UpdateState::Succeeded, "{}", outcome.detail);
     assert_eq!(os(&host), "rhel 7.9");
     let log = host
@@ -336,4 +444,68 @@ fn a_site_hook_snapshot_takes_reverts_and_tells_the_hook_who_and_what() {
         log.contains("revert MF_ACTION=revert MF_HOST_ID=h.example.com MF_JOB_ID=job7"),
         "{log}"
     );
+}
+
+#[test]
+fn a_failed_first_boot_fails_verification_at_once_instead_of_waiting() {
+    let host = host(SimProfile::Rhel79, &[Failure::FirstBootFailure]);
+    let migration = upgraded_and_rebooted(&host, "fbf");
+    assert!(
+        host.read_file("/etc/systemd/system/leapp_resume.service")
+            .is_ok(),
+        "the unit stays when FirstBoot fails"
+    );
+    let (verify, _) = step(&host, &CommandPhase::Verify(leapp("8.10")), &migration);
+    assert_eq!(verify.state, UpdateState::Failed);
+    assert!(
+        verify.detail.contains("FirstBoot failed"),
+        "{}",
+        verify.detail
+    );
+
+    // The rollback makes /boot what it was: tar deletes nothing, so the new
+    // kernel and its BLS entry must be removed for the old kernel to boot.
+    let mut failed = migration.clone();
+    failed.stage = Stage::Failed;
+    let (outcome, _) = step(&host, &CommandPhase::Rollback, &failed);
+    assert_eq!(outcome.state, UpdateState::Succeeded, "{}", outcome.detail);
+    let kernel = facts::collect(&host, &BTreeMap::new()).kernel;
+    assert_eq!(kernel.as_deref(), Some("3.10.0-1160.125.1.el7.x86_64"));
+    let boot_files = host.list_files("/boot").expect("list");
+    assert!(
+        !boot_files
+            .iter()
+            .any(|p| p.contains("el8") || p.starts_with("/boot/loader/")),
+        "{boot_files:#?}"
+    );
+}
+
+#[test]
+fn a_conversion_whose_own_rollback_failed_may_have_changed_the_host() {
+    let host = host(SimProfile::Centos79, &[Failure::RollbackFailure]);
+    let (migration, outcomes) = drive(
+        &host,
+        &[
+            CommandPhase::Snapshot {
+                job_id: "rbf".into(),
+            },
+            CommandPhase::Execute(Step {
+                tool: Tool::Convert2rhel,
+                to: mf_core::path::Target::from_version("7.9").expect("target"),
+            }),
+        ],
+    );
+    let execute = outcomes.last().expect("execute");
+    assert_eq!(execute.state, UpdateState::Failed);
+    for words in ["with no report", "the host was changed: roll back"] {
+        assert!(
+            execute.detail.contains(words),
+            "{words}: {}",
+            execute.detail
+        );
+    }
+    assert_eq!(migration.stage, Stage::Failed);
+    migration
+        .allows(&CommandPhase::Rollback)
+        .expect("a rollback is what comes next");
 }

@@ -2,8 +2,9 @@
 //! tool's pre-check, whose report (not its exit code) decides.
 use mf_agent::command::{Step, Tool, UpdateState};
 use mf_agent::host::Host;
-use mf_agent::phases::precheck::run;
+use mf_agent::phases::leapp::LeappConfig;
 use mf_agent::phases::snapshot::{Provider, SnapshotConfig};
+use mf_agent::phases::{Context, Outcome};
 use mf_sim::emulated::{Failure, Scenario, ScenarioFinding};
 use mf_sim::{EmulatedHost, SimHostSpec, SimProfile};
 
@@ -31,20 +32,39 @@ fn finding(key: &str, blocking: bool) -> ScenarioFinding {
         severity: if blocking { "high" } else { "medium" }.into(),
         blocking,
         hint: Some("do this".into()),
+        error: false,
+        answer: None,
+        skips: Vec::new(),
+    }
+}
+
+/// The agent's pre-check with the default configuration.
+fn run(host: &dyn Host, step: Step) -> Outcome {
+    run_with(host, step, &Context::default())
+}
+
+fn run_with(host: &dyn Host, step: Step, context: &Context) -> Outcome {
+    mf_agent::phases::precheck::run(host, step, context)
+}
+
+fn with_snapshot(snapshot: SnapshotConfig) -> Context {
+    Context {
+        snapshot,
+        ..Context::default()
     }
 }
 
 #[test]
 fn a_clean_rhel7_host_is_ready_for_leapp() {
     let host = EmulatedHost::simulated(&spec(SimProfile::Rhel79, vec![finding("k-info", false)]));
-    let outcome = run(&host, step(Tool::Leapp, "8.10"), &SnapshotConfig::default());
+    let outcome = run(&host, step(Tool::Leapp, "8.10"));
     assert_eq!(outcome.state, UpdateState::Succeeded, "{outcome:?}");
     assert!(outcome.findings.iter().all(|f| !f.blocking), "{outcome:?}");
     assert_eq!(outcome.findings[0].key, "k-info");
     assert!(
         outcome
             .detail
-            .starts_with("leapp preupgrade --target 8.10 exited 0"),
+            .starts_with("leapp preupgrade --target 8.10 --report-schema 1.2.0 exited 0"),
         "{}",
         outcome.detail
     );
@@ -56,7 +76,7 @@ fn a_clean_rhel7_host_is_ready_for_leapp() {
 #[test]
 fn leapp_inhibitors_block_and_exit_1_is_not_a_failure() {
     let host = EmulatedHost::simulated(&spec(SimProfile::Rhel79, vec![finding("d35f", true)]));
-    let outcome = run(&host, step(Tool::Leapp, "8.10"), &SnapshotConfig::default());
+    let outcome = run(&host, step(Tool::Leapp, "8.10"));
     assert_eq!(outcome.state, UpdateState::Succeeded);
     assert!(outcome.detail.contains("exited 1"), "{}", outcome.detail);
     assert!(
@@ -68,69 +88,231 @@ fn leapp_inhibitors_block_and_exit_1_is_not_a_failure() {
 }
 
 #[test]
-fn convert2rhel_before_2_1_exits_0_with_inhibitors_and_the_report_still_blocks() {
-    let spec = spec(
-        SimProfile::Oracle79,
-        vec![finding(
-            "IS_LOADED_KERNEL_LATEST::INVALID_KERNEL_VERSION",
-            true,
-        )],
-    );
-    let host = EmulatedHost::simulated(&spec); // Oracle Linux ships convert2rhel 2.0.0
-    let installed = host.installed();
-    let tool = installed.iter().find(|p| p.name == "convert2rhel");
-    assert_eq!(tool.map(|p| p.version.as_str()), Some("2.0.0"));
-    let outcome = run(
-        &host,
-        step(Tool::Convert2rhel, "7.9"),
-        &SnapshotConfig::default(),
-    );
-    assert!(outcome.detail.contains("exited 0"), "{}", outcome.detail);
-    let blocking: Vec<_> = outcome.findings.iter().filter(|f| f.blocking).collect();
-    assert_eq!(blocking.len(), 1, "{outcome:?}");
-    assert_eq!(
-        blocking[0].key,
-        "IS_LOADED_KERNEL_LATEST::INVALID_KERNEL_VERSION"
-    );
-
-    // convert2rhel 2.1 says so in its exit code too.
-    let host = EmulatedHost::simulated(&self::spec(
-        SimProfile::Centos79,
-        vec![finding(
-            "IS_LOADED_KERNEL_LATEST::INVALID_KERNEL_VERSION",
-            true,
-        )],
-    ));
-    let outcome = run(
-        &host,
-        step(Tool::Convert2rhel, "7.9"),
-        &SnapshotConfig::default(),
-    );
+fn convert2rhel_before_2_2_exits_0_with_inhibitors_and_the_report_still_blocks() {
+    let blocked = |profile, version: Option<&str>| {
+        let spec = spec(
+            profile,
+            vec![finding(
+                "IS_LOADED_KERNEL_LATEST::INVALID_KERNEL_VERSION",
+                true,
+            )],
+        );
+        let host = EmulatedHost::simulated(&spec).with_scenario(|s| {
+            if let Some(version) = version {
+                for p in s.packages.iter_mut().filter(|p| p.name == "convert2rhel") {
+                    p.version = version.into();
+                }
+            }
+        });
+        run(&host, step(Tool::Convert2rhel, "7.9"))
+    };
+    // Oracle Linux ships convert2rhel 2.0.0, CentOS 2.1.0: both exit 0.
+    for (profile, version) in [(SimProfile::Oracle79, None), (SimProfile::Centos79, None)] {
+        let outcome = blocked(profile, version);
+        assert!(outcome.detail.contains("exited 0"), "{}", outcome.detail);
+        let blocking: Vec<_> = outcome.findings.iter().filter(|f| f.blocking).collect();
+        assert_eq!(blocking.len(), 1, "{outcome:?}");
+        assert_eq!(
+            blocking[0].key,
+            "IS_LOADED_KERNEL_LATEST::INVALID_KERNEL_VERSION"
+        );
+    }
+    // From 2.2.0 the exit code says so too.
+    let outcome = blocked(SimProfile::Centos79, Some("2.2.0"));
     assert!(outcome.detail.contains("exited 2"), "{}", outcome.detail);
 }
 
 #[test]
-fn a_crashing_analysis_fails_with_the_reason() {
-    let mut scenario = EmulatedHost::simulated(&spec(SimProfile::Centos79, vec![]))
-        .scenario()
-        .clone();
-    scenario.failures.push(Failure::AnalysisCrash);
-    let (_dir, host) = with_scenario(&spec(SimProfile::Centos79, vec![]), scenario);
-    let outcome = run(
-        &host,
-        step(Tool::Convert2rhel, "7.9"),
-        &SnapshotConfig::default(),
+fn a_crash_inside_an_action_is_an_unexpected_error_in_a_normal_report() {
+    let host = EmulatedHost::simulated(&spec(SimProfile::Centos79, vec![]))
+        .with_scenario(|s| s.failures.push(Failure::AnalysisCrash));
+    let outcome = run(&host, step(Tool::Convert2rhel, "7.9"));
+    assert_eq!(outcome.state, UpdateState::Succeeded, "{outcome:?}");
+    let blocking: Vec<&str> = outcome
+        .findings
+        .iter()
+        .filter(|f| f.blocking)
+        .map(|f| f.key.as_str())
+        .collect();
+    assert_eq!(blocking, ["IS_LOADED_KERNEL_LATEST::UNEXPECTED_ERROR"]);
+}
+
+#[test]
+fn a_tool_that_stops_before_its_checks_fails_the_pre_check_with_the_reason() {
+    for (profile, tool, to) in [
+        (SimProfile::Centos79, Tool::Convert2rhel, "7.9"),
+        (SimProfile::Rhel79, Tool::Leapp, "8.10"),
+    ] {
+        let host = EmulatedHost::simulated(&spec(profile, vec![]))
+            .with_scenario(|s| s.failures.push(Failure::ToolCrash));
+        let outcome = run(&host, step(tool, to));
+        assert_eq!(outcome.state, UpdateState::Failed);
+        assert!(
+            outcome.detail.contains("exited 1 and wrote no report"),
+            "{}",
+            outcome.detail
+        );
+        assert!(
+            outcome.detail.contains("RuntimeError"),
+            "{}",
+            outcome.detail
+        );
+    }
+}
+
+#[test]
+fn a_leapp_actor_error_blocks_and_exit_1_with_nothing_blocking_is_never_ready() {
+    // The agent asks for schema 1.2.0, where the error is a group.
+    let host = EmulatedHost::simulated(&spec(SimProfile::Rhel79, vec![]))
+        .with_scenario(|s| s.failures.push(Failure::AnalysisCrash));
+    let outcome = run(&host, step(Tool::Leapp, "8.10"));
+    assert_eq!(outcome.state, UpdateState::Succeeded);
+    let errors: Vec<&str> = outcome
+        .findings
+        .iter()
+        .filter(|f| f.blocking)
+        .map(|f| f.title.as_str())
+        .collect();
+    assert_eq!(
+        errors,
+        ["Actor mf_sim_check unexpectedly terminated with exit code: 1"]
     );
-    assert_eq!(outcome.state, UpdateState::Failed);
-    assert!(
-        outcome.detail.contains("exited 1 and wrote no report"),
-        "{}",
-        outcome.detail
+
+    // A report that marks nothing (the error dropped, as schema 1.1.0 does)
+    // with exit 1: the agent blocks on the exit code.
+    let quiet = r#"{"leapp_run_id": "r", "entries": [{"title": "Actor failed", "summary": "s",
+        "severity": "high", "key": "k1", "flags": [], "tags": []}]}"#;
+    let host = EmulatedHost::simulated(&spec(SimProfile::Rhel79, vec![]));
+    host.write_file("/root/quiet-report.json", quiet.as_bytes())
+        .expect("write");
+    let host = host.with_scenario(|s| {
+        s.report_file = Some("/root/quiet-report.json".into());
+        s.failures.push(Failure::AnalysisCrash);
+    });
+    let outcome = run(&host, step(Tool::Leapp, "8.10"));
+    let failed = outcome
+        .findings
+        .iter()
+        .find(|f| f.key == "agent::tool-failed")
+        .expect("the exit code is not ignored");
+    assert!(failed.blocking);
+    assert!(failed.summary.contains("exited 1"), "{}", failed.summary);
+}
+
+#[test]
+fn an_unsupported_target_is_an_inhibitor_from_the_installed_upgrade_paths() {
+    let host = EmulatedHost::simulated(&spec(SimProfile::Rhel810, vec![]));
+    let paths = host
+        .read_to_string("/etc/leapp/repos.d/system_upgrade/common/files/upgrade_paths.json")
+        .expect("installed by leapp-upgrade-el8toel9");
+    assert!(paths.contains("\"9.8\""), "{paths}");
+    let outcome = run(&host, step(Tool::Leapp, "9.4"));
+    let inhibitor = outcome
+        .findings
+        .iter()
+        .find(|f| f.blocking)
+        .expect("an inhibitor");
+    assert_eq!(
+        inhibitor.title,
+        "Specified version of the target system is not supported"
     );
     assert!(
-        outcome.detail.contains("RuntimeError"),
+        inhibitor.summary.contains("9.6, 9.8"),
         "{}",
-        outcome.detail
+        inhibitor.summary
+    );
+    let ready = run(&host, step(Tool::Leapp, "9.8"));
+    assert!(ready.findings.iter().all(|f| !f.blocking), "{ready:?}");
+}
+
+#[test]
+fn the_next_hop_needs_its_own_leapp_repository_which_the_upgrade_did_not_install() {
+    let host = EmulatedHost::simulated(&spec(SimProfile::Rhel810, vec![])).with_scenario(|s| {
+        for p in s
+            .packages
+            .iter_mut()
+            .filter(|p| p.name.starts_with("leapp-upgrade"))
+        {
+            p.name = "leapp-upgrade-el7toel8".into();
+        }
+    });
+    let outcome = run(&host, step(Tool::Leapp, "9.6"));
+    let missing = outcome
+        .findings
+        .iter()
+        .find(|f| f.key == "agent::tool-missing")
+        .expect("blocked");
+    assert!(
+        missing.summary.contains("leapp-upgrade-el8toel9"),
+        "{}",
+        missing.summary
+    );
+    assert_eq!(
+        missing.remediations,
+        [
+            mf_agent::report::Remediation::Command(
+                ["dnf", "remove", "-y", "leapp-upgrade-el7toel8"]
+                    .map(String::from)
+                    .to_vec()
+            ),
+            mf_agent::report::Remediation::Command(
+                ["dnf", "install", "-y", "leapp-upgrade-el8toel9"]
+                    .map(String::from)
+                    .to_vec()
+            ),
+        ]
+    );
+}
+
+#[test]
+fn configured_answers_clear_the_missing_answers_inhibitor() {
+    let dialog = ScenarioFinding {
+        title: "Missing required answers in the answer file".into(),
+        answer: Some("remove_pam_pkcs11_module_check.confirm".into()),
+        ..finding("d35f6c6b1b1fa6924ef442e3670d90fa92f0d54b", true)
+    };
+    let host = EmulatedHost::simulated(&spec(SimProfile::Rhel79, vec![dialog.clone()]));
+    let outcome = run(&host, step(Tool::Leapp, "8.10"));
+    let inhibitor = outcome
+        .findings
+        .iter()
+        .find(|f| f.blocking)
+        .expect("unanswered");
+    assert!(
+        inhibitor
+            .remediations
+            .contains(&mf_agent::report::Remediation::Command(
+                [
+                    "leapp",
+                    "answer",
+                    "--section",
+                    "remove_pam_pkcs11_module_check.confirm=True"
+                ]
+                .map(String::from)
+                .to_vec()
+            )),
+        "{inhibitor:?}"
+    );
+    let answered = Context {
+        leapp: LeappConfig {
+            answers: vec![
+                "remove_pam_pkcs11_module_check.confirm=True"
+                    .parse()
+                    .expect("answer"),
+            ],
+            ..LeappConfig::default()
+        },
+        ..Context::default()
+    };
+    let host = EmulatedHost::simulated(&spec(SimProfile::Rhel79, vec![dialog]));
+    let outcome = run_with(&host, step(Tool::Leapp, "8.10"), &answered);
+    assert!(outcome.findings.iter().all(|f| !f.blocking), "{outcome:?}");
+    let answerfile = host
+        .read_to_string("/var/log/leapp/answerfile")
+        .expect("answerfile");
+    assert!(
+        answerfile.contains("[remove_pam_pkcs11_module_check]\nconfirm = True"),
+        "{answerfile}"
     );
 }
 
@@ -148,7 +330,7 @@ fn the_agent_s_own_checks_block_before_the_tool_runs() {
         .expect("/var")
         .free_bytes = 512 * MIB;
     let (_dir, host) = with_scenario(&spec(SimProfile::Rhel79, vec![]), scenario);
-    let outcome = run(&host, step(Tool::Leapp, "8.10"), &SnapshotConfig::default());
+    let outcome = run(&host, step(Tool::Leapp, "8.10"));
     assert_eq!(outcome.state, UpdateState::Succeeded);
     let keys: Vec<&str> = outcome.findings.iter().map(|f| f.key.as_str()).collect();
     assert_eq!(keys, ["agent::tool-missing", "agent::space-var"]);
@@ -165,7 +347,7 @@ fn the_snapshot_must_fit_before_anything_is_changed() {
         .clone();
     scenario.lvm.free_bytes = 1 << 30;
     let (_dir, host) = with_scenario(&spec(SimProfile::Rhel79, vec![]), scenario);
-    let outcome = run(&host, step(Tool::Leapp, "8.10"), &SnapshotConfig::default());
+    let outcome = run(&host, step(Tool::Leapp, "8.10"));
     let finding = outcome
         .findings
         .iter()
@@ -185,7 +367,7 @@ fn the_snapshot_must_fit_before_anything_is_changed() {
         ..SnapshotConfig::default()
     };
     let host = EmulatedHost::simulated(&spec(SimProfile::Rhel79, vec![]));
-    let outcome = run(&host, step(Tool::Leapp, "8.10"), &none);
+    let outcome = run_with(&host, step(Tool::Leapp, "8.10"), &with_snapshot(none));
     let warning = outcome
         .findings
         .iter()
@@ -197,7 +379,7 @@ fn the_snapshot_must_fit_before_anything_is_changed() {
 #[test]
 fn impossible_steps_fail_before_anything_runs() {
     let host = EmulatedHost::simulated(&spec(SimProfile::Rhel79, vec![]));
-    let outcome = run(&host, step(Tool::Leapp, "9.6"), &SnapshotConfig::default());
+    let outcome = run(&host, step(Tool::Leapp, "9.6"));
     assert_eq!(outcome.state, UpdateState::Failed);
     assert!(
         outcome.detail.contains("is not one run"),

@@ -175,7 +175,10 @@ pub fn host_root(dir: &Path, os: HostOs, hostname: &str, domain: &str) -> PathBu
         &std::fs::read(fixture(os_release)).unwrap(),
     );
     if let Some((rel, name)) = release {
-        write(rel, &std::fs::read(fixture(name)).unwrap());
+        let content = std::fs::read(fixture(name)).unwrap();
+        write(rel, &content);
+        // A link to the distribution's release file on a real system.
+        write("etc/system-release", &content);
     }
     write("etc/hostname", format!("{hostname}\n").as_bytes());
     write(
@@ -228,8 +231,13 @@ pub struct Coordinator {
 
 impl Coordinator {
     pub fn start(data_dir: &Path, pki_dir: &Path, log: &Path) -> Result<Self> {
+        Self::start_with(data_dir, pki_dir, log, &[])
+    }
+
+    /// The same with more flags, e.g. `--reboot-timeout 3s`.
+    pub fn start_with(data_dir: &Path, pki_dir: &Path, log: &Path, extra: &[&str]) -> Result<Self> {
         let (agent_port, admin_port, metrics_port) = (free_port(), free_port(), free_port());
-        let args = vec![
+        let mut args: Vec<String> = vec![
             "--data-dir".into(),
             data_dir.display().to_string(),
             "--pki-dir".into(),
@@ -241,6 +249,7 @@ impl Coordinator {
             "--metrics-listen".into(),
             format!("127.0.0.1:{metrics_port}"),
         ];
+        args.extend(extra.iter().map(ToString::to_string));
         let mut coordinator = Coordinator {
             child: None,
             args,
@@ -484,6 +493,30 @@ impl Machine {
         self.reboots.load(Ordering::Relaxed)
     }
 
+    /// Whether the emulated machine is stopped (never came back from its
+    /// reboot, or waits in the upgrade initramfs's emergency shell).
+    pub fn is_down(&self) -> bool {
+        std::fs::read(self.root.join(".mf-sim/state.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .is_some_and(|v| v["down"] == true)
+    }
+
+    /// At the machine's console: boot the previous entry once
+    /// (`mf-sim console boot-previous`); the watcher starts its agent.
+    pub fn console_boot_previous(&self) -> Ran {
+        run(
+            "mf-sim",
+            &[
+                "console",
+                "boot-previous",
+                "--host-root",
+                self.root.to_str().unwrap(),
+            ],
+            &[],
+        )
+    }
+
     /// SIGKILL of the agent process alone (the host stays up).
     pub fn kill_agent(&self) {
         if let Some(mut child) = self.child.lock().unwrap().take() {
@@ -519,6 +552,11 @@ pub struct Deployment {
 
 impl Deployment {
     pub fn new() -> Result<Self> {
+        Self::with_coordinator_flags(&[])
+    }
+
+    /// A deployment whose coordinator runs with more flags.
+    pub fn with_coordinator_flags(extra: &[&str]) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let pki = dir.path().join("pki");
         let init = run(
@@ -529,10 +567,11 @@ impl Deployment {
         if !init.success {
             bail!("mfctl pki init failed: {}", init.stderr);
         }
-        let coordinator = Coordinator::start(
+        let coordinator = Coordinator::start_with(
             &dir.path().join("data"),
             &pki,
             &dir.path().join("coordinator.log"),
+            extra,
         )?;
         Ok(Self {
             dir,

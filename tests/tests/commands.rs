@@ -258,7 +258,11 @@ async fn the_agent_refuses_every_unsafe_command_and_survives_sigkill_mid_phase()
     s.send(precheck("second", me, 6, soon, "8.10")).await;
     s.expect("second", Refused, "busy with command good").await;
     let done = s
-        .expect("good", Succeeded, "leapp preupgrade --target 8.10 exited 0")
+        .expect(
+            "good",
+            Succeeded,
+            "leapp preupgrade --target 8.10 --report-schema 1.2.0 exited 0",
+        )
         .await;
 
     s.send(precheck("replay", me, 5, soon, "8.10")).await;

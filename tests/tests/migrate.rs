@@ -31,6 +31,18 @@ fn host(
     os: HostOs,
     scenario: &str,
 ) -> Result<Host> {
+    host_with(deployment, token, name, os, scenario, &[])
+}
+
+/// A host whose agent runs with more arguments (`--config FILE`...).
+fn host_with(
+    deployment: &Deployment,
+    token: &str,
+    name: &str,
+    os: HostOs,
+    scenario: &str,
+    extra: &[&str],
+) -> Result<Host> {
     let root = host_root(
         &deployment.path(&format!("roots/{name}")),
         os,
@@ -44,7 +56,12 @@ fn host(
     if !enrolled.success {
         bail!("enroll {name}: {}", enrolled.stderr);
     }
-    let machine = Machine::start(&state, &root, &deployment.path(&format!("{name}.log")));
+    let machine = Machine::start_with(
+        &state,
+        &root,
+        &deployment.path(&format!("{name}.log")),
+        extra,
+    );
     Ok(Host {
         id: format!("{name}.example.com"),
         root,
@@ -124,7 +141,7 @@ fn wait_connected(deployment: &Deployment, n: usize) -> Result<()> {
 #[test]
 fn conversion_upgrade_rollback_and_a_blocked_host() -> Result<()> {
     let deployment = Deployment::new()?;
-    let token = deployment.token(&["--uses", "4"])?;
+    let token = deployment.token(&["--uses", "3"])?;
     let blocker = "[[findings]]\nkey = \"d35f6c6b1b1fa6924ef442e3670d90fa92f0d54b\"\ntitle = \"Missing required answers in the answer file\"\n\
                    severity = \"high\"\nblocking = true\nhint = \"leapp answer --section remove_pam_pkcs11_module_check.confirm=True\"\n";
     let c7 = host(
@@ -134,19 +151,14 @@ fn conversion_upgrade_rollback_and_a_blocked_host() -> Result<()> {
         HostOs::Centos79,
         &format!("{C2R}{SPACE}"),
     )?;
+    // FirstBoot runs for a while after the agent has started again: the
+    // verification must wait for it, not fail.
     let r7 = host(
         &deployment,
         &token,
         "r7",
         HostOs::Rhel79,
-        &format!("{LEAPP}{SPACE}"),
-    )?;
-    let failing = host(
-        &deployment,
-        &token,
-        "r7fail",
-        HostOs::Rhel79,
-        &format!("failures = [\"initramfs-failure\"]\n{LEAPP}{SPACE}"),
+        &format!("{LEAPP}{SPACE}[durations]\nfirst_boot_seconds = 7.0\n"),
     )?;
     let blocked = host(
         &deployment,
@@ -155,11 +167,10 @@ fn conversion_upgrade_rollback_and_a_blocked_host() -> Result<()> {
         HostOs::Rhel79,
         &format!("{LEAPP}{blocker}{SPACE}"),
     )?;
-    wait_connected(&deployment, 4)?;
+    wait_connected(&deployment, 3)?;
 
     migrate(&deployment, &c7.id, "rhel-7.9");
     migrate(&deployment, &r7.id, "rhel-8.10");
-    migrate(&deployment, &failing.id, "rhel-8.10");
     migrate(&deployment, &blocked.id, "rhel-8.10");
     let again = deployment.mfctl(&["migrate", &r7.id, "--target", "rhel-8.10"]);
     assert!(
@@ -198,7 +209,25 @@ fn conversion_upgrade_rollback_and_a_blocked_host() -> Result<()> {
     }
 
     // RHEL 7.9 -> 8.10: upgrade initramfs and FirstBoot across the reboot.
+    // The agent is killed while its verification waits for FirstBoot: the
+    // restarted agent resumes the verification (it only reads the host).
+    wait_for(
+        "r7's verification to start",
+        Duration::from_secs(60),
+        || {
+            Ok(timeline(&show(&deployment, &r7.id)?)
+                .iter()
+                .any(|t| t.starts_with("verify started")))
+        },
+    )?;
+    r7.machine.kill_agent();
+    r7.machine.start_agent();
     let shown = wait_job(&deployment, &r7.id)?;
+    assert!(
+        !timeline(&shown).iter().any(|t| t.contains("interrupted")),
+        "{:#?}",
+        timeline(&shown)
+    );
     assert_eq!(
         shown["job"]["state"],
         "succeeded",
@@ -217,32 +246,6 @@ fn conversion_upgrade_rollback_and_a_blocked_host() -> Result<()> {
             .join("etc/systemd/system/leapp_resume.service")
             .exists()
     );
-
-    // Failure in the upgrade initramfs: rolled back from the LVM snapshot.
-    let shown = wait_job(&deployment, &failing.id)?;
-    let text = timeline(&shown).join("\n");
-    assert_eq!(shown["job"]["state"], "rolled-back", "{text}");
-    assert!(text.contains(".leapp_upgrade_failed is present"), "{text}");
-    assert!(
-        text.contains("rolled back: the host came back from its snapshot running rhel 7.9"),
-        "{text}"
-    );
-    wait_for("fresh facts", Duration::from_secs(10), || {
-        Ok(os(&show(&deployment, &failing.id)?) == "rhel 7.9")
-    })?;
-    assert_eq!(
-        failing.machine.reboots(),
-        2,
-        "the upgrade's reboot and the rollback's"
-    );
-    assert!(
-        !failing
-            .root
-            .join("root/tmp_leapp_py3/.leapp_upgrade_failed")
-            .exists()
-    );
-    assert_eq!(snapshots_left(&failing.root), 0, "merged away");
-    assert!(std::fs::read_to_string(failing.root.join("etc/redhat-release"))?.contains("7.9"));
 
     // Blocked at the pre-check: nothing changed, the findings are shown.
     let shown = wait_job(&deployment, &blocked.id)?;
@@ -284,14 +287,132 @@ fn conversion_upgrade_rollback_and_a_blocked_host() -> Result<()> {
     assert_eq!(
         deployment
             .coordinator
-            .metric("mf_jobs{state=\"rolled-back\"}")?,
+            .metric("mf_jobs{state=\"blocked\"}")?,
         1.0
+    );
+    Ok(())
+}
+
+/// A failure in the upgrade initramfs stops the machine in the emergency
+/// shell with leapp's entry still the default: it never comes back by itself.
+/// The reboot timeout holds the job with a message that says so; someone at
+/// the console boots the previous entry; the agent reports the failure and
+/// the job rolls back from the LVM snapshot (which removes the entry), never
+/// rebooting into the failed upgrade again.
+#[test]
+fn an_initramfs_failure_holds_until_the_console_brings_the_host_back() -> Result<()> {
+    let deployment = Deployment::with_coordinator_flags(&["--reboot-timeout", "3s"])?;
+    let token = deployment.token(&["--uses", "2"])?;
+    let failing = host(
+        &deployment,
+        &token,
+        "r7fail",
+        HostOs::Rhel79,
+        &format!("failures = [\"initramfs-failure\"]\n{LEAPP}{SPACE}"),
+    )?;
+    // A FirstBoot that never ends: the verification gives up after the
+    // agent's configured wait, and the job rolls back.
+    let config = deployment.path("r7slow-agent.toml");
+    std::fs::write(&config, "[leapp]\nfirst_boot_timeout = \"2s\"\n")?;
+    let slow = host_with(
+        &deployment,
+        &token,
+        "r7slow",
+        HostOs::Rhel79,
+        &format!("{LEAPP}{SPACE}[durations]\nfirst_boot_seconds = 3600.0\n"),
+        &["--config", config.to_str().unwrap()],
+    )?;
+    wait_connected(&deployment, 2)?;
+    migrate(&deployment, &failing.id, "rhel-8.10");
+    migrate(&deployment, &slow.id, "rhel-8.10");
+
+    wait_for(
+        "the machine to stop in its initramfs",
+        Duration::from_secs(60),
+        || Ok(failing.machine.is_down()),
+    )?;
+    let shown = wait_job(&deployment, &failing.id)?;
+    let text = timeline(&shown).join("\n");
+    assert_eq!(shown["job"]["state"], "held", "{text}");
+    assert!(text.contains("reboot had no outcome within"), "{text}");
+    assert!(text.contains("emergency shell"), "{text}");
+    assert!(failing.machine.is_down(), "nothing brought it back");
+
+    let console = failing.machine.console_boot_previous();
+    assert!(console.success, "{}", console.stderr);
+    assert!(
+        console.stdout.contains("3.10.0-1160.125.1.el7"),
+        "{}",
+        console.stdout
+    );
+
+    wait_for(
+        "the job to end after the console",
+        Duration::from_secs(60),
+        || {
+            Ok(!matches!(
+                job_state(&deployment, &failing.id)?.as_str(),
+                "running" | "held"
+            ))
+        },
+    )?;
+    let shown = show(&deployment, &failing.id)?;
+    let text = timeline(&shown).join("\n");
+    assert_eq!(shown["job"]["state"], "rolled-back", "{text}");
+    for words in [
+        "the host reported after the timeout: succeeded",
+        ".leapp_upgrade_failed is present",
+        "still the boot default",
+        "rolled back: the host came back from its snapshot running rhel 7.9",
+    ] {
+        assert!(text.contains(words), "{words} missing from\n{text}");
+    }
+    wait_for("fresh facts", Duration::from_secs(10), || {
+        Ok(os(&show(&deployment, &failing.id)?) == "rhel 7.9")
+    })?;
+    assert_eq!(
+        failing.machine.reboots(),
+        3,
+        "the upgrade's reboot, the console's boot and the rollback's"
+    );
+    assert!(
+        !failing.machine.is_down(),
+        "the rollback's reboot came back"
+    );
+    assert!(
+        !failing
+            .root
+            .join("root/tmp_leapp_py3/.leapp_upgrade_failed")
+            .exists()
+    );
+    assert!(!failing.root.join("boot/vmlinuz-upgrade.x86_64").exists());
+    let grub = std::fs::read_to_string(failing.root.join("boot/grub2/grub.cfg"))?;
+    assert!(!grub.contains("RHEL-Upgrade-Initramfs"), "{grub}");
+    assert_eq!(snapshots_left(&failing.root), 0, "merged away");
+    assert!(std::fs::read_to_string(failing.root.join("etc/redhat-release"))?.contains("7.9"));
+
+    wait_for(
+        "the slow host's job to end",
+        Duration::from_secs(60),
+        || {
+            Ok(!matches!(
+                job_state(&deployment, &slow.id)?.as_str(),
+                "running" | "held" | ""
+            ))
+        },
+    )?;
+    let shown = show(&deployment, &slow.id)?;
+    let text = timeline(&shown).join("\n");
+    assert_eq!(shown["job"]["state"], "rolled-back", "{text}");
+    assert!(
+        text.contains("FirstBoot is running, still after 2s: FirstBoot did not finish"),
+        "{text}"
     );
     assert_eq!(
         deployment
             .coordinator
-            .metric("mf_jobs{state=\"blocked\"}")?,
-        1.0
+            .metric("mf_jobs{state=\"rolled-back\"}")?,
+        2.0
     );
     Ok(())
 }

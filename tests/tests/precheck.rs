@@ -81,10 +81,7 @@ fn precheck_reports_ready_blocked_and_error_hosts_with_their_findings() -> Resul
         (
             "rhel-crash",
             HostOs::Rhel79,
-            format!(
-                "failures = [\"analysis-crash\"]\n{}{SPACE}",
-                packages(&LEAPP)
-            ),
+            format!("failures = [\"tool-crash\"]\n{}{SPACE}", packages(&LEAPP)),
         ),
         (
             "rhel-old-minor",

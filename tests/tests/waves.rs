@@ -133,7 +133,7 @@ fn a_wave_under_a_budget_and_a_window_with_a_failure_rolled_back() -> Result<()>
             &token,
             "crm2",
             "crm",
-            "failures = [\"initramfs-failure\"]\n",
+            "failures = [\"first-boot-failure\"]\n",
         )?,
         machine(&deployment, &token, "crm3", "crm", BLOCKER)?,
     ];

@@ -94,6 +94,9 @@ pub trait Host: Send + Sync + 'static {
     /// Removes a file; a file that does not exist is not an error.
     fn remove_file(&self, path: &str) -> Result<(), HostError>;
     fn run(&self, argv: &[&str]) -> Result<CommandOutput, HostError>;
+    /// Every file under `dir` (not directories; links listed, not followed),
+    /// as host paths, sorted.
+    fn list_files(&self, dir: &str) -> Result<Vec<String>, HostError>;
     /// Runs a site's own program (a snapshot hook) with extra environment.
     fn run_with_env(&self, argv: &[&str], env: &[(&str, &str)])
     -> Result<CommandOutput, HostError>;

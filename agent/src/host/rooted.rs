@@ -39,6 +39,29 @@ impl Host for RootedHost {
         self.run_with_env(argv, &[])
     }
 
+    fn list_files(&self, dir: &str) -> Result<Vec<String>, HostError> {
+        let top = self.resolve(dir)?;
+        let mut found = Vec::new();
+        let mut stack = vec![top];
+        while let Some(current) = stack.pop() {
+            let entries = std::fs::read_dir(&current)
+                .map_err(|source| io_error(&current.display().to_string(), source))?;
+            for entry in entries {
+                let entry = entry.map_err(|source| io_error(dir, source))?;
+                // file_type does not follow links: a link is listed, never followed out of the tree.
+                let kind = entry.file_type().map_err(|source| io_error(dir, source))?;
+                let path = entry.path();
+                if kind.is_dir() {
+                    stack.push(path);
+                } else if let Ok(relative) = path.strip_prefix(&self.root) {
+                    found.push(format!("/{}", relative.display()));
+                }
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
+
     fn run_with_env(
         &self,
         argv: &[&str],

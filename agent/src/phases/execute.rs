@@ -1,7 +1,12 @@
 //! Runs the step itself: `convert2rhel convert -y` or `leapp upgrade --target`.
 //! Success means the tool finished and asks for the reboot that completes it;
-//! the reports, not the exit codes alone, say what happened.
+//! the reports, not the exit codes alone, say what happened. convert2rhel
+//! writes only its post-conversion report once past the point of no return,
+//! and no report at all when its own rollback failed; leapp is done when its
+//! `RHEL-Upgrade-Initramfs` entry is the boot loader's default.
 
+use super::bootloader;
+use super::leapp::{self, LeappConfig};
 use crate::command::{Step, Tool};
 use crate::facts;
 use crate::host::Host;
@@ -11,7 +16,8 @@ use mf_core::path;
 const C2R_PRE: &str = "/var/log/convert2rhel/convert2rhel-pre-conversion.json";
 const C2R_POST: &str = "/var/log/convert2rhel/convert2rhel-post-conversion.json";
 const LEAPP_REPORT: &str = "/var/log/leapp/leapp-report.json";
-const UPGRADE_ENTRY: &str = "/boot/loader/entries/RHEL-Upgrade-Initramfs.conf";
+/// What convert2rhel prints when it stopped before changing anything.
+const C2R_NOTHING_CHANGED: &str = "No changes were made to the system.";
 
 /// How the tool run ended.
 pub enum Executed {
@@ -25,7 +31,7 @@ pub enum Executed {
     },
 }
 
-pub fn run(host: &dyn Host, step: &Step) -> Executed {
+pub fn run(host: &dyn Host, step: &Step, leapp: &LeappConfig) -> Executed {
     let facts = facts::collect(host, &Default::default());
     let Some(os) = &facts.os else {
         return Executed::Failed {
@@ -43,7 +49,7 @@ pub fn run(host: &dyn Host, step: &Step) -> Executed {
     }
     match step.tool {
         Tool::Convert2rhel => convert(host),
-        Tool::Leapp => upgrade(host, &step.to.version()),
+        Tool::Leapp => upgrade(host, &step.to.version(), leapp),
     }
 }
 
@@ -67,7 +73,9 @@ fn findings(
 }
 
 fn convert(host: &dyn Host) -> Executed {
+    // Reports left by earlier runs must never pass for this run's.
     let _ = host.remove_file(C2R_POST);
+    let _ = host.remove_file(C2R_PRE);
     let output = match host.run(&["convert2rhel", "convert", "-y"]) {
         Ok(output) => output,
         Err(e) => {
@@ -90,18 +98,31 @@ fn convert(host: &dyn Host) -> Executed {
             last_line(&output.stdout)
         ));
     }
-    let changed = post.is_some();
-    let mut all = findings(host, C2R_PRE, report::parse_convert2rhel);
+    let pre = host.read_file(C2R_PRE).ok();
+    // Exit 2 is argparse or "failed actions, rolled back"; exit 1 with no
+    // report at all is a crash before the checks (it says nothing was
+    // changed) or a rollback that failed: then the host may have changed.
+    let rollback_failed = post.is_none()
+        && pre.is_none()
+        && output.status == 1
+        && !output.stdout.contains(C2R_NOTHING_CHANGED);
+    let changed = post.is_some() || rollback_failed;
+    let mut all = pre
+        .as_deref()
+        .and_then(|b| report::parse_convert2rhel(b).ok())
+        .unwrap_or_default();
     all.extend(post_findings);
+    let when = if post.is_some() {
+        "after the point of no return"
+    } else if rollback_failed {
+        "with no report: its rollback failed or it stopped part-way"
+    } else {
+        "before the point of no return (it undid its changes)"
+    };
     Executed::Failed {
         detail: format!(
-            "convert2rhel convert -y exited {} {}: {}",
+            "convert2rhel convert -y exited {} {when}: {}",
             output.status,
-            if changed {
-                "after the point of no return"
-            } else {
-                "before the point of no return (it undid its changes)"
-            },
             last_line(if output.stderr.trim().is_empty() {
                 &output.stdout
             } else {
@@ -113,9 +134,18 @@ fn convert(host: &dyn Host) -> Executed {
     }
 }
 
-fn upgrade(host: &dyn Host, target: &str) -> Executed {
+fn upgrade(host: &dyn Host, target: &str, config: &LeappConfig) -> Executed {
     let _ = host.remove_file(LEAPP_REPORT);
-    let output = match host.run(&["leapp", "upgrade", "--target", target]) {
+    if let Err(e) = leapp::apply_answers(host, &config.answers) {
+        return Executed::Failed {
+            detail: e,
+            findings: Vec::new(),
+            changed: false,
+        };
+    }
+    let argv = leapp::argv("upgrade", target);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let output = match host.run(&argv) {
         Ok(output) => output,
         Err(e) => {
             return Executed::Failed {
@@ -125,19 +155,31 @@ fn upgrade(host: &dyn Host, target: &str) -> Executed {
             };
         }
     };
-    let prepared = host.read_file(UPGRADE_ENTRY).is_ok();
-    if output.status == 0 && prepared {
-        return Executed::Changed(format!(
-            "leapp upgrade --target {target} exited 0; {}",
-            last_line(&output.stdout)
-        ));
+    let command = argv.join(" ");
+    let prepared = bootloader::default_entry(host);
+    match &prepared {
+        Ok(entry) if output.status == 0 && entry.is_upgrade() => {
+            return Executed::Changed(format!(
+                "{command} exited 0; the next boot is {entry}; {}",
+                last_line(&output.stdout)
+            ));
+        }
+        _ => {}
     }
-    Executed::Failed {
-        detail: format!(
-            "leapp upgrade --target {target} exited {}: {}",
-            output.status,
-            last_line(&output.stderr)
+    let why = match (&prepared, output.status) {
+        (Ok(entry), 0) => format!("exited 0 but the default boot entry is {entry}, not leapp's"),
+        (Err(e), 0) => format!("exited 0 but the boot loader cannot be read: {e}"),
+        (_, status) => format!(
+            "exited {status}: {}",
+            last_line(if output.stderr.trim().is_empty() {
+                &output.stdout
+            } else {
+                &output.stderr
+            })
         ),
+    };
+    Executed::Failed {
+        detail: format!("{command} {why}"),
         findings: findings(host, LEAPP_REPORT, report::parse_leapp)
             .into_iter()
             .filter(|f| f.blocking)

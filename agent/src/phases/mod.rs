@@ -4,7 +4,9 @@
 //! real host the agent is stopped by the reboot, and [`recover`] settles them
 //! when it starts again.
 
+pub mod bootloader;
 mod execute;
+pub mod leapp;
 pub mod precheck;
 pub mod snapshot;
 mod verify;
@@ -15,6 +17,7 @@ use crate::journal::Running;
 use crate::migration::{Migration, Stage};
 use crate::report::Finding;
 
+pub use leapp::LeappConfig;
 pub use snapshot::SnapshotConfig;
 
 /// How a phase ended.
@@ -35,21 +38,45 @@ impl Outcome {
     }
 }
 
-/// What a phase did: its outcome (none yet when the host is going down for a
-/// reboot) and the migration state it leaves, when it changed it.
+/// What a phase did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PhaseResult {
-    pub outcome: Option<Outcome>,
-    pub migration: Option<Migration>,
+pub enum PhaseResult {
+    /// Its outcome, and the migration state it leaves when it changed it.
+    Done {
+        outcome: Outcome,
+        migration: Option<Migration>,
+    },
+    /// The host is going down for a reboot; [`recover`] settles the phase
+    /// when the agent starts again.
+    Rebooting,
+    /// Not decided yet (FirstBoot still runs beside the agent): the caller
+    /// runs the phase again later, within its patience.
+    NotYet(String),
 }
 
 impl PhaseResult {
     fn done(outcome: Outcome, migration: Option<Migration>) -> Self {
-        Self {
-            outcome: Some(outcome),
-            migration,
-        }
+        Self::Done { outcome, migration }
     }
+}
+
+/// What a verification that waited too long for FirstBoot ends as.
+pub fn gave_up_waiting(
+    migration: &Migration,
+    reason: &str,
+    waited: std::time::Duration,
+) -> PhaseResult {
+    let reason = format!(
+        "{reason}, still after {}: FirstBoot did not finish",
+        mf_core::time::format_duration_ms(i64::try_from(waited.as_millis()).unwrap_or(i64::MAX))
+    );
+    PhaseResult::done(
+        Outcome::new(UpdateState::Failed, reason.clone()),
+        with(migration, |m| {
+            m.stage = Stage::Failed;
+            m.failure = Some(reason);
+        }),
+    )
 }
 
 /// What the host's configuration says about phases.
@@ -58,6 +85,7 @@ pub struct Context {
     /// This host's id, for the snapshot hook's environment.
     pub host_id: String,
     pub snapshot: SnapshotConfig,
+    pub leapp: LeappConfig,
 }
 
 pub fn boot_id(host: &dyn Host) -> Option<String> {
@@ -84,7 +112,7 @@ pub fn run(
 ) -> PhaseResult {
     match phase {
         CommandPhase::Precheck(step) => {
-            PhaseResult::done(precheck::run(host, *step, &context.snapshot), None)
+            PhaseResult::done(precheck::run(host, *step, context), None)
         }
         CommandPhase::Snapshot { job_id } => {
             match snapshot::take(host, &context.snapshot, &context.host_id, job_id) {
@@ -104,7 +132,7 @@ pub fn run(
                 }
             }
         }
-        CommandPhase::Execute(step) => match execute::run(host, step) {
+        CommandPhase::Execute(step) => match execute::run(host, step, &context.leapp) {
             execute::Executed::Changed(detail) => PhaseResult::done(
                 Outcome::new(UpdateState::Succeeded, detail),
                 with(migration, |m| {
@@ -137,9 +165,27 @@ pub fn run(
             }
         },
         CommandPhase::Reboot => {
+            // Never reboot blindly into an upgrade that already failed.
+            if let Some(entry) = bootloader::failed_upgrade_pending(host) {
+                return PhaseResult::done(
+                    Outcome::new(
+                        UpdateState::Failed,
+                        format!(
+                            "refused to reboot: the last upgrade failed in its initramfs ({}) and its \
+                             boot entry {entry} is still the default, so the host would run the failed \
+                             upgrade again; roll back (which removes that entry)",
+                            bootloader::UPGRADE_FAILED
+                        ),
+                    ),
+                    None,
+                );
+            }
             reboot(host, migration, started_boot, |m| m.stage = Stage::Rebooted)
         }
         CommandPhase::Verify(step) => match verify::run(host, step) {
+            Err(pending @ verify::NotVerified::FirstBootPending) => {
+                PhaseResult::NotYet(pending.to_string())
+            }
             Ok(detail) => PhaseResult::done(
                 Outcome::new(UpdateState::Succeeded, format!("verified: {detail}")),
                 with(migration, |m| m.stage = Stage::Verified),
@@ -182,10 +228,7 @@ pub fn run(
                 );
             }
             match host.reboot() {
-                Ok(Reboot::Requested) => PhaseResult {
-                    outcome: None,
-                    migration: None,
-                },
+                Ok(Reboot::Requested) => PhaseResult::Rebooting,
                 Ok(Reboot::Completed) => settle_rollback(host, migration, started_boot),
                 Err(e) => PhaseResult::done(
                     Outcome::new(UpdateState::Failed, format!("cannot reboot: {e}")),
@@ -205,10 +248,7 @@ fn reboot(
     after: impl FnOnce(&mut Migration),
 ) -> PhaseResult {
     match host.reboot() {
-        Ok(Reboot::Requested) => PhaseResult {
-            outcome: None,
-            migration: None,
-        },
+        Ok(Reboot::Requested) => PhaseResult::Rebooting,
         Ok(Reboot::Completed) => settle_reboot(host, migration, started_boot, after),
         Err(e) => PhaseResult::done(
             Outcome::new(UpdateState::Failed, format!("cannot reboot: {e}")),
@@ -255,8 +295,15 @@ fn settle_rollback(host: &dyn Host, migration: &Migration, started: Option<&str>
         .clone()
         .unwrap_or(crate::migration::SnapshotSet::None);
     let settled = settle_reboot(host, migration, started, |m| *m = Migration::default());
-    match (&settled.outcome, snapshot::merged(host, &set)) {
-        (Some(o), Ok(())) if o.state == UpdateState::Succeeded => {
+    let PhaseResult::Done {
+        outcome: settled_outcome,
+        migration: settled_migration,
+    } = &settled
+    else {
+        return settled;
+    };
+    match (settled_outcome, snapshot::merged(host, &set)) {
+        (o, Ok(())) if o.state == UpdateState::Succeeded => {
             let os = crate::facts::collect(host, &Default::default()).os;
             let running_os = os.map_or("an unknown OS".to_string(), |o| {
                 format!("{} {}", o.id, o.version)
@@ -266,10 +313,10 @@ fn settle_rollback(host: &dyn Host, migration: &Migration, started: Option<&str>
                     UpdateState::Succeeded,
                     format!("rolled back: the host runs {running_os} again"),
                 ),
-                settled.migration,
+                settled_migration.clone(),
             )
         }
-        (Some(o), Err(reason)) if o.state == UpdateState::Succeeded => PhaseResult::done(
+        (o, Err(reason)) if o.state == UpdateState::Succeeded => PhaseResult::done(
             Outcome::new(
                 UpdateState::Failed,
                 format!("the rollback did not complete: {reason}"),

@@ -1,10 +1,12 @@
 //! The non-destructive readiness run of one migration step: the agent's own
-//! checks (step possible, tool installed, space in /var and /boot), then the
-//! tool's pre-check (`convert2rhel analyze -y` or `leapp preupgrade --target`),
-//! whose report, not its exit code, decides.
+//! checks (step possible, the tool for this hop installed, space in /var and
+//! /boot), then the tool's pre-check (`convert2rhel analyze -y`, or the site's
+//! answers then `leapp preupgrade --target X.Y --report-schema 1.2.0`). The
+//! report decides; an exit 1 whose report blocks nothing is still a failure
+//! (an error the report does not show), never a clean bill.
 
-use super::Outcome;
 use super::snapshot::{self, Provider, SnapshotConfig};
+use super::{Context, Outcome, leapp};
 use crate::command::{Step, Tool, UpdateState};
 use crate::facts::{self, Facts};
 use crate::host::Host;
@@ -50,7 +52,7 @@ fn failed(detail: String, findings: Vec<Finding>) -> Outcome {
     }
 }
 
-pub fn run(host: &dyn Host, step: Step, snapshots: &SnapshotConfig) -> Outcome {
+pub fn run(host: &dyn Host, step: Step, context: &Context) -> Outcome {
     let tool = step.tool;
     let target = step.to.version();
     let facts = facts::collect(host, &Default::default());
@@ -63,8 +65,8 @@ pub fn run(host: &dyn Host, step: Step, snapshots: &SnapshotConfig) -> Outcome {
     if let Err(reason) = path::check_step(&os.id, &os.version, step) {
         return failed(reason.to_string(), Vec::new());
     }
-    let mut findings = own_checks(&facts, tool);
-    findings.extend(snapshot_check(host, snapshots));
+    let mut findings = own_checks(&facts, step, &os.version);
+    findings.extend(snapshot_check(host, &context.snapshot));
     if findings.iter().any(|f| f.key == "agent::tool-missing") {
         return Outcome {
             state: UpdateState::Succeeded,
@@ -72,13 +74,21 @@ pub fn run(host: &dyn Host, step: Step, snapshots: &SnapshotConfig) -> Outcome {
             findings,
         };
     }
-    let (argv, report_path): (Vec<&str>, &str) = match tool {
-        Tool::Convert2rhel => (vec!["convert2rhel", "analyze", "-y"], CONVERT2RHEL_REPORT),
-        Tool::Leapp => (
-            vec!["leapp", "preupgrade", "--target", &target],
-            LEAPP_REPORT,
+    let (argv, report_path): (Vec<String>, &str) = match tool {
+        Tool::Convert2rhel => (
+            ["convert2rhel", "analyze", "-y"]
+                .map(str::to_string)
+                .to_vec(),
+            CONVERT2RHEL_REPORT,
         ),
+        Tool::Leapp => (leapp::argv("preupgrade", &target), LEAPP_REPORT),
     };
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    if tool == Tool::Leapp
+        && let Err(e) = leapp::apply_answers(host, &context.leapp.answers)
+    {
+        return failed(e, findings);
+    }
     // A report left by an earlier run must never pass for this run's.
     if let Err(e) = host.remove_file(report_path) {
         return failed(format!("cannot remove the old report: {e}"), findings);
@@ -91,17 +101,11 @@ pub fn run(host: &dyn Host, step: Step, snapshots: &SnapshotConfig) -> Outcome {
     let bytes = match host.read_file(report_path) {
         Ok(bytes) => bytes,
         Err(_) => {
-            let last = output
-                .stderr
-                .lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("no output");
             return failed(
                 format!(
                     "{command} exited {} and wrote no report: {}",
                     output.status,
-                    last.trim()
+                    last_line(&output)
                 ),
                 findings,
             );
@@ -113,6 +117,19 @@ pub fn run(host: &dyn Host, step: Step, snapshots: &SnapshotConfig) -> Outcome {
     };
     match parsed {
         Ok(tool_findings) => {
+            if output.status == 1 && !tool_findings.iter().any(|f| f.blocking) {
+                findings.push(agent_finding(
+                    "tool-failed",
+                    true,
+                    format!("{command} failed"),
+                    format!(
+                        "{command} exited 1 but its report marks nothing as blocking: an error the \
+                         report does not show. Last output: {}",
+                        last_line(&output)
+                    ),
+                    "Read the tool's log on the host, fix the cause, then run the pre-check again.",
+                ));
+            }
             findings.extend(tool_findings);
             let blocking = findings.iter().filter(|f| f.blocking).count();
             Outcome {
@@ -126,6 +143,29 @@ pub fn run(host: &dyn Host, step: Step, snapshots: &SnapshotConfig) -> Outcome {
             }
         }
         Err(e) => failed(format!("{report_path}: {e}"), findings),
+    }
+}
+
+/// The last two lines the tool printed (stderr first): the error and, for
+/// convert2rhel, whether it says the host was left unchanged.
+fn last_line(output: &crate::host::CommandOutput) -> String {
+    let text = if output.stderr.trim().is_empty() {
+        &output.stdout
+    } else {
+        &output.stderr
+    };
+    let mut lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .rev()
+        .take(2)
+        .collect();
+    lines.reverse();
+    if lines.is_empty() {
+        "no output".into()
+    } else {
+        lines.join(" / ")
     }
 }
 
@@ -179,29 +219,85 @@ fn snapshot_check(host: &dyn Host, config: &SnapshotConfig) -> Vec<Finding> {
     }
 }
 
-fn own_checks(facts: &Facts, tool: Tool) -> Vec<Finding> {
-    let mut findings = Vec::new();
-    let installed = match tool {
-        Tool::Convert2rhel => facts.packages.contains_key("convert2rhel"),
+/// The packages this step needs that are missing, and those in the way: each
+/// leapp hop has its own `leapp-upgrade-elXtoelY`, and they conflict with one
+/// another (the upgrade does not install the next hop's).
+fn tool_packages(facts: &Facts, step: Step, version: &str) -> (Vec<String>, Vec<String>) {
+    let has = |name: &str| facts.packages.contains_key(name);
+    match step.tool {
+        Tool::Convert2rhel => (
+            (!has("convert2rhel"))
+                .then(|| "convert2rhel".to_string())
+                .into_iter()
+                .collect(),
+            Vec::new(),
+        ),
         Tool::Leapp => {
-            facts.packages.contains_key("leapp")
-                && facts
-                    .packages
-                    .keys()
-                    .any(|p| p.starts_with("leapp-upgrade"))
+            let from = version.split('.').next().unwrap_or_default();
+            let repository = format!("leapp-upgrade-el{from}toel{}", step.to.major);
+            let missing = ["leapp", repository.as_str()]
+                .into_iter()
+                .filter(|p| !has(p))
+                .map(str::to_string)
+                .collect();
+            let in_the_way = facts
+                .packages
+                .keys()
+                .filter(|p| p.starts_with("leapp-upgrade-el") && **p != repository)
+                .cloned()
+                .collect();
+            (missing, in_the_way)
         }
-    };
-    if !installed && facts.package_count.is_some() {
-        findings.push(agent_finding(
-            "tool-missing",
-            true,
-            format!("{tool} is not installed"),
-            format!("The packages of {tool} are not installed on this host."),
-            match tool {
-                Tool::Convert2rhel => "yum install convert2rhel",
-                Tool::Leapp => "yum install leapp-upgrade",
-            },
+    }
+}
+
+fn own_checks(facts: &Facts, step: Step, version: &str) -> Vec<Finding> {
+    let tool = step.tool;
+    let mut findings = Vec::new();
+    let (missing, in_the_way) = tool_packages(facts, step, version);
+    if !missing.is_empty() && facts.package_count.is_some() {
+        let installer = if version.starts_with('7') {
+            "yum"
+        } else {
+            "dnf"
+        };
+        let mut remediations = Vec::new();
+        if !in_the_way.is_empty() {
+            remediations.push(Remediation::Command(
+                [installer, "remove", "-y"]
+                    .into_iter()
+                    .map(str::to_string)
+                    .chain(in_the_way.iter().cloned())
+                    .collect(),
+            ));
+        }
+        remediations.push(Remediation::Command(
+            [installer, "install", "-y"]
+                .into_iter()
+                .map(str::to_string)
+                .chain(missing.iter().cloned())
+                .collect(),
         ));
+        findings.push(Finding {
+            source: Source::Agent,
+            key: "agent::tool-missing".into(),
+            severity: Severity::High,
+            blocking: true,
+            title: format!("{tool} for this step is not installed"),
+            summary: format!(
+                "{step} needs {} installed on this host{}.",
+                missing.join(" and "),
+                if in_the_way.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; {} (an earlier hop's) conflicts with it and must be removed first",
+                        in_the_way.join(", ")
+                    )
+                }
+            ),
+            remediations,
+        });
     }
     for path in ["/var", "/boot"] {
         let Some(needed) = space_needed(tool, path) else {

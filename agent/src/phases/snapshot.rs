@@ -142,6 +142,10 @@ pub enum SnapshotError {
     NotMerged(String),
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     NotRemoved(Vec<SnapshotError>),
+    #[error("the /boot archive {0} lists no kernel and no boot loader: /boot was left as it is")]
+    BootArchiveUnusable(String),
+    #[error(transparent)]
+    BootLoader(#[from] super::bootloader::BootLoaderError),
     #[error(transparent)]
     Host(#[from] HostError),
 }
@@ -395,10 +399,36 @@ pub fn revert(host: &dyn Host, set: &SnapshotSet, host_id: &str) -> Result<(), S
             Some(_) => {}
         }
     }
-    run(host, &["tar", "-xzf", boot_backup, "-C", "/boot"])?;
+    restore_boot(host, boot_backup)?;
     for name in names {
         run(host, &["lvconvert", "--merge", name])?;
     }
+    Ok(())
+}
+
+/// Makes /boot what the archive holds: tar extracts over /boot and deletes
+/// nothing, so the kernels and boot entries the step added are removed first
+/// (an archive that lists no kernel or no boot loader is refused rather than
+/// trusted to empty /boot). Then leapp's entry must not be the default.
+fn restore_boot(host: &dyn Host, archive: &str) -> Result<(), SnapshotError> {
+    let listing = run(host, &["tar", "-tzf", archive])?;
+    let kept: std::collections::BTreeSet<String> = listing
+        .lines()
+        .map(|m| m.trim().trim_start_matches("./").trim_end_matches('/'))
+        .filter(|m| !m.is_empty())
+        .map(|m| format!("/boot/{m}"))
+        .collect();
+    let has = |prefix: &str| kept.iter().any(|p| p.starts_with(prefix));
+    if !has("/boot/vmlinuz-") || !(has("/boot/grub2/") || has("/boot/loader/")) {
+        return Err(SnapshotError::BootArchiveUnusable(archive.to_string()));
+    }
+    for path in host.list_files("/boot")? {
+        if !kept.contains(&path) && path != archive {
+            host.remove_file(&path)?;
+        }
+    }
+    run(host, &["tar", "-xzf", archive, "-C", "/boot"])?;
+    super::bootloader::remove_upgrade_entry(host)?;
     Ok(())
 }
 

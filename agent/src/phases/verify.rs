@@ -2,7 +2,9 @@
 //! Conversion: RHEL of the same version, the last conversion activity a
 //! success. Upgrade: `/etc/redhat-release` shows the target, the kernel is the
 //! target's, leapp_resume.service is gone, no `.leapp_upgrade_failed`, and the
-//! last upgrade activity is a success recorded at FirstBoot.
+//! last upgrade activity is a success recorded at FirstBoot. While
+//! leapp_resume.service is still installed FirstBoot is running (it starts
+//! after the agent): that is "not yet", which the executor asks again.
 
 use serde_json::Value;
 
@@ -11,7 +13,7 @@ use crate::facts;
 use crate::host::Host;
 
 const RESULTS: &str = "/etc/migration-results";
-const UPGRADE_FAILED: &str = "/root/tmp_leapp_py3/.leapp_upgrade_failed";
+use super::bootloader::UPGRADE_FAILED;
 const LEAPP_RESUME: &str = "/etc/systemd/system/leapp_resume.service";
 
 fn last_activity(host: &dyn Host, activity: &str) -> Option<Value> {
@@ -30,8 +32,13 @@ fn last_activity(host: &dyn Host, activity: &str) -> Option<Value> {
 pub enum NotVerified {
     #[error("the operating system is unknown")]
     UnknownOs,
-    #[error("the host runs {id} {version}, not RHEL {target}{}", if *.initramfs_failed {
+    #[error("the host runs {id} {version}, not RHEL {target}{}{}", if *.initramfs_failed {
         " (the upgrade failed in its initramfs: .leapp_upgrade_failed is present)"
+    } else {
+        ""
+    }, if *.upgrade_entry_default {
+        "; leapp's RHEL-Upgrade-Initramfs entry is still the boot default, so a plain reboot would \
+         run the failed upgrade again: roll back (which removes it)"
     } else {
         ""
     })]
@@ -40,6 +47,7 @@ pub enum NotVerified {
         version: String,
         target: String,
         initramfs_failed: bool,
+        upgrade_entry_default: bool,
     },
     #[error("/etc/redhat-release says {0:?}")]
     WrongRelease(String),
@@ -49,8 +57,12 @@ pub enum NotVerified {
     ConversionFailed,
     #[error("the running kernel {kernel} is not an el{major} kernel")]
     WrongKernel { kernel: String, major: u32 },
-    #[error("leapp_resume.service is still installed: FirstBoot did not finish")]
+    #[error("leapp_resume.service is still installed: FirstBoot is running")]
     FirstBootPending,
+    #[error(
+        "FirstBoot failed: the last upgrade activity in /etc/migration-results is a failure at FirstBoot"
+    )]
+    FirstBootFailed,
     #[error(".leapp_upgrade_failed is present")]
     UpgradeFailedMarker,
     #[error("the last upgrade activity is not a success at FirstBoot ({0:?})")]
@@ -72,6 +84,8 @@ pub fn run(host: &dyn Host, step: &Step) -> Result<String, NotVerified> {
             version: os.version.clone(),
             target,
             initramfs_failed: host.read_file(UPGRADE_FAILED).is_ok(),
+            upgrade_entry_default: super::bootloader::default_entry(host)
+                .is_ok_and(|e| e.is_upgrade()),
         });
     }
     if !release.contains(&format!("release {target}")) {
@@ -90,6 +104,18 @@ pub fn run(host: &dyn Host, step: &Step) -> Result<String, NotVerified> {
             let major = step.to.major;
             if !kernel.contains(&format!(".el{major}")) {
                 return Err(NotVerified::WrongKernel { kernel, major });
+            }
+            let last = last_activity(host, "upgrade");
+            let at_first_boot = |a: &Value| {
+                a.pointer("/env/LEAPP_CURRENT_PHASE")
+                    .and_then(Value::as_str)
+                    == Some("FirstBoot")
+            };
+            if last
+                .as_ref()
+                .is_some_and(|a| at_first_boot(a) && a.get("success") != Some(&Value::Bool(true)))
+            {
+                return Err(NotVerified::FirstBootFailed);
             }
             if host.read_file(LEAPP_RESUME).is_ok() {
                 return Err(NotVerified::FirstBootPending);

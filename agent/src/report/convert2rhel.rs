@@ -2,7 +2,10 @@
 //! `{"format_version", "status", "actions": {ID: {"result": ITEM, "messages": [ITEM]}}}`.
 //! There is no "inhibitor" level: SKIP, OVERRIDABLE and ERROR results all block
 //! a conversion. `diagnosis` and `remediations` carry `{{name}}` placeholders
-//! filled from `variables`.
+//! filled from `variables`. A SKIP result is an action that did not run
+//! because one it depends on failed: beside that root cause it is reported
+//! but not counted as a blocker of its own (the host stays blocked by the
+//! root cause), so that fleet-wide counts show one cause per host.
 
 use std::collections::BTreeMap;
 
@@ -61,11 +64,25 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Finding>, ReportError> {
         )));
     }
     let mut findings = Vec::new();
+    let mut skipped = Vec::new();
     for (action_id, action) in report.actions {
         for item in std::iter::once(action.result).chain(action.messages) {
+            let skip = item.level == Level::Skip;
             if let Some(finding) = finding(&action_id, item) {
+                if skip {
+                    skipped.push(findings.len());
+                }
                 findings.push(finding);
             }
+        }
+    }
+    let root_cause = findings
+        .iter()
+        .enumerate()
+        .any(|(i, f)| f.blocking && !skipped.contains(&i));
+    if root_cause {
+        for i in skipped {
+            findings[i].blocking = false;
         }
     }
     Ok(findings)
@@ -127,6 +144,39 @@ fn fill(template: &str, variables: &BTreeMap<String, serde_json::Value>) -> Stri
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    fn result(action: &str, level: &str, id: &str) -> String {
+        format!(
+            r#""{action}": {{"result": {{"level": "{level}", "id": "{id}", "title": "t {action}",
+               "description": "d", "diagnosis": "", "remediations": "", "variables": {{}}}}, "messages": []}}"#
+        )
+    }
+
+    #[test]
+    fn skipped_dependants_count_once_through_their_root_cause() {
+        let report = format!(
+            r#"{{"format_version": "1.1", "status": "ERROR", "actions": {{{}, {}, {}}}}}"#,
+            result("SUBSCRIBE_SYSTEM", "ERROR", "SYSTEM_NOT_REGISTERED"),
+            result("PACKAGE_UPDATES", "SKIP", "SKIP"),
+            result("ENSURE_KERNEL_MODULES_COMPATIBILITY", "SKIP", "SKIP"),
+        );
+        let findings = parse(report.as_bytes()).expect("parses");
+        let blocking: Vec<&str> = findings
+            .iter()
+            .filter(|f| f.blocking)
+            .map(|f| f.key.as_str())
+            .collect();
+        assert_eq!(blocking, ["SUBSCRIBE_SYSTEM::SYSTEM_NOT_REGISTERED"]);
+        assert_eq!(findings.len(), 3, "the skipped actions are still reported");
+
+        // Skips with no failed action beside them still block.
+        let only_skips = format!(
+            r#"{{"format_version": "1.1", "status": "SKIP", "actions": {{{}}}}}"#,
+            result("PACKAGE_UPDATES", "SKIP", "SKIP"),
+        );
+        let findings = parse(only_skips.as_bytes()).expect("parses");
+        assert!(findings.iter().all(|f| f.blocking));
+    }
 
     /// A pre-conversion report in the shape of schema 1.2 (format_version 1.1).
     pub(crate) const SAMPLE: &str = r#"{
@@ -216,7 +266,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn an_unregistered_host_blocks_on_its_subscription_and_the_skips_after_it() {
+    fn an_unregistered_host_blocks_on_its_causes_and_reports_the_skips_after_them() {
         let findings =
             parse(&crate::fixtures::own("convert2rhel/pre-conversion.json")).expect("parses");
         let keys: Vec<(&str, bool)> = findings
@@ -226,9 +276,9 @@ pub(crate) mod tests {
         assert_eq!(
             keys,
             [
-                ("ENSURE_KERNEL_MODULES_COMPATIBILITY::SKIP", true),
+                ("ENSURE_KERNEL_MODULES_COMPATIBILITY::SKIP", false),
                 ("IS_LOADED_KERNEL_LATEST::INVALID_KERNEL_VERSION", true),
-                ("LIST_THIRD_PARTY_PACKAGES::SKIP", true),
+                ("LIST_THIRD_PARTY_PACKAGES::SKIP", false),
                 ("PACKAGE_UPDATES::OUT_OF_DATE_PACKAGES", false),
                 ("SUBSCRIBE_SYSTEM::SYSTEM_NOT_REGISTERED", true),
             ]

@@ -243,7 +243,7 @@ impl State {
         let Some(old) = self.jobs.get(host_id).cloned() else {
             return false;
         };
-        if old.state != JobState::Running || last_sequence >= old.acknowledged_sequence {
+        if !old.awaits_host() || last_sequence >= old.acknowledged_sequence {
             return false;
         }
         let mut job = old.clone();

@@ -1,15 +1,22 @@
 //! `convert2rhel` 2.x: `analyze` (the non-destructive pre-check) and `convert`
-//! (the default). Exit codes: 0 success, 1 failure (crash, lock held, bad
-//! options, a failed conversion), 2 inhibitors found; but `analyze` before
-//! 2.1.0 returned 0 even with inhibitors, which the emulation reproduces from
-//! the installed version. Writes `/var/log/convert2rhel/convert2rhel-pre-conversion.{json,txt}`
-//! and, past the point of no return, `convert2rhel-post-conversion.json`, and
-//! appends an activity to `/etc/migration-results`. Before the point of no
-//! return a failed conversion undoes its changes; after it, nothing is undone.
+//! (the default), as oamg/convert2rhel's main.py behaves:
+//! - argparse refusals exit 2 with no report; invalid option combinations,
+//!   a held lock and a crash before the checks exit 1 with no report.
+//! - `analyze` exits 2 when an action failed only from 2.2.0 (0 before), and
+//!   its activity in `/etc/migration-results` is a success either way.
+//! - `convert` stopped by failed actions rolls back and exits 2 (all of 2.x),
+//!   writing the pre-conversion report; a failure before the point of no
+//!   return rolls back and exits 1; a rollback that fails leaves no report.
+//! - After the point of no return only `convert2rhel-post-conversion.json`
+//!   is written, on success as on failure.
+//! - An action that raises becomes an ERROR `UNEXPECTED_ERROR` result; actions
+//!   depending on a failed one are SKIP.
+//! - The system is identified from `/etc/system-release`; everything is logged
+//!   to stdout.
 
 use serde_json::{Map, Value, json};
 
-use super::results::{self, Activity};
+use super::results;
 use super::scenario::{Failure, ScenarioFinding};
 use super::tree::LockFile;
 use super::{CommandOutput, EmulatedHost};
@@ -22,8 +29,19 @@ const LOCK: &str = "/var/run/lock/convert2rhel.pid";
 fn fail(message: &str) -> CommandOutput {
     CommandOutput {
         status: 1,
+        stdout: format!("[CRITICAL] {message}\nNo changes were made to the system.\n"),
+        stderr: String::new(),
+    }
+}
+
+/// argparse's refusal: exit 2, usage on stderr, nothing run, no report.
+fn usage(message: &str) -> CommandOutput {
+    CommandOutput {
+        status: 2,
         stdout: String::new(),
-        stderr: format!("{message}\n"),
+        stderr: format!(
+            "usage: convert2rhel [-h] [--version] {{convert,analyze}} ...\nconvert2rhel: error: {message}\n"
+        ),
     }
 }
 
@@ -38,52 +56,73 @@ struct Options {
     restart: bool,
 }
 
-fn parse(args: &[&str]) -> Result<Options, String> {
+enum Refused {
+    Usage(String),
+    Invalid(String),
+}
+
+fn parse(args: &[&str]) -> Result<Options, Refused> {
     let mut options = Options::default();
     let mut args = args.iter();
+    let value = |name: &str, args: &mut std::slice::Iter<'_, &str>| {
+        args.next()
+            .map(|v| v.to_string())
+            .ok_or_else(|| Refused::Usage(format!("argument {name}: expected one argument")))
+    };
     while let Some(arg) = args.next() {
         match *arg {
             "analyze" | "convert" if options.subcommand.is_none() => {
                 options.subcommand = Some((*arg).into())
             }
             "-y" | "--assumeyes" => options.assume_yes = true,
-            "--els" | "--debug" => {}
+            "--els" | "--eus" | "--debug" => {}
             "-r" | "--restart" => options.restart = true,
             "--no-rhsm" => options.no_rhsm = true,
-            "--enablerepo" => options
-                .repos
-                .push(args.next().ok_or("--enablerepo needs a value")?.to_string()),
-            "-k" | "--activationkey" => options.key = args.next().is_some(),
-            "-o" | "--org" => options.org = args.next().is_some(),
+            "--enablerepo" => options.repos.push(value("--enablerepo", &mut args)?),
+            "-k" | "--activationkey" => options.key = value(arg, &mut args).is_ok(),
+            "-o" | "--org" => options.org = value(arg, &mut args).is_ok(),
             "-c" | "--config-file" => {
-                args.next().ok_or("--config-file needs a value")?;
+                value("--config-file", &mut args)?;
             }
-            other => {
-                return Err(format!(
-                    "convert2rhel: error: unrecognized arguments: {other}"
-                ));
-            }
+            other => return Err(Refused::Usage(format!("unrecognized arguments: {other}"))),
         }
     }
     if options.key != options.org {
-        return Err("Either the --org or the --activationkey option is missing. You can't use one without the other.".into());
+        return Err(Refused::Invalid("Either the --org or the --activationkey option is missing. You can't use one without the other.".into()));
     }
     if options.no_rhsm && options.repos.is_empty() {
-        return Err("The --enablerepo option is required when --no-rhsm is used.".into());
+        return Err(Refused::Invalid(
+            "The --enablerepo option is required when --no-rhsm is used.".into(),
+        ));
     }
     Ok(options)
 }
 
-/// "2.0.0" < "2.1.0", numerically per component.
+/// "2.1.0" >= [2, 2]? Numerically per component.
 fn version_at_least(version: &str, minimum: &[u32]) -> bool {
     let parts: Vec<u32> = version.split('.').map(|p| p.parse().unwrap_or(0)).collect();
     parts.as_slice() >= minimum
 }
 
+/// `/etc/system-release`, which convert2rhel reads: name, version, codename.
+fn system_release(host: &EmulatedHost) -> Option<(String, String, String)> {
+    let text = String::from_utf8_lossy(&host.tree.read("/etc/system-release").ok()?).into_owned();
+    let (name, rest) = text.trim().split_once(" release ")?;
+    let mut words = rest.split_whitespace();
+    let full = words.next()?;
+    let version = full.split('.').take(2).collect::<Vec<_>>().join(".");
+    let codename = words
+        .next()
+        .map(|w| w.trim_matches(|c| c == '(' || c == ')').to_string())
+        .unwrap_or_default();
+    Some((name.to_string(), version, codename))
+}
+
 pub fn run(host: &EmulatedHost, args: &[&str]) -> CommandOutput {
     let options = match parse(args) {
         Ok(options) => options,
-        Err(message) => return fail(&message),
+        Err(Refused::Usage(message)) => return usage(&message),
+        Err(Refused::Invalid(message)) => return fail(&message),
     };
     // `convert` is the default subcommand.
     let converting = options.subcommand.as_deref() != Some("analyze");
@@ -94,122 +133,127 @@ pub fn run(host: &EmulatedHost, args: &[&str]) -> CommandOutput {
     }
     let tree = &host.tree;
     let Some(_lock) = LockFile::acquire(tree, LOCK) else {
-        return fail("Another copy of convert2rhel is running.");
+        return CommandOutput {
+            status: 1,
+            stdout: format!(
+                "[CRITICAL] Another copy of convert2rhel is running.\n\nTo make sure only one copy runs, the lock file {LOCK} is held.\n"
+            ),
+            stderr: String::new(),
+        };
     };
-    let (os_id, os_version) = host.os();
-    let source_os = format!("{os_id} {os_version}");
-    let target_os = format!("Red Hat Enterprise Linux {os_version}");
+    let Some((name, os_version, codename)) = system_release(host) else {
+        return fail("Unable to read /etc/system-release: cannot tell which system this is");
+    };
+    let source_os = results::convert2rhel_os(&name, &codename, &os_version);
+    let tool = host
+        .installed()
+        .into_iter()
+        .find(|p| p.name == "convert2rhel");
+    let version = tool.as_ref().map(|p| p.version.clone()).unwrap_or_default();
+    let nevra = tool
+        .map(|p| format!("convert2rhel-0:{}-{}.{}", p.version, p.release, p.arch))
+        .unwrap_or_default();
+    let record = |activity: &str, success: bool, target: Option<Value>| {
+        results::append(
+            tree,
+            results::convert2rhel(activity, success, args, source_os.clone(), target, &nevra),
+        );
+    };
+    if host.scenario.fails(Failure::ToolCrash) {
+        return CommandOutput {
+            status: 1,
+            stdout: "[CRITICAL] Traceback (most recent call last):\n  File \"/usr/bin/convert2rhel\", line 9, in <module>\nRuntimeError: simulated crash while preparing\nNo changes were made to the system.\n".into(),
+            stderr: String::new(),
+        };
+    }
     if converting {
         host.scenario.durations.execute();
     } else {
         host.scenario.durations.precheck();
     }
-    let run_id = super::random_id();
     let _ = tree.remove(REPORT);
     let _ = tree.remove(REPORT_TXT);
-    let mut log = format!(
-        "[{}] INFO - convert2rhel analyze started\n",
-        super::now_rfc3339()
+    let _ = tree.write(
+        LOG,
+        format!(
+            "[{}] INFO - convert2rhel {} started\n",
+            super::now_rfc3339(),
+            if converting { "convert" } else { "analyze" }
+        )
+        .as_bytes(),
     );
-
-    if host.scenario.fails(Failure::AnalysisCrash) {
-        log.push_str(
-            "CRITICAL - Traceback (most recent call last): RuntimeError: simulated crash\n",
-        );
-        let _ = tree.write(LOG, log.as_bytes());
-        results::append(
-            tree,
-            Activity {
-                activity: "analysis",
-                success: false,
-                source_os,
-                target_os,
-                run_id: &run_id,
-                extra: json!({}),
-            },
-        );
-        return CommandOutput {
-            status: 1,
-            stdout: "Pre-conversion analysis\n".into(),
-            stderr: "Traceback (most recent call last):\n  File \"/usr/bin/convert2rhel\", line 9, in <module>\nRuntimeError: simulated crash\n".into(),
-        };
-    }
 
     let report = match &host.scenario.report_file {
         Some(path) => match tree.read(path) {
             Ok(bytes) => bytes,
             Err(e) => return fail(&format!("cannot read the scenario's report file: {e}")),
         },
-        None => build_report(&host.scenario.findings),
+        None => build_report(
+            &host.scenario.findings,
+            host.scenario.fails(Failure::AnalysisCrash),
+        ),
     };
-    let blocked = serde_json::from_slice::<Value>(&report)
+    let failed_actions: Vec<String> = serde_json::from_slice::<Value>(&report)
         .ok()
         .and_then(|r| r.get("actions").and_then(Value::as_object).cloned())
-        .is_some_and(|actions| {
-            actions.values().any(|a| {
-                matches!(
-                    a.pointer("/result/level").and_then(Value::as_str),
-                    Some("SKIP" | "OVERRIDABLE" | "ERROR")
-                )
-            })
-        });
+        .map(|actions| {
+            actions
+                .iter()
+                .filter(|(_, a)| {
+                    matches!(
+                        a.pointer("/result/level").and_then(Value::as_str),
+                        Some("SKIP" | "OVERRIDABLE" | "ERROR")
+                    )
+                })
+                .map(|(id, a)| {
+                    format!(
+                        "({}) {id}::{}",
+                        a.pointer("/result/level")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default(),
+                        a.pointer("/result/id")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let blocked = !failed_actions.is_empty();
+    let mut stdout = String::from("\nPre-conversion analysis report\n");
+    for line in &failed_actions {
+        stdout.push_str(&format!("{line}\n"));
+    }
+    if converting && !blocked {
+        return convert(host, &os_version, &record, stdout, options.restart);
+    }
+    // The analysis, or a conversion stopped by what it found: rolled back,
+    // the pre-conversion report written.
     let _ = tree.write(REPORT, &report);
     let _ = tree.write(REPORT_TXT, text_report(&host.scenario.findings).as_bytes());
-    log.push_str("INFO - Pre-conversion analysis report written\n");
-    let _ = tree.write(LOG, log.as_bytes());
-    results::append(
-        tree,
-        Activity {
-            activity: "analysis",
-            success: !blocked,
-            source_os,
-            target_os,
-            run_id: &run_id,
-            extra: json!({}),
-        },
-    );
-
-    let version = host
-        .installed()
-        .iter()
-        .find(|p| p.name == "convert2rhel")
-        .map(|p| p.version.clone())
-        .unwrap_or_default();
+    stdout.push_str("Abnormal exit! Performing rollback ...\nRollback complete.\n");
     if converting {
-        return convert(
-            host,
-            blocked,
-            &version,
-            &os_id,
-            &os_version,
-            &run_id,
-            options.restart,
-        );
+        record("conversion", false, None);
+        stdout.push_str("The conversion process failed.\n\nA problem was encountered during conversion and a rollback will be initiated to restore the system as the previous state.\n");
+        return CommandOutput {
+            status: 2,
+            stdout,
+            stderr: String::new(),
+        };
     }
-    let mut stdout = String::from("\n[Pre-conversion analysis report]\n");
-    for finding in &host.scenario.findings {
-        stdout.push_str(&format!(
-            "{}: {}\n",
-            if finding.blocking {
-                "(ERROR)"
-            } else {
-                "(WARNING)"
-            },
-            finding.title
-        ));
-    }
+    // An analysis that ran to its end is a success, whatever it found.
+    record("analysis", true, None);
     if blocked {
         stdout.push_str("The system is not ready for conversion: resolve the errors above and run the analysis again.\n");
     } else {
         stdout.push_str("No problems detected during the analysis!\n");
     }
-    let status = if blocked && version_at_least(&version, &[2, 1]) {
-        2
-    } else {
-        0
-    };
     CommandOutput {
-        status,
+        status: if blocked && version_at_least(&version, &[2, 2]) {
+            2
+        } else {
+            0
+        },
         stdout,
         stderr: String::new(),
     }
@@ -223,46 +267,40 @@ const OTHER_RELEASE_FILES: [&str; 4] = [
     "/etc/almalinux-release",
 ];
 
-/// The conversion proper, after the analysis.
+/// The conversion proper, after an analysis that found nothing blocking.
 fn convert(
     host: &EmulatedHost,
-    blocked: bool,
-    tool_version: &str,
-    os_id: &str,
     os_version: &str,
-    run_id: &str,
+    record: &dyn Fn(&str, bool, Option<Value>),
+    mut stdout: String,
     restart: bool,
 ) -> CommandOutput {
     let tree = &host.tree;
-    let record = |success: bool| {
-        results::append(
-            tree,
-            Activity {
-                activity: "conversion",
-                success,
-                source_os: format!("{os_id} {os_version}"),
-                target_os: format!("Red Hat Enterprise Linux {os_version}"),
-                run_id,
-                extra: json!({}),
-            },
+    let _ = tree.remove(POST_REPORT);
+    if host.scenario.fails(Failure::RollbackFailure) {
+        // Part-way through the pre-PONR changes, and the rollback fails: no
+        // report at all, and what was changed stays changed.
+        let _ = tree.write(
+            "/etc/yum.repos.d/redhat.repo",
+            b"# left behind by a failed rollback\n",
         );
-    };
-    if blocked {
-        record(false);
+        record("conversion", false, None);
+        stdout.push_str("Abnormal exit! Performing rollback ...\n[CRITICAL] Rollback of system wasn't completed successfully.\nThe system is left in an undetermined state that Convert2RHEL cannot fix. It is strongly recommended to store the Convert2RHEL logs for later investigation, and restore the system from a backup.\n");
         return CommandOutput {
-            status: if version_at_least(tool_version, &[2, 1]) { 2 } else { 1 },
-            stdout: "The conversion cannot proceed: inhibitors were found. See the pre-conversion report.
-".into(),
+            status: 1,
+            stdout,
             stderr: String::new(),
         };
     }
-    let _ = tree.remove(POST_REPORT);
     if host.scenario.fails(Failure::ConversionBeforePonr) {
-        record(false);
+        let report = build_report(&host.scenario.findings, false);
+        let _ = tree.write(REPORT, &report);
+        record("conversion", false, None);
+        stdout.push_str("[CRITICAL] Failed to download the RHEL packages (simulated)\nAbnormal exit! Performing rollback ...\nRollback complete.\n");
         return CommandOutput {
             status: 1,
-            stdout: "Conversion failed.\nRolling back changes made by convert2rhel.\nRollback complete.\n".into(),
-            stderr: "CRITICAL - Failed to download the RHEL packages (simulated)\n".into(),
+            stdout,
+            stderr: String::new(),
         };
     }
     let Some((os_release, redhat_release)) = super::profile::rhel_release_files(os_version) else {
@@ -271,6 +309,7 @@ fn convert(
     // The point of no return: packages are replaced from here on.
     let _ = tree.write("/etc/os-release", os_release.as_bytes());
     let _ = tree.write("/etc/redhat-release", redhat_release.as_bytes());
+    let _ = tree.write("/etc/system-release", redhat_release.as_bytes());
     for path in OTHER_RELEASE_FILES {
         let _ = tree.remove(path);
     }
@@ -288,16 +327,24 @@ fn convert(
                 .unwrap_or_default()
                 .as_slice(),
         );
-        record(false);
+        record("conversion", false, None);
+        stdout.push_str("The conversion process failed.\n\nThe system is left in an undetermined state that Convert2RHEL cannot fix. The system might not be fully converted, and might incorrectly be reporting as a Red Hat Enterprise Linux machine.\n");
         return CommandOutput {
             status: 1,
-            stdout: String::new(),
-            stderr: "CRITICAL - The conversion failed after the point of no return; the system is not in a consistent state.\n".into(),
+            stdout,
+            stderr: String::new(),
         };
     }
     if let Some(kernel) = super::profile::rhel_kernel(os_version) {
         let _ = tree.write(&format!("/boot/vmlinuz-{kernel}"), b"kernel image\n");
         let _ = tree.write(&format!("/boot/initramfs-{kernel}.img"), b"initramfs\n");
+        let major = os_version
+            .split('.')
+            .next()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(7);
+        let (name, version) = super::boot::os_name(tree);
+        super::bootloader::install_kernel(tree, kernel, major, &name, &version);
         let (version, release) = kernel
             .trim_end_matches(".x86_64")
             .split_once('-')
@@ -320,8 +367,10 @@ fn convert(
             .unwrap_or_default()
             .as_slice(),
     );
-    record(true);
-    let mut stdout = String::from("Conversion successful!\n");
+    let target = system_release(host)
+        .map(|(name, version, codename)| results::convert2rhel_os(&name, &codename, &version));
+    record("conversion", true, target);
+    stdout.push_str("\nConversion successful!\n");
     if restart {
         let mut state = super::state::MachineState::load(tree);
         state.reboot_pending = true;
@@ -360,8 +409,10 @@ fn success() -> Value {
 }
 
 /// A report in the assessment schema: blocking findings are action results
-/// (ERROR when high, else OVERRIDABLE), others are messages (WARNING or INFO).
-fn build_report(findings: &[ScenarioFinding]) -> Vec<u8> {
+/// (ERROR when high, else OVERRIDABLE) and the actions depending on them are
+/// SKIP; others are messages (WARNING or INFO). A crashing action is an ERROR
+/// `UNEXPECTED_ERROR` result.
+fn build_report(findings: &[ScenarioFinding], crash: bool) -> Vec<u8> {
     let mut actions: Map<String, Value> = Map::new();
     for id in [
         "CONVERT2RHEL_LATEST_VERSION",
@@ -371,6 +422,17 @@ fn build_report(findings: &[ScenarioFinding]) -> Vec<u8> {
         actions.insert(id.into(), json!({"result": success(), "messages": []}));
     }
     let mut status = "SUCCESS";
+    let raise = |status: &mut &str, level: &'static str| {
+        let rank = |l: &str| {
+            ["SUCCESS", "INFO", "WARNING", "SKIP", "OVERRIDABLE", "ERROR"]
+                .iter()
+                .position(|x| *x == l)
+                .unwrap_or(0)
+        };
+        if rank(level) > rank(status) {
+            *status = level;
+        }
+    };
     for finding in findings {
         let (action, id) = finding
             .key
@@ -394,11 +456,21 @@ fn build_report(findings: &[ScenarioFinding]) -> Vec<u8> {
                 &finding.summary,
                 &remediation,
             );
-            status = if level == "ERROR" || status == "ERROR" {
-                "ERROR"
-            } else {
-                "OVERRIDABLE"
-            };
+            raise(&mut status, level);
+            for dependant in &finding.skips {
+                actions.insert(
+                    dependant.clone(),
+                    json!({"result": item(
+                        "SKIP",
+                        "SKIP",
+                        "Skipped action",
+                        "This action was skipped due to another action failing.",
+                        &format!("Skipped because {action} was not successful"),
+                        &format!("Please ensure that the {action} check passes so that this Action can evaluate your system"),
+                    ), "messages": []}),
+                );
+                raise(&mut status, "SKIP");
+            }
         } else {
             let level = if matches!(finding.severity.as_str(), "info" | "low") {
                 "INFO"
@@ -415,10 +487,22 @@ fn build_report(findings: &[ScenarioFinding]) -> Vec<u8> {
                     &remediation,
                 ));
             }
-            if status == "SUCCESS" || (status == "INFO" && level == "WARNING") {
-                status = level;
-            }
+            raise(&mut status, level);
         }
+    }
+    if crash {
+        actions.insert(
+            "IS_LOADED_KERNEL_LATEST".into(),
+            json!({"result": item(
+                "ERROR",
+                "UNEXPECTED_ERROR",
+                "Unhandled exception caught",
+                "Unhandled exception was caught: simulated crash\nPlease file a bug at https://issues.redhat.com/ to have this fixed or a specific error message added.\nTraceback: RuntimeError: simulated crash",
+                "",
+                "",
+            ), "messages": []}),
+        );
+        raise(&mut status, "ERROR");
     }
     serde_json::to_vec_pretty(&json!({
         "format_version": "1.1",

@@ -1,33 +1,48 @@
-//! `leapp preupgrade --target X.Y` (the non-destructive pre-check) and `leapp
-//! upgrade --target X.Y [--reboot]`, which runs the same checks and, without
-//! inhibitors, prepares the `RHEL-Upgrade-Initramfs` boot entry and asks for a
-//! reboot (the package upgrade runs at the next boot). Exit 0, or 1 when
-//! inhibitors are found or it fails. Prints the report location lines that
-//! automation keys on, writes `/var/log/leapp/leapp-report.{json,txt}` in report
-//! schema 1.1.0 (default; blockers in `flags`) or 1.2.0 (`--report-schema`;
-//! blockers in `groups`), the answerfile and the log, and appends an activity
-//! to `/etc/migration-results`.
+//! `leapp preupgrade`, `leapp upgrade [--reboot]` and `leapp answer`, as
+//! oamg/leapp and leapp-repository behave:
+//! - Usage errors exit 2 with argparse's message and no report; a held lock
+//!   (`/var/run/leapp.pid`) exits 1.
+//! - The upgrade paths are the installed leapp-repository's
+//!   `upgrade_paths.json`; the package must be the one for this major
+//!   (`leapp-upgrade-el7toel8` on EL7...). An unsupported `--target` is an
+//!   inhibitor in the report, not a usage error.
+//! - Inhibitors and errors both exit 1. The report is schema 1.1.0 unless
+//!   `--report-schema` says otherwise; 1.1.0 marks inhibitors in `flags` and
+//!   drops the `error` group altogether, 1.2.0 has `groups` with both.
+//! - An actor that raises is an error: the run goes on to write its report
+//!   (with an error entry) and exits 1.
+//! - A dialog left unanswered in `/var/log/leapp/answerfile` raises "Missing
+//!   required answers in the answer file"; `leapp answer --section s.o=v`
+//!   records an answer.
+//! - `upgrade` without inhibitors adds the boot entry titled
+//!   RHEL-Upgrade-Initramfs (kernel `/boot/vmlinuz-upgrade.x86_64`) as the
+//!   default, and asks for a reboot (or reboots with `--reboot`).
+//! - Every preupgrade and upgrade run appends to `/etc/migration-results`.
+
+use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use super::results::{self, Activity};
+use super::bootloader;
+use super::results;
 use super::scenario::{Failure, ScenarioFinding};
-use super::tree::LockFile;
+use super::tree::{LockFile, Tree};
 use super::{CommandOutput, EmulatedHost};
 
 pub const REPORT: &str = "/var/log/leapp/leapp-report.json";
 const REPORT_TXT: &str = "/var/log/leapp/leapp-report.txt";
-const ANSWERFILE: &str = "/var/log/leapp/answerfile";
-const LOG: &str = "/var/log/leapp/leapp-preupgrade.log";
+pub const ANSWERFILE: &str = "/var/log/leapp/answerfile";
 const LOCK: &str = "/var/run/leapp.pid";
+/// Where leapp-repository installs its upgrade paths.
+pub const UPGRADE_PATHS: &str = "/etc/leapp/repos.d/system_upgrade/common/files/upgrade_paths.json";
 
-/// Upgrade paths of leapp-repository for RHEL (the archived RHEL 7 list and
-/// the current one agree on these).
-fn targets_from(version: &str) -> &'static [&'static str] {
-    match version {
-        "7.9" => &["8.10"],
-        "8.10" => &["9.4", "9.6"],
-        _ => &[],
+fn usage(message: &str) -> CommandOutput {
+    CommandOutput {
+        status: 2,
+        stdout: String::new(),
+        stderr: format!(
+            "usage: leapp [-h] [--version] {{answer,preupgrade,upgrade}} ...\nleapp: error: {message}\n"
+        ),
     }
 }
 
@@ -46,78 +61,322 @@ struct Options {
     schema: String,
 }
 
-fn parse(args: &[&str]) -> Result<Options, String> {
+const CHANNELS: [&str; 4] = ["ga", "e4s", "eus", "aus"];
+
+fn parse(command: &str, args: &[&str]) -> Result<Options, String> {
     let mut args = args.iter();
-    let upgrade = match args.next() {
-        Some(&"preupgrade") => false,
-        Some(&"upgrade") => true,
-        Some(other) => {
-            return Err(format!(
-                "leapp: `{other}` is not available on this emulated host"
-            ));
-        }
-        None => return Err("usage: leapp [-h] {answer,preupgrade,upgrade} ...".into()),
-    };
     let mut options = Options {
-        upgrade,
+        upgrade: command == "upgrade",
         reboot: false,
         target: None,
         schema: "1.1.0".into(),
     };
+    let value = |name: &str, args: &mut std::slice::Iter<'_, &str>| {
+        args.next()
+            .map(|v| v.to_string())
+            .ok_or_else(|| format!("argument {name}: expected one argument"))
+    };
     while let Some(arg) = args.next() {
         match *arg {
-            "--target" => {
-                options.target = Some(args.next().ok_or("--target needs a value")?.to_string())
-            }
+            "--target" => options.target = Some(value("--target", &mut args)?),
             "--report-schema" => {
-                let schema = args.next().ok_or("--report-schema needs a value")?;
-                if !["1.0.0", "1.1.0", "1.2.0"].contains(schema) {
+                let schema = value("--report-schema", &mut args)?;
+                if !["1.0.0", "1.1.0", "1.2.0"].contains(&schema.as_str()) {
                     return Err(format!(
-                        "leapp preupgrade: error: argument --report-schema: invalid choice: '{schema}'"
+                        "argument --report-schema: invalid choice: '{schema}' (choose from '1.0.0', '1.1.0', '1.2.0')"
                     ));
                 }
-                options.schema = (*schema).into();
+                options.schema = schema;
             }
-            "--enablerepo" | "--channel" => {
-                args.next().ok_or_else(|| format!("{arg} needs a value"))?;
+            "--channel" => {
+                let channel = value("--channel", &mut args)?.to_lowercase();
+                if !CHANNELS.contains(&channel.as_str()) {
+                    return Err(format!(
+                        "argument --channel: invalid choice: '{channel}' (choose from 'ga', 'e4s', 'eus', 'aus')"
+                    ));
+                }
+            }
+            "--enablerepo" => {
+                value("--enablerepo", &mut args)?;
             }
             "--reboot" if options.upgrade => options.reboot = true,
-            "--no-rhsm" | "--debug" | "--verbose" => {}
-            other => {
-                return Err(format!(
-                    "leapp preupgrade: error: unrecognized arguments: {other}"
-                ));
-            }
+            "--no-rhsm"
+            | "--debug"
+            | "--verbose"
+            | "--no-rhsm-facts"
+            | "--nogpgcheck"
+            | "--no-insights-register" => {}
+            other => return Err(format!("unrecognized arguments: {other}")),
         }
     }
     Ok(options)
 }
 
 pub fn run(host: &EmulatedHost, args: &[&str]) -> CommandOutput {
-    let options = match parse(args) {
-        Ok(options) => options,
-        Err(message) => return fail(&message),
-    };
+    match args.split_first() {
+        Some((&"answer", rest)) => answer(&host.tree, rest),
+        Some((command @ (&"preupgrade" | &"upgrade"), rest)) => match parse(command, rest) {
+            Ok(options) => check(host, args, options),
+            Err(message) => usage(&message),
+        },
+        Some((other, _)) => usage(&format!(
+            "argument subcommand: invalid choice: '{other}' (choose from 'answer', 'preupgrade', 'upgrade')"
+        )),
+        None => usage("too few arguments"),
+    }
+}
+
+/// The targets the installed leapp-repository lists for `version`.
+fn supported_targets(tree: &Tree, version: &str) -> Result<Vec<String>, String> {
+    let bytes = tree
+        .read(UPGRADE_PATHS)
+        .map_err(|e| format!("cannot read the upgrade paths: {e}"))?;
+    let paths: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| format!("{UPGRADE_PATHS} is not valid JSON: {e}"))?;
+    let major = version.split('.').next().unwrap_or_default();
+    let default = paths.pointer("/rhel/default");
+    let list = default
+        .and_then(|d| d.get(version))
+        .or_else(|| default.and_then(|d| d.get(major)))
+        .and_then(Value::as_array)
+        .map(|l| {
+            l.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(list)
+}
+
+/// The `leapp-upgrade-elXtoelY` package installed, when it is the one for
+/// `major`.
+fn repository_for(host: &EmulatedHost, major: &str) -> Result<(), String> {
+    let installed: Vec<String> = host
+        .installed()
+        .into_iter()
+        .map(|p| p.name)
+        .filter(|n| n.starts_with("leapp-upgrade-el"))
+        .collect();
+    let wanted = format!("leapp-upgrade-el{major}toel");
+    if installed.iter().any(|n| n.starts_with(&wanted)) {
+        Ok(())
+    } else {
+        Err(format!(
+            "No leapp-repository for RHEL {major} is installed (installed: {}); install leapp-upgrade-el{major}toel{}",
+            if installed.is_empty() {
+                "none".to_string()
+            } else {
+                installed.join(", ")
+            },
+            major.parse::<u32>().unwrap_or_default() + 1
+        ))
+    }
+}
+
+/// A report entry as leapp writes it.
+struct Entry {
+    title: String,
+    summary: String,
+    severity: String,
+    key: String,
+    inhibitor: bool,
+    error: bool,
+    remediations: Vec<Value>,
+}
+
+impl Entry {
+    fn from_scenario(f: &ScenarioFinding) -> Self {
+        let mut remediations: Vec<Value> = f
+            .hint
+            .iter()
+            .map(|h| json!({"type": "hint", "context": h}))
+            .collect();
+        if let Some(dialog) = &f.answer {
+            remediations.push(json!({
+                "type": "command",
+                "context": ["leapp", "answer", "--section", format!("{dialog}=True")],
+            }));
+        }
+        Self {
+            title: f.title.clone(),
+            summary: f.summary.clone(),
+            severity: f.severity.clone(),
+            key: f.key.clone(),
+            inhibitor: f.blocking && !f.error,
+            error: f.error,
+            remediations,
+        }
+    }
+
+    fn to_json(&self, schema: &str, run_id: &str, hostname: &str) -> Value {
+        let mut entry = json!({
+            "title": self.title,
+            "summary": self.summary,
+            "severity": self.severity,
+            "audience": "sysadmin",
+            "key": self.key,
+            "id": format!("{}{}", super::random_id(), super::random_id()),
+            "timeStamp": super::now_rfc3339(),
+            "hostname": hostname,
+            "actor": "mf_sim_check",
+            "detail": {"remediations": self.remediations},
+            "leapp_run_id": run_id,
+        });
+        if schema == "1.2.0" {
+            let mut groups = Vec::new();
+            if self.inhibitor {
+                groups.push("inhibitor");
+            }
+            if self.error {
+                groups.push("error");
+            }
+            if !groups.is_empty() {
+                entry["groups"] = json!(groups);
+            }
+        } else {
+            // Schema 1.1.0 keeps the inhibitor flag and drops the error group.
+            entry["tags"] = json!([]);
+            entry["flags"] = json!(if self.inhibitor {
+                vec!["inhibitor"]
+            } else {
+                Vec::new()
+            });
+        }
+        entry
+    }
+}
+
+/// The answerfile: `[section]` then `option = value` lines.
+fn answers(tree: &Tree) -> BTreeMap<String, String> {
+    let text = String::from_utf8_lossy(&tree.read(ANSWERFILE).unwrap_or_default()).into_owned();
+    let mut section = String::new();
+    let mut found = BTreeMap::new();
+    for line in text.lines().map(str::trim) {
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.to_string();
+        } else if let Some((option, value)) = line.split_once('=')
+            && !line.starts_with('#')
+        {
+            found.insert(
+                format!("{section}.{}", option.trim()),
+                value.trim().to_string(),
+            );
+        }
+    }
+    found
+}
+
+fn write_answerfile(tree: &Tree, answers: &BTreeMap<String, String>) {
+    let mut sections: BTreeMap<&str, Vec<(&str, &str)>> = BTreeMap::new();
+    for (dialog, value) in answers {
+        let (section, option) = dialog.split_once('.').unwrap_or((dialog, ""));
+        sections
+            .entry(section)
+            .or_default()
+            .push((option, value.as_str()));
+    }
+    let mut text = String::new();
+    for (section, options) in sections {
+        text.push_str(&format!("[{section}]\n"));
+        for (option, value) in options {
+            text.push_str(&format!("{option} = {value}\n"));
+        }
+        text.push('\n');
+    }
+    let _ = tree.write(ANSWERFILE, text.as_bytes());
+}
+
+/// `leapp answer --section dialog.option=value[,...] [--add]`.
+fn answer(tree: &Tree, args: &[&str]) -> CommandOutput {
+    let mut sections = Vec::new();
+    let mut add = false;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match *arg {
+            "--section" => match args.next() {
+                Some(value) => sections.extend(value.split(',').map(str::to_string)),
+                None => return usage("argument --section: expected one argument"),
+            },
+            "--add" => add = true,
+            other => return usage(&format!("unrecognized arguments: {other}")),
+        }
+    }
+    if sections.is_empty() {
+        return usage(
+            "At least one dialog section must be specified, ex. --section dialog.option=mychoice",
+        );
+    }
+    let mut parsed = Vec::new();
+    for section in &sections {
+        match section.split_once('=') {
+            Some((dialog, value)) if dialog.contains('.') && !value.is_empty() => {
+                parsed.push((dialog.to_string(), value.to_string()))
+            }
+            _ => {
+                return usage(
+                    "A bad formatted section has been passed. Expected format is dialog.option=mychoice",
+                );
+            }
+        }
+    }
+    let mut current = answers(tree);
+    let mut ignored = Vec::new();
+    for (dialog, value) in parsed {
+        if add || current.contains_key(&dialog) {
+            current.insert(dialog, value);
+        } else {
+            ignored.push(dialog);
+        }
+    }
+    write_answerfile(tree, &current);
+    CommandOutput {
+        status: 0,
+        stdout: String::new(),
+        stderr: if ignored.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "WARNING: Only sections found in original userfile can be updated, ignoring {}\n",
+                ignored.join(",")
+            )
+        },
+    }
+}
+
+fn check(host: &EmulatedHost, argv: &[&str], options: Options) -> CommandOutput {
     let tree = &host.tree;
     let Some(_lock) = LockFile::acquire(tree, LOCK) else {
-        return fail("Leapp is already running (lock file /var/run/leapp.pid exists)");
+        return fail(&format!(
+            "Leapp is already running (lock file {LOCK} exists); wait for it to finish"
+        ));
     };
     let (os_id, version) = host.os();
-    let supported = targets_from(&version);
-    if os_id != "rhel" || supported.is_empty() {
+    let major = version.split('.').next().unwrap_or_default().to_string();
+    if os_id != "rhel" {
         return fail(&format!(
-            "Upgrade from {os_id} {version} is not supported by this leapp-repository"
+            "The system is {os_id} {version}: this leapp-repository upgrades Red Hat Enterprise Linux"
         ));
     }
+    if let Err(reason) = repository_for(host, &major) {
+        return fail(&reason);
+    }
+    if host.scenario.fails(Failure::ToolCrash) {
+        return CommandOutput {
+            status: 1,
+            stdout: String::new(),
+            stderr: "Traceback (most recent call last):\n  File \"/usr/bin/leapp\", line 9, in <module>\nRuntimeError: simulated crash before the workflow\n".into(),
+        };
+    }
+    let supported = match supported_targets(tree, &version) {
+        Ok(list) => list,
+        Err(reason) => return fail(&reason),
+    };
     let target = options
         .target
-        .unwrap_or_else(|| supported[supported.len() - 1].to_string());
-    if !supported.contains(&target.as_str()) {
-        return fail(&format!(
-            "Error: Target version {target} is not supported for upgrade from {version}. Supported: {}",
-            supported.join(", ")
-        ));
-    }
+        .clone()
+        .or_else(|| supported.last().cloned())
+        .unwrap_or_default();
     if options.upgrade {
         host.scenario.durations.execute();
     } else {
@@ -126,37 +385,54 @@ pub fn run(host: &EmulatedHost, args: &[&str]) -> CommandOutput {
     let run_id = super::random_id();
     let _ = tree.remove(REPORT);
     let _ = tree.remove(REPORT_TXT);
-    let mut log = format!(
-        "{} leapp preupgrade --target {target} (run {run_id})\n",
-        super::now_rfc3339()
-    );
-    let mut stdout = String::from(
-        "==> Processing phase `configuration_phase`\n==> Processing phase `FactsCollection`\n\
-         ==> Processing phase `Checks`\n==> Processing phase `Reports`\n",
-    );
-    let activity = |success: bool| Activity {
-        activity: if options.upgrade {
-            "upgrade"
-        } else {
-            "preupgrade"
-        },
-        success,
-        source_os: format!("Red Hat Enterprise Linux {version}"),
-        target_os: format!("Red Hat Enterprise Linux {target}"),
-        run_id: &run_id,
-        extra: json!({"env": {"LEAPP_CURRENT_PHASE": "Reports"}}),
-    };
 
-    if host.scenario.fails(Failure::AnalysisCrash) {
-        log.push_str("Traceback (most recent call last): simulated actor crash\n");
-        let _ = tree.write(LOG, log.as_bytes());
-        results::append(tree, activity(false));
-        return CommandOutput {
-            status: 1,
-            stdout,
-            stderr: "Traceback (most recent call last):\n  leapp.exceptions.StopActorExecutionError: simulated crash\n".into(),
-        };
+    let given = answers(tree);
+    let mut entries: Vec<Entry> = host
+        .scenario
+        .findings
+        .iter()
+        .filter(|f| {
+            f.answer
+                .as_ref()
+                .is_none_or(|dialog| given.get(dialog).is_none_or(String::is_empty))
+        })
+        .map(Entry::from_scenario)
+        .collect();
+    if !supported.contains(&target) {
+        entries.push(Entry {
+            title: "Specified version of the target system is not supported".into(),
+            summary: format!(
+                "The in-place upgrade to the specified version ({target}) of the target system is not \
+                 supported from the current system version. Supported target versions: {}",
+                supported.join(", ")
+            ),
+            severity: "high".into(),
+            key: "7f3b2c5a1d9e8f40b6c2a3d4e5f60718293a4b5c".into(),
+            inhibitor: true,
+            error: false,
+            remediations: vec![json!({"type": "hint", "context":
+                "Choose a supported version of the target OS for the upgrade."})],
+        });
     }
+    if host.scenario.fails(Failure::AnalysisCrash) {
+        entries.push(Entry {
+            title: "Actor mf_sim_check unexpectedly terminated with exit code: 1".into(),
+            summary: "RuntimeError: simulated actor crash".into(),
+            severity: "high".into(),
+            key: "0d6c1b9e2f3a4b5c6d7e8f90a1b2c3d4e5f60718".into(),
+            inhibitor: false,
+            error: true,
+            remediations: Vec::new(),
+        });
+    }
+    // Dialogs still unanswered go into the answerfile with empty choices.
+    let mut answerfile = given.clone();
+    for finding in &host.scenario.findings {
+        if let Some(dialog) = &finding.answer {
+            answerfile.entry(dialog.clone()).or_default();
+        }
+    }
+    write_answerfile(tree, &answerfile);
 
     let hostname = String::from_utf8_lossy(&tree.read("/etc/hostname").unwrap_or_default())
         .trim()
@@ -166,135 +442,202 @@ pub fn run(host: &EmulatedHost, args: &[&str]) -> CommandOutput {
             Ok(bytes) => bytes,
             Err(e) => return fail(&format!("cannot read the scenario's report file: {e}")),
         },
-        None => build_report(&host.scenario.findings, &options.schema, &run_id, &hostname),
+        None => serde_json::to_vec_pretty(&json!({
+            "leapp_run_id": run_id,
+            "entries": entries.iter().map(|e| e.to_json(&options.schema, &run_id, &hostname)).collect::<Vec<_>>(),
+        }))
+        .unwrap_or_default(),
     };
-    let inhibitors = inhibitor_titles(&report);
+    let (inhibitors, errors) = if host.scenario.report_file.is_some() {
+        let (inhibitors, mut errors) = marked(&report);
+        if host.scenario.fails(Failure::AnalysisCrash) {
+            errors.push("RuntimeError: simulated actor crash".to_string());
+        }
+        (inhibitors, errors)
+    } else {
+        (
+            entries
+                .iter()
+                .filter(|e| e.inhibitor)
+                .map(|e| e.title.clone())
+                .collect(),
+            entries
+                .iter()
+                .filter(|e| e.error)
+                .map(|e| e.summary.clone())
+                .collect(),
+        )
+    };
+    let failed = !inhibitors.is_empty() || !errors.is_empty();
     let _ = tree.write(REPORT, &report);
-    let _ = tree.write(REPORT_TXT, text_report(&host.scenario.findings).as_bytes());
+    let _ = tree.write(REPORT_TXT, text_report(&entries).as_bytes());
+    let log = if options.upgrade {
+        "/var/log/leapp/leapp-upgrade.log"
+    } else {
+        "/var/log/leapp/leapp-preupgrade.log"
+    };
     let _ = tree.write(
-        ANSWERFILE,
-        b"# Answers to questions asked by leapp actors; see leapp answer --help\n",
+        log,
+        format!(
+            "{} leapp {} (run {run_id})\n",
+            super::now_rfc3339(),
+            argv.join(" ")
+        )
+        .as_bytes(),
     );
-    let _ = tree.write(LOG, log.as_bytes());
-    // A successful upgrade records its activity at FirstBoot, after the reboots.
-    if !(options.upgrade && inhibitors.is_empty()) {
-        results::append(tree, activity(inhibitors.is_empty()));
-    }
+    let prepared = options.upgrade && !failed;
+    results::append(
+        tree,
+        results::leapp(
+            if options.upgrade {
+                "upgrade"
+            } else {
+                "preupgrade"
+            },
+            !failed,
+            argv,
+            &version,
+            &target,
+            &run_id,
+            if prepared {
+                "InterimPreparation"
+            } else {
+                "Reports"
+            },
+        ),
+    );
 
+    let mut stdout = String::from(
+        "==> Processing phase `configuration_phase`\n==> Processing phase `FactsCollection`\n\
+         ==> Processing phase `Checks`\n==> Processing phase `Reports`\n",
+    );
+    if !errors.is_empty() {
+        stdout.push_str(
+            "============================================================\n\
+             \x20                          ERRORS\n\
+             ============================================================\n\n",
+        );
+        for message in &errors {
+            stdout.push_str(&format!(
+                "{} [ERROR] Actor: mf_sim_check\nMessage: {message}\n",
+                super::now_rfc3339(),
+            ));
+        }
+        stdout.push_str(
+            "\n============================================================\n\
+             \x20                      END OF ERRORS\n\
+             ============================================================\n",
+        );
+    }
     stdout.push_str(&format!(
-        "====> * check_{}\n\nDebug output written to {LOG}\n\n============================================================\n",
-        run_id.get(..8).unwrap_or_default()
+        "\nDebug output written to {log}\n\n============================================================\n\
+         \x20                     REPORT OVERVIEW\n============================================================\n\n"
     ));
+    if !errors.is_empty() {
+        stdout.push_str("Following errors occurred and the upgrade cannot continue:\n");
+        for (i, message) in errors.iter().enumerate() {
+            stdout.push_str(&format!(
+                "    {}. Actor: mf_sim_check\n       Message: {message}\n",
+                i + 1,
+            ));
+        }
+        stdout.push('\n');
+    }
     if !inhibitors.is_empty() {
-        stdout.push_str("                     UPGRADE INHIBITED\n============================================================\n\n");
         stdout.push_str("Upgrade has been inhibited due to the following problems:\n");
         for (i, title) in inhibitors.iter().enumerate() {
-            stdout.push_str(&format!("    {}. Inhibitor: {title}\n", i + 1));
+            stdout.push_str(&format!("    {}. {title}\n", i + 1));
         }
-        stdout.push_str("Consult the pre-upgrade report for details and possible remediation.\n\n");
+        stdout.push('\n');
     }
     stdout.push_str(&format!(
-        "A report has been generated at {REPORT}\nA report has been generated at {REPORT_TXT}\n"
+        "Reports summary:\n    Errors:                  {:5}\n    Inhibitors:              {:5}\n\n\
+         Before continuing, review the full report below for details about discovered problems and \
+         possible remediation instructions:\n    A report has been generated at {REPORT_TXT}\n    \
+         A report has been generated at {REPORT}\n\n\
+         ============================================================\n\
+         \x20                  END OF REPORT OVERVIEW\n\
+         ============================================================\n\n\
+         Answerfile has been generated at {ANSWERFILE}\n",
+        errors.len(),
+        inhibitors.len()
     ));
-    if options.upgrade && inhibitors.is_empty() {
-        // Ready for the upgrade initramfs: a one-shot boot entry and the next boot's work.
-        let _ = tree.write(
-            super::boot::UPGRADE_BOOT_ENTRY,
-            b"title RHEL-Upgrade-Initramfs\nlinux /vmlinuz-upgrade.x86_64\n",
-        );
-        let _ = tree.write("/boot/initramfs-upgrade.x86_64.img", b"upgrade initramfs\n");
-        let _ = tree.remove(super::boot::UPGRADE_FAILED);
-        let mut state = super::state::MachineState::load(tree);
-        state.at_boot.push(super::state::BootAction::LeappUpgrade {
-            target: target.clone(),
-        });
-        state.reboot_pending |= options.reboot;
-        state.save(tree);
+    if prepared {
+        prepare_reboot(host, &target, options.reboot);
         if !options.reboot {
             stdout.push_str("A reboot is required to continue. Please reboot your system.\n");
         }
     }
     CommandOutput {
-        status: i32::from(!inhibitors.is_empty()),
+        status: i32::from(failed),
         stdout,
         stderr: String::new(),
     }
 }
 
-/// Titles of the entries that block, in either schema.
-fn inhibitor_titles(report: &[u8]) -> Vec<String> {
-    let Ok(value) = serde_json::from_slice::<Value>(report) else {
-        return Vec::new();
+/// The end of a successful `leapp upgrade` on the source system: the upgrade
+/// kernel and initramfs, their boot entry made the default, the target kept
+/// for the initramfs.
+fn prepare_reboot(host: &EmulatedHost, target: &str, reboot: bool) {
+    let tree = &host.tree;
+    let _ = tree.write(bootloader::UPGRADE_KERNEL, b"upgrade kernel\n");
+    let _ = tree.write(bootloader::UPGRADE_INITRD, b"upgrade initramfs\n");
+    bootloader::remove_kernel(tree, bootloader::UPGRADE_KERNEL);
+    bootloader::add(
+        tree,
+        bootloader::UPGRADE_TITLE,
+        bootloader::UPGRADE_KERNEL,
+        bootloader::UPGRADE_INITRD,
+        true,
+    );
+    let _ = tree.remove(super::boot::UPGRADE_FAILED);
+    let mut state = super::state::MachineState::load(tree);
+    state.leapp_target = Some(target.to_string());
+    state.reboot_pending |= reboot;
+    state.save(tree);
+}
+
+/// Titles of the inhibitors and of the errors a report marks, in either schema.
+fn marked(report: &[u8]) -> (Vec<String>, Vec<String>) {
+    let entries = serde_json::from_slice::<Value>(report)
+        .ok()
+        .and_then(|v| v.get("entries").and_then(Value::as_array).cloned())
+        .unwrap_or_default();
+    let has = |e: &Value, field: &str, name: &str| {
+        e.get(field)
+            .and_then(Value::as_array)
+            .is_some_and(|l| l.iter().any(|v| v.as_str() == Some(name)))
     };
-    let Some(entries) = value.get("entries").and_then(Value::as_array) else {
-        return Vec::new();
+    let titles = |wanted: &dyn Fn(&Value) -> bool| {
+        entries
+            .iter()
+            .filter(|e| wanted(e))
+            .filter_map(|e| e.get("title").and_then(Value::as_str).map(str::to_string))
+            .collect::<Vec<_>>()
     };
-    let marks = |e: &Value, field: &str, names: &[&str]| {
-        e.get(field).and_then(Value::as_array).is_some_and(|list| {
-            list.iter()
-                .any(|v| v.as_str().is_some_and(|s| names.contains(&s)))
-        })
-    };
+    (
+        titles(&|e| has(e, "flags", "inhibitor") || has(e, "groups", "inhibitor")),
+        titles(&|e| has(e, "groups", "error")),
+    )
+}
+
+fn text_report(entries: &[Entry]) -> String {
     entries
         .iter()
-        .filter(|e| {
-            marks(e, "flags", &["inhibitor"]) || marks(e, "groups", &["inhibitor", "error"])
-        })
-        .filter_map(|e| e.get("title").and_then(Value::as_str).map(str::to_string))
-        .collect()
-}
-
-fn build_report(
-    findings: &[ScenarioFinding],
-    schema: &str,
-    run_id: &str,
-    hostname: &str,
-) -> Vec<u8> {
-    let entries: Vec<Value> = findings
-        .iter()
-        .map(|f| {
-            let mut entry = json!({
-                "title": f.title,
-                "summary": f.summary,
-                "severity": f.severity,
-                "audience": "sysadmin",
-                "key": f.key,
-                "id": format!("{}{}", super::random_id(), super::random_id()),
-                "timeStamp": super::now_rfc3339(),
-                "hostname": hostname,
-                "actor": "mf_sim_check",
-                "detail": {
-                    "remediations": f.hint.iter().map(|h| json!({"type": "hint", "context": h})).collect::<Vec<_>>(),
-                },
-            });
-            if schema == "1.2.0" {
-                if f.blocking {
-                    entry["groups"] = json!(["inhibitor"]);
-                }
-            } else {
-                entry["tags"] = json!([]);
-                if f.blocking {
-                    entry["flags"] = json!(["inhibitor"]);
-                }
-            }
-            entry
-        })
-        .collect();
-    serde_json::to_vec_pretty(&json!({"leapp_run_id": run_id, "entries": entries}))
-        .unwrap_or_default()
-}
-
-fn text_report(findings: &[ScenarioFinding]) -> String {
-    findings
-        .iter()
-        .map(|f| {
+        .map(|e| {
             format!(
                 "Risk Factor: {} {}\nTitle: {}\nSummary: {}\nKey: {}\n{}\n",
-                f.severity,
-                if f.blocking { "(inhibitor)" } else { "" },
-                f.title,
-                f.summary,
-                f.key,
+                e.severity,
+                if e.error {
+                    "(error)"
+                } else if e.inhibitor {
+                    "(inhibitor)"
+                } else {
+                    ""
+                },
+                e.title,
+                e.summary,
+                e.key,
                 "-".repeat(40)
             )
         })

@@ -8,20 +8,11 @@ use super::scenario::{Failure, Scenario, Volume};
 use super::state::{BootAction, MachineState, Snapshot};
 use super::tree::Tree;
 
-fn done(stdout: String) -> CommandOutput {
-    CommandOutput {
-        status: 0,
-        stdout,
-        stderr: String::new(),
-    }
-}
+use super::succeeded as done;
 
+/// LVM indents its messages by two spaces.
 fn fail(status: i32, message: &str) -> CommandOutput {
-    CommandOutput {
-        status,
-        stdout: String::new(),
-        stderr: format!("  {message}\n"),
-    }
+    super::failed(status, &format!("  {message}"))
 }
 
 const REPORT_FLAGS: [&str; 6] = [

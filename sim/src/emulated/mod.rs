@@ -4,7 +4,9 @@
 //! `mf-sim fleet` (in memory) and `mf-sim run` over a directory, in the tests.
 
 mod boot;
+mod bootloader;
 mod convert2rhel;
+mod grubby;
 mod hook;
 mod leapp;
 mod lvm;
@@ -30,6 +32,12 @@ use mf_agent::host::{CommandOutput, FsUsage, Hardware, Host, HostError, Reboot};
 pub struct EmulatedHost {
     tree: Tree,
     scenario: Scenario,
+    /// When FirstBoot ends (unix ms), while leapp_resume.service runs: kept
+    /// here so that a look at the machine costs no read of its state file.
+    first_boot_due: std::sync::Mutex<Option<i64>>,
+    /// Whether the machine is running (false: down or in the emergency
+    /// shell), for whoever plays its agent process in memory.
+    power: tokio::sync::watch::Sender<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,10 +52,84 @@ impl EmulatedHost {
     /// A simulated host in memory, for `mf-agent sim`.
     pub fn simulated(spec: &SimHostSpec) -> Self {
         let (files, scenario) = profile::build(spec);
-        Self {
-            tree: Tree::memory(files),
-            scenario,
+        Self::new(Tree::memory(files), scenario)
+    }
+
+    fn new(tree: Tree, scenario: Scenario) -> Self {
+        boot::ensure_bootloader(&tree);
+        // The files the declared leapp-repository package installs.
+        if tree.read(leapp::UPGRADE_PATHS).is_err()
+            && let Some(paths) = boot::installed(&tree, &scenario)
+                .iter()
+                .find_map(|p| profile::upgrade_paths_of(&p.name))
+        {
+            let _ = tree.write(leapp::UPGRADE_PATHS, paths.as_bytes());
         }
+        let loaded = state::MachineState::load(&tree);
+        Self {
+            tree,
+            scenario,
+            first_boot_due: std::sync::Mutex::new(loaded.first_boot_due_unix_ms),
+            power: tokio::sync::watch::Sender::new(!loaded.down),
+        }
+    }
+
+    /// Lets leapp_resume.service finish FirstBoot once its time has come.
+    fn background(&self) {
+        let mut due = self
+            .first_boot_due
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if due.is_some_and(|at| at <= boot::now_ms()) {
+            boot::run_first_boot_if_due(&self.tree, &self.scenario);
+            *due = None;
+        }
+    }
+
+    fn booted(&self) {
+        let state = state::MachineState::load(&self.tree);
+        *self
+            .first_boot_due
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = state.first_boot_due_unix_ms;
+        self.power.send_replace(!state.down);
+    }
+
+    /// Watches whether the machine runs: an in-memory fleet stops a host's
+    /// agent when it goes down and starts it again when it comes back.
+    pub fn power(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.power.subscribe()
+    }
+
+    /// At the console of a machine stopped in the upgrade initramfs's
+    /// emergency shell: boots the previous system's entry once (the upgrade
+    /// entry stays the default). Over a directory the boot happens when the
+    /// agent starts next; in memory at once. Returns the entry's title.
+    pub fn console_boot_previous(&self) -> Result<String, String> {
+        let title = boot::console_boot_previous(&self.tree)?;
+        if matches!(self.tree, Tree::Memory(_)) {
+            boot::boot_if_pending(&self.tree, &self.scenario);
+            self.booted();
+        }
+        Ok(title)
+    }
+
+    /// Whether the machine is stopped (never came back, or waits in the
+    /// emergency shell).
+    pub fn is_down(&self) -> bool {
+        state::MachineState::load(&self.tree).down
+    }
+
+    /// The console action on a host-root directory, without opening it (a
+    /// machine that is down cannot be opened).
+    pub fn console_boot_previous_dir(root: &Path) -> Result<String, String> {
+        boot::console_boot_previous(&Tree::Directory(root.to_path_buf()))
+    }
+
+    /// The same host with its scenario changed (durations, findings...).
+    pub fn with_scenario(mut self, change: impl FnOnce(&mut Scenario)) -> Self {
+        change(&mut self.scenario);
+        self
     }
 
     /// A simulated host whose scenario injects `failures`.
@@ -83,7 +165,7 @@ impl EmulatedHost {
         if !boot::boot_if_pending(&tree, &scenario) {
             return Err(OpenError::Down(root.to_path_buf()));
         }
-        Ok(Some(Self { tree, scenario }))
+        Ok(Some(Self::new(tree, scenario)))
     }
 
     pub fn scenario(&self) -> &Scenario {
@@ -132,6 +214,24 @@ impl EmulatedHost {
     }
 }
 
+/// An emulated command that ended with exit 0.
+fn succeeded(stdout: String) -> CommandOutput {
+    CommandOutput {
+        status: 0,
+        stdout,
+        stderr: String::new(),
+    }
+}
+
+/// An emulated command that failed with `status`, its message on stderr.
+fn failed(status: i32, message: &str) -> CommandOutput {
+    CommandOutput {
+        status,
+        stdout: String::new(),
+        stderr: format!("{message}\n"),
+    }
+}
+
 /// A random 32-hex-digit id, as the tools use for runs and entries.
 fn random_id() -> String {
     format!("{:032x}", rand::random::<u128>())
@@ -143,7 +243,19 @@ fn now_rfc3339() -> String {
 
 impl Host for EmulatedHost {
     fn read_file(&self, path: &str) -> Result<Vec<u8>, HostError> {
+        self.background();
         self.tree.read(path)
+    }
+
+    fn list_files(&self, dir: &str) -> Result<Vec<String>, HostError> {
+        self.background();
+        let prefix = format!("{}/", dir.trim_end_matches('/'));
+        Ok(self
+            .tree
+            .list()
+            .into_iter()
+            .filter(|p| p.starts_with(&prefix))
+            .collect())
     }
 
     fn write_file(&self, path: &str, content: &[u8]) -> Result<(), HostError> {
@@ -168,6 +280,7 @@ impl Host for EmulatedHost {
     }
 
     fn run(&self, argv: &[&str]) -> Result<CommandOutput, HostError> {
+        self.background();
         match argv.split_first() {
             Some((&"rpm", args)) => Ok(rpm::run(
                 &self.installed(),
@@ -186,6 +299,7 @@ impl Host for EmulatedHost {
                 Ok(lvm::run(&self.tree, &self.scenario, program, args))
             }
             Some((&"tar", args)) => Ok(tar::run(&self.tree, args)),
+            Some((&"grubby", args)) => Ok(grubby::run(&self.tree, args)),
             Some((program, _)) => Err(HostError::CommandNotFound {
                 command: (*program).into(),
             }),
@@ -220,7 +334,9 @@ impl Host for EmulatedHost {
         state.save(&self.tree);
         match &self.tree {
             Tree::Memory(_) => {
-                if boot::boot_if_pending(&self.tree, &self.scenario) {
+                let up = boot::boot_if_pending(&self.tree, &self.scenario);
+                self.booted();
+                if up {
                     Ok(Reboot::Completed)
                 } else {
                     Ok(Reboot::Requested)

@@ -168,7 +168,7 @@ pub fn rhel_release_files(version: &str) -> Option<(String, String)> {
             SimProfile::Rhel810.os_release().to_string(),
             "Red Hat Enterprise Linux release 8.10 (Ootpa)",
         ),
-        "9.4" | "9.6" => (
+        "9.4" | "9.6" | "9.8" => (
             format!(
                 "NAME=\"Red Hat Enterprise Linux\"\nVERSION=\"{version} (Plow)\"\nID=\"rhel\"\nID_LIKE=\"fedora\"\n\
                  VERSION_ID=\"{version}\"\nPLATFORM_ID=\"platform:el9\"\n\
@@ -176,11 +176,20 @@ pub fn rhel_release_files(version: &str) -> Option<(String, String)> {
                  CPE_NAME=\"cpe:/o:redhat:enterprise_linux:9::baseos\"\nHOME_URL=\"https://www.redhat.com/\"\n\
                  REDHAT_SUPPORT_PRODUCT=\"Red Hat Enterprise Linux\"\nREDHAT_SUPPORT_PRODUCT_VERSION=\"{version}\"\n"
             ),
-            if version == "9.4" {
-                "Red Hat Enterprise Linux release 9.4 (Plow)"
-            } else {
-                "Red Hat Enterprise Linux release 9.6 (Plow)"
+            match version {
+                "9.4" => "Red Hat Enterprise Linux release 9.4 (Plow)",
+                "9.6" => "Red Hat Enterprise Linux release 9.6 (Plow)",
+                _ => "Red Hat Enterprise Linux release 9.8 (Plow)",
             },
+        ),
+        "10.0" => (
+            "NAME=\"Red Hat Enterprise Linux\"\nVERSION=\"10.0 (Coughlan)\"\nID=\"rhel\"\n\
+             ID_LIKE=\"centos fedora\"\nVERSION_ID=\"10.0\"\nPLATFORM_ID=\"platform:el10\"\n\
+             PRETTY_NAME=\"Red Hat Enterprise Linux 10.0 (Coughlan)\"\nANSI_COLOR=\"0;31\"\n\
+             CPE_NAME=\"cpe:/o:redhat:enterprise_linux:10::baseos\"\n\
+             REDHAT_SUPPORT_PRODUCT=\"Red Hat Enterprise Linux\"\nREDHAT_SUPPORT_PRODUCT_VERSION=\"10.0\"\n"
+                .to_string(),
+            "Red Hat Enterprise Linux release 10.0 (Coughlan)",
         ),
         _ => return None,
     };
@@ -194,6 +203,25 @@ pub fn rhel_kernel(version: &str) -> Option<&'static str> {
         "8.10" => Some("4.18.0-553.el8_10.x86_64"),
         "9.4" => Some("5.14.0-427.13.1.el9_4.x86_64"),
         "9.6" => Some("5.14.0-570.12.1.el9_6.x86_64"),
+        "9.8" => Some("5.14.0-611.5.1.el9_8.x86_64"),
+        "10.0" => Some("6.12.0-55.9.1.el10_0.x86_64"),
+        _ => None,
+    }
+}
+
+/// The `upgrade_paths.json` a leapp-repository package installs (RHEL
+/// paths of its default flavour, as the packages of late 2026 ship them).
+pub fn upgrade_paths_of(package: &str) -> Option<&'static str> {
+    match package {
+        "leapp-upgrade-el7toel8" => Some(
+            r#"{"rhel": {"default": {"7.9": ["8.10"], "7": ["8.10"]}, "saphana": {"7.9": ["8.10"], "7": ["8.10"]}}}"#,
+        ),
+        "leapp-upgrade-el8toel9" => Some(
+            r#"{"rhel": {"default": {"8.10": ["9.6", "9.8"], "8": ["9.6", "9.8"]}, "saphana": {"8.10": ["9.6"], "8": ["9.6"]}}}"#,
+        ),
+        "leapp-upgrade-el9toel10" => {
+            Some(r#"{"rhel": {"default": {"9.6": ["10.0"], "9": ["10.0"]}}}"#)
+        }
         _ => None,
     }
 }
@@ -260,6 +288,10 @@ pub fn build(spec: &SimHostSpec) -> (BTreeMap<String, Vec<u8>>, Scenario) {
     put("/etc/os-release", spec.profile.os_release().to_string());
     for (path, content) in spec.profile.release_files() {
         put(path, (*content).to_string());
+    }
+    // A link to the distribution's own release file on a real system.
+    if let Some((_, content)) = spec.profile.release_files().first() {
+        put("/etc/system-release", (*content).to_string());
     }
     put("/etc/hostname", format!("{}\n", spec.hostname));
     put(

@@ -95,6 +95,9 @@ pub struct Durations {
     pub precheck_seconds: f64,
     /// convert2rhel convert, leapp upgrade (before the reboot).
     pub execute_seconds: f64,
+    /// leapp_resume.service's FirstBoot, counted from the boot into the new
+    /// system; the agent starts before it ends.
+    pub first_boot_seconds: f64,
 }
 
 impl Durations {
@@ -145,6 +148,18 @@ pub struct ScenarioFinding {
     pub blocking: bool,
     #[serde(default)]
     pub hint: Option<String>,
+    /// leapp: an actor error rather than a finding (group `error` in report
+    /// schema 1.2.0, dropped from schema 1.1.0).
+    #[serde(default)]
+    pub error: bool,
+    /// leapp: the dialog (`section.option`) whose answer in the answerfile
+    /// makes this finding go away (`leapp answer --section section.option=...`).
+    #[serde(default)]
+    pub answer: Option<String>,
+    /// convert2rhel: actions that depend on this finding's action, and are
+    /// skipped (result `SKIP`) when it fails.
+    #[serde(default)]
+    pub skips: Vec<String>,
 }
 
 fn default_severity() -> String {
@@ -154,15 +169,27 @@ fn default_severity() -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Failure {
-    /// The pre-check crashes: exit 1, a traceback, no report.
+    /// An action (convert2rhel) or an actor (leapp) of the pre-check raises:
+    /// the tool still writes its report, with `UNEXPECTED_ERROR` (convert2rhel)
+    /// or an error entry (leapp), and fails.
     AnalysisCrash,
+    /// The tool stops before any check runs (a traceback, exit 1, no report).
+    ToolCrash,
+    /// convert2rhel fails before its point of no return and its own rollback
+    /// fails too: exit 1, no report, the host part-changed.
+    RollbackFailure,
     /// convert2rhel fails before its point of no return and undoes its changes.
     ConversionBeforePonr,
     /// convert2rhel fails after its point of no return: the system is half converted.
     ConversionAfterPonr,
-    /// The package upgrade fails in the upgrade initramfs; the machine comes back
-    /// on its old system with `/root/tmp_leapp_py3/.leapp_upgrade_failed`.
+    /// The package upgrade fails in the upgrade initramfs: the machine stops
+    /// in the emergency shell with `/root/tmp_leapp_py3/.leapp_upgrade_failed`
+    /// and the upgrade entry still the default, until someone at the console
+    /// boots the previous entry (`mf-sim console boot-previous`).
     InitramfsFailure,
+    /// FirstBoot on the new system fails: its upgrade activity is recorded
+    /// as a failure and leapp_resume.service stays (its removal never ran).
+    FirstBootFailure,
     /// The machine never comes back from its next reboot.
     NeverReturns,
     /// The LVM snapshots overflow during the change and become invalid.

@@ -23,14 +23,21 @@ pub struct MachineState {
     pub machine_snapshots: BTreeMap<String, BTreeMap<String, String>>,
     /// The machine did not come back from its last reboot.
     pub down: bool,
+    /// Why it is down: stopped in the upgrade initramfs's emergency shell
+    /// (someone at the console can bring it back), rather than gone.
+    pub emergency_shell: bool,
+    /// The target `leapp upgrade` prepared; the upgrade initramfs reads it
+    /// (real leapp keeps it in /var/lib/leapp/leapp.db).
+    pub leapp_target: Option<String>,
+    /// The boot entry chosen at the console for the next boot only.
+    pub boot_once: Option<String>,
+    /// When leapp_resume.service finishes FirstBoot (unix ms), while it runs.
+    pub first_boot_due_unix_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "kebab-case")]
 pub enum BootAction {
-    /// The RHEL-Upgrade-Initramfs entry: the package upgrade runs, then the
-    /// machine reboots into the new system where FirstBoot runs.
-    LeappUpgrade { target: String },
     /// `lvconvert --merge` completes when the volumes are activated.
     MergeSnapshots,
     /// A hypervisor revert: the whole machine as the snapshot had it.

@@ -1,68 +1,70 @@
-//! `tar`, as far as the /boot backup of a snapshot needs it. The archive is
-//! the emulation's own format; only `tar` itself ever reads it.
+//! `tar`, as far as the /boot backup of a snapshot needs it: `-czf ARCHIVE -C
+//! DIR .`, `-tzf ARCHIVE` (members as `./name`, as GNU tar lists them) and
+//! `-xzf ARCHIVE -C DIR`, which like the real one writes the archive's files
+//! over DIR and deletes nothing. The archive is the emulation's own format;
+//! only `tar` itself ever reads it.
+
+use std::collections::BTreeMap;
 
 use super::CommandOutput;
 use super::tree::Tree;
 
-fn done() -> CommandOutput {
-    CommandOutput {
-        status: 0,
-        stdout: String::new(),
-        stderr: String::new(),
-    }
+/// Member (`./name`) -> content.
+fn open(tree: &Tree, archive: &str) -> Result<BTreeMap<String, String>, CommandOutput> {
+    let bytes = tree.read(archive).map_err(|_| {
+        super::failed(
+            2,
+            &format!("tar: {archive}: Cannot open: No such file or directory"),
+        )
+    })?;
+    serde_json::from_slice(&bytes)
+        .map_err(|_| super::failed(2, "tar: This does not look like a tar archive"))
 }
 
-fn fail(message: &str) -> CommandOutput {
-    CommandOutput {
-        status: 2,
-        stdout: String::new(),
-        stderr: format!("{message}\n"),
-    }
-}
-
-/// `tar -czf ARCHIVE -C DIR .` and `tar -xzf ARCHIVE -C DIR`, for the /boot backup.
 pub fn run(tree: &Tree, args: &[&str]) -> CommandOutput {
     match args {
         ["-czf", archive, "-C", dir, "."] => {
             let prefix = format!("{}/", dir.trim_end_matches('/'));
-            let files: std::collections::BTreeMap<String, String> = tree
+            let files: BTreeMap<String, String> = tree
                 .list()
                 .into_iter()
-                .filter(|p| p.starts_with(&prefix))
                 .filter_map(|p| {
+                    let member = format!("./{}", p.strip_prefix(&prefix)?);
                     tree.read(&p)
                         .ok()
-                        .map(|c| (p, String::from_utf8_lossy(&c).into_owned()))
+                        .map(|c| (member, String::from_utf8_lossy(&c).into_owned()))
                 })
                 .collect();
             match tree.write(
                 archive,
                 serde_json::to_string(&files).unwrap_or_default().as_bytes(),
             ) {
-                Ok(()) => done(),
-                Err(e) => fail(&format!("tar: {archive}: Cannot open: {e}")),
+                Ok(()) => super::succeeded(String::new()),
+                Err(e) => super::failed(2, &format!("tar: {archive}: Cannot open: {e}")),
             }
         }
-        ["-xzf", archive, "-C", dir] => {
-            let Ok(bytes) = tree.read(archive) else {
-                return fail(&format!(
-                    "tar: {archive}: Cannot open: No such file or directory"
-                ));
-            };
-            let Ok(files) =
-                serde_json::from_slice::<std::collections::BTreeMap<String, String>>(&bytes)
-            else {
-                return fail("tar: This does not look like a tar archive");
-            };
-            let prefix = format!("{}/", dir.trim_end_matches('/'));
-            for path in tree.list().into_iter().filter(|p| p.starts_with(&prefix)) {
-                let _ = tree.remove(&path);
+        ["-tzf", archive] => match open(tree, archive) {
+            Ok(files) => super::succeeded(
+                std::iter::once("./\n".to_string())
+                    .chain(files.keys().map(|m| format!("{m}\n")))
+                    .collect(),
+            ),
+            Err(out) => out,
+        },
+        ["-xzf", archive, "-C", dir] => match open(tree, archive) {
+            Ok(files) => {
+                let dir = dir.trim_end_matches('/');
+                for (member, content) in files {
+                    let name = member.trim_start_matches("./");
+                    let _ = tree.write(&format!("{dir}/{name}"), content.as_bytes());
+                }
+                super::succeeded(String::new())
             }
-            for (path, content) in files {
-                let _ = tree.write(&path, content.as_bytes());
-            }
-            done()
-        }
-        _ => fail(&format!("tar: unsupported arguments: {}", args.join(" "))),
+            Err(out) => out,
+        },
+        _ => super::failed(
+            2,
+            &format!("tar: unsupported arguments: {}", args.join(" ")),
+        ),
     }
 }

@@ -6,8 +6,9 @@ mod plan;
 
 pub use plan::{FleetSpec, HostPlan, plan_fleet};
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
@@ -18,7 +19,7 @@ use tracing::{Instrument, info_span, warn};
 use crate::emulated::EmulatedHost;
 use mf_agent::enroll::{self, EnrollParams};
 use mf_agent::host::Host;
-use mf_agent::journal::Journal;
+use mf_agent::journal::{Journal, SharedJournal};
 use mf_agent::session::{self, SessionConfig};
 
 /// How to reach the coordinator and how hard to press it.
@@ -36,6 +37,8 @@ pub struct SimConfig {
 #[derive(Debug)]
 pub struct Fleet {
     tasks: JoinSet<()>,
+    /// Each host's machine, for acting at its console.
+    hosts: BTreeMap<String, Arc<EmulatedHost>>,
     shutdown: CancellationToken,
     enrolled: Arc<AtomicUsize>,
     failed: Arc<AtomicUsize>,
@@ -45,6 +48,11 @@ pub struct Fleet {
 impl Fleet {
     pub fn size(&self) -> usize {
         self.size
+    }
+
+    /// The simulated machine of `host_id`.
+    pub fn host(&self, host_id: &str) -> Option<&Arc<EmulatedHost>> {
+        self.hosts.get(host_id)
     }
 
     /// Agents that have enrolled so far.
@@ -74,7 +82,10 @@ pub fn start(plan: Vec<HostPlan>, config: SimConfig) -> Fleet {
     let config = Arc::new(config);
     let size = plan.len();
     let mut tasks = JoinSet::new();
+    let mut hosts = BTreeMap::new();
     for planned in plan {
+        let host = Arc::new(EmulatedHost::simulated(&planned.spec));
+        hosts.insert(planned.host_id.clone(), Arc::clone(&host));
         let span = info_span!("sim_agent", host_id = %planned.host_id);
         let (shutdown, enrolled, failed, permits, config) = (
             shutdown.clone(),
@@ -104,27 +115,53 @@ pub fn start(plan: Vec<HostPlan>, config: SimConfig) -> Fleet {
                     }
                 };
                 enrolled.fetch_add(1, Ordering::Relaxed);
-                let host: Arc<dyn Host> = Arc::new(EmulatedHost::simulated(&planned.spec));
                 let mut session_config = config.session.clone();
                 session_config.labels = planned.labels;
-                session::run(
-                    identity,
-                    host,
-                    Journal::in_memory(),
-                    session_config,
-                    shutdown,
-                )
-                .await;
+                run_machine(identity, host, session_config, shutdown).await;
             }
             .instrument(span),
         );
     }
     Fleet {
         tasks,
+        hosts,
         shutdown,
         enrolled,
         failed,
         size,
+    }
+}
+
+/// The agent of one machine, as its process would live: it runs while the
+/// machine is up, is gone the moment the machine goes down (a reboot that did
+/// not come back, the emergency shell), and starts again on the same journal
+/// when the machine comes back, settling what it left running.
+async fn run_machine(
+    identity: mf_agent::identity::Identity,
+    host: Arc<EmulatedHost>,
+    config: SessionConfig,
+    shutdown: CancellationToken,
+) {
+    let journal: SharedJournal = Arc::new(Mutex::new(Journal::in_memory()));
+    let mut power = host.power();
+    loop {
+        let as_host: Arc<dyn Host> = Arc::clone(&host) as Arc<dyn Host>;
+        let agent = session::run(
+            identity.clone(),
+            as_host,
+            Arc::clone(&journal),
+            config.clone(),
+            shutdown.clone(),
+        );
+        tokio::select! {
+            () = agent => return,
+            // Dropping the session is the power going off under the agent.
+            _ = power.wait_for(|up| !*up) => {}
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = power.wait_for(|up| *up) => {}
+        }
     }
 }
 

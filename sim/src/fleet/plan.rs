@@ -140,6 +140,12 @@ fn draw_findings(rng: &mut StdRng, profile: SimProfile) -> Vec<ScenarioFinding> 
             severity: (*severity).to_string(),
             blocking: *blocking,
             hint: Some("See the tool's report for the remediation steps.".to_string()),
+            error: false,
+            // The dialog of the commonest RHEL 7 inhibitor, answered with
+            // `leapp answer` (or the agent's configured answers).
+            answer: (*title == "Missing required answers in the answer file")
+                .then(|| "remove_pam_pkcs11_module_check.confirm".to_string()),
+            skips: Vec::new(),
         })
         .collect()
 }
