@@ -112,7 +112,9 @@ impl fmt::Display for Step {
 pub enum PathError {
     #[error("{0:?} is not a target: write rhel-MAJOR.MINOR, e.g. rhel-8.10")]
     BadTarget(String),
-    #[error("{0} is not a supported target (supported: rhel-7.9, rhel-8.10, rhel-9.4, rhel-9.6)")]
+    #[error(
+        "{0} is not a supported target (supported: rhel-7.9, rhel-8.10, rhel-9.4, rhel-9.6, rhel-9.8, rhel-10.0)"
+    )]
     UnsupportedTarget(Target),
     #[error("the host already runs RHEL {0}")]
     AlreadyThere(String),

@@ -64,6 +64,7 @@ async fn run(args: DemoArgs) -> Result<()> {
         &pki,
         &["localhost".into(), "127.0.0.1".into()],
         "demo-operator",
+        None,
     )?;
     let loopback = "127.0.0.1:0".parse()?;
     let config = CoordinatorConfig {

@@ -2,6 +2,7 @@
 //! coordinator's admin API: mfctl never opens the coordinator's store.
 
 pub mod client;
+pub mod docs;
 pub mod exit;
 pub mod hosts;
 pub mod jobs;
@@ -41,6 +42,20 @@ pub enum Format {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Print the shell completion script for bash, zsh or fish, e.g.
+    /// `source <(mfctl completion bash)`. The package installs all three.
+    Completion {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: docs::Shell,
+    },
+    /// Write the man pages of mfctl and of each of its commands into DIR.
+    #[command(hide = true)]
+    Man {
+        /// Where to write them (created if missing).
+        #[arg(long)]
+        dir: PathBuf,
+    },
     /// Create the CA, the coordinator's certificate and an operator certificate.
     Pki {
         #[command(subcommand)]
@@ -63,7 +78,8 @@ pub enum Command {
         /// connected (e.g. app=billing,os=rhel); empty: every host.
         #[arg(short = 'l', long, default_value = "")]
         selector: String,
-        /// rhel-7.9, rhel-8.10, rhel-9.4 or rhel-9.6.
+        /// rhel-7.9, rhel-8.10, rhel-9.4, rhel-9.6, rhel-9.8 or rhel-10.0 (which the
+        /// host's leapp supports, its pre-check says).
         #[arg(long)]
         target: String,
         /// Wait until every dispatched pre-check has an outcome, then print the readiness.
@@ -81,7 +97,8 @@ pub enum Command {
     Migrate {
         /// The host's id (its FQDN, unless it enrolled with --host-id).
         host: String,
-        /// rhel-7.9, rhel-8.10, rhel-9.4 or rhel-9.6.
+        /// rhel-7.9, rhel-8.10, rhel-9.4, rhel-9.6, rhel-9.8 or rhel-10.0 (which the
+        /// host's leapp supports, its pre-check says).
         #[arg(long)]
         target: String,
         /// When a change fails: roll back to the snapshot, or hold for an operator.
@@ -127,10 +144,15 @@ pub enum PkiCommand {
     /// Write a new CA, the coordinator's certificate and an operator certificate
     /// into DIR (refused if DIR already holds a CA).
     Init {
-        /// Directory to write (created if missing): ca.pem, ca-key.pem, server.pem,
-        /// server-key.pem, operator.pem, operator-key.pem.
+        /// Directory to write (created if missing): ca.pem, ca-key.pem,
+        /// coordinator.pem, coordinator-key.pem, operator.pem, operator-key.pem.
         #[arg(long)]
         dir: PathBuf,
+        /// Hand the directory, the CA and the coordinator's certificate and
+        /// key to this user (USER or UID:GID), e.g. mf-coordinator, the user
+        /// the packaged coordinator runs as. The operator's stay yours.
+        #[arg(long)]
+        owner: Option<String>,
         /// DNS name or IP address of the coordinator, repeatable.
         #[arg(long = "name", default_values_t = ["localhost".to_string(), "127.0.0.1".to_string()])]
         names: Vec<String>,
@@ -204,15 +226,30 @@ pub enum OnFailureArg {
 
 pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Completion { shell } => {
+            docs::completion(shell, &mut std::io::stdout()).context("cannot write the completion")
+        }
+        Command::Man { dir } => {
+            let written = docs::man_pages(&dir)
+                .with_context(|| format!("cannot write the man pages into {}", dir.display()))?;
+            println!("wrote {written} man pages into {}", dir.display());
+            Ok(())
+        }
         Command::Pki {
             command:
                 PkiCommand::Init {
                     dir,
                     names,
                     operator,
+                    owner,
                 },
         } => {
-            let files = PkiFiles::init(&PkiPaths::new(&dir), &names, &operator)
+            let owner = owner
+                .as_deref()
+                .map(mf_pki::Owner::lookup)
+                .transpose()
+                .context("--owner")?;
+            let files = PkiFiles::init(&PkiPaths::new(&dir), &names, &operator, owner)
                 .with_context(|| format!("cannot create the PKI in {}", dir.display()))?;
             for path in files.written {
                 println!("wrote {}", path.display());

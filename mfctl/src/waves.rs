@@ -19,7 +19,7 @@ pub struct CreateArgs {
     /// Hosts of the wave: Kubernetes label-selector syntax over labels and facts.
     #[arg(short = 'l', long)]
     pub selector: String,
-    /// rhel-7.9, rhel-8.10, rhel-9.4 or rhel-9.6.
+    /// rhel-7.9, rhel-8.10, rhel-9.4, rhel-9.6, rhel-9.8 or rhel-10.0.
     #[arg(long)]
     pub target: String,
     /// Hosts in the canary stage [default: 1].

@@ -18,6 +18,59 @@ pub enum FilesError {
     },
     #[error("{0} already holds a CA; refusing to overwrite it")]
     Exists(PathBuf),
+    #[error("{0} does not exist: create the PKI first with `mfctl pki init --dir DIR --name HOST`")]
+    Missing(PathBuf),
+    #[error(
+        "{path} is readable by group or others (mode {mode:04o}): a private key must be mode 0600, \
+         owned by the user the coordinator runs as (chmod 600 {path}; `mfctl pki init --owner USER` \
+         sets both)"
+    )]
+    KeyExposed { path: PathBuf, mode: u32 },
+    #[error(
+        "no user {0:?} in /etc/passwd: create the service user first (the package does), or give UID:GID"
+    )]
+    NoSuchUser(String),
+}
+
+/// Who the coordinator's files belong to: the service user, so that the
+/// packaged coordinator (User=mf-coordinator) can read its keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl Owner {
+    /// `USER` (a local user, as `useradd -r` makes service users: looked up
+    /// in /etc/passwd) or `UID:GID`.
+    pub fn lookup(spec: &str) -> Result<Self, FilesError> {
+        Self::lookup_in(spec, Path::new("/etc/passwd"))
+    }
+
+    fn lookup_in(spec: &str, passwd: &Path) -> Result<Self, FilesError> {
+        if let Some((uid, gid)) = spec.split_once(':')
+            && let (Ok(uid), Ok(gid)) = (uid.parse(), gid.parse())
+        {
+            return Ok(Self { uid, gid });
+        }
+        let text = std::fs::read_to_string(passwd).map_err(|source| FilesError::Io {
+            path: passwd.to_path_buf(),
+            source,
+        })?;
+        text.lines()
+            .filter_map(|line| {
+                let fields: Vec<&str> = line.split(':').collect();
+                match fields.as_slice() {
+                    [name, _, uid, gid, ..] if *name == spec => Some(Self {
+                        uid: uid.parse().ok()?,
+                        gid: gid.parse().ok()?,
+                    }),
+                    _ => None,
+                }
+            })
+            .next()
+            .ok_or_else(|| FilesError::NoSuchUser(spec.to_string()))
+    }
 }
 
 /// File names inside a PKI directory.
@@ -55,7 +108,7 @@ impl PkiPaths {
     fn read_pem(&self, cert: PathBuf, key: PathBuf) -> Result<Pem, FilesError> {
         Ok(Pem {
             cert: read(&cert)?,
-            key: read(&key)?,
+            key: read_key(&key)?,
         })
     }
 
@@ -77,7 +130,15 @@ pub struct PkiFiles {
 impl PkiFiles {
     /// Creates the CA, the coordinator's certificate for `names` and one
     /// operator certificate. Refuses to touch a directory that has a CA.
-    pub fn init(paths: &PkiPaths, names: &[String], operator: &str) -> Result<Self, PkiError> {
+    /// With an owner, the directory and the coordinator's files (the CA and
+    /// its own certificate and keys) are handed to it; the operator's stay
+    /// with whoever ran init.
+    pub fn init(
+        paths: &PkiPaths,
+        names: &[String],
+        operator: &str,
+        owner: Option<Owner>,
+    ) -> Result<Self, PkiError> {
         if paths.ca_cert().exists() || paths.ca_key().exists() {
             return Err(FilesError::Exists(paths.dir().to_path_buf()).into());
         }
@@ -103,15 +164,56 @@ impl PkiFiles {
             write_new(&path, content.as_bytes(), mode)?;
             written.push(path);
         }
+        if let Some(owner) = owner {
+            for path in [
+                paths.dir().to_path_buf(),
+                paths.ca_key(),
+                paths.ca_cert(),
+                paths.server_key(),
+                paths.server_cert(),
+            ] {
+                std::os::unix::fs::chown(&path, Some(owner.uid), Some(owner.gid))
+                    .map_err(|source| FilesError::Io { path, source })?;
+            }
+        }
         Ok(Self { written })
     }
 }
 
+#[cfg(test)]
+pub(crate) fn lookup_owner_in(spec: &str, passwd: &Path) -> Result<Owner, FilesError> {
+    Owner::lookup_in(spec, passwd)
+}
+
 pub(crate) fn read(path: &Path) -> Result<String, FilesError> {
-    std::fs::read_to_string(path).map_err(|source| FilesError::Io {
-        path: path.to_path_buf(),
-        source,
+    std::fs::read_to_string(path).map_err(|source| match source.kind() {
+        std::io::ErrorKind::NotFound => FilesError::Missing(path.to_path_buf()),
+        _ => FilesError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
     })
+}
+
+/// A private key, refused when group or others may read it.
+fn read_key(path: &Path) -> Result<String, FilesError> {
+    use std::os::unix::fs::PermissionsExt;
+    let text = read(path)?;
+    let mode = std::fs::metadata(path)
+        .map_err(|source| FilesError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .permissions()
+        .mode()
+        & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(FilesError::KeyExposed {
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
+    Ok(text)
 }
 
 /// Creates a file that must not exist yet, with its final mode from the start.

@@ -16,7 +16,7 @@ use rcgen::{
 use rustls::pki_types::CertificateDer;
 use time::OffsetDateTime;
 
-pub use files::{FilesError, PkiFiles, PkiPaths};
+pub use files::{FilesError, Owner, PkiFiles, PkiPaths};
 
 const AGENT_URI_PREFIX: &str = "mf://agent/";
 const OPERATOR_URI_PREFIX: &str = "mf://operator/";

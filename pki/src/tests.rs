@@ -2,6 +2,7 @@ use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
 use x509_parser::prelude::*;
 
 use super::*;
+use crate::Owner;
 
 fn der_of(pem: &str) -> Vec<u8> {
     use rustls::pki_types::pem::PemObject;
@@ -104,13 +105,13 @@ fn init_writes_private_keys_0600_and_refuses_to_overwrite() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().expect("tempdir");
     let paths = PkiPaths::new(dir.path().join("pki"));
-    PkiFiles::init(&paths, &["localhost".into()], "admin").expect("init");
+    PkiFiles::init(&paths, &["localhost".into()], "admin", None).expect("init");
     for key in [paths.ca_key(), paths.server_key(), paths.operator_key()] {
         let mode = std::fs::metadata(&key).expect("meta").permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "{}", key.display());
     }
     assert!(matches!(
-        PkiFiles::init(&paths, &["localhost".into()], "admin"),
+        PkiFiles::init(&paths, &["localhost".into()], "admin", None),
         Err(PkiError::Files(FilesError::Exists(_)))
     ));
 }
@@ -120,7 +121,7 @@ fn names_that_are_not_dns_names_or_addresses_are_refused_before_anything_is_writ
     let dir = tempfile::tempdir().expect("tempdir");
     let paths = PkiPaths::new(dir.path().join("pki"));
     for bad in ["https://x", "host:7443", "a..b", "-a.example.com", "a/b"] {
-        let err = PkiFiles::init(&paths, &[bad.to_string()], "root").expect_err(bad);
+        let err = PkiFiles::init(&paths, &[bad.to_string()], "root", None).expect_err(bad);
         assert!(
             err.to_string()
                 .contains("is not a DNS name or an IP address"),
@@ -136,6 +137,73 @@ fn names_that_are_not_dns_names_or_addresses_are_refused_before_anything_is_writ
             "::1".into(),
         ],
         "root",
+        None,
     )
     .expect("good names");
+}
+
+#[test]
+fn a_private_key_readable_by_others_is_refused_with_the_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let paths = PkiPaths::new(dir.path().join("pki"));
+    PkiFiles::init(&paths, &["localhost".into()], "admin", None).expect("init");
+    paths.load_server().expect("0600 keys load");
+    std::fs::set_permissions(paths.server_key(), std::fs::Permissions::from_mode(0o640))
+        .expect("chmod");
+    let err = paths.load_server().expect_err("group-readable");
+    let text = err.to_string();
+    assert!(
+        text.contains("coordinator-key.pem is readable by group or others (mode 0640)"),
+        "{text}"
+    );
+    assert!(text.contains("chmod 600"), "{text}");
+    let missing = PkiPaths::new(dir.path().join("nowhere"))
+        .load_ca()
+        .expect_err("missing");
+    assert!(missing.to_string().contains("mfctl pki init"), "{missing}");
+}
+
+#[test]
+fn an_owner_is_a_local_user_or_uid_gid_and_gets_the_coordinator_s_files() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let passwd = dir.path().join("passwd");
+    std::fs::write(
+        &passwd,
+        "root:x:0:0:root:/root:/bin/bash\nmf-coordinator:x:996:994::/var/lib/mf-coordinator:/sbin/nologin\n",
+    )
+    .expect("write");
+    assert_eq!(
+        crate::files::lookup_owner_in("mf-coordinator", &passwd).expect("found"),
+        Owner { uid: 996, gid: 994 }
+    );
+    assert_eq!(
+        crate::files::lookup_owner_in("12:34", &passwd).expect("numeric"),
+        Owner { uid: 12, gid: 34 }
+    );
+    let err = crate::files::lookup_owner_in("nobody-here", &passwd).expect_err("unknown");
+    assert!(err.to_string().contains("create the service user"), "{err}");
+
+    // Chowning to oneself works for anyone: the files change hands as asked.
+    let me = std::fs::metadata(dir.path()).expect("meta");
+    let owner = Owner {
+        uid: me.uid(),
+        gid: me.gid(),
+    };
+    let paths = PkiPaths::new(dir.path().join("pki"));
+    PkiFiles::init(&paths, &["localhost".into()], "admin", Some(owner)).expect("init");
+    for path in [
+        paths.dir().to_path_buf(),
+        paths.ca_key(),
+        paths.server_key(),
+    ] {
+        let meta = std::fs::metadata(&path).expect("meta");
+        assert_eq!(
+            (meta.uid(), meta.gid()),
+            (owner.uid, owner.gid),
+            "{}",
+            path.display()
+        );
+    }
 }

@@ -35,6 +35,13 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// Cargo's target directory (`target/`, or `CARGO_TARGET_DIR`): the test
+/// executable lives in its `debug/deps`.
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.ancestors().nth(3).unwrap().to_path_buf()
+}
+
 /// The agent binary for a host root: `mf-sim`, the real agent over the
 /// emulated host, when the root holds a scenario file; the shipped `mf-agent`
 /// otherwise (a plain tree it reads facts from).

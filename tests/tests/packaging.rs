@@ -1,0 +1,302 @@
+//! The packages as an operator receives them: the three RPMs that
+//! `scripts/package` builds (run by `scripts/test` before the tests), read
+//! with Debian's `rpm`, installed into a scratch root, their binaries run from
+//! there; the agent is a static executable that runs in an empty chroot; the
+//! units pass `systemd-analyze verify`, and the coordinator's sandbox scores
+//! an exposure of 4.0 or less.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail, ensure};
+
+const PACKAGES: [&str; 3] = ["mf-agent", "mf-coordinator", "mfctl"];
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn rpm_file(name: &str) -> Result<PathBuf> {
+    let dir = mf_e2e::target_dir().join("rpm");
+    let found = std::fs::read_dir(&dir)
+        .with_context(|| format!("{}: run ./scripts/package first", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&format!("{name}-0")) && n.ends_with(".rpm"))
+        });
+    found.with_context(|| format!("no {name} RPM in {}: run ./scripts/package", dir.display()))
+}
+
+fn output(program: &str, args: &[&str]) -> Result<String> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .with_context(|| format!("cannot run {program}"))?;
+    if !out.status.success() {
+        bail!(
+            "{program} {} exited {}: {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn query(name: &str, args: &[&str]) -> Result<String> {
+    let rpm = rpm_file(name)?;
+    let mut all = vec!["-qp"];
+    all.extend(args);
+    all.push(rpm.to_str().unwrap());
+    output("rpm", &all)
+}
+
+#[test]
+fn each_rpm_installs_on_el7_el8_and_el9_with_its_files_and_scripts() -> Result<()> {
+    for name in PACKAGES {
+        // gzip: EL7's rpm 4.11 cannot read a zstd payload.
+        assert_eq!(
+            query(name, &["--qf", "%{PAYLOADCOMPRESSOR}"])?,
+            "gzip",
+            "{name}"
+        );
+        let license = query(name, &["--qf", "%{LICENSE}"])?;
+        assert!(
+            license.starts_with("Apache-2.0 AND ") && license.contains("MIT"),
+            "{name}: {license}"
+        );
+        for requirement in query(name, &["--requires"])?.lines() {
+            let known = requirement == "/bin/sh"
+                || requirement == "shadow-utils"
+                || requirement.starts_with("config(")
+                || [
+                    "rpmlib(CompressedFileNames)",
+                    "rpmlib(FileDigests)",
+                    "rpmlib(PayloadFilesHavePrefix)",
+                ]
+                .iter()
+                .any(|r| requirement.starts_with(r));
+            assert!(known, "{name} requires {requirement}, which EL7 may lack");
+        }
+        let files = query(name, &["-l"])?;
+        assert!(
+            files.lines().any(|f| f == format!("/usr/bin/{name}")),
+            "{files}"
+        );
+        assert!(
+            files
+                .lines()
+                .any(|f| f == format!("/usr/share/licenses/{name}/THIRD-PARTY-LICENSES.md")),
+            "{files}"
+        );
+    }
+
+    // Config files are marked config(noreplace): an upgrade keeps local edits.
+    for (name, config, owner) in [
+        (
+            "mf-agent",
+            "/etc/mf-agent/agent.toml",
+            "root:root -rw-r--r--",
+        ),
+        (
+            "mf-coordinator",
+            "/etc/mf-coordinator/coordinator.toml",
+            "root:mf-coordinator -rw-r-----",
+        ),
+    ] {
+        let flags = query(
+            name,
+            &[
+                "--qf",
+                "[%{FILEFLAGS:fflags} %{FILEUSERNAME}:%{FILEGROUPNAME} %{FILEMODES:perms} %{FILENAMES}\n]",
+            ],
+        )?;
+        let line = flags
+            .lines()
+            .find(|l| l.ends_with(config))
+            .with_context(|| format!("{config} not in {name}"))?;
+        assert!(line.starts_with("cn "), "{line}");
+        assert!(line.contains(owner), "{line}");
+    }
+    let agent_files = query("mf-agent", &["-l"])?;
+    for file in [
+        "/usr/lib/systemd/system/mf-agent.service",
+        "/usr/lib/tmpfiles.d/mf-agent.conf",
+    ] {
+        assert!(agent_files.contains(file), "{file} missing");
+    }
+    let mfctl_files = query("mfctl", &["-l"])?;
+    for file in [
+        "/usr/share/bash-completion/completions/mfctl",
+        "/usr/share/zsh/site-functions/_mfctl",
+        "/usr/share/fish/vendor_completions.d/mfctl.fish",
+        "/usr/share/man/man1/mfctl.1.gz",
+        "/usr/share/man/man1/mfctl-wave-create.1.gz",
+    ] {
+        assert!(mfctl_files.contains(file), "{file} missing");
+    }
+
+    // The coordinator's package creates its service user; every scriptlet is
+    // valid shell.
+    let scripts = query("mf-coordinator", &["--scripts"])?;
+    assert!(
+        scripts
+            .contains("useradd -r -g mf-coordinator -d /var/lib/mf-coordinator -s /sbin/nologin"),
+        "{scripts}"
+    );
+    assert!(scripts.contains("systemd-tmpfiles --create /usr/lib/tmpfiles.d/mf-coordinator.conf"));
+    for name in ["mf-agent", "mf-coordinator"] {
+        let scripts = query(name, &["--scripts"])?;
+        for script in scripts.split("scriptlet").skip(1) {
+            let body = script.split_once(":\n").map_or("", |(_, b)| b);
+            let checked = Command::new("sh")
+                .args(["-n", "-c", body])
+                .status()
+                .context("sh -n")?;
+            assert!(
+                checked.success(),
+                "{name}: a scriptlet is not valid shell:\n{body}"
+            );
+        }
+    }
+
+    // Installed into a scratch root (its scriptlets need the target system's
+    // useradd and systemd, which a scratch root has not), the binaries run.
+    let root = tempfile::tempdir()?;
+    let root_path = root.path().to_str().unwrap();
+    let mut install = vec!["--root", root_path, "-i", "--nodeps", "--noscripts"];
+    let rpms: Vec<String> = PACKAGES
+        .iter()
+        .map(|n| rpm_file(n).map(|p| p.display().to_string()))
+        .collect::<Result<_>>()?;
+    install.extend(rpms.iter().map(String::as_str));
+    output("rpm", &install)?;
+    let installed = output("rpm", &["--root", root_path, "-qa"])?;
+    for name in PACKAGES {
+        assert!(installed.contains(name), "{installed}");
+        let version = output(
+            root.path()
+                .join(format!("usr/bin/{name}"))
+                .to_str()
+                .unwrap(),
+            &["--version"],
+        )?;
+        assert!(version.starts_with(&format!("{name} 0.1.0")), "{version}");
+    }
+    let completion = std::fs::read_to_string(
+        root.path()
+            .join("usr/share/bash-completion/completions/mfctl"),
+    )?;
+    assert!(completion.contains("precheck"));
+    Ok(())
+}
+
+#[test]
+fn the_agent_is_a_static_executable_that_runs_in_an_empty_chroot() -> Result<()> {
+    let agent = mf_e2e::target_dir().join("x86_64-unknown-linux-musl/release/mf-agent");
+    ensure!(
+        agent.exists(),
+        "{}: run ./scripts/package first",
+        agent.display()
+    );
+    let program = agent.to_str().unwrap();
+    let headers = output("readelf", &["-l", program])?;
+    assert!(!headers.contains("INTERP"), "it asks for a dynamic loader");
+    let dynamic = output("readelf", &["-d", program])?;
+    assert!(
+        !dynamic.contains("(NEEDED)"),
+        "it needs shared libraries:\n{dynamic}"
+    );
+
+    // A root with nothing but the agent and a host tree to read: no libc.
+    let jail = tempfile::tempdir()?;
+    std::fs::copy(&agent, jail.path().join("mf-agent"))?;
+    let host = jail.path().join("host");
+    std::fs::create_dir_all(host.join("etc"))?;
+    std::fs::copy(
+        mf_e2e::fixture("os-release/rhel-7.9"),
+        host.join("etc/os-release"),
+    )?;
+    std::fs::write(host.join("etc/hostname"), "jailed\n")?;
+    let jail_path = jail.path().to_str().unwrap();
+    let in_jail = |args: &[&str]| -> Result<String> {
+        // chroot needs root; elsewhere a user namespace gives it.
+        let mut argv = vec![jail_path, "/mf-agent"];
+        argv.extend(args);
+        if rustix::process::getuid().is_root() {
+            output("chroot", &argv)
+        } else {
+            let mut all = vec!["--user", "--map-root-user", "chroot"];
+            all.extend(argv);
+            output("unshare", &all)
+        }
+    };
+    let version = in_jail(&["--version"])?;
+    assert!(version.starts_with("mf-agent 0.1.0"), "{version}");
+    let facts: serde_json::Value =
+        serde_json::from_str(&in_jail(&["facts", "--host-root", "/host"])?)?;
+    assert_eq!(facts["os"]["id"], "rhel", "{facts:#}");
+    assert_eq!(facts["os"]["version"], "7.9", "{facts:#}");
+    Ok(())
+}
+
+#[test]
+fn the_units_verify_and_the_coordinator_is_sandboxed() -> Result<()> {
+    let binaries = mf_e2e::target_dir().join("x86_64-unknown-linux-musl/release");
+    let units = tempfile::tempdir()?;
+    for (unit, binary) in [
+        ("mf-agent.service", "mf-agent"),
+        ("mf-coordinator.service", "mf-coordinator"),
+    ] {
+        // The unit as shipped, pointed at the built binary: verify checks
+        // that ExecStart exists.
+        let text = std::fs::read_to_string(workspace().join("packaging/systemd").join(unit))?;
+        let here = text.replace(
+            &format!("/usr/bin/{binary}"),
+            binaries.join(binary).to_str().unwrap(),
+        );
+        let path = units.path().join(unit);
+        std::fs::write(&path, here)?;
+        let verify = Command::new("systemd-analyze")
+            .args(["verify", path.to_str().unwrap()])
+            .output()
+            .context("systemd-analyze (Debian package systemd)")?;
+        let said = String::from_utf8_lossy(&verify.stderr);
+        assert!(
+            verify.status.success() && said.trim().is_empty(),
+            "{unit}: {said}"
+        );
+        // systemd 219 (EL7) does not know StateDirectory=: the package and
+        // tmpfiles.d make the directories.
+        assert!(
+            !text.lines().any(|l| l.starts_with("StateDirectory")),
+            "{unit}"
+        );
+    }
+    let security = output(
+        "systemd-analyze",
+        &[
+            "security",
+            "--offline=true",
+            workspace()
+                .join("packaging/systemd/mf-coordinator.service")
+                .to_str()
+                .unwrap(),
+        ],
+    )?;
+    let exposure: f64 = security
+        .lines()
+        .find_map(|l| {
+            l.split("Overall exposure level for mf-coordinator.service: ")
+                .nth(1)
+        })
+        .and_then(|rest| rest.split_whitespace().next())
+        .context("no exposure line")?
+        .parse()?;
+    assert!(exposure <= 4.0, "exposure {exposure}:\n{security}");
+    Ok(())
+}
