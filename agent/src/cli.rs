@@ -133,6 +133,13 @@ pub async fn run(command: CliCommand, open_host: OpenHost) -> Result<()> {
                 None => FileConfig::default(),
             };
             let run = config::resolve(file, state_dir, host_root, &labels, facts_interval)?;
+            let host = open_host(&run.host_root)?;
+            // convert2rhel refuses an exposed credentials file: so does the agent, at once.
+            run.session
+                .phases
+                .convert2rhel
+                .check_on(host.as_ref())
+                .context("the agent's configuration")?;
             let identity = Identity::load(&run.state_dir)?;
             info!(
                 host_id = %identity.host_id,
@@ -141,7 +148,6 @@ pub async fn run(command: CliCommand, open_host: OpenHost) -> Result<()> {
                 version = env!("CARGO_PKG_VERSION"),
                 "mf-agent starting"
             );
-            let host = open_host(&run.host_root)?;
             let journal_path = run.state_dir.join("journal.jsonl");
             let journal = Journal::open(&journal_path)?;
             let shutdown = shutdown_on_signal();

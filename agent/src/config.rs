@@ -25,6 +25,8 @@ pub enum ConfigError {
     NoStateDir,
     #[error("[leapp] {0}")]
     Leapp(String),
+    #[error(transparent)]
+    Subscription(#[from] crate::phases::subscription::BadSubscription),
 }
 
 /// The `mf-agent run` configuration file.
@@ -39,17 +41,40 @@ pub struct FileConfig {
     pub facts_interval: Option<String>,
     /// How changes are protected on this host (default: LVM snapshots).
     pub snapshot: Option<crate::phases::SnapshotConfig>,
-    /// Answers to leapp's dialogs and how long to wait for FirstBoot.
+    /// Answers to leapp's dialogs, how long to wait for FirstBoot, where the
+    /// target's packages come from.
     pub leapp: Option<LeappFile>,
+    /// How convert2rhel reaches RHEL content.
+    pub convert2rhel: Option<Convert2rhelFile>,
 }
 
-/// `[leapp]`: `answers = ["dialog.option=value", ...]`, `first_boot_timeout = "1h"`.
+/// `[convert2rhel]`: `config_file` (0600 INI with activation_key and org),
+/// `els`, `no_rhsm` with `enablerepo`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Convert2rhelFile {
+    pub config_file: Option<String>,
+    #[serde(default)]
+    pub els: bool,
+    #[serde(default)]
+    pub no_rhsm: bool,
+    #[serde(default)]
+    pub enablerepo: Vec<String>,
+}
+
+/// `[leapp]`: `answers = ["dialog.option=value", ...]`, `first_boot_timeout = "1h"`,
+/// `no_rhsm` with `enablerepo`, `channel`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LeappFile {
     #[serde(default)]
     pub answers: Vec<String>,
     pub first_boot_timeout: Option<String>,
+    #[serde(default)]
+    pub no_rhsm: bool,
+    #[serde(default)]
+    pub enablerepo: Vec<String>,
+    pub channel: Option<String>,
 }
 
 impl LeappFile {
@@ -66,6 +91,12 @@ impl LeappFile {
             config.first_boot_timeout = humantime::parse_duration(&text)
                 .map_err(|e| ConfigError::Leapp(format!("first_boot_timeout {text:?}: {e}")))?;
         }
+        config.content = crate::phases::subscription::LeappContent {
+            no_rhsm: self.no_rhsm,
+            enablerepo: self.enablerepo,
+            channel: self.channel,
+        };
+        config.content.validate()?;
         Ok(config)
     }
 }
@@ -78,7 +109,8 @@ impl FileConfig {
         })?;
         toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.into(),
-            message: e.message().to_string(),
+            // toml's own rendering: the line, the column and the offending text.
+            message: e.to_string().trim_end().to_string(),
         })
     }
 }
@@ -126,6 +158,16 @@ pub fn resolve(
     }
     if let Some(leapp) = file.leapp {
         session.phases.leapp = leapp.resolve()?;
+    }
+    if let Some(c2r) = file.convert2rhel {
+        let config = crate::phases::Convert2rhelConfig {
+            config_file: c2r.config_file,
+            els: c2r.els,
+            no_rhsm: c2r.no_rhsm,
+            enablerepo: c2r.enablerepo,
+        };
+        config.validate()?;
+        session.phases.convert2rhel = config;
     }
     if let Some(interval) = facts_interval.or(file_interval) {
         session.facts_interval = interval.max(Duration::from_secs(1));
@@ -276,6 +318,75 @@ mod tests {
         ] {
             let refused = resolve(parse(bad)?, None, None, &[], None);
             assert!(matches!(refused, Err(ConfigError::Leapp(_))), "{bad}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn subscription_options_are_checked_when_loaded() -> Result<(), ConfigError> {
+        let parse = |text: &str| {
+            toml::from_str::<FileConfig>(text).map_err(|e| ConfigError::Parse {
+                path: "t".into(),
+                message: e.to_string(),
+            })
+        };
+        let good = resolve(
+            parse(
+                "state_dir = \"/x\"\n[convert2rhel]\nconfig_file = \"/etc/mf-agent/c2r.ini\"\nels = true\n[leapp]\nno_rhsm = true\nenablerepo = [\"baseos-local\"]\nchannel = \"eus\"\n",
+            )?,
+            None,
+            None,
+            &[],
+            None,
+        )?;
+        assert_eq!(
+            good.session.phases.convert2rhel.argv("analyze"),
+            [
+                "convert2rhel",
+                "analyze",
+                "-y",
+                "--els",
+                "-c",
+                "/etc/mf-agent/c2r.ini"
+            ]
+        );
+        assert_eq!(
+            good.session.phases.leapp.content.options(),
+            [
+                "--no-rhsm",
+                "--enablerepo",
+                "baseos-local",
+                "--channel",
+                "eus"
+            ]
+        );
+        for (bad, words) in [
+            (
+                "[convert2rhel]\nconfig_file = \"c2r.ini\"\n",
+                "absolute path",
+            ),
+            (
+                "[convert2rhel]\nno_rhsm = true\n",
+                "at least one enablerepo",
+            ),
+            (
+                "[leapp]\nchannel = \"beta\"\n",
+                "not one of ga, e4s, eus, aus",
+            ),
+            (
+                "[leapp]\nno_rhsm = true\nenablerepo = [\"a b\"]\n",
+                "repository id",
+            ),
+        ] {
+            let refused = resolve(
+                parse(&format!("state_dir = \"/x\"\n{bad}"))?,
+                None,
+                None,
+                &[],
+                None,
+            )
+            .expect_err(bad);
+            assert!(refused.to_string().contains(words), "{bad}: {refused}");
         }
         Ok(())
     }

@@ -50,7 +50,8 @@ impl FileConfig {
         })?;
         toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.into(),
-            message: e.message().to_string(),
+            // toml's own rendering: the line, the column and the offending text.
+            message: e.to_string().trim_end().to_string(),
         })
     }
 

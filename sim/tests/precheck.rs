@@ -398,13 +398,19 @@ fn with_scenario(spec: &SimHostSpec, scenario: Scenario) -> (tempfile::TempDir, 
         "/etc/os-release",
         "/etc/centos-release",
         "/etc/redhat-release",
+        "/etc/system-release",
         "/etc/hostname",
         "/etc/hosts",
+        "/etc/convert2rhel.ini",
+        "/etc/pki/consumer/cert.pem",
     ] {
         if let Ok(bytes) = host.read_file(path) {
+            use std::os::unix::fs::PermissionsExt;
             let full = dir.join(path.trim_start_matches('/'));
             std::fs::create_dir_all(full.parent().expect("parent")).expect("dir");
-            std::fs::write(full, bytes).expect("write");
+            std::fs::write(&full, bytes).expect("write");
+            // Credentials are the owner's alone, as convert2rhel demands.
+            std::fs::set_permissions(&full, std::fs::Permissions::from_mode(0o600)).expect("chmod");
         }
     }
     let scenario_path = dir.join(".mf-sim/scenario.toml");
@@ -414,4 +420,141 @@ fn with_scenario(spec: &SimHostSpec, scenario: Scenario) -> (tempfile::TempDir, 
         .expect("opens")
         .expect("has a scenario");
     (temp, host)
+}
+
+#[test]
+fn a_convertible_host_without_credentials_is_blocked_with_its_remediation() {
+    let host = EmulatedHost::simulated(&spec(SimProfile::Centos79, vec![]));
+    host.remove_file("/etc/convert2rhel.ini").expect("rm");
+    let outcome = run(&host, step(Tool::Convert2rhel, "7.9"));
+    let blocking: Vec<&str> = outcome
+        .findings
+        .iter()
+        .filter(|f| f.blocking)
+        .map(|f| f.key.as_str())
+        .collect();
+    assert_eq!(
+        blocking,
+        [
+            "agent::no-subscription-path",
+            "SUBSCRIBE_SYSTEM::SYSTEM_NOT_REGISTERED"
+        ],
+        "{outcome:#?}"
+    );
+    assert!(
+        outcome
+            .findings
+            .iter()
+            .any(|f| f.key == "LIST_THIRD_PARTY_PACKAGES::SKIP" && !f.blocking),
+        "the checks skipped after it are one root cause"
+    );
+
+    // A disconnected site: --no-rhsm with its repositories.
+    let offline = Context {
+        convert2rhel: mf_agent::phases::Convert2rhelConfig {
+            no_rhsm: true,
+            enablerepo: vec!["rhel-7-server-rpms-local".into()],
+            ..Default::default()
+        },
+        ..Context::default()
+    };
+    let outcome = run_with(&host, step(Tool::Convert2rhel, "7.9"), &offline);
+    assert!(outcome.findings.iter().all(|f| !f.blocking), "{outcome:#?}");
+    let results = host
+        .read_to_string("/etc/migration-results")
+        .expect("results");
+    assert!(
+        results.contains("analyze -y --no-rhsm --enablerepo rhel-7-server-rpms-local"),
+        "{results}"
+    );
+}
+
+#[test]
+fn an_exposed_or_half_given_credentials_file_blocks_before_the_tool_runs() {
+    use std::os::unix::fs::PermissionsExt;
+    let scenario = EmulatedHost::simulated(&spec(SimProfile::Centos79, vec![]))
+        .scenario()
+        .clone();
+    let (dir, host) = with_scenario(&spec(SimProfile::Centos79, vec![]), scenario);
+    let ini = dir.path().join("etc/convert2rhel.ini");
+    std::fs::write(
+        &ini,
+        "[subscription_manager]\nactivation_key = k\norg = o\n",
+    )
+    .expect("write");
+    std::fs::set_permissions(&ini, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    // The tool itself refuses it: exit 1, no report.
+    let refused = host.run(&["convert2rhel", "analyze", "-y"]).expect("runs");
+    assert_eq!(refused.status, 1, "{refused:?}");
+    assert!(refused.stdout.contains("0600"), "{refused:?}");
+    assert!(
+        host.read_file("/var/log/convert2rhel/convert2rhel-pre-conversion.json")
+            .is_err()
+    );
+    // The agent says so before running it.
+    let outcome = run(&host, step(Tool::Convert2rhel, "7.9"));
+    let finding = outcome
+        .findings
+        .iter()
+        .find(|f| f.key == "agent::subscription-file")
+        .expect("the file is named");
+    assert!(finding.summary.contains("chmod 600"), "{}", finding.summary);
+    assert!(outcome.detail.contains("did not run"), "{}", outcome.detail);
+
+    std::fs::set_permissions(&ini, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    std::fs::write(&ini, "[subscription_manager]\nactivation_key = k\n").expect("write");
+    let outcome = run(&host, step(Tool::Convert2rhel, "7.9"));
+    let finding = outcome
+        .findings
+        .iter()
+        .find(|f| f.key == "agent::subscription-file")
+        .expect("half-given");
+    assert!(
+        finding
+            .summary
+            .contains("only one of activation_key and org"),
+        "{}",
+        finding.summary
+    );
+}
+
+#[test]
+fn an_unregistered_rhel_host_needs_a_registration_or_no_rhsm() {
+    let host = EmulatedHost::simulated(&spec(SimProfile::Rhel79, vec![]));
+    host.remove_file("/etc/pki/consumer/cert.pem").expect("rm");
+    let outcome = run(&host, step(Tool::Leapp, "8.10"));
+    let titles: Vec<&str> = outcome
+        .findings
+        .iter()
+        .filter(|f| f.blocking)
+        .map(|f| f.title.as_str())
+        .collect();
+    assert_eq!(
+        titles,
+        [
+            "No subscription path to RHEL content",
+            "The system is not registered or subscribed."
+        ],
+        "{outcome:#?}"
+    );
+    let offline = Context {
+        leapp: LeappConfig {
+            content: mf_agent::phases::subscription::LeappContent {
+                no_rhsm: true,
+                enablerepo: vec!["rhel-8-baseos-local".into()],
+                channel: Some("eus".into()),
+            },
+            ..LeappConfig::default()
+        },
+        ..Context::default()
+    };
+    let outcome = run_with(&host, step(Tool::Leapp, "8.10"), &offline);
+    assert!(outcome.findings.iter().all(|f| !f.blocking), "{outcome:#?}");
+    assert!(
+        outcome
+            .detail
+            .contains("--no-rhsm --enablerepo rhel-8-baseos-local --channel eus"),
+        "{}",
+        outcome.detail
+    );
 }

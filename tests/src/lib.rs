@@ -212,6 +212,21 @@ pub fn host_root(dir: &Path, os: HostOs, hostname: &str, domain: &str) -> PathBu
         b"2d3c0e5e-1111-4222-8333-444455556666\n",
     );
     write("proc/uptime", b"86400.12 170000.00\n");
+    // The site's way to RHEL content: convert2rhel's own credentials file
+    // (0600, as it demands) and an RHSM registration.
+    write(
+        "etc/convert2rhel.ini",
+        b"[subscription_manager]\nactivation_key = e2e\norg = 1234567\n",
+    );
+    std::fs::set_permissions(
+        dir.join("etc/convert2rhel.ini"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    write(
+        "etc/pki/consumer/cert.pem",
+        b"(RHSM consumer certificate)\n",
+    );
     for d in ["var", "boot"] {
         std::fs::create_dir_all(dir.join(d)).unwrap();
     }

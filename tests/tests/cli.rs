@@ -89,3 +89,97 @@ fn exit_codes_tell_not_found_refused_and_unavailable_apart() -> Result<()> {
     );
     Ok(())
 }
+
+/// The daemons refuse bad files at start, naming the file and the fix: the
+/// agent an exposed credentials file or an unknown key in its configuration,
+/// the coordinator a private key that others can read.
+#[test]
+fn bad_files_are_refused_at_start_with_the_file_and_the_fix() -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir()?;
+    let root = mf_e2e::host_root(
+        &dir.path().join("root"),
+        mf_e2e::HostOs::Centos79,
+        "c7",
+        "example.com",
+    );
+    mf_e2e::set_scenario(&root, "");
+    let ini = root.join("etc/convert2rhel-site.ini");
+    std::fs::write(
+        &ini,
+        "[subscription_manager]\nactivation_key = k\norg = o\n",
+    )?;
+    std::fs::set_permissions(&ini, std::fs::Permissions::from_mode(0o644))?;
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        "[convert2rhel]\nconfig_file = \"/etc/convert2rhel-site.ini\"\n",
+    )?;
+    let agent = |config: &std::path::Path| {
+        run(
+            "mf-sim",
+            &[
+                "run",
+                "--state-dir",
+                dir.path().join("state").to_str().unwrap_or_default(),
+                "--host-root",
+                root.to_str().unwrap_or_default(),
+                "--config",
+                config.to_str().unwrap_or_default(),
+            ],
+            &[],
+        )
+    };
+    let ran = agent(&config);
+    assert!(!ran.success);
+    assert!(
+        ran.stderr
+            .contains("/etc/convert2rhel-site.ini is readable by group or others")
+            && ran.stderr.contains("chmod 600"),
+        "{}",
+        ran.stderr
+    );
+    std::fs::write(&config, "[convert2rhel]\nconfig_fle = \"/x\"\n")?;
+    let ran = agent(&config);
+    assert!(!ran.success);
+    assert!(
+        ran.stderr.contains("agent.toml") && ran.stderr.contains("config_fle"),
+        "{}",
+        ran.stderr
+    );
+
+    let pki = dir.path().join("pki");
+    let init = run(
+        "mfctl",
+        &["pki", "init", "--dir", pki.to_str().unwrap_or_default()],
+        &[],
+    );
+    assert!(init.success, "{}", init.stderr);
+    let key = pki.join("coordinator-key.pem");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640))?;
+    let ran = run(
+        "mf-coordinator",
+        &[
+            "--data-dir",
+            dir.path().join("data").to_str().unwrap_or_default(),
+            "--pki-dir",
+            pki.to_str().unwrap_or_default(),
+            "--agent-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    assert!(!ran.success);
+    assert!(
+        ran.stderr
+            .contains("coordinator-key.pem is readable by group or others")
+            && ran.stderr.contains("chmod 600"),
+        "{}",
+        ran.stderr
+    );
+    Ok(())
+}

@@ -44,7 +44,7 @@ fn finding(key: &str, title: &str, blocking: bool) -> String {
 #[test]
 fn precheck_reports_ready_blocked_and_error_hosts_with_their_findings() -> Result<()> {
     let deployment = Deployment::new()?;
-    let token = deployment.token(&["--uses", "5"])?;
+    let token = deployment.token(&["--uses", "6"])?;
     let python = finding(
         "0c98585b1d8d252eb540bf61560094f3495351f5",
         "Difference in Python versions and support in RHEL 8",
@@ -88,6 +88,12 @@ fn precheck_reports_ready_blocked_and_error_hosts_with_their_findings() -> Resul
             HostOs::Rhel7,
             format!("{}{SPACE}", packages(&LEAPP)),
         ),
+        // Not registered with RHSM, and no --no-rhsm in its configuration.
+        (
+            "rhel-unregistered",
+            HostOs::Rhel79,
+            format!("{}{SPACE}", packages(&LEAPP)),
+        ),
     ];
     let mut agents = Vec::new();
     for (name, os, scenario) in &hosts {
@@ -98,6 +104,9 @@ fn precheck_reports_ready_blocked_and_error_hosts_with_their_findings() -> Resul
             "example.com",
         );
         set_scenario(&root, scenario);
+        if *name == "rhel-unregistered" {
+            std::fs::remove_file(root.join("etc/pki/consumer/cert.pem"))?;
+        }
         let state = deployment.path(&format!("state/{name}"));
         let enrolled = deployment.enroll(&token, &state, &root, &[]);
         assert!(enrolled.success, "{name}: {}", enrolled.stderr);
@@ -113,15 +122,15 @@ fn precheck_reports_ready_blocked_and_error_hosts_with_their_findings() -> Resul
             &deployment.path(&format!("{name}.log")),
         )?);
     }
-    wait_for("five connected hosts", Duration::from_secs(30), || {
+    wait_for("six connected hosts", Duration::from_secs(30), || {
         let hosts = deployment.hosts("connected=true")?;
-        Ok(hosts.len() == 5 && hosts.iter().all(|h| !h["facts"].is_null()))
+        Ok(hosts.len() == 6 && hosts.iter().all(|h| !h["facts"].is_null()))
     })?;
 
     let ran = deployment.mfctl(&["precheck", "--target", "rhel-8.10", "-o", "json"]);
     assert!(ran.success, "{}", ran.stderr);
     let response: Value = serde_json::from_str(&ran.stdout)?;
-    assert_eq!(response["dispatched"], 4, "{response}");
+    assert_eq!(response["dispatched"], 5, "{response}");
     assert_eq!(
         response["refused"][0]["host_id"],
         "rhel-old-minor.example.com"
@@ -185,7 +194,7 @@ fn precheck_reports_ready_blocked_and_error_hosts_with_their_findings() -> Resul
         "unknown"
     );
     assert_eq!(report["summary"]["ready"], 1);
-    assert_eq!(report["summary"]["blocked"], 2);
+    assert_eq!(report["summary"]["blocked"], 3);
     assert_eq!(report["summary"]["error"], 1);
 
     let findings = report["findings"].as_array().unwrap();
@@ -199,6 +208,17 @@ fn precheck_reports_ready_blocked_and_error_hosts_with_their_findings() -> Resul
         (Some(2), Some(true))
     );
     assert_eq!(kernel["source"], "convert2rhel");
+    // Which hosts lack a subscription path, fleet-wide.
+    let no_path = findings
+        .iter()
+        .find(|f| f["key"] == "agent::no-subscription-path")
+        .expect("the unregistered host's finding");
+    assert_eq!(no_path["host_count"], 1, "{no_path}");
+    assert_eq!(no_path["blocking"], true);
+    assert_eq!(
+        no_path["example_hosts"][0], "rhel-unregistered.example.com",
+        "{no_path}"
+    );
     assert!(
         findings
             .iter()
@@ -240,13 +260,13 @@ fn precheck_reports_ready_blocked_and_error_hosts_with_their_findings() -> Resul
         deployment
             .coordinator
             .metric("mf_hosts_by_readiness{readiness=\"blocked\"}")?,
-        2.0
+        3.0
     );
     assert_eq!(
         deployment
             .coordinator
             .metric("mf_commands_total{phase=\"precheck\",state=\"succeeded\"}")?,
-        3.0
+        4.0
     );
 
     // With --wait and -o json: exactly one JSON document, the dispatch and the outcomes.
@@ -254,8 +274,8 @@ fn precheck_reports_ready_blocked_and_error_hosts_with_their_findings() -> Resul
     assert!(ran.success, "{}", ran.stderr);
     let document: Value = serde_json::from_str(&ran.stdout)
         .map_err(|e| anyhow::anyhow!("not one JSON document ({e}): {}", ran.stdout))?;
-    assert_eq!(document["precheck"]["dispatched"], 4, "{document}");
-    assert_eq!(document["readiness"]["summary"]["blocked"], 2, "{document}");
+    assert_eq!(document["precheck"]["dispatched"], 5, "{document}");
+    assert_eq!(document["readiness"]["summary"]["blocked"], 3, "{document}");
     // A script that wants blocked or failed pre-checks to fail the step says so.
     let ran = deployment.mfctl(&[
         "precheck",
@@ -264,11 +284,11 @@ fn precheck_reports_ready_blocked_and_error_hosts_with_their_findings() -> Resul
         "--wait",
         "--fail-on-blocked",
     ]);
-    // One host here ends in error (11 wins over 10) and two are blocked.
+    // One host here ends in error (11 wins over 10) and three are blocked.
     assert_eq!(ran.code, Some(11), "{}", ran.stderr);
     assert!(
         ran.stderr
-            .contains("1 pre-check(s) ended in error, 2 blocked"),
+            .contains("1 pre-check(s) ended in error, 3 blocked"),
         "{}",
         ran.stderr
     );

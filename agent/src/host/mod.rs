@@ -93,6 +93,9 @@ pub trait Host: Send + Sync + 'static {
     fn write_file(&self, path: &str, content: &[u8]) -> Result<(), HostError>;
     /// Removes a file; a file that does not exist is not an error.
     fn remove_file(&self, path: &str) -> Result<(), HostError>;
+    /// The permission bits of a file (`0o600`...), for files that must not
+    /// be readable by others (credentials).
+    fn file_mode(&self, path: &str) -> Result<u32, HostError>;
     fn run(&self, argv: &[&str]) -> Result<CommandOutput, HostError>;
     /// Every file under `dir` (not directories; links listed, not followed),
     /// as host paths, sorted.

@@ -39,6 +39,13 @@ impl Host for RootedHost {
         self.run_with_env(argv, &[])
     }
 
+    fn file_mode(&self, path: &str) -> Result<u32, HostError> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(self.resolve(path)?)
+            .map(|m| m.permissions().mode() & 0o7777)
+            .map_err(|source| io_error(path, source))
+    }
+
     fn list_files(&self, dir: &str) -> Result<Vec<String>, HostError> {
         let top = self.resolve(dir)?;
         let mut found = Vec::new();

@@ -7,6 +7,7 @@
 
 use super::bootloader;
 use super::leapp::{self, LeappConfig};
+use super::{Context, Convert2rhelConfig};
 use crate::command::{Step, Tool};
 use crate::facts;
 use crate::host::Host;
@@ -31,7 +32,7 @@ pub enum Executed {
     },
 }
 
-pub fn run(host: &dyn Host, step: &Step, leapp: &LeappConfig) -> Executed {
+pub fn run(host: &dyn Host, step: &Step, context: &Context) -> Executed {
     let facts = facts::collect(host, &Default::default());
     let Some(os) = &facts.os else {
         return Executed::Failed {
@@ -48,8 +49,8 @@ pub fn run(host: &dyn Host, step: &Step, leapp: &LeappConfig) -> Executed {
         };
     }
     match step.tool {
-        Tool::Convert2rhel => convert(host),
-        Tool::Leapp => upgrade(host, &step.to.version(), leapp),
+        Tool::Convert2rhel => convert(host, &context.convert2rhel),
+        Tool::Leapp => upgrade(host, &step.to.version(), &context.leapp),
     }
 }
 
@@ -72,11 +73,13 @@ fn findings(
         .unwrap_or_default()
 }
 
-fn convert(host: &dyn Host) -> Executed {
+fn convert(host: &dyn Host, config: &Convert2rhelConfig) -> Executed {
     // Reports left by earlier runs must never pass for this run's.
     let _ = host.remove_file(C2R_POST);
     let _ = host.remove_file(C2R_PRE);
-    let output = match host.run(&["convert2rhel", "convert", "-y"]) {
+    let argv = config.argv("convert");
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let output = match host.run(&argv) {
         Ok(output) => output,
         Err(e) => {
             return Executed::Failed {
@@ -143,7 +146,7 @@ fn upgrade(host: &dyn Host, target: &str, config: &LeappConfig) -> Executed {
             changed: false,
         };
     }
-    let argv = leapp::argv("upgrade", target);
+    let argv = leapp::argv("upgrade", target, &config.content);
     let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
     let output = match host.run(&argv) {
         Ok(output) => output,

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use super::subscription::LeappContent;
 use crate::host::Host;
 
 /// The report schema asked for: 1.1.0 (leapp's default) drops the `error`
@@ -73,6 +74,8 @@ pub struct LeappConfig {
     /// How long verification waits for leapp_resume.service to finish
     /// FirstBoot (an SELinux relabel or a slow first boot takes a while).
     pub first_boot_timeout: Duration,
+    /// Where the target's packages come from.
+    pub content: LeappContent,
 }
 
 impl Default for LeappConfig {
@@ -80,13 +83,15 @@ impl Default for LeappConfig {
         Self {
             answers: Vec::new(),
             first_boot_timeout: Duration::from_secs(3600),
+            content: LeappContent::default(),
         }
     }
 }
 
-/// `leapp preupgrade|upgrade --target X.Y --report-schema 1.2.0`.
-pub fn argv(command: &str, target: &str) -> Vec<String> {
-    [
+/// `leapp preupgrade|upgrade --target X.Y --report-schema 1.2.0` and the
+/// site's content options.
+pub fn argv(command: &str, target: &str, content: &LeappContent) -> Vec<String> {
+    let mut argv: Vec<String> = [
         "leapp",
         command,
         "--target",
@@ -95,7 +100,9 @@ pub fn argv(command: &str, target: &str) -> Vec<String> {
         REPORT_SCHEMA,
     ]
     .map(str::to_string)
-    .to_vec()
+    .to_vec();
+    argv.extend(content.options());
+    argv
 }
 
 /// Records the configured answers; `--add` creates a dialog's section before
@@ -151,7 +158,7 @@ mod tests {
     #[test]
     fn leapp_is_asked_for_the_report_schema_that_shows_errors() {
         assert_eq!(
-            argv("preupgrade", "8.10"),
+            argv("preupgrade", "8.10", &LeappContent::default()),
             [
                 "leapp",
                 "preupgrade",

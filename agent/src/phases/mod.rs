@@ -9,6 +9,7 @@ mod execute;
 pub mod leapp;
 pub mod precheck;
 pub mod snapshot;
+pub mod subscription;
 mod verify;
 
 use crate::command::{CommandPhase, UpdateState};
@@ -19,6 +20,7 @@ use crate::report::Finding;
 
 pub use leapp::LeappConfig;
 pub use snapshot::SnapshotConfig;
+pub use subscription::Convert2rhelConfig;
 
 /// How a phase ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +87,7 @@ pub struct Context {
     /// This host's id, for the snapshot hook's environment.
     pub host_id: String,
     pub snapshot: SnapshotConfig,
+    pub convert2rhel: Convert2rhelConfig,
     pub leapp: LeappConfig,
 }
 
@@ -132,7 +135,7 @@ pub fn run(
                 }
             }
         }
-        CommandPhase::Execute(step) => match execute::run(host, step, &context.leapp) {
+        CommandPhase::Execute(step) => match execute::run(host, step, context) {
             execute::Executed::Changed(detail) => PhaseResult::done(
                 Outcome::new(UpdateState::Succeeded, detail),
                 with(migration, |m| {

@@ -6,7 +6,7 @@
 //! (an error the report does not show), never a clean bill.
 
 use super::snapshot::{self, Provider, SnapshotConfig};
-use super::{Context, Outcome, leapp};
+use super::{Context, Outcome, leapp, subscription};
 use crate::command::{Step, Tool, UpdateState};
 use crate::facts::{self, Facts};
 use crate::host::Host;
@@ -67,21 +67,28 @@ pub fn run(host: &dyn Host, step: Step, context: &Context) -> Outcome {
     }
     let mut findings = own_checks(&facts, step, &os.version);
     findings.extend(snapshot_check(host, &context.snapshot));
-    if findings.iter().any(|f| f.key == "agent::tool-missing") {
+    findings.extend(match tool {
+        Tool::Convert2rhel => subscription::convert2rhel_path(host, &context.convert2rhel),
+        Tool::Leapp => subscription::leapp_path(host, &context.leapp.content),
+    });
+    // Where the tool would refuse to run at all, it is not run.
+    if let Some(reason) = findings.iter().find_map(|f| match f.key.as_str() {
+        "agent::tool-missing" => Some(format!("{tool} is not installed")),
+        "agent::subscription-file" => Some("convert2rhel would refuse its credentials file".into()),
+        _ => None,
+    }) {
         return Outcome {
             state: UpdateState::Succeeded,
-            detail: format!("{tool} is not installed; its pre-check did not run"),
+            detail: format!("{reason}; its pre-check did not run"),
             findings,
         };
     }
     let (argv, report_path): (Vec<String>, &str) = match tool {
-        Tool::Convert2rhel => (
-            ["convert2rhel", "analyze", "-y"]
-                .map(str::to_string)
-                .to_vec(),
-            CONVERT2RHEL_REPORT,
+        Tool::Convert2rhel => (context.convert2rhel.argv("analyze"), CONVERT2RHEL_REPORT),
+        Tool::Leapp => (
+            leapp::argv("preupgrade", &target, &context.leapp.content),
+            LEAPP_REPORT,
         ),
-        Tool::Leapp => (leapp::argv("preupgrade", &target), LEAPP_REPORT),
     };
     let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
     if tool == Tool::Leapp

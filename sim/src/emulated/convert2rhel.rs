@@ -54,6 +54,7 @@ struct Options {
     key: bool,
     org: bool,
     restart: bool,
+    config_file: Option<String>,
 }
 
 enum Refused {
@@ -82,13 +83,10 @@ fn parse(args: &[&str]) -> Result<Options, Refused> {
             "-k" | "--activationkey" => options.key = value(arg, &mut args).is_ok(),
             "-o" | "--org" => options.org = value(arg, &mut args).is_ok(),
             "-c" | "--config-file" => {
-                value("--config-file", &mut args)?;
+                options.config_file = Some(value("--config-file", &mut args)?);
             }
             other => return Err(Refused::Usage(format!("unrecognized arguments: {other}"))),
         }
-    }
-    if options.key != options.org {
-        return Err(Refused::Invalid("Either the --org or the --activationkey option is missing. You can't use one without the other.".into()));
     }
     if options.no_rhsm && options.repos.is_empty() {
         return Err(Refused::Invalid(
@@ -132,6 +130,41 @@ pub fn run(host: &EmulatedHost, args: &[&str]) -> CommandOutput {
         );
     }
     let tree = &host.tree;
+    // Credentials: /etc/convert2rhel.ini is read even without -c; the file
+    // and the command line are merged, then key and org must pair.
+    let mut options = options;
+    for path in ["/etc/convert2rhel.ini"]
+        .into_iter()
+        .map(str::to_string)
+        .chain(options.config_file.clone())
+    {
+        let Ok(mode) = tree.mode(&path) else {
+            if options.config_file.as_deref() == Some(path.as_str()) {
+                return fail(&format!("No such file or directory: {path}"));
+            }
+            continue;
+        };
+        if mode & 0o077 != 0 {
+            return fail(&format!(
+                "The {path} file must only be accessible by the owner (0600)"
+            ));
+        }
+        let text = String::from_utf8_lossy(&tree.read(&path).unwrap_or_default()).into_owned();
+        let has = |key: &str| {
+            text.lines().any(|l| {
+                l.split_once('=')
+                    .is_some_and(|(k, v)| k.trim() == key && !v.trim().is_empty())
+            })
+        };
+        options.key |= has("activation_key");
+        options.org |= has("org");
+    }
+    if options.key != options.org {
+        return fail(
+            "Either the --org or the --activationkey option is missing. You can't use one without the other.",
+        );
+    }
+    let subscribed = options.no_rhsm || (options.key && options.org);
     let Some(_lock) = LockFile::acquire(tree, LOCK) else {
         return CommandOutput {
             status: 1,
@@ -191,6 +224,7 @@ pub fn run(host: &EmulatedHost, args: &[&str]) -> CommandOutput {
         None => build_report(
             &host.scenario.findings,
             host.scenario.fails(Failure::AnalysisCrash),
+            !subscribed,
         ),
     };
     let failed_actions: Vec<String> = serde_json::from_slice::<Value>(&report)
@@ -293,7 +327,7 @@ fn convert(
         };
     }
     if host.scenario.fails(Failure::ConversionBeforePonr) {
-        let report = build_report(&host.scenario.findings, false);
+        let report = build_report(&host.scenario.findings, false, false);
         let _ = tree.write(REPORT, &report);
         record("conversion", false, None);
         stdout.push_str("[CRITICAL] Failed to download the RHEL packages (simulated)\nAbnormal exit! Performing rollback ...\nRollback complete.\n");
@@ -412,7 +446,7 @@ fn success() -> Value {
 /// (ERROR when high, else OVERRIDABLE) and the actions depending on them are
 /// SKIP; others are messages (WARNING or INFO). A crashing action is an ERROR
 /// `UNEXPECTED_ERROR` result.
-fn build_report(findings: &[ScenarioFinding], crash: bool) -> Vec<u8> {
+fn build_report(findings: &[ScenarioFinding], crash: bool, unsubscribed: bool) -> Vec<u8> {
     let mut actions: Map<String, Value> = Map::new();
     for id in [
         "CONVERT2RHEL_LATEST_VERSION",
@@ -488,6 +522,38 @@ fn build_report(findings: &[ScenarioFinding], crash: bool) -> Vec<u8> {
                 ));
             }
             raise(&mut status, level);
+        }
+    }
+    if unsubscribed {
+        // No credentials and no --no-rhsm: the subscription fails, and the
+        // checks that need the RHEL repositories are skipped after it.
+        actions.insert(
+            "SUBSCRIBE_SYSTEM".into(),
+            json!({"result": item(
+                "ERROR",
+                "SYSTEM_NOT_REGISTERED",
+                "Not registered with RHSM",
+                "The system is not registered and no credentials were given.",
+                "convert2rhel needs an activation key and organisation (or a username and password) to register the system, or --no-rhsm with the RHEL repositories.",
+                "Give an activation key and organisation through the config file (-c), or use --no-rhsm with --enablerepo.",
+            ), "messages": []}),
+        );
+        raise(&mut status, "ERROR");
+        for dependant in [
+            "ENSURE_KERNEL_MODULES_COMPATIBILITY",
+            "LIST_THIRD_PARTY_PACKAGES",
+        ] {
+            actions.insert(
+                dependant.into(),
+                json!({"result": item(
+                    "SKIP",
+                    "SKIP",
+                    "Skipped action",
+                    "This action was skipped due to another action failing.",
+                    "Skipped because SUBSCRIBE_SYSTEM was not successful",
+                    "Please ensure that the SUBSCRIBE_SYSTEM check passes so that this Action can evaluate your system",
+                ), "messages": []}),
+            );
         }
     }
     if crash {

@@ -59,7 +59,11 @@ struct Options {
     reboot: bool,
     target: Option<String>,
     schema: String,
+    no_rhsm: bool,
 }
+
+/// Where RHSM registration shows.
+const CONSUMER_CERT: &str = "/etc/pki/consumer/cert.pem";
 
 const CHANNELS: [&str; 4] = ["ga", "e4s", "eus", "aus"];
 
@@ -70,6 +74,7 @@ fn parse(command: &str, args: &[&str]) -> Result<Options, String> {
         reboot: false,
         target: None,
         schema: "1.1.0".into(),
+        no_rhsm: false,
     };
     let value = |name: &str, args: &mut std::slice::Iter<'_, &str>| {
         args.next()
@@ -100,8 +105,8 @@ fn parse(command: &str, args: &[&str]) -> Result<Options, String> {
                 value("--enablerepo", &mut args)?;
             }
             "--reboot" if options.upgrade => options.reboot = true,
-            "--no-rhsm"
-            | "--debug"
+            "--no-rhsm" => options.no_rhsm = true,
+            "--debug"
             | "--verbose"
             | "--no-rhsm-facts"
             | "--nogpgcheck"
@@ -398,6 +403,23 @@ fn check(host: &EmulatedHost, argv: &[&str], options: Options) -> CommandOutput 
         })
         .map(Entry::from_scenario)
         .collect();
+    // checkrhsmsku: without --no-rhsm the host must be registered.
+    if !options.no_rhsm && tree.read(CONSUMER_CERT).is_err() {
+        entries.push(Entry {
+            title: "The system is not registered or subscribed.".into(),
+            summary: "The system has to be registered and subscribed to be able to proceed with \
+                      the upgrade, unless the --no-rhsm option is specified when executing leapp."
+                .into(),
+            severity: "high".into(),
+            key: "7b5e5f2c7fc2a1c4d3e9b8a6f5d4c3b2a1908f7e".into(),
+            inhibitor: true,
+            error: false,
+            remediations: vec![json!({"type": "hint", "context":
+                "Register your system with the subscription-manager tool and attach proper SKUs \
+                 to be able to proceed the upgrade or use the --no-rhsm leapp option if you want \
+                 to provide target repositories by yourself."})],
+        });
+    }
     if !supported.contains(&target) {
         entries.push(Entry {
             title: "Specified version of the target system is not supported".into(),

@@ -247,6 +247,10 @@ impl Host for EmulatedHost {
         self.tree.read(path)
     }
 
+    fn file_mode(&self, path: &str) -> Result<u32, HostError> {
+        self.tree.mode(path)
+    }
+
     fn list_files(&self, dir: &str) -> Result<Vec<String>, HostError> {
         self.background();
         let prefix = format!("{}/", dir.trim_end_matches('/'));

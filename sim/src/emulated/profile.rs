@@ -327,6 +327,19 @@ pub fn build(spec: &SimHostSpec) -> (BTreeMap<String, Vec<u8>>, Scenario) {
             spec.uptime_seconds * 3
         ),
     );
+    // How the site reaches RHEL content: credentials for convert2rhel (the
+    // file it reads by itself), an RHSM registration on RHEL.
+    put(
+        "/etc/convert2rhel.ini",
+        "[subscription_manager]\nactivation_key = sim-fleet\norg = 1234567\n".into(),
+    );
+    if matches!(spec.profile, SimProfile::Rhel79 | SimProfile::Rhel810) {
+        put(
+            "/etc/pki/consumer/cert.pem",
+            "-----BEGIN CERTIFICATE-----\n(simulated RHSM consumer)\n-----END CERTIFICATE-----\n"
+                .into(),
+        );
+    }
     if let Some(hook) = &spec.hook {
         put(&hook.path, "#!/bin/sh\n# site snapshot hook\n".into());
     }

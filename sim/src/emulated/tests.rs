@@ -323,8 +323,15 @@ fn convert2rhel_usage_errors_exit_2_and_write_no_report() {
     assert_eq!(out.status, 2, "{out:?}");
     assert!(out.stderr.contains("usage: convert2rhel"));
     assert!(host.read_file(convert2rhel::REPORT).is_err());
+    // The org may come from /etc/convert2rhel.ini; without it, -k alone is refused.
+    assert_eq!(
+        run(&host, &["convert2rhel", "analyze", "-y", "-k", "key"]).status,
+        0
+    );
+    host.remove_file("/etc/convert2rhel.ini").expect("rm");
     let out = run(&host, &["convert2rhel", "analyze", "-y", "-k", "key"]);
     assert_eq!(out.status, 1, "-k without -o: {out:?}");
+    assert!(out.stdout.contains("--org"), "{out:?}");
 }
 
 #[test]

@@ -89,6 +89,21 @@ impl Tree {
         }
     }
 
+    /// A file's permission bits: the real ones over a directory; in memory
+    /// every file is 0600 (the emulated fleet's files are root's own).
+    pub fn mode(&self, path: &str) -> Result<u32, HostError> {
+        use std::os::unix::fs::PermissionsExt;
+        match self {
+            Tree::Memory(files) => Self::lock(files)
+                .get(path)
+                .map(|_| 0o600)
+                .ok_or_else(|| HostError::NotFound { path: path.into() }),
+            Tree::Directory(root) => std::fs::metadata(Self::resolve(root, path)?)
+                .map(|m| m.permissions().mode() & 0o7777)
+                .map_err(|e| io_error(path, e)),
+        }
+    }
+
     pub fn remove(&self, path: &str) -> Result<(), HostError> {
         match self {
             Tree::Memory(files) => {
