@@ -64,6 +64,7 @@ pub struct Families {
     pub wave_budget_full: IntGaugeVec,
     pub wave_halts: IntCounterVec,
     pub wave_dispatch_latency_seconds: Histogram,
+    pub certificate_expiry: prometheus::GaugeVec,
 }
 
 impl std::ops::Deref for Metrics {
@@ -237,6 +238,20 @@ impl Metrics {
             hosts_by_readiness.with_label_values(&[readiness]);
         }
         registry.register(Box::new(build_info))?;
+        let certificate_expiry = prometheus::GaugeVec::new(
+            Opts::new(
+                "mf_certificate_expiry_timestamp_seconds",
+                "When a certificate expires (unix seconds): the CA, the coordinator's own, and \
+                 the earliest of the enrolled agents'",
+            ),
+            &["certificate"],
+        )?;
+        registry.register(Box::new(certificate_expiry.clone()))?;
+        // process_cpu_seconds_total, process_resident_memory_bytes, open and
+        // max fds, start time: the standard families every exporter has.
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
         Ok(Self {
             inner: Arc::new(Families {
                 registry,
@@ -258,6 +273,7 @@ impl Metrics {
                 wave_budget_full,
                 wave_halts,
                 wave_dispatch_latency_seconds,
+                certificate_expiry,
             }),
         })
     }

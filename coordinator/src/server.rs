@@ -11,6 +11,7 @@ use mf_proto::v1::agent_service_server::AgentServiceServer;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
 use tracing::{info, warn};
 
@@ -51,6 +52,8 @@ pub enum StartError {
     },
     #[error("cannot set up metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error("cannot set up gRPC reflection: {0}")]
+    Reflection(String),
 }
 
 /// A running coordinator.
@@ -85,6 +88,14 @@ pub async fn start(config: &CoordinatorConfig) -> Result<Coordinator, StartError
 
     let store = Store::open(&config.data_dir)?;
     let metrics = Metrics::new()?;
+    for (name, pem) in [("ca", &ca_pem.cert), ("coordinator", &server_pem.cert)] {
+        if let Some(not_after) = not_after_unix_seconds(pem) {
+            metrics
+                .certificate_expiry
+                .with_label_values(&[name])
+                .set(not_after as f64);
+        }
+    }
     let settings = crate::inventory::Settings {
         reboot_timeout: config.reboot_timeout,
         clock: crate::clock::system(),
@@ -114,6 +125,19 @@ pub async fn start(config: &CoordinatorConfig) -> Result<Coordinator, StartError
     );
     let admin_api = AdminApi::new(inventory, metrics.clone());
 
+    // The standard gRPC health service on both listeners (a load balancer or
+    // a probe asks it; on the agent listener it needs no certificate, like
+    // enrollment), and server reflection on the admin listener, for operators'
+    // tools (grpcurl).
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<AgentServiceServer<AgentApi>>().await;
+    health.set_serving::<AdminServiceServer<AdminApi>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(mf_proto::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| StartError::Reflection(e.to_string()))?;
+
     let mut servers = JoinSet::new();
     let agent_incoming = tls::incoming(
         agent_listener,
@@ -123,9 +147,16 @@ pub async fn start(config: &CoordinatorConfig) -> Result<Coordinator, StartError
         shutdown.clone(),
     );
     let stop = shutdown.clone();
+    let agent_health = health_service.clone();
+    // On the admin listener, every service is the operators' alone.
+    let auth_metrics = metrics.clone();
+    let operators_only = move |request: tonic::Request<()>| {
+        crate::service::auth::operator(&request, &auth_metrics).map(|_| request)
+    };
     servers.spawn(async move {
         base_server()
             .max_concurrent_streams(Some(8))
+            .add_service(agent_health)
             .add_service(
                 AgentServiceServer::new(agent_api)
                     .max_decoding_message_size(MAX_INBOUND_BYTES)
@@ -145,6 +176,11 @@ pub async fn start(config: &CoordinatorConfig) -> Result<Coordinator, StartError
     let stop = shutdown.clone();
     servers.spawn(async move {
         base_server()
+            .add_service(InterceptedService::new(
+                health_service,
+                operators_only.clone(),
+            ))
+            .add_service(InterceptedService::new(reflection, operators_only))
             .add_service(
                 AdminServiceServer::new(admin_api)
                     .max_decoding_message_size(MAX_INBOUND_BYTES)
@@ -175,6 +211,13 @@ pub async fn start(config: &CoordinatorConfig) -> Result<Coordinator, StartError
         servers,
         inventory: inventory_task,
     })
+}
+
+/// When a PEM certificate expires, in unix seconds.
+fn not_after_unix_seconds(pem: &str) -> Option<i64> {
+    let (_, parsed) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).ok()?;
+    let cert = parsed.parse_x509().ok()?;
+    Some(cert.validity().not_after.timestamp())
 }
 
 /// Keepalives find dead peers; the handshake deadline is in [`tls`].

@@ -8,4 +8,9 @@ pub mod transport;
 #[allow(clippy::all, clippy::pedantic, missing_docs)] // generated code
 pub mod v1 {
     tonic::include_proto!("mf.v1");
+
+    /// The encoded descriptors of every service and message, for gRPC server
+    /// reflection (`grpcurl list` and the like).
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/mf_descriptor.bin"));
 }

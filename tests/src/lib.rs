@@ -688,3 +688,51 @@ pub fn promtool_check(body: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// Checks that every metric the Grafana dashboard in `packaging/grafana`
+/// queries is a family of `body` (a live /metrics): the dashboard cannot
+/// drift from the code. Metric names are the `mf_...` and `process_...`
+/// identifiers of each query, without histogram suffixes.
+pub fn dashboard_check(body: &str) -> Result<()> {
+    let families: std::collections::BTreeSet<&str> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/grafana/migration-factory.json");
+    let dashboard: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+    let mut used = std::collections::BTreeSet::new();
+    for panel in dashboard["panels"].as_array().into_iter().flatten() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let Some(expr) = target["expr"].as_str() else {
+                bail!("a target without expr in {}", path.display());
+            };
+            used.extend(metric_names(expr));
+        }
+    }
+    if used.len() < 15 {
+        bail!("the dashboard covers little: {used:?}");
+    }
+    let missing: Vec<&String> = used
+        .iter()
+        .filter(|n| !families.contains(n.as_str()))
+        .collect();
+    if !missing.is_empty() {
+        bail!("the dashboard queries metrics /metrics does not have: {missing:?}");
+    }
+    Ok(())
+}
+
+fn metric_names(expr: &str) -> Vec<String> {
+    expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("mf_") || w.starts_with("process_"))
+        .map(|w| {
+            ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| w.strip_suffix(s))
+                .unwrap_or(w)
+                .to_string()
+        })
+        .collect()
+}

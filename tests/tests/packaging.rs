@@ -122,6 +122,13 @@ fn each_rpm_installs_on_el7_el8_and_el9_with_its_files_and_scripts() -> Result<(
         assert!(line.starts_with("cn "), "{line}");
         assert!(line.contains(owner), "{line}");
     }
+    let coordinator_files = query("mf-coordinator", &["-l"])?;
+    for file in [
+        "/usr/share/mf-coordinator/prometheus-alerts.yml",
+        "/usr/share/mf-coordinator/grafana/migration-factory.json",
+    ] {
+        assert!(coordinator_files.contains(file), "{file} missing");
+    }
     let agent_files = query("mf-agent", &["-l"])?;
     for file in [
         "/usr/lib/systemd/system/mf-agent.service",

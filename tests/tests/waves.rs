@@ -298,6 +298,8 @@ fn a_wave_under_a_budget_and_a_window_with_a_failure_rolled_back() -> Result<()>
         assert!(body.contains(family), "{family} missing from\n{body}");
     }
     mf_e2e::promtool_check(&body)?;
+    // Every query of the Grafana dashboard finds its metric here.
+    mf_e2e::dashboard_check(&body)?;
     Ok(())
 }
 

@@ -106,7 +106,24 @@ impl State {
                 );
             }
         }
+        self.export_agent_expiry();
         Ok(Ok(()))
+    }
+
+    /// The earliest agent certificate expiry, so that an alert fires weeks
+    /// before a fleet enrolled together stops connecting together.
+    pub(super) fn export_agent_expiry(&self) {
+        if let Some(earliest) = self
+            .hosts
+            .values()
+            .map(|h| h.record.cert_not_after_unix_ms)
+            .min()
+        {
+            self.metrics
+                .certificate_expiry
+                .with_label_values(&["agents-earliest"])
+                .set(earliest as f64 / 1000.0);
+        }
     }
 
     pub(super) fn connect(&mut self, session: NewSession) -> Result<SessionId, InventoryError> {

@@ -239,6 +239,7 @@ impl Inventory {
             }
         }
         state.load_waves()?;
+        state.export_agent_expiry();
         info!(hosts = state.hosts.len(), "inventory loaded");
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let task = tokio::spawn(state.run(rx));

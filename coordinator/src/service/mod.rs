@@ -3,7 +3,7 @@
 
 pub mod admin;
 pub mod agent;
-mod auth;
+pub(crate) mod auth;
 mod waves;
 
 /// A host id: what an FQDN may contain, at most 253 bytes.

@@ -903,5 +903,9 @@ impl State {
                 .with_label_values(&[name, &label])
                 .set(full as i64);
         }
+        // Known series start at 0, so that increase() sees the first halt.
+        for reason in ["stage_errors", "total_errors"] {
+            self.metrics.wave_halts.with_label_values(&[name, reason]);
+        }
     }
 }
