@@ -32,22 +32,28 @@ pub fn open_rooted_host(root: &Path) -> Result<Arc<dyn Host>> {
 pub enum CliCommand {
     /// Enroll this host with a bootstrap token; stores key and certificate in the state dir.
     Enroll {
-        /// Coordinator agent listener, HOST:PORT.
+        /// Coordinator agent listener, HOST:PORT (or `coordinator` under [enroll]).
         #[arg(long)]
-        coordinator: String,
-        /// CA certificate of the coordinator (PEM).
+        coordinator: Option<String>,
+        /// CA certificate of the coordinator, PEM (or `ca` under [enroll]).
         #[arg(long)]
-        ca: PathBuf,
+        ca: Option<PathBuf>,
         /// Bootstrap token from `mfctl token create`.
         #[arg(long, env = "MF_ENROLL_TOKEN", hide_env_values = true)]
         token: String,
+        /// Where the identity goes (or `state_dir` in the configuration).
         #[arg(long)]
-        state_dir: PathBuf,
+        state_dir: Option<PathBuf>,
         /// Host id to enroll as; defaults to the host's FQDN.
         #[arg(long)]
         host_id: Option<String>,
-        #[arg(long, default_value = "/")]
-        host_root: PathBuf,
+        /// Where the agent reads the machine (or `host_root`); default /.
+        #[arg(long)]
+        host_root: Option<PathBuf>,
+        /// The agent's TOML configuration (`mf-agent run --config`): its
+        /// [enroll] section, state_dir and host_root; flags win.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Run the daemon: hold the session with the coordinator and report facts.
     Run {
@@ -101,7 +107,23 @@ pub async fn run(command: CliCommand, open_host: OpenHost) -> Result<()> {
             state_dir,
             host_id,
             host_root,
+            config,
         } => {
+            let file = match config {
+                Some(path) => FileConfig::load(&path)?,
+                None => FileConfig::default(),
+            };
+            let enroll = file.enroll.unwrap_or_default();
+            let coordinator = coordinator.or(enroll.coordinator).context(
+                "no coordinator: give --coordinator or coordinator under [enroll] in --config",
+            )?;
+            let ca = ca
+                .or(enroll.ca)
+                .context("no CA certificate: give --ca or ca under [enroll] in --config")?;
+            let state_dir = state_dir
+                .or(file.state_dir)
+                .context("no state directory: give --state-dir or state_dir in --config")?;
+            let host_root = host_root.or(file.host_root).unwrap_or_else(|| "/".into());
             let ca_pem = std::fs::read_to_string(&ca)
                 .with_context(|| format!("cannot read the CA certificate {}", ca.display()))?;
             let host_id = match host_id {

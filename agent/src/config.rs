@@ -46,6 +46,17 @@ pub struct FileConfig {
     pub leapp: Option<LeappFile>,
     /// How convert2rhel reaches RHEL content.
     pub convert2rhel: Option<Convert2rhelFile>,
+    /// Where `mf-agent enroll --config` enrolls.
+    pub enroll: Option<EnrollFile>,
+}
+
+/// `[enroll]`: the coordinator's agent listener and its CA certificate. The
+/// token is never in the file: it comes from MF_ENROLL_TOKEN or --token.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollFile {
+    pub coordinator: Option<String>,
+    pub ca: Option<PathBuf>,
 }
 
 /// `[convert2rhel]`: `config_file` (0600 INI with activation_key and org),

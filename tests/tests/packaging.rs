@@ -307,3 +307,188 @@ fn the_units_verify_and_the_coordinator_is_sandboxed() -> Result<()> {
     assert!(exposure <= 4.0, "exposure {exposure}:\n{security}");
     Ok(())
 }
+
+/// Kills a child process when the test ends, however it ends.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn run_env(program: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<String> {
+    let out = Command::new(program)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .with_context(|| format!("cannot run {}", program.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{} {} exited {}: {}",
+            program.display(),
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The README's "Install on a fleet", from the installed files: the PKI made
+/// for the service user by the installed mfctl, the installed coordinator
+/// started from its packaged configuration, a token, the installed agent
+/// enrolled through its packaged configuration's [enroll], then running
+/// from it, its labels from that file. What a scratch root cannot do is left
+/// out: the scriptlets (useradd, tmpfiles) and systemctl.
+#[test]
+fn the_install_walk_of_the_readme_works_from_the_installed_files() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let r = root.path();
+    let rpms: Vec<String> = PACKAGES
+        .iter()
+        .map(|n| rpm_file(n).map(|p| p.display().to_string()))
+        .collect::<Result<_>>()?;
+    let mut install = vec![
+        "--root",
+        r.to_str().unwrap(),
+        "-i",
+        "--nodeps",
+        "--noscripts",
+    ];
+    install.extend(rpms.iter().map(String::as_str));
+    output("rpm", &install)?;
+    let bin = |name: &str| r.join("usr/bin").join(name);
+    let inside = |path: &str| r.join(path.trim_start_matches('/'));
+
+    // mfctl pki init ... --owner mf-coordinator (here: whoever runs the test).
+    use std::os::unix::fs::MetadataExt;
+    let me = std::fs::metadata(r)?;
+    let owner = format!("{}:{}", me.uid(), me.gid());
+    let pki = inside("/etc/mf-coordinator/pki");
+    run_env(
+        &bin("mfctl"),
+        &[
+            "pki",
+            "init",
+            "--dir",
+            pki.to_str().unwrap(),
+            "--name",
+            "127.0.0.1",
+            "--owner",
+            &owner,
+        ],
+        &[],
+    )?;
+
+    // The packaged coordinator.toml, edited as a site would (here: into the
+    // scratch root, on free loopback ports).
+    let (agent_port, admin_port, metrics_port) = (
+        mf_e2e::free_port(),
+        mf_e2e::free_port(),
+        mf_e2e::free_port(),
+    );
+    let config = inside("/etc/mf-coordinator/coordinator.toml");
+    let packaged = std::fs::read_to_string(&config)?;
+    let edited = packaged
+        .replace(
+            "/var/lib/mf-coordinator",
+            inside("/var/lib/mf-coordinator").to_str().unwrap(),
+        )
+        .replace("/etc/mf-coordinator/pki", pki.to_str().unwrap())
+        .replace("0.0.0.0:7443", &format!("127.0.0.1:{agent_port}"))
+        .replace("127.0.0.1:7444", &format!("127.0.0.1:{admin_port}"))
+        .replace("127.0.0.1:9464", &format!("127.0.0.1:{metrics_port}"));
+    assert_ne!(
+        edited, packaged,
+        "the packaged config names these paths and ports"
+    );
+    std::fs::write(&config, edited)?;
+    let log = std::fs::File::create(r.join("coordinator.log"))?;
+    let _coordinator = Child(
+        Command::new(bin("mf-coordinator"))
+            .args(["--config", config.to_str().unwrap()])
+            .stderr(log)
+            .spawn()?,
+    );
+    mf_e2e::wait_for(
+        "the installed coordinator",
+        std::time::Duration::from_secs(20),
+        || Ok(mf_e2e::http_get(metrics_port, "/healthz").is_ok_and(|(s, _)| s.contains("200"))),
+    )?;
+    let admin = format!("127.0.0.1:{admin_port}");
+    let operator_env = [
+        ("MF_COORDINATOR", admin.as_str()),
+        ("MF_PKI_DIR", pki.to_str().unwrap()),
+    ];
+    let token = run_env(
+        &bin("mfctl"),
+        &["token", "create", "--ttl", "1h"],
+        &operator_env,
+    )?;
+
+    // The agent: the CA beside its packaged agent.toml, whose [enroll],
+    // state_dir and host_root a site sets.
+    let tree = mf_e2e::host_root(
+        &r.join("machine"),
+        mf_e2e::HostOs::Rhel79,
+        "walk",
+        "example.com",
+    );
+    std::fs::copy(pki.join("ca.pem"), inside("/etc/mf-agent/ca.pem"))?;
+    let agent_config = inside("/etc/mf-agent/agent.toml");
+    let packaged = std::fs::read_to_string(&agent_config)?;
+    let edited = packaged
+        .replace(
+            "coordinator.example.com:7443",
+            &format!("127.0.0.1:{agent_port}"),
+        )
+        .replace(
+            "\"/etc/mf-agent/ca.pem\"",
+            &format!("{:?}", inside("/etc/mf-agent/ca.pem")),
+        )
+        .replace(
+            "\"/var/lib/mf-agent\"",
+            &format!("{:?}", inside("/var/lib/mf-agent")),
+        )
+        .replace("# host_root = \"/\"", &format!("host_root = {:?}", tree));
+    assert_ne!(edited, packaged);
+    std::fs::write(&agent_config, edited)?;
+    let enrolled = run_env(
+        &bin("mf-agent"),
+        &["enroll", "--config", agent_config.to_str().unwrap()],
+        &[("MF_ENROLL_TOKEN", token.trim())],
+    )?;
+    assert!(
+        enrolled.contains("enrolled as walk.example.com"),
+        "{enrolled}"
+    );
+    let log = std::fs::File::create(r.join("agent.log"))?;
+    let _agent = Child(
+        Command::new(bin("mf-agent"))
+            .args(["run", "--config", agent_config.to_str().unwrap()])
+            .stderr(log)
+            .spawn()?,
+    );
+    mf_e2e::wait_for(
+        "the installed agent to connect",
+        std::time::Duration::from_secs(30),
+        || {
+            let listed = run_env(
+                &bin("mfctl"),
+                &[
+                    "hosts",
+                    "list",
+                    "-l",
+                    "app=billing,connected=true",
+                    "-o",
+                    "json",
+                ],
+                &operator_env,
+            )?;
+            Ok(listed.contains("walk.example.com"))
+        },
+    )?;
+    Ok(())
+}
