@@ -155,6 +155,7 @@ pub async fn run(command: CliCommand, open_host: OpenHost) -> Result<()> {
                 None => FileConfig::default(),
             };
             let run = config::resolve(file, state_dir, host_root, &labels, facts_interval)?;
+            let _lock = crate::lock::StateLock::acquire(&run.state_dir)?;
             let host = open_host(&run.host_root)?;
             // convert2rhel refuses an exposed credentials file: so does the agent, at once.
             run.session

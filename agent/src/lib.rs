@@ -11,6 +11,7 @@ pub mod facts;
 pub mod host;
 pub mod identity;
 pub mod journal;
+pub mod lock;
 pub mod migration;
 pub mod phases;
 pub mod report;

@@ -27,10 +27,15 @@ pub enum ExitCode {
     Timeout = 14,
 }
 
+/// The reader of mfctl's output went away (`| head`): the shell's own
+/// convention for a process ended by SIGPIPE, 128 + 13.
+pub const BROKEN_PIPE: i32 = 141;
+
 /// The table shown in `mfctl --help`.
 pub const TABLE: &str = "Exit codes: 0 success, 1 other error, 2 usage, 3 not found, \
 4 refused by the coordinator, 5 coordinator unavailable; outcomes (with --wait): \
-10 blocked, 11 failed, 12 rolled back, 13 held, 14 timeout.";
+10 blocked, 11 failed, 12 rolled back, 13 held, 14 timeout; 141 the reader of the output \
+went away (| head).";
 
 /// An error that carries the exit code mfctl ends with.
 #[derive(Debug)]

@@ -143,8 +143,26 @@ fn bad_files_are_refused_at_start_with_the_file_and_the_fix() -> Result<()> {
     let ran = agent(&config);
     assert!(!ran.success);
     assert!(
-        ran.stderr.contains("agent.toml") && ran.stderr.contains("config_fle"),
+        ran.stderr.contains("agent.toml")
+            && ran.stderr.contains("line 2, column 1")
+            && ran.stderr.contains("config_fle"),
         "{}",
+        ran.stderr
+    );
+    let coordinator_config = dir.path().join("coordinator.toml");
+    std::fs::write(
+        &coordinator_config,
+        "data_dir = \"/x\"\nheartbeat_interval = 30\n",
+    )?;
+    let ran = run(
+        "mf-coordinator",
+        &["--config", coordinator_config.to_str().unwrap_or_default()],
+        &[],
+    );
+    assert!(!ran.success);
+    assert!(
+        ran.stderr.contains("coordinator.toml") && ran.stderr.contains("line 2"),
+        "a line, not a character offset: {}",
         ran.stderr
     );
 
@@ -181,5 +199,65 @@ fn bad_files_are_refused_at_start_with_the_file_and_the_fix() -> Result<()> {
         "{}",
         ran.stderr
     );
+    Ok(())
+}
+
+/// A second agent on the same state directory is refused while the first
+/// runs (it would replace the live session and write the same journal).
+#[test]
+fn a_second_agent_on_one_state_dir_is_refused() -> Result<()> {
+    let deployment = Deployment::new()?;
+    let token = deployment.token(&[])?;
+    let root = mf_e2e::host_root(
+        &deployment.path("roots/solo"),
+        mf_e2e::HostOs::Rhel79,
+        "solo",
+        "example.com",
+    );
+    let state = deployment.path("state/solo");
+    let enrolled = deployment.enroll(&token, &state, &root, &[]);
+    assert!(enrolled.success, "{}", enrolled.stderr);
+    let args = [
+        "run",
+        "--state-dir",
+        state.to_str().unwrap_or_default(),
+        "--host-root",
+        root.to_str().unwrap_or_default(),
+    ];
+    let _first = mf_e2e::Daemon::spawn("mf-agent", &args, &deployment.path("solo.log"))?;
+    mf_e2e::wait_for(
+        "the first agent",
+        std::time::Duration::from_secs(20),
+        || Ok(deployment.hosts("connected=true")?.len() == 1),
+    )?;
+    let second = run("mf-agent", &args, &[]);
+    assert!(!second.success);
+    assert!(
+        second.stderr.contains("another mf-agent runs on") && second.stderr.contains("pid"),
+        "{}",
+        second.stderr
+    );
+    assert_eq!(
+        deployment.hosts("connected=true")?.len(),
+        1,
+        "the first stays"
+    );
+    Ok(())
+}
+
+/// `mfctl ... | head`: when the reader goes away, mfctl ends quietly with
+/// the shell's code for a broken pipe, not with a panic.
+#[test]
+fn a_closed_pipe_ends_mfctl_quietly() -> Result<()> {
+    let mut child = std::process::Command::new(mf_e2e::bin("mfctl"))
+        .args(["completion", "zsh"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    drop(child.stdout.take());
+    let out = child.wait_with_output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
     Ok(())
 }
