@@ -200,6 +200,17 @@ pub enum HostsCommand {
         #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
+    /// Forget a decommissioned host: its record, pre-check and finished job.
+    /// Its agent's certificate is refused from then on; enrolling it again
+    /// (with a token) brings it back. Refused while its job runs or is held,
+    /// or while an unfinished wave includes it.
+    Delete {
+        /// The host's id (its FQDN, unless it enrolled with --host-id).
+        host: String,
+        /// Output: table (for people) or json (one document, for scripts).
+        #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
     /// Roll back a held job to its snapshot.
     Rollback {
         /// The host's id (its FQDN, unless it enrolled with --host-id).
@@ -279,6 +290,18 @@ pub async fn run(cli: Cli) -> Result<()> {
                 HostsCommand::Show { host, output } => {
                     let host = client::get_host(&mut admin, &host).await?;
                     hosts::print_one(&host, output)
+                }
+                HostsCommand::Delete { host, output } => {
+                    let deleted = client::delete_host(&mut admin, &host).await?;
+                    if output == Format::Json {
+                        hosts::print_one(&deleted, output)
+                    } else {
+                        println!(
+                            "deleted host {host}: its agent's certificate is refused from now on; \
+                             enroll it again with a token to bring it back"
+                        );
+                        Ok(())
+                    }
                 }
                 HostsCommand::Rollback { host, output } => {
                     let job =

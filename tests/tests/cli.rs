@@ -261,3 +261,56 @@ fn a_closed_pipe_ends_mfctl_quietly() -> Result<()> {
     assert!(!stderr.contains("panicked"), "{stderr}");
     Ok(())
 }
+
+/// A decommissioned host is forgotten: gone from the inventory, its session
+/// ended, its certificate refused as not enrolled; a second delete is "not
+/// found" (exit 3).
+#[test]
+fn a_deleted_host_is_forgotten_and_its_agent_refused() -> Result<()> {
+    let deployment = Deployment::new()?;
+    let token = deployment.token(&[])?;
+    let root = mf_e2e::host_root(
+        &deployment.path("roots/gone"),
+        mf_e2e::HostOs::Rhel79,
+        "gone",
+        "example.com",
+    );
+    let state = deployment.path("state/gone");
+    let enrolled = deployment.enroll(&token, &state, &root, &[]);
+    assert!(enrolled.success, "{}", enrolled.stderr);
+    let _agent = mf_e2e::Daemon::spawn(
+        "mf-agent",
+        &[
+            "run",
+            "--state-dir",
+            state.to_str().unwrap_or_default(),
+            "--host-root",
+            root.to_str().unwrap_or_default(),
+        ],
+        &deployment.path("gone.log"),
+    )?;
+    mf_e2e::wait_for("the agent", std::time::Duration::from_secs(20), || {
+        Ok(deployment.hosts("connected=true")?.len() == 1)
+    })?;
+    let deleted = deployment.mfctl(&["hosts", "delete", "gone.example.com"]);
+    assert!(deleted.success, "{}", deleted.stderr);
+    assert!(
+        deleted.stdout.contains("deleted host gone.example.com"),
+        "{}",
+        deleted.stdout
+    );
+    // The agent keeps trying; its certificate finds no host.
+    mf_e2e::wait_for(
+        "the agent to be refused",
+        std::time::Duration::from_secs(20),
+        || {
+            let log = std::fs::read_to_string(deployment.path("gone.log"))?;
+            Ok(log.contains("is not enrolled"))
+        },
+    )?;
+    assert!(deployment.hosts("")?.is_empty());
+    assert_eq!(deployment.coordinator.metric("mf_agents_connected")?, 0.0);
+    let again = deployment.mfctl(&["hosts", "delete", "gone.example.com"]);
+    assert_eq!(again.code, Some(3), "{}", again.stderr);
+    Ok(())
+}

@@ -6,6 +6,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::error;
 
+use super::HostView;
 use super::{
     AgentCommand, EnrollRefusal, Facts, HostRecord, InventoryError, NewEnrollment, NewSession,
     SessionId, State, prechecks,
@@ -113,17 +114,65 @@ impl State {
     /// The earliest agent certificate expiry, so that an alert fires weeks
     /// before a fleet enrolled together stops connecting together.
     pub(super) fn export_agent_expiry(&self) {
-        if let Some(earliest) = self
+        match self
             .hosts
             .values()
             .map(|h| h.record.cert_not_after_unix_ms)
             .min()
         {
-            self.metrics
+            Some(earliest) => self
+                .metrics
                 .certificate_expiry
                 .with_label_values(&["agents-earliest"])
-                .set(earliest as f64 / 1000.0);
+                .set(earliest as f64 / 1000.0),
+            None => {
+                let _ = self
+                    .metrics
+                    .certificate_expiry
+                    .remove_label_values(&["agents-earliest"]);
+            }
         }
+    }
+
+    /// Forgets a decommissioned host: its record, pre-check and job go (one
+    /// store transaction, durable with this batch) and its session ends; its
+    /// certificate then finds no host. Refused while its job is not over or an
+    /// unfinished wave includes it: those still act on the machine.
+    pub(super) fn delete_host(&mut self, host_id: &str) -> Result<HostView, InventoryError> {
+        let Some(host) = self.hosts.get(host_id) else {
+            return Err(InventoryError::UnknownHost(host_id.to_string()));
+        };
+        let view = self.view(host);
+        if let Some(job) = self.jobs.in_progress(host_id) {
+            return Err(InventoryError::Conflict(format!(
+                "host {host_id} has job {} {} in {}: let it end, or roll it back \
+                 (mfctl hosts rollback), before deleting the host",
+                job.id,
+                job.state.label(),
+                job.phase.label()
+            )));
+        }
+        if let Some(wave) = self.wave_of(host_id) {
+            return Err(InventoryError::Conflict(format!(
+                "host {host_id} is in wave {wave}, which is not over: cancel the wave or let it \
+                 finish before deleting the host"
+            )));
+        }
+        self.store.delete_host(host_id)?;
+        let Some(host) = self.hosts.remove(host_id) else {
+            return Ok(view);
+        };
+        if let Some(session) = host.session {
+            session.replaced.cancel();
+            self.metrics.agents_connected.dec();
+        }
+        self.count_os(host.record.facts.as_ref(), -1);
+        let precheck = self.prechecks.remove(host_id);
+        self.count_precheck(precheck.as_ref(), None);
+        let job = self.jobs.remove(host_id);
+        self.count_job(job.as_ref(), None);
+        self.export_agent_expiry();
+        Ok(view)
     }
 
     pub(super) fn connect(&mut self, session: NewSession) -> Result<SessionId, InventoryError> {

@@ -52,6 +52,10 @@ impl Jobs {
     }
 
     /// The host's job if it is not over (running or held).
+    pub(super) fn remove(&mut self, host_id: &str) -> Option<Job> {
+        self.by_host.remove(host_id)
+    }
+
     pub(super) fn in_progress(&self, host_id: &str) -> Option<&Job> {
         self.get(host_id).filter(|j| !j.state.is_final())
     }

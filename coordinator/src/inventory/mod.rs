@@ -174,6 +174,7 @@ enum Request {
     Disconnect(String, SessionId),
     List(Selector, oneshot::Sender<Vec<HostView>>),
     Get(String, oneshot::Sender<Option<HostView>>),
+    DeleteHost(String, Reply<HostView>),
     Precheck(Selector, Target, Reply<PrecheckSummary>),
     Update(String, CommandUpdate),
     Readiness(Selector, oneshot::Sender<ReadinessReport>),
@@ -404,6 +405,11 @@ impl Inventory {
         self.ask(|reply| Request::WaveStatus(name, reply)).await
     }
 
+    /// Forgets a decommissioned host; durable before it returns.
+    pub async fn delete_host(&self, host_id: String) -> Result<HostView, InventoryError> {
+        self.ask(|reply| Request::DeleteHost(host_id, reply)).await
+    }
+
     /// Removes a wave that is over; durable before it returns.
     pub async fn delete_wave(&self, name: String) -> Result<StatusView, InventoryError> {
         self.ask(|reply| Request::DeleteWave(name, reply)).await
@@ -629,6 +635,10 @@ impl State {
             }
             Request::DeleteWave(name, reply) => {
                 let result = self.delete_wave(&name);
+                reply_when_durable(pending, reply, result);
+            }
+            Request::DeleteHost(host_id, reply) => {
+                let result = self.delete_host(&host_id);
                 reply_when_durable(pending, reply, result);
             }
             Request::ListWaves(reply) => {

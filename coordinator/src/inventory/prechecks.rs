@@ -32,6 +32,10 @@ impl Prechecks {
         self.by_host.insert(host_id.to_string(), record)
     }
 
+    pub(super) fn remove(&mut self, host_id: &str) -> Option<PrecheckRecord> {
+        self.by_host.remove(host_id)
+    }
+
     /// The pre-check of `host_id` still in flight (requested or running, not expired).
     pub(super) fn in_flight(&self, host_id: &str, now: i64) -> Option<&PrecheckRecord> {
         self.get(host_id)

@@ -1095,3 +1095,48 @@ async fn a_retry_the_agent_would_refuse_is_refused_up_front_with_the_command_tha
     assert_eq!(job.phase, mf_core::job::JobPhase::Rollback);
     assert_eq!(recv(&mut rx).await.phase, CommandPhase::Rollback);
 }
+
+#[tokio::test]
+async fn a_host_is_deleted_only_when_nothing_acts_on_it_and_stays_deleted() {
+    let fixture = Fixture::new();
+    let (inventory, task, metrics) = fixture.start();
+    enroll(&inventory, "h", "01").await;
+    let (s, _, mut rx) = session_with_commands("h", "01", facts("rhel", "7.9", "a"), 0);
+    inventory.connect(s).await.expect("connect");
+    inventory
+        .migrate(
+            "h".into(),
+            "rhel-8.10".parse().expect("target"),
+            OnFailure::Hold,
+        )
+        .await
+        .expect("migrate");
+    let precheck = recv(&mut rx).await;
+    let refused = inventory.delete_host("h".into()).await;
+    assert!(
+        matches!(refused, Err(InventoryError::Conflict(ref e)) if e.contains("let it end, or roll it back")),
+        "{refused:?}"
+    );
+    // A pre-check that blocks ends the job: nothing acts on the host any more.
+    inventory
+        .command_update(
+            "h".into(),
+            update(&precheck, UpdateState::Succeeded, vec![blocker()]),
+        )
+        .await;
+    let view = inventory.delete_host("h".into()).await.expect("deleted");
+    assert_eq!(view.record.id, "h");
+    assert!(inventory.get("h".into()).await.expect("get").is_none());
+    assert_eq!(metrics.agents_connected.get(), 0);
+    assert!(matches!(
+        inventory.delete_host("h".into()).await,
+        Err(InventoryError::UnknownHost(_))
+    ));
+    drop(inventory);
+    task.await.expect("stopped");
+    let (inventory, _task, _) = fixture.start();
+    assert!(
+        inventory.get("h".into()).await.expect("get").is_none(),
+        "the deletion was durable"
+    );
+}

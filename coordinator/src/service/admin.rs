@@ -384,6 +384,21 @@ impl AdminService for AdminApi {
         Ok(Response::new(waves::why_to_wire(why)))
     }
 
+    async fn delete_host(
+        &self,
+        request: Request<pb::GetHostRequest>,
+    ) -> Result<Response<pb::Host>, Status> {
+        let operator = auth::operator(&request, &self.metrics)?;
+        let host_id = request.into_inner().host_id;
+        let view = self
+            .inventory
+            .delete_host(host_id.clone())
+            .await
+            .map_err(inventory_status)?;
+        info!(%operator, %host_id, "host deleted");
+        Ok(Response::new(host_to_wire(view)))
+    }
+
     async fn get_host(
         &self,
         request: Request<pb::GetHostRequest>,

@@ -190,6 +190,24 @@ impl Store {
         Ok(())
     }
 
+    /// Removes a host's record, pre-check and job, atomically.
+    pub fn delete_host(&self, host_id: &str) -> Result<(), StoreError> {
+        (&self.hosts, &self.prechecks, &self.jobs)
+            .transaction(|(hosts, prechecks, jobs)| {
+                hosts.remove(host_id.as_bytes())?;
+                prechecks.remove(host_id.as_bytes())?;
+                jobs.remove(host_id.as_bytes())?;
+                Ok(())
+            })
+            .map_err(|e: TransactionError<()>| match e {
+                TransactionError::Storage(e) => StoreError::Sled(e),
+                TransactionError::Abort(()) => StoreError::Corrupt {
+                    key: host_id.to_string(),
+                    reason: "the host's removal was aborted".into(),
+                },
+            })
+    }
+
     /// Removes a wave, its plan and its `members` member records, atomically.
     pub fn delete_wave(&self, name: &str, members: usize) -> Result<(), StoreError> {
         (&self.waves, &self.wave_plans, &self.wave_hosts)
