@@ -167,6 +167,32 @@ fn bad_files_are_refused_at_start_with_the_file_and_the_fix() -> Result<()> {
     );
 
     let pki = dir.path().join("pki");
+    let coordinator_args = |pki: &std::path::Path| {
+        run(
+            "mf-coordinator",
+            &[
+                "--data-dir",
+                dir.path().join("data").to_str().unwrap_or_default(),
+                "--pki-dir",
+                pki.to_str().unwrap_or_default(),
+                "--agent-listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--metrics-listen",
+                "127.0.0.1:0",
+            ],
+            &[],
+        )
+    };
+    // No PKI yet: the missing CA is named, with the command that makes it.
+    let ran = coordinator_args(&pki);
+    assert!(!ran.success);
+    assert!(
+        ran.stderr.contains("ca.pem does not exist") && ran.stderr.contains("mfctl pki init"),
+        "{}",
+        ran.stderr
+    );
     let init = run(
         "mfctl",
         &["pki", "init", "--dir", pki.to_str().unwrap_or_default()],
@@ -175,22 +201,7 @@ fn bad_files_are_refused_at_start_with_the_file_and_the_fix() -> Result<()> {
     assert!(init.success, "{}", init.stderr);
     let key = pki.join("coordinator-key.pem");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640))?;
-    let ran = run(
-        "mf-coordinator",
-        &[
-            "--data-dir",
-            dir.path().join("data").to_str().unwrap_or_default(),
-            "--pki-dir",
-            pki.to_str().unwrap_or_default(),
-            "--agent-listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ],
-        &[],
-    );
+    let ran = coordinator_args(&pki);
     assert!(!ran.success);
     assert!(
         ran.stderr
