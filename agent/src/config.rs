@@ -229,6 +229,13 @@ fn validate_label(key: &str, value: &str) -> Result<(), ConfigError> {
 mod tests {
     use super::*;
 
+    fn parse(text: &str) -> Result<FileConfig, ConfigError> {
+        toml::from_str::<FileConfig>(text).map_err(|e| ConfigError::Parse {
+            path: "t".into(),
+            message: e.to_string(),
+        })
+    }
+
     #[test]
     fn labels_follow_kubernetes_syntax() {
         assert_eq!(
@@ -303,12 +310,6 @@ mod tests {
 
     #[test]
     fn leapp_answers_and_the_first_boot_wait_are_checked_when_loaded() -> Result<(), ConfigError> {
-        let parse = |text: &str| {
-            toml::from_str::<FileConfig>(text).map_err(|e| ConfigError::Parse {
-                path: "t".into(),
-                message: e.to_string(),
-            })
-        };
         let config = resolve(
             parse(
                 "state_dir = \"/x\"\n[leapp]\nanswers = [\"remove_pam_pkcs11_module_check.confirm=True\"]\nfirst_boot_timeout = \"90m\"\n",
@@ -335,12 +336,6 @@ mod tests {
 
     #[test]
     fn subscription_options_are_checked_when_loaded() -> Result<(), ConfigError> {
-        let parse = |text: &str| {
-            toml::from_str::<FileConfig>(text).map_err(|e| ConfigError::Parse {
-                path: "t".into(),
-                message: e.to_string(),
-            })
-        };
         let good = resolve(
             parse(
                 "state_dir = \"/x\"\n[convert2rhel]\nconfig_file = \"/etc/mf-agent/c2r.ini\"\nels = true\n[leapp]\nno_rhsm = true\nenablerepo = [\"baseos-local\"]\nchannel = \"eus\"\n",

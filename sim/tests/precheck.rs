@@ -38,6 +38,26 @@ fn finding(key: &str, blocking: bool) -> ScenarioFinding {
     }
 }
 
+/// The keys of the blocking findings, in order.
+fn blocking_keys(outcome: &Outcome) -> Vec<&str> {
+    outcome
+        .findings
+        .iter()
+        .filter(|f| f.blocking)
+        .map(|f| f.key.as_str())
+        .collect()
+}
+
+/// The titles of the blocking findings, in order.
+fn blocking_titles(outcome: &Outcome) -> Vec<&str> {
+    outcome
+        .findings
+        .iter()
+        .filter(|f| f.blocking)
+        .map(|f| f.title.as_str())
+        .collect()
+}
+
 /// The agent's pre-check with the default configuration.
 fn run(host: &dyn Host, step: Step) -> Outcome {
     run_with(host, step, &Context::default())
@@ -128,12 +148,7 @@ fn a_crash_inside_an_action_is_an_unexpected_error_in_a_normal_report() {
         .with_scenario(|s| s.failures.push(Failure::AnalysisCrash));
     let outcome = run(&host, step(Tool::Convert2rhel, "7.9"));
     assert_eq!(outcome.state, UpdateState::Succeeded, "{outcome:?}");
-    let blocking: Vec<&str> = outcome
-        .findings
-        .iter()
-        .filter(|f| f.blocking)
-        .map(|f| f.key.as_str())
-        .collect();
+    let blocking = blocking_keys(&outcome);
     assert_eq!(blocking, ["IS_LOADED_KERNEL_LATEST::UNEXPECTED_ERROR"]);
 }
 
@@ -167,12 +182,7 @@ fn a_leapp_actor_error_blocks_and_exit_1_with_nothing_blocking_is_never_ready() 
         .with_scenario(|s| s.failures.push(Failure::AnalysisCrash));
     let outcome = run(&host, step(Tool::Leapp, "8.10"));
     assert_eq!(outcome.state, UpdateState::Succeeded);
-    let errors: Vec<&str> = outcome
-        .findings
-        .iter()
-        .filter(|f| f.blocking)
-        .map(|f| f.title.as_str())
-        .collect();
+    let errors = blocking_titles(&outcome);
     assert_eq!(
         errors,
         ["Actor mf_sim_check unexpectedly terminated with exit code: 1"]
@@ -427,12 +437,7 @@ fn a_convertible_host_without_credentials_is_blocked_with_its_remediation() {
     let host = EmulatedHost::simulated(&spec(SimProfile::Centos79, vec![]));
     host.remove_file("/etc/convert2rhel.ini").expect("rm");
     let outcome = run(&host, step(Tool::Convert2rhel, "7.9"));
-    let blocking: Vec<&str> = outcome
-        .findings
-        .iter()
-        .filter(|f| f.blocking)
-        .map(|f| f.key.as_str())
-        .collect();
+    let blocking = blocking_keys(&outcome);
     assert_eq!(
         blocking,
         [
@@ -523,12 +528,7 @@ fn an_unregistered_rhel_host_needs_a_registration_or_no_rhsm() {
     let host = EmulatedHost::simulated(&spec(SimProfile::Rhel79, vec![]));
     host.remove_file("/etc/pki/consumer/cert.pem").expect("rm");
     let outcome = run(&host, step(Tool::Leapp, "8.10"));
-    let titles: Vec<&str> = outcome
-        .findings
-        .iter()
-        .filter(|f| f.blocking)
-        .map(|f| f.title.as_str())
-        .collect();
+    let titles = blocking_titles(&outcome);
     assert_eq!(
         titles,
         [
