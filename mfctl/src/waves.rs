@@ -302,7 +302,36 @@ async fn action(
         .await
         .map_err(refused)?
         .into_inner();
+    if output == Format::Table {
+        println!("{}\n", did(action, &status));
+    }
     print_status(&status, output)
+}
+
+/// What a wave verb did, in one line, before the status: a verb that
+/// changed nothing visible (approving a paused wave's stage) still says so.
+fn did(action: pb::WaveAction, status: &pb::WaveStatus) -> String {
+    let name = &status.name;
+    let paused = wire::wave_is(status, pb::WaveState::Paused);
+    match action {
+        pb::WaveAction::Start => format!("wave {name} started"),
+        pb::WaveAction::Pause => format!(
+            "wave {name} is paused: no new host starts, running ones finish (mfctl wave resume {name})"
+        ),
+        pb::WaveAction::Resume => format!("wave {name} resumed"),
+        pb::WaveAction::Approve if paused => format!(
+            "wave {name}: stage {} approved; the wave is paused, so its hosts start after \
+             mfctl wave resume {name}",
+            status.current_stage
+        ),
+        pb::WaveAction::Approve => {
+            format!("wave {name}: stage {} approved", status.current_stage)
+        }
+        pb::WaveAction::Cancel => {
+            format!("wave {name} cancelled: hosts not started yet are released")
+        }
+        pb::WaveAction::Unspecified => format!("wave {name}"),
+    }
 }
 
 async fn host_action(
@@ -729,5 +758,40 @@ pub async fn wait_until(
             );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[cfg(test)]
+mod verb_tests {
+    use super::*;
+
+    fn status(state: pb::WaveState) -> pb::WaveStatus {
+        pb::WaveStatus {
+            name: "w1".into(),
+            state: state.into(),
+            current_stage: 2,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn every_verb_says_what_it_did_even_when_the_wave_does_not_move() {
+        let approved_paused = did(pb::WaveAction::Approve, &status(pb::WaveState::Paused));
+        assert!(
+            approved_paused.contains("stage 2 approved")
+                && approved_paused.contains("mfctl wave resume w1"),
+            "{approved_paused}"
+        );
+        let approved = did(pb::WaveAction::Approve, &status(pb::WaveState::Running));
+        assert_eq!(approved, "wave w1: stage 2 approved");
+        let paused = did(pb::WaveAction::Pause, &status(pb::WaveState::Paused));
+        assert!(paused.starts_with("wave w1 is paused"), "{paused}");
+        for action in [
+            pb::WaveAction::Start,
+            pb::WaveAction::Resume,
+            pb::WaveAction::Cancel,
+        ] {
+            assert!(did(action, &status(pb::WaveState::Running)).starts_with("wave w1 "));
+        }
     }
 }
