@@ -993,6 +993,12 @@ async fn a_dry_run_plans_a_canary_by_selector_and_records_nothing() {
         .await
         .expect("recorded");
     assert_eq!(inventory.list_waves().await.expect("list").len(), 1);
+    // A host of an unfinished wave is not deleted: the wave still acts on it.
+    let refused = inventory.delete_host("b1".into()).await;
+    assert!(
+        matches!(&refused, Err(InventoryError::Conflict(m)) if m.contains("is in wave w, which is not over")),
+        "{refused:?}"
+    );
 }
 
 #[tokio::test]
