@@ -236,6 +236,17 @@ mod tests {
         })
     }
 
+    /// A file's settings with no flags: `state_dir = "/x"` and `text`.
+    fn load(text: &str) -> Result<RunConfig, ConfigError> {
+        resolve(
+            parse(&format!("state_dir = \"/x\"\n{text}"))?,
+            None,
+            None,
+            &[],
+            None,
+        )
+    }
+
     #[test]
     fn labels_follow_kubernetes_syntax() {
         assert_eq!(
@@ -310,14 +321,8 @@ mod tests {
 
     #[test]
     fn leapp_answers_and_the_first_boot_wait_are_checked_when_loaded() -> Result<(), ConfigError> {
-        let config = resolve(
-            parse(
-                "state_dir = \"/x\"\n[leapp]\nanswers = [\"remove_pam_pkcs11_module_check.confirm=True\"]\nfirst_boot_timeout = \"90m\"\n",
-            )?,
-            None,
-            None,
-            &[],
-            None,
+        let config = load(
+            "[leapp]\nanswers = [\"remove_pam_pkcs11_module_check.confirm=True\"]\nfirst_boot_timeout = \"90m\"\n",
         )?;
         assert_eq!(config.session.phases.leapp.answers.len(), 1);
         assert_eq!(
@@ -325,10 +330,10 @@ mod tests {
             Duration::from_secs(5400)
         );
         for bad in [
-            "state_dir = \"/x\"\n[leapp]\nanswers = [\"confirm=True\"]\n",
-            "state_dir = \"/x\"\n[leapp]\nfirst_boot_timeout = \"soon\"\n",
+            "[leapp]\nanswers = [\"confirm=True\"]\n",
+            "[leapp]\nfirst_boot_timeout = \"soon\"\n",
         ] {
-            let refused = resolve(parse(bad)?, None, None, &[], None);
+            let refused = load(bad);
             assert!(matches!(refused, Err(ConfigError::Leapp(_))), "{bad}");
         }
         Ok(())
@@ -336,14 +341,8 @@ mod tests {
 
     #[test]
     fn subscription_options_are_checked_when_loaded() -> Result<(), ConfigError> {
-        let good = resolve(
-            parse(
-                "state_dir = \"/x\"\n[convert2rhel]\nconfig_file = \"/etc/mf-agent/c2r.ini\"\nels = true\n[leapp]\nno_rhsm = true\nenablerepo = [\"baseos-local\"]\nchannel = \"eus\"\n",
-            )?,
-            None,
-            None,
-            &[],
-            None,
+        let good = load(
+            "[convert2rhel]\nconfig_file = \"/etc/mf-agent/c2r.ini\"\nels = true\n[leapp]\nno_rhsm = true\nenablerepo = [\"baseos-local\"]\nchannel = \"eus\"\n",
         )?;
         assert_eq!(
             good.session.phases.convert2rhel.argv("analyze"),
@@ -384,14 +383,7 @@ mod tests {
                 "repository id",
             ),
         ] {
-            let refused = resolve(
-                parse(&format!("state_dir = \"/x\"\n{bad}"))?,
-                None,
-                None,
-                &[],
-                None,
-            )
-            .expect_err(bad);
+            let refused = load(bad).expect_err(bad);
             assert!(refused.to_string().contains(words), "{bad}: {refused}");
         }
         Ok(())

@@ -147,6 +147,9 @@ fn recover(journal: &Mutex<Journal>, host: &dyn Host) -> Recovered {
         (running.clone(), journal.migration().clone())
     };
     if matches!(running.phase, crate::command::CommandPhase::Verify(_)) {
+        // Already accepted and journaled: only its id, sequence and phase
+        // matter from here on (the outcome is reported by them); the checks
+        // on host id and expiry were passed when it arrived.
         return Recovered::Resume(AgentCommand {
             id: running.command_id,
             host_id: String::new(),

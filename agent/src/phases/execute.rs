@@ -54,14 +54,6 @@ pub fn run(host: &dyn Host, step: &Step, context: &Context) -> Executed {
     }
 }
 
-fn last_line(text: &str) -> &str {
-    text.lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("no output")
-        .trim()
-}
-
 fn findings(
     host: &dyn Host,
     path: &str,
@@ -98,7 +90,7 @@ fn convert(host: &dyn Host, config: &Convert2rhelConfig) -> Executed {
     if output.status == 0 && post.is_some() && !post_findings.iter().any(|f| f.blocking) {
         return Executed::Changed(format!(
             "convert2rhel convert -y exited 0; {}",
-            last_line(&output.stdout)
+            super::tail(&output.stdout, 1)
         ));
     }
     let pre = host.read_file(C2R_PRE).ok();
@@ -126,11 +118,7 @@ fn convert(host: &dyn Host, config: &Convert2rhelConfig) -> Executed {
         detail: format!(
             "convert2rhel convert -y exited {} {when}: {}",
             output.status,
-            last_line(if output.stderr.trim().is_empty() {
-                &output.stdout
-            } else {
-                &output.stderr
-            })
+            super::complaint(&output)
         ),
         findings: all.into_iter().filter(|f| f.blocking).collect(),
         changed,
@@ -164,7 +152,7 @@ fn upgrade(host: &dyn Host, target: &str, config: &LeappConfig) -> Executed {
         Ok(entry) if output.status == 0 && entry.is_upgrade() => {
             return Executed::Changed(format!(
                 "{command} exited 0; the next boot is {entry}; {}",
-                last_line(&output.stdout)
+                super::tail(&output.stdout, 1)
             ));
         }
         _ => {}
@@ -172,14 +160,7 @@ fn upgrade(host: &dyn Host, target: &str, config: &LeappConfig) -> Executed {
     let why = match (&prepared, output.status) {
         (Ok(entry), 0) => format!("exited 0 but the default boot entry is {entry}, not leapp's"),
         (Err(e), 0) => format!("exited 0 but the boot loader cannot be read: {e}"),
-        (_, status) => format!(
-            "exited {status}: {}",
-            last_line(if output.stderr.trim().is_empty() {
-                &output.stdout
-            } else {
-                &output.stderr
-            })
-        ),
+        (_, status) => format!("exited {status}: {}", super::complaint(&output)),
     };
     Executed::Failed {
         detail: format!("{command} {why}"),

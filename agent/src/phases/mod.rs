@@ -91,6 +91,35 @@ pub struct Context {
     pub leapp: LeappConfig,
 }
 
+/// The last `n` non-empty lines of a tool's output, joined: what a phase's
+/// detail quotes of it.
+fn tail(text: &str, n: usize) -> String {
+    let mut lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .rev()
+        .take(n)
+        .collect();
+    lines.reverse();
+    if lines.is_empty() {
+        "no output".into()
+    } else {
+        lines.join(" / ")
+    }
+}
+
+/// Why a tool says it failed: the last two lines of its stderr, or of its
+/// stdout when stderr is empty (convert2rhel logs everything to stdout, and
+/// its last line may only say whether the host was left unchanged).
+fn complaint(output: &crate::host::CommandOutput) -> String {
+    if output.stderr.trim().is_empty() {
+        tail(&output.stdout, 2)
+    } else {
+        tail(&output.stderr, 2)
+    }
+}
+
 pub fn boot_id(host: &dyn Host) -> Option<String> {
     host.read_to_string("/proc/sys/kernel/random/boot_id")
         .ok()

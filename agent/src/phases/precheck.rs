@@ -112,7 +112,7 @@ pub fn run(host: &dyn Host, step: Step, context: &Context) -> Outcome {
                 format!(
                     "{command} exited {} and wrote no report: {}",
                     output.status,
-                    last_line(&output)
+                    super::complaint(&output)
                 ),
                 findings,
             );
@@ -132,7 +132,7 @@ pub fn run(host: &dyn Host, step: Step, context: &Context) -> Outcome {
                     format!(
                         "{command} exited 1 but its report marks nothing as blocking: an error the \
                          report does not show. Last output: {}",
-                        last_line(&output)
+                        super::complaint(&output)
                     ),
                     "Read the tool's log on the host, fix the cause, then run the pre-check again.",
                 ));
@@ -150,29 +150,6 @@ pub fn run(host: &dyn Host, step: Step, context: &Context) -> Outcome {
             }
         }
         Err(e) => failed(format!("{report_path}: {e}"), findings),
-    }
-}
-
-/// The last two lines the tool printed (stderr first): the error and, for
-/// convert2rhel, whether it says the host was left unchanged.
-fn last_line(output: &crate::host::CommandOutput) -> String {
-    let text = if output.stderr.trim().is_empty() {
-        &output.stdout
-    } else {
-        &output.stderr
-    };
-    let mut lines: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .rev()
-        .take(2)
-        .collect();
-    lines.reverse();
-    if lines.is_empty() {
-        "no output".into()
-    } else {
-        lines.join(" / ")
     }
 }
 
