@@ -83,10 +83,12 @@ impl State {
                 Err(refusal) => return Ok(Err(refusal)),
             };
         let mut record = record;
+        let reenrolled = previous.is_some();
         if let Some(old) = previous {
             record.facts = old.facts;
             record.last_sequence = old.last_sequence;
         }
+        let not_after = record.cert_not_after_unix_ms;
         match self.hosts.get_mut(&record.id) {
             Some(host) => {
                 // The old certificate is no longer accepted: end its session.
@@ -107,29 +109,36 @@ impl State {
                 );
             }
         }
-        self.export_agent_expiry();
+        if reenrolled {
+            // The replaced certificate may have been the earliest.
+            self.export_agent_expiry();
+        } else if self.earliest_agent_cert.is_none_or(|e| not_after < e) {
+            self.set_agent_expiry(Some(not_after));
+        }
         Ok(Ok(()))
     }
 
     /// The earliest agent certificate expiry, so that an alert fires weeks
-    /// before a fleet enrolled together stops connecting together.
-    pub(super) fn export_agent_expiry(&self) {
-        match self
+    /// before a fleet enrolled together stops connecting together: computed
+    /// over every host (at start, after a re-enrollment or a deletion).
+    pub(super) fn export_agent_expiry(&mut self) {
+        let earliest = self
             .hosts
             .values()
             .map(|h| h.record.cert_not_after_unix_ms)
-            .min()
-        {
-            Some(earliest) => self
-                .metrics
-                .certificate_expiry
+            .min();
+        self.set_agent_expiry(earliest);
+    }
+
+    fn set_agent_expiry(&mut self, earliest: Option<i64>) {
+        self.earliest_agent_cert = earliest;
+        let gauge = &self.metrics.certificate_expiry;
+        match earliest {
+            Some(at) => gauge
                 .with_label_values(&["agents-earliest"])
-                .set(earliest as f64 / 1000.0),
+                .set(at as f64 / 1000.0),
             None => {
-                let _ = self
-                    .metrics
-                    .certificate_expiry
-                    .remove_label_values(&["agents-earliest"]);
+                let _ = gauge.remove_label_values(&["agents-earliest"]);
             }
         }
     }

@@ -213,6 +213,7 @@ impl Inventory {
             jobs: jobs::Jobs::default(),
             deliveries: Vec::new(),
             waves: waves::Waves::default(),
+            earliest_agent_cert: None,
             settings,
             store,
             metrics,
@@ -470,6 +471,9 @@ struct State {
     /// Commands to send once the batch that recorded them is durable.
     deliveries: Vec<AgentCommand>,
     waves: waves::Waves,
+    /// The earliest agent certificate expiry (unix ms), kept so that an
+    /// enrollment storm does not scan every host per enrollment.
+    earliest_agent_cert: Option<i64>,
     settings: Settings,
     store: Store,
     metrics: Metrics,

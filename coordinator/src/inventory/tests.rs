@@ -45,6 +45,11 @@ pub(super) fn facts(os: &str, version: &str, app: &str) -> Facts {
 }
 
 pub(super) async fn enroll(inventory: &Inventory, host: &str, serial: &str) {
+    enroll_until(inventory, host, serial, i64::MAX).await;
+}
+
+/// Enrolls `host` with a certificate valid until `not_after` (unix ms).
+pub(super) async fn enroll_until(inventory: &Inventory, host: &str, serial: &str, not_after: i64) {
     let hash = [7u8; 32];
     inventory
         .create_token(
@@ -62,7 +67,7 @@ pub(super) async fn enroll(inventory: &Inventory, host: &str, serial: &str) {
             token_hash: hash,
             host_id: host.into(),
             cert_serial: serial.into(),
-            cert_not_after_unix_ms: i64::MAX,
+            cert_not_after_unix_ms: not_after,
         })
         .await
         .expect("inventory")
@@ -1061,12 +1066,11 @@ async fn a_second_precheck_never_reaches_a_host_with_one_in_flight() {
     ));
 }
 
-#[tokio::test]
-async fn a_retry_the_agent_would_refuse_is_refused_up_front_with_the_command_that_works() {
-    let fixture = Fixture::new();
-    let (inventory, _task, _) = fixture.start();
-    enroll(&inventory, "h", "01").await;
-    let (s, _, mut rx) = session_with_commands("h", "01", facts("rhel", "7.9", "a"), 0);
+/// Host h (RHEL 7.9) enrolled, connected and migrating to 8.10 under the
+/// hold policy: the receiver of its agent's commands.
+async fn migrating_host(inventory: &Inventory) -> mpsc::Receiver<Box<AgentCommand>> {
+    enroll(inventory, "h", "01").await;
+    let (s, _, rx) = session_with_commands("h", "01", facts("rhel", "7.9", "a"), 0);
     inventory.connect(s).await.expect("connect");
     inventory
         .migrate(
@@ -1076,6 +1080,14 @@ async fn a_retry_the_agent_would_refuse_is_refused_up_front_with_the_command_tha
         )
         .await
         .expect("migrate");
+    rx
+}
+
+#[tokio::test]
+async fn a_retry_the_agent_would_refuse_is_refused_up_front_with_the_command_that_works() {
+    let fixture = Fixture::new();
+    let (inventory, _task, _) = fixture.start();
+    let mut rx = migrating_host(&inventory).await;
     for _ in 0..4 {
         let command = recv(&mut rx).await;
         inventory.command_update("h".into(), ok(&command)).await;
@@ -1106,17 +1118,7 @@ async fn a_retry_the_agent_would_refuse_is_refused_up_front_with_the_command_tha
 async fn a_host_is_deleted_only_when_nothing_acts_on_it_and_stays_deleted() {
     let fixture = Fixture::new();
     let (inventory, task, metrics) = fixture.start();
-    enroll(&inventory, "h", "01").await;
-    let (s, _, mut rx) = session_with_commands("h", "01", facts("rhel", "7.9", "a"), 0);
-    inventory.connect(s).await.expect("connect");
-    inventory
-        .migrate(
-            "h".into(),
-            "rhel-8.10".parse().expect("target"),
-            OnFailure::Hold,
-        )
-        .await
-        .expect("migrate");
+    let mut rx = migrating_host(&inventory).await;
     let precheck = recv(&mut rx).await;
     let refused = inventory.delete_host("h".into()).await;
     assert!(
@@ -1145,4 +1147,25 @@ async fn a_host_is_deleted_only_when_nothing_acts_on_it_and_stays_deleted() {
         inventory.get("h".into()).await.expect("get").is_none(),
         "the deletion was durable"
     );
+}
+
+#[tokio::test]
+async fn the_earliest_agent_certificate_expiry_follows_enrollments_and_deletions() {
+    let fixture = Fixture::new();
+    let (inventory, _task, metrics) = fixture.start();
+    let earliest = || {
+        metrics
+            .certificate_expiry
+            .with_label_values(&["agents-earliest"])
+            .get()
+    };
+    enroll_until(&inventory, "a", "01", 5_000_000).await;
+    enroll_until(&inventory, "b", "02", 3_000_000).await;
+    enroll_until(&inventory, "c", "03", 9_000_000).await;
+    assert_eq!(earliest(), 3_000.0, "the earliest of the three, in seconds");
+    // Re-enrolled: b's old certificate is replaced by a later one.
+    enroll_until(&inventory, "b", "04", 7_000_000).await;
+    assert_eq!(earliest(), 5_000.0);
+    inventory.delete_host("a".into()).await.expect("deleted");
+    assert_eq!(earliest(), 7_000.0);
 }
