@@ -206,23 +206,6 @@ pub async fn readiness(admin: &mut AdminClient, selector: &str) -> Result<pb::Re
         .map_err(refused)
 }
 
-pub async fn migrate(
-    admin: &mut AdminClient,
-    host_id: &str,
-    target: &str,
-    on_failure: crate::OnFailureArg,
-) -> Result<pb::Job> {
-    admin
-        .migrate(pb::MigrateRequest {
-            host_id: host_id.to_string(),
-            target: target.to_string(),
-            on_failure: crate::wire::on_failure_to_wire(on_failure),
-        })
-        .await
-        .map(tonic::Response::into_inner)
-        .map_err(refused)
-}
-
 pub async fn job_action(
     admin: &mut AdminClient,
     host_id: &str,

@@ -5,11 +5,61 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use mf_proto::v1 as pb;
 
-use super::Format;
 use super::client::{self, AdminClient};
 use super::output::timestamp;
 use super::readiness::{remediation_text, severity_label};
-use super::wire;
+use super::{Format, OnFailureArg, exit, wire};
+use mf_core::path::Target;
+
+#[derive(Debug, clap::Args)]
+pub struct MigrateArgs {
+    /// The host's id (its FQDN, unless it enrolled with --host-id).
+    host: String,
+    /// rhel-7.9, rhel-8.10, rhel-9.4, rhel-9.6, rhel-9.8 or rhel-10.0 (which the
+    /// host's leapp supports, its pre-check says).
+    #[arg(long)]
+    target: Target,
+    /// When a change fails: roll back to the snapshot, or hold for an operator.
+    #[arg(long, value_enum, default_value_t = OnFailureArg::Rollback)]
+    on_failure: OnFailureArg,
+    /// Wait until the job succeeds, stops or is held, showing its progress.
+    #[arg(long)]
+    wait: bool,
+    /// Output: table (for people) or json (one document, for scripts).
+    #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+    output: Format,
+}
+
+/// `mfctl migrate`: starts the job, and with `--wait` follows it to its end;
+/// the exit code then says how it ended.
+pub async fn migrate(admin: &mut AdminClient, args: MigrateArgs) -> Result<()> {
+    let job = admin
+        .migrate(pb::MigrateRequest {
+            host_id: args.host.clone(),
+            target: args.target.to_string(),
+            on_failure: wire::on_failure_to_wire(args.on_failure),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(client::refused)?;
+    if !args.wait {
+        return print_job(&job, args.output);
+    }
+    let job = wait(admin, &args.host, args.output == Format::Table).await?;
+    print_job(&job, args.output)?;
+    if pb::JobState::try_from(job.state) != Ok(pb::JobState::Succeeded) {
+        return Err(exit::with_code(
+            exit::for_job_state(job.state),
+            format!(
+                "the job of {} ended {}: {}",
+                args.host,
+                wire::job_state(job.state),
+                job.detail
+            ),
+        ));
+    }
+    Ok(())
+}
 
 pub fn is_running(job: &pb::Job) -> bool {
     pb::JobState::try_from(job.state) == Ok(pb::JobState::Running)

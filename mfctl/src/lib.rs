@@ -94,23 +94,7 @@ pub enum Command {
     },
     /// Migrate one host to a target: every step pre-check, snapshot, execute,
     /// reboot, verify, commit; on failure roll back (default) or hold.
-    Migrate {
-        /// The host's id (its FQDN, unless it enrolled with --host-id).
-        host: String,
-        /// rhel-7.9, rhel-8.10, rhel-9.4, rhel-9.6, rhel-9.8 or rhel-10.0 (which the
-        /// host's leapp supports, its pre-check says).
-        #[arg(long)]
-        target: String,
-        /// When a change fails: roll back to the snapshot, or hold for an operator.
-        #[arg(long, value_enum, default_value_t = OnFailureArg::Rollback)]
-        on_failure: OnFailureArg,
-        /// Wait until the job succeeds, stops or is held, showing its progress.
-        #[arg(long)]
-        wait: bool,
-        /// Output: table (for people) or json (one document, for scripts).
-        #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
-        output: Format,
-    },
+    Migrate(jobs::MigrateArgs),
     /// Waves: many hosts migrated in stages under budgets, windows and error
     /// budgets, resumable and explained.
     Wave {
@@ -350,32 +334,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Migrate {
-            host,
-            target,
-            on_failure,
-            wait,
-            output,
-        } => {
-            let mut admin = cli.connect.admin().await?;
-            let job = client::migrate(&mut admin, &host, &target, on_failure).await?;
-            if !wait {
-                return jobs::print_job(&job, output);
-            }
-            let job = jobs::wait(&mut admin, &host, output == Format::Table).await?;
-            jobs::print_job(&job, output)?;
-            if pb::JobState::try_from(job.state) != Ok(pb::JobState::Succeeded) {
-                return Err(exit::with_code(
-                    exit::for_job_state(job.state),
-                    format!(
-                        "the job of {host} ended {}: {}",
-                        wire::job_state(job.state),
-                        job.detail
-                    ),
-                ));
-            }
-            Ok(())
-        }
+        Command::Migrate(args) => jobs::migrate(&mut cli.connect.admin().await?, args).await,
         Command::Report {
             command: ReportCommand::Readiness { selector, output },
         } => {

@@ -12,7 +12,7 @@ use crate::command::{Step, Tool};
 use crate::facts;
 use crate::host::Host;
 use crate::report::{self, Finding};
-use mf_core::path;
+use mf_core::path::{self, Target};
 
 const C2R_PRE: &str = "/var/log/convert2rhel/convert2rhel-pre-conversion.json";
 const C2R_POST: &str = "/var/log/convert2rhel/convert2rhel-post-conversion.json";
@@ -50,7 +50,7 @@ pub fn run(host: &dyn Host, step: &Step, context: &Context) -> Executed {
     }
     match step.tool {
         Tool::Convert2rhel => convert(host, &context.convert2rhel),
-        Tool::Leapp => upgrade(host, &step.to.version(), &context.leapp),
+        Tool::Leapp => upgrade(host, step.to, &context.leapp),
     }
 }
 
@@ -125,7 +125,7 @@ fn convert(host: &dyn Host, config: &Convert2rhelConfig) -> Executed {
     }
 }
 
-fn upgrade(host: &dyn Host, target: &str, config: &LeappConfig) -> Executed {
+fn upgrade(host: &dyn Host, target: Target, config: &LeappConfig) -> Executed {
     let _ = host.remove_file(LEAPP_REPORT);
     if let Err(e) = leapp::apply_answers(host, &config.answers) {
         return Executed::Failed {

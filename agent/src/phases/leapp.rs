@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use mf_core::path::Target;
+
 use super::subscription::LeappContent;
 use crate::host::Host;
 
@@ -90,12 +92,13 @@ impl Default for LeappConfig {
 
 /// `leapp preupgrade|upgrade --target X.Y --report-schema 1.2.0` and the
 /// site's content options.
-pub fn argv(command: &str, target: &str, content: &LeappContent) -> Vec<String> {
+pub fn argv(command: &str, target: Target, content: &LeappContent) -> Vec<String> {
+    let target = target.version();
     let mut argv: Vec<String> = [
         "leapp",
         command,
         "--target",
-        target,
+        &target,
         "--report-schema",
         REPORT_SCHEMA,
     ]
@@ -158,7 +161,11 @@ mod tests {
     #[test]
     fn leapp_is_asked_for_the_report_schema_that_shows_errors() {
         assert_eq!(
-            argv("preupgrade", "8.10", &LeappContent::default()),
+            argv(
+                "preupgrade",
+                Target::from_version("8.10").expect("supported"),
+                &LeappContent::default()
+            ),
             [
                 "leapp",
                 "preupgrade",

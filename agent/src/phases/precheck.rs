@@ -54,7 +54,6 @@ fn failed(detail: String, findings: Vec<Finding>) -> Outcome {
 
 pub fn run(host: &dyn Host, step: Step, context: &Context) -> Outcome {
     let tool = step.tool;
-    let target = step.to.version();
     let facts = facts::collect(host, &Default::default());
     let Some(os) = &facts.os else {
         return failed(
@@ -86,7 +85,7 @@ pub fn run(host: &dyn Host, step: Step, context: &Context) -> Outcome {
     let (argv, report_path): (Vec<String>, &str) = match tool {
         Tool::Convert2rhel => (context.convert2rhel.argv("analyze"), CONVERT2RHEL_REPORT),
         Tool::Leapp => (
-            leapp::argv("preupgrade", &target, &context.leapp.content),
+            leapp::argv("preupgrade", step.to, &context.leapp.content),
             LEAPP_REPORT,
         ),
     };

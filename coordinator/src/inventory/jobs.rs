@@ -81,13 +81,33 @@ impl Jobs {
     }
 }
 
+/// A migration as an operator asks for it.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub host_id: String,
+    pub target: Target,
+    pub on_failure: OnFailure,
+}
+
 impl State {
-    pub(super) fn migrate(
-        &mut self,
-        host_id: &str,
-        target: Target,
-        on_failure: OnFailure,
-    ) -> Result<Job, InventoryError> {
+    /// An operator's migration: refused for a host a wave migrates.
+    pub(super) fn migrate(&mut self, new: NewJob) -> Result<Job, InventoryError> {
+        if let Some(wave) = self.wave_of(&new.host_id) {
+            return Err(InventoryError::Conflict(format!(
+                "host {} is in wave {wave}, which migrates it (mfctl wave skip takes it out)",
+                new.host_id
+            )));
+        }
+        self.start_job(new)
+    }
+
+    pub(super) fn start_job(&mut self, new: NewJob) -> Result<Job, InventoryError> {
+        let NewJob {
+            host_id,
+            target,
+            on_failure,
+        } = new;
+        let host_id = host_id.as_str();
         let now = self.now();
         let host = self
             .hosts

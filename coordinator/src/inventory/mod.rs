@@ -22,9 +22,10 @@ use hosts::HostState;
 use crate::clock::SharedClock;
 use crate::metrics::Metrics;
 use crate::store::{EnrollRefusal, HostRecord, Store, StoreError, TokenRecord};
+pub use jobs::NewJob;
 use mf_core::command::{AgentCommand, CommandUpdate, UpdateState};
 use mf_core::facts::Facts;
-use mf_core::job::{Job, OnFailure};
+use mf_core::job::Job;
 use mf_core::path::Target;
 use mf_core::precheck::PrecheckRecord;
 use mf_core::readiness::{self, ReadinessReport};
@@ -178,7 +179,7 @@ enum Request {
     Precheck(Selector, Target, Reply<PrecheckSummary>),
     Update(String, CommandUpdate),
     Readiness(Selector, oneshot::Sender<ReadinessReport>),
-    Migrate(String, Target, OnFailure, Reply<Job>),
+    Migrate(NewJob, Reply<Job>),
     JobAction(String, JobAction, Reply<Job>),
     CreateWave(Box<WaveSpec>, CreateMode, Reply<PlanView>),
     WavePlan(String, Reply<PlanView>),
@@ -348,15 +349,9 @@ impl Inventory {
         answer.await.map_err(|_| InventoryError::Stopped)
     }
 
-    /// Starts a job migrating `host_id` to `target`; durable before it returns.
-    pub async fn migrate(
-        &self,
-        host_id: String,
-        target: Target,
-        on_failure: OnFailure,
-    ) -> Result<Job, InventoryError> {
-        self.ask(|reply| Request::Migrate(host_id, target, on_failure, reply))
-            .await
+    /// Starts a job; durable before it returns.
+    pub async fn migrate(&self, new: NewJob) -> Result<Job, InventoryError> {
+        self.ask(|reply| Request::Migrate(new, reply)).await
     }
 
     pub async fn job_action(
@@ -595,13 +590,8 @@ impl State {
                 reply_when_durable(pending, reply, Ok(summary));
             }
             Request::Update(host_id, update) => self.apply_update(&host_id, update),
-            Request::Migrate(host_id, target, on_failure, reply) => {
-                let result = match self.wave_of(&host_id) {
-                    Some(wave) => Err(InventoryError::Conflict(format!(
-                        "host {host_id} is in wave {wave}, which migrates it (mfctl wave skip takes it out)"
-                    ))),
-                    None => self.migrate(&host_id, target, on_failure),
-                };
+            Request::Migrate(new, reply) => {
+                let result = self.migrate(new);
                 reply_when_durable(pending, reply, result);
             }
             Request::JobAction(host_id, action, reply) => {

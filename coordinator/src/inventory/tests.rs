@@ -461,21 +461,21 @@ async fn a_job_walks_every_phase_and_resumes_after_a_restart() {
         let (s, _, mut rx) = session_with_commands("r7", "01", facts("rhel", "7.9", "a"), 0);
         inventory.connect(s).await.expect("connect");
         let job = inventory
-            .migrate(
-                "r7".into(),
-                "rhel-8.10".parse().expect("target"),
-                OnFailure::Rollback,
-            )
+            .migrate(NewJob {
+                host_id: "r7".into(),
+                target: "rhel-8.10".parse().expect("target"),
+                on_failure: OnFailure::Rollback,
+            })
             .await
             .expect("migrate");
         job_id = job.id.clone();
         assert_eq!(job.steps.len(), 1);
         let conflict = inventory
-            .migrate(
-                "r7".into(),
-                "rhel-8.10".parse().expect("target"),
-                OnFailure::Rollback,
-            )
+            .migrate(NewJob {
+                host_id: "r7".into(),
+                target: "rhel-8.10".parse().expect("target"),
+                on_failure: OnFailure::Rollback,
+            })
             .await;
         assert!(
             matches!(conflict, Err(InventoryError::Conflict(_))),
@@ -552,31 +552,31 @@ async fn a_held_job_takes_an_operators_rollback_and_impossible_jobs_are_refused(
     let (s, _, mut rx) = session_with_commands("h", "01", facts("rhel", "7.9", "a"), 0);
     inventory.connect(s).await.expect("connect");
     let invalid = inventory
-        .migrate(
-            "h".into(),
-            "rhel-7.9".parse().expect("target"),
-            OnFailure::Hold,
-        )
+        .migrate(NewJob {
+            host_id: "h".into(),
+            target: "rhel-7.9".parse().expect("target"),
+            on_failure: OnFailure::Hold,
+        })
         .await;
     assert!(
         matches!(invalid, Err(InventoryError::Invalid(ref e)) if e.contains("already runs")),
         "{invalid:?}"
     );
     let missing = inventory
-        .migrate(
-            "nope".into(),
-            "rhel-8.10".parse().expect("target"),
-            OnFailure::Hold,
-        )
+        .migrate(NewJob {
+            host_id: "nope".into(),
+            target: "rhel-8.10".parse().expect("target"),
+            on_failure: OnFailure::Hold,
+        })
         .await;
     assert!(matches!(missing, Err(InventoryError::UnknownHost(_))));
 
     inventory
-        .migrate(
-            "h".into(),
-            "rhel-8.10".parse().expect("target"),
-            OnFailure::Hold,
-        )
+        .migrate(NewJob {
+            host_id: "h".into(),
+            target: "rhel-8.10".parse().expect("target"),
+            on_failure: OnFailure::Hold,
+        })
         .await
         .expect("migrate");
     for _ in 0..2 {
@@ -718,11 +718,11 @@ async fn a_wave_starts_hosts_under_its_budget_and_resumes_exactly_after_a_restar
     );
     // A host of the wave is the wave's to migrate.
     let direct = inventory
-        .migrate(
-            "a2".into(),
-            "rhel-8.10".parse().expect("target"),
-            OnFailure::Rollback,
-        )
+        .migrate(NewJob {
+            host_id: "a2".into(),
+            target: "rhel-8.10".parse().expect("target"),
+            on_failure: OnFailure::Rollback,
+        })
         .await;
     assert!(
         matches!(&direct, Err(InventoryError::Conflict(m)) if m.contains("is in wave w1")),
@@ -1073,11 +1073,11 @@ async fn migrating_host(inventory: &Inventory) -> mpsc::Receiver<Box<AgentComman
     let (s, _, rx) = session_with_commands("h", "01", facts("rhel", "7.9", "a"), 0);
     inventory.connect(s).await.expect("connect");
     inventory
-        .migrate(
-            "h".into(),
-            "rhel-8.10".parse().expect("target"),
-            OnFailure::Hold,
-        )
+        .migrate(NewJob {
+            host_id: "h".into(),
+            target: "rhel-8.10".parse().expect("target"),
+            on_failure: OnFailure::Hold,
+        })
         .await
         .expect("migrate");
     rx

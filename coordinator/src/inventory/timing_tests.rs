@@ -59,11 +59,11 @@ async fn a_reboot_with_no_outcome_is_held_when_the_clock_passes_the_timeout_even
         let (inventory, task, _) = fixture.start_with(settings(&clock));
         let (session, mut rx) = connect(&inventory, "r7", "01", "a").await;
         inventory
-            .migrate(
-                "r7".into(),
-                "rhel-8.10".parse().expect("target"),
-                OnFailure::Rollback,
-            )
+            .migrate(NewJob {
+                host_id: "r7".into(),
+                target: "rhel-8.10".parse().expect("target"),
+                on_failure: OnFailure::Rollback,
+            })
             .await
             .expect("migrate");
         for _ in 0..3 {
@@ -107,11 +107,11 @@ async fn a_rollback_reboot_with_no_outcome_is_held_too() {
     let (inventory, _task, _) = fixture.start_with(settings(&clock));
     let (session, mut rx) = connect(&inventory, "r7", "01", "a").await;
     inventory
-        .migrate(
-            "r7".into(),
-            "rhel-8.10".parse().expect("target"),
-            OnFailure::Rollback,
-        )
+        .migrate(NewJob {
+            host_id: "r7".into(),
+            target: "rhel-8.10".parse().expect("target"),
+            on_failure: OnFailure::Rollback,
+        })
         .await
         .expect("migrate");
     for _ in 0..2 {

@@ -14,7 +14,7 @@ use tracing::info;
 use super::agent::inventory_status;
 use super::{auth, valid_host_id, waves};
 use crate::inventory::JobAction;
-use crate::inventory::{CreateMode, NewToken};
+use crate::inventory::{CreateMode, NewJob, NewToken};
 use crate::inventory::{HostView, Inventory};
 use crate::metrics::Metrics;
 use crate::wire;
@@ -226,7 +226,11 @@ impl AdminService for AdminApi {
             .unwrap_or(OnFailure::Rollback);
         let job = self
             .inventory
-            .migrate(request.host_id.clone(), target, on_failure)
+            .migrate(NewJob {
+                host_id: request.host_id.clone(),
+                target,
+                on_failure,
+            })
             .await
             .map_err(inventory_status)?;
         info!(%operator, host_id = %request.host_id, %target, job = %job.id, "migration started");

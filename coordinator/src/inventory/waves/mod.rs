@@ -785,7 +785,11 @@ impl State {
             .get(&host_id)
             .is_some_and(|h| h.session.is_some());
         let outcome = if connected {
-            match self.migrate(&host_id, target, on_failure) {
+            match self.start_job(super::NewJob {
+                host_id: host_id.clone(),
+                target,
+                on_failure,
+            }) {
                 Ok(job) => Ok(job),
                 Err(e) => Err((Outcome::Aborted, format!("could not start: {e}"))),
             }
