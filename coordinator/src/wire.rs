@@ -251,8 +251,13 @@ pub fn command_to_wire(c: &AgentCommand) -> pb::Command {
     }
 }
 
-pub fn latest_precheck_to_wire(record: &PrecheckRecord) -> pb::LatestPrecheck {
+/// The latest outcome, and what is in flight if anything.
+pub fn latest_precheck_to_wire(current: &PrecheckRecord) -> pb::LatestPrecheck {
+    let record = current.latest_done().unwrap_or(current);
+    let in_flight = current.in_flight().then_some(current);
     pb::LatestPrecheck {
+        in_flight_target: in_flight.map(|p| p.target.to_string()).unwrap_or_default(),
+        in_flight_requested_unix_ms: in_flight.map_or(0, |p| p.requested_unix_ms),
         target: record.target.to_string(),
         readiness: match record.readiness() {
             Readiness::Ready => pb::Readiness::Ready,

@@ -52,14 +52,110 @@ pub struct PrecheckRecord {
     pub started_unix_ms: i64,
     pub finished_unix_ms: i64,
     pub findings: Vec<Finding>,
+    /// While this one is in flight: the host's latest pre-check with an
+    /// outcome, which readiness goes on showing until this one has its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<Box<PrecheckRecord>>,
 }
 
 impl PrecheckRecord {
-    /// Readiness as shown: a pre-check that has not finished says nothing yet.
-    pub fn readiness(&self) -> Readiness {
+    pub fn in_flight(&self) -> bool {
+        self.state != PrecheckState::Done
+    }
+
+    /// The latest pre-check with an outcome: this one once done, before that
+    /// the one it follows.
+    pub fn latest_done(&self) -> Option<&PrecheckRecord> {
         match self.state {
-            PrecheckState::Done => self.readiness,
-            PrecheckState::Requested | PrecheckState::Running => Readiness::Unknown,
+            PrecheckState::Done => Some(self),
+            PrecheckState::Requested | PrecheckState::Running => self.previous.as_deref(),
         }
+    }
+
+    /// What a new pre-check of the host keeps of this one: its latest outcome.
+    pub fn carried_outcome(&self) -> Option<Box<PrecheckRecord>> {
+        self.latest_done().map(|done| {
+            Box::new(PrecheckRecord {
+                previous: None,
+                ..done.clone()
+            })
+        })
+    }
+
+    /// Readiness as shown: the latest outcome; unknown until there is one.
+    pub fn readiness(&self) -> Readiness {
+        self.latest_done()
+            .map_or(Readiness::Unknown, |done| done.readiness)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(state: PrecheckState, readiness: Readiness) -> PrecheckRecord {
+        let target: Target = "rhel-8.10".parse().expect("target");
+        PrecheckRecord {
+            command_id: "c1".into(),
+            sequence: 1,
+            target,
+            step: crate::path::plan("rhel", "7.9", target).expect("path")[0],
+            state,
+            readiness,
+            detail: String::new(),
+            requested_unix_ms: 0,
+            expires_unix_ms: 0,
+            started_unix_ms: 0,
+            finished_unix_ms: 0,
+            findings: Vec::new(),
+            previous: None,
+        }
+    }
+
+    #[test]
+    fn a_pre_check_in_flight_shows_the_outcome_of_the_one_before() {
+        let blocked = record(PrecheckState::Done, Readiness::Blocked);
+        let mut next = record(PrecheckState::Requested, Readiness::Unknown);
+        next.command_id = "c2".into();
+        next.previous = blocked.carried_outcome();
+        assert!(next.in_flight());
+        assert_eq!(next.readiness(), Readiness::Blocked);
+        assert_eq!(
+            next.latest_done().map(|d| d.command_id.as_str()),
+            Some("c1")
+        );
+        // A third one carries the latest outcome only, never a chain.
+        let mut third = record(PrecheckState::Running, Readiness::Unknown);
+        third.previous = next.carried_outcome();
+        assert_eq!(
+            third.previous.as_ref().map(|p| p.command_id.as_str()),
+            Some("c1")
+        );
+        assert!(
+            third
+                .previous
+                .as_ref()
+                .is_some_and(|p| p.previous.is_none())
+        );
+        // Done: its own outcome.
+        let mut done = next.clone();
+        done.state = PrecheckState::Done;
+        done.readiness = Readiness::Ready;
+        assert_eq!(done.readiness(), Readiness::Ready);
+        // Never done before: unknown.
+        assert_eq!(
+            record(PrecheckState::Running, Readiness::Unknown).readiness(),
+            Readiness::Unknown
+        );
+    }
+
+    #[test]
+    fn records_stored_before_the_previous_outcome_existed_still_load() {
+        let mut json =
+            serde_json::to_value(record(PrecheckState::Done, Readiness::Ready)).expect("json");
+        assert!(json.get("previous").is_none(), "absent when there is none");
+        json.as_object_mut().expect("object").remove("previous");
+        let back: PrecheckRecord = serde_json::from_value(json).expect("loads");
+        assert!(back.previous.is_none());
     }
 }

@@ -147,9 +147,11 @@ async fn run(args: DemoArgs) -> Result<()> {
     // Readiness: the pre-check of each host's next step toward RHEL 8.10.
     println!("\n$ mfctl precheck --target rhel-8.10");
     let started = Instant::now();
-    let response = client::precheck(&mut admin, "", "rhel-8.10").await?;
+    let target = "rhel-8.10".parse().context("the demo's target")?;
+    let response = mfctl::precheck::send(&mut admin, "", target).await?;
     mfctl::readiness::print_precheck(&response, mfctl::Format::Table)?;
-    let report = mfctl::readiness::wait_for_outcomes(&mut admin, "", args.timeout).await?;
+    let report =
+        mfctl::precheck::outcomes(&mut admin, "", response.dispatched, args.timeout).await?;
     println!(
         "pre-checks finished in {:.1} s\n",
         started.elapsed().as_secs_f64()
@@ -242,12 +244,8 @@ async fn wave_story(
     println!(
         "\n$ mfctl wave create {WAVE} -l os=rhel,version=7.9 --target rhel-8.10 --canary 2 \\\n    --batches 10%,100% --max-parallel 20 --budget app=1 --budget dc=10% \\\n    --stage-errors 1 --total-errors 1 --expected 90m"
     );
-    let plan = admin
-        .create_wave(waves::spec(&args))
-        .await
-        .map_err(client::refused)?
-        .into_inner();
-    println!("{}", waves::plan_text(&plan));
+    let plan = client::create_wave(admin, waves::spec(&args)).await?;
+    println!("{}", waves::plan_text(&plan, mfctl::Format::Table));
     if !doomed.is_empty() {
         println!(
             "\n(the demo made {} fail in their upgrade initramfs: they will stop in its emergency \
@@ -438,11 +436,7 @@ async fn watch_until(
 
 /// A host of the wave still waiting, to ask `why`.
 async fn first_pending(admin: &mut client::AdminClient) -> Result<Option<String>> {
-    let plan = admin
-        .plan_wave(mf_proto::v1::WaveRef { name: WAVE.into() })
-        .await
-        .map_err(client::refused)?
-        .into_inner();
+    let plan = client::plan_wave(admin, WAVE).await?;
     for host in plan.stages.iter().flat_map(|s| &s.hosts).rev() {
         let why = admin
             .why_wave(mf_proto::v1::WhyWaveRequest {

@@ -147,18 +147,14 @@ pub async fn create_token(
 }
 
 pub async fn list_hosts(admin: &mut AdminClient, selector: &str) -> Result<Vec<pb::Host>> {
-    let mut stream = admin
+    let stream = admin
         .list_hosts(pb::ListHostsRequest {
             selector: selector.to_string(),
         })
         .await
         .map_err(refused)?
         .into_inner();
-    let mut hosts = Vec::new();
-    while let Some(host) = stream.message().await.map_err(refused)? {
-        hosts.push(host);
-    }
-    Ok(hosts)
+    parts(stream).await
 }
 
 pub async fn get_host(admin: &mut AdminClient, host_id: &str) -> Result<pb::Host> {
@@ -181,29 +177,94 @@ pub async fn delete_host(admin: &mut AdminClient, host_id: &str) -> Result<pb::H
         .map_err(refused)
 }
 
-pub async fn precheck(
-    admin: &mut AdminClient,
-    selector: &str,
-    target: &str,
-) -> Result<pb::PrecheckResponse> {
-    admin
-        .precheck(pb::PrecheckRequest {
-            selector: selector.to_string(),
-            target: target.to_string(),
-        })
-        .await
-        .map(tonic::Response::into_inner)
-        .map_err(refused)
+/// Every part of a streamed answer.
+async fn parts<T>(stream: tonic::Streaming<T>) -> Result<Vec<T>> {
+    let mut stream = stream;
+    let mut parts = Vec::new();
+    while let Some(part) = stream.message().await.map_err(refused)? {
+        parts.push(part);
+    }
+    Ok(parts)
 }
 
+/// The readiness report, put together from its parts.
 pub async fn readiness(admin: &mut AdminClient, selector: &str) -> Result<pb::ReadinessReport> {
-    admin
+    let stream = admin
         .readiness(pb::ReadinessRequest {
             selector: selector.to_string(),
+            counts_only: false,
         })
         .await
-        .map(tonic::Response::into_inner)
-        .map_err(refused)
+        .map_err(refused)?
+        .into_inner();
+    Ok(merge_readiness(parts(stream).await?))
+}
+
+/// Only the counts: what a wait polls.
+pub async fn readiness_counts(
+    admin: &mut AdminClient,
+    selector: &str,
+) -> Result<pb::ReadinessCounts> {
+    let stream = admin
+        .readiness(pb::ReadinessRequest {
+            selector: selector.to_string(),
+            counts_only: true,
+        })
+        .await
+        .map_err(refused)?
+        .into_inner();
+    Ok(merge_readiness(parts(stream).await?)
+        .counts
+        .unwrap_or_default())
+}
+
+pub async fn create_wave(admin: &mut AdminClient, spec: pb::WaveSpec) -> Result<pb::WavePlan> {
+    let stream = admin.create_wave(spec).await.map_err(refused)?.into_inner();
+    Ok(merge_plan(parts(stream).await?))
+}
+
+pub async fn plan_wave(admin: &mut AdminClient, name: &str) -> Result<pb::WavePlan> {
+    let stream = admin
+        .plan_wave(pb::WaveRef {
+            name: name.to_string(),
+        })
+        .await
+        .map_err(refused)?
+        .into_inner();
+    Ok(merge_plan(parts(stream).await?))
+}
+
+pub async fn list_waves(admin: &mut AdminClient) -> Result<Vec<pb::WaveStatus>> {
+    let stream = admin
+        .list_waves(pb::ListWavesRequest {})
+        .await
+        .map_err(refused)?
+        .into_inner();
+    parts(stream).await
+}
+
+/// Counts from the first part; hosts and findings over all parts.
+fn merge_readiness(parts: Vec<pb::ReadinessReport>) -> pb::ReadinessReport {
+    let mut parts = parts.into_iter();
+    let mut report = parts.next().unwrap_or_default();
+    for part in parts {
+        report.hosts.extend(part.hosts);
+        report.findings.extend(part.findings);
+    }
+    report
+}
+
+/// The first part's fields; each stage's hosts and the exclusions over all parts.
+fn merge_plan(parts: Vec<pb::WavePlan>) -> pb::WavePlan {
+    let mut parts = parts.into_iter();
+    let mut plan = parts.next().unwrap_or_default();
+    for part in parts {
+        for (stage, more) in plan.stages.iter_mut().zip(part.stages) {
+            stage.hosts.extend(more.hosts);
+        }
+        plan.excluded.extend(part.excluded);
+    }
+    plan
 }
 
 pub async fn job_action(

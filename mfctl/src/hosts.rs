@@ -1,14 +1,16 @@
 //! `mfctl hosts list` and `mfctl hosts show`: the inventory as a table or JSON.
 
 use std::collections::BTreeMap;
-use std::time::SystemTime;
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, SystemTime};
 
 use anyhow::Result;
 use mf_proto::v1 as pb;
 use serde::Serialize;
 
 use super::Format;
-use super::output::{ago, table, timestamp};
+use super::client::{self, AdminClient};
+use super::output::{self, ago, print_document, table, timestamp, watched_document};
 use mf_core::facts::{Facts, OsInfo};
 
 /// One host in JSON output.
@@ -35,6 +37,9 @@ pub struct PrecheckJson {
     pub detail: String,
     pub requested: Option<String>,
     pub finished: Option<String>,
+    /// A newer pre-check requested or running (its target); the fields
+    /// above are the latest outcome until it has its own.
+    pub in_flight: Option<String>,
     pub findings: Vec<serde_json::Value>,
 }
 
@@ -59,6 +64,7 @@ impl From<&pb::Host> for HostJson {
                 detail: p.detail.clone(),
                 requested: timestamp(p.requested_unix_ms),
                 finished: timestamp(p.finished_unix_ms),
+                in_flight: (!p.in_flight_target.is_empty()).then(|| p.in_flight_target.clone()),
                 findings: p
                     .findings
                     .iter()
@@ -89,37 +95,73 @@ fn labels_text(labels: &BTreeMap<String, String>) -> String {
 
 pub fn print_list(hosts: &[pb::Host], format: Format) -> Result<()> {
     let views: Vec<HostJson> = hosts.iter().map(HostJson::from).collect();
-    if format == Format::Json {
-        println!("{}", serde_json::to_string_pretty(&views)?);
+    if print_document(&views, format)? {
         return Ok(());
     }
+    println!("{}", list_text(hosts, format));
+    Ok(())
+}
+
+/// The hosts as a table; the wide one adds readiness, job and peer.
+pub fn list_text(hosts: &[pb::Host], format: Format) -> String {
+    let wide = format == Format::Wide;
     let now = SystemTime::now();
     let rows: Vec<Vec<String>> = hosts
         .iter()
-        .zip(&views)
-        .map(|(host, view)| {
+        .map(|host| {
+            let view = HostJson::from(host);
             let os = view.os.clone().unwrap_or_default();
             let known = |s: String| if s.is_empty() { "?".to_string() } else { s };
-            vec![
+            let mut row = vec![
                 view.id.clone(),
                 if view.connected { "yes" } else { "no" }.into(),
                 known(os.id),
                 known(os.version),
                 ago(host.last_seen_unix_ms, now),
-                labels_text(&view.labels),
-            ]
+            ];
+            if wide {
+                row.extend([
+                    readiness_text(host.precheck.as_ref()),
+                    host.job.as_ref().map_or("-".into(), super::jobs::summary),
+                    view.peer_address.clone(),
+                ]);
+            }
+            row.push(labels_text(&view.labels));
+            row
         })
         .collect();
-    println!(
-        "{}",
-        table(
-            &["HOST", "CONNECTED", "OS", "VERSION", "LAST SEEN", "LABELS"],
-            &rows
+    let mut header = vec!["HOST", "CONNECTED", "OS", "VERSION", "LAST SEEN"];
+    if wide {
+        header.extend(["READINESS", "JOB", "PEER"]);
+    }
+    header.push("LABELS");
+    let connected = hosts.iter().filter(|h| h.connected).count();
+    format!(
+        "{}\n{} host{}, {connected} connected",
+        table(&header, &rows),
+        hosts.len(),
+        if hosts.len() == 1 { "" } else { "s" }
+    )
+}
+
+/// "ready for rhel-8.10", "blocked for rhel-8.10 (re-checking for rhel-9.6)", "-".
+fn readiness_text(precheck: Option<&pb::LatestPrecheck>) -> String {
+    let Some(p) = precheck else {
+        return "-".into();
+    };
+    let mut text = if p.finished_unix_ms > 0 {
+        format!(
+            "{} for {}",
+            super::readiness::readiness_label(p.readiness),
+            p.target
         )
-    );
-    let connected = views.iter().filter(|h| h.connected).count();
-    println!("{} hosts, {connected} connected", views.len());
-    Ok(())
+    } else {
+        "unknown".into()
+    };
+    if !p.in_flight_target.is_empty() {
+        text.push_str(&format!(" (checking {})", p.in_flight_target));
+    }
+    text
 }
 
 fn bytes(n: u64) -> String {
@@ -134,8 +176,7 @@ fn bytes(n: u64) -> String {
 
 pub fn print_one(host: &pb::Host, format: Format) -> Result<()> {
     let json = HostJson::from(host);
-    if format == Format::Json {
-        println!("{}", serde_json::to_string_pretty(&json)?);
+    if print_document(&json, format)? {
         return Ok(());
     }
     let mut lines: Vec<(String, String)> = vec![
@@ -224,6 +265,16 @@ pub fn print_one(host: &pb::Host, format: Format) -> Result<()> {
             ),
         ));
         lines.push(("Pre-check detail".into(), p.detail.clone()));
+        if !p.in_flight_target.is_empty() {
+            lines.push((
+                "Pre-check running".into(),
+                format!(
+                    "for {} since {} (the outcome above stays until it ends)",
+                    p.in_flight_target,
+                    timestamp(p.in_flight_requested_unix_ms).unwrap_or_default()
+                ),
+            ));
+        }
         for f in &p.findings {
             lines.push((
                 format!("Finding {}", if f.blocking { "(blocking)" } else { "" }),
@@ -250,4 +301,61 @@ pub fn print_one(host: &pb::Host, format: Format) -> Result<()> {
         println!("{key:<width$}  {value}");
     }
     Ok(())
+}
+
+/// What a watch of the list compares: the hosts' state, not their heartbeats.
+fn watched_state(hosts: &[pb::Host]) -> Vec<String> {
+    hosts
+        .iter()
+        .map(|h| {
+            let view = HostJson::from(h);
+            let os = view.os.unwrap_or_default();
+            format!(
+                "{} {} {} {} {} {} {}",
+                h.id,
+                h.connected,
+                os.id,
+                os.version,
+                labels_text(&view.labels),
+                readiness_text(h.precheck.as_ref()),
+                h.job.as_ref().map_or(String::new(), super::jobs::summary),
+            )
+        })
+        .collect()
+}
+
+/// `hosts list --watch`: the list again whenever a host's state changes;
+/// a table redrawn in place on a terminal, a document per change otherwise.
+pub async fn watch(
+    admin: &mut AdminClient,
+    selector: &str,
+    interval: Duration,
+    format: Format,
+) -> Result<()> {
+    let terminal = std::io::stdout().is_terminal() && format.is_table();
+    let mut last = None;
+    loop {
+        let hosts = client::list_hosts(admin, selector).await?;
+        let state = watched_state(&hosts);
+        if last.as_ref() != Some(&state) {
+            let text = if format.is_table() {
+                let at = timestamp(output::now_unix_ms()).unwrap_or_default();
+                format!("{at}\n{}", list_text(&hosts, format))
+            } else {
+                let views: Vec<HostJson> = hosts.iter().map(HostJson::from).collect();
+                watched_document(&views, format)?
+            };
+            let mut out = std::io::stdout().lock();
+            if terminal {
+                writeln!(out, "\x1b[2J\x1b[H{text}")?;
+            } else if format.is_table() {
+                writeln!(out, "{text}\n")?;
+            } else {
+                writeln!(out, "{text}")?;
+            }
+            out.flush()?;
+            last = Some(state);
+        }
+        tokio::time::sleep(interval).await;
+    }
 }

@@ -6,7 +6,7 @@ use anyhow::{Result, bail};
 use mf_proto::v1 as pb;
 
 use super::client::{self, AdminClient};
-use super::output::timestamp;
+use super::output::{print_document, timestamp};
 use super::readiness::{remediation_text, severity_label};
 use super::{Format, OnFailureArg, exit, wire};
 use mf_core::path::Target;
@@ -25,7 +25,7 @@ pub struct MigrateArgs {
     /// Wait until the job succeeds, stops or is held, showing its progress.
     #[arg(long)]
     wait: bool,
-    /// Output: table (for people) or json (one document, for scripts).
+    /// Output: table, wide (every column, texts whole), json or yaml (one document).
     #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
     output: Format,
 }
@@ -45,7 +45,7 @@ pub async fn migrate(admin: &mut AdminClient, args: MigrateArgs) -> Result<()> {
     if !args.wait {
         return print_job(&job, args.output);
     }
-    let job = wait(admin, &args.host, args.output == Format::Table).await?;
+    let job = wait(admin, &args.host, args.output.is_table()).await?;
     print_job(&job, args.output)?;
     if pb::JobState::try_from(job.state) != Ok(pb::JobState::Succeeded) {
         return Err(exit::with_code(
@@ -144,9 +144,19 @@ pub fn lines(job: &pb::Job, connected: bool) -> Vec<(String, String)> {
     lines
 }
 
+/// "running verify to rhel-8.10", "held in execute to rhel-9.6".
+pub fn summary(job: &pb::Job) -> String {
+    let state = wire::job_state(job.state);
+    let preposition = if is_running(job) { "" } else { " in" };
+    format!(
+        "{state}{preposition} {} to {}",
+        wire::job_phase(job.phase),
+        job.target
+    )
+}
+
 pub fn print_job(job: &pb::Job, format: Format) -> Result<()> {
-    if format == Format::Json {
-        println!("{}", serde_json::to_string_pretty(&to_json(job))?);
+    if print_document(&to_json(job), format)? {
         return Ok(());
     }
     let lines = lines(job, true);

@@ -3,10 +3,12 @@
 
 pub mod client;
 pub mod docs;
+pub mod examples;
 pub mod exit;
 pub mod hosts;
 pub mod jobs;
 pub mod output;
+pub mod precheck;
 pub mod readiness;
 pub mod waves;
 pub mod wire;
@@ -34,10 +36,24 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// How a command prints what it answers, as kubectl's `-o`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
+    /// Columns for people; long texts cut to fit.
     Table,
+    /// The table with more columns and every text whole.
+    Wide,
+    /// One JSON document (with --watch: one per line, per change).
     Json,
+    /// The JSON document as YAML (with --watch: `---` between documents).
+    Yaml,
+}
+
+impl Format {
+    /// For people: a table (or its wide form), not a document.
+    pub fn is_table(self) -> bool {
+        matches!(self, Format::Table | Format::Wide)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -73,27 +89,11 @@ pub enum Command {
     },
     /// Run the non-destructive pre-check of the next migration step on the
     /// selected hosts (convert2rhel analyze or leapp preupgrade).
-    Precheck {
-        /// Which hosts: a Kubernetes label selector over labels and os, version, arch,
-        /// connected (e.g. app=billing,os=rhel); empty: every host.
-        #[arg(short = 'l', long, default_value = "")]
-        selector: String,
-        /// rhel-7.9, rhel-8.10, rhel-9.4, rhel-9.6, rhel-9.8 or rhel-10.0 (which the
-        /// host's leapp supports, its pre-check says).
-        #[arg(long)]
-        target: String,
-        /// Wait until every dispatched pre-check has an outcome, then print the readiness.
-        #[arg(long)]
-        wait: bool,
-        /// With --wait: exit 10 if a selected host is blocked, 11 if one ended in error.
-        #[arg(long, requires = "wait")]
-        fail_on_blocked: bool,
-        /// Output: table (for people) or json (one document, for scripts).
-        #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
-        output: Format,
-    },
+    #[command(after_long_help = examples::PRECHECK)]
+    Precheck(precheck::PrecheckArgs),
     /// Migrate one host to a target: every step pre-check, snapshot, execute,
     /// reboot, verify, commit; on failure roll back (default) or hold.
+    #[command(after_long_help = examples::MIGRATE)]
     Migrate(jobs::MigrateArgs),
     /// Waves: many hosts migrated in stages under budgets, windows and error
     /// budgets, resumable and explained.
@@ -112,12 +112,13 @@ pub enum Command {
 pub enum ReportCommand {
     /// Hosts ready, blocked, in error or unknown after their latest pre-check,
     /// and the findings aggregated by key across the fleet.
+    #[command(after_long_help = examples::READINESS)]
     Readiness {
         /// Which hosts: a Kubernetes label selector over labels and os, version, arch,
         /// connected (e.g. app=billing,os=rhel); empty: every host.
         #[arg(short = 'l', long, default_value = "")]
         selector: String,
-        /// Output: table (for people) or json (one document, for scripts).
+        /// Output: table, wide (every column, texts whole), json or yaml (one document).
         #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
@@ -127,6 +128,7 @@ pub enum ReportCommand {
 pub enum PkiCommand {
     /// Write a new CA, the coordinator's certificate and an operator certificate
     /// into DIR (refused if DIR already holds a CA).
+    #[command(after_long_help = examples::PKI_INIT)]
     Init {
         /// Directory to write (created if missing): ca.pem, ca-key.pem,
         /// coordinator.pem, coordinator-key.pem, operator.pem, operator-key.pem.
@@ -143,12 +145,16 @@ pub enum PkiCommand {
         /// Name in the operator certificate.
         #[arg(long, default_value = "admin")]
         operator: String,
+        /// Output: table (the files written), wide, json or yaml.
+        #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+        output: Format,
     },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
     /// Create a bootstrap token for `mf-agent enroll`; it is shown once.
+    #[command(after_long_help = examples::TOKEN_CREATE)]
     Create {
         /// Only this host id may enroll with the token (and may re-enroll).
         #[arg(long)]
@@ -159,7 +165,7 @@ pub enum TokenCommand {
         /// How many hosts may enroll with it (at least 1).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
         uses: u32,
-        /// Output: table (for people) or json (one document, for scripts).
+        /// Output: table, wide (every column, texts whole), json or yaml (one document).
         #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
@@ -167,12 +173,20 @@ pub enum TokenCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum HostsCommand {
-    /// The enrolled hosts: OS, labels, connection, readiness and job.
+    /// The enrolled hosts: OS, labels, connection (-o wide: readiness, job, peer).
+    #[command(after_long_help = examples::HOSTS_LIST)]
     List {
         /// Kubernetes label-selector syntax over labels and os, version, arch, connected.
         #[arg(short = 'l', long, default_value = "")]
         selector: String,
-        /// Output: table (for people) or json (one document, for scripts).
+        /// Keep watching: print the list again each time a host connects,
+        /// changes OS, readiness or job (Ctrl-C ends it).
+        #[arg(short = 'w', long)]
+        watch: bool,
+        /// With --watch: how often to look, e.g. 2s.
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration, requires = "watch")]
+        interval: std::time::Duration,
+        /// Output: table, wide (every column, texts whole), json or yaml (one document).
         #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
@@ -180,7 +194,7 @@ pub enum HostsCommand {
     Show {
         /// The host's id (its FQDN, unless it enrolled with --host-id).
         host: String,
-        /// Output: table (for people) or json (one document, for scripts).
+        /// Output: table, wide (every column, texts whole), json or yaml (one document).
         #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
@@ -191,7 +205,7 @@ pub enum HostsCommand {
     Delete {
         /// The host's id (its FQDN, unless it enrolled with --host-id).
         host: String,
-        /// Output: table (for people) or json (one document, for scripts).
+        /// Output: table, wide (every column, texts whole), json or yaml (one document).
         #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
@@ -199,7 +213,7 @@ pub enum HostsCommand {
     Rollback {
         /// The host's id (its FQDN, unless it enrolled with --host-id).
         host: String,
-        /// Output: table (for people) or json (one document, for scripts).
+        /// Output: table, wide (every column, texts whole), json or yaml (one document).
         #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
@@ -207,7 +221,7 @@ pub enum HostsCommand {
     Retry {
         /// The host's id (its FQDN, unless it enrolled with --host-id).
         host: String,
-        /// Output: table (for people) or json (one document, for scripts).
+        /// Output: table, wide (every column, texts whole), json or yaml (one document).
         #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
@@ -237,6 +251,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                     names,
                     operator,
                     owner,
+                    output,
                 },
         } => {
             let owner = owner
@@ -246,8 +261,16 @@ pub async fn run(cli: Cli) -> Result<()> {
                 .context("--owner")?;
             let files = PkiFiles::init(&PkiPaths::new(&dir), &names, &operator, owner)
                 .with_context(|| format!("cannot create the PKI in {}", dir.display()))?;
-            for path in files.written {
-                println!("wrote {}", path.display());
+            let document = serde_json::json!({
+                "dir": dir,
+                "names": names,
+                "operator": operator,
+                "written": files.written,
+            });
+            if !output::print_document(&document, output)? {
+                for path in files.written {
+                    println!("wrote {}", path.display());
+                }
             }
             Ok(())
         }
@@ -267,7 +290,15 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Hosts { command } => {
             let mut admin = cli.connect.admin().await?;
             match command {
-                HostsCommand::List { selector, output } => {
+                HostsCommand::List {
+                    selector,
+                    watch: true,
+                    interval,
+                    output,
+                } => hosts::watch(&mut admin, &selector, interval, output).await,
+                HostsCommand::List {
+                    selector, output, ..
+                } => {
                     let hosts = client::list_hosts(&mut admin, &selector).await?;
                     hosts::print_list(&hosts, output)
                 }
@@ -277,7 +308,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 }
                 HostsCommand::Delete { host, output } => {
                     let deleted = client::delete_host(&mut admin, &host).await?;
-                    if output == Format::Json {
+                    if !output.is_table() {
                         hosts::print_one(&deleted, output)
                     } else {
                         println!(
@@ -298,42 +329,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Command::Precheck {
-            selector,
-            target,
-            wait,
-            fail_on_blocked,
-            output,
-        } => {
-            let mut admin = cli.connect.admin().await?;
-            let response = client::precheck(&mut admin, &selector, &target).await?;
-            if !wait {
-                return readiness::print_precheck(&response, output);
-            }
-            // One JSON document per call: what was dispatched and what came of it.
-            if output == Format::Table {
-                readiness::print_precheck(&response, output)?;
-            }
-            let report = readiness::wait_for_outcomes(
-                &mut admin,
-                &selector,
-                std::time::Duration::from_secs(3600),
-            )
-            .await?;
-            if output == Format::Json {
-                let document = serde_json::json!({
-                    "precheck": readiness::precheck_json(&response),
-                    "readiness": readiness::report_json(&report)?,
-                });
-                println!("{}", serde_json::to_string_pretty(&document)?);
-            } else {
-                readiness::print_report(&report, output)?;
-            }
-            if fail_on_blocked {
-                return readiness::outcome_code(&report);
-            }
-            Ok(())
-        }
+        Command::Precheck(args) => precheck::run(&mut cli.connect.admin().await?, args).await,
         Command::Migrate(args) => jobs::migrate(&mut cli.connect.admin().await?, args).await,
         Command::Report {
             command: ReportCommand::Readiness { selector, output },
@@ -366,7 +362,7 @@ pub fn init_logging(json: bool, default_level: &str) {
 
 #[cfg(test)]
 mod help_tests {
-    use clap::CommandFactory;
+    use clap::{CommandFactory, Parser};
 
     /// Every command and every argument of `cmd` and below without a line of help.
     fn missing_help(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
@@ -383,6 +379,59 @@ mod help_tests {
         for sub in cmd.get_subcommands() {
             if sub.get_name() != "help" {
                 missing_help(sub, &here, out);
+            }
+        }
+    }
+
+    /// The words of an example line as a shell would pass them (single
+    /// quotes, a trailing comment and a pipe are all the examples use).
+    fn words(line: &str) -> Vec<String> {
+        let line = line.split(" | ").next().unwrap_or_default();
+        let line = line.split("  #").next().unwrap_or_default();
+        let (mut words, mut word, mut quoted) = (Vec::new(), String::new(), false);
+        for c in line.chars() {
+            match c {
+                '\'' => quoted = !quoted,
+                ' ' if !quoted => {
+                    if !word.is_empty() {
+                        words.push(std::mem::take(&mut word));
+                    }
+                }
+                c => word.push(c),
+            }
+        }
+        if !word.is_empty() {
+            words.push(word);
+        }
+        words
+    }
+
+    #[test]
+    fn the_big_commands_show_examples_that_parse() {
+        let root = super::Cli::command();
+        for (path, text) in crate::examples::ALL {
+            let mut command = root.clone();
+            for name in path.split(' ') {
+                command = command
+                    .find_subcommand(name)
+                    .unwrap_or_else(|| panic!("no command {path}"))
+                    .clone();
+            }
+            let long = command.get_after_long_help().map(|h| h.to_string());
+            assert_eq!(
+                long.as_deref(),
+                Some(text),
+                "{path}: examples not in its --help"
+            );
+            let joined = text.replace("\\\n", " ");
+            let examples: Vec<&str> = joined.lines().skip(1).map(str::trim).collect();
+            assert!(!examples.is_empty(), "{path}");
+            for example in examples {
+                let words = words(example);
+                assert!(example.starts_with(&format!("mfctl {path}")), "{example}");
+                if let Err(e) = super::Cli::try_parse_from(&words) {
+                    panic!("{example}\n{words:?}\n{e}");
+                }
             }
         }
     }

@@ -4,8 +4,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
 use mf_proto::v1 as pb;
+use serde::Serialize;
 
 use super::Format;
+
+/// The wall clock, for "at" stamps.
+pub fn now_unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
 
 /// RFC 3339 in UTC, or None for 0 (never).
 pub fn timestamp(unix_ms: i64) -> Option<String> {
@@ -58,18 +66,36 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-pub fn print_token(token: &pb::CreateTokenResponse, format: Format) -> Result<()> {
+/// Prints `document` as JSON or YAML and says so; a table format prints
+/// nothing here (the caller prints its table).
+pub fn print_document<T: Serialize>(document: &T, format: Format) -> Result<bool> {
     match format {
-        Format::Json => {
-            let value = serde_json::json!({
-                "token": token.token,
-                "host_id": (!token.host_id.is_empty()).then_some(&token.host_id),
-                "expires": timestamp(token.expires_unix_ms),
-                "uses": token.uses,
-            });
-            println!("{}", serde_json::to_string_pretty(&value)?);
-        }
-        Format::Table => println!("{}", token.token),
+        Format::Json => println!("{}", serde_json::to_string_pretty(document)?),
+        Format::Yaml => print!("{}", serde_norway::to_string(document)?),
+        Format::Table | Format::Wide => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// One document of a watch: a line of JSON, or a YAML document after `---`.
+pub fn watched_document<T: Serialize>(document: &T, format: Format) -> Result<String> {
+    Ok(match format {
+        Format::Yaml => format!("---\n{}", serde_norway::to_string(document)?)
+            .trim_end()
+            .to_string(),
+        _ => serde_json::to_string(document)?,
+    })
+}
+
+pub fn print_token(token: &pb::CreateTokenResponse, format: Format) -> Result<()> {
+    let value = serde_json::json!({
+        "token": token.token,
+        "host_id": (!token.host_id.is_empty()).then_some(&token.host_id),
+        "expires": timestamp(token.expires_unix_ms),
+        "uses": token.uses,
+    });
+    if !print_document(&value, format)? {
+        println!("{}", token.token);
     }
     Ok(())
 }

@@ -2,15 +2,13 @@
 //! fleet stands, as a table or JSON.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use mf_proto::v1 as pb;
 use serde::Serialize;
 
 use super::Format;
-use super::client::{self, AdminClient};
-use super::output::{table, timestamp};
+use super::output::{print_document, table, timestamp};
 
 pub fn readiness_label(value: i32) -> &'static str {
     match pb::Readiness::try_from(value) {
@@ -87,11 +85,7 @@ pub fn precheck_json(response: &pb::PrecheckResponse) -> serde_json::Value {
 }
 
 pub fn print_precheck(response: &pb::PrecheckResponse, format: Format) -> Result<()> {
-    if format == Format::Json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&precheck_json(response))?
-        );
+    if print_document(&precheck_json(response), format)? {
         return Ok(());
     }
     println!(
@@ -120,34 +114,6 @@ pub fn print_precheck(response: &pb::PrecheckResponse, format: Format) -> Result
     Ok(())
 }
 
-/// Polls until no selected host has a pre-check still requested or running.
-pub async fn wait_for_outcomes(
-    admin: &mut AdminClient,
-    selector: &str,
-    timeout: Duration,
-) -> Result<pb::ReadinessReport> {
-    let started = Instant::now();
-    loop {
-        let report = client::readiness(admin, selector).await?;
-        let open = report
-            .hosts
-            .iter()
-            .filter_map(|h| h.precheck.as_ref())
-            .filter(|p| p.finished_unix_ms == 0)
-            .count();
-        if open == 0 {
-            return Ok(report);
-        }
-        if started.elapsed() > timeout {
-            return Err(crate::exit::with_code(
-                crate::exit::ExitCode::Timeout,
-                format!("{open} pre-checks still without an outcome after {timeout:?}"),
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
 #[derive(Debug, Serialize)]
 struct HostJson<'a> {
     id: &'a str,
@@ -156,6 +122,8 @@ struct HostJson<'a> {
     step: Option<&'a str>,
     detail: Option<&'a str>,
     finished: Option<String>,
+    /// A newer pre-check requested or running: its target.
+    in_flight: Option<&'a str>,
     blocking_findings: usize,
 }
 
@@ -178,23 +146,30 @@ pub fn report_json(report: &pb::ReadinessReport) -> Result<serde_json::Value> {
 }
 
 type ReportParts<'a> = (
-    BTreeMap<&'static str, usize>,
+    BTreeMap<&'static str, u32>,
     Vec<HostJson<'a>>,
     Vec<FindingJson<'a>>,
 );
 
 fn report_parts(report: &pb::ReadinessReport) -> ReportParts<'_> {
-    let mut counts: BTreeMap<&str, usize> = ["ready", "blocked", "error", "unknown"]
-        .into_iter()
-        .map(|k| (k, 0))
-        .collect();
+    let c = report.counts.unwrap_or_default();
+    let counts: BTreeMap<&str, u32> = [
+        ("hosts", c.hosts),
+        ("ready", c.ready),
+        ("blocked", c.blocked),
+        ("error", c.error),
+        ("unknown", c.unknown),
+        ("in_flight", c.in_flight),
+        ("in_flight_disconnected", c.in_flight_disconnected),
+    ]
+    .into_iter()
+    .collect();
     let hosts: Vec<HostJson> = report
         .hosts
         .iter()
         .map(|h| {
             let p = h.precheck.as_ref();
             let readiness = p.map_or("unknown", |p| readiness_label(p.readiness));
-            *counts.entry(readiness).or_default() += 1;
             HostJson {
                 id: &h.host_id,
                 readiness,
@@ -202,6 +177,9 @@ fn report_parts(report: &pb::ReadinessReport) -> ReportParts<'_> {
                 step: p.map(|p| p.step.as_str()),
                 detail: p.map(|p| p.detail.as_str()),
                 finished: p.and_then(|p| timestamp(p.finished_unix_ms)),
+                in_flight: p
+                    .map(|p| p.in_flight_target.as_str())
+                    .filter(|t| !t.is_empty()),
                 blocking_findings: p
                     .map_or(0, |p| p.findings.iter().filter(|f| f.blocking).count()),
             }
@@ -224,20 +202,27 @@ fn report_parts(report: &pb::ReadinessReport) -> ReportParts<'_> {
     (counts, hosts, findings)
 }
 
+/// Finding titles in the table; `-o wide` shows them whole.
+const TITLE_SHOWN: usize = 70;
+
 pub fn print_report(report: &pb::ReadinessReport, format: Format) -> Result<()> {
-    if format == Format::Json {
-        println!("{}", serde_json::to_string_pretty(&report_json(report)?)?);
+    if print_document(&report_json(report)?, format)? {
         return Ok(());
     }
     let (counts, hosts, findings) = report_parts(report);
+    let running = match counts["in_flight"] {
+        0 => String::new(),
+        n => format!(" ({n} being pre-checked again or for the first time)"),
+    };
     println!(
-        "{} hosts: {} ready, {} blocked, {} error, {} unknown\n",
-        hosts.len(),
-        counts["ready"],
-        counts["blocked"],
-        counts["error"],
-        counts["unknown"]
+        "{} hosts: {} ready, {} blocked, {} error, {} unknown{running}\n",
+        counts["hosts"], counts["ready"], counts["blocked"], counts["error"], counts["unknown"]
     );
+    let title_shown = if format == Format::Wide {
+        usize::MAX
+    } else {
+        TITLE_SHOWN
+    };
     if !findings.is_empty() {
         let rows: Vec<Vec<String>> = findings
             .iter()
@@ -247,7 +232,7 @@ pub fn print_report(report: &pb::ReadinessReport, format: Format) -> Result<()> 
                     if f.blocking { "yes" } else { "no" }.into(),
                     f.severity.into(),
                     f.source.into(),
-                    f.title.chars().take(70).collect(),
+                    cut(f.title, title_shown),
                     f.example_hosts.first().cloned().unwrap_or_default(),
                 ]
             })
@@ -280,6 +265,16 @@ pub fn print_report(report: &pb::ReadinessReport, format: Format) -> Result<()> 
     Ok(())
 }
 
+/// `text` in at most `shown` characters, an ellipsis saying it was cut.
+fn cut(text: &str, shown: usize) -> String {
+    if text.chars().count() <= shown {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(shown.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,6 +287,16 @@ mod tests {
                 ..Default::default()
             }),
         }
+    }
+
+    #[test]
+    fn long_titles_are_cut_visibly_and_short_ones_kept() {
+        assert_eq!(cut("short", 70), "short");
+        let long = "x".repeat(100);
+        let shown = cut(&long, 70);
+        assert_eq!(shown.chars().count(), 70);
+        assert!(shown.ends_with('…'));
+        assert_eq!(cut(&long, usize::MAX), long);
     }
 
     #[test]

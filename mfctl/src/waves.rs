@@ -8,8 +8,8 @@ use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 use mf_proto::v1 as pb;
 
-use super::client::{AdminClient, refused};
-use super::output::{table, timestamp};
+use super::client::{self, AdminClient, refused};
+use super::output::{print_document, table, timestamp, watched_document};
 use super::{Format, OnFailureArg, wire};
 
 #[derive(Debug, Args)]
@@ -73,10 +73,11 @@ pub struct CreateArgs {
 pub enum WaveCommand {
     /// Plan and record a wave (nothing starts until `wave start`); with
     /// --dry-run, only show the plan.
+    #[command(after_long_help = crate::examples::WAVE_CREATE)]
     Create {
         #[command(flatten)]
         args: Box<CreateArgs>,
-        /// Output: table (for people) or json (one document, for scripts).
+        /// Output: table, wide (every column, texts whole), json or yaml (one document).
         #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
@@ -84,7 +85,7 @@ pub enum WaveCommand {
     Plan {
         /// The wave's name.
         name: String,
-        /// Output: table (for people) or json (one document, for scripts).
+        /// Output: table, wide (every column, texts whole), json or yaml (one document).
         #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
@@ -103,7 +104,7 @@ pub enum WaveCommand {
         /// Also roll back held hosts, and hosts in flight that end held.
         #[arg(long)]
         rollback: bool,
-        /// Output: table (for people) or json (one document, for scripts).
+        /// Output: table, wide (every column, texts whole), json or yaml (one document).
         #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
@@ -117,13 +118,13 @@ pub enum WaveCommand {
         /// How often --watch asks, e.g. 2s.
         #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
         interval: Duration,
-        /// Output: table (for people) or json (one document, for scripts).
+        /// Output: table, wide (every column, texts whole), json or yaml (one document).
         #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
     /// Every wave with its state, stage, hosts per state and ETA.
     List {
-        /// Output: table (for people) or json (one document, for scripts).
+        /// Output: table, wide (every column, texts whole), json or yaml (one document).
         #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
@@ -136,7 +137,7 @@ pub enum WaveCommand {
         name: String,
         /// The host's id (its FQDN, unless it enrolled with --host-id).
         host: String,
-        /// Output: table (for people) or json (one document, for scripts).
+        /// Output: table, wide (every column, texts whole), json or yaml (one document).
         #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
@@ -150,7 +151,7 @@ pub enum WaveCommand {
 pub struct NameArgs {
     /// The wave's name.
     pub name: String,
-    /// Output: table (for people) or json (one document, for scripts).
+    /// Output: table, wide (every column, texts whole), json or yaml (one document).
     #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
     pub output: Format,
 }
@@ -161,7 +162,7 @@ pub struct HostArgs {
     pub name: String,
     /// The host's id (its FQDN, unless it enrolled with --host-id).
     pub host: String,
-    /// Output: table (for people) or json (one document, for scripts).
+    /// Output: table, wide (every column, texts whole), json or yaml (one document).
     #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
     pub output: Format,
 }
@@ -194,19 +195,11 @@ pub async fn run(admin: &mut AdminClient, command: WaveCommand) -> Result<()> {
     };
     match command {
         WaveCommand::Create { args, output } => {
-            let plan = admin
-                .create_wave(spec(&args))
-                .await
-                .map_err(refused)?
-                .into_inner();
+            let plan = client::create_wave(admin, spec(&args)).await?;
             print_plan(&plan, output)
         }
         WaveCommand::Plan { name, output } => {
-            let plan = admin
-                .plan_wave(wave_ref(&name))
-                .await
-                .map_err(refused)?
-                .into_inner();
+            let plan = client::plan_wave(admin, &name).await?;
             print_plan(&plan, output)
         }
         WaveCommand::Start(a) => {
@@ -242,14 +235,7 @@ pub async fn run(admin: &mut AdminClient, command: WaveCommand) -> Result<()> {
                 .into_inner();
             print_status(&status, output)
         }
-        WaveCommand::List { output } => {
-            let list = admin
-                .list_waves(pb::ListWavesRequest {})
-                .await
-                .map_err(refused)?
-                .into_inner();
-            print_list(&list.waves, output)
-        }
+        WaveCommand::List { output } => print_list(&client::list_waves(admin).await?, output),
         WaveCommand::Why { name, host, output } => {
             let why = admin
                 .why_wave(pb::WhyWaveRequest {
@@ -259,17 +245,14 @@ pub async fn run(admin: &mut AdminClient, command: WaveCommand) -> Result<()> {
                 .await
                 .map_err(refused)?
                 .into_inner();
-            match output {
-                Format::Json => println!("{}", serde_json::to_string_pretty(&why_json(&why))?),
-                Format::Table => {
-                    println!(
-                        "{} ({}, stage {}): {}",
-                        why.host_id,
-                        wire::host_state(why.state),
-                        why.stage,
-                        why.reason
-                    );
-                }
+            if !print_document(&why_json(&why), output)? {
+                println!(
+                    "{} ({}, stage {}): {}",
+                    why.host_id,
+                    wire::host_state(why.state),
+                    why.stage,
+                    why.reason
+                );
             }
             Ok(())
         }
@@ -302,7 +285,7 @@ async fn action(
         .await
         .map_err(refused)?
         .into_inner();
-    if output == Format::Table {
+    if output.is_table() {
         println!("{}\n", did(action, &status));
     }
     print_status(&status, output)
@@ -359,7 +342,7 @@ pub async fn watch(
     interval: Duration,
     output: Format,
 ) -> Result<()> {
-    let terminal = std::io::stdout().is_terminal() && output == Format::Table;
+    let terminal = std::io::stdout().is_terminal() && output.is_table();
     let mut last = String::new();
     loop {
         let status = admin
@@ -370,9 +353,9 @@ pub async fn watch(
             .map_err(refused)?
             .into_inner();
         let text = match output {
-            Format::Json => serde_json::to_string(&status_json(&status))?,
-            Format::Table if terminal => status_text(&status),
-            Format::Table => progress_line(&status),
+            Format::Json | Format::Yaml => watched_document(&status_json(&status), output)?,
+            _ if terminal => status_text(&status),
+            _ => progress_line(&status),
         };
         if text != last {
             let mut out = std::io::stdout().lock();
@@ -559,20 +542,19 @@ fn why_json(why: &pb::WhyWaveResponse) -> serde_json::Value {
 }
 
 pub fn print_status(status: &pb::WaveStatus, output: Format) -> Result<()> {
-    match output {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&status_json(status))?),
-        Format::Table => println!("{}", status_text(status)),
+    if !print_document(&status_json(status), output)? {
+        println!("{}", status_text(status));
     }
     Ok(())
 }
 
 fn print_list(waves: &[pb::WaveStatus], output: Format) -> Result<()> {
+    let list: Vec<_> = waves.iter().map(status_json).collect();
     match output {
-        Format::Json => {
-            let list: Vec<_> = waves.iter().map(status_json).collect();
-            println!("{}", serde_json::to_string_pretty(&list)?);
+        Format::Json | Format::Yaml => {
+            print_document(&list, output)?;
         }
-        Format::Table => {
+        Format::Table | Format::Wide => {
             let rows: Vec<Vec<String>> = waves
                 .iter()
                 .map(|w| {
@@ -631,11 +613,15 @@ pub fn plan_json(plan: &pb::WavePlan) -> serde_json::Value {
 }
 
 /// Stages show their first hosts only: an 11,500-host plan stays readable
-/// (`-o json` has them all).
+/// (`-o wide` and `-o json` have them all).
 const HOSTS_SHOWN: usize = 8;
 const EXCLUDED_SHOWN: usize = 20;
 
-pub fn plan_text(plan: &pb::WavePlan) -> String {
+pub fn plan_text(plan: &pb::WavePlan, format: Format) -> String {
+    let (hosts_shown, excluded_shown) = match format {
+        Format::Wide => (usize::MAX, usize::MAX),
+        _ => (HOSTS_SHOWN, EXCLUDED_SHOWN),
+    };
     let hosts: usize = plan.stages.iter().map(|s| s.hosts.len()).sum();
     let mut lines = vec![
         format!(
@@ -666,10 +652,10 @@ pub fn plan_text(plan: &pb::WavePlan) -> String {
         let shown: Vec<&str> = stage
             .hosts
             .iter()
-            .take(HOSTS_SHOWN)
+            .take(hosts_shown)
             .map(String::as_str)
             .collect();
-        let more = stage.hosts.len().saturating_sub(HOSTS_SHOWN);
+        let more = stage.hosts.len().saturating_sub(hosts_shown);
         lines.push(format!(
             "Stage {}{}: {} hosts: {}{}",
             i + 1,
@@ -710,14 +696,14 @@ pub fn plan_text(plan: &pb::WavePlan) -> String {
         let rows: Vec<Vec<String>> = plan
             .excluded
             .iter()
-            .take(EXCLUDED_SHOWN)
+            .take(excluded_shown)
             .map(|e| vec![e.host_id.clone(), e.reason.clone()])
             .collect();
         lines.push(table(&["HOST", "REASON"], &rows));
-        if plan.excluded.len() > EXCLUDED_SHOWN {
+        if plan.excluded.len() > excluded_shown {
             lines.push(format!(
-                "and {} more (-o json lists them all)",
-                plan.excluded.len() - EXCLUDED_SHOWN
+                "and {} more (-o wide lists them all)",
+                plan.excluded.len() - excluded_shown
             ));
         }
     }
@@ -725,9 +711,8 @@ pub fn plan_text(plan: &pb::WavePlan) -> String {
 }
 
 pub fn print_plan(plan: &pb::WavePlan, output: Format) -> Result<()> {
-    match output {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&plan_json(plan))?),
-        Format::Table => println!("{}", plan_text(plan)),
+    if !print_document(&plan_json(plan), output)? {
+        println!("{}", plan_text(plan, output));
     }
     Ok(())
 }

@@ -565,6 +565,13 @@ impl Drop for Machine {
     }
 }
 
+/// Who a test's own gRPC client is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    Operator,
+    Anonymous,
+}
+
 /// A temporary deployment: PKI, coordinator and helpers to run mfctl against it.
 pub struct Deployment {
     pub dir: tempfile::TempDir,
@@ -604,6 +611,21 @@ impl Deployment {
 
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
+    }
+
+    /// A gRPC channel to `address` over TLS with this deployment's CA, as its
+    /// operator or without a client certificate.
+    pub async fn channel(&self, address: &str, peer: Peer) -> Result<tonic::transport::Channel> {
+        let read = |name: &str| std::fs::read_to_string(self.pki.join(name));
+        let ca = read("ca.pem")?;
+        let (cert, key) = (read("operator.pem")?, read("operator-key.pem")?);
+        let client = match peer {
+            Peer::Operator => Some((cert.as_str(), key.as_str())),
+            Peer::Anonymous => None,
+        };
+        Ok(mf_proto::transport::endpoint(address, &ca, client)?
+            .connect()
+            .await?)
     }
 
     /// Runs mfctl as the operator of this deployment.

@@ -76,8 +76,11 @@ fn exit_codes_tell_not_found_refused_and_unavailable_apart() -> Result<()> {
     let deployment = Deployment::new()?;
     let missing = deployment.mfctl(&["hosts", "show", "no-such-host.example.com"]);
     assert_eq!(missing.code, Some(3), "not found: {}", missing.stderr);
-    let refused = deployment.mfctl(&["precheck", "--target", "rhel-9.5"]);
+    let refused = deployment.mfctl(&["token", "create", "--ttl", "40d"]);
     assert_eq!(refused.code, Some(4), "refused: {}", refused.stderr);
+    // A target mfctl knows to be unsupported is a usage error, before any call.
+    let usage = deployment.mfctl(&["precheck", "--target", "rhel-9.5"]);
+    assert_eq!(usage.code, Some(2), "usage: {}", usage.stderr);
     let unused = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let down = deployment.mfctl(&["--coordinator", &unused.to_string(), "hosts", "list"]);
     assert_eq!(down.code, Some(5), "unavailable: {}", down.stderr);
@@ -323,5 +326,135 @@ fn a_deleted_host_is_forgotten_and_its_agent_refused() -> Result<()> {
     assert_eq!(deployment.coordinator.metric("mf_agents_connected")?, 0.0);
     let again = deployment.mfctl(&["hosts", "delete", "gone.example.com"]);
     assert_eq!(again.code, Some(3), "{}", again.stderr);
+    Ok(())
+}
+
+/// kubectl's conventions over the real binary: `-o json|yaml|wide` (also on
+/// `pki init`), and `hosts list --watch`, which prints the list again, one
+/// document per line with `-o json`, when a host comes.
+#[test]
+fn hosts_list_watches_and_every_format_prints_its_document() -> Result<()> {
+    use std::io::BufRead;
+
+    let dir = tempfile::tempdir()?;
+    let pki = dir.path().join("pki");
+    let init = run(
+        "mfctl",
+        &[
+            "pki",
+            "init",
+            "--dir",
+            pki.to_str().unwrap_or_default(),
+            "-o",
+            "json",
+        ],
+        &[],
+    );
+    assert!(init.success, "{}", init.stderr);
+    let init: serde_json::Value = serde_json::from_str(&init.stdout)?;
+    assert_eq!(init["written"].as_array().map(Vec::len), Some(6), "{init}");
+
+    let deployment = Deployment::new()?;
+    let mut watch = std::process::Command::new(mf_e2e::bin("mfctl"))
+        .args([
+            "hosts",
+            "list",
+            "--watch",
+            "--interval",
+            "200ms",
+            "-o",
+            "json",
+        ])
+        .env("MF_COORDINATOR", deployment.coordinator.admin_address())
+        .env("MF_PKI_DIR", &deployment.pki)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let stdout = watch.stdout.take().expect("piped");
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next = |what: &str| -> Result<serde_json::Value> {
+        let line = lines
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .map_err(|e| anyhow::anyhow!("no document {what}: {e}"))?;
+        Ok(serde_json::from_str(&line)?)
+    };
+    assert_eq!(next("at first")?, serde_json::json!([]));
+
+    let token = deployment.token(&[])?;
+    let root = mf_e2e::host_root(
+        &deployment.path("roots/one"),
+        mf_e2e::HostOs::Rhel79,
+        "one",
+        "example.com",
+    );
+    let state = deployment.path("state/one");
+    let enrolled = deployment.enroll(&token, &state, &root, &[]);
+    assert!(enrolled.success, "{}", enrolled.stderr);
+    let _agent = mf_e2e::Daemon::spawn(
+        "mf-agent",
+        &[
+            "run",
+            "--state-dir",
+            state.to_str().unwrap_or_default(),
+            "--host-root",
+            root.to_str().unwrap_or_default(),
+        ],
+        &deployment.path("one.log"),
+    )?;
+    // Enrolled (not connected), then connected: each change a document.
+    let mut seen = Vec::new();
+    while seen
+        .last()
+        .is_none_or(|d: &serde_json::Value| d[0]["connected"] != true)
+    {
+        let document = next("after the host came")?;
+        assert!(seen.len() < 5, "too many documents: {seen:?}");
+        seen.push(document);
+    }
+    assert_eq!(
+        seen.last().map(|d| d[0]["id"].clone()),
+        Some("one.example.com".into())
+    );
+    // Heartbeats change nothing watched: no document while nothing happens.
+    assert!(
+        lines
+            .recv_timeout(std::time::Duration::from_millis(1500))
+            .is_err(),
+        "a document without a change"
+    );
+    watch.kill()?;
+    watch.wait()?;
+
+    let yaml = deployment.mfctl(&["hosts", "list", "-o", "yaml"]);
+    assert!(yaml.success, "{}", yaml.stderr);
+    assert!(
+        yaml.stdout.starts_with("- id: one.example.com\n")
+            && yaml.stdout.contains("  connected: true\n"),
+        "{}",
+        yaml.stdout
+    );
+    let wide = deployment.mfctl(&["hosts", "list", "-o", "wide"]);
+    let header = wide.stdout.lines().next().unwrap_or_default();
+    for column in ["HOST", "READINESS", "JOB", "PEER", "LABELS"] {
+        assert!(header.contains(column), "{header}");
+    }
+    let table = deployment.mfctl(&["hosts", "list"]);
+    assert!(!table.stdout.contains("READINESS"), "{}", table.stdout);
+    let token = deployment.mfctl(&["token", "create", "-o", "yaml"]);
+    assert!(
+        token.stdout.contains("\ntoken: mfbt_") && token.stdout.contains("\nuses: 1\n"),
+        "{}",
+        token.stdout
+    );
     Ok(())
 }

@@ -10,7 +10,7 @@
 use std::collections::BTreeSet;
 
 use anyhow::{Context, Result};
-use mf_e2e::Deployment;
+use mf_e2e::{Deployment, Peer};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -18,26 +18,6 @@ use tonic_reflection::pb::v1::ServerReflectionRequest;
 use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-
-fn read(path: std::path::PathBuf) -> String {
-    std::fs::read_to_string(path).unwrap()
-}
-
-async fn channel(
-    address: &str,
-    deployment: &Deployment,
-    operator: bool,
-) -> Result<tonic::transport::Channel> {
-    let ca = read(deployment.pki.join("ca.pem"));
-    let (cert, key) = (
-        read(deployment.pki.join("operator.pem")),
-        read(deployment.pki.join("operator-key.pem")),
-    );
-    let client = operator.then_some((cert.as_str(), key.as_str()));
-    Ok(mf_proto::transport::endpoint(address, &ca, client)?
-        .connect()
-        .await?)
-}
 
 async fn health(channel: tonic::transport::Channel, service: &str) -> Result<ServingStatus> {
     let answer = HealthClient::new(channel)
@@ -56,7 +36,7 @@ async fn health_and_reflection_answer_a_grpc_client() -> Result<()> {
     let admin_listener = deployment.coordinator.admin_address();
 
     // The agent listener: no certificate needed, as for enrollment.
-    let anonymous = channel(&agent_listener, &deployment, false).await?;
+    let anonymous = deployment.channel(&agent_listener, Peer::Anonymous).await?;
     assert_eq!(health(anonymous.clone(), "").await?, ServingStatus::Serving);
     assert_eq!(
         health(anonymous, "mf.v1.AgentService").await?,
@@ -64,7 +44,7 @@ async fn health_and_reflection_answer_a_grpc_client() -> Result<()> {
     );
 
     // The admin listener: the operators' alone, health and reflection too.
-    let operator = channel(&admin_listener, &deployment, true).await?;
+    let operator = deployment.channel(&admin_listener, Peer::Operator).await?;
     assert_eq!(
         health(operator.clone(), "mf.v1.AdminService").await?,
         ServingStatus::Serving

@@ -302,3 +302,207 @@ fn precheck_reports_ready_blocked_and_error_hosts_with_their_findings() -> Resul
     drop(agents);
     Ok(())
 }
+
+/// A host pre-checked again goes on showing its latest outcome while the new
+/// one runs; `--wait` shows progress on a terminal and is bounded by
+/// `--timeout`; `--watch` prints a document per change; a host whose agent is
+/// away does not hold a wait up; `-o wide` and `-o yaml` show what the table
+/// leaves out.
+#[test]
+fn a_pre_check_running_again_keeps_the_latest_outcome_and_waits_are_bounded() -> Result<()> {
+    let deployment = Deployment::new()?;
+    let token = deployment.token(&["--uses", "2"])?;
+    let long_title = "A title longer than the seventy characters of the table, which the wide output shows whole";
+    let slow = format!(
+        "{}{}{SPACE}[durations]\nprecheck_seconds = 3.0\n",
+        packages(&LEAPP),
+        finding("long-title-blocker", long_title, true)
+    );
+    let mut agents = Vec::new();
+    for (name, scenario) in [("slow", slow.as_str()), ("away", slow.as_str())] {
+        let root = host_root(
+            &deployment.path(&format!("roots/{name}")),
+            HostOs::Rhel79,
+            name,
+            "example.com",
+        );
+        set_scenario(&root, scenario);
+        let state = deployment.path(&format!("state/{name}"));
+        let enrolled = deployment.enroll(&token, &state, &root, &[]);
+        assert!(enrolled.success, "{name}: {}", enrolled.stderr);
+        agents.push(Daemon::spawn(
+            agent_binary(&root),
+            &[
+                "run",
+                "--state-dir",
+                state.to_str().unwrap(),
+                "--host-root",
+                root.to_str().unwrap(),
+                "--label",
+                &format!("role={name}"),
+            ],
+            &deployment.path(&format!("{name}.log")),
+        )?);
+    }
+    wait_for("two connected hosts", Duration::from_secs(30), || {
+        let hosts = deployment.hosts("connected=true")?;
+        Ok(hosts.len() == 2 && hosts.iter().all(|h| !h["facts"].is_null()))
+    })?;
+    let slow_host = ["-l", "role=slow"];
+
+    // Progress on a terminal: one line rewritten in place on stderr.
+    let script = format!(
+        "{} precheck --target rhel-8.10 -l role=slow --wait",
+        mf_e2e::bin("mfctl").display()
+    );
+    // `script` gives mfctl a pseudo-terminal and copies what it shows.
+    let on_tty = std::process::Command::new("script")
+        .args(["-qec", &script, "/dev/null"])
+        .env("MF_COORDINATOR", deployment.coordinator.admin_address())
+        .env("MF_PKI_DIR", &deployment.pki)
+        .output()?;
+    let on_tty = (
+        on_tty.status.success(),
+        String::from_utf8_lossy(&on_tty.stdout).into_owned(),
+    );
+    assert!(on_tty.0, "{}", on_tty.1);
+    assert!(
+        on_tty
+            .1
+            .contains("pre-checks 0/1 done, 1 running, time left not known yet")
+            && on_tty
+                .1
+                .contains("pre-checks 1/1 done, 0 running; ready 0, blocked 1"),
+        "{}",
+        on_tty.1
+    );
+
+    // Again: while it runs, readiness still says blocked, and what runs.
+    let again = deployment.mfctl(&[
+        "precheck",
+        "--target",
+        "rhel-8.10",
+        slow_host[0],
+        slow_host[1],
+    ]);
+    assert!(again.success, "{}", again.stderr);
+    let report = deployment.mfctl(&["report", "readiness", "-o", "json"]);
+    let report: Value = serde_json::from_str(&report.stdout)?;
+    let slow = report["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["id"] == "slow.example.com")
+        .unwrap()
+        .clone();
+    assert_eq!(slow["readiness"], "blocked", "{report:#}");
+    assert_eq!(slow["in_flight"], "rhel-8.10", "{report:#}");
+    assert_eq!(report["summary"]["in_flight"], 1, "{report:#}");
+    assert_eq!(report["summary"]["blocked"], 1, "{report:#}");
+    let wide = deployment.mfctl(&["hosts", "list", "-o", "wide", slow_host[0], slow_host[1]]);
+    assert!(
+        wide.stdout.contains("READINESS")
+            && wide
+                .stdout
+                .contains("blocked for rhel-8.10 (checking rhel-8.10)"),
+        "{}",
+        wide.stdout
+    );
+    // A second request while one is in flight is refused for that host,
+    // and a wait bounded by --timeout gives up with its own exit code.
+    let bounded = deployment.mfctl(&[
+        "precheck",
+        "--target",
+        "rhel-8.10",
+        "--wait",
+        "--timeout",
+        "1s",
+    ]);
+    assert_eq!(
+        bounded.code,
+        Some(14),
+        "{}{}",
+        bounded.stdout,
+        bounded.stderr
+    );
+    assert!(
+        bounded.stdout.contains("already in flight")
+            && bounded.stderr.contains("still running after 1s"),
+        "{}{}",
+        bounded.stdout,
+        bounded.stderr
+    );
+    wait_for("the re-check to end", Duration::from_secs(20), || {
+        let ran = deployment.mfctl(&["report", "readiness", "-o", "json"]);
+        let report: Value = serde_json::from_str(&ran.stdout)?;
+        Ok(report["summary"]["in_flight"] == 0)
+    })?;
+
+    // --watch: a document per change, then the report.
+    let watched = deployment.mfctl(&[
+        "precheck",
+        "--target",
+        "rhel-8.10",
+        "--watch",
+        "-o",
+        "json",
+        slow_host[0],
+        slow_host[1],
+    ]);
+    assert!(watched.success, "{}", watched.stderr);
+    let documents: Vec<Value> = watched
+        .stdout
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    assert!(documents.len() >= 2, "{}", watched.stdout);
+    assert_eq!(documents[0]["running"], 1, "{}", watched.stdout);
+    assert_eq!(documents[0]["sent"], 1);
+    let last = documents.last().unwrap();
+    assert_eq!(last["summary"]["blocked"], 1, "{}", watched.stdout);
+
+    // The readiness report: the title cut in the table, whole in wide and yaml.
+    let table = deployment.mfctl(&["report", "readiness"]);
+    assert!(
+        table.stdout.contains('…') && !table.stdout.contains(long_title),
+        "{}",
+        table.stdout
+    );
+    let wide = deployment.mfctl(&["report", "readiness", "-o", "wide"]);
+    assert!(wide.stdout.contains(long_title), "{}", wide.stdout);
+    let yaml = deployment.mfctl(&["report", "readiness", "-o", "yaml"]);
+    assert!(
+        yaml.stdout.contains(&format!("title: {long_title}")) && yaml.stdout.contains("summary:\n"),
+        "{}",
+        yaml.stdout
+    );
+
+    // An agent that is away: its pre-check is queued and a wait does not
+    // hang on it; it says so.
+    agents.pop();
+    wait_for(
+        "the away host disconnected",
+        Duration::from_secs(20),
+        || Ok(deployment.hosts("connected=false")?.len() == 1),
+    )?;
+    let queued = deployment.mfctl(&[
+        "precheck",
+        "--target",
+        "rhel-8.10",
+        "--wait",
+        "-l",
+        "role=away",
+    ]);
+    assert!(queued.success, "{}", queued.stderr);
+    assert!(
+        queued.stdout.contains("queued for 1 disconnected host")
+            && queued
+                .stderr
+                .contains("1 pre-check(s) wait for agents that are not connected"),
+        "{}{}",
+        queued.stdout,
+        queued.stderr
+    );
+    drop(agents);
+    Ok(())
+}

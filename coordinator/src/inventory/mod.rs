@@ -28,7 +28,7 @@ use mf_core::facts::Facts;
 use mf_core::job::Job;
 use mf_core::path::Target;
 use mf_core::precheck::PrecheckRecord;
-use mf_core::readiness::{self, ReadinessReport};
+use mf_core::readiness::{self, ReadinessCounts, ReadinessReport, SelectedHost};
 use mf_core::selector::Selector;
 use mf_core::wave::spec::WaveSpec;
 pub use waves::{HostAction, PlanView, StageView, StatusView, WaveAction, WhyView};
@@ -179,6 +179,7 @@ enum Request {
     Precheck(Selector, Target, Reply<PrecheckSummary>),
     Update(String, CommandUpdate),
     Readiness(Selector, oneshot::Sender<ReadinessReport>),
+    ReadinessCounts(Selector, oneshot::Sender<ReadinessCounts>),
     Migrate(NewJob, Reply<Job>),
     JobAction(String, JobAction, Reply<Job>),
     CreateWave(Box<WaveSpec>, CreateMode, Reply<PlanView>),
@@ -344,6 +345,19 @@ impl Inventory {
         let (reply, answer) = oneshot::channel();
         self.tx
             .send(Request::Readiness(selector, reply))
+            .await
+            .map_err(|_| InventoryError::Stopped)?;
+        answer.await.map_err(|_| InventoryError::Stopped)
+    }
+
+    /// Only the counts: cheap enough to poll (nothing is cloned).
+    pub async fn readiness_counts(
+        &self,
+        selector: Selector,
+    ) -> Result<ReadinessCounts, InventoryError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Request::ReadinessCounts(selector, reply))
             .await
             .map_err(|_| InventoryError::Stopped)?;
         answer.await.map_err(|_| InventoryError::Stopped)
@@ -642,20 +656,29 @@ impl State {
                 let _ = reply.send(self.wave_why(&name, &host));
             }
             Request::Readiness(selector, reply) => {
-                let hosts = self
-                    .hosts
-                    .values()
-                    .filter(|h| h.matches(&selector))
-                    .map(|h| {
-                        (
-                            h.record.id.clone(),
-                            self.prechecks.get(&h.record.id).cloned(),
-                        )
-                    })
-                    .collect();
-                let _ = reply.send(readiness::report(hosts));
+                let _ = reply.send(readiness::report(self.selected(&selector)));
+            }
+            Request::ReadinessCounts(selector, reply) => {
+                let _ = reply.send(ReadinessCounts::of(self.selected(&selector)));
             }
         }
+    }
+}
+
+impl State {
+    /// The hosts a selector picks, as the readiness report reads them.
+    fn selected<'a>(
+        &'a self,
+        selector: &'a Selector,
+    ) -> impl Iterator<Item = SelectedHost<'a>> + Clone + 'a {
+        self.hosts
+            .values()
+            .filter(move |h| h.matches(selector))
+            .map(|h| SelectedHost {
+                id: &h.record.id,
+                connected: h.session.is_some(),
+                precheck: self.prechecks.get(&h.record.id),
+            })
     }
 }
 

@@ -122,6 +122,10 @@ impl State {
                 started_unix_ms: 0,
                 finished_unix_ms: 0,
                 findings: Vec::new(),
+                previous: self
+                    .prechecks
+                    .get(&id)
+                    .and_then(PrecheckRecord::carried_outcome),
             };
             let command = precheck_command(&id, &record);
             let old = self.prechecks.replace(&id, record.clone());
@@ -233,7 +237,7 @@ impl State {
                 .hosts_by_readiness
                 .with_label_values(&[record.readiness().label()])
                 .add(delta);
-            if record.state == PrecheckState::Done {
+            if let Some(record) = record.latest_done() {
                 let mut seen = std::collections::BTreeSet::new();
                 for f in record
                     .findings

@@ -1,26 +1,23 @@
 //! The admin listener, for operators only: tokens and the inventory.
 
-use std::pin::Pin;
 use std::time::Duration;
 
 use mf_proto::v1 as pb;
 use mf_proto::v1::admin_service_server::AdminService;
-use tokio::sync::mpsc;
-use tokio_stream::Stream;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::info;
 
 use super::agent::inventory_status;
+use super::parts::{self, PartStream};
 use super::{auth, valid_host_id, waves};
 use crate::inventory::JobAction;
 use crate::inventory::{CreateMode, NewJob, NewToken};
-use crate::inventory::{HostView, Inventory};
+use crate::inventory::{HostView, Inventory, PlanView};
 use crate::metrics::Metrics;
 use crate::wire;
 use mf_core::job::{Job, OnFailure};
 use mf_core::path::{PathError, Target};
-use mf_core::readiness::ReadinessReport;
+use mf_core::readiness::{ReadinessCounts, ReadinessReport};
 use mf_core::selector::Selector;
 use mf_pki::token;
 
@@ -76,8 +73,6 @@ pub fn job_to_wire(job: &Job) -> pb::Job {
         created_unix_ms: job.created_unix_ms,
     }
 }
-
-type HostStream = Pin<Box<dyn Stream<Item = Result<pb::Host, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl AdminService for AdminApi {
@@ -135,7 +130,7 @@ impl AdminService for AdminApi {
         }))
     }
 
-    type ListHostsStream = HostStream;
+    type ListHostsStream = PartStream<pb::Host>;
 
     async fn list_hosts(
         &self,
@@ -149,15 +144,9 @@ impl AdminService for AdminApi {
             .list(selector)
             .await
             .map_err(inventory_status)?;
-        let (tx, rx) = mpsc::channel(64);
-        tokio::spawn(async move {
-            for host in hosts {
-                if tx.send(Ok(host_to_wire(host))).await.is_err() {
-                    break;
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(parts::stream(
+            hosts.into_iter().map(host_to_wire).collect(),
+        )))
     }
 
     async fn precheck(
@@ -193,19 +182,37 @@ impl AdminService for AdminApi {
         }))
     }
 
+    type ReadinessStream = PartStream<pb::ReadinessReport>;
+
     async fn readiness(
         &self,
         request: Request<pb::ReadinessRequest>,
-    ) -> Result<Response<pb::ReadinessReport>, Status> {
+    ) -> Result<Response<Self::ReadinessStream>, Status> {
         auth::operator(&request, &self.metrics)?;
         let selector = Selector::parse(&request.get_ref().selector)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let report = self
-            .inventory
-            .readiness(selector)
-            .await
-            .map_err(inventory_status)?;
-        Ok(Response::new(readiness_to_wire(report)))
+        let report = if request.get_ref().counts_only {
+            let counts = self
+                .inventory
+                .readiness_counts(selector)
+                .await
+                .map_err(inventory_status)?;
+            pb::ReadinessReport {
+                counts: Some(counts_to_wire(counts)),
+                ..Default::default()
+            }
+        } else {
+            let report = self
+                .inventory
+                .readiness(selector)
+                .await
+                .map_err(inventory_status)?;
+            readiness_to_wire(report)
+        };
+        Ok(Response::new(parts::stream(parts::readiness(
+            report,
+            parts::PART_BYTES,
+        ))))
     }
 
     async fn migrate(
@@ -261,10 +268,12 @@ impl AdminService for AdminApi {
         Ok(Response::new(job_to_wire(&job)))
     }
 
+    type CreateWaveStream = PartStream<pb::WavePlan>;
+
     async fn create_wave(
         &self,
         request: Request<pb::WaveSpec>,
-    ) -> Result<Response<pb::WavePlan>, Status> {
+    ) -> Result<Response<Self::CreateWaveStream>, Status> {
         let operator = auth::operator(&request, &self.metrics)?;
         let (spec, mode) = waves::spec_from_wire(request.into_inner())?;
         let name = spec.name.clone();
@@ -276,13 +285,15 @@ impl AdminService for AdminApi {
         if mode == CreateMode::Record {
             info!(%operator, wave = %name, "wave created");
         }
-        Ok(Response::new(waves::plan_to_wire(plan)))
+        Ok(plan_parts(plan))
     }
+
+    type PlanWaveStream = PartStream<pb::WavePlan>;
 
     async fn plan_wave(
         &self,
         request: Request<pb::WaveRef>,
-    ) -> Result<Response<pb::WavePlan>, Status> {
+    ) -> Result<Response<Self::PlanWaveStream>, Status> {
         auth::operator(&request, &self.metrics)?;
         let name = waves::name(&request.into_inner().name)?;
         let plan = self
@@ -290,7 +301,7 @@ impl AdminService for AdminApi {
             .wave_plan(name)
             .await
             .map_err(inventory_status)?;
-        Ok(Response::new(waves::plan_to_wire(plan)))
+        Ok(plan_parts(plan))
     }
 
     async fn wave_action(
@@ -357,19 +368,21 @@ impl AdminService for AdminApi {
         Ok(Response::new(waves::status_to_wire(status)))
     }
 
+    type ListWavesStream = PartStream<pb::WaveStatus>;
+
     async fn list_waves(
         &self,
         request: Request<pb::ListWavesRequest>,
-    ) -> Result<Response<pb::WaveList>, Status> {
+    ) -> Result<Response<Self::ListWavesStream>, Status> {
         auth::operator(&request, &self.metrics)?;
         let list = self
             .inventory
             .list_waves()
             .await
             .map_err(inventory_status)?;
-        Ok(Response::new(pb::WaveList {
-            waves: list.into_iter().map(waves::status_to_wire).collect(),
-        }))
+        Ok(Response::new(parts::stream(
+            list.into_iter().map(waves::status_to_wire).collect(),
+        )))
     }
 
     async fn why_wave(
@@ -421,8 +434,28 @@ impl AdminService for AdminApi {
     }
 }
 
+fn plan_parts(plan: PlanView) -> Response<PartStream<pb::WavePlan>> {
+    Response::new(parts::stream(parts::plan(
+        waves::plan_to_wire(plan),
+        parts::PART_BYTES,
+    )))
+}
+
+fn counts_to_wire(counts: ReadinessCounts) -> pb::ReadinessCounts {
+    pb::ReadinessCounts {
+        hosts: counts.hosts,
+        ready: counts.ready,
+        blocked: counts.blocked,
+        error: counts.error,
+        unknown: counts.unknown,
+        in_flight: counts.in_flight,
+        in_flight_disconnected: counts.in_flight_disconnected,
+    }
+}
+
 fn readiness_to_wire(report: ReadinessReport) -> pb::ReadinessReport {
     pb::ReadinessReport {
+        counts: Some(counts_to_wire(report.counts)),
         hosts: report
             .hosts
             .into_iter()

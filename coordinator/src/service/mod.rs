@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod agent;
 pub(crate) mod auth;
+mod parts;
 mod waves;
 
 /// A host id: what an FQDN may contain, at most 253 bytes.

@@ -57,7 +57,11 @@ pub fn join(host: Candidate<'_>, target: Target) -> Result<Vec<Step>, Exclusion>
         .precheck
         .filter(|p| p.target == target)
         .ok_or(Exclusion::NoPrecheck(target))?;
-    match precheck.readiness() {
+    // A pre-check in flight keeps the agent busy: the job's would be refused.
+    if precheck.in_flight() {
+        return Err(Exclusion::PrecheckUnfinished);
+    }
+    match precheck.readiness {
         Readiness::Ready => {}
         Readiness::Blocked => {
             let keys = precheck
@@ -111,6 +115,7 @@ mod tests {
             started_unix_ms: 0,
             finished_unix_ms: 0,
             findings,
+            previous: None,
         }
     }
 
