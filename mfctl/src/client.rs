@@ -19,19 +19,19 @@ pub type AdminClient = AdminServiceClient<Channel>;
 #[derive(Debug, Clone, Args)]
 pub struct ConnectArgs {
     /// Admin listener of the coordinator: HOST:PORT or https://HOST:PORT.
-    #[arg(long, global = true, env = "MF_COORDINATOR")]
+    #[arg(long, global = true, env = "MF_COORDINATOR", hide_env_values = true)]
     pub coordinator: Option<String>,
     /// PKI directory holding ca.pem, operator.pem and operator-key.pem.
-    #[arg(long, global = true, env = "MF_PKI_DIR")]
+    #[arg(long, global = true, env = "MF_PKI_DIR", hide_env_values = true)]
     pub pki_dir: Option<PathBuf>,
     /// CA certificate (overrides the PKI directory's).
-    #[arg(long, global = true, env = "MF_CA")]
+    #[arg(long, global = true, env = "MF_CA", hide_env_values = true)]
     pub ca: Option<PathBuf>,
     /// Operator certificate (overrides the PKI directory's).
-    #[arg(long, global = true, env = "MF_CERT")]
+    #[arg(long, global = true, env = "MF_CERT", hide_env_values = true)]
     pub cert: Option<PathBuf>,
     /// Operator key (overrides the PKI directory's).
-    #[arg(long, global = true, env = "MF_KEY")]
+    #[arg(long, global = true, env = "MF_KEY", hide_env_values = true)]
     pub key: Option<PathBuf>,
 }
 
