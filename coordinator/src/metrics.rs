@@ -136,9 +136,9 @@ impl Metrics {
         let finding_hosts = IntGaugeVec::new(
             Opts::new(
                 "mf_finding_hosts",
-                "Hosts whose latest pre-check reported a finding, by source, key and blocking",
+                "Hosts whose latest pre-check reported a finding, by source, key (with its title) and blocking",
             ),
-            &["source", "key", "blocking"],
+            &["source", "key", "title", "blocking"],
         )?;
         let jobs = IntGaugeVec::new(
             Opts::new(

@@ -115,7 +115,16 @@ pub struct Job {
     /// Why a held job waits for an operator; `None` unless held.
     #[serde(default)]
     pub held: Option<Hold>,
+    /// Timeline entries left out between the first and the latest ones.
+    #[serde(default)]
+    pub timeline_left_out: u64,
 }
+
+/// A timeline keeps how the job began and its latest entries, so that
+/// retries cannot grow a job's record (and every answer showing it) without
+/// bound.
+const TIMELINE_FIRST: usize = 20;
+const TIMELINE_MAX: usize = 200;
 
 /// What happened to a job.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,6 +210,7 @@ pub fn start(
         original_os: String::new(),
         acknowledged_sequence: 0,
         held: None,
+        timeline_left_out: 0,
         phase_started_unix_ms: now,
         findings: Vec::new(),
         detail: String::new(),
@@ -226,6 +236,31 @@ impl Job {
             at_unix_ms: now,
             text,
         });
+        if self.timeline.len() <= TIMELINE_MAX {
+            return;
+        }
+        // After the first entries stands a marker of what is left out; the
+        // oldest entry after it goes (the first time, two make room for it).
+        let (start, count) = if self.timeline_left_out == 0 {
+            (TIMELINE_FIRST, 2)
+        } else {
+            (TIMELINE_FIRST + 1, 1)
+        };
+        let at_unix_ms = self
+            .timeline
+            .drain(start..start + count)
+            .next_back()
+            .map_or(now, |e| e.at_unix_ms);
+        self.timeline_left_out += count as u64;
+        let marker = TimelineEntry {
+            at_unix_ms,
+            text: format!("... {} entries left out ...", self.timeline_left_out),
+        };
+        if count == 2 {
+            self.timeline.insert(TIMELINE_FIRST, marker);
+        } else {
+            self.timeline[TIMELINE_FIRST] = marker;
+        }
     }
 
     /// Whether an operator's retry would run the held phase again: not after
@@ -501,6 +536,33 @@ mod tests {
                 to: T,
             },
         ]
+    }
+
+    #[test]
+    fn a_timeline_keeps_its_beginning_and_latest_entries_within_a_bound() {
+        let mut job = start("j".into(), "h".into(), T, steps(), OnFailure::Hold, 0);
+        for i in 1..=1000 {
+            job.note(i, format!("entry {i}"));
+        }
+        assert_eq!(job.timeline.len(), TIMELINE_MAX);
+        assert!(job.timeline[0].text.starts_with("job created"));
+        assert_eq!(job.timeline[1].text, "entry 1");
+        assert_eq!(job.timeline[TIMELINE_FIRST - 1].text, "entry 19");
+        // 1001 entries, 199 of them kept beside the marker.
+        assert_eq!(job.timeline_left_out, 1001 - 199);
+        assert_eq!(
+            job.timeline[TIMELINE_FIRST].text,
+            format!("... {} entries left out ...", 1001 - 199)
+        );
+        assert_eq!(
+            job.timeline[TIMELINE_FIRST + 1].text,
+            format!("entry {}", 1000 - (TIMELINE_MAX - TIMELINE_FIRST - 2))
+        );
+        assert_eq!(
+            job.timeline.last().map(|e| e.text.as_str()),
+            Some("entry 1000")
+        );
+        assert_eq!(job.detail, "entry 1000");
     }
 
     fn ok(detail: &str) -> Event {

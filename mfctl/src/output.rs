@@ -8,6 +8,14 @@ use serde::Serialize;
 
 use super::Format;
 
+/// "1 host", "2 hosts", "0 hosts".
+pub fn count(n: impl Into<u64>, noun: &str) -> String {
+    match n.into() {
+        1 => format!("1 {noun}"),
+        n => format!("{n} {noun}s"),
+    }
+}
+
 /// The wall clock, for "at" stamps.
 pub fn now_unix_ms() -> i64 {
     SystemTime::now()
@@ -112,6 +120,13 @@ mod tests {
         assert_eq!(ago(9_000_000, now), "16m ago");
         assert_eq!(timestamp(0), None);
         assert_eq!(timestamp(1_000).as_deref(), Some("1970-01-01T00:00:01Z"));
+    }
+
+    #[test]
+    fn counts_agree_with_their_noun() {
+        assert_eq!(count(1u32, "host"), "1 host");
+        assert_eq!(count(0u32, "host"), "0 hosts");
+        assert_eq!(count(11_500u64, "host"), "11500 hosts");
     }
 
     #[test]

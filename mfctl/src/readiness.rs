@@ -8,7 +8,7 @@ use mf_proto::v1 as pb;
 use serde::Serialize;
 
 use super::Format;
-use super::output::{print_document, table, timestamp};
+use super::output::{count, print_document, table, timestamp};
 
 pub fn readiness_label(value: i32) -> &'static str {
     match pb::Readiness::try_from(value) {
@@ -89,10 +89,10 @@ pub fn print_precheck(response: &pb::PrecheckResponse, format: Format) -> Result
         return Ok(());
     }
     println!(
-        "pre-check sent to {} hosts, queued for {} disconnected hosts, refused for {}",
-        response.dispatched,
-        response.queued,
-        response.refused.len()
+        "pre-check sent to {}, queued for {} disconnected, refused for {}",
+        count(response.dispatched, "host"),
+        count(response.queued, "host"),
+        count(response.refused.len() as u64, "host")
     );
     // Group refusals by reason: on a fleet, the same reason repeats.
     let mut by_reason: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
@@ -215,8 +215,12 @@ pub fn print_report(report: &pb::ReadinessReport, format: Format) -> Result<()> 
         n => format!(" ({n} being pre-checked again or for the first time)"),
     };
     println!(
-        "{} hosts: {} ready, {} blocked, {} error, {} unknown{running}\n",
-        counts["hosts"], counts["ready"], counts["blocked"], counts["error"], counts["unknown"]
+        "{}: {} ready, {} blocked, {} error, {} unknown{running}\n",
+        count(counts["hosts"], "host"),
+        counts["ready"],
+        counts["blocked"],
+        counts["error"],
+        counts["unknown"]
     );
     let title_shown = if format == Format::Wide {
         usize::MAX

@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use mf_proto::v1 as pb;
 
 use super::client::{self, AdminClient, refused};
-use super::output::{print_document, table, timestamp, watched_document};
+use super::output::{count, print_document, table, timestamp, watched_document};
 use super::{Format, OnFailureArg, wire};
 
 #[derive(Debug, Args)]
@@ -625,25 +625,26 @@ pub fn plan_text(plan: &pb::WavePlan, format: Format) -> String {
     let hosts: usize = plan.stages.iter().map(|s| s.hosts.len()).sum();
     let mut lines = vec![
         format!(
-            "Wave      {} to {}: {}, {hosts} hosts in {} stages",
+            "Wave      {} to {}: {}, {} in {}",
             plan.name,
             plan.target,
             plan_state(plan),
-            plan.stages.len()
+            count(hosts as u64, "host"),
+            count(plan.stages.len() as u64, "stage")
         ),
         format!("Policy    {}", plan.policy.join("; ")),
         format!("ETA       {}", eta(plan.eta_unix_ms)),
     ];
     for path in &plan.paths {
         lines.push(format!(
-            "Path      {}: {} hosts, expected {} each ({})",
+            "Path      {}: {}, expected {} each ({})",
             path.path,
-            path.hosts,
+            count(path.hosts, "host"),
             humantime::format_duration(Duration::from_secs(path.expected_seconds)),
             if path.samples == 0 {
                 "not measured yet: the wave's default".to_string()
             } else {
-                format!("90th percentile of {} jobs", path.samples)
+                format!("90th percentile of {}", count(path.samples, "job"))
             }
         ));
     }
@@ -657,14 +658,14 @@ pub fn plan_text(plan: &pb::WavePlan, format: Format) -> String {
             .collect();
         let more = stage.hosts.len().saturating_sub(hosts_shown);
         lines.push(format!(
-            "Stage {}{}: {} hosts: {}{}",
+            "Stage {}{}: {}: {}{}",
             i + 1,
             if i == 0 && plan.has_canary {
                 " (canary)"
             } else {
                 ""
             },
-            stage.hosts.len(),
+            count(stage.hosts.len() as u64, "host"),
             shown.join(", "),
             if more > 0 {
                 format!(" and {more} more")
@@ -683,14 +684,14 @@ pub fn plan_text(plan: &pb::WavePlan, format: Format) -> String {
     }
     let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
     lines.push(format!(
-        "Left out  {} selected hosts{}; {} hosts outside the selector",
-        plan.excluded.len(),
+        "Left out  {} selected{}; {} outside the selector",
+        count(plan.excluded.len() as u64, "host"),
         if kinds.is_empty() {
             String::new()
         } else {
             format!(" ({})", kinds.join(", "))
         },
-        plan.outside_selector
+        count(plan.outside_selector, "host")
     ));
     if !plan.excluded.is_empty() {
         let rows: Vec<Vec<String>> = plan

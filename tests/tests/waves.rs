@@ -241,16 +241,14 @@ fn a_wave_under_a_budget_and_a_window_with_a_failure_rolled_back() -> Result<()>
     assert_eq!(stages, [1, 3], "{plan:#}");
     assert_eq!(plan["excluded"][0]["host_id"], "crm3.example.com");
     assert!(
-        plan["excluded"][0]["reason"]
-            .as_str()
-            .unwrap()
-            .starts_with("blocked at pre-check: d35f6c6b"),
+        plan["excluded"][0]["reason"].as_str().unwrap()
+            == "blocked at pre-check: Missing required answers in the answer file",
         "{plan:#}"
     );
     assert!(plan["eta"].is_string(), "an ETA: {plan:#}");
     let text = deployment.mfctl(&["wave", "plan", "w1"]);
     assert!(
-        text.stdout.contains("Stage 1 (canary): 1 hosts"),
+        text.stdout.contains("Stage 1 (canary): 1 host:"),
         "{}",
         text.stdout
     );

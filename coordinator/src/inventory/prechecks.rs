@@ -247,7 +247,7 @@ impl State {
                     let blocking = if f.blocking { "true" } else { "false" };
                     self.metrics
                         .finding_hosts
-                        .with_label_values(&[f.source.label(), &f.key, blocking])
+                        .with_label_values(&[f.source.label(), &f.key, &f.title, blocking])
                         .add(delta);
                 }
             }

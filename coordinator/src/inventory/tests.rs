@@ -382,7 +382,12 @@ async fn a_precheck_is_planned_sent_and_its_outcome_recorded() {
     assert_eq!(
         metrics
             .finding_hosts
-            .with_label_values(&["leapp", "d35f", "true"])
+            .with_label_values(&[
+                "leapp",
+                "d35f",
+                "Missing required answers in the answer file",
+                "true",
+            ])
             .get(),
         1
     );
@@ -707,7 +712,10 @@ async fn a_wave_starts_hosts_under_its_budget_and_resumes_exactly_after_a_restar
         .iter()
         .map(|(h, r)| (h.as_str(), r.as_str()))
         .collect();
-    assert_eq!(excluded.get("blocked"), Some(&"blocked at pre-check: d35f"));
+    assert_eq!(
+        excluded.get("blocked"),
+        Some(&"blocked at pre-check: Missing required answers in the answer file")
+    );
     assert_eq!(excluded.get("away"), Some(&"unreachable: not connected"));
     let again = inventory
         .create_wave(wave_spec("w2", &[]), CreateMode::Record)

@@ -32,8 +32,9 @@ pub enum Exclusion {
     JobInProgress(JobState),
     #[error("no pre-check for {0} (run mfctl precheck)")]
     NoPrecheck(Target),
-    /// The keys of (at most three of) its blocking findings.
-    #[error("blocked at pre-check: {}", .0.join(", "))]
+    /// What (at most three of) its blocking findings say: their titles,
+    /// the key where a finding has no title.
+    #[error("blocked at pre-check: {}", .0.join("; "))]
     Blocked(Vec<String>),
     #[error("pre-check error: {0}")]
     PrecheckError(String),
@@ -64,14 +65,17 @@ pub fn join(host: Candidate<'_>, target: Target) -> Result<Vec<Step>, Exclusion>
     match precheck.readiness {
         Readiness::Ready => {}
         Readiness::Blocked => {
-            let keys = precheck
+            let titles = precheck
                 .findings
                 .iter()
                 .filter(|f| f.blocking)
-                .map(|f| f.key.clone())
+                .map(|f| match f.title.trim() {
+                    "" => f.key.clone(),
+                    title => title.to_string(),
+                })
                 .take(3)
                 .collect();
-            return Err(Exclusion::Blocked(keys));
+            return Err(Exclusion::Blocked(titles));
         }
         Readiness::Error => return Err(Exclusion::PrecheckError(precheck.detail.clone())),
         Readiness::Unknown => return Err(Exclusion::PrecheckUnfinished),
@@ -125,7 +129,12 @@ mod tests {
             key: key.into(),
             severity: Severity::High,
             blocking: true,
-            title: "t".into(),
+            // A finding without a title is named by its key.
+            title: if key == "k2" {
+                String::new()
+            } else {
+                format!("Title of {key}")
+            },
             summary: String::new(),
             remediations: Vec::new(),
         }
@@ -170,7 +179,7 @@ mod tests {
                     precheck: Some(&blocked),
                     ..host
                 },
-                "blocked at pre-check: k1, k2",
+                "blocked at pre-check: Title of k1; k2",
             ),
             (
                 Candidate {
