@@ -89,9 +89,9 @@ pub fn print_precheck(response: &pb::PrecheckResponse, format: Format) -> Result
         return Ok(());
     }
     println!(
-        "pre-check sent to {}, queued for {} disconnected, refused for {}",
+        "pre-check sent to {}, queued for {}, refused for {}",
         count(response.dispatched, "host"),
-        count(response.queued, "host"),
+        count(response.queued, "disconnected host"),
         count(response.refused.len() as u64, "host")
     );
     // Group refusals by reason: on a fleet, the same reason repeats.
