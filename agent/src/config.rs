@@ -183,10 +183,13 @@ pub fn resolve(
     if let Some(interval) = facts_interval.or(file_interval) {
         session.facts_interval = interval.max(Duration::from_secs(1));
     }
+    let state_dir = state_dir
+        .or(file.state_dir)
+        .ok_or(ConfigError::NoStateDir)?;
+    // Renewed certificates are saved where the enrollment is.
+    session.state_dir = Some(state_dir.clone());
     Ok(RunConfig {
-        state_dir: state_dir
-            .or(file.state_dir)
-            .ok_or(ConfigError::NoStateDir)?,
+        state_dir,
         host_root: host_root.or(file.host_root).unwrap_or_else(|| "/".into()),
         session,
     })

@@ -22,6 +22,21 @@ pub struct Identity {
     pub key_pem: String,
     pub cert_pem: String,
     pub ca_pem: String,
+    pub validity: Validity,
+}
+
+/// When the certificate was received (by this host's clock) and how long it
+/// lives; 0 when unknown (an identity from before renewal existed), which
+/// makes the agent renew at once to learn it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Validity {
+    #[serde(default)]
+    pub received_unix_ms: i64,
+    #[serde(default)]
+    pub lifetime_seconds: u64,
+    /// As the coordinator wrote it in the certificate (its clock), for messages.
+    #[serde(default)]
+    pub not_after_unix_ms: i64,
 }
 
 impl std::fmt::Debug for Identity {
@@ -37,6 +52,8 @@ impl std::fmt::Debug for Identity {
 struct Enrollment {
     host_id: String,
     coordinator: String,
+    #[serde(default)]
+    validity: Validity,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +83,7 @@ impl Identity {
         if !enrollment_path.exists() {
             return Err(IdentityError::NotEnrolled(state_dir.to_path_buf()));
         }
+        finish_renewal(state_dir)?;
         let read = |name: &str| {
             let path = state_dir.join(name);
             std::fs::read_to_string(&path).map_err(io_error(&path))
@@ -81,12 +99,15 @@ impl Identity {
             key_pem: read(KEY_FILE)?,
             cert_pem: read(CERT_FILE)?,
             ca_pem: read(CA_FILE)?,
+            validity: enrollment.validity,
         })
     }
 
     /// Writes every file, the key with mode 0600 from its creation on, and the
     /// enrollment record last so that a crash never leaves a half identity that
-    /// `load` would accept.
+    /// `load` would accept. (A crash between the key and the certificate of a
+    /// renewal leaves a pair that does not match: the next start finds it, see
+    /// `load`, and the coordinator still accepts the previous certificate.)
     pub fn save(&self, state_dir: &Path) -> Result<(), IdentityError> {
         std::fs::create_dir_all(state_dir).map_err(io_error(state_dir))?;
         write_file(&state_dir.join(KEY_FILE), self.key_pem.as_bytes(), 0o600)?;
@@ -95,6 +116,7 @@ impl Identity {
         let enrollment = toml::to_string(&Enrollment {
             host_id: self.host_id.clone(),
             coordinator: self.coordinator.clone(),
+            validity: self.validity,
         })
         .map_err(|e| IdentityError::Invalid {
             path: state_dir.join(ENROLLMENT_FILE),
@@ -105,6 +127,38 @@ impl Identity {
             enrollment.as_bytes(),
             0o644,
         )
+    }
+}
+
+/// Saves a renewed key and certificate so that a crash at any point leaves a
+/// matching pair: both are written beside the current ones first, then moved
+/// into place key first; `load` finishes a move a crash cut short.
+pub fn save_renewed(identity: &Identity, state_dir: &Path) -> Result<(), IdentityError> {
+    let next = |name: &str| state_dir.join(format!("{name}.next"));
+    write_file(&next(KEY_FILE), identity.key_pem.as_bytes(), 0o600)?;
+    write_file(&next(CERT_FILE), identity.cert_pem.as_bytes(), 0o644)?;
+    finish_renewal(state_dir)?;
+    identity.save(state_dir)
+}
+
+/// Completes (or drops) a renewal a crash interrupted: both new files
+/// written means move both; a new certificate alone means its key was moved
+/// already; a new key alone means its certificate never came, so the
+/// current pair stands.
+fn finish_renewal(state_dir: &Path) -> Result<(), IdentityError> {
+    let (key, cert) = (state_dir.join(KEY_FILE), state_dir.join(CERT_FILE));
+    let (next_key, next_cert) = (
+        state_dir.join(format!("{KEY_FILE}.next")),
+        state_dir.join(format!("{CERT_FILE}.next")),
+    );
+    match (next_key.exists(), next_cert.exists()) {
+        (true, true) => {
+            std::fs::rename(&next_key, &key).map_err(io_error(&key))?;
+            std::fs::rename(&next_cert, &cert).map_err(io_error(&cert))
+        }
+        (false, true) => std::fs::rename(&next_cert, &cert).map_err(io_error(&cert)),
+        (true, false) => std::fs::remove_file(&next_key).map_err(io_error(&next_key)),
+        (false, false) => Ok(()),
     }
 }
 
@@ -137,6 +191,11 @@ mod tests {
             key_pem: "KEY".into(),
             cert_pem: "CERT".into(),
             ca_pem: "CA".into(),
+            validity: Validity {
+                received_unix_ms: 5,
+                lifetime_seconds: 60,
+                not_after_unix_ms: 65_000,
+            },
         };
         identity.save(dir.path())?;
         let mode = std::fs::metadata(dir.path().join(KEY_FILE))?
@@ -146,6 +205,72 @@ mod tests {
         let loaded = Identity::load(dir.path())?;
         assert_eq!(loaded.host_id, identity.host_id);
         assert_eq!(loaded.key_pem, "KEY");
+        assert_eq!(loaded.validity, identity.validity);
+        Ok(())
+    }
+
+    #[test]
+    fn a_renewal_cut_short_anywhere_leaves_a_matching_pair()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let old = Identity {
+            host_id: "h".into(),
+            coordinator: "127.0.0.1:1".into(),
+            key_pem: "OLD KEY".into(),
+            cert_pem: "OLD CERT".into(),
+            ca_pem: "CA".into(),
+            validity: Validity::default(),
+        };
+        let pair = |dir: &Path| -> Result<(String, String), IdentityError> {
+            let loaded = Identity::load(dir)?;
+            Ok((loaded.key_pem, loaded.cert_pem))
+        };
+        // Where a crash may stop save_renewed, and what the next start loads.
+        type Crash = fn(&Path) -> std::io::Result<()>;
+        let cases: [(Crash, &str); 4] = [
+            (
+                |d| std::fs::write(d.join("agent-key.pem.next"), "NEW KEY"),
+                "OLD",
+            ),
+            (
+                |d| {
+                    std::fs::write(d.join("agent-key.pem.next"), "NEW KEY")?;
+                    std::fs::write(d.join("agent.pem.next"), "NEW CERT")
+                },
+                "NEW",
+            ),
+            (
+                |d| {
+                    std::fs::write(d.join("agent-key.pem"), "NEW KEY")?;
+                    std::fs::write(d.join("agent.pem.next"), "NEW CERT")
+                },
+                "NEW",
+            ),
+            (|_| Ok(()), "OLD"),
+        ];
+        for (crash, expected) in cases {
+            let dir = tempfile::tempdir()?;
+            old.save(dir.path())?;
+            crash(dir.path())?;
+            let (key, cert) = pair(dir.path())?;
+            assert_eq!(
+                (key.as_str(), cert.as_str()),
+                match expected {
+                    "NEW" => ("NEW KEY", "NEW CERT"),
+                    _ => ("OLD KEY", "OLD CERT"),
+                }
+            );
+            assert!(!dir.path().join("agent-key.pem.next").exists());
+            assert!(!dir.path().join("agent.pem.next").exists());
+        }
+        let dir = tempfile::tempdir()?;
+        old.save(dir.path())?;
+        let renewed = Identity {
+            key_pem: "NEW KEY".into(),
+            cert_pem: "NEW CERT".into(),
+            ..old.clone()
+        };
+        save_renewed(&renewed, dir.path())?;
+        assert_eq!(pair(dir.path())?, ("NEW KEY".into(), "NEW CERT".into()));
         Ok(())
     }
 

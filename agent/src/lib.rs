@@ -14,6 +14,7 @@ pub mod journal;
 pub mod lock;
 pub mod migration;
 pub mod phases;
+pub mod renew;
 pub mod report;
 pub mod session;
 mod wire;

@@ -3,6 +3,7 @@
 //! exponential backoff that never gives up.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,10 +11,10 @@ use backoff::ExponentialBackoff;
 use backoff::backoff::Backoff;
 use mf_proto::v1 as pb;
 use mf_proto::v1::agent_service_client::AgentServiceClient;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::command::CommandUpdate;
 use crate::executor::Executor;
@@ -21,6 +22,7 @@ use crate::facts::{self, Facts};
 use crate::host::Host;
 use crate::identity::Identity;
 use crate::journal::SharedJournal;
+use crate::renew;
 use crate::wire;
 use mf_proto::transport::{self, MAX_MESSAGE_BYTES};
 
@@ -34,6 +36,9 @@ pub struct SessionConfig {
     pub max_backoff: Duration,
     /// The host's configuration for phases (snapshots).
     pub phases: crate::phases::Context,
+    /// Where a renewed certificate is saved; `None` keeps it in memory only
+    /// (the simulated fleet).
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Default for SessionConfig {
@@ -43,6 +48,7 @@ impl Default for SessionConfig {
             facts_interval: Duration::from_secs(300),
             max_backoff: Duration::from_secs(60),
             phases: crate::phases::Context::default(),
+            state_dir: None,
         }
     }
 }
@@ -98,29 +104,111 @@ pub async fn run(
     };
     let mut last_facts: Option<Facts> = None;
     let mut failures = 0u32;
+    // The renewal task hands over each renewed identity; the session then
+    // reconnects with it.
+    let (renewed_tx, mut renewed) = watch::channel(identity);
+    let renewal = tokio::spawn(renew_forever(
+        renewed_tx,
+        config.state_dir.clone(),
+        shutdown.clone(),
+    ));
     loop {
         if failures > 0 {
             let delay = backoff.next_backoff().unwrap_or(config.max_backoff);
             debug!(?delay, failures, "waiting before reconnecting");
             tokio::select! {
-                () = shutdown.cancelled() => return,
+                () = shutdown.cancelled() => break,
                 () = tokio::time::sleep(delay) => {}
             }
         }
+        let identity = renewed.borrow_and_update().clone();
         let started = Instant::now();
         // Dropping the session future on shutdown closes the stream wherever it is.
         let outcome = tokio::select! {
             () = shutdown.cancelled() => Ok(()),
+            _ = renewed.changed() => {
+                info!(host_id = %identity.host_id, "certificate renewed: reconnecting with it");
+                failures = 0;
+                backoff.reset();
+                continue;
+            }
             outcome = serve(&identity, &host, &config, &mut last_facts, &executor, &mut updates) => outcome,
         };
         match outcome {
-            Ok(()) => return,
+            Ok(()) => break,
             Err(e) => {
                 if started.elapsed() >= STABLE_SESSION {
                     backoff.reset();
                 }
                 failures += 1;
                 warn!(host_id = %identity.host_id, error = %e, failures, "session lost");
+                explain_refusal(&identity, &e);
+            }
+        }
+    }
+    renewal.abort();
+}
+
+/// Says why in words an operator can act on when the coordinator refuses
+/// this agent's certificate (the handshake itself only says "closed").
+fn explain_refusal(identity: &Identity, error: &SessionError) {
+    let now = crate::command::now_unix_ms();
+    let text = format!("{error:?}");
+    let enroll_again = format!(
+        "create a token for this host (mfctl token create --host-id {}), stop the agent and \
+         run mf-agent enroll with it, then start the agent",
+        identity.host_id
+    );
+    if renew::expires_at(identity).is_some_and(|at| at <= now) {
+        error!(
+            host_id = %identity.host_id,
+            expired_unix_ms = identity.validity.not_after_unix_ms,
+            "this agent's certificate has expired (it could not be renewed in time, e.g. while \
+             the coordinator was down): the coordinator refuses it; to enroll again, {enroll_again}"
+        );
+    } else if text.contains("Revoked") || text.contains("was revoked") {
+        error!(
+            host_id = %identity.host_id,
+            "the coordinator has revoked this agent's certificate (the host was revoked, deleted \
+             or enrolled again elsewhere); to bring it back, {enroll_again}"
+        );
+    }
+}
+
+/// Renews the certificate at its point in its lifetime, again after each
+/// renewal, retrying a failed one; runs beside the sessions.
+async fn renew_forever(
+    renewed: watch::Sender<Identity>,
+    state_dir: Option<PathBuf>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let identity = renewed.borrow().clone();
+        let wait_ms = renew::renew_at(&identity) - crate::command::now_unix_ms();
+        let wait = Duration::from_millis(u64::try_from(wait_ms).unwrap_or(0));
+        debug!(?wait, "next certificate renewal");
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+        match renew::renew(&identity, state_dir.as_deref()).await {
+            Ok(next) => {
+                info!(
+                    host_id = %next.host_id,
+                    not_after_unix_ms = next.validity.not_after_unix_ms,
+                    "certificate renewed"
+                );
+                if renewed.send(next).is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                let retry = renew::retry_after(&identity);
+                warn!(host_id = %identity.host_id, error = %e, ?retry, "cannot renew the certificate yet");
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(retry) => {}
+                }
             }
         }
     }

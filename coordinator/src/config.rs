@@ -40,6 +40,9 @@ pub struct FileConfig {
     pub heartbeat_interval: Option<String>,
     /// A reboot with no outcome after this holds its job, e.g. "4h".
     pub reboot_timeout: Option<String>,
+    /// How long agent certificates live, e.g. "30d"; agents renew theirs
+    /// between half and three quarters of it.
+    pub agent_cert_lifetime: Option<String>,
 }
 
 impl FileConfig {
@@ -78,6 +81,21 @@ impl FileConfig {
                 .map_err(|e| ConfigError::Invalid("reboot_timeout", e.to_string()))?,
             None => DEFAULT_REBOOT_TIMEOUT,
         };
+        let agent_cert_lifetime = match flags.agent_cert_lifetime.or(self.agent_cert_lifetime) {
+            Some(text) => humantime::parse_duration(&text)
+                .map_err(|e| ConfigError::Invalid("agent_cert_lifetime", e.to_string()))?,
+            None => mf_pki::AGENT_VALIDITY,
+        };
+        // Short lifetimes are for tests and drills; above 825 days no client
+        // would accept a certificate anyway.
+        if !(Duration::from_secs(10)..=Duration::from_secs(825 * 86_400))
+            .contains(&agent_cert_lifetime)
+        {
+            return Err(ConfigError::Invalid(
+                "agent_cert_lifetime",
+                "must be between 10s and 825 days".into(),
+            ));
+        }
         Ok(CoordinatorConfig {
             data_dir: flags
                 .data_dir
@@ -104,6 +122,7 @@ impl FileConfig {
             )?,
             heartbeat_interval,
             reboot_timeout,
+            agent_cert_lifetime,
         })
     }
 }
@@ -117,6 +136,7 @@ pub struct CoordinatorConfig {
     pub metrics_listen: SocketAddr,
     pub heartbeat_interval: Duration,
     pub reboot_timeout: Duration,
+    pub agent_cert_lifetime: Duration,
 }
 
 #[cfg(test)]
@@ -165,6 +185,7 @@ mod tests {
             metrics_listen: Some("127.0.0.1:3".into()),
             heartbeat_interval: None,
             reboot_timeout: None,
+            agent_cert_lifetime: None,
         };
         let err = FileConfig::default()
             .resolve(flags)

@@ -6,6 +6,7 @@ pub mod config;
 pub mod inventory;
 pub mod metrics;
 pub mod process;
+pub mod revocation;
 pub mod server;
 pub mod service;
 pub mod store;

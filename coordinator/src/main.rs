@@ -39,6 +39,10 @@ struct Cli {
     /// A reboot with no outcome after this holds its job, e.g. 4h.
     #[arg(long)]
     reboot_timeout: Option<String>,
+    /// How long agent certificates live, e.g. 30d [default: 30d]; agents
+    /// renew theirs between half and three quarters of it.
+    #[arg(long)]
+    agent_cert_lifetime: Option<String>,
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
@@ -59,6 +63,7 @@ fn main() -> Result<()> {
         metrics_listen: cli.metrics_listen,
         heartbeat_interval: cli.heartbeat_interval,
         reboot_timeout: cli.reboot_timeout,
+        agent_cert_lifetime: cli.agent_cert_lifetime,
     })?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

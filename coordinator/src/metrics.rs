@@ -47,6 +47,7 @@ impl std::fmt::Debug for Metrics {
 pub struct Families {
     registry: Registry,
     pub agents_connected: IntGauge,
+    pub revoked_certificates: IntGauge,
     pub hosts: IntGaugeVec,
     pub enrollments: IntCounterVec,
     pub refused_handshakes: IntCounterVec,
@@ -78,6 +79,10 @@ impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let agents_connected = IntGauge::new("mf_agents_connected", "Agents with an open session")?;
+        let revoked_certificates = IntGauge::new(
+            "mf_revoked_certificates",
+            "Certificates on the deny-list the TLS listeners check at every handshake",
+        )?;
         let hosts = IntGaugeVec::new(
             Opts::new("mf_hosts", "Enrolled hosts by operating system and version"),
             &["os", "version"],
@@ -207,6 +212,7 @@ impl Metrics {
             }
         }
         registry.register(Box::new(agents_connected.clone()))?;
+        registry.register(Box::new(revoked_certificates.clone()))?;
         registry.register(Box::new(hosts.clone()))?;
         registry.register(Box::new(enrollments.clone()))?;
         registry.register(Box::new(refused_handshakes.clone()))?;
@@ -256,6 +262,7 @@ impl Metrics {
             inner: Arc::new(Families {
                 registry,
                 agents_connected,
+                revoked_certificates,
                 hosts,
                 enrollments,
                 refused_handshakes,

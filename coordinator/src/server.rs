@@ -18,6 +18,7 @@ use tracing::{info, warn};
 use crate::config::CoordinatorConfig;
 use crate::inventory::{Inventory, InventoryError};
 use crate::metrics::{self, Metrics};
+use crate::revocation::Revocations;
 use crate::service::admin::AdminApi;
 use crate::service::agent::{AgentApi, AgentSettings};
 use crate::store::{Store, StoreError};
@@ -83,8 +84,20 @@ pub async fn start(config: &CoordinatorConfig) -> Result<Coordinator, StartError
     let ca_pem = paths.load_ca().map_err(|e| pki_error(e.into()))?;
     let server_pem = paths.load_server().map_err(|e| pki_error(e.into()))?;
     let ca = Arc::new(CertificateAuthority::load(&ca_pem).map_err(pki_error)?);
-    let agent_tls = tls::server_config(&ca_pem.cert, &server_pem, ClientAuth::Optional)?;
-    let admin_tls = tls::server_config(&ca_pem.cert, &server_pem, ClientAuth::Required)?;
+    // One deny-list for both listeners, filled by the inventory task.
+    let revocations = Revocations::default();
+    let agent_tls = tls::server_config(
+        &ca_pem.cert,
+        &server_pem,
+        ClientAuth::Optional,
+        revocations.clone(),
+    )?;
+    let admin_tls = tls::server_config(
+        &ca_pem.cert,
+        &server_pem,
+        ClientAuth::Required,
+        revocations.clone(),
+    )?;
 
     let store = Store::open(&config.data_dir)?;
     let metrics = Metrics::new()?;
@@ -99,6 +112,7 @@ pub async fn start(config: &CoordinatorConfig) -> Result<Coordinator, StartError
     let settings = crate::inventory::Settings {
         reboot_timeout: config.reboot_timeout,
         clock: crate::clock::system(),
+        revocations,
     };
     let (inventory, inventory_task) = Inventory::start(store, metrics.clone(), settings)?;
 
@@ -120,6 +134,7 @@ pub async fn start(config: &CoordinatorConfig) -> Result<Coordinator, StartError
         metrics.clone(),
         AgentSettings {
             heartbeat_interval: config.heartbeat_interval,
+            cert_lifetime: config.agent_cert_lifetime,
         },
         shutdown.clone(),
     );

@@ -5,9 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::DigitallySignedStruct;
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::pki_types::UnixTime;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{RootCertStore, ServerConfig};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
@@ -18,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::metrics::Metrics;
+use crate::revocation::Revocations;
 use mf_pki::Pem;
 
 /// A peer that has not finished its handshake by then is dropped.
@@ -42,10 +47,73 @@ pub enum ClientAuth {
     Optional,
 }
 
+/// The CA's checks, then the deny-list: a revoked certificate is refused at
+/// the handshake (counted as `revoked_certificate`).
+#[derive(Debug)]
+struct RevocationVerifier {
+    ca: Arc<dyn ClientCertVerifier>,
+    revoked: Revocations,
+}
+
+impl ClientCertVerifier for RevocationVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.ca.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.ca.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.ca.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self.ca.verify_client_cert(end_entity, intermediates, now)?;
+        let serial = mf_pki::serial_hex(end_entity).map_err(|_| {
+            rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
+        })?;
+        if self.revoked.contains(&serial) {
+            return Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::Revoked,
+            ));
+        }
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.ca.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.ca.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.ca.supported_verify_schemes()
+    }
+}
+
 pub fn server_config(
     ca_pem: &str,
     server: &Pem,
     auth: ClientAuth,
+    revoked: Revocations,
 ) -> Result<Arc<ServerConfig>, TlsSetupError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = RootCertStore::empty();
@@ -58,10 +126,11 @@ pub fn server_config(
     }
     let verifier =
         WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider));
-    let verifier = match auth {
+    let ca = match auth {
         ClientAuth::Required => verifier.build()?,
         ClientAuth::Optional => verifier.allow_unauthenticated().build()?,
     };
+    let verifier = Arc::new(RevocationVerifier { ca, revoked });
     let chain = CertificateDer::pem_slice_iter(server.cert.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| TlsSetupError::Pem {

@@ -75,6 +75,7 @@ async fn run(args: DemoArgs) -> Result<()> {
         metrics_listen: loopback,
         heartbeat_interval: DEFAULT_HEARTBEAT,
         reboot_timeout: DEMO_REBOOT_TIMEOUT,
+        agent_cert_lifetime: mf_pki::AGENT_VALIDITY,
     };
     let coordinator = server::start(&config).await?;
     println!(

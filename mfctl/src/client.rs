@@ -167,6 +167,16 @@ pub async fn get_host(admin: &mut AdminClient, host_id: &str) -> Result<pb::Host
         .map_err(refused)
 }
 
+pub async fn revoke_host(admin: &mut AdminClient, host_id: &str) -> Result<pb::Host> {
+    admin
+        .revoke_host(pb::GetHostRequest {
+            host_id: host_id.to_string(),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(refused)
+}
+
 pub async fn delete_host(admin: &mut AdminClient, host_id: &str) -> Result<pb::Host> {
     admin
         .delete_host(pb::GetHostRequest {

@@ -23,6 +23,10 @@ pub struct HostJson {
     pub last_seen: Option<String>,
     pub enrolled: Option<String>,
     pub peer_address: String,
+    /// When its agent's certificate expires (it renews it before).
+    pub certificate_expires: Option<String>,
+    /// When its certificate was revoked, if it was.
+    pub revoked: Option<String>,
     pub facts: Option<Facts>,
     pub precheck: Option<PrecheckJson>,
     pub job: Option<serde_json::Value>,
@@ -55,6 +59,8 @@ impl From<&pb::Host> for HostJson {
             last_seen: timestamp(host.last_seen_unix_ms),
             enrolled: timestamp(host.enrolled_unix_ms),
             peer_address: host.peer_address.clone(),
+            certificate_expires: timestamp(host.cert_not_after_unix_ms),
+            revoked: timestamp(host.revoked_unix_ms),
             facts,
             job: host.job.as_ref().map(super::jobs::to_json),
             precheck: host.precheck.as_ref().map(|p| PrecheckJson {
@@ -199,6 +205,14 @@ pub fn print_one(host: &pb::Host, format: Format) -> Result<()> {
             json.last_seen.clone().unwrap_or_else(|| "never".into()),
         ),
         ("Labels".into(), labels_text(&json.labels)),
+        (
+            "Certificate".into(),
+            match (&json.revoked, &json.certificate_expires) {
+                (Some(at), _) => format!("revoked at {at}: enroll the host again to bring it back"),
+                (None, Some(at)) => format!("expires {at} (the agent renews it before)"),
+                (None, None) => "?".into(),
+            },
+        ),
     ];
     if let Some(f) = &json.facts {
         let os = f.os.clone().unwrap_or_default();

@@ -209,6 +209,17 @@ pub enum HostsCommand {
         #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
+    /// Revoke the host's certificate (a decommissioned or compromised
+    /// machine): its agent is refused from its next connection and its open
+    /// session ends now. The record stays, marked revoked; enrolling the host
+    /// again with a token created for it brings it back.
+    Revoke {
+        /// The host's id (its FQDN, unless it enrolled with --host-id).
+        host: String,
+        /// Output: table, wide (every column, texts whole), json or yaml (one document).
+        #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
     /// Roll back a held job to its snapshot.
     Rollback {
         /// The host's id (its FQDN, unless it enrolled with --host-id).
@@ -317,6 +328,18 @@ pub async fn run(cli: Cli) -> Result<()> {
                         );
                         Ok(())
                     }
+                }
+                HostsCommand::Revoke { host, output } => {
+                    let revoked = client::revoke_host(&mut admin, &host).await?;
+                    if !output.is_table() {
+                        return hosts::print_one(&revoked, output);
+                    }
+                    println!(
+                        "revoked the certificate of host {host}: its agent is refused from now \
+                         on and its session has ended; to bring it back, enroll it again with \
+                         a token created for it (mfctl token create --host-id {host})"
+                    );
+                    Ok(())
                 }
                 HostsCommand::Rollback { host, output } => {
                     let job =

@@ -14,6 +14,7 @@ use rcgen::{
     DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
 use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use time::OffsetDateTime;
 
 pub use files::{FilesError, Owner, PkiFiles, PkiPaths};
@@ -22,7 +23,11 @@ const AGENT_URI_PREFIX: &str = "mf://agent/";
 const OPERATOR_URI_PREFIX: &str = "mf://operator/";
 
 const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 86_400);
+/// The coordinator's and operators' certificates from `pki init`.
 const LEAF_VALIDITY: Duration = Duration::from_secs(365 * 86_400);
+/// An agent certificate's lifetime unless the coordinator is told otherwise:
+/// short, because agents renew their own.
+pub const AGENT_VALIDITY: Duration = Duration::from_secs(30 * 86_400);
 /// Tolerates clocks a little behind ours on freshly issued certificates.
 const BACKDATE: Duration = Duration::from_secs(3600);
 
@@ -93,15 +98,30 @@ pub struct PeerIdentity {
 pub fn peer_identity(cert: &CertificateDer<'_>) -> Result<PeerIdentity, RoleError> {
     let (_, parsed) =
         x509_parser::parse_x509_certificate(cert.as_ref()).map_err(|_| RoleError::Unparsable)?;
-    let serial_hex = parsed
-        .raw_serial()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
     Ok(PeerIdentity {
         role: role_of(&parsed)?,
-        serial_hex,
+        serial_hex: hex(parsed.raw_serial()),
     })
+}
+
+/// A certificate's serial number as lowercase hex, the form revocations use.
+pub fn serial_hex(cert: &CertificateDer<'_>) -> Result<String, RoleError> {
+    let (_, parsed) =
+        x509_parser::parse_x509_certificate(cert.as_ref()).map_err(|_| RoleError::Unparsable)?;
+    Ok(hex(parsed.raw_serial()))
+}
+
+/// When a PEM certificate expires (Unix milliseconds).
+pub fn not_after_unix_ms(cert_pem: &str) -> Result<i64, RoleError> {
+    let der =
+        CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|_| RoleError::Unparsable)?;
+    let (_, parsed) =
+        x509_parser::parse_x509_certificate(der.as_ref()).map_err(|_| RoleError::Unparsable)?;
+    Ok(parsed.validity().not_after.timestamp().saturating_mul(1000))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Reads the role from a certificate the TLS layer has already verified.
@@ -236,7 +256,7 @@ impl CertificateAuthority {
             })
             .collect::<Result<_, PkiError>>()?;
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        self.sign_leaf(params, &key).map(|cert| Pem {
+        self.sign_leaf(params, &key, LEAF_VALIDITY).map(|cert| Pem {
             cert: cert.pem,
             key: key.serialize_pem(),
         })
@@ -251,7 +271,7 @@ impl CertificateAuthority {
             format!("{OPERATOR_URI_PREFIX}{operator}").try_into()?,
         )];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        self.sign_leaf(params, &key).map(|cert| Pem {
+        self.sign_leaf(params, &key, LEAF_VALIDITY).map(|cert| Pem {
             cert: cert.pem,
             key: key.serialize_pem(),
         })
@@ -260,7 +280,12 @@ impl CertificateAuthority {
     /// Signs an agent certificate from our own template. Only the CSR's public
     /// key is used (after its signature is verified): whatever names, CA flag or
     /// usages the CSR asks for are ignored.
-    pub fn issue_agent(&self, host_id: &str, csr_der: &[u8]) -> Result<IssuedCert, PkiError> {
+    pub fn issue_agent(
+        &self,
+        host_id: &str,
+        csr_der: &[u8],
+        lifetime: Duration,
+    ) -> Result<IssuedCert, PkiError> {
         let csr =
             CertificateSigningRequestParams::from_der(&csr_der.into()).map_err(PkiError::BadCsr)?;
         let mut params = CertificateParams::default();
@@ -269,25 +294,22 @@ impl CertificateAuthority {
             format!("{AGENT_URI_PREFIX}{host_id}").try_into()?,
         )];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        self.sign_leaf(params, &csr.public_key)
+        self.sign_leaf(params, &csr.public_key, lifetime)
     }
 
     fn sign_leaf(
         &self,
         mut params: CertificateParams,
         public_key: &impl rcgen::PublicKeyData,
+        lifetime: Duration,
     ) -> Result<IssuedCert, PkiError> {
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.use_authority_key_identifier_extension = true;
         let serial = random_serial()?;
-        let serial_hex = serial
-            .to_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let serial_hex = hex(&serial.to_bytes());
         params.serial_number = Some(serial);
-        set_validity(&mut params, LEAF_VALIDITY);
+        set_validity(&mut params, lifetime);
         let not_after_unix_ms =
             i64::try_from(params.not_after.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
         let cert = params.signed_by(public_key, &self.issuer)?;

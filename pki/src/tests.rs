@@ -27,7 +27,7 @@ fn a_csr_asking_for_ca_and_extra_names_gets_a_plain_agent_leaf() {
         .subject_alt_names
         .push(SanType::URI("mf://operator/root".try_into().expect("uri")));
     let issued = ca
-        .issue_agent("web-01.example.com", &csr(greedy))
+        .issue_agent("web-01.example.com", &csr(greedy), AGENT_VALIDITY)
         .expect("issued");
 
     let der = der_of(&issued.pem);
@@ -57,11 +57,11 @@ fn a_csr_with_a_forged_signature_is_refused() {
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
     assert!(matches!(
-        ca.issue_agent("h", &bytes),
+        ca.issue_agent("h", &bytes, AGENT_VALIDITY),
         Err(PkiError::BadCsr(_))
     ));
     assert!(matches!(
-        ca.issue_agent("h", b"not der"),
+        ca.issue_agent("h", b"not der", AGENT_VALIDITY),
         Err(PkiError::BadCsr(_))
     ));
 }
@@ -90,7 +90,7 @@ fn a_loaded_ca_signs_like_the_generated_one() {
     let (_, pem) = CertificateAuthority::generate().expect("ca");
     let loaded = CertificateAuthority::load(&pem).expect("loads");
     let issued = loaded
-        .issue_agent("db-1", &csr(CertificateParams::default()))
+        .issue_agent("db-1", &csr(CertificateParams::default()), AGENT_VALIDITY)
         .expect("issued");
     let der = der_of(&issued.pem);
     let (_, cert) = parse_x509_certificate(&der).expect("parses");
@@ -98,6 +98,29 @@ fn a_loaded_ca_signs_like_the_generated_one() {
     let (_, ca_cert) = parse_x509_certificate(&ca_der).expect("parses");
     assert!(cert.verify_signature(Some(ca_cert.public_key())).is_ok());
     assert_eq!(cert.issuer(), ca_cert.subject());
+}
+
+#[test]
+fn an_agent_certificate_lives_the_lifetime_asked_and_its_serial_reads_back() {
+    let (ca, _) = CertificateAuthority::generate().expect("ca");
+    let lifetime = Duration::from_secs(20);
+    let before = ::time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+    let issued = ca
+        .issue_agent("h", &csr(CertificateParams::default()), lifetime)
+        .expect("issued");
+    let after = ::time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+    let not_after = not_after_unix_ms(&issued.pem).expect("not after");
+    assert_eq!(not_after, issued.not_after_unix_ms / 1000 * 1000);
+    assert!(
+        (before + 19_000..=after + 21_000).contains(&not_after),
+        "{not_after}"
+    );
+    let der = CertificateDer::from(der_of(&issued.pem));
+    assert_eq!(serial_hex(&der).expect("serial"), issued.serial_hex);
+    assert_eq!(
+        peer_identity(&der).expect("identity").serial_hex,
+        issued.serial_hex
+    );
 }
 
 #[test]

@@ -42,6 +42,13 @@ impl AgentService for Fake {
         Err(Status::unimplemented("fake coordinator"))
     }
 
+    async fn renew(
+        &self,
+        _: Request<pb::RenewRequest>,
+    ) -> Result<Response<pb::EnrollResponse>, Status> {
+        Err(Status::unimplemented("fake coordinator"))
+    }
+
     type SessionStream = Outbound;
 
     async fn session(

@@ -42,6 +42,7 @@ fn fleet() -> Vec<(&'static str, HostOs, String)> {
             format!("failures = [\"first-boot-failure\"]\n{LEAPP_8}{SPACE}"),
         ),
         ("old-01", HostOs::Rhel79, el7.clone()),
+        ("old-02", HostOs::Rhel79, el7.clone()),
         ("web-17", HostOs::Rhel79, el7.clone()),
         ("web-18", HostOs::Rhel79, el7.clone()),
         ("web-19", HostOs::Rhel79, el7),
@@ -67,17 +68,21 @@ const REFUSED: [(&str, i32, &str); 2] = [
 
 /// What some README commands must print at their point of the walk, beyond
 /// succeeding.
-const SAYS: [(&str, &str); 4] = [
+const SAYS: [(&str, &str); 5] = [
     (
         "mfctl hosts delete old-01.example.com",
         "deleted host old-01.example.com",
+    ),
+    (
+        "mfctl hosts revoke old-02.example.com",
+        "revoked the certificate of host old-02.example.com",
     ),
     (
         "mfctl migrate web-01.example.com --target rhel-8.10 --wait",
         "succeeded",
     ),
     ("mfctl wave why rhel8-wave1 web-17.example.com", "window"),
-    ("mfctl report readiness -o wide", "5 hosts: 4 ready"),
+    ("mfctl report readiness -o wide", "6 hosts: 4 ready"),
 ];
 
 /// The shell lines of the ```sh blocks of `## section` (its `###` parts
@@ -302,7 +307,7 @@ impl Walk {
                 let args: Vec<&str> = words[1..].iter().map(String::as_str).collect();
                 self.daemons
                     .push(Daemon::spawn("mf-sim", &args, &self.path("fleet.log"))?);
-                let before = fleet().len() - 1; // old-01 was deleted in step 5
+                let before = fleet().len() - 1; // old-01 was deleted in step 5 (old-02 is revoked)
                 wait_for("the simulated fleet", Duration::from_secs(60), || {
                     Ok(self.hosts()?.len() == before + SIMULATED)
                 })
@@ -466,6 +471,14 @@ fn a_new_operator_walks_the_readme() -> Result<()> {
     assert!(
         !hosts.iter().any(|h| h["id"] == "old-01.example.com"),
         "deleted in step 5"
+    );
+    let old02 = hosts
+        .iter()
+        .find(|h| h["id"] == "old-02.example.com")
+        .unwrap();
+    assert!(
+        old02["revoked"].is_string() && old02["connected"] == false,
+        "revoked in step 5: {old02}"
     );
     let web01 = hosts
         .iter()

@@ -9,8 +9,9 @@ use tracing::error;
 use super::HostView;
 use super::{
     AgentCommand, EnrollRefusal, Facts, HostRecord, InventoryError, NewEnrollment, NewSession,
-    SessionId, State, prechecks,
+    Renewal, SessionId, State, prechecks,
 };
+use crate::store::RevokedRecord;
 use mf_core::selector::Selector;
 
 /// The value a selector sees for `key` on a host: a few facts, else a label.
@@ -73,6 +74,8 @@ impl State {
             last_seen_unix_ms: 0,
             last_peer: String::new(),
             last_sequence: 0,
+            previous_cert_serial: None,
+            revoked_unix_ms: 0,
         };
         let previous =
             match self
@@ -85,6 +88,10 @@ impl State {
         let mut record = record;
         let reenrolled = previous.is_some();
         if let Some(old) = previous {
+            // The store revoked them in the enrollment's transaction.
+            for serial in old.accepted_serials() {
+                self.revocations.insert(serial.to_string());
+            }
             record.facts = old.facts;
             record.last_sequence = old.last_sequence;
         }
@@ -168,6 +175,10 @@ impl State {
             )));
         }
         self.store.delete_host(host_id)?;
+        let serials: Vec<String> = view.record.accepted_serials().map(str::to_string).collect();
+        for serial in serials {
+            self.revoke(host_id, &serial, "host deleted");
+        }
         let Some(host) = self.hosts.remove(host_id) else {
             return Ok(view);
         };
@@ -184,16 +195,118 @@ impl State {
         Ok(view)
     }
 
+    /// No longer accepts `serial` (of `host_id`'s agent): at the next
+    /// handshake on either listener, and after a restart.
+    pub(super) fn revoke(&mut self, host_id: &str, serial: &str, reason: &str) {
+        let record = RevokedRecord {
+            serial: serial.to_string(),
+            subject: format!("agent {host_id}"),
+            reason: reason.to_string(),
+            revoked_unix_ms: self.now(),
+        };
+        if let Err(e) = self.store.put_revoked(&record) {
+            error!(host_id, error = %e, "cannot store a revocation");
+        }
+        self.revocations.insert(record.serial);
+        self.metrics.revoked_certificates.inc();
+    }
+
+    /// An operator revokes a host's certificate (a decommissioned or
+    /// compromised machine): refused at its next handshake, its session ended
+    /// now. The record stays, marked revoked, until the host enrolls again.
+    pub(super) fn revoke_host(&mut self, host_id: &str) -> Result<HostView, InventoryError> {
+        let now = self.now();
+        let Some(host) = self.hosts.get_mut(host_id) else {
+            return Err(InventoryError::UnknownHost(host_id.to_string()));
+        };
+        if host.record.revoked_unix_ms == 0 {
+            host.record.revoked_unix_ms = now;
+        }
+        if let Some(session) = host.session.take() {
+            session.replaced.cancel();
+            self.metrics.agents_connected.dec();
+        }
+        let record = host.record.clone();
+        self.store.put_host(&record)?;
+        for serial in record.accepted_serials() {
+            self.revoke(host_id, serial, "revoked by an operator");
+        }
+        self.wave_presence(host_id, Some(now));
+        let host = self
+            .hosts
+            .get(host_id)
+            .ok_or_else(|| InventoryError::UnknownHost(host_id.to_string()))?;
+        Ok(self.view(host))
+    }
+
+    /// A renewal: the agent presented `renewal.presented_serial` and gets
+    /// `renewal.issued`; the presented one stays accepted until the new one
+    /// opens a session, any other one the host had goes.
+    pub(super) fn renew(&mut self, renewal: Renewal) -> Result<(), InventoryError> {
+        let host = self
+            .hosts
+            .get(&renewal.host_id)
+            .ok_or_else(|| InventoryError::NotEnrolled(renewal.host_id.clone()))?;
+        if host.record.revoked_unix_ms != 0 {
+            return Err(InventoryError::Revoked(renewal.host_id));
+        }
+        if !host
+            .record
+            .accepted_serials()
+            .any(|s| s == renewal.presented_serial)
+        {
+            return Err(InventoryError::StaleCertificate(renewal.host_id));
+        }
+        let superseded: Vec<String> = host
+            .record
+            .accepted_serials()
+            .filter(|s| *s != renewal.presented_serial)
+            .map(str::to_string)
+            .collect();
+        for serial in superseded {
+            self.revoke(&renewal.host_id, &serial, "replaced by a renewal");
+        }
+        let Some(host) = self.hosts.get_mut(&renewal.host_id) else {
+            return Err(InventoryError::NotEnrolled(renewal.host_id));
+        };
+        host.record.previous_cert_serial = Some(renewal.presented_serial);
+        host.record.cert_serial = renewal.issued_serial;
+        host.record.cert_not_after_unix_ms = renewal.issued_not_after_unix_ms;
+        let record = host.record.clone();
+        self.store.put_host(&record)?;
+        self.export_agent_expiry();
+        Ok(())
+    }
+
     pub(super) fn connect(&mut self, session: NewSession) -> Result<SessionId, InventoryError> {
         let id = self.next_session;
         let now = self.now();
         let host = self
             .hosts
-            .get_mut(&session.host_id)
+            .get(&session.host_id)
             .ok_or_else(|| InventoryError::NotEnrolled(session.host_id.clone()))?;
-        if host.record.cert_serial != session.cert_serial {
+        if host.record.revoked_unix_ms != 0 {
+            return Err(InventoryError::Revoked(session.host_id));
+        }
+        if !host
+            .record
+            .accepted_serials()
+            .any(|s| s == session.cert_serial)
+        {
             return Err(InventoryError::StaleCertificate(session.host_id));
         }
+        // The renewed certificate is in use: the one it replaced goes.
+        if session.cert_serial == host.record.cert_serial
+            && let Some(previous) = host.record.previous_cert_serial.clone()
+        {
+            self.revoke(&session.host_id, &previous, "replaced by a renewal");
+            if let Some(host) = self.hosts.get_mut(&session.host_id) {
+                host.record.previous_cert_serial = None;
+            }
+        }
+        let Some(host) = self.hosts.get_mut(&session.host_id) else {
+            return Err(InventoryError::NotEnrolled(session.host_id));
+        };
         self.next_session += 1;
         match host.session.replace(LiveSession {
             id,

@@ -21,6 +21,7 @@ use hosts::HostState;
 
 use crate::clock::SharedClock;
 use crate::metrics::Metrics;
+use crate::revocation::Revocations;
 use crate::store::{EnrollRefusal, HostRecord, Store, StoreError, TokenRecord};
 pub use jobs::NewJob;
 use mf_core::command::{AgentCommand, CommandUpdate, UpdateState};
@@ -56,8 +57,13 @@ pub struct HostView {
 pub enum InventoryError {
     #[error("host {0} is not enrolled")]
     NotEnrolled(String),
-    #[error("the certificate presented for host {0} has been replaced by a newer enrollment")]
+    #[error("the certificate presented for host {0} has been replaced by a newer one")]
     StaleCertificate(String),
+    #[error(
+        "the certificate of host {0} was revoked by an operator: enroll it again with a token \
+         created for it (mfctl token create --host-id {0})"
+    )]
+    Revoked(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the inventory is shutting down")]
@@ -87,6 +93,9 @@ pub struct Settings {
     pub reboot_timeout: std::time::Duration,
     /// Every rule that depends on time reads this clock, never the system's.
     pub clock: SharedClock,
+    /// The deny-list the TLS verifiers read; the task fills it from the store
+    /// at start and adds every revocation.
+    pub revocations: Revocations,
 }
 
 impl Default for Settings {
@@ -94,6 +103,7 @@ impl Default for Settings {
         Self {
             reboot_timeout: std::time::Duration::from_secs(4 * 3600),
             clock: crate::clock::system(),
+            revocations: Revocations::default(),
         }
     }
 }
@@ -137,6 +147,16 @@ pub struct NewEnrollment {
     pub cert_not_after_unix_ms: i64,
 }
 
+/// A certificate issued to an enrolled agent that asked for one with its
+/// current certificate.
+#[derive(Debug, Clone)]
+pub struct Renewal {
+    pub host_id: String,
+    pub presented_serial: String,
+    pub issued_serial: String,
+    pub issued_not_after_unix_ms: i64,
+}
+
 /// A session that has said hello.
 #[derive(Debug)]
 pub struct NewSession {
@@ -176,6 +196,8 @@ enum Request {
     List(Selector, oneshot::Sender<Vec<HostView>>),
     Get(String, oneshot::Sender<Option<HostView>>),
     DeleteHost(String, Reply<HostView>),
+    RevokeHost(String, Reply<HostView>),
+    Renew(Renewal, Reply<()>),
     Precheck(Selector, Target, Reply<PrecheckSummary>),
     Update(String, CommandUpdate),
     Readiness(Selector, oneshot::Sender<ReadinessReport>),
@@ -216,10 +238,18 @@ impl Inventory {
             deliveries: Vec::new(),
             waves: waves::Waves::default(),
             earliest_agent_cert: None,
+            revocations: settings.revocations.clone(),
             settings,
             store,
             metrics,
         };
+        for revoked in state.store.revoked()? {
+            state.revocations.insert(revoked.serial);
+        }
+        state
+            .metrics
+            .revoked_certificates
+            .set(state.revocations.len() as i64);
         for record in state.store.hosts()? {
             state.count_os(record.facts.as_ref(), 1);
             state.hosts.insert(
@@ -420,6 +450,17 @@ impl Inventory {
         self.ask(|reply| Request::DeleteHost(host_id, reply)).await
     }
 
+    /// Revokes the host's certificate; durable before it returns.
+    pub async fn revoke_host(&self, host_id: String) -> Result<HostView, InventoryError> {
+        self.ask(|reply| Request::RevokeHost(host_id, reply)).await
+    }
+
+    /// Records a renewed agent certificate; durable before it returns, so
+    /// that the certificate is never handed out unrecorded.
+    pub async fn renew(&self, renewal: Renewal) -> Result<(), InventoryError> {
+        self.ask(|reply| Request::Renew(renewal, reply)).await
+    }
+
     /// Removes a wave that is over; durable before it returns.
     pub async fn delete_wave(&self, name: String) -> Result<StatusView, InventoryError> {
         self.ask(|reply| Request::DeleteWave(name, reply)).await
@@ -483,6 +524,8 @@ struct State {
     /// The earliest agent certificate expiry (unix ms), kept so that an
     /// enrollment storm does not scan every host per enrollment.
     earliest_agent_cert: Option<i64>,
+    /// Shared with the TLS verifiers; only this task adds to it.
+    revocations: Revocations,
     settings: Settings,
     store: Store,
     metrics: Metrics,
@@ -647,6 +690,14 @@ impl State {
             }
             Request::DeleteHost(host_id, reply) => {
                 let result = self.delete_host(&host_id);
+                reply_when_durable(pending, reply, result);
+            }
+            Request::RevokeHost(host_id, reply) => {
+                let result = self.revoke_host(&host_id);
+                reply_when_durable(pending, reply, result);
+            }
+            Request::Renew(renewal, reply) => {
+                let result = self.renew(renewal);
                 reply_when_durable(pending, reply, result);
             }
             Request::ListWaves(reply) => {

@@ -865,6 +865,7 @@ async fn a_held_host_is_retried_from_the_wave_and_a_pending_one_skipped() {
     let (inventory, _task, _) = fixture.start_with(Settings {
         reboot_timeout: std::time::Duration::from_secs(4 * 3600),
         clock: std::sync::Arc::new(clock.clone()),
+        ..Settings::default()
     });
     let mut agents = connect_rhel79(&inventory, &[("a1", "a"), ("b1", "b"), ("c1", "c")]).await;
     precheck_passes(&inventory, &mut agents).await;
@@ -1176,4 +1177,64 @@ async fn the_earliest_agent_certificate_expiry_follows_enrollments_and_deletions
     assert_eq!(earliest(), 5_000.0);
     inventory.delete_host("a".into()).await.expect("deleted");
     assert_eq!(earliest(), 7_000.0);
+}
+
+#[tokio::test]
+async fn a_renewed_certificate_replaces_the_old_one_once_in_use_and_a_revoked_host_is_refused() {
+    let fixture = Fixture::new();
+    let revocations = crate::revocation::Revocations::default();
+    let (inventory, _task, _) = fixture.start_with(Settings {
+        revocations: revocations.clone(),
+        ..Settings::default()
+    });
+    let connect = |serial: &'static str| {
+        let inventory = inventory.clone();
+        async move {
+            let (s, _) = session("h", serial, facts("rhel", "7.9", "a"));
+            inventory.connect(s).await
+        }
+    };
+    enroll(&inventory, "h", "01").await;
+    connect("01").await.expect("the enrolled certificate");
+    let renewal = |presented: &str, issued: &str| Renewal {
+        host_id: "h".into(),
+        presented_serial: presented.into(),
+        issued_serial: issued.into(),
+        issued_not_after_unix_ms: 1,
+    };
+    inventory.renew(renewal("01", "02")).await.expect("renewed");
+    // Until the new one is used, the old one still opens a session.
+    connect("01")
+        .await
+        .expect("the old one, before the new one is in use");
+    assert!(!revocations.contains("01"));
+    connect("02").await.expect("the renewed one");
+    assert!(
+        revocations.contains("01"),
+        "revoked once the new one is in use"
+    );
+    assert!(matches!(
+        connect("01").await,
+        Err(InventoryError::StaleCertificate(_))
+    ));
+    // Only a certificate the host holds may renew.
+    assert!(matches!(
+        inventory.renew(renewal("99", "03")).await,
+        Err(InventoryError::StaleCertificate(_))
+    ));
+    let view = inventory.revoke_host("h".into()).await.expect("revoked");
+    assert!(view.record.revoked_unix_ms > 0);
+    assert!(!view.connected, "its session ended");
+    assert!(revocations.contains("02"));
+    assert!(matches!(
+        connect("02").await,
+        Err(InventoryError::Revoked(_))
+    ));
+    assert!(matches!(
+        inventory.renew(renewal("02", "04")).await,
+        Err(InventoryError::Revoked(_))
+    ));
+    // A second revocation is no error and changes nothing.
+    let again = inventory.revoke_host("h".into()).await.expect("again");
+    assert_eq!(again.record.revoked_unix_ms, view.record.revoked_unix_ms);
 }

@@ -24,6 +24,7 @@ fn settings(clock: &ManualClock) -> Settings {
     Settings {
         reboot_timeout: Duration::from_secs(4 * 3600),
         clock: Arc::new(clock.clone()),
+        ..Settings::default()
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 use mf_proto::v1 as pb;
 use mf_proto::v1::admin_service_server::AdminService;
 use tonic::{Request, Response, Status};
-use tracing::info;
+use tracing::{info, warn};
 
 use super::agent::inventory_status;
 use super::parts::{self, PartStream};
@@ -47,6 +47,8 @@ pub fn host_to_wire(view: HostView) -> pb::Host {
         facts: view.record.facts.as_ref().map(wire::facts_to_wire),
         precheck: view.precheck.as_ref().map(wire::latest_precheck_to_wire),
         job: view.job.as_ref().map(job_to_wire),
+        cert_not_after_unix_ms: view.record.cert_not_after_unix_ms,
+        revoked_unix_ms: view.record.revoked_unix_ms,
     }
 }
 
@@ -413,6 +415,24 @@ impl AdminService for AdminApi {
             .await
             .map_err(inventory_status)?;
         info!(%operator, %host_id, "host deleted");
+        Ok(Response::new(host_to_wire(view)))
+    }
+
+    async fn revoke_host(
+        &self,
+        request: Request<pb::GetHostRequest>,
+    ) -> Result<Response<pb::Host>, Status> {
+        let operator = auth::operator(&request, &self.metrics)?;
+        let host_id = request.into_inner().host_id;
+        if !valid_host_id(&host_id) {
+            return Err(Status::invalid_argument("invalid host id"));
+        }
+        let view = self
+            .inventory
+            .revoke_host(host_id.clone())
+            .await
+            .map_err(inventory_status)?;
+        warn!(%operator, %host_id, "host certificate revoked");
         Ok(Response::new(host_to_wire(view)))
     }
 

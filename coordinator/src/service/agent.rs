@@ -15,10 +15,10 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::{auth, valid_host_id};
-use crate::inventory::{Inventory, InventoryError, NewEnrollment, NewSession};
+use crate::inventory::{Inventory, InventoryError, NewEnrollment, NewSession, Renewal};
 use crate::metrics::Metrics;
 use crate::store::EnrollRefusal;
-use mf_pki::{CertificateAuthority, PkiError, token};
+use mf_pki::{CertificateAuthority, IssuedCert, PkiError, token};
 
 const MAX_CSR_BYTES: usize = 16 * 1024;
 const OUTBOUND_QUEUE: usize = 16;
@@ -29,6 +29,8 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone, Copy)]
 pub struct AgentSettings {
     pub heartbeat_interval: Duration,
+    /// How long the agent certificates issued at enrollment and renewal live.
+    pub cert_lifetime: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -60,6 +62,15 @@ impl AgentApi {
     fn enrolled(&self, result: &str) {
         self.metrics.enrollments.with_label_values(&[result]).inc();
     }
+
+    fn issued(&self, host_id: String, issued: IssuedCert) -> pb::EnrollResponse {
+        pb::EnrollResponse {
+            host_id,
+            certificate_pem: issued.pem,
+            not_after_unix_ms: issued.not_after_unix_ms,
+            lifetime_seconds: self.settings.cert_lifetime.as_secs(),
+        }
+    }
 }
 
 fn refusal_status(refusal: &EnrollRefusal) -> Status {
@@ -76,7 +87,9 @@ fn refusal_status(refusal: &EnrollRefusal) -> Status {
 pub(crate) fn inventory_status(error: InventoryError) -> Status {
     match error {
         InventoryError::NotEnrolled(_) => Status::permission_denied(error.to_string()),
-        InventoryError::StaleCertificate(_) => Status::unauthenticated(error.to_string()),
+        InventoryError::StaleCertificate(_) | InventoryError::Revoked(_) => {
+            Status::unauthenticated(error.to_string())
+        }
         InventoryError::Store(_) => Status::internal("the coordinator cannot write its inventory"),
         InventoryError::Stopped => Status::unavailable("the coordinator is shutting down"),
         InventoryError::UnknownHost(_) | InventoryError::UnknownWave(_) => {
@@ -124,7 +137,11 @@ impl AgentService for AgentApi {
         }
         // Signed before the token is checked so that the check and the write
         // happen together in the inventory; the certificate is only sent if they pass.
-        let issued = match self.ca.issue_agent(&request.host_id, &request.csr_der) {
+        let issued = match self.ca.issue_agent(
+            &request.host_id,
+            &request.csr_der,
+            self.settings.cert_lifetime,
+        ) {
             Ok(issued) => issued,
             Err(PkiError::BadCsr(e)) => {
                 return invalid(&format!("the certificate signing request is invalid: {e}"));
@@ -139,7 +156,7 @@ impl AgentService for AgentApi {
             .enroll(NewEnrollment {
                 token_hash: token::hash(&request.token),
                 host_id: request.host_id.clone(),
-                cert_serial: issued.serial_hex,
+                cert_serial: issued.serial_hex.clone(),
                 cert_not_after_unix_ms: issued.not_after_unix_ms,
             })
             .await
@@ -148,10 +165,7 @@ impl AgentService for AgentApi {
             Ok(()) => {
                 self.enrolled("ok");
                 info!(host_id = %request.host_id, "host enrolled");
-                Ok(Response::new(pb::EnrollResponse {
-                    host_id: request.host_id,
-                    certificate_pem: issued.pem,
-                }))
+                Ok(Response::new(self.issued(request.host_id, issued)))
             }
             Err(refusal) => {
                 self.enrolled(refusal.reason());
@@ -159,6 +173,51 @@ impl AgentService for AgentApi {
                 Err(refusal_status(&refusal))
             }
         }
+    }
+
+    async fn renew(
+        &self,
+        request: Request<pb::RenewRequest>,
+    ) -> Result<Response<pb::EnrollResponse>, Status> {
+        let (host_id, presented_serial) = auth::agent(&request, &self.metrics)?;
+        let csr = request.into_inner().csr_der;
+        if csr.len() > MAX_CSR_BYTES {
+            return Err(Status::invalid_argument(
+                "the certificate signing request is too large",
+            ));
+        }
+        let issued = match self
+            .ca
+            .issue_agent(&host_id, &csr, self.settings.cert_lifetime)
+        {
+            Ok(issued) => issued,
+            Err(PkiError::BadCsr(e)) => {
+                return Err(Status::invalid_argument(format!(
+                    "the certificate signing request is invalid: {e}"
+                )));
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot sign an agent certificate");
+                return Err(Status::internal("cannot sign the certificate"));
+            }
+        };
+        // Recorded (and durable) before the certificate leaves; if the
+        // inventory refuses, the certificate is discarded unsent.
+        self.inventory
+            .renew(Renewal {
+                host_id: host_id.clone(),
+                presented_serial,
+                issued_serial: issued.serial_hex.clone(),
+                issued_not_after_unix_ms: issued.not_after_unix_ms,
+            })
+            .await
+            .map_err(inventory_status)?;
+        self.metrics
+            .enrollments
+            .with_label_values(&["renewed"])
+            .inc();
+        info!(%host_id, not_after_unix_ms = issued.not_after_unix_ms, "agent certificate renewed");
+        Ok(Response::new(self.issued(host_id, issued)))
     }
 
     type SessionStream = SessionStream;

@@ -3,7 +3,8 @@
 //! latest pre-check of each host, by host id), `jobs` (the latest migration
 //! job of each host, by host id), `waves` (each wave's head, by name),
 //! `wave_plans` (its members and stages, by name), `wave_hosts` (each
-//! member's record, by name, a zero byte and its index) and `meta`.
+//! member's record, by name, a zero byte and its index), `revoked` (revoked
+//! certificates, by serial) and `meta`.
 //! sled writes in the background every 500 ms; callers call [`Store::flush`]
 //! before telling anyone that a change happened.
 
@@ -44,6 +45,30 @@ pub struct HostRecord {
     /// Highest command sequence issued to this host (or reported by its agent).
     #[serde(default)]
     pub last_sequence: u64,
+    /// The certificate a renewal replaced, accepted until the new one opens
+    /// a session (an agent may stop between receiving and saving it).
+    #[serde(default)]
+    pub previous_cert_serial: Option<String>,
+    /// When an operator revoked the host's certificate; 0 when not revoked.
+    #[serde(default)]
+    pub revoked_unix_ms: i64,
+}
+
+impl HostRecord {
+    /// The serials this host's agent may present.
+    pub fn accepted_serials(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.cert_serial.as_str()).chain(self.previous_cert_serial.as_deref())
+    }
+}
+
+/// A certificate no longer accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokedRecord {
+    pub serial: String,
+    /// Whose it was: "agent web-01.example.com".
+    pub subject: String,
+    pub reason: String,
+    pub revoked_unix_ms: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,6 +119,7 @@ pub struct Store {
     waves: sled::Tree,
     wave_plans: sled::Tree,
     wave_hosts: sled::Tree,
+    revoked: sled::Tree,
 }
 
 /// A stored wave: head, plan and member records in index order.
@@ -139,6 +165,7 @@ impl Store {
             waves: db.open_tree("waves")?,
             wave_plans: db.open_tree("wave_plans")?,
             wave_hosts: db.open_tree("wave_hosts")?,
+            revoked: db.open_tree("revoked")?,
             db,
         })
     }
@@ -152,6 +179,22 @@ impl Store {
     pub fn put_token(&self, hash: &[u8; 32], record: &TokenRecord) -> Result<(), StoreError> {
         self.tokens.insert(hash, encode(record))?;
         Ok(())
+    }
+
+    pub fn put_revoked(&self, record: &RevokedRecord) -> Result<(), StoreError> {
+        self.revoked
+            .insert(record.serial.as_bytes(), encode(record))?;
+        Ok(())
+    }
+
+    pub fn revoked(&self) -> Result<Vec<RevokedRecord>, StoreError> {
+        self.revoked
+            .iter()
+            .map(|item| {
+                let (key, value) = item?;
+                decode(&key, &value)
+            })
+            .collect()
     }
 
     pub fn put_host(&self, record: &HostRecord) -> Result<(), StoreError> {
@@ -297,43 +340,55 @@ impl Store {
         record: &HostRecord,
         now_unix_ms: i64,
     ) -> Result<Result<Option<HostRecord>, EnrollRefusal>, StoreError> {
-        let result = (&self.tokens, &self.hosts).transaction(|(tokens, hosts)| {
-            let abort = |r| Err(ConflictableTransactionError::Abort(r));
-            let Some(raw) = tokens.get(token_hash)? else {
-                return abort(EnrollRefusal::UnknownToken);
-            };
-            let mut token: TokenRecord = decode(token_hash, &raw)
-                .map_err(|_| ConflictableTransactionError::Abort(EnrollRefusal::UnknownToken))?;
-            if token.expires_unix_ms <= now_unix_ms {
-                return abort(EnrollRefusal::ExpiredToken);
-            }
-            if token.uses_left == 0 {
-                return abort(EnrollRefusal::ExhaustedToken);
-            }
-            if let Some(bound) = token.host_id.as_ref().filter(|b| **b != record.id) {
-                return abort(EnrollRefusal::WrongHost(bound.clone()));
-            }
-            let previous = match hosts.get(record.id.as_bytes())? {
-                Some(raw) => {
-                    if token.host_id.is_none() {
-                        return abort(EnrollRefusal::AlreadyEnrolled(record.id.clone()));
-                    }
-                    decode::<HostRecord>(record.id.as_bytes(), &raw).ok()
+        let result =
+            (&self.tokens, &self.hosts, &self.revoked).transaction(|(tokens, hosts, revoked)| {
+                let abort = |r| Err(ConflictableTransactionError::Abort(r));
+                let Some(raw) = tokens.get(token_hash)? else {
+                    return abort(EnrollRefusal::UnknownToken);
+                };
+                let mut token: TokenRecord = decode(token_hash, &raw).map_err(|_| {
+                    ConflictableTransactionError::Abort(EnrollRefusal::UnknownToken)
+                })?;
+                if token.expires_unix_ms <= now_unix_ms {
+                    return abort(EnrollRefusal::ExpiredToken);
                 }
-                None => None,
-            };
-            token.uses_left -= 1;
-            tokens.insert(token_hash, encode(&token))?;
-            let mut new = record.clone();
-            if let Some(old) = &previous {
-                // Re-enrollment replaces the certificate, not what we know of the
-                // host, and sequences keep increasing.
-                new.facts.clone_from(&old.facts);
-                new.last_sequence = old.last_sequence;
-            }
-            hosts.insert(record.id.as_bytes(), encode(&new))?;
-            Ok(previous)
-        });
+                if token.uses_left == 0 {
+                    return abort(EnrollRefusal::ExhaustedToken);
+                }
+                if let Some(bound) = token.host_id.as_ref().filter(|b| **b != record.id) {
+                    return abort(EnrollRefusal::WrongHost(bound.clone()));
+                }
+                let previous = match hosts.get(record.id.as_bytes())? {
+                    Some(raw) => {
+                        if token.host_id.is_none() {
+                            return abort(EnrollRefusal::AlreadyEnrolled(record.id.clone()));
+                        }
+                        decode::<HostRecord>(record.id.as_bytes(), &raw).ok()
+                    }
+                    None => None,
+                };
+                token.uses_left -= 1;
+                tokens.insert(token_hash, encode(&token))?;
+                let mut new = record.clone();
+                if let Some(old) = &previous {
+                    // Re-enrollment replaces the certificate, not what we know of the
+                    // host, and sequences keep increasing; the old certificates are
+                    // revoked in the same transaction.
+                    new.facts.clone_from(&old.facts);
+                    new.last_sequence = old.last_sequence;
+                    for serial in old.accepted_serials() {
+                        let record = RevokedRecord {
+                            serial: serial.to_string(),
+                            subject: format!("agent {}", old.id),
+                            reason: "replaced by a new enrollment".into(),
+                            revoked_unix_ms: now_unix_ms,
+                        };
+                        revoked.insert(serial.as_bytes(), encode(&record))?;
+                    }
+                }
+                hosts.insert(record.id.as_bytes(), encode(&new))?;
+                Ok(previous)
+            });
         match result {
             Ok(previous) => Ok(Ok(previous)),
             Err(TransactionError::Abort(refusal)) => Ok(Err(refusal)),
@@ -381,6 +436,8 @@ mod tests {
             last_seen_unix_ms: 0,
             last_peer: String::new(),
             last_sequence: 0,
+            previous_cert_serial: None,
+            revoked_unix_ms: 0,
         }
     }
 
@@ -436,6 +493,14 @@ mod tests {
 
         let ids: Vec<String> = store.hosts()?.into_iter().map(|h| h.id).collect();
         assert_eq!(ids, vec!["a", "b"]);
+        // The re-enrollment revoked the certificate it replaced, in the same
+        // transaction, and the revocation outlives the store.
+        drop(store);
+        let store = Store::open(dir.path())?;
+        let revoked = store.revoked()?;
+        assert_eq!(revoked.len(), 1, "{revoked:?}");
+        assert_eq!(revoked[0].serial, "01");
+        assert_eq!(revoked[0].subject, "agent a");
         Ok(())
     }
 
