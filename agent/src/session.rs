@@ -89,7 +89,7 @@ pub async fn run(
     let executor = Executor::spawn(
         identity.host_id.clone(),
         Arc::clone(&host),
-        journal,
+        Arc::clone(&journal),
         config.phases.clone(),
         updates_tx,
     )
@@ -110,6 +110,7 @@ pub async fn run(
     let renewal = tokio::spawn(renew_forever(
         renewed_tx,
         config.state_dir.clone(),
+        journal,
         shutdown.clone(),
     ));
     loop {
@@ -176,10 +177,14 @@ fn explain_refusal(identity: &Identity, error: &SessionError) {
 }
 
 /// Renews the certificate at its point in its lifetime, again after each
-/// renewal, retrying a failed one; runs beside the sessions.
+/// renewal, retrying a failed one; runs beside the sessions. Not while a
+/// snapshot is held: the state directory is on /var, which a rollback's
+/// merge rewinds, and it would bring back the certificate the renewal
+/// replaced, which is revoked by then.
 async fn renew_forever(
     renewed: watch::Sender<Identity>,
     state_dir: Option<PathBuf>,
+    journal: SharedJournal,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -190,6 +195,24 @@ async fn renew_forever(
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(wait) => {}
+        }
+        let snapshot_held = journal
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .migration()
+            .snapshot
+            .is_some();
+        if snapshot_held {
+            let retry = renew::retry_after(&identity);
+            debug!(
+                ?retry,
+                "renewal waits: a snapshot is held (a rollback would rewind it)"
+            );
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(retry) => {}
+            }
+            continue;
         }
         match renew::renew(&identity, state_dir.as_deref()).await {
             Ok(next) => {

@@ -212,3 +212,89 @@ fn certificates_renew_themselves_and_revoked_or_expired_ones_are_refused() -> Re
     )?;
     Ok(())
 }
+
+/// A renewal waits while a migration holds a snapshot: the state directory
+/// is on /var, which a rollback's merge rewinds, and would bring back a
+/// certificate revoked by the renewal. Once the snapshot is gone (here by a
+/// rollback) the renewal happens, before the certificate expires.
+#[test]
+fn a_renewal_waits_while_a_snapshot_is_held() -> Result<()> {
+    const LEAPP: &str = "[[packages]]\nname = \"leapp\"\nversion = \"0.17.0\"\nrelease = \"1.el7_9\"\narch = \"noarch\"\n\
+                         [[packages]]\nname = \"leapp-upgrade-el7toel8\"\nversion = \"0.20.0\"\nrelease = \"2.el7_9\"\narch = \"noarch\"\n\
+                         [filesystems.\"/var\"]\nfree_bytes = 10737418240\ntotal_bytes = 21474836480\n\
+                         [filesystems.\"/boot\"]\nfree_bytes = 524288000\ntotal_bytes = 1073741824\n";
+    let deployment = Deployment::with_coordinator_flags(&["--agent-cert-lifetime", "60s"])?;
+    let root = host_root(
+        &deployment.path("root"),
+        HostOs::Rhel79,
+        "held",
+        "example.com",
+    );
+    mf_e2e::set_scenario(
+        &root,
+        &format!("failures = [\"first-boot-failure\"]\n{LEAPP}"),
+    );
+    let state = root.join("var/lib/mf-agent");
+    let token = deployment.token(&[])?;
+    let enrolled = deployment.enroll(&token, &state, &root, &[]);
+    assert!(enrolled.success, "{}", enrolled.stderr);
+    let first = read(&state.join("agent.pem"));
+    let first_expiry = expires_at_ms(&state);
+    let renew_by = first_expiry - 15_000; // 75% of 60 s
+    let _machine = mf_e2e::Machine::start(&state, &root, &deployment.path("held.log"));
+    let id = "held.example.com";
+    wait_for("the agent", Duration::from_secs(20), || {
+        Ok(deployment.hosts("connected=true")?.len() == 1)
+    })?;
+    let migrate = deployment.mfctl(&[
+        "migrate",
+        id,
+        "--target",
+        "rhel-8.10",
+        "--on-failure",
+        "hold",
+    ]);
+    assert!(migrate.success, "{}", migrate.stderr);
+    let job_state = || -> Result<String> {
+        let shown = deployment.mfctl(&["hosts", "show", id, "-o", "json"]);
+        let shown: serde_json::Value = serde_json::from_str(&shown.stdout)?;
+        Ok(shown["job"]["state"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string())
+    };
+    wait_for(
+        "the job held with its snapshot",
+        Duration::from_secs(30),
+        || Ok(job_state()? == "held"),
+    )?;
+    // Past the latest renewal point, the certificate is the first one still.
+    wait_for(
+        "the renewal window to pass",
+        Duration::from_secs(60),
+        || Ok(now_ms() > renew_by + 2000),
+    )?;
+    assert_eq!(
+        read(&state.join("agent.pem")),
+        first,
+        "renewed while a snapshot was held"
+    );
+    let rollback = deployment.mfctl(&["hosts", "rollback", id]);
+    assert!(rollback.success, "{}", rollback.stderr);
+    wait_for("the rollback", Duration::from_secs(30), || {
+        Ok(job_state()? == "rolled-back")
+    })?;
+    wait_for("the renewal, now", Duration::from_secs(10), || {
+        Ok(read(&state.join("agent.pem")) != first)
+    })?;
+    assert!(
+        now_ms() < first_expiry,
+        "renewed before the first certificate expired"
+    );
+    wait_for(
+        "the renewed agent connected",
+        Duration::from_secs(20),
+        || Ok(deployment.hosts("connected=true")?.len() == 1),
+    )?;
+    Ok(())
+}
