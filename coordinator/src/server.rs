@@ -130,7 +130,7 @@ pub async fn start(config: &CoordinatorConfig) -> Result<Coordinator, StartError
     let shutdown = CancellationToken::new();
     let agent_api = AgentApi::new(
         inventory.clone(),
-        ca,
+        Arc::clone(&ca),
         metrics.clone(),
         AgentSettings {
             heartbeat_interval: config.heartbeat_interval,
@@ -138,7 +138,7 @@ pub async fn start(config: &CoordinatorConfig) -> Result<Coordinator, StartError
         },
         shutdown.clone(),
     );
-    let admin_api = AdminApi::new(inventory, metrics.clone());
+    let admin_api = AdminApi::new(inventory, metrics.clone(), Arc::clone(&ca));
 
     // The standard gRPC health service on both listeners (a load balancer or
     // a probe asks it; on the agent listener it needs no certificate, like

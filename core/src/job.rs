@@ -226,6 +226,15 @@ pub fn start(
 }
 
 impl Job {
+    /// Names who asked for the job in its first timeline entry.
+    pub fn asked_by(&mut self, who: &str) {
+        if let Some(created) = self.timeline.first_mut()
+            && let Some(rest) = created.text.strip_prefix("job created: ")
+        {
+            created.text = format!("job created by {who}: {rest}");
+        }
+    }
+
     pub fn step(&self) -> Step {
         self.steps[self.step_index.min(self.steps.len().saturating_sub(1))]
     }

@@ -6,6 +6,7 @@
 #[macro_use]
 pub mod labels;
 
+pub mod access;
 pub mod command;
 pub mod facts;
 pub mod finding;

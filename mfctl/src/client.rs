@@ -244,6 +244,15 @@ pub async fn plan_wave(admin: &mut AdminClient, name: &str) -> Result<pb::WavePl
     Ok(merge_plan(parts(stream).await?))
 }
 
+pub async fn list_operators(admin: &mut AdminClient) -> Result<Vec<pb::Operator>> {
+    let stream = admin
+        .list_operators(pb::ListOperatorsRequest {})
+        .await
+        .map_err(refused)?
+        .into_inner();
+    parts(stream).await
+}
+
 pub async fn list_waves(admin: &mut AdminClient) -> Result<Vec<pb::WaveStatus>> {
     let stream = admin
         .list_waves(pb::ListWavesRequest {})

@@ -20,6 +20,8 @@ pub struct HostJson {
     pub connected: bool,
     pub os: Option<OsInfo>,
     pub labels: BTreeMap<String, String>,
+    /// Labels an admin pinned (they win over the agent's; scopes see only these).
+    pub pinned_labels: BTreeMap<String, String>,
     pub last_seen: Option<String>,
     pub enrolled: Option<String>,
     pub peer_address: String,
@@ -56,6 +58,7 @@ impl From<&pb::Host> for HostJson {
             connected: host.connected,
             os: facts.as_ref().and_then(|f| f.os.clone()),
             labels: facts.as_ref().map(|f| f.labels.clone()).unwrap_or_default(),
+            pinned_labels: host.pinned_labels.clone().into_iter().collect(),
             last_seen: timestamp(host.last_seen_unix_ms),
             enrolled: timestamp(host.enrolled_unix_ms),
             peer_address: host.peer_address.clone(),
@@ -205,6 +208,7 @@ pub fn print_one(host: &pb::Host, format: Format) -> Result<()> {
             json.last_seen.clone().unwrap_or_else(|| "never".into()),
         ),
         ("Labels".into(), labels_text(&json.labels)),
+        ("Pinned labels".into(), labels_text(&json.pinned_labels)),
         (
             "Certificate".into(),
             match (&json.revoked, &json.certificate_expires) {

@@ -7,6 +7,7 @@ pub mod examples;
 pub mod exit;
 pub mod hosts;
 pub mod jobs;
+pub mod operators;
 pub mod output;
 pub mod precheck;
 pub mod readiness;
@@ -76,6 +77,11 @@ pub enum Command {
     Pki {
         #[command(subcommand)]
         command: PkiCommand,
+    },
+    /// Operators as people: their keys, roles and scopes.
+    Operator {
+        #[command(subcommand)]
+        command: operators::OperatorCommand,
     },
     /// Bootstrap tokens for enrolling agents.
     Token {
@@ -220,6 +226,22 @@ pub enum HostsCommand {
         #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
+    /// Pin labels on a host (KEY=VALUE), or remove pinned ones (KEY-): a
+    /// pinned label wins over the agent's, and operators' scopes see only
+    /// pinned labels.
+    #[command(after_long_help = "Examples:
+  mfctl hosts label web-01.example.com app=billing env=prod
+  mfctl hosts label web-01.example.com env-")]
+    Label {
+        /// The host's id (its FQDN, unless it enrolled with --host-id).
+        host: String,
+        /// KEY=VALUE to pin, KEY- to remove.
+        #[arg(required = true)]
+        labels: Vec<String>,
+        /// Output: table, wide (every column, texts whole), json or yaml (one document).
+        #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
     /// Roll back a held job to its snapshot.
     Rollback {
         /// The host's id (its FQDN, unless it enrolled with --host-id).
@@ -285,6 +307,12 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Operator {
+            command: operators::OperatorCommand::Request { name, dir },
+        } => operators::request(&name, &dir),
+        Command::Operator { command } => {
+            operators::run(&mut cli.connect.admin().await?, command).await
+        }
         Command::Token {
             command:
                 TokenCommand::Create {
@@ -340,6 +368,38 @@ pub async fn run(cli: Cli) -> Result<()> {
                          a token created for it (mfctl token create --host-id {host})"
                     );
                     Ok(())
+                }
+                HostsCommand::Label {
+                    host,
+                    labels,
+                    output,
+                } => {
+                    let mut request = pb::LabelHostRequest {
+                        host_id: host,
+                        ..Default::default()
+                    };
+                    for label in labels {
+                        match (label.split_once('='), label.strip_suffix('-')) {
+                            (Some((key, value)), _) => {
+                                request.set.insert(key.to_string(), value.to_string());
+                            }
+                            (None, Some(key)) => request.remove.push(key.to_string()),
+                            (None, None) => {
+                                return Err(exit::with_code(
+                                    exit::ExitCode::Usage,
+                                    format!(
+                                        "{label:?}: write KEY=VALUE to pin a label, KEY- to remove one"
+                                    ),
+                                ));
+                            }
+                        }
+                    }
+                    let labelled = admin
+                        .label_host(request)
+                        .await
+                        .map(tonic::Response::into_inner)
+                        .map_err(client::refused)?;
+                    hosts::print_one(&labelled, output)
                 }
                 HostsCommand::Rollback { host, output } => {
                     let job =

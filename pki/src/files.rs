@@ -30,6 +30,8 @@ pub enum FilesError {
         "no user {0:?} in /etc/passwd: create the service user first (the package does), or give UID:GID"
     )]
     NoSuchUser(String),
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// Who the coordinator's files belong to: the service user, so that the
@@ -178,6 +180,48 @@ impl PkiFiles {
         }
         Ok(Self { written })
     }
+}
+
+/// What `mfctl operator request` wrote: the new key (0600, never sent) and
+/// the request to give an admin.
+#[derive(Debug)]
+pub struct OperatorRequest {
+    pub key: PathBuf,
+    pub csr: PathBuf,
+}
+
+impl OperatorRequest {
+    /// A key made here for operator `name` and its certificate request, as
+    /// `DIR/operator-key.pem` and `DIR/NAME.csr`; refuses to overwrite a key.
+    pub fn create(dir: &Path, name: &str) -> Result<Self, PkiError> {
+        let key = rcgen::KeyPair::generate()?;
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        let mut dn = rcgen::DistinguishedName::new();
+        dn.push(rcgen::DnType::CommonName, name);
+        params.distinguished_name = dn;
+        let csr = params.serialize_request(&key)?;
+        std::fs::create_dir_all(dir).map_err(|source| FilesError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let paths = PkiPaths::new(dir);
+        let request = OperatorRequest {
+            key: paths.operator_key(),
+            csr: dir.join(format!("{name}.csr")),
+        };
+        write_new(&request.key, key.serialize_pem().as_bytes(), 0o600)?;
+        write_new(&request.csr, csr.pem()?.as_bytes(), 0o644)?;
+        Ok(request)
+    }
+}
+
+/// The DER of a PEM certificate request.
+pub fn csr_der(pem: &str) -> Result<Vec<u8>, FilesError> {
+    use rustls::pki_types::CertificateSigningRequestDer;
+    use rustls::pki_types::pem::PemObject;
+    CertificateSigningRequestDer::from_pem_slice(pem.as_bytes())
+        .map(|der| der.as_ref().to_vec())
+        .map_err(|e| FilesError::Invalid(format!("not a PEM certificate request: {e}")))
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use time::OffsetDateTime;
 
-pub use files::{FilesError, Owner, PkiFiles, PkiPaths};
+pub use files::{FilesError, OperatorRequest, Owner, PkiFiles, PkiPaths, csr_der};
 
 const AGENT_URI_PREFIX: &str = "mf://agent/";
 const OPERATOR_URI_PREFIX: &str = "mf://operator/";
@@ -25,6 +25,8 @@ const OPERATOR_URI_PREFIX: &str = "mf://operator/";
 const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 86_400);
 /// The coordinator's and operators' certificates from `pki init`.
 const LEAF_VALIDITY: Duration = Duration::from_secs(365 * 86_400);
+/// An operator certificate's lifetime (from `mfctl operator add`).
+pub const OPERATOR_VALIDITY: Duration = Duration::from_secs(365 * 86_400);
 /// An agent certificate's lifetime unless the coordinator is told otherwise:
 /// short, because agents renew their own.
 pub const AGENT_VALIDITY: Duration = Duration::from_secs(30 * 86_400);
@@ -275,6 +277,33 @@ impl CertificateAuthority {
             cert: cert.pem,
             key: key.serialize_pem(),
         })
+    }
+
+    /// Signs an operator's certificate from our template for a key made where
+    /// the person is (only the CSR's public key is used).
+    pub fn issue_operator_for(
+        &self,
+        operator: &str,
+        csr_der: &[u8],
+        lifetime: Duration,
+    ) -> Result<IssuedCert, PkiError> {
+        if operator.is_empty()
+            || operator.len() > 64
+            || !operator
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b))
+        {
+            return Err(PkiError::BadName(operator.to_string()));
+        }
+        let csr =
+            CertificateSigningRequestParams::from_der(&csr_der.into()).map_err(PkiError::BadCsr)?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = name(operator);
+        params.subject_alt_names = vec![SanType::URI(
+            format!("{OPERATOR_URI_PREFIX}{operator}").try_into()?,
+        )];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        self.sign_leaf(params, &csr.public_key, lifetime)
     }
 
     /// Signs an agent certificate from our own template. Only the CSR's public

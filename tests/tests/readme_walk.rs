@@ -433,6 +433,8 @@ fn a_new_operator_walks_the_readme() -> Result<()> {
         ("127.0.0.1:9464".into(), format!("127.0.0.1:{metrics}")),
         // A window closed now, whatever the day (see closed_window).
         ("sat 22:00-sun 06:00 Europe/Paris".into(), closed_window()),
+        // An operator's own directory, not the working directory.
+        ("./alice".into(), at("alice")),
         // A fleet of 20 simulated hosts rather than 11,500.
         ("--hosts 11500".into(), format!("--hosts {SIMULATED}")),
         (

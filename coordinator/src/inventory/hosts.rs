@@ -29,7 +29,29 @@ pub(super) fn selector_value<'a>(
         "version" => os.map(|o| o.version.as_str()),
         "arch" => facts.map(|f| f.arch.as_str()).filter(|a| !a.is_empty()),
         "hostname" => facts.map(|f| f.hostname.as_str()).filter(|h| !h.is_empty()),
-        label => facts.and_then(|f| f.labels.get(label)).map(String::as_str),
+        // A label an admin pinned wins over the agent's.
+        label => record
+            .pinned_labels
+            .get(label)
+            .or_else(|| facts.and_then(|f| f.labels.get(label)))
+            .map(String::as_str),
+    }
+}
+
+/// Which hosts a request is about: its selector, within the asking
+/// operator's scope (evaluated over pinned labels only).
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub selector: Selector,
+    pub scope: Option<Selector>,
+}
+
+impl From<Selector> for Selection {
+    fn from(selector: Selector) -> Self {
+        Self {
+            selector,
+            scope: None,
+        }
     }
 }
 
@@ -49,6 +71,15 @@ impl HostState {
     pub(super) fn matches(&self, selector: &Selector) -> bool {
         let connected = self.session.is_some();
         selector.matches(|k| selector_value(&self.record, connected, k))
+    }
+
+    pub(super) fn picked_by(&self, selection: &Selection) -> bool {
+        self.matches(&selection.selector)
+            && mf_core::access::in_scope(
+                selection.scope.as_ref(),
+                &self.record.id,
+                &self.record.pinned_labels,
+            )
     }
 
     /// Hands a command to the live session, if any; false if it could not.
@@ -76,6 +107,7 @@ impl State {
             last_sequence: 0,
             previous_cert_serial: None,
             revoked_unix_ms: 0,
+            pinned_labels: Default::default(),
         };
         let previous =
             match self
@@ -93,6 +125,7 @@ impl State {
                 self.revocations.insert(serial.to_string());
             }
             record.facts = old.facts;
+            record.pinned_labels = old.pinned_labels;
             record.last_sequence = old.last_sequence;
         }
         let not_after = record.cert_not_after_unix_ms;
@@ -177,7 +210,7 @@ impl State {
         self.store.delete_host(host_id)?;
         let serials: Vec<String> = view.record.accepted_serials().map(str::to_string).collect();
         for serial in serials {
-            self.revoke(host_id, &serial, "host deleted");
+            self.revoke(&format!("agent {host_id}"), &serial, "host deleted");
         }
         let Some(host) = self.hosts.remove(host_id) else {
             return Ok(view);
@@ -195,17 +228,18 @@ impl State {
         Ok(view)
     }
 
-    /// No longer accepts `serial` (of `host_id`'s agent): at the next
-    /// handshake on either listener, and after a restart.
-    pub(super) fn revoke(&mut self, host_id: &str, serial: &str, reason: &str) {
+    /// No longer accepts `serial` (of `subject`, "agent web-01" or
+    /// "operator alice"): at the next handshake on either listener, and
+    /// after a restart.
+    pub(super) fn revoke(&mut self, subject: &str, serial: &str, reason: &str) {
         let record = RevokedRecord {
             serial: serial.to_string(),
-            subject: format!("agent {host_id}"),
+            subject: subject.to_string(),
             reason: reason.to_string(),
             revoked_unix_ms: self.now(),
         };
         if let Err(e) = self.store.put_revoked(&record) {
-            error!(host_id, error = %e, "cannot store a revocation");
+            error!(subject, error = %e, "cannot store a revocation");
         }
         self.revocations.insert(record.serial);
         self.metrics.revoked_certificates.inc();
@@ -229,7 +263,11 @@ impl State {
         let record = host.record.clone();
         self.store.put_host(&record)?;
         for serial in record.accepted_serials() {
-            self.revoke(host_id, serial, "revoked by an operator");
+            self.revoke(
+                &format!("agent {host_id}"),
+                serial,
+                "revoked by an operator",
+            );
         }
         self.wave_presence(host_id, Some(now));
         let host = self
@@ -264,7 +302,11 @@ impl State {
             .map(str::to_string)
             .collect();
         for serial in superseded {
-            self.revoke(&renewal.host_id, &serial, "replaced by a renewal");
+            self.revoke(
+                &format!("agent {}", renewal.host_id),
+                &serial,
+                "replaced by a renewal",
+            );
         }
         let Some(host) = self.hosts.get_mut(&renewal.host_id) else {
             return Err(InventoryError::NotEnrolled(renewal.host_id));
@@ -299,7 +341,11 @@ impl State {
         if session.cert_serial == host.record.cert_serial
             && let Some(previous) = host.record.previous_cert_serial.clone()
         {
-            self.revoke(&session.host_id, &previous, "replaced by a renewal");
+            self.revoke(
+                &format!("agent {}", session.host_id),
+                &previous,
+                "replaced by a renewal",
+            );
             if let Some(host) = self.hosts.get_mut(&session.host_id) {
                 host.record.previous_cert_serial = None;
             }

@@ -87,6 +87,8 @@ pub struct NewJob {
     pub host_id: String,
     pub target: Target,
     pub on_failure: OnFailure,
+    /// Who asked: an operator's name, or the wave that started it.
+    pub requested_by: String,
 }
 
 impl State {
@@ -106,6 +108,7 @@ impl State {
             host_id,
             target,
             on_failure,
+            requested_by,
         } = new;
         let host_id = host_id.as_str();
         let now = self.now();
@@ -134,6 +137,7 @@ impl State {
             .map_err(|e| InventoryError::Invalid(e.to_string()))?;
         let id = format!("job-{}", mf_pki::token::hex_id());
         let mut job = job::start(id, host_id.to_string(), target, steps, on_failure, now);
+        job.asked_by(&requested_by);
         job.original_os = format!("{} {}", os.id, os.version);
         // The gauge counts each host's latest job: the one this replaces leaves it.
         if let Some(previous) = self.jobs.get(host_id) {

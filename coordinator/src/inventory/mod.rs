@@ -7,6 +7,7 @@
 
 mod hosts;
 mod jobs;
+mod operators;
 mod prechecks;
 mod waves;
 
@@ -22,15 +23,18 @@ use hosts::HostState;
 use crate::clock::SharedClock;
 use crate::metrics::Metrics;
 use crate::revocation::Revocations;
-use crate::store::{EnrollRefusal, HostRecord, Store, StoreError, TokenRecord};
+use crate::store::{EnrollRefusal, HostRecord, OperatorRecord, Store, StoreError, TokenRecord};
+pub use hosts::Selection;
 pub use jobs::NewJob;
+use mf_core::access::Access;
 use mf_core::command::{AgentCommand, CommandUpdate, UpdateState};
 use mf_core::facts::Facts;
 use mf_core::job::Job;
 use mf_core::path::Target;
 use mf_core::precheck::PrecheckRecord;
 use mf_core::readiness::{self, ReadinessCounts, ReadinessReport, SelectedHost};
-use mf_core::selector::Selector;
+pub use operators::{Caller, LabelChange, NewOperator, OperatorUpdate};
+
 use mf_core::wave::spec::WaveSpec;
 pub use waves::{HostAction, PlanView, StageView, StatusView, WaveAction, WhyView};
 
@@ -70,6 +74,11 @@ pub enum InventoryError {
     Stopped,
     #[error("no host {0}")]
     UnknownHost(String),
+    #[error("no operator {0}")]
+    UnknownOperator(String),
+    /// The presented operator certificate carries no role.
+    #[error("{0}")]
+    NoRole(String),
     #[error("no wave {0}")]
     UnknownWave(String),
     /// The request cannot be done in the host's present state.
@@ -193,15 +202,21 @@ enum Request {
     Facts(String, SessionId, Facts),
     Heartbeat(String, SessionId),
     Disconnect(String, SessionId),
-    List(Selector, oneshot::Sender<Vec<HostView>>),
+    List(Selection, oneshot::Sender<Vec<HostView>>),
     Get(String, oneshot::Sender<Option<HostView>>),
     DeleteHost(String, Reply<HostView>),
     RevokeHost(String, Reply<HostView>),
+    Access(Caller, oneshot::Sender<Result<Access, InventoryError>>),
+    AddOperator(Caller, NewOperator, Reply<OperatorRecord>),
+    ListOperators(oneshot::Sender<Vec<OperatorRecord>>),
+    UpdateOperator(OperatorUpdate, Reply<OperatorRecord>),
+    RevokeOperator(String, Reply<OperatorRecord>),
+    LabelHost(LabelChange, Reply<HostView>),
     Renew(Renewal, Reply<()>),
-    Precheck(Selector, Target, Reply<PrecheckSummary>),
+    Precheck(Selection, Target, Reply<PrecheckSummary>),
     Update(String, CommandUpdate),
-    Readiness(Selector, oneshot::Sender<ReadinessReport>),
-    ReadinessCounts(Selector, oneshot::Sender<ReadinessCounts>),
+    Readiness(Selection, oneshot::Sender<ReadinessReport>),
+    ReadinessCounts(Selection, oneshot::Sender<ReadinessCounts>),
     Migrate(NewJob, Reply<Job>),
     JobAction(String, JobAction, Reply<Job>),
     CreateWave(Box<WaveSpec>, CreateMode, Reply<PlanView>),
@@ -239,10 +254,12 @@ impl Inventory {
             waves: waves::Waves::default(),
             earliest_agent_cert: None,
             revocations: settings.revocations.clone(),
+            operators: operators::Operators::default(),
             settings,
             store,
             metrics,
         };
+        state.operators = operators::Operators::load(state.store.operators()?);
         for revoked in state.store.revoked()? {
             state.revocations.insert(revoked.serial);
         }
@@ -347,10 +364,13 @@ impl Inventory {
         self.tell(Request::Disconnect(host_id, session)).await;
     }
 
-    pub async fn list(&self, selector: Selector) -> Result<Vec<HostView>, InventoryError> {
+    pub async fn list(
+        &self,
+        selection: impl Into<Selection>,
+    ) -> Result<Vec<HostView>, InventoryError> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(Request::List(selector, reply))
+            .send(Request::List(selection.into(), reply))
             .await
             .map_err(|_| InventoryError::Stopped)?;
         answer.await.map_err(|_| InventoryError::Stopped)
@@ -360,10 +380,11 @@ impl Inventory {
     /// those connected once it is durable.
     pub async fn precheck(
         &self,
-        selector: Selector,
+        selection: impl Into<Selection>,
         target: Target,
     ) -> Result<PrecheckSummary, InventoryError> {
-        self.ask(|reply| Request::Precheck(selector, target, reply))
+        let selection = selection.into();
+        self.ask(|reply| Request::Precheck(selection, target, reply))
             .await
     }
 
@@ -371,10 +392,13 @@ impl Inventory {
         self.tell(Request::Update(host_id, update)).await;
     }
 
-    pub async fn readiness(&self, selector: Selector) -> Result<ReadinessReport, InventoryError> {
+    pub async fn readiness(
+        &self,
+        selection: impl Into<Selection>,
+    ) -> Result<ReadinessReport, InventoryError> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(Request::Readiness(selector, reply))
+            .send(Request::Readiness(selection.into(), reply))
             .await
             .map_err(|_| InventoryError::Stopped)?;
         answer.await.map_err(|_| InventoryError::Stopped)
@@ -383,11 +407,11 @@ impl Inventory {
     /// Only the counts: cheap enough to poll (nothing is cloned).
     pub async fn readiness_counts(
         &self,
-        selector: Selector,
+        selection: impl Into<Selection>,
     ) -> Result<ReadinessCounts, InventoryError> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(Request::ReadinessCounts(selector, reply))
+            .send(Request::ReadinessCounts(selection.into(), reply))
             .await
             .map_err(|_| InventoryError::Stopped)?;
         answer.await.map_err(|_| InventoryError::Stopped)
@@ -448,6 +472,50 @@ impl Inventory {
     /// Forgets a decommissioned host; durable before it returns.
     pub async fn delete_host(&self, host_id: String) -> Result<HostView, InventoryError> {
         self.ask(|reply| Request::DeleteHost(host_id, reply)).await
+    }
+
+    /// The role and scope of the operator who presented this certificate.
+    pub async fn access(&self, caller: Caller) -> Result<Access, InventoryError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Request::Access(caller, reply))
+            .await
+            .map_err(|_| InventoryError::Stopped)?;
+        answer.await.map_err(|_| InventoryError::Stopped)?
+    }
+
+    pub async fn add_operator(
+        &self,
+        caller: Caller,
+        new: NewOperator,
+    ) -> Result<OperatorRecord, InventoryError> {
+        self.ask(|reply| Request::AddOperator(caller, new, reply))
+            .await
+    }
+
+    pub async fn list_operators(&self) -> Result<Vec<OperatorRecord>, InventoryError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Request::ListOperators(reply))
+            .await
+            .map_err(|_| InventoryError::Stopped)?;
+        answer.await.map_err(|_| InventoryError::Stopped)
+    }
+
+    pub async fn update_operator(
+        &self,
+        update: OperatorUpdate,
+    ) -> Result<OperatorRecord, InventoryError> {
+        self.ask(|reply| Request::UpdateOperator(update, reply))
+            .await
+    }
+
+    pub async fn revoke_operator(&self, name: String) -> Result<OperatorRecord, InventoryError> {
+        self.ask(|reply| Request::RevokeOperator(name, reply)).await
+    }
+
+    pub async fn label_host(&self, change: LabelChange) -> Result<HostView, InventoryError> {
+        self.ask(|reply| Request::LabelHost(change, reply)).await
     }
 
     /// Revokes the host's certificate; durable before it returns.
@@ -526,6 +594,7 @@ struct State {
     earliest_agent_cert: Option<i64>,
     /// Shared with the TLS verifiers; only this task adds to it.
     revocations: Revocations,
+    operators: operators::Operators,
     settings: Settings,
     store: Store,
     metrics: Metrics,
@@ -633,7 +702,7 @@ impl State {
                 let mut views: Vec<HostView> = self
                     .hosts
                     .values()
-                    .filter(|h| h.matches(&selector))
+                    .filter(|h| h.picked_by(&selector))
                     .map(|h| self.view(h))
                     .collect();
                 views.sort_by(|a, b| a.record.id.cmp(&b.record.id));
@@ -696,6 +765,28 @@ impl State {
                 let result = self.revoke_host(&host_id);
                 reply_when_durable(pending, reply, result);
             }
+            Request::Access(caller, reply) => {
+                let _ = reply.send(self.operators.access(&caller));
+            }
+            Request::AddOperator(caller, new, reply) => {
+                let result = self.add_operator(&caller, new);
+                reply_when_durable(pending, reply, result);
+            }
+            Request::ListOperators(reply) => {
+                let _ = reply.send(self.operators.list());
+            }
+            Request::UpdateOperator(update, reply) => {
+                let result = self.update_operator(update);
+                reply_when_durable(pending, reply, result);
+            }
+            Request::RevokeOperator(name, reply) => {
+                let result = self.revoke_operator(&name);
+                reply_when_durable(pending, reply, result);
+            }
+            Request::LabelHost(change, reply) => {
+                let result = self.label_host(change);
+                reply_when_durable(pending, reply, result);
+            }
             Request::Renew(renewal, reply) => {
                 let result = self.renew(renewal);
                 reply_when_durable(pending, reply, result);
@@ -720,11 +811,11 @@ impl State {
     /// The hosts a selector picks, as the readiness report reads them.
     fn selected<'a>(
         &'a self,
-        selector: &'a Selector,
+        selection: &'a Selection,
     ) -> impl Iterator<Item = SelectedHost<'a>> + Clone + 'a {
         self.hosts
             .values()
-            .filter(move |h| h.matches(selector))
+            .filter(move |h| h.picked_by(selection))
             .map(|h| SelectedHost {
                 id: &h.record.id,
                 connected: h.session.is_some(),

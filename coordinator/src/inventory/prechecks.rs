@@ -5,11 +5,11 @@
 
 use std::collections::HashMap;
 
+use super::hosts::Selection;
 use super::{PRECHECK_TTL_MS, PrecheckSummary, State};
 use mf_core::command::{AgentCommand, CommandPhase, CommandUpdate, UpdateState};
 use mf_core::path::{self, Target};
 use mf_core::precheck::{PrecheckRecord, PrecheckState, Readiness};
-use mf_core::selector::Selector;
 use tracing::{debug, error};
 
 /// The latest pre-check of each host: the task's pre-check state.
@@ -58,13 +58,13 @@ impl Prechecks {
 impl State {
     /// Plans the first step of each selected host toward `target`, records the
     /// pre-check (durable with this batch) and queues its delivery.
-    pub(super) fn precheck(&mut self, selector: &Selector, target: Target) -> PrecheckSummary {
+    pub(super) fn precheck(&mut self, selection: &Selection, target: Target) -> PrecheckSummary {
         let now = self.now();
         let mut summary = PrecheckSummary::default();
         let mut ids: Vec<String> = self
             .hosts
             .values()
-            .filter(|h| h.matches(selector))
+            .filter(|h| h.picked_by(selection))
             .map(|h| h.record.id.clone())
             .collect();
         ids.sort();

@@ -3,6 +3,7 @@ use mf_core::command::CommandPhase;
 use mf_core::job::OnFailure;
 use mf_core::path::{Target, Tool};
 use mf_core::precheck::Readiness;
+use mf_core::selector::Selector;
 
 pub(super) struct Fixture {
     _dir: tempfile::TempDir,
@@ -470,6 +471,7 @@ async fn a_job_walks_every_phase_and_resumes_after_a_restart() {
                 host_id: "r7".into(),
                 target: "rhel-8.10".parse().expect("target"),
                 on_failure: OnFailure::Rollback,
+                requested_by: "test".into(),
             })
             .await
             .expect("migrate");
@@ -480,6 +482,7 @@ async fn a_job_walks_every_phase_and_resumes_after_a_restart() {
                 host_id: "r7".into(),
                 target: "rhel-8.10".parse().expect("target"),
                 on_failure: OnFailure::Rollback,
+                requested_by: "test".into(),
             })
             .await;
         assert!(
@@ -561,6 +564,7 @@ async fn a_held_job_takes_an_operators_rollback_and_impossible_jobs_are_refused(
             host_id: "h".into(),
             target: "rhel-7.9".parse().expect("target"),
             on_failure: OnFailure::Hold,
+            requested_by: "test".into(),
         })
         .await;
     assert!(
@@ -572,6 +576,7 @@ async fn a_held_job_takes_an_operators_rollback_and_impossible_jobs_are_refused(
             host_id: "nope".into(),
             target: "rhel-8.10".parse().expect("target"),
             on_failure: OnFailure::Hold,
+            requested_by: "test".into(),
         })
         .await;
     assert!(matches!(missing, Err(InventoryError::UnknownHost(_))));
@@ -581,6 +586,7 @@ async fn a_held_job_takes_an_operators_rollback_and_impossible_jobs_are_refused(
             host_id: "h".into(),
             target: "rhel-8.10".parse().expect("target"),
             on_failure: OnFailure::Hold,
+            requested_by: "test".into(),
         })
         .await
         .expect("migrate");
@@ -730,6 +736,7 @@ async fn a_wave_starts_hosts_under_its_budget_and_resumes_exactly_after_a_restar
             host_id: "a2".into(),
             target: "rhel-8.10".parse().expect("target"),
             on_failure: OnFailure::Rollback,
+            requested_by: "test".into(),
         })
         .await;
     assert!(
@@ -1086,6 +1093,7 @@ async fn migrating_host(inventory: &Inventory) -> mpsc::Receiver<Box<AgentComman
             host_id: "h".into(),
             target: "rhel-8.10".parse().expect("target"),
             on_failure: OnFailure::Hold,
+            requested_by: "test".into(),
         })
         .await
         .expect("migrate");

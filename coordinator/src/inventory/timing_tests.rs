@@ -12,6 +12,7 @@ use super::*;
 use crate::clock::ManualClock;
 use mf_core::command::CommandPhase;
 use mf_core::job::{JobPhase, JobState, OnFailure};
+use mf_core::selector::Selector;
 use mf_core::wave::spec::SpecInput;
 
 /// 2026-11-02T12:00:00Z, a Monday.
@@ -64,6 +65,7 @@ async fn a_reboot_with_no_outcome_is_held_when_the_clock_passes_the_timeout_even
                 host_id: "r7".into(),
                 target: "rhel-8.10".parse().expect("target"),
                 on_failure: OnFailure::Rollback,
+                requested_by: "test".into(),
             })
             .await
             .expect("migrate");
@@ -112,6 +114,7 @@ async fn a_rollback_reboot_with_no_outcome_is_held_too() {
             host_id: "r7".into(),
             target: "rhel-8.10".parse().expect("target"),
             on_failure: OnFailure::Rollback,
+            requested_by: "test".into(),
         })
         .await
         .expect("migrate");

@@ -12,14 +12,19 @@ use super::parts::{self, PartStream};
 use super::{auth, valid_host_id, waves};
 use crate::inventory::JobAction;
 use crate::inventory::{CreateMode, NewJob, NewToken};
-use crate::inventory::{HostView, Inventory, PlanView};
+use crate::inventory::{
+    HostView, Inventory, LabelChange, NewOperator, OperatorUpdate, PlanView, Selection,
+};
 use crate::metrics::Metrics;
+use crate::store::OperatorRecord;
 use crate::wire;
+use mf_core::access::{Access, Denied, Role, Verb};
 use mf_core::job::{Job, OnFailure};
 use mf_core::path::{PathError, Target};
 use mf_core::readiness::{ReadinessCounts, ReadinessReport};
 use mf_core::selector::Selector;
-use mf_pki::token;
+use mf_pki::{CertificateAuthority, PkiError, token};
+use std::sync::Arc;
 
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 const MAX_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -29,11 +34,119 @@ const MAX_TOKEN_USES: u32 = 100_000;
 pub struct AdminApi {
     inventory: Inventory,
     metrics: Metrics,
+    ca: Arc<CertificateAuthority>,
 }
 
 impl AdminApi {
-    pub fn new(inventory: Inventory, metrics: Metrics) -> Self {
-        Self { inventory, metrics }
+    pub fn new(inventory: Inventory, metrics: Metrics, ca: Arc<CertificateAuthority>) -> Self {
+        Self {
+            inventory,
+            metrics,
+            ca,
+        }
+    }
+
+    /// Who is asking, refused unless their role allows `verb` (and, for a
+    /// verb over the whole fleet or identities, unless they are unscoped).
+    async fn access<T>(&self, request: &Request<T>, verb: Verb) -> Result<Access, Status> {
+        let caller = auth::caller(request, &self.metrics)?;
+        let access = self.inventory.access(caller).await.map_err(|e| {
+            self.metrics.refused("admin", "no_role");
+            inventory_status(e)
+        })?;
+        access.check(verb).map_err(|denied| self.denied(&denied))?;
+        Ok(access)
+    }
+
+    fn denied(&self, denied: &Denied) -> Status {
+        self.metrics.refused("admin", "denied");
+        warn!(%denied, "admin call refused");
+        Status::permission_denied(denied.to_string())
+    }
+
+    /// For a scoped operator: whether `host_id` is in their scope.
+    async fn check_host(&self, access: &Access, verb: Verb, host_id: &str) -> Result<(), Status> {
+        if access.scope.is_none() {
+            return Ok(());
+        }
+        let view = self
+            .inventory
+            .get(host_id.to_string())
+            .await
+            .map_err(inventory_status)?
+            .ok_or_else(|| Status::not_found(format!("no host {host_id}")))?;
+        access
+            .check_host(verb, host_id, &view.record.pinned_labels)
+            .map_err(|denied| self.denied(&denied))
+    }
+
+    /// For a scoped operator: whether the wave is one of their scope (created
+    /// by an operator of the same scope).
+    async fn check_wave(&self, access: &Access, name: &str) -> Result<(), Status> {
+        let Some(mine) = &access.scope else {
+            return Ok(());
+        };
+        let status = self
+            .inventory
+            .wave_status(name.to_string())
+            .await
+            .map_err(inventory_status)?;
+        if status.scope.as_ref() == Some(mine) {
+            return Ok(());
+        }
+        Err(self.denied(&Denied::OutOfScope {
+            name: access.name.clone(),
+            scope: mine.to_string(),
+            host: format!("of wave {name}"),
+        }))
+    }
+
+    fn selection(access: &Access, selector: Selector) -> Selection {
+        Selection {
+            selector,
+            scope: access.scope.clone(),
+        }
+    }
+}
+
+fn role_from_wire(value: i32) -> Result<Option<Role>, Status> {
+    match pb::Role::try_from(value) {
+        Ok(pb::Role::Unspecified) => Ok(None),
+        Ok(pb::Role::Viewer) => Ok(Some(Role::Viewer)),
+        Ok(pb::Role::Operator) => Ok(Some(Role::Operator)),
+        Ok(pb::Role::Admin) => Ok(Some(Role::Admin)),
+        Err(_) => Err(Status::invalid_argument(format!("unknown role {value}"))),
+    }
+}
+
+fn role_to_wire(role: Role) -> i32 {
+    match role {
+        Role::Viewer => pb::Role::Viewer,
+        Role::Operator => pb::Role::Operator,
+        Role::Admin => pb::Role::Admin,
+    }
+    .into()
+}
+
+fn operator_to_wire(record: OperatorRecord) -> pb::Operator {
+    pb::Operator {
+        name: record.name,
+        role: role_to_wire(record.role),
+        scope: record.scope.map(|s| s.to_string()).unwrap_or_default(),
+        created_unix_ms: record.created_unix_ms,
+        created_by: record.created_by,
+        revoked_unix_ms: record.revoked_unix_ms,
+        certificate_pem: String::new(),
+        certificate_not_after_unix_ms: 0,
+    }
+}
+
+fn scope_from_wire(text: &str) -> Result<Option<Selector>, Status> {
+    match text.trim() {
+        "" => Ok(None),
+        text => Selector::parse(text)
+            .map(Some)
+            .map_err(|e| Status::invalid_argument(format!("scope: {e}"))),
     }
 }
 
@@ -49,6 +162,7 @@ pub fn host_to_wire(view: HostView) -> pb::Host {
         job: view.job.as_ref().map(job_to_wire),
         cert_not_after_unix_ms: view.record.cert_not_after_unix_ms,
         revoked_unix_ms: view.record.revoked_unix_ms,
+        pinned_labels: view.record.pinned_labels.into_iter().collect(),
     }
 }
 
@@ -82,7 +196,8 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::CreateTokenRequest>,
     ) -> Result<Response<pb::CreateTokenResponse>, Status> {
-        let operator = auth::operator(&request, &self.metrics)?;
+        let access = self.access(&request, Verb::CreateToken).await?;
+        let operator = access.name.clone();
         let request = request.into_inner();
         let ttl = match request.ttl_seconds {
             0 => DEFAULT_TOKEN_TTL,
@@ -138,12 +253,12 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::ListHostsRequest>,
     ) -> Result<Response<Self::ListHostsStream>, Status> {
-        auth::operator(&request, &self.metrics)?;
+        let access = self.access(&request, Verb::ReadHosts).await?;
         let selector = Selector::parse(&request.get_ref().selector)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let hosts = self
             .inventory
-            .list(selector)
+            .list(Self::selection(&access, selector))
             .await
             .map_err(inventory_status)?;
         Ok(Response::new(parts::stream(
@@ -155,7 +270,8 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::PrecheckRequest>,
     ) -> Result<Response<pb::PrecheckResponse>, Status> {
-        let operator = auth::operator(&request, &self.metrics)?;
+        let access = self.access(&request, Verb::Precheck).await?;
+        let operator = access.name.clone();
         let request = request.into_inner();
         let selector = Selector::parse(&request.selector)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
@@ -165,7 +281,7 @@ impl AdminService for AdminApi {
             .map_err(|e: PathError| Status::invalid_argument(e.to_string()))?;
         let summary = self
             .inventory
-            .precheck(selector, target)
+            .precheck(Self::selection(&access, selector), target)
             .await
             .map_err(inventory_status)?;
         info!(
@@ -190,13 +306,13 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::ReadinessRequest>,
     ) -> Result<Response<Self::ReadinessStream>, Status> {
-        auth::operator(&request, &self.metrics)?;
+        let access = self.access(&request, Verb::ReadHosts).await?;
         let selector = Selector::parse(&request.get_ref().selector)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let report = if request.get_ref().counts_only {
             let counts = self
                 .inventory
-                .readiness_counts(selector)
+                .readiness_counts(Self::selection(&access, selector))
                 .await
                 .map_err(inventory_status)?;
             pb::ReadinessReport {
@@ -206,7 +322,7 @@ impl AdminService for AdminApi {
         } else {
             let report = self
                 .inventory
-                .readiness(selector)
+                .readiness(Self::selection(&access, selector))
                 .await
                 .map_err(inventory_status)?;
             readiness_to_wire(report)
@@ -221,7 +337,8 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::MigrateRequest>,
     ) -> Result<Response<pb::Job>, Status> {
-        let operator = auth::operator(&request, &self.metrics)?;
+        let access = self.access(&request, Verb::Migrate).await?;
+        let operator = access.name.clone();
         let request = request.into_inner();
         if !valid_host_id(&request.host_id) {
             return Err(Status::invalid_argument("invalid host id"));
@@ -233,12 +350,15 @@ impl AdminService for AdminApi {
         let on_failure = wire::on_failure_from_wire(request.on_failure)
             .map_err(|e| Status::invalid_argument(e.to_string()))?
             .unwrap_or(OnFailure::Rollback);
+        self.check_host(&access, Verb::Migrate, &request.host_id)
+            .await?;
         let job = self
             .inventory
             .migrate(NewJob {
                 host_id: request.host_id.clone(),
                 target,
                 on_failure,
+                requested_by: operator.clone(),
             })
             .await
             .map_err(inventory_status)?;
@@ -250,7 +370,8 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::JobActionRequest>,
     ) -> Result<Response<pb::Job>, Status> {
-        let operator = auth::operator(&request, &self.metrics)?;
+        let access = self.access(&request, Verb::DecideJob).await?;
+        let operator = access.name.clone();
         let request = request.into_inner();
         let action = match pb::JobAction::try_from(request.action) {
             Ok(pb::JobAction::Rollback) => JobAction::Rollback,
@@ -261,6 +382,8 @@ impl AdminService for AdminApi {
                 ));
             }
         };
+        self.check_host(&access, Verb::DecideJob, &request.host_id)
+            .await?;
         let job = self
             .inventory
             .job_action(request.host_id.clone(), action)
@@ -276,8 +399,20 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::WaveSpec>,
     ) -> Result<Response<Self::CreateWaveStream>, Status> {
-        let operator = auth::operator(&request, &self.metrics)?;
-        let (spec, mode) = waves::spec_from_wire(request.into_inner())?;
+        let access = self
+            .access(
+                &request,
+                if request.get_ref().dry_run {
+                    Verb::PlanWave
+                } else {
+                    Verb::RunWave
+                },
+            )
+            .await?;
+        let operator = access.name.clone();
+        let (mut spec, mode) = waves::spec_from_wire(request.into_inner())?;
+        // A scoped operator's wave takes only hosts of that scope.
+        spec.scope.clone_from(&access.scope);
         let name = spec.name.clone();
         let plan = self
             .inventory
@@ -296,8 +431,9 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::WaveRef>,
     ) -> Result<Response<Self::PlanWaveStream>, Status> {
-        auth::operator(&request, &self.metrics)?;
+        let access = self.access(&request, Verb::ReadWaves).await?;
         let name = waves::name(&request.into_inner().name)?;
+        self.check_wave(&access, &name).await?;
         let plan = self
             .inventory
             .wave_plan(name)
@@ -310,9 +446,11 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::WaveActionRequest>,
     ) -> Result<Response<pb::WaveStatus>, Status> {
-        let operator = auth::operator(&request, &self.metrics)?;
+        let access = self.access(&request, Verb::RunWave).await?;
+        let operator = access.name.clone();
         let request = request.into_inner();
         let name = waves::name(&request.name)?;
+        self.check_wave(&access, &name).await?;
         let action = waves::action(&request)?;
         let status = self
             .inventory
@@ -327,9 +465,11 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::WaveHostActionRequest>,
     ) -> Result<Response<pb::WaveStatus>, Status> {
-        let operator = auth::operator(&request, &self.metrics)?;
+        let access = self.access(&request, Verb::RunWave).await?;
+        let operator = access.name.clone();
         let request = request.into_inner();
         let name = waves::name(&request.name)?;
+        self.check_wave(&access, &name).await?;
         let host_id = waves::host(&request.host_id)?;
         let action = waves::host_action(request.action)?;
         let status = self
@@ -345,8 +485,9 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::WaveRef>,
     ) -> Result<Response<pb::WaveStatus>, Status> {
-        auth::operator(&request, &self.metrics)?;
+        let access = self.access(&request, Verb::ReadWaves).await?;
         let name = waves::name(&request.into_inner().name)?;
+        self.check_wave(&access, &name).await?;
         let status = self
             .inventory
             .wave_status(name)
@@ -359,8 +500,10 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::WaveRef>,
     ) -> Result<Response<pb::WaveStatus>, Status> {
-        let operator = auth::operator(&request, &self.metrics)?;
+        let access = self.access(&request, Verb::RunWave).await?;
+        let operator = access.name.clone();
         let name = waves::name(&request.into_inner().name)?;
+        self.check_wave(&access, &name).await?;
         let status = self
             .inventory
             .delete_wave(name.clone())
@@ -376,14 +519,17 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::ListWavesRequest>,
     ) -> Result<Response<Self::ListWavesStream>, Status> {
-        auth::operator(&request, &self.metrics)?;
+        let access = self.access(&request, Verb::ReadWaves).await?;
         let list = self
             .inventory
             .list_waves()
             .await
             .map_err(inventory_status)?;
         Ok(Response::new(parts::stream(
-            list.into_iter().map(waves::status_to_wire).collect(),
+            list.into_iter()
+                .filter(|w| access.scope.is_none() || w.scope == access.scope)
+                .map(waves::status_to_wire)
+                .collect(),
         )))
     }
 
@@ -391,9 +537,10 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::WhyWaveRequest>,
     ) -> Result<Response<pb::WhyWaveResponse>, Status> {
-        auth::operator(&request, &self.metrics)?;
+        let access = self.access(&request, Verb::ReadWaves).await?;
         let request = request.into_inner();
         let name = waves::name(&request.name)?;
+        self.check_wave(&access, &name).await?;
         let host_id = waves::host(&request.host_id)?;
         let why = self
             .inventory
@@ -407,7 +554,8 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::GetHostRequest>,
     ) -> Result<Response<pb::Host>, Status> {
-        let operator = auth::operator(&request, &self.metrics)?;
+        let access = self.access(&request, Verb::DeleteHost).await?;
+        let operator = access.name.clone();
         let host_id = request.into_inner().host_id;
         let view = self
             .inventory
@@ -422,7 +570,8 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::GetHostRequest>,
     ) -> Result<Response<pb::Host>, Status> {
-        let operator = auth::operator(&request, &self.metrics)?;
+        let access = self.access(&request, Verb::RevokeHost).await?;
+        let operator = access.name.clone();
         let host_id = request.into_inner().host_id;
         if !valid_host_id(&host_id) {
             return Err(Status::invalid_argument("invalid host id"));
@@ -440,7 +589,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::GetHostRequest>,
     ) -> Result<Response<pb::Host>, Status> {
-        auth::operator(&request, &self.metrics)?;
+        let access = self.access(&request, Verb::ReadHosts).await?;
         let host_id = request.into_inner().host_id;
         match self
             .inventory
@@ -448,9 +597,158 @@ impl AdminService for AdminApi {
             .await
             .map_err(inventory_status)?
         {
-            Some(view) => Ok(Response::new(host_to_wire(view))),
+            Some(view) => {
+                access
+                    .check_host(Verb::ReadHosts, &host_id, &view.record.pinned_labels)
+                    .map_err(|denied| self.denied(&denied))?;
+                Ok(Response::new(host_to_wire(view)))
+            }
             None => Err(Status::not_found(format!("no host {host_id}"))),
         }
+    }
+
+    async fn label_host(
+        &self,
+        request: Request<pb::LabelHostRequest>,
+    ) -> Result<Response<pb::Host>, Status> {
+        let access = self.access(&request, Verb::LabelHost).await?;
+        let request = request.into_inner();
+        if !valid_host_id(&request.host_id) {
+            return Err(Status::invalid_argument("invalid host id"));
+        }
+        if request.set.len() + request.remove.len() > 64 {
+            return Err(Status::invalid_argument("at most 64 labels at once"));
+        }
+        let view = self
+            .inventory
+            .label_host(LabelChange {
+                host_id: request.host_id.clone(),
+                set: request.set.into_iter().collect(),
+                remove: request.remove,
+            })
+            .await
+            .map_err(inventory_status)?;
+        info!(operator = %access.name, host_id = %request.host_id, labels = ?view.record.pinned_labels, "host labels pinned");
+        Ok(Response::new(host_to_wire(view)))
+    }
+
+    async fn add_operator(
+        &self,
+        request: Request<pb::AddOperatorRequest>,
+    ) -> Result<Response<pb::Operator>, Status> {
+        let caller = auth::caller(&request, &self.metrics)?;
+        let access = self.access(&request, Verb::ManageOperators).await?;
+        let request = request.into_inner();
+        let role = role_from_wire(request.role)?.ok_or_else(|| {
+            Status::invalid_argument("a role is required: viewer, operator or admin")
+        })?;
+        let scope = scope_from_wire(&request.scope)?;
+        if request.csr_der.len() > 16 * 1024 {
+            return Err(Status::invalid_argument(
+                "the certificate signing request is too large",
+            ));
+        }
+        let issued = match self.ca.issue_operator_for(
+            &request.name,
+            &request.csr_der,
+            mf_pki::OPERATOR_VALIDITY,
+        ) {
+            Ok(issued) => issued,
+            Err(e @ (PkiError::BadCsr(_) | PkiError::BadName(_))) => {
+                return Err(Status::invalid_argument(e.to_string()));
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot sign an operator certificate");
+                return Err(Status::internal("cannot sign the certificate"));
+            }
+        };
+        let record = self
+            .inventory
+            .add_operator(
+                caller,
+                NewOperator {
+                    name: request.name.clone(),
+                    role,
+                    scope,
+                    serial: issued.serial_hex.clone(),
+                },
+            )
+            .await
+            .map_err(inventory_status)?;
+        warn!(operator = %access.name, added = %record.name, role = %record.role, "operator added");
+        let mut answer = operator_to_wire(record);
+        answer.certificate_pem = issued.pem;
+        answer.certificate_not_after_unix_ms = issued.not_after_unix_ms;
+        Ok(Response::new(answer))
+    }
+
+    type ListOperatorsStream = PartStream<pb::Operator>;
+
+    async fn list_operators(
+        &self,
+        request: Request<pb::ListOperatorsRequest>,
+    ) -> Result<Response<Self::ListOperatorsStream>, Status> {
+        self.access(&request, Verb::ManageOperators).await?;
+        let list = self
+            .inventory
+            .list_operators()
+            .await
+            .map_err(inventory_status)?;
+        Ok(Response::new(parts::stream(
+            list.into_iter().map(operator_to_wire).collect(),
+        )))
+    }
+
+    async fn update_operator(
+        &self,
+        request: Request<pb::UpdateOperatorRequest>,
+    ) -> Result<Response<pb::Operator>, Status> {
+        let access = self.access(&request, Verb::ManageOperators).await?;
+        let request = request.into_inner();
+        let update = OperatorUpdate {
+            name: request.name.clone(),
+            role: role_from_wire(request.role)?,
+            scope: if request.set_scope {
+                Some(scope_from_wire(&request.scope)?)
+            } else {
+                None
+            },
+        };
+        let record = self
+            .inventory
+            .update_operator(update)
+            .await
+            .map_err(inventory_status)?;
+        warn!(operator = %access.name, changed = %record.name, role = %record.role, "operator changed");
+        Ok(Response::new(operator_to_wire(record)))
+    }
+
+    async fn revoke_operator(
+        &self,
+        request: Request<pb::OperatorRef>,
+    ) -> Result<Response<pb::Operator>, Status> {
+        let access = self.access(&request, Verb::ManageOperators).await?;
+        let name = request.into_inner().name;
+        let record = self
+            .inventory
+            .revoke_operator(name)
+            .await
+            .map_err(inventory_status)?;
+        warn!(operator = %access.name, revoked = %record.name, "operator revoked");
+        Ok(Response::new(operator_to_wire(record)))
+    }
+
+    async fn who_am_i(
+        &self,
+        request: Request<pb::WhoAmIRequest>,
+    ) -> Result<Response<pb::Operator>, Status> {
+        let access = self.access(&request, Verb::ReadHosts).await?;
+        Ok(Response::new(pb::Operator {
+            name: access.name,
+            role: role_to_wire(access.role),
+            scope: access.scope.map(|s| s.to_string()).unwrap_or_default(),
+            ..Default::default()
+        }))
     }
 }
 

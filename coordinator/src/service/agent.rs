@@ -86,15 +86,17 @@ fn refusal_status(refusal: &EnrollRefusal) -> Status {
 
 pub(crate) fn inventory_status(error: InventoryError) -> Status {
     match error {
-        InventoryError::NotEnrolled(_) => Status::permission_denied(error.to_string()),
+        InventoryError::NotEnrolled(_) | InventoryError::NoRole(_) => {
+            Status::permission_denied(error.to_string())
+        }
         InventoryError::StaleCertificate(_) | InventoryError::Revoked(_) => {
             Status::unauthenticated(error.to_string())
         }
         InventoryError::Store(_) => Status::internal("the coordinator cannot write its inventory"),
         InventoryError::Stopped => Status::unavailable("the coordinator is shutting down"),
-        InventoryError::UnknownHost(_) | InventoryError::UnknownWave(_) => {
-            Status::not_found(error.to_string())
-        }
+        InventoryError::UnknownHost(_)
+        | InventoryError::UnknownWave(_)
+        | InventoryError::UnknownOperator(_) => Status::not_found(error.to_string()),
         InventoryError::Conflict(_) => Status::failed_precondition(error.to_string()),
         InventoryError::Invalid(_) => Status::invalid_argument(error.to_string()),
     }

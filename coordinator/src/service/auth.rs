@@ -1,6 +1,7 @@
 //! Who is calling: the verified client certificate, read from the TLS session
 //! of the request. Refusals are counted with the listener's name.
 
+use crate::inventory::Caller;
 use tonic::{Request, Status};
 
 use crate::metrics::Metrics;
@@ -38,6 +39,11 @@ pub fn agent<T>(request: &Request<T>, metrics: &Metrics) -> Result<(String, Stri
 
 /// The operator's name; anything else is refused.
 pub fn operator<T>(request: &Request<T>, metrics: &Metrics) -> Result<String, Status> {
+    caller(request, metrics).map(|c| c.name)
+}
+
+/// Which operator certificate made the call: name and serial.
+pub fn caller<T>(request: &Request<T>, metrics: &Metrics) -> Result<Caller, Status> {
     let refuse = |reason: &str, status: Status| {
         metrics.refused("admin", reason);
         Err(status)
@@ -50,8 +56,11 @@ pub fn operator<T>(request: &Request<T>, metrics: &Metrics) -> Result<String, St
         Some(Err(status)) => refuse("bad_certificate", status),
         Some(Ok(PeerIdentity {
             role: PeerRole::Operator { name },
-            ..
-        })) => Ok(name),
+            serial_hex,
+        })) => Ok(Caller {
+            name,
+            serial: serial_hex,
+        }),
         Some(Ok(PeerIdentity { role, .. })) => refuse(
             "wrong_role",
             Status::permission_denied(format!("{role} cannot use the admin API")),

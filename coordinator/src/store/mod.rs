@@ -4,7 +4,7 @@
 //! job of each host, by host id), `waves` (each wave's head, by name),
 //! `wave_plans` (its members and stages, by name), `wave_hosts` (each
 //! member's record, by name, a zero byte and its index), `revoked` (revoked
-//! certificates, by serial) and `meta`.
+//! certificates, by serial), `operators` (by name) and `meta`.
 //! sled writes in the background every 500 ms; callers call [`Store::flush`]
 //! before telling anyone that a change happened.
 
@@ -50,6 +50,24 @@ pub struct HostRecord {
     #[serde(default)]
     pub previous_cert_serial: Option<String>,
     /// When an operator revoked the host's certificate; 0 when not revoked.
+    #[serde(default)]
+    pub revoked_unix_ms: i64,
+    /// Labels an admin pinned: they win over the agent's, and scopes see
+    /// only these.
+    #[serde(default)]
+    pub pinned_labels: std::collections::BTreeMap<String, String>,
+}
+
+/// An operator as a person: a role, a scope, the certificates issued to them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorRecord {
+    pub name: String,
+    pub role: mf_core::access::Role,
+    pub scope: Option<mf_core::selector::Selector>,
+    /// Serials of the certificates issued to this operator.
+    pub serials: Vec<String>,
+    pub created_unix_ms: i64,
+    pub created_by: String,
     #[serde(default)]
     pub revoked_unix_ms: i64,
 }
@@ -120,6 +138,7 @@ pub struct Store {
     wave_plans: sled::Tree,
     wave_hosts: sled::Tree,
     revoked: sled::Tree,
+    operators: sled::Tree,
 }
 
 /// A stored wave: head, plan and member records in index order.
@@ -166,6 +185,7 @@ impl Store {
             wave_plans: db.open_tree("wave_plans")?,
             wave_hosts: db.open_tree("wave_hosts")?,
             revoked: db.open_tree("revoked")?,
+            operators: db.open_tree("operators")?,
             db,
         })
     }
@@ -179,6 +199,22 @@ impl Store {
     pub fn put_token(&self, hash: &[u8; 32], record: &TokenRecord) -> Result<(), StoreError> {
         self.tokens.insert(hash, encode(record))?;
         Ok(())
+    }
+
+    pub fn put_operator(&self, record: &OperatorRecord) -> Result<(), StoreError> {
+        self.operators
+            .insert(record.name.as_bytes(), encode(record))?;
+        Ok(())
+    }
+
+    pub fn operators(&self) -> Result<Vec<OperatorRecord>, StoreError> {
+        self.operators
+            .iter()
+            .map(|item| {
+                let (key, value) = item?;
+                decode(&key, &value)
+            })
+            .collect()
     }
 
     pub fn put_revoked(&self, record: &RevokedRecord) -> Result<(), StoreError> {
@@ -375,6 +411,7 @@ impl Store {
                     // host, and sequences keep increasing; the old certificates are
                     // revoked in the same transaction.
                     new.facts.clone_from(&old.facts);
+                    new.pinned_labels.clone_from(&old.pinned_labels);
                     new.last_sequence = old.last_sequence;
                     for serial in old.accepted_serials() {
                         let record = RevokedRecord {
@@ -438,6 +475,7 @@ mod tests {
             last_sequence: 0,
             previous_cert_serial: None,
             revoked_unix_ms: 0,
+            pinned_labels: Default::default(),
         }
     }
 

@@ -58,6 +58,10 @@ pub struct WaveSpec {
     pub calendar: Calendar,
     pub on_failure: OnFailure,
     pub default_expected_ms: i64,
+    /// The scope of the operator who created it: the wave takes only hosts
+    /// in it, and only operators with that scope (or none) see it.
+    #[serde(default)]
+    pub scope: Option<Selector>,
 }
 
 pub fn valid_name(name: &str) -> bool {
@@ -218,6 +222,7 @@ impl SpecInput {
             calendar: Calendar { windows, freezes },
             on_failure,
             default_expected_ms: expected as i64 * 1000,
+            scope: None,
         })
     }
 }

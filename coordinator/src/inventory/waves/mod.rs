@@ -357,7 +357,9 @@ impl State {
         let mut selected = 0;
         for id in ids {
             let host = &self.hosts[id];
-            if !host.matches(&selector) {
+            let in_scope =
+                mf_core::access::in_scope(spec.scope.as_ref(), id, &host.record.pinned_labels);
+            if !host.matches(&selector) || !in_scope {
                 continue;
             }
             selected += 1;
@@ -789,6 +791,7 @@ impl State {
                 host_id: host_id.clone(),
                 target,
                 on_failure,
+                requested_by: format!("wave {name}"),
             }) {
                 Ok(job) => Ok(job),
                 Err(e) => Err((Outcome::Aborted, format!("could not start: {e}"))),

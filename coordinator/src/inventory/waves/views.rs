@@ -3,6 +3,7 @@
 //! what holds it), and why one host is where it is. Read-only: nothing here
 //! changes a wave.
 
+use mf_core::selector::Selector;
 use std::collections::BTreeMap;
 
 use super::{LiveWave, State};
@@ -66,6 +67,8 @@ pub struct StatusView {
     pub problems: Vec<(String, HostStatus, String)>,
     /// The first stage is a canary.
     pub has_canary: bool,
+    /// The scope of the operator who created it.
+    pub scope: Option<Selector>,
 }
 
 /// What `why` shows.
@@ -328,6 +331,7 @@ fn status_of(live: &mut LiveWave, durations: &Durations, now: i64) -> StatusView
         .take(MAX_PROBLEMS)
         .collect();
     StatusView {
+        scope: live.head.spec.scope.clone(),
         name: live.head.spec.name.clone(),
         target: live.head.spec.target.to_string(),
         state: live.state(),

@@ -1,0 +1,305 @@
+//! Operators as people, over the real binaries: each makes a key, an admin
+//! signs it with a role (and a scope); every admin verb is tried by every
+//! role, a scoped operator tries hosts inside and outside its scope, a role
+//! changes without a new certificate, and a revoked operator is refused at
+//! the next connection.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Result;
+use mf_e2e::{Daemon, Deployment, HostOs, Ran, host_root, run, wait_for};
+
+/// An operator's own PKI directory: their key, their certificate, the CA.
+fn person(deployment: &Deployment, name: &str, role: &str, scope: &str) -> PathBuf {
+    let dir = deployment.path(&format!("people/{name}"));
+    let requested = run(
+        "mfctl",
+        &[
+            "operator",
+            "request",
+            "--name",
+            name,
+            "--dir",
+            dir.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(requested.success, "{}", requested.stderr);
+    let csr = dir.join(format!("{name}.csr"));
+    let cert = dir.join("operator.pem");
+    let added = deployment.mfctl(&[
+        "operator",
+        "add",
+        name,
+        "--role",
+        role,
+        "--scope",
+        scope,
+        "--csr",
+        csr.to_str().unwrap(),
+        "--out",
+        cert.to_str().unwrap(),
+    ]);
+    assert!(added.success, "{name}: {}", added.stderr);
+    std::fs::copy(deployment.pki.join("ca.pem"), dir.join("ca.pem")).unwrap();
+    dir
+}
+
+fn as_person(deployment: &Deployment, dir: &Path, args: &[&str]) -> Ran {
+    run(
+        "mfctl",
+        args,
+        &[
+            ("MF_COORDINATOR", &deployment.coordinator.admin_address()),
+            ("MF_PKI_DIR", dir.to_str().unwrap()),
+        ],
+    )
+}
+
+fn denied(ran: &Ran) -> bool {
+    ran.stderr.contains("PermissionDenied")
+}
+
+#[test]
+fn every_verb_is_checked_against_every_role_and_scope() -> Result<()> {
+    let deployment = Deployment::new()?;
+    let token = deployment.token(&["--uses", "4"])?;
+    let mut agents = Vec::new();
+    for name in ["billing-1", "crm-1", "spare-1", "spare-2"] {
+        let root = host_root(
+            &deployment.path(&format!("roots/{name}")),
+            HostOs::Rhel79,
+            name,
+            "example.com",
+        );
+        let state = deployment.path(&format!("state/{name}"));
+        assert!(deployment.enroll(&token, &state, &root, &[]).success);
+        agents.push(Daemon::spawn(
+            "mf-agent",
+            &[
+                "run",
+                "--state-dir",
+                state.to_str().unwrap(),
+                "--host-root",
+                root.to_str().unwrap(),
+                // What the agent says does not put a host into a scope.
+                "--label",
+                "app=billing",
+            ],
+            &deployment.path(&format!("{name}.log")),
+        )?);
+    }
+    wait_for("four agents", Duration::from_secs(30), || {
+        Ok(deployment.hosts("connected=true")?.len() == 4)
+    })?;
+    // The PKI's operator is the admin until the first operator is added,
+    // and stays one after.
+    let vera = person(&deployment, "vera", "viewer", "");
+    let otto = person(&deployment, "otto", "operator", "");
+    let ada = person(&deployment, "ada", "admin", "");
+    let bill = person(&deployment, "bill", "operator", "app=billing");
+    let pinned = deployment.mfctl(&["hosts", "label", "billing-1.example.com", "app=billing"]);
+    assert!(pinned.success, "{}", pinned.stderr);
+
+    // (command, least role, whether a scoped operator may do it).
+    let verbs: Vec<(Vec<&str>, &str, bool)> = vec![
+        (vec!["hosts", "list"], "viewer", true),
+        (
+            vec!["hosts", "show", "billing-1.example.com"],
+            "viewer",
+            true,
+        ),
+        (vec!["report", "readiness"], "viewer", true),
+        (vec!["wave", "list"], "viewer", true),
+        (vec!["operator", "whoami"], "viewer", true),
+        (vec!["precheck", "--target", "rhel-8.10"], "operator", true),
+        (
+            vec!["migrate", "billing-1.example.com", "--target", "rhel-8.10"],
+            "operator",
+            true,
+        ),
+        (
+            vec!["hosts", "retry", "billing-1.example.com"],
+            "operator",
+            true,
+        ),
+        (
+            vec![
+                "wave",
+                "create",
+                "w",
+                "-l",
+                "os=rhel",
+                "--target",
+                "rhel-8.10",
+                "--dry-run",
+            ],
+            "operator",
+            true,
+        ),
+        (vec!["token", "create"], "admin", false),
+        (
+            vec!["hosts", "label", "crm-1.example.com", "tier=1"],
+            "admin",
+            false,
+        ),
+        (vec!["operator", "list"], "admin", false),
+    ];
+    let rank = |role: &str| {
+        ["viewer", "operator", "admin"]
+            .iter()
+            .position(|r| *r == role)
+    };
+    let people = [
+        ("vera", &vera, "viewer", false),
+        ("otto", &otto, "operator", false),
+        ("ada", &ada, "admin", false),
+        ("bill", &bill, "operator", true),
+    ];
+    for (name, dir, role, scoped) in &people {
+        for (args, needs, scopable) in &verbs {
+            let ran = as_person(&deployment, dir, args);
+            let allowed = rank(role) >= rank(needs) && (!scoped || *scopable);
+            assert_eq!(
+                !denied(&ran),
+                allowed,
+                "{name} ({role}{}) mfctl {}: {}{}",
+                if *scoped { ", scoped" } else { "" },
+                args.join(" "),
+                ran.stdout,
+                ran.stderr
+            );
+            if !allowed {
+                assert_eq!(ran.code, Some(4), "{}", ran.stderr);
+            }
+        }
+    }
+
+    // A scoped operator sees and acts on its scope only, whatever agents say.
+    let listed = as_person(&deployment, &bill, &["hosts", "list", "-o", "json"]);
+    let listed: serde_json::Value = serde_json::from_str(&listed.stdout)?;
+    let ids: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["billing-1.example.com"]);
+    for args in [
+        vec!["hosts", "show", "crm-1.example.com"],
+        vec!["migrate", "crm-1.example.com", "--target", "rhel-8.10"],
+        vec!["hosts", "rollback", "crm-1.example.com"],
+    ] {
+        let ran = as_person(&deployment, &bill, &args);
+        assert!(
+            denied(&ran) && ran.stderr.contains("outside the scope of operator bill"),
+            "{args:?}: {}",
+            ran.stderr
+        );
+    }
+    let readiness = as_person(&deployment, &bill, &["report", "readiness", "-o", "json"]);
+    let readiness: serde_json::Value = serde_json::from_str(&readiness.stdout)?;
+    assert_eq!(readiness["summary"]["hosts"], 1, "{readiness}");
+    let plan = as_person(
+        &deployment,
+        &bill,
+        &[
+            "wave",
+            "create",
+            "wb",
+            "-l",
+            "os=rhel",
+            "--target",
+            "rhel-8.10",
+            "--dry-run",
+            "-o",
+            "json",
+        ],
+    );
+    assert!(!plan.stdout.contains("crm-1"), "{}", plan.stdout);
+
+    // Only admins delete and revoke hosts.
+    for (dir, host) in [
+        (&otto, "spare-1.example.com"),
+        (&bill, "spare-1.example.com"),
+    ] {
+        assert!(denied(&as_person(
+            &deployment,
+            dir,
+            &["hosts", "delete", host]
+        )));
+        assert!(denied(&as_person(
+            &deployment,
+            dir,
+            &["hosts", "revoke", host]
+        )));
+    }
+    assert!(
+        as_person(
+            &deployment,
+            &ada,
+            &["hosts", "delete", "spare-1.example.com"]
+        )
+        .success
+    );
+    assert!(
+        as_person(
+            &deployment,
+            &ada,
+            &["hosts", "revoke", "spare-2.example.com"]
+        )
+        .success
+    );
+
+    // A role changes in the store, with the same certificate.
+    assert!(denied(&as_person(
+        &deployment,
+        &vera,
+        &["precheck", "--target", "rhel-8.10"]
+    )));
+    let set = as_person(
+        &deployment,
+        &ada,
+        &["operator", "set", "vera", "--role", "operator"],
+    );
+    assert!(set.success, "{}", set.stderr);
+    assert!(!denied(&as_person(
+        &deployment,
+        &vera,
+        &["precheck", "--target", "rhel-8.10"]
+    )));
+
+    // A revoked operator is refused from the next connection on.
+    let revoked = as_person(&deployment, &ada, &["operator", "revoke", "otto"]);
+    assert!(revoked.success, "{}", revoked.stderr);
+    let refused = as_person(&deployment, &otto, &["hosts", "list"]);
+    assert!(!refused.success, "{}", refused.stdout);
+    deployment.coordinator.expect_metric_at_least(
+        "mf_refused_handshakes_total{listener=\"admin\",reason=\"revoked_certificate\"}",
+        1.0,
+    )?;
+    // The last admin cannot be revoked or demoted: nobody could add one.
+    assert!(as_person(&deployment, &ada, &["operator", "revoke", "admin"]).success);
+    let last = as_person(&deployment, &ada, &["operator", "revoke", "ada"]);
+    assert!(
+        !last.success && last.stderr.contains("last admin"),
+        "{}",
+        last.stderr
+    );
+    // The PKI's operator, revoked, is refused too.
+    assert!(!deployment.mfctl(&["hosts", "list"]).success);
+    let listed = as_person(&deployment, &ada, &["operator", "list", "-o", "json"]);
+    let listed: serde_json::Value = serde_json::from_str(&listed.stdout)?;
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["ada", "admin", "bill", "otto", "vera"]);
+    drop(agents);
+    Ok(())
+}
