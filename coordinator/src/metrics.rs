@@ -48,6 +48,7 @@ pub struct Families {
     registry: Registry,
     pub agents_connected: IntGauge,
     pub revoked_certificates: IntGauge,
+    pub audit_entries: IntGauge,
     pub hosts: IntGaugeVec,
     pub enrollments: IntCounterVec,
     pub refused_handshakes: IntCounterVec,
@@ -79,6 +80,10 @@ impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let agents_connected = IntGauge::new("mf_agents_connected", "Agents with an open session")?;
+        let audit_entries = IntGauge::new(
+            "mf_audit_entries",
+            "Entries in the audit chain: the head a log collector can compare with its copy",
+        )?;
         let revoked_certificates = IntGauge::new(
             "mf_revoked_certificates",
             "Certificates on the deny-list the TLS listeners check at every handshake",
@@ -213,6 +218,7 @@ impl Metrics {
         }
         registry.register(Box::new(agents_connected.clone()))?;
         registry.register(Box::new(revoked_certificates.clone()))?;
+        registry.register(Box::new(audit_entries.clone()))?;
         registry.register(Box::new(hosts.clone()))?;
         registry.register(Box::new(enrollments.clone()))?;
         registry.register(Box::new(refused_handshakes.clone()))?;
@@ -263,6 +269,7 @@ impl Metrics {
                 registry,
                 agents_connected,
                 revoked_certificates,
+                audit_entries,
                 hosts,
                 enrollments,
                 refused_handshakes,

@@ -149,7 +149,7 @@ pub struct Access {
 /// Why a call is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Denied {
-    #[error("operator {name} is a {role}: {verb} needs the {needs} role")]
+    #[error("operator {name} has the {role} role: {verb} needs the {needs} role")]
     Role {
         name: String,
         role: Role,
@@ -270,7 +270,7 @@ mod tests {
         let denied = access(Role::Viewer, None).check(Verb::Migrate);
         assert_eq!(
             denied.map_err(|e| e.to_string()),
-            Err("operator alice is a viewer: migrate needs the operator role".into())
+            Err("operator alice has the viewer role: migrate needs the operator role".into())
         );
     }
 

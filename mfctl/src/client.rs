@@ -188,7 +188,7 @@ pub async fn delete_host(admin: &mut AdminClient, host_id: &str) -> Result<pb::H
 }
 
 /// Every part of a streamed answer.
-async fn parts<T>(stream: tonic::Streaming<T>) -> Result<Vec<T>> {
+pub async fn parts<T>(stream: tonic::Streaming<T>) -> Result<Vec<T>> {
     let mut stream = stream;
     let mut parts = Vec::new();
     while let Some(part) = stream.message().await.map_err(refused)? {

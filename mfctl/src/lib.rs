@@ -1,6 +1,7 @@
 //! mfctl, the operators' CLI. Every command except `pki init` goes through the
 //! coordinator's admin API: mfctl never opens the coordinator's store.
 
+pub mod audit;
 pub mod client;
 pub mod docs;
 pub mod examples;
@@ -77,6 +78,11 @@ pub enum Command {
     Pki {
         #[command(subcommand)]
         command: PkiCommand,
+    },
+    /// Who did what: the audit chain of every change and refusal.
+    Audit {
+        #[command(subcommand)]
+        command: audit::AuditCommand,
     },
     /// Operators as people: their keys, roles and scopes.
     Operator {
@@ -307,6 +313,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Audit { command } => audit::run(&mut cli.connect.admin().await?, command).await,
         Command::Operator {
             command: operators::OperatorCommand::Request { name, dir },
         } => operators::request(&name, &dir),

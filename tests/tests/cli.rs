@@ -313,14 +313,19 @@ fn a_deleted_host_is_forgotten_and_its_agent_refused() -> Result<()> {
         "{}",
         deleted.stdout
     );
-    // The agent keeps trying; its certificate finds no host.
+    // The agent keeps trying; its certificate is refused at the handshake
+    // (a deletion revokes it) and the agent says so.
     mf_e2e::wait_for(
         "the agent to be refused",
         std::time::Duration::from_secs(20),
         || {
             let log = std::fs::read_to_string(deployment.path("gone.log"))?;
-            Ok(log.contains("is not enrolled"))
+            Ok(log.contains("has revoked this agent's certificate"))
         },
+    )?;
+    deployment.coordinator.expect_metric_at_least(
+        "mf_refused_handshakes_total{listener=\"agent\",reason=\"revoked_certificate\"}",
+        1.0,
     )?;
     assert!(deployment.hosts("")?.is_empty());
     assert_eq!(deployment.coordinator.metric("mf_agents_connected")?, 0.0);

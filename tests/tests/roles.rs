@@ -300,6 +300,71 @@ fn every_verb_is_checked_against_every_role_and_scope() -> Result<()> {
         .map(|o| o["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["ada", "admin", "bill", "otto", "vera"]);
+
+    // Every change and every refusal is in the audit chain, which holds.
+    let audit = as_person(&deployment, &ada, &["audit", "list", "-o", "json"]);
+    assert!(audit.success, "{}", audit.stderr);
+    let audit: serde_json::Value = serde_json::from_str(&audit.stdout)?;
+    let entries = audit.as_array().unwrap();
+    let has = |operator: &str, verb: &str, outcome: &str| {
+        entries.iter().any(|e| {
+            e["operator"] == operator
+                && e["verb"] == verb
+                && e["outcome"].as_str().unwrap().starts_with(outcome)
+        })
+    };
+    assert!(has("admin", "manage-operators", "ok"), "{audit:#}");
+    assert!(has(
+        "bill",
+        "create-token",
+        "refused: operator bill has the operator role"
+    ));
+    assert!(has(
+        "vera",
+        "precheck",
+        "refused: operator vera has the viewer role"
+    ));
+    assert!(has("ada", "revoke-host", "ok"));
+    assert!(has("otto", "migrate", "ok") || has("otto", "migrate", "failed"));
+    assert!(has(
+        "bill",
+        "migrate",
+        "refused: host crm-1.example.com is outside"
+    ));
+    let verified = as_person(&deployment, &ada, &["audit", "verify"]);
+    assert!(
+        verified.success && verified.stdout.contains("the audit chain holds"),
+        "{}{}",
+        verified.stdout,
+        verified.stderr
+    );
+    let exported = as_person(&deployment, &ada, &["audit", "export"]);
+    assert_eq!(exported.stdout.lines().count(), entries.len());
+    for line in exported.stdout.lines() {
+        let entry: serde_json::Value = serde_json::from_str(line)?;
+        assert_eq!(entry["hash"].as_str().map(str::len), Some(64));
+    }
+    // A scoped operator reads only their own entries.
+    let own = as_person(&deployment, &bill, &["audit", "list", "-o", "json"]);
+    let own: serde_json::Value = serde_json::from_str(&own.stdout)?;
+    assert!(
+        own.as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["operator"] == "bill"),
+        "{own:#}"
+    );
+    // The job's timeline names who asked.
+    let shown = as_person(
+        &deployment,
+        &ada,
+        &["hosts", "show", "billing-1.example.com", "-o", "json"],
+    );
+    let shown: serde_json::Value = serde_json::from_str(&shown.stdout)?;
+    let created = shown["job"]["timeline"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(created.starts_with("job created by "), "{shown:#}");
     drop(agents);
     Ok(())
 }

@@ -20,6 +20,7 @@ use tracing::{debug, error, info};
 
 use hosts::HostState;
 
+use crate::audit::{AuditEntry, NewAuditEntry};
 use crate::clock::SharedClock;
 use crate::metrics::Metrics;
 use crate::revocation::Revocations;
@@ -212,6 +213,8 @@ enum Request {
     UpdateOperator(OperatorUpdate, Reply<OperatorRecord>),
     RevokeOperator(String, Reply<OperatorRecord>),
     LabelHost(LabelChange, Reply<HostView>),
+    Audit(NewAuditEntry, Reply<()>),
+    AuditEntries(oneshot::Sender<Result<Vec<AuditEntry>, InventoryError>>),
     Renew(Renewal, Reply<()>),
     Precheck(Selection, Target, Reply<PrecheckSummary>),
     Update(String, CommandUpdate),
@@ -255,11 +258,16 @@ impl Inventory {
             earliest_agent_cert: None,
             revocations: settings.revocations.clone(),
             operators: operators::Operators::default(),
+            audit_head: None,
             settings,
             store,
             metrics,
         };
         state.operators = operators::Operators::load(state.store.operators()?);
+        state.audit_head = state.store.last_audit_entry()?;
+        if let Some(head) = &state.audit_head {
+            state.metrics.audit_entries.set(head.seq as i64);
+        }
         for revoked in state.store.revoked()? {
             state.revocations.insert(revoked.serial);
         }
@@ -518,6 +526,21 @@ impl Inventory {
         self.ask(|reply| Request::LabelHost(change, reply)).await
     }
 
+    /// Appends to the audit chain; durable before it returns.
+    pub async fn audit(&self, entry: NewAuditEntry) -> Result<(), InventoryError> {
+        self.ask(|reply| Request::Audit(entry, reply)).await
+    }
+
+    /// The whole audit chain, as stored.
+    pub async fn audit_entries(&self) -> Result<Vec<AuditEntry>, InventoryError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Request::AuditEntries(reply))
+            .await
+            .map_err(|_| InventoryError::Stopped)?;
+        answer.await.map_err(|_| InventoryError::Stopped)?
+    }
+
     /// Revokes the host's certificate; durable before it returns.
     pub async fn revoke_host(&self, host_id: String) -> Result<HostView, InventoryError> {
         self.ask(|reply| Request::RevokeHost(host_id, reply)).await
@@ -595,6 +618,8 @@ struct State {
     /// Shared with the TLS verifiers; only this task adds to it.
     revocations: Revocations,
     operators: operators::Operators,
+    /// The last audit entry, which the next one chains to.
+    audit_head: Option<AuditEntry>,
     settings: Settings,
     store: Store,
     metrics: Metrics,
@@ -786,6 +811,18 @@ impl State {
             Request::LabelHost(change, reply) => {
                 let result = self.label_host(change);
                 reply_when_durable(pending, reply, result);
+            }
+            Request::Audit(entry, reply) => {
+                let entry = AuditEntry::append(self.audit_head.as_ref(), entry, self.now());
+                let result = self.store.put_audit(&entry).map_err(InventoryError::from);
+                if result.is_ok() {
+                    self.metrics.audit_entries.set(entry.seq as i64);
+                    self.audit_head = Some(entry);
+                }
+                reply_when_durable(pending, reply, result);
+            }
+            Request::AuditEntries(reply) => {
+                let _ = reply.send(self.store.audit_entries().map_err(InventoryError::from));
             }
             Request::Renew(renewal, reply) => {
                 let result = self.renew(renewal);

@@ -10,6 +10,7 @@ use tracing::{info, warn};
 use super::agent::inventory_status;
 use super::parts::{self, PartStream};
 use super::{auth, valid_host_id, waves};
+use crate::audit::{self, NewAuditEntry};
 use crate::inventory::JobAction;
 use crate::inventory::{CreateMode, NewJob, NewToken};
 use crate::inventory::{
@@ -48,14 +49,85 @@ impl AdminApi {
 
     /// Who is asking, refused unless their role allows `verb` (and, for a
     /// verb over the whole fleet or identities, unless they are unscoped).
-    async fn access<T>(&self, request: &Request<T>, verb: Verb) -> Result<Access, Status> {
+    /// A refusal is audited before it is answered.
+    async fn access<T: std::fmt::Debug>(
+        &self,
+        request: &Request<T>,
+        verb: Verb,
+    ) -> Result<Access, Status> {
         let caller = auth::caller(request, &self.metrics)?;
-        let access = self.inventory.access(caller).await.map_err(|e| {
-            self.metrics.refused("admin", "no_role");
-            inventory_status(e)
-        })?;
-        access.check(verb).map_err(|denied| self.denied(&denied))?;
+        let name = caller.name.clone();
+        let access = match self.inventory.access(caller).await {
+            Ok(access) => access,
+            Err(e) => {
+                self.metrics.refused("admin", "no_role");
+                let status = inventory_status(e);
+                self.record(
+                    &name,
+                    "-",
+                    verb,
+                    audit_arguments(request.get_ref()),
+                    &status,
+                )
+                .await?;
+                return Err(status);
+            }
+        };
+        if let Err(denied) = access.check(verb) {
+            let status = self.denied(&denied);
+            self.record(
+                &access.name,
+                access.role.label(),
+                verb,
+                audit_arguments(request.get_ref()),
+                &status,
+            )
+            .await?;
+            return Err(status);
+        }
         Ok(access)
+    }
+
+    /// Appends a refusal to the audit chain (durable before the answer).
+    async fn record(
+        &self,
+        operator: &str,
+        role: &str,
+        verb: Verb,
+        arguments: String,
+        status: &Status,
+    ) -> Result<(), Status> {
+        self.inventory
+            .audit(NewAuditEntry {
+                operator: operator.to_string(),
+                role: role.to_string(),
+                verb: verb.label().to_string(),
+                arguments,
+                outcome: format!("refused: {}", status.message()),
+            })
+            .await
+            .map_err(inventory_status)
+    }
+
+    /// Appends a state-changing call and its outcome to the audit chain;
+    /// the call is answered only once that is durable.
+    async fn audited(
+        &self,
+        access: &Access,
+        verb: Verb,
+        arguments: String,
+        outcome: String,
+    ) -> Result<(), Status> {
+        self.inventory
+            .audit(NewAuditEntry {
+                operator: access.name.clone(),
+                role: access.role.label().to_string(),
+                verb: verb.label().to_string(),
+                arguments,
+                outcome,
+            })
+            .await
+            .map_err(inventory_status)
     }
 
     fn denied(&self, denied: &Denied) -> Status {
@@ -106,6 +178,26 @@ impl AdminApi {
             selector,
             scope: access.scope.clone(),
         }
+    }
+}
+
+/// How a call ended, for the audit.
+fn outcome_of<T>(result: &Result<T, Status>) -> String {
+    match result {
+        Ok(_) => "ok".to_string(),
+        Err(status) if status.code() == tonic::Code::PermissionDenied => {
+            format!("refused: {}", status.message())
+        }
+        Err(status) => format!("failed: {:?}: {}", status.code(), status.message()),
+    }
+}
+
+/// A call's arguments for the audit: its message, at most 1,000 characters.
+fn audit_arguments(request: &impl std::fmt::Debug) -> String {
+    let text = format!("{request:?}");
+    match text.char_indices().nth(1000) {
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+        None => text,
     }
 }
 
@@ -198,53 +290,60 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::CreateTokenResponse>, Status> {
         let access = self.access(&request, Verb::CreateToken).await?;
         let operator = access.name.clone();
-        let request = request.into_inner();
-        let ttl = match request.ttl_seconds {
-            0 => DEFAULT_TOKEN_TTL,
-            s => Duration::from_secs(s),
-        };
-        if ttl > MAX_TOKEN_TTL {
-            return Err(Status::invalid_argument("a token lives at most 30 days"));
+        let arguments = audit_arguments(request.get_ref());
+        let result: Result<Response<pb::CreateTokenResponse>, Status> = async {
+            let request = request.into_inner();
+            let ttl = match request.ttl_seconds {
+                0 => DEFAULT_TOKEN_TTL,
+                s => Duration::from_secs(s),
+            };
+            if ttl > MAX_TOKEN_TTL {
+                return Err(Status::invalid_argument("a token lives at most 30 days"));
+            }
+            let uses = match request.uses {
+                0 => {
+                    return Err(Status::invalid_argument(
+                        "a token needs at least one use (--uses 1 or more)",
+                    ));
+                }
+                n if n > MAX_TOKEN_USES => {
+                    return Err(Status::invalid_argument(format!(
+                        "a token has at most {MAX_TOKEN_USES} uses"
+                    )));
+                }
+                n => n,
+            };
+            let host_id = match request.host_id.as_str() {
+                "" => None,
+                id if valid_host_id(id) => Some(id.to_string()),
+                _ => return Err(Status::invalid_argument("invalid host id")),
+            };
+            let secret = token::generate();
+            let record = self
+                .inventory
+                .create_token(
+                    token::hash(&secret),
+                    NewToken {
+                        host_id: host_id.clone(),
+                        ttl,
+                        uses,
+                    },
+                )
+                .await
+                .map_err(inventory_status)?;
+            let expires = record.expires_unix_ms;
+            info!(%operator, host_id = host_id.as_deref().unwrap_or("*"), uses, ?ttl, "bootstrap token created");
+            Ok(Response::new(pb::CreateTokenResponse {
+                token: secret,
+                host_id: host_id.unwrap_or_default(),
+                expires_unix_ms: expires,
+                uses,
+            }))
         }
-        let uses = match request.uses {
-            0 => {
-                return Err(Status::invalid_argument(
-                    "a token needs at least one use (--uses 1 or more)",
-                ));
-            }
-            n if n > MAX_TOKEN_USES => {
-                return Err(Status::invalid_argument(format!(
-                    "a token has at most {MAX_TOKEN_USES} uses"
-                )));
-            }
-            n => n,
-        };
-        let host_id = match request.host_id.as_str() {
-            "" => None,
-            id if valid_host_id(id) => Some(id.to_string()),
-            _ => return Err(Status::invalid_argument("invalid host id")),
-        };
-        let secret = token::generate();
-        let record = self
-            .inventory
-            .create_token(
-                token::hash(&secret),
-                NewToken {
-                    host_id: host_id.clone(),
-                    ttl,
-                    uses,
-                },
-            )
-            .await
-            .map_err(inventory_status)?;
-        let expires = record.expires_unix_ms;
-        info!(%operator, host_id = host_id.as_deref().unwrap_or("*"), uses, ?ttl, "bootstrap token created");
-        Ok(Response::new(pb::CreateTokenResponse {
-            token: secret,
-            host_id: host_id.unwrap_or_default(),
-            expires_unix_ms: expires,
-            uses,
-        }))
+        .await;
+        self.audited(&access, Verb::CreateToken, arguments, outcome_of(&result))
+            .await?;
+        result
     }
 
     type ListHostsStream = PartStream<pb::Host>;
@@ -272,32 +371,39 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::PrecheckResponse>, Status> {
         let access = self.access(&request, Verb::Precheck).await?;
         let operator = access.name.clone();
-        let request = request.into_inner();
-        let selector = Selector::parse(&request.selector)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let target: Target = request
-            .target
-            .parse()
-            .map_err(|e: PathError| Status::invalid_argument(e.to_string()))?;
-        let summary = self
-            .inventory
-            .precheck(Self::selection(&access, selector), target)
-            .await
-            .map_err(inventory_status)?;
-        info!(
-            %operator, selector = %request.selector, %target,
-            dispatched = summary.dispatched, queued = summary.queued, refused = summary.refused.len(),
-            "pre-check requested"
-        );
-        Ok(Response::new(pb::PrecheckResponse {
-            dispatched: summary.dispatched,
-            queued: summary.queued,
-            refused: summary
-                .refused
-                .into_iter()
-                .map(|(host_id, reason)| pb::HostRefusal { host_id, reason })
-                .collect(),
-        }))
+        let arguments = audit_arguments(request.get_ref());
+        let result: Result<Response<pb::PrecheckResponse>, Status> = async {
+            let request = request.into_inner();
+            let selector = Selector::parse(&request.selector)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            let target: Target = request
+                .target
+                .parse()
+                .map_err(|e: PathError| Status::invalid_argument(e.to_string()))?;
+            let summary = self
+                .inventory
+                .precheck(Self::selection(&access, selector), target)
+                .await
+                .map_err(inventory_status)?;
+            info!(
+                %operator, selector = %request.selector, %target,
+                dispatched = summary.dispatched, queued = summary.queued, refused = summary.refused.len(),
+                "pre-check requested"
+            );
+            Ok(Response::new(pb::PrecheckResponse {
+                dispatched: summary.dispatched,
+                queued: summary.queued,
+                refused: summary
+                    .refused
+                    .into_iter()
+                    .map(|(host_id, reason)| pb::HostRefusal { host_id, reason })
+                    .collect(),
+            }))
+        }
+        .await;
+        self.audited(&access, Verb::Precheck, arguments, outcome_of(&result))
+            .await?;
+        result
     }
 
     type ReadinessStream = PartStream<pb::ReadinessReport>;
@@ -339,31 +445,38 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::Job>, Status> {
         let access = self.access(&request, Verb::Migrate).await?;
         let operator = access.name.clone();
-        let request = request.into_inner();
-        if !valid_host_id(&request.host_id) {
-            return Err(Status::invalid_argument("invalid host id"));
+        let arguments = audit_arguments(request.get_ref());
+        let result: Result<Response<pb::Job>, Status> = async {
+            let request = request.into_inner();
+            if !valid_host_id(&request.host_id) {
+                return Err(Status::invalid_argument("invalid host id"));
+            }
+            let target: Target = request
+                .target
+                .parse()
+                .map_err(|e: PathError| Status::invalid_argument(e.to_string()))?;
+            let on_failure = wire::on_failure_from_wire(request.on_failure)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?
+                .unwrap_or(OnFailure::Rollback);
+            self.check_host(&access, Verb::Migrate, &request.host_id)
+                .await?;
+            let job = self
+                .inventory
+                .migrate(NewJob {
+                    host_id: request.host_id.clone(),
+                    target,
+                    on_failure,
+                    requested_by: operator.clone(),
+                })
+                .await
+                .map_err(inventory_status)?;
+            info!(%operator, host_id = %request.host_id, %target, job = %job.id, "migration started");
+            Ok(Response::new(job_to_wire(&job)))
         }
-        let target: Target = request
-            .target
-            .parse()
-            .map_err(|e: PathError| Status::invalid_argument(e.to_string()))?;
-        let on_failure = wire::on_failure_from_wire(request.on_failure)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?
-            .unwrap_or(OnFailure::Rollback);
-        self.check_host(&access, Verb::Migrate, &request.host_id)
+        .await;
+        self.audited(&access, Verb::Migrate, arguments, outcome_of(&result))
             .await?;
-        let job = self
-            .inventory
-            .migrate(NewJob {
-                host_id: request.host_id.clone(),
-                target,
-                on_failure,
-                requested_by: operator.clone(),
-            })
-            .await
-            .map_err(inventory_status)?;
-        info!(%operator, host_id = %request.host_id, %target, job = %job.id, "migration started");
-        Ok(Response::new(job_to_wire(&job)))
+        result
     }
 
     async fn job_action(
@@ -372,25 +485,32 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::Job>, Status> {
         let access = self.access(&request, Verb::DecideJob).await?;
         let operator = access.name.clone();
-        let request = request.into_inner();
-        let action = match pb::JobAction::try_from(request.action) {
-            Ok(pb::JobAction::Rollback) => JobAction::Rollback,
-            Ok(pb::JobAction::Retry) => JobAction::Retry,
-            _ => {
-                return Err(Status::invalid_argument(
-                    "the job action is rollback or retry",
-                ));
-            }
-        };
-        self.check_host(&access, Verb::DecideJob, &request.host_id)
+        let arguments = audit_arguments(request.get_ref());
+        let result: Result<Response<pb::Job>, Status> = async {
+            let request = request.into_inner();
+            let action = match pb::JobAction::try_from(request.action) {
+                Ok(pb::JobAction::Rollback) => JobAction::Rollback,
+                Ok(pb::JobAction::Retry) => JobAction::Retry,
+                _ => {
+                    return Err(Status::invalid_argument(
+                        "the job action is rollback or retry",
+                    ));
+                }
+            };
+            self.check_host(&access, Verb::DecideJob, &request.host_id)
+                .await?;
+            let job = self
+                .inventory
+                .job_action(request.host_id.clone(), action)
+                .await
+                .map_err(inventory_status)?;
+            info!(%operator, host_id = %request.host_id, ?action, job = %job.id, "operator decision on a job");
+            Ok(Response::new(job_to_wire(&job)))
+        }
+        .await;
+        self.audited(&access, Verb::DecideJob, arguments, outcome_of(&result))
             .await?;
-        let job = self
-            .inventory
-            .job_action(request.host_id.clone(), action)
-            .await
-            .map_err(inventory_status)?;
-        info!(%operator, host_id = %request.host_id, ?action, job = %job.id, "operator decision on a job");
-        Ok(Response::new(job_to_wire(&job)))
+        result
     }
 
     type CreateWaveStream = PartStream<pb::WavePlan>;
@@ -399,30 +519,33 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::WaveSpec>,
     ) -> Result<Response<Self::CreateWaveStream>, Status> {
-        let access = self
-            .access(
-                &request,
-                if request.get_ref().dry_run {
-                    Verb::PlanWave
-                } else {
-                    Verb::RunWave
-                },
-            )
-            .await?;
+        let verb = if request.get_ref().dry_run {
+            Verb::PlanWave
+        } else {
+            Verb::RunWave
+        };
+        let access = self.access(&request, verb).await?;
         let operator = access.name.clone();
-        let (mut spec, mode) = waves::spec_from_wire(request.into_inner())?;
-        // A scoped operator's wave takes only hosts of that scope.
-        spec.scope.clone_from(&access.scope);
-        let name = spec.name.clone();
-        let plan = self
-            .inventory
-            .create_wave(spec, mode)
-            .await
-            .map_err(inventory_status)?;
-        if mode == CreateMode::Record {
-            info!(%operator, wave = %name, "wave created");
+        let arguments = audit_arguments(request.get_ref());
+        let result: Result<Response<Self::CreateWaveStream>, Status> = async {
+            let (mut spec, mode) = waves::spec_from_wire(request.into_inner())?;
+            // A scoped operator's wave takes only hosts of that scope.
+            spec.scope.clone_from(&access.scope);
+            let name = spec.name.clone();
+            let plan = self
+                .inventory
+                .create_wave(spec, mode)
+                .await
+                .map_err(inventory_status)?;
+            if mode == CreateMode::Record {
+                info!(%operator, wave = %name, "wave created");
+            }
+            Ok(plan_parts(plan))
         }
-        Ok(plan_parts(plan))
+        .await;
+        self.audited(&access, verb, arguments, outcome_of(&result))
+            .await?;
+        result
     }
 
     type PlanWaveStream = PartStream<pb::WavePlan>;
@@ -448,17 +571,24 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::WaveStatus>, Status> {
         let access = self.access(&request, Verb::RunWave).await?;
         let operator = access.name.clone();
-        let request = request.into_inner();
-        let name = waves::name(&request.name)?;
-        self.check_wave(&access, &name).await?;
-        let action = waves::action(&request)?;
-        let status = self
-            .inventory
-            .wave_action(name.clone(), action)
-            .await
-            .map_err(inventory_status)?;
-        info!(%operator, wave = %name, ?action, "wave action");
-        Ok(Response::new(waves::status_to_wire(status)))
+        let arguments = audit_arguments(request.get_ref());
+        let result: Result<Response<pb::WaveStatus>, Status> = async {
+            let request = request.into_inner();
+            let name = waves::name(&request.name)?;
+            self.check_wave(&access, &name).await?;
+            let action = waves::action(&request)?;
+            let status = self
+                .inventory
+                .wave_action(name.clone(), action)
+                .await
+                .map_err(inventory_status)?;
+            info!(%operator, wave = %name, ?action, "wave action");
+            Ok(Response::new(waves::status_to_wire(status)))
+        }
+        .await;
+        self.audited(&access, Verb::RunWave, arguments, outcome_of(&result))
+            .await?;
+        result
     }
 
     async fn wave_host_action(
@@ -467,18 +597,25 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::WaveStatus>, Status> {
         let access = self.access(&request, Verb::RunWave).await?;
         let operator = access.name.clone();
-        let request = request.into_inner();
-        let name = waves::name(&request.name)?;
-        self.check_wave(&access, &name).await?;
-        let host_id = waves::host(&request.host_id)?;
-        let action = waves::host_action(request.action)?;
-        let status = self
-            .inventory
-            .wave_host_action(name.clone(), host_id.clone(), action)
-            .await
-            .map_err(inventory_status)?;
-        info!(%operator, wave = %name, %host_id, ?action, "wave host action");
-        Ok(Response::new(waves::status_to_wire(status)))
+        let arguments = audit_arguments(request.get_ref());
+        let result: Result<Response<pb::WaveStatus>, Status> = async {
+            let request = request.into_inner();
+            let name = waves::name(&request.name)?;
+            self.check_wave(&access, &name).await?;
+            let host_id = waves::host(&request.host_id)?;
+            let action = waves::host_action(request.action)?;
+            let status = self
+                .inventory
+                .wave_host_action(name.clone(), host_id.clone(), action)
+                .await
+                .map_err(inventory_status)?;
+            info!(%operator, wave = %name, %host_id, ?action, "wave host action");
+            Ok(Response::new(waves::status_to_wire(status)))
+        }
+        .await;
+        self.audited(&access, Verb::RunWave, arguments, outcome_of(&result))
+            .await?;
+        result
     }
 
     async fn get_wave(
@@ -502,15 +639,22 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::WaveStatus>, Status> {
         let access = self.access(&request, Verb::RunWave).await?;
         let operator = access.name.clone();
-        let name = waves::name(&request.into_inner().name)?;
-        self.check_wave(&access, &name).await?;
-        let status = self
-            .inventory
-            .delete_wave(name.clone())
-            .await
-            .map_err(inventory_status)?;
-        info!(%operator, wave = %name, "wave deleted");
-        Ok(Response::new(waves::status_to_wire(status)))
+        let arguments = audit_arguments(request.get_ref());
+        let result: Result<Response<pb::WaveStatus>, Status> = async {
+            let name = waves::name(&request.into_inner().name)?;
+            self.check_wave(&access, &name).await?;
+            let status = self
+                .inventory
+                .delete_wave(name.clone())
+                .await
+                .map_err(inventory_status)?;
+            info!(%operator, wave = %name, "wave deleted");
+            Ok(Response::new(waves::status_to_wire(status)))
+        }
+        .await;
+        self.audited(&access, Verb::RunWave, arguments, outcome_of(&result))
+            .await?;
+        result
     }
 
     type ListWavesStream = PartStream<pb::WaveStatus>;
@@ -556,14 +700,21 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::Host>, Status> {
         let access = self.access(&request, Verb::DeleteHost).await?;
         let operator = access.name.clone();
-        let host_id = request.into_inner().host_id;
-        let view = self
-            .inventory
-            .delete_host(host_id.clone())
-            .await
-            .map_err(inventory_status)?;
-        info!(%operator, %host_id, "host deleted");
-        Ok(Response::new(host_to_wire(view)))
+        let arguments = audit_arguments(request.get_ref());
+        let result: Result<Response<pb::Host>, Status> = async {
+            let host_id = request.into_inner().host_id;
+            let view = self
+                .inventory
+                .delete_host(host_id.clone())
+                .await
+                .map_err(inventory_status)?;
+            info!(%operator, %host_id, "host deleted");
+            Ok(Response::new(host_to_wire(view)))
+        }
+        .await;
+        self.audited(&access, Verb::DeleteHost, arguments, outcome_of(&result))
+            .await?;
+        result
     }
 
     async fn revoke_host(
@@ -572,17 +723,24 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::Host>, Status> {
         let access = self.access(&request, Verb::RevokeHost).await?;
         let operator = access.name.clone();
-        let host_id = request.into_inner().host_id;
-        if !valid_host_id(&host_id) {
-            return Err(Status::invalid_argument("invalid host id"));
+        let arguments = audit_arguments(request.get_ref());
+        let result: Result<Response<pb::Host>, Status> = async {
+            let host_id = request.into_inner().host_id;
+            if !valid_host_id(&host_id) {
+                return Err(Status::invalid_argument("invalid host id"));
+            }
+            let view = self
+                .inventory
+                .revoke_host(host_id.clone())
+                .await
+                .map_err(inventory_status)?;
+            warn!(%operator, %host_id, "host certificate revoked");
+            Ok(Response::new(host_to_wire(view)))
         }
-        let view = self
-            .inventory
-            .revoke_host(host_id.clone())
-            .await
-            .map_err(inventory_status)?;
-        warn!(%operator, %host_id, "host certificate revoked");
-        Ok(Response::new(host_to_wire(view)))
+        .await;
+        self.audited(&access, Verb::RevokeHost, arguments, outcome_of(&result))
+            .await?;
+        result
     }
 
     async fn get_host(
@@ -612,24 +770,31 @@ impl AdminService for AdminApi {
         request: Request<pb::LabelHostRequest>,
     ) -> Result<Response<pb::Host>, Status> {
         let access = self.access(&request, Verb::LabelHost).await?;
-        let request = request.into_inner();
-        if !valid_host_id(&request.host_id) {
-            return Err(Status::invalid_argument("invalid host id"));
+        let arguments = audit_arguments(request.get_ref());
+        let result: Result<Response<pb::Host>, Status> = async {
+            let request = request.into_inner();
+            if !valid_host_id(&request.host_id) {
+                return Err(Status::invalid_argument("invalid host id"));
+            }
+            if request.set.len() + request.remove.len() > 64 {
+                return Err(Status::invalid_argument("at most 64 labels at once"));
+            }
+            let view = self
+                .inventory
+                .label_host(LabelChange {
+                    host_id: request.host_id.clone(),
+                    set: request.set.into_iter().collect(),
+                    remove: request.remove,
+                })
+                .await
+                .map_err(inventory_status)?;
+            info!(operator = %access.name, host_id = %request.host_id, labels = ?view.record.pinned_labels, "host labels pinned");
+            Ok(Response::new(host_to_wire(view)))
         }
-        if request.set.len() + request.remove.len() > 64 {
-            return Err(Status::invalid_argument("at most 64 labels at once"));
-        }
-        let view = self
-            .inventory
-            .label_host(LabelChange {
-                host_id: request.host_id.clone(),
-                set: request.set.into_iter().collect(),
-                remove: request.remove,
-            })
-            .await
-            .map_err(inventory_status)?;
-        info!(operator = %access.name, host_id = %request.host_id, labels = ?view.record.pinned_labels, "host labels pinned");
-        Ok(Response::new(host_to_wire(view)))
+        .await;
+        self.audited(&access, Verb::LabelHost, arguments, outcome_of(&result))
+            .await?;
+        result
     }
 
     async fn add_operator(
@@ -638,48 +803,65 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::Operator>, Status> {
         let caller = auth::caller(&request, &self.metrics)?;
         let access = self.access(&request, Verb::ManageOperators).await?;
-        let request = request.into_inner();
-        let role = role_from_wire(request.role)?.ok_or_else(|| {
-            Status::invalid_argument("a role is required: viewer, operator or admin")
-        })?;
-        let scope = scope_from_wire(&request.scope)?;
-        if request.csr_der.len() > 16 * 1024 {
-            return Err(Status::invalid_argument(
-                "the certificate signing request is too large",
-            ));
+        let arguments = format!(
+            "name={} role={} scope={:?}",
+            request.get_ref().name,
+            request.get_ref().role,
+            request.get_ref().scope
+        );
+        let result: Result<Response<pb::Operator>, Status> = async {
+            let request = request.into_inner();
+            let role = role_from_wire(request.role)?.ok_or_else(|| {
+                Status::invalid_argument("a role is required: viewer, operator or admin")
+            })?;
+            let scope = scope_from_wire(&request.scope)?;
+            if request.csr_der.len() > 16 * 1024 {
+                return Err(Status::invalid_argument(
+                    "the certificate signing request is too large",
+                ));
+            }
+            let issued = match self.ca.issue_operator_for(
+                &request.name,
+                &request.csr_der,
+                mf_pki::OPERATOR_VALIDITY,
+            ) {
+                Ok(issued) => issued,
+                Err(e @ (PkiError::BadCsr(_) | PkiError::BadName(_))) => {
+                    return Err(Status::invalid_argument(e.to_string()));
+                }
+                Err(e) => {
+                    warn!(error = %e, "cannot sign an operator certificate");
+                    return Err(Status::internal("cannot sign the certificate"));
+                }
+            };
+            let record = self
+                .inventory
+                .add_operator(
+                    caller,
+                    NewOperator {
+                        name: request.name.clone(),
+                        role,
+                        scope,
+                        serial: issued.serial_hex.clone(),
+                    },
+                )
+                .await
+                .map_err(inventory_status)?;
+            warn!(operator = %access.name, added = %record.name, role = %record.role, "operator added");
+            let mut answer = operator_to_wire(record);
+            answer.certificate_pem = issued.pem;
+            answer.certificate_not_after_unix_ms = issued.not_after_unix_ms;
+            Ok(Response::new(answer))
         }
-        let issued = match self.ca.issue_operator_for(
-            &request.name,
-            &request.csr_der,
-            mf_pki::OPERATOR_VALIDITY,
-        ) {
-            Ok(issued) => issued,
-            Err(e @ (PkiError::BadCsr(_) | PkiError::BadName(_))) => {
-                return Err(Status::invalid_argument(e.to_string()));
-            }
-            Err(e) => {
-                warn!(error = %e, "cannot sign an operator certificate");
-                return Err(Status::internal("cannot sign the certificate"));
-            }
-        };
-        let record = self
-            .inventory
-            .add_operator(
-                caller,
-                NewOperator {
-                    name: request.name.clone(),
-                    role,
-                    scope,
-                    serial: issued.serial_hex.clone(),
-                },
-            )
-            .await
-            .map_err(inventory_status)?;
-        warn!(operator = %access.name, added = %record.name, role = %record.role, "operator added");
-        let mut answer = operator_to_wire(record);
-        answer.certificate_pem = issued.pem;
-        answer.certificate_not_after_unix_ms = issued.not_after_unix_ms;
-        Ok(Response::new(answer))
+        .await;
+        self.audited(
+            &access,
+            Verb::ManageOperators,
+            arguments,
+            outcome_of(&result),
+        )
+        .await?;
+        result
     }
 
     type ListOperatorsStream = PartStream<pb::Operator>;
@@ -704,23 +886,35 @@ impl AdminService for AdminApi {
         request: Request<pb::UpdateOperatorRequest>,
     ) -> Result<Response<pb::Operator>, Status> {
         let access = self.access(&request, Verb::ManageOperators).await?;
-        let request = request.into_inner();
-        let update = OperatorUpdate {
-            name: request.name.clone(),
-            role: role_from_wire(request.role)?,
-            scope: if request.set_scope {
-                Some(scope_from_wire(&request.scope)?)
-            } else {
-                None
-            },
-        };
-        let record = self
-            .inventory
-            .update_operator(update)
-            .await
-            .map_err(inventory_status)?;
-        warn!(operator = %access.name, changed = %record.name, role = %record.role, "operator changed");
-        Ok(Response::new(operator_to_wire(record)))
+        let arguments = audit_arguments(request.get_ref());
+        let result: Result<Response<pb::Operator>, Status> = async {
+            let request = request.into_inner();
+            let update = OperatorUpdate {
+                name: request.name.clone(),
+                role: role_from_wire(request.role)?,
+                scope: if request.set_scope {
+                    Some(scope_from_wire(&request.scope)?)
+                } else {
+                    None
+                },
+            };
+            let record = self
+                .inventory
+                .update_operator(update)
+                .await
+                .map_err(inventory_status)?;
+            warn!(operator = %access.name, changed = %record.name, role = %record.role, "operator changed");
+            Ok(Response::new(operator_to_wire(record)))
+        }
+        .await;
+        self.audited(
+            &access,
+            Verb::ManageOperators,
+            arguments,
+            outcome_of(&result),
+        )
+        .await?;
+        result
     }
 
     async fn revoke_operator(
@@ -728,14 +922,26 @@ impl AdminService for AdminApi {
         request: Request<pb::OperatorRef>,
     ) -> Result<Response<pb::Operator>, Status> {
         let access = self.access(&request, Verb::ManageOperators).await?;
-        let name = request.into_inner().name;
-        let record = self
-            .inventory
-            .revoke_operator(name)
-            .await
-            .map_err(inventory_status)?;
-        warn!(operator = %access.name, revoked = %record.name, "operator revoked");
-        Ok(Response::new(operator_to_wire(record)))
+        let arguments = audit_arguments(request.get_ref());
+        let result: Result<Response<pb::Operator>, Status> = async {
+            let name = request.into_inner().name;
+            let record = self
+                .inventory
+                .revoke_operator(name)
+                .await
+                .map_err(inventory_status)?;
+            warn!(operator = %access.name, revoked = %record.name, "operator revoked");
+            Ok(Response::new(operator_to_wire(record)))
+        }
+        .await;
+        self.audited(
+            &access,
+            Verb::ManageOperators,
+            arguments,
+            outcome_of(&result),
+        )
+        .await?;
+        result
     }
 
     async fn who_am_i(
@@ -748,6 +954,67 @@ impl AdminService for AdminApi {
             role: role_to_wire(access.role),
             scope: access.scope.map(|s| s.to_string()).unwrap_or_default(),
             ..Default::default()
+        }))
+    }
+
+    type ListAuditStream = PartStream<pb::AuditEntry>;
+
+    async fn list_audit(
+        &self,
+        request: Request<pb::ListAuditRequest>,
+    ) -> Result<Response<Self::ListAuditStream>, Status> {
+        let access = self.access(&request, Verb::ReadAudit).await?;
+        let request = request.into_inner();
+        let entries = self
+            .inventory
+            .audit_entries()
+            .await
+            .map_err(inventory_status)?;
+        // A scoped operator sees what they did themselves.
+        let scoped = access.scope.is_some();
+        Ok(Response::new(parts::stream(
+            entries
+                .into_iter()
+                .filter(|e| e.at_unix_ms >= request.since_unix_ms)
+                .filter(|e| request.operator.is_empty() || e.operator == request.operator)
+                .filter(|e| !scoped || e.operator == access.name)
+                .map(|e| pb::AuditEntry {
+                    seq: e.seq,
+                    at_unix_ms: e.at_unix_ms,
+                    operator: e.operator,
+                    role: e.role,
+                    verb: e.verb,
+                    arguments: e.arguments,
+                    outcome: e.outcome,
+                    previous_hash: e.previous_hash,
+                    hash: e.hash,
+                })
+                .collect(),
+        )))
+    }
+
+    async fn verify_audit(
+        &self,
+        request: Request<pb::VerifyAuditRequest>,
+    ) -> Result<Response<pb::AuditVerdict>, Status> {
+        self.access(&request, Verb::VerifyAudit).await?;
+        let entries = self
+            .inventory
+            .audit_entries()
+            .await
+            .map_err(inventory_status)?;
+        let head_hash = entries.last().map(|e| e.hash.clone()).unwrap_or_default();
+        Ok(Response::new(match audit::verify(&entries) {
+            Ok(n) => pb::AuditVerdict {
+                entries: n,
+                problem: String::new(),
+                head_hash,
+            },
+            Err(chain_break) => pb::AuditVerdict {
+                entries: entries.len() as u64,
+                problem: chain_break.to_string(),
+                head_hash,
+            },
         }))
     }
 }

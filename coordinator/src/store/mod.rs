@@ -4,7 +4,8 @@
 //! job of each host, by host id), `waves` (each wave's head, by name),
 //! `wave_plans` (its members and stages, by name), `wave_hosts` (each
 //! member's record, by name, a zero byte and its index), `revoked` (revoked
-//! certificates, by serial), `operators` (by name) and `meta`.
+//! certificates, by serial), `operators` (by name), `audit` (the audit
+//! chain, by big-endian sequence number) and `meta`.
 //! sled writes in the background every 500 ms; callers call [`Store::flush`]
 //! before telling anyone that a change happened.
 
@@ -15,6 +16,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
+use crate::audit::AuditEntry;
 use crate::store::wave_record::{MemberRecord, WaveHead, WavePlan};
 use mf_core::facts::Facts;
 use mf_core::precheck::PrecheckRecord;
@@ -139,6 +141,7 @@ pub struct Store {
     wave_hosts: sled::Tree,
     revoked: sled::Tree,
     operators: sled::Tree,
+    audit: sled::Tree,
 }
 
 /// A stored wave: head, plan and member records in index order.
@@ -186,6 +189,7 @@ impl Store {
             wave_hosts: db.open_tree("wave_hosts")?,
             revoked: db.open_tree("revoked")?,
             operators: db.open_tree("operators")?,
+            audit: db.open_tree("audit")?,
             db,
         })
     }
@@ -199,6 +203,29 @@ impl Store {
     pub fn put_token(&self, hash: &[u8; 32], record: &TokenRecord) -> Result<(), StoreError> {
         self.tokens.insert(hash, encode(record))?;
         Ok(())
+    }
+
+    pub fn put_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        self.audit.insert(entry.seq.to_be_bytes(), encode(entry))?;
+        Ok(())
+    }
+
+    /// Every audit entry, in the order of their keys.
+    pub fn audit_entries(&self) -> Result<Vec<AuditEntry>, StoreError> {
+        self.audit
+            .iter()
+            .map(|item| {
+                let (key, value) = item?;
+                decode(&key, &value)
+            })
+            .collect()
+    }
+
+    pub fn last_audit_entry(&self) -> Result<Option<AuditEntry>, StoreError> {
+        match self.audit.last()? {
+            Some((key, value)) => Ok(Some(decode(&key, &value)?)),
+            None => Ok(None),
+        }
     }
 
     pub fn put_operator(&self, record: &OperatorRecord) -> Result<(), StoreError> {
@@ -539,6 +566,57 @@ mod tests {
         assert_eq!(revoked.len(), 1, "{revoked:?}");
         assert_eq!(revoked[0].serial, "01");
         assert_eq!(revoked[0].subject, "agent a");
+        Ok(())
+    }
+
+    #[test]
+    fn the_audit_chain_shows_an_entry_edited_in_the_store_offline()
+    -> Result<(), Box<dyn std::error::Error>> {
+        use crate::audit::{ChainBreak, NewAuditEntry, verify};
+        let dir = tempfile::tempdir()?;
+        {
+            let store = Store::open(dir.path())?;
+            let mut last = None;
+            for verb in ["create-token", "migrate", "revoke-host"] {
+                let entry = AuditEntry::append(
+                    last.as_ref(),
+                    NewAuditEntry {
+                        operator: "alice".into(),
+                        role: "admin".into(),
+                        verb: verb.into(),
+                        arguments: "{}".into(),
+                        outcome: "ok".into(),
+                    },
+                    1,
+                );
+                store.put_audit(&entry)?;
+                last = Some(entry);
+            }
+            assert_eq!(verify(&store.audit_entries()?), Ok(3));
+        }
+        // Offline, as someone with the data directory would: change what
+        // the second entry says, then remove the first.
+        {
+            let db = sled::open(dir.path())?;
+            let tree = db.open_tree("audit")?;
+            let raw = tree.get(2u64.to_be_bytes())?.expect("entry 2");
+            let edited = String::from_utf8(raw.to_vec())?.replace("migrate", "precheck");
+            tree.insert(2u64.to_be_bytes(), edited.as_bytes())?;
+            db.flush()?;
+        }
+        let store = Store::open(dir.path())?;
+        assert_eq!(verify(&store.audit_entries()?), Err(ChainBreak::Changed(2)));
+        drop(store);
+        {
+            let db = sled::open(dir.path())?;
+            db.open_tree("audit")?.remove(1u64.to_be_bytes())?;
+            db.flush()?;
+        }
+        let store = Store::open(dir.path())?;
+        assert!(matches!(
+            verify(&store.audit_entries()?),
+            Err(ChainBreak::Sequence { .. })
+        ));
         Ok(())
     }
 
