@@ -43,6 +43,10 @@ pub struct FileConfig {
     /// How long agent certificates live, e.g. "30d"; agents renew theirs
     /// between half and three quarters of it.
     pub agent_cert_lifetime: Option<String>,
+    /// The longest a bootstrap token may live, e.g. "7d" (default 30d).
+    pub token_max_ttl: Option<String>,
+    /// The most enrollments one token may allow (default 10000).
+    pub token_max_uses: Option<u32>,
 }
 
 impl FileConfig {
@@ -96,6 +100,24 @@ impl FileConfig {
                 "must be between 10s and 825 days".into(),
             ));
         }
+        let defaults = crate::service::admin::TokenPolicy::default();
+        let token_policy = crate::service::admin::TokenPolicy {
+            max_ttl: match flags.token_max_ttl.or(self.token_max_ttl) {
+                Some(text) => humantime::parse_duration(&text)
+                    .map_err(|e| ConfigError::Invalid("token_max_ttl", e.to_string()))?,
+                None => defaults.max_ttl,
+            },
+            max_uses: flags
+                .token_max_uses
+                .or(self.token_max_uses)
+                .unwrap_or(defaults.max_uses),
+        };
+        if token_policy.max_uses == 0 || token_policy.max_ttl.is_zero() {
+            return Err(ConfigError::Invalid(
+                "token_max_uses/token_max_ttl",
+                "must be above 0".into(),
+            ));
+        }
         Ok(CoordinatorConfig {
             data_dir: flags
                 .data_dir
@@ -123,6 +145,7 @@ impl FileConfig {
             heartbeat_interval,
             reboot_timeout,
             agent_cert_lifetime,
+            token_policy,
         })
     }
 }
@@ -137,6 +160,7 @@ pub struct CoordinatorConfig {
     pub heartbeat_interval: Duration,
     pub reboot_timeout: Duration,
     pub agent_cert_lifetime: Duration,
+    pub token_policy: crate::service::admin::TokenPolicy,
 }
 
 #[cfg(test)]
@@ -186,6 +210,8 @@ mod tests {
             heartbeat_interval: None,
             reboot_timeout: None,
             agent_cert_lifetime: None,
+            token_max_ttl: None,
+            token_max_uses: None,
         };
         let err = FileConfig::default()
             .resolve(flags)

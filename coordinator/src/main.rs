@@ -43,6 +43,12 @@ struct Cli {
     /// renew theirs between half and three quarters of it.
     #[arg(long)]
     agent_cert_lifetime: Option<String>,
+    /// The longest a bootstrap token may live, e.g. 7d [default: 30d].
+    #[arg(long)]
+    token_max_ttl: Option<String>,
+    /// The most enrollments one token may allow [default: 10000].
+    #[arg(long)]
+    token_max_uses: Option<u32>,
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
@@ -64,6 +70,8 @@ fn main() -> Result<()> {
         heartbeat_interval: cli.heartbeat_interval,
         reboot_timeout: cli.reboot_timeout,
         agent_cert_lifetime: cli.agent_cert_lifetime,
+        token_max_ttl: cli.token_max_ttl,
+        token_max_uses: cli.token_max_uses,
     })?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -138,7 +138,12 @@ pub async fn start(config: &CoordinatorConfig) -> Result<Coordinator, StartError
         },
         shutdown.clone(),
     );
-    let admin_api = AdminApi::new(inventory, metrics.clone(), Arc::clone(&ca));
+    let admin_api = AdminApi::new(
+        inventory,
+        metrics.clone(),
+        Arc::clone(&ca),
+        config.token_policy,
+    );
 
     // The standard gRPC health service on both listeners (a load balancer or
     // a probe asks it; on the agent listener it needs no certificate, like

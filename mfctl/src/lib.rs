@@ -171,15 +171,28 @@ pub enum TokenCommand {
         /// Only this host id may enroll with the token (and may re-enroll).
         #[arg(long)]
         host_id: Option<String>,
-        /// How long the token stays valid, e.g. 24h, 30m (at most 30 days).
+        /// How long the token stays valid, e.g. 24h, 30m (at most the site's
+        /// token_max_ttl, 30 days by default).
         #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
         ttl: std::time::Duration,
-        /// How many hosts may enroll with it (at least 1).
+        /// How many hosts may enroll with it (at least 1, at most the site's
+        /// token_max_uses, 10000 by default).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
         uses: u32,
         /// Output: table, wide (every column, texts whole), json or yaml (one document).
         #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
         output: Format,
+    },
+    /// The tokens, by id (never the token itself): host, expiry, uses left.
+    List {
+        /// Output: table, wide (every column, texts whole), json or yaml (one document).
+        #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Delete a token: no enrollment with it from now on.
+    Revoke {
+        /// At least 8 hex digits of its id (mfctl token list).
+        id: String,
     },
 }
 
@@ -332,6 +345,33 @@ pub async fn run(cli: Cli) -> Result<()> {
             let mut admin = cli.connect.admin().await?;
             let token = client::create_token(&mut admin, host_id, ttl, uses).await?;
             output::print_token(&token, output)
+        }
+        Command::Token {
+            command: TokenCommand::List { output },
+        } => {
+            let mut admin = cli.connect.admin().await?;
+            let stream = admin
+                .list_tokens(pb::ListTokensRequest {})
+                .await
+                .map_err(client::refused)?
+                .into_inner();
+            let tokens = client::parts(stream).await?;
+            output::print_tokens(&tokens, output)
+        }
+        Command::Token {
+            command: TokenCommand::Revoke { id },
+        } => {
+            let mut admin = cli.connect.admin().await?;
+            let revoked = admin
+                .revoke_token(pb::TokenRef { id })
+                .await
+                .map(tonic::Response::into_inner)
+                .map_err(client::refused)?;
+            println!(
+                "revoked token {} ({} of {} uses left): no enrollment with it from now on",
+                revoked.id, revoked.uses_left, revoked.uses
+            );
+            Ok(())
         }
         Command::Hosts { command } => {
             let mut admin = cli.connect.admin().await?;

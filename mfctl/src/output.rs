@@ -95,6 +95,41 @@ pub fn watched_document<T: Serialize>(document: &T, format: Format) -> Result<St
     })
 }
 
+pub fn print_tokens(tokens: &[pb::TokenInfo], format: Format) -> Result<()> {
+    let documents: Vec<_> = tokens
+        .iter()
+        .map(|t| {
+            serde_json::json!({
+                "id": t.id,
+                "host_id": (!t.host_id.is_empty()).then_some(&t.host_id),
+                "created": timestamp(t.created_unix_ms),
+                "expires": timestamp(t.expires_unix_ms),
+                "uses": t.uses,
+                "uses_left": t.uses_left,
+            })
+        })
+        .collect();
+    if !print_document(&documents, format)? {
+        let rows: Vec<Vec<String>> = tokens
+            .iter()
+            .map(|t| {
+                vec![
+                    t.id.clone(),
+                    if t.host_id.is_empty() {
+                        "(any new host)".into()
+                    } else {
+                        t.host_id.clone()
+                    },
+                    timestamp(t.expires_unix_ms).unwrap_or_default(),
+                    format!("{}/{}", t.uses_left, t.uses),
+                ]
+            })
+            .collect();
+        println!("{}", table(&["ID", "HOST", "EXPIRES", "USES LEFT"], &rows));
+    }
+    Ok(())
+}
+
 pub fn print_token(token: &pb::CreateTokenResponse, format: Format) -> Result<()> {
     let value = serde_json::json!({
         "token": token.token,

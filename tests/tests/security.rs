@@ -467,3 +467,88 @@ async fn a_csr_asking_to_be_a_ca_gets_a_plain_client_leaf() -> Result<()> {
     assert!(eku.value.client_auth && !eku.value.server_auth);
     Ok(())
 }
+
+/// Tokens are listed by id (never themselves), revoked, capped by the
+/// site's policy, checked before anything is signed, and every enrollment
+/// attempt is in the audit with the peer's address.
+#[test]
+fn tokens_are_listed_revoked_and_capped_and_enrollments_audited() -> Result<()> {
+    let deployment = Deployment::with_coordinator_flags(&["--token-max-uses", "50"])?;
+    let capped = deployment.mfctl(&["token", "create", "--uses", "51"]);
+    assert_eq!(capped.code, Some(4), "{}", capped.stderr);
+    assert!(
+        capped.stderr.contains("at most 50 uses"),
+        "{}",
+        capped.stderr
+    );
+    let token = deployment.token(&["--uses", "2"])?;
+    let listed = deployment.mfctl(&["token", "list", "-o", "json"]);
+    let listed: serde_json::Value = serde_json::from_str(&listed.stdout)?;
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    let id = listed[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(id.len(), 16);
+    assert!(
+        !listed.to_string().contains(token.trim()),
+        "the token itself is never shown"
+    );
+    assert_eq!(listed[0]["uses_left"], 2);
+
+    let root = mf_e2e::host_root(
+        &deployment.path("root-a"),
+        mf_e2e::HostOs::Rhel79,
+        "tok-a",
+        "example.com",
+    );
+    assert!(
+        deployment
+            .enroll(&token, &deployment.path("a"), &root, &[])
+            .success
+    );
+    let revoked = deployment.mfctl(&["token", "revoke", &id[..8]]);
+    assert!(revoked.success, "{}", revoked.stderr);
+    let root = mf_e2e::host_root(
+        &deployment.path("root-b"),
+        mf_e2e::HostOs::Rhel79,
+        "tok-b",
+        "example.com",
+    );
+    let refused = deployment.enroll(&token, &deployment.path("b"), &root, &[]);
+    assert!(
+        !refused.success && refused.stderr.contains("unknown bootstrap token"),
+        "{}",
+        refused.stderr
+    );
+    // Refused before anything was signed: the refusal is counted, and the
+    // enrollments are audited with where they came from.
+    deployment
+        .coordinator
+        .expect_metric_at_least("mf_enrollments_total{result=\"unknown_token\"}", 1.0)?;
+    let audit = deployment.mfctl(&["audit", "list", "-o", "json"]);
+    let audit: serde_json::Value = serde_json::from_str(&audit.stdout)?;
+    let enrollments: Vec<(&str, &str, &str)> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["verb"] == "enroll")
+        .map(|e| {
+            (
+                e["operator"].as_str().unwrap(),
+                e["arguments"].as_str().unwrap(),
+                e["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(enrollments.len(), 2, "{audit:#}");
+    assert!(
+        enrollments[0].0.starts_with("agent at 127.0.0.1:"),
+        "{enrollments:?}"
+    );
+    assert_eq!(enrollments[0].1, "host_id=tok-a.example.com");
+    assert_eq!(enrollments[0].2, "ok");
+    assert!(
+        enrollments[1]
+            .2
+            .starts_with("refused: unknown bootstrap token")
+    );
+    Ok(())
+}

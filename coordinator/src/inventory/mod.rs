@@ -199,6 +199,13 @@ type Reply<T> = oneshot::Sender<Result<T, InventoryError>>;
 enum Request {
     Enroll(NewEnrollment, Reply<Result<(), EnrollRefusal>>),
     CreateToken([u8; 32], NewToken, Reply<TokenRecord>),
+    CheckToken(
+        [u8; 32],
+        String,
+        oneshot::Sender<Result<Result<(), EnrollRefusal>, InventoryError>>,
+    ),
+    ListTokens(oneshot::Sender<Result<Vec<(String, TokenRecord)>, InventoryError>>),
+    RevokeToken(String, Reply<TokenRecord>),
     Connect(NewSession, Reply<SessionId>),
     Facts(String, SessionId, Facts),
     Heartbeat(String, SessionId),
@@ -214,6 +221,7 @@ enum Request {
     RevokeOperator(String, Reply<OperatorRecord>),
     LabelHost(LabelChange, Reply<HostView>),
     Audit(NewAuditEntry, Reply<()>),
+    NoteAudit(NewAuditEntry),
     AuditEntries(oneshot::Sender<Result<Vec<AuditEntry>, InventoryError>>),
     Renew(Renewal, Reply<()>),
     Precheck(Selection, Target, Reply<PrecheckSummary>),
@@ -347,6 +355,37 @@ impl Inventory {
 
     /// Records a bootstrap token by the hash of its secret, its times taken
     /// from the inventory's clock; durable before it returns.
+    /// Whether an enrollment with this token would pass (read only): the
+    /// agent service asks before it signs anything.
+    pub async fn check_token(
+        &self,
+        token_hash: [u8; 32],
+        host_id: String,
+    ) -> Result<Result<(), EnrollRefusal>, InventoryError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Request::CheckToken(token_hash, host_id, reply))
+            .await
+            .map_err(|_| InventoryError::Stopped)?;
+        answer.await.map_err(|_| InventoryError::Stopped)?
+    }
+
+    /// Every token, by id (the hex of its hash).
+    pub async fn list_tokens(&self) -> Result<Vec<(String, TokenRecord)>, InventoryError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Request::ListTokens(reply))
+            .await
+            .map_err(|_| InventoryError::Stopped)?;
+        answer.await.map_err(|_| InventoryError::Stopped)?
+    }
+
+    /// Deletes the token whose id starts with `prefix` (unique); durable
+    /// before it returns.
+    pub async fn revoke_token(&self, prefix: String) -> Result<TokenRecord, InventoryError> {
+        self.ask(|reply| Request::RevokeToken(prefix, reply)).await
+    }
+
     pub async fn create_token(
         &self,
         hash: [u8; 32],
@@ -526,6 +565,13 @@ impl Inventory {
         self.ask(|reply| Request::LabelHost(change, reply)).await
     }
 
+    /// Appends to the audit chain without waiting for it to be durable (sled
+    /// writes it within 500 ms): for enrollment attempts, which must stay
+    /// cheap to refuse.
+    pub async fn note_audit(&self, entry: NewAuditEntry) {
+        self.tell(Request::NoteAudit(entry)).await;
+    }
+
     /// Appends to the audit chain; durable before it returns.
     pub async fn audit(&self, entry: NewAuditEntry) -> Result<(), InventoryError> {
         self.ask(|reply| Request::Audit(entry, reply)).await
@@ -703,6 +749,21 @@ impl State {
                 let result = self.enroll(enrollment);
                 reply_when_durable(pending, reply, result);
             }
+            Request::CheckToken(hash, host_id, reply) => {
+                let now = self.now();
+                let _ = reply.send(
+                    self.store
+                        .check_token(&hash, &host_id, now)
+                        .map_err(InventoryError::from),
+                );
+            }
+            Request::ListTokens(reply) => {
+                let _ = reply.send(self.store.tokens().map_err(InventoryError::from));
+            }
+            Request::RevokeToken(prefix, reply) => {
+                let result = self.revoke_token(&prefix);
+                reply_when_durable(pending, reply, result);
+            }
             Request::CreateToken(hash, token, reply) => {
                 let record = token.record(self.now());
                 let result = self
@@ -813,13 +874,13 @@ impl State {
                 reply_when_durable(pending, reply, result);
             }
             Request::Audit(entry, reply) => {
-                let entry = AuditEntry::append(self.audit_head.as_ref(), entry, self.now());
-                let result = self.store.put_audit(&entry).map_err(InventoryError::from);
-                if result.is_ok() {
-                    self.metrics.audit_entries.set(entry.seq as i64);
-                    self.audit_head = Some(entry);
-                }
+                let result = self.append_audit(entry);
                 reply_when_durable(pending, reply, result);
+            }
+            Request::NoteAudit(entry) => {
+                if let Err(e) = self.append_audit(entry) {
+                    error!(error = %e, "cannot append to the audit chain");
+                }
             }
             Request::AuditEntries(reply) => {
                 let _ = reply.send(self.store.audit_entries().map_err(InventoryError::from));
@@ -840,6 +901,45 @@ impl State {
             Request::ReadinessCounts(selector, reply) => {
                 let _ = reply.send(ReadinessCounts::of(self.selected(&selector)));
             }
+        }
+    }
+}
+
+impl State {
+    fn append_audit(&mut self, entry: NewAuditEntry) -> Result<(), InventoryError> {
+        let entry = AuditEntry::append(self.audit_head.as_ref(), entry, self.now());
+        self.store.put_audit(&entry)?;
+        self.metrics.audit_entries.set(entry.seq as i64);
+        self.audit_head = Some(entry);
+        Ok(())
+    }
+
+    fn revoke_token(&mut self, prefix: &str) -> Result<TokenRecord, InventoryError> {
+        if prefix.len() < 8 || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(InventoryError::Invalid(
+                "a token id is at least 8 hex digits (mfctl token list shows them)".into(),
+            ));
+        }
+        let matching: Vec<(String, TokenRecord)> = self
+            .store
+            .tokens()?
+            .into_iter()
+            .filter(|(id, _)| id.starts_with(&prefix.to_ascii_lowercase()))
+            .collect();
+        match matching.as_slice() {
+            [(id, record)] => {
+                let hash: Vec<u8> = (0..id.len())
+                    .step_by(2)
+                    .filter_map(|i| u8::from_str_radix(&id[i..i + 2], 16).ok())
+                    .collect();
+                self.store.delete_token(&hash)?;
+                Ok(record.clone())
+            }
+            [] => Err(InventoryError::Invalid(format!("no token {prefix}"))),
+            _ => Err(InventoryError::Invalid(format!(
+                "{prefix} names {} tokens: give more of the id",
+                matching.len()
+            ))),
         }
     }
 }

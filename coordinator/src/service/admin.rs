@@ -28,22 +28,42 @@ use mf_pki::{CertificateAuthority, PkiError, token};
 use std::sync::Arc;
 
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
-const MAX_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
-const MAX_TOKEN_USES: u32 = 100_000;
+/// The site's caps on bootstrap tokens (`token_max_ttl`, `token_max_uses`).
+#[derive(Debug, Clone, Copy)]
+pub struct TokenPolicy {
+    pub max_ttl: Duration,
+    pub max_uses: u32,
+}
+
+impl Default for TokenPolicy {
+    fn default() -> Self {
+        Self {
+            max_ttl: Duration::from_secs(30 * 24 * 3600),
+            max_uses: 10_000,
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct AdminApi {
     inventory: Inventory,
     metrics: Metrics,
     ca: Arc<CertificateAuthority>,
+    tokens: TokenPolicy,
 }
 
 impl AdminApi {
-    pub fn new(inventory: Inventory, metrics: Metrics, ca: Arc<CertificateAuthority>) -> Self {
+    pub fn new(
+        inventory: Inventory,
+        metrics: Metrics,
+        ca: Arc<CertificateAuthority>,
+        tokens: TokenPolicy,
+    ) -> Self {
         Self {
             inventory,
             metrics,
             ca,
+            tokens,
         }
     }
 
@@ -181,6 +201,17 @@ impl AdminApi {
     }
 }
 
+fn token_to_wire((id, record): (String, crate::store::TokenRecord)) -> pb::TokenInfo {
+    pb::TokenInfo {
+        id: id.chars().take(16).collect(),
+        host_id: record.host_id.unwrap_or_default(),
+        created_unix_ms: record.created_unix_ms,
+        expires_unix_ms: record.expires_unix_ms,
+        uses: record.uses,
+        uses_left: record.uses_left,
+    }
+}
+
 /// How a call ended, for the audit.
 fn outcome_of<T>(result: &Result<T, Status>) -> String {
     match result {
@@ -297,8 +328,11 @@ impl AdminService for AdminApi {
                 0 => DEFAULT_TOKEN_TTL,
                 s => Duration::from_secs(s),
             };
-            if ttl > MAX_TOKEN_TTL {
-                return Err(Status::invalid_argument("a token lives at most 30 days"));
+            if ttl > self.tokens.max_ttl {
+                return Err(Status::invalid_argument(format!(
+                    "a token lives at most {} here (token_max_ttl)",
+                    humantime::format_duration(self.tokens.max_ttl)
+                )));
             }
             let uses = match request.uses {
                 0 => {
@@ -306,9 +340,10 @@ impl AdminService for AdminApi {
                         "a token needs at least one use (--uses 1 or more)",
                     ));
                 }
-                n if n > MAX_TOKEN_USES => {
+                n if n > self.tokens.max_uses => {
                     return Err(Status::invalid_argument(format!(
-                        "a token has at most {MAX_TOKEN_USES} uses"
+                        "a token has at most {} uses here (token_max_uses)",
+                        self.tokens.max_uses
                     )));
                 }
                 n => n,
@@ -955,6 +990,41 @@ impl AdminService for AdminApi {
             scope: access.scope.map(|s| s.to_string()).unwrap_or_default(),
             ..Default::default()
         }))
+    }
+
+    type ListTokensStream = PartStream<pb::TokenInfo>;
+
+    async fn list_tokens(
+        &self,
+        request: Request<pb::ListTokensRequest>,
+    ) -> Result<Response<Self::ListTokensStream>, Status> {
+        self.access(&request, Verb::ManageTokens).await?;
+        let tokens = self
+            .inventory
+            .list_tokens()
+            .await
+            .map_err(inventory_status)?;
+        Ok(Response::new(parts::stream(
+            tokens.into_iter().map(token_to_wire).collect(),
+        )))
+    }
+
+    async fn revoke_token(
+        &self,
+        request: Request<pb::TokenRef>,
+    ) -> Result<Response<pb::TokenInfo>, Status> {
+        let access = self.access(&request, Verb::ManageTokens).await?;
+        let arguments = audit_arguments(request.get_ref());
+        let id = request.into_inner().id;
+        let result = self
+            .inventory
+            .revoke_token(id.clone())
+            .await
+            .map(|record| Response::new(token_to_wire((id, record))))
+            .map_err(inventory_status);
+        self.audited(&access, Verb::ManageTokens, arguments, outcome_of(&result))
+            .await?;
+        result
     }
 
     type ListAuditStream = PartStream<pb::AuditEntry>;

@@ -15,6 +15,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::{auth, valid_host_id};
+use crate::audit::NewAuditEntry;
 use crate::inventory::{Inventory, InventoryError, NewEnrollment, NewSession, Renewal};
 use crate::metrics::Metrics;
 use crate::store::EnrollRefusal;
@@ -61,6 +62,19 @@ impl AgentApi {
 
     fn enrolled(&self, result: &str) {
         self.metrics.enrollments.with_label_values(&[result]).inc();
+    }
+
+    /// Records an enrollment attempt with the peer's address in the audit.
+    async fn note_enrollment(&self, host_id: &str, peer: &str, outcome: &str) {
+        self.inventory
+            .note_audit(NewAuditEntry {
+                operator: format!("agent at {peer}"),
+                role: "-".into(),
+                verb: "enroll".into(),
+                arguments: format!("host_id={host_id}"),
+                outcome: outcome.to_string(),
+            })
+            .await;
     }
 
     fn issued(&self, host_id: String, issued: IssuedCert) -> pb::EnrollResponse {
@@ -120,6 +134,10 @@ impl AgentService for AgentApi {
         &self,
         request: Request<pb::EnrollRequest>,
     ) -> Result<Response<pb::EnrollResponse>, Status> {
+        let remote = request
+            .remote_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "?".into());
         let request = request.into_inner();
         let invalid = |what: &str| {
             self.enrolled("bad_request");
@@ -137,8 +155,22 @@ impl AgentService for AgentApi {
         if request.csr_der.len() > MAX_CSR_BYTES {
             return invalid("the certificate signing request is too large");
         }
-        // Signed before the token is checked so that the check and the write
-        // happen together in the inventory; the certificate is only sent if they pass.
+        // The token is checked before anything is signed, so a refusal costs
+        // one lookup; the enrollment's transaction checks it again with the
+        // write, and the certificate is only sent if that passes too.
+        let token_hash = token::hash(&request.token);
+        let peer = remote.clone();
+        if let Err(refusal) = self
+            .inventory
+            .check_token(token_hash, request.host_id.clone())
+            .await
+            .map_err(inventory_status)?
+        {
+            self.enrolled(refusal.reason());
+            self.note_enrollment(&request.host_id, &peer, &format!("refused: {refusal}"))
+                .await;
+            return Err(refusal_status(&refusal));
+        }
         let issued = match self.ca.issue_agent(
             &request.host_id,
             &request.csr_der,
@@ -156,7 +188,7 @@ impl AgentService for AgentApi {
         let outcome = self
             .inventory
             .enroll(NewEnrollment {
-                token_hash: token::hash(&request.token),
+                token_hash,
                 host_id: request.host_id.clone(),
                 cert_serial: issued.serial_hex.clone(),
                 cert_not_after_unix_ms: issued.not_after_unix_ms,
@@ -166,12 +198,15 @@ impl AgentService for AgentApi {
         match outcome {
             Ok(()) => {
                 self.enrolled("ok");
-                info!(host_id = %request.host_id, "host enrolled");
+                info!(host_id = %request.host_id, %peer, "host enrolled");
+                self.note_enrollment(&request.host_id, &peer, "ok").await;
                 Ok(Response::new(self.issued(request.host_id, issued)))
             }
             Err(refusal) => {
                 self.enrolled(refusal.reason());
                 info!(host_id = %request.host_id, reason = %refusal, "enrollment refused");
+                self.note_enrollment(&request.host_id, &peer, &format!("refused: {refusal}"))
+                    .await;
                 Err(refusal_status(&refusal))
             }
         }

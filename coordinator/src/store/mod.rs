@@ -205,6 +205,49 @@ impl Store {
         Ok(())
     }
 
+    /// Every token, by the hex of its hash.
+    pub fn tokens(&self) -> Result<Vec<(String, TokenRecord)>, StoreError> {
+        self.tokens
+            .iter()
+            .map(|item| {
+                let (key, value) = item?;
+                let id = key.iter().map(|b| format!("{b:02x}")).collect();
+                Ok((id, decode(&key, &value)?))
+            })
+            .collect()
+    }
+
+    pub fn delete_token(&self, hash: &[u8]) -> Result<bool, StoreError> {
+        Ok(self.tokens.remove(hash)?.is_some())
+    }
+
+    /// Whether an enrollment with this token for `host_id` would pass, read
+    /// only: what is refused here is refused before anything is signed.
+    pub fn check_token(
+        &self,
+        token_hash: &[u8; 32],
+        host_id: &str,
+        now_unix_ms: i64,
+    ) -> Result<Result<(), EnrollRefusal>, StoreError> {
+        let Some(raw) = self.tokens.get(token_hash)? else {
+            return Ok(Err(EnrollRefusal::UnknownToken));
+        };
+        let token: TokenRecord = decode(token_hash, &raw)?;
+        if token.expires_unix_ms <= now_unix_ms {
+            return Ok(Err(EnrollRefusal::ExpiredToken));
+        }
+        if token.uses_left == 0 {
+            return Ok(Err(EnrollRefusal::ExhaustedToken));
+        }
+        match token.host_id {
+            Some(bound) if bound != host_id => Ok(Err(EnrollRefusal::WrongHost(bound))),
+            None if self.hosts.contains_key(host_id.as_bytes())? => {
+                Ok(Err(EnrollRefusal::AlreadyEnrolled(host_id.to_string())))
+            }
+            _ => Ok(Ok(())),
+        }
+    }
+
     pub fn put_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
         self.audit.insert(entry.seq.to_be_bytes(), encode(entry))?;
         Ok(())
