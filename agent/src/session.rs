@@ -143,16 +143,27 @@ pub async fn run(
                 }
                 failures += 1;
                 warn!(host_id = %identity.host_id, error = %e, failures, "session lost");
-                explain_refusal(&identity, &e);
+                if explain_refusal(&identity, &e) {
+                    // Retrying fast changes nothing until an operator acts.
+                    let slow = config.max_backoff.max(IDENTITY_RETRY);
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(slow) => {}
+                    }
+                }
             }
         }
     }
     renewal.abort();
 }
 
+/// How long an agent whose identity is refused waits between attempts.
+const IDENTITY_RETRY: Duration = Duration::from_secs(300);
+
 /// Says why in words an operator can act on when the coordinator refuses
-/// this agent's certificate (the handshake itself only says "closed").
-fn explain_refusal(identity: &Identity, error: &SessionError) {
+/// this agent's certificate, or this agent refuses the coordinator's (the
+/// handshake itself only says "closed"); whether it was such a refusal.
+fn explain_refusal(identity: &Identity, error: &SessionError) -> bool {
     let now = crate::command::now_unix_ms();
     let text = format!("{error:?}");
     let enroll_again = format!(
@@ -167,12 +178,25 @@ fn explain_refusal(identity: &Identity, error: &SessionError) {
             "this agent's certificate has expired (it could not be renewed in time, e.g. while \
              the coordinator was down): the coordinator refuses it; to enroll again, {enroll_again}"
         );
+        true
     } else if text.contains("Revoked") || text.contains("was revoked") {
         error!(
             host_id = %identity.host_id,
             "the coordinator has revoked this agent's certificate (the host was revoked, deleted \
              or enrolled again elsewhere); to bring it back, {enroll_again}"
         );
+        true
+    } else if text.contains("NotValidForName") {
+        error!(
+            host_id = %identity.host_id,
+            coordinator = %identity.coordinator,
+            "the coordinator's certificate is not valid for the name this agent dials: enroll \
+             again with --coordinator set to a name in its certificate (mfctl pki init --name), \
+             or have its certificate issued for this name"
+        );
+        true
+    } else {
+        false
     }
 }
 
@@ -283,6 +307,7 @@ async fn establish(
             facts: Some((&facts).into()),
             last_sequence: progress.last_sequence,
             last_update: progress.last_update.as_ref().map(wire::update_to_wire),
+            agent_time_unix_ms: crate::command::now_unix_ms(),
         })),
     };
     tx.send(hello).await.map_err(|_| SessionError::Closed)?;
@@ -347,7 +372,10 @@ async fn serve(
             _ = heartbeat.tick() => {
                 sequence += 1;
                 let beat = pb::AgentMessage {
-                    body: Some(pb::agent_message::Body::Heartbeat(pb::Heartbeat { sequence })),
+                    body: Some(pb::agent_message::Body::Heartbeat(pb::Heartbeat {
+                        sequence,
+                        agent_time_unix_ms: crate::command::now_unix_ms(),
+                    })),
                 };
                 tx.send(beat).await.map_err(|_| SessionError::Closed)?;
             }
@@ -377,7 +405,7 @@ async fn serve(
                 Ok(Some(pb::CoordinatorMessage { body: Some(pb::coordinator_message::Body::Command(command)) })) => {
                     let id = command.command_id.clone();
                     let sequence = command.sequence;
-                    match wire::command_from_wire(command) {
+                    match wire::command_from_wire(command, crate::command::now_unix_ms()) {
                         Ok(command) => executor.submit(command).await,
                         Err(malformed) => {
                             warn!(command_id = %id, error = %malformed, "command refused");

@@ -61,8 +61,14 @@ impl MalformedCommand {
     }
 }
 
-/// A command from the wire, checked: ids, the phase and its step.
-pub fn command_from_wire(wire: pb::Command) -> Result<AgentCommand, MalformedCommand> {
+/// A command from the wire, checked: ids, the phase and its step. Its expiry
+/// is counted on this host's clock from `now_unix_ms` (when it arrived) when
+/// the coordinator says how long it is valid for, so that a skewed clock
+/// neither expires every command nor keeps an old one alive.
+pub fn command_from_wire(
+    wire: pb::Command,
+    now_unix_ms: i64,
+) -> Result<AgentCommand, MalformedCommand> {
     {
         if wire.command_id.is_empty() || wire.command_id.len() > 128 {
             return Err(MalformedCommand::new("the command id must be 1-128 bytes"));
@@ -86,7 +92,11 @@ pub fn command_from_wire(wire: pb::Command) -> Result<AgentCommand, MalformedCom
             id: wire.command_id,
             host_id: wire.host_id,
             sequence: wire.sequence,
-            expires_unix_ms: wire.expires_unix_ms,
+            expires_unix_ms: if wire.valid_for_ms > 0 {
+                now_unix_ms.saturating_add(wire.valid_for_ms)
+            } else {
+                wire.expires_unix_ms
+            },
             phase,
         })
     }
@@ -188,16 +198,17 @@ mod tests {
             host_id: "h".into(),
             sequence: 1,
             expires_unix_ms: 1,
+            valid_for_ms: 0,
             phase: Some(pb::command::Phase::Precheck(pb::Precheck {
                 tool: pb::MigrationTool::Leapp.into(),
                 target_version: "8.10".into(),
             })),
         };
-        assert!(command_from_wire(good.clone()).is_ok());
+        assert!(command_from_wire(good.clone(), 0).is_ok());
         let mut no_phase = good.clone();
         no_phase.phase = None;
         assert_eq!(
-            command_from_wire(no_phase),
+            command_from_wire(no_phase, 0),
             Err(MalformedCommand::new("no phase"))
         );
         for (tool, version, expected) in [
@@ -211,8 +222,37 @@ mod tests {
                 tool,
                 target_version: version.into(),
             }));
-            let err = command_from_wire(bad).expect_err(expected);
+            let err = command_from_wire(bad, 0).expect_err(expected);
             assert!(err.0.contains(expected), "{err}");
         }
+    }
+
+    #[test]
+    fn an_expiry_is_counted_on_this_hosts_clock_from_arrival() {
+        let day = 86_400_000;
+        let coordinator_now = 1_000 * day;
+        let command = pb::Command {
+            command_id: "c1".into(),
+            host_id: "h".into(),
+            sequence: 1,
+            expires_unix_ms: coordinator_now + 3_600_000,
+            valid_for_ms: 3_600_000,
+            phase: Some(pb::command::Phase::Reboot(pb::Reboot {})),
+        };
+        // This host's clock is two days ahead (or behind): still an hour.
+        for skew in [2 * day, -2 * day] {
+            let arrived = coordinator_now + skew;
+            let command = command_from_wire(command.clone(), arrived).expect("valid");
+            assert_eq!(command.expires_unix_ms - arrived, 3_600_000);
+        }
+        // From an older coordinator (no duration): its expiry as sent.
+        let old = pb::Command {
+            valid_for_ms: 0,
+            ..command
+        };
+        assert_eq!(
+            command_from_wire(old, 0).expect("valid").expires_unix_ms,
+            coordinator_now + 3_600_000
+        );
     }
 }

@@ -47,6 +47,8 @@ pub struct FileConfig {
     pub token_max_ttl: Option<String>,
     /// The most enrollments one token may allow (default 10000).
     pub token_max_uses: Option<u32>,
+    /// A host whose clock is off by more than this is sent no work, e.g. "5m".
+    pub max_clock_skew: Option<String>,
 }
 
 impl FileConfig {
@@ -118,6 +120,11 @@ impl FileConfig {
                 "must be above 0".into(),
             ));
         }
+        let max_clock_skew = match flags.max_clock_skew.or(self.max_clock_skew) {
+            Some(text) => humantime::parse_duration(&text)
+                .map_err(|e| ConfigError::Invalid("max_clock_skew", e.to_string()))?,
+            None => Duration::from_secs(300),
+        };
         Ok(CoordinatorConfig {
             data_dir: flags
                 .data_dir
@@ -146,6 +153,7 @@ impl FileConfig {
             reboot_timeout,
             agent_cert_lifetime,
             token_policy,
+            max_clock_skew,
         })
     }
 }
@@ -161,6 +169,7 @@ pub struct CoordinatorConfig {
     pub reboot_timeout: Duration,
     pub agent_cert_lifetime: Duration,
     pub token_policy: crate::service::admin::TokenPolicy,
+    pub max_clock_skew: Duration,
 }
 
 #[cfg(test)]
@@ -212,6 +221,7 @@ mod tests {
             agent_cert_lifetime: None,
             token_max_ttl: None,
             token_max_uses: None,
+            max_clock_skew: None,
         };
         let err = FileConfig::default()
             .resolve(flags)

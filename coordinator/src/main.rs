@@ -49,6 +49,10 @@ struct Cli {
     /// The most enrollments one token may allow [default: 10000].
     #[arg(long)]
     token_max_uses: Option<u32>,
+    /// A host whose clock is off by more than this is sent no work, e.g. 5m
+    /// [default: 5m].
+    #[arg(long)]
+    max_clock_skew: Option<String>,
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
@@ -72,6 +76,7 @@ fn main() -> Result<()> {
         agent_cert_lifetime: cli.agent_cert_lifetime,
         token_max_ttl: cli.token_max_ttl,
         token_max_uses: cli.token_max_uses,
+        max_clock_skew: cli.max_clock_skew,
     })?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -49,6 +49,8 @@ pub struct Families {
     pub agents_connected: IntGauge,
     pub revoked_certificates: IntGauge,
     pub audit_entries: IntGauge,
+    pub hosts_clock_skewed: IntGauge,
+    pub clock_skew_max_seconds: prometheus::Gauge,
     pub hosts: IntGaugeVec,
     pub enrollments: IntCounterVec,
     pub refused_handshakes: IntCounterVec,
@@ -80,6 +82,14 @@ impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let agents_connected = IntGauge::new("mf_agents_connected", "Agents with an open session")?;
+        let hosts_clock_skewed = IntGauge::new(
+            "mf_hosts_clock_skewed",
+            "Connected hosts whose clock is off by more than max_clock_skew: they are sent no work",
+        )?;
+        let clock_skew_max_seconds = prometheus::Gauge::new(
+            "mf_clock_skew_max_seconds",
+            "The largest clock skew among connected hosts, either way (seconds)",
+        )?;
         let audit_entries = IntGauge::new(
             "mf_audit_entries",
             "Entries in the audit chain: the head a log collector can compare with its copy",
@@ -219,6 +229,8 @@ impl Metrics {
         registry.register(Box::new(agents_connected.clone()))?;
         registry.register(Box::new(revoked_certificates.clone()))?;
         registry.register(Box::new(audit_entries.clone()))?;
+        registry.register(Box::new(hosts_clock_skewed.clone()))?;
+        registry.register(Box::new(clock_skew_max_seconds.clone()))?;
         registry.register(Box::new(hosts.clone()))?;
         registry.register(Box::new(enrollments.clone()))?;
         registry.register(Box::new(refused_handshakes.clone()))?;
@@ -270,6 +282,8 @@ impl Metrics {
                 agents_connected,
                 revoked_certificates,
                 audit_entries,
+                hosts_clock_skewed,
+                clock_skew_max_seconds,
                 hosts,
                 enrollments,
                 refused_handshakes,

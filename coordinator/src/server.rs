@@ -113,6 +113,7 @@ pub async fn start(config: &CoordinatorConfig) -> Result<Coordinator, StartError
         reboot_timeout: config.reboot_timeout,
         clock: crate::clock::system(),
         revocations,
+        max_clock_skew: config.max_clock_skew,
     };
     let (inventory, inventory_task) = Inventory::start(store, metrics.clone(), settings)?;
 

@@ -220,7 +220,9 @@ fn tool_to_wire(tool: Tool) -> i32 {
     .into()
 }
 
-pub fn command_to_wire(c: &AgentCommand) -> pb::Command {
+/// The command as sent at `now_unix_ms`: its expiry also as a duration from
+/// now, which the agent counts on its own clock.
+pub fn command_to_wire(c: &AgentCommand, now_unix_ms: i64) -> pb::Command {
     use pb::command::Phase;
     let phase = match &c.phase {
         CommandPhase::Precheck(step) => Phase::Precheck(pb::Precheck {
@@ -247,6 +249,7 @@ pub fn command_to_wire(c: &AgentCommand) -> pb::Command {
         host_id: c.host_id.clone(),
         sequence: c.sequence,
         expires_unix_ms: c.expires_unix_ms,
+        valid_for_ms: (c.expires_unix_ms - now_unix_ms).max(0),
         phase: Some(phase),
     }
 }

@@ -119,6 +119,7 @@ async fn run(hosts: usize) -> Result<()> {
                 replaced: replaced.clone(),
                 last_sequence: 0,
                 last_update: None,
+                clock_skew_ms: Some(0),
                 commands,
             })
             .await?;

@@ -76,6 +76,7 @@ async fn run(args: DemoArgs) -> Result<()> {
         heartbeat_interval: DEFAULT_HEARTBEAT,
         reboot_timeout: DEMO_REBOOT_TIMEOUT,
         agent_cert_lifetime: mf_pki::AGENT_VALIDITY,
+        max_clock_skew: Duration::from_secs(300),
         // One token enrolls the whole simulated fleet.
         token_policy: mf_coordinator::service::admin::TokenPolicy {
             max_uses: u32::try_from(args.hosts).unwrap_or(u32::MAX).max(1),

@@ -29,6 +29,8 @@ pub struct HostJson {
     pub certificate_expires: Option<String>,
     /// When its certificate was revoked, if it was.
     pub revoked: Option<String>,
+    /// The host's clock minus the coordinator's, as last measured.
+    pub clock_skew_seconds: f64,
     pub facts: Option<Facts>,
     pub precheck: Option<PrecheckJson>,
     pub job: Option<serde_json::Value>,
@@ -64,6 +66,7 @@ impl From<&pb::Host> for HostJson {
             peer_address: host.peer_address.clone(),
             certificate_expires: timestamp(host.cert_not_after_unix_ms),
             revoked: timestamp(host.revoked_unix_ms),
+            clock_skew_seconds: host.clock_skew_ms as f64 / 1000.0,
             facts,
             job: host.job.as_ref().map(super::jobs::to_json),
             precheck: host.precheck.as_ref().map(|p| PrecheckJson {
@@ -173,6 +176,18 @@ fn readiness_text(precheck: Option<&pb::LatestPrecheck>) -> String {
     text
 }
 
+/// "in step (within 1s)", "2days 3h ahead of the coordinator".
+fn clock_text(skew_ms: i64) -> String {
+    if skew_ms.abs() < 1000 {
+        return "in step with the coordinator (within 1s)".into();
+    }
+    // To the second: the message's transit is not the skew.
+    let off =
+        humantime::format_duration(Duration::from_secs((skew_ms.unsigned_abs() + 500) / 1000));
+    let side = if skew_ms > 0 { "ahead of" } else { "behind" };
+    format!("{off} {side} the coordinator")
+}
+
 fn bytes(n: u64) -> String {
     const GIB: u64 = 1 << 30;
     const MIB: u64 = 1 << 20;
@@ -209,6 +224,7 @@ pub fn print_one(host: &pb::Host, format: Format) -> Result<()> {
         ),
         ("Labels".into(), labels_text(&json.labels)),
         ("Pinned labels".into(), labels_text(&json.pinned_labels)),
+        ("Clock".into(), clock_text(host.clock_skew_ms)),
         (
             "Certificate".into(),
             match (&json.revoked, &json.certificate_expires) {

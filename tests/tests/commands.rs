@@ -119,6 +119,8 @@ fn precheck(
             host_id: host.into(),
             sequence,
             expires_unix_ms,
+            // As an older coordinator sent it: the expiry by its clock only.
+            valid_for_ms: 0,
             phase: Some(pb::command::Phase::Precheck(pb::Precheck {
                 tool: pb::MigrationTool::Leapp.into(),
                 target_version: target.into(),

@@ -552,3 +552,93 @@ fn tokens_are_listed_revoked_and_capped_and_enrollments_audited() -> Result<()> 
     );
     Ok(())
 }
+
+/// A host whose clock is two days ahead: the coordinator measures the skew
+/// from the agent's hello, shows it, counts it, and sends the host no work
+/// (the pre-check's error in readiness says why).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_whose_clock_is_off_is_shown_counted_and_sent_no_work() -> Result<()> {
+    let deployment = Deployment::new()?;
+    let state = enrolled_agent(&deployment, "skewed");
+    let (cert, key) = (
+        read(state.join("agent.pem")),
+        read(state.join("agent-key.pem")),
+    );
+    let two_days_ahead = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as i64
+        + 2 * 86_400_000;
+    let hello = pb::AgentMessage {
+        body: Some(pb::agent_message::Body::Hello(pb::Hello {
+            agent_version: "test".into(),
+            facts: Some(pb::Facts {
+                os: Some(pb::OsInfo {
+                    id: "rhel".into(),
+                    name: "Red Hat Enterprise Linux".into(),
+                    version: "8.10".into(),
+                }),
+                ..pb::Facts::default()
+            }),
+            agent_time_unix_ms: two_days_ahead,
+            ..pb::Hello::default()
+        })),
+    };
+    let ca = read(deployment.pki.join("ca.pem"));
+    let channel = transport::endpoint(
+        &deployment.coordinator.agent_address(),
+        &ca,
+        Some((&cert, &key)),
+    )?
+    .connect()
+    .await?;
+    let (to_coordinator, outbound) = tokio::sync::mpsc::channel(4);
+    to_coordinator.send(hello).await?;
+    let mut inbound = AgentServiceClient::new(channel)
+        .session(tokio_stream::wrappers::ReceiverStream::new(outbound))
+        .await?
+        .into_inner();
+    assert!(inbound.message().await?.is_some(), "welcomed");
+
+    let shown = deployment.mfctl(&["hosts", "show", "skewed.example.com", "-o", "json"]);
+    let shown: serde_json::Value = serde_json::from_str(&shown.stdout)?;
+    let skew = shown["clock_skew_seconds"].as_f64().unwrap_or_default();
+    assert!((172_790.0..172_810.0).contains(&skew), "{shown:#}");
+    let text = deployment.mfctl(&["hosts", "show", "skewed.example.com"]);
+    assert!(
+        text.stdout.contains("2days ahead of the coordinator"),
+        "{}",
+        text.stdout
+    );
+
+    let precheck = deployment.mfctl(&["precheck", "--target", "rhel-9.6", "-o", "json"]);
+    let precheck: serde_json::Value = serde_json::from_str(&precheck.stdout)?;
+    let reason = precheck["refused"][0]["reason"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        reason.contains("its clock is 2days ahead of ours"),
+        "{precheck:#}"
+    );
+    let readiness = deployment.mfctl(&["report", "readiness", "-o", "json"]);
+    let readiness: serde_json::Value = serde_json::from_str(&readiness.stdout)?;
+    assert_eq!(readiness["hosts"][0]["readiness"], "error", "{readiness:#}");
+    assert!(
+        readiness["hosts"][0]["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("max_clock_skew"),
+        "{readiness:#}"
+    );
+    let migrate = deployment.mfctl(&["migrate", "skewed.example.com", "--target", "rhel-9.6"]);
+    assert_eq!(migrate.code, Some(4), "{}", migrate.stderr);
+    assert!(
+        migrate.stderr.contains("its clock is"),
+        "{}",
+        migrate.stderr
+    );
+    mf_e2e::wait_for("the skew counted", Duration::from_secs(15), || {
+        Ok(deployment.coordinator.metric("mf_hosts_clock_skewed")? == 1.0)
+    })?;
+    drop(to_coordinator);
+    Ok(())
+}

@@ -108,6 +108,7 @@ impl State {
             previous_cert_serial: None,
             revoked_unix_ms: 0,
             pinned_labels: Default::default(),
+            clock_skew_ms: 0,
         };
         let previous =
             match self
@@ -364,6 +365,9 @@ impl State {
         }
         host.record.last_peer = session.peer;
         host.record.last_seen_unix_ms = now;
+        if let Some(skew) = session.clock_skew_ms {
+            host.record.clock_skew_ms = skew;
+        }
         // Sequences only grow, also when our data is older than the agent's journal.
         host.record.last_sequence = host.record.last_sequence.max(session.last_sequence);
         self.wave_presence(&session.host_id, None);

@@ -111,6 +111,11 @@ impl State {
             requested_by,
         } = new;
         let host_id = host_id.as_str();
+        if let Some(reason) = self.clock_refusal(host_id) {
+            return Err(InventoryError::Conflict(format!(
+                "host {host_id}: {reason}"
+            )));
+        }
         let now = self.now();
         let host = self
             .hosts

@@ -106,6 +106,9 @@ pub struct Settings {
     /// The deny-list the TLS verifiers read; the task fills it from the store
     /// at start and adds every revocation.
     pub revocations: Revocations,
+    /// A host whose clock is further off than this gets no pre-check, job
+    /// or wave step (its certificates and timings cannot be trusted).
+    pub max_clock_skew: std::time::Duration,
 }
 
 impl Default for Settings {
@@ -114,6 +117,7 @@ impl Default for Settings {
             reboot_timeout: std::time::Duration::from_secs(4 * 3600),
             clock: crate::clock::system(),
             revocations: Revocations::default(),
+            max_clock_skew: std::time::Duration::from_secs(300),
         }
     }
 }
@@ -180,6 +184,8 @@ pub struct NewSession {
     pub last_sequence: u64,
     /// From the hello: the journaled outcome of the agent's latest command.
     pub last_update: Option<CommandUpdate>,
+    /// From the hello: the host's clock minus ours, if the agent said its time.
+    pub clock_skew_ms: Option<i64>,
     /// Where commands for this session go (boxed: a channel allocates 32
     /// slots at once, and there is one per connected agent).
     pub commands: mpsc::Sender<Box<AgentCommand>>,
@@ -208,7 +214,7 @@ enum Request {
     RevokeToken(String, Reply<TokenRecord>),
     Connect(NewSession, Reply<SessionId>),
     Facts(String, SessionId, Facts),
-    Heartbeat(String, SessionId),
+    Heartbeat(String, SessionId, Option<i64>),
     Disconnect(String, SessionId),
     List(Selection, oneshot::Sender<Vec<HostView>>),
     Get(String, oneshot::Sender<Option<HostView>>),
@@ -403,8 +409,10 @@ impl Inventory {
         self.tell(Request::Facts(host_id, session, facts)).await;
     }
 
-    pub async fn heartbeat(&self, host_id: String, session: SessionId) {
-        self.tell(Request::Heartbeat(host_id, session)).await;
+    /// A heartbeat, with the host's clock skew as measured at the edge.
+    pub async fn heartbeat(&self, host_id: String, session: SessionId, clock_skew_ms: Option<i64>) {
+        self.tell(Request::Heartbeat(host_id, session, clock_skew_ms))
+            .await;
     }
 
     pub async fn disconnect(&self, host_id: String, session: SessionId) {
@@ -777,10 +785,13 @@ impl State {
                 let _ = reply.send(self.connect(session));
             }
             Request::Facts(host_id, session, facts) => self.update_facts(&host_id, session, facts),
-            Request::Heartbeat(host_id, session) => {
+            Request::Heartbeat(host_id, session, skew) => {
                 let now = self.now();
                 if let Some(host) = self.live(&host_id, session) {
                     host.record.last_seen_unix_ms = now;
+                    if let Some(skew) = skew {
+                        host.record.clock_skew_ms = skew;
+                    }
                 }
             }
             Request::Disconnect(host_id, session) => self.disconnect(&host_id, session),
@@ -812,6 +823,7 @@ impl State {
             }
             Request::Tick(reply) => {
                 self.tick();
+                self.export_clock_skew();
                 self.stir_waves();
                 if let Some(reply) = reply {
                     reply_when_durable(pending, reply, Ok(()));
@@ -902,6 +914,37 @@ impl State {
                 let _ = reply.send(ReadinessCounts::of(self.selected(&selector)));
             }
         }
+    }
+}
+
+impl State {
+    /// Why a host's clock keeps it from being sent work, if it does.
+    pub(super) fn clock_refusal(&self, host_id: &str) -> Option<String> {
+        let skew = self.hosts.get(host_id)?.record.clock_skew_ms;
+        let limit = i64::try_from(self.settings.max_clock_skew.as_millis()).unwrap_or(i64::MAX);
+        (skew.abs() > limit).then(|| {
+            format!(
+                "its clock is {} {} ours, more than the {} allowed (max_clock_skew): set its time \
+                 (chronyd or NTP) and it is sent work again",
+                // To the second: the message's transit is not the skew.
+                crate::clock::format_duration_ms((skew.abs() + 500) / 1000 * 1000),
+                if skew > 0 { "ahead of" } else { "behind" },
+                crate::clock::format_duration_ms(limit)
+            )
+        })
+    }
+
+    fn export_clock_skew(&self) {
+        let limit = i64::try_from(self.settings.max_clock_skew.as_millis()).unwrap_or(i64::MAX);
+        let connected = self.hosts.values().filter(|h| h.session.is_some());
+        let (skewed, worst) = connected.fold((0i64, 0i64), |(n, worst), h| {
+            let skew = h.record.clock_skew_ms.abs();
+            (n + i64::from(skew > limit), worst.max(skew))
+        });
+        self.metrics.hosts_clock_skewed.set(skewed);
+        self.metrics
+            .clock_skew_max_seconds
+            .set(worst as f64 / 1000.0);
     }
 }
 

@@ -69,6 +69,13 @@ impl State {
             .collect();
         ids.sort();
         for id in ids {
+            // A host whose clock is off gets an error outcome with the
+            // reason, in readiness, and nothing is sent.
+            if let Some(reason) = self.clock_refusal(&id) {
+                self.record_clock_refusal(&id, target, &reason, now);
+                summary.refused.push((id, reason));
+                continue;
+            }
             let Some(host) = self.hosts.get_mut(&id) else {
                 continue;
             };
@@ -155,6 +162,44 @@ impl State {
             self.deliveries.push(command);
         }
         summary
+    }
+
+    /// Records a pre-check that was not sent because the host's clock is
+    /// off: readiness shows the host in error with the reason.
+    fn record_clock_refusal(&mut self, host_id: &str, target: Target, reason: &str, now: i64) {
+        let Some(host) = self.hosts.get(host_id) else {
+            return;
+        };
+        let Some(step) = host
+            .record
+            .facts
+            .as_ref()
+            .and_then(|f| f.os.as_ref())
+            .and_then(|os| path::plan(&os.id, &os.version, target).ok())
+            .and_then(|steps| steps.first().copied())
+        else {
+            return;
+        };
+        let record = PrecheckRecord {
+            command_id: String::new(),
+            sequence: 0,
+            target,
+            step,
+            state: PrecheckState::Done,
+            readiness: Readiness::Error,
+            detail: format!("not sent: {reason}"),
+            requested_unix_ms: now,
+            expires_unix_ms: now,
+            started_unix_ms: 0,
+            finished_unix_ms: now,
+            findings: Vec::new(),
+            previous: None,
+        };
+        let old = self.prechecks.replace(host_id, record.clone());
+        self.count_precheck(old.as_ref(), Some(&record));
+        if let Err(e) = self.store.put_precheck(host_id, &record) {
+            error!(host_id, error = %e, "cannot record a pre-check refusal");
+        }
     }
 
     /// An agent's report on a command; stale or unknown ones change nothing.

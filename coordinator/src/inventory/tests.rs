@@ -101,6 +101,7 @@ pub(super) fn session_with_commands(
             replaced: replaced.clone(),
             last_sequence,
             last_update: None,
+            clock_skew_ms: Some(0),
             commands,
         },
         replaced,

@@ -286,6 +286,7 @@ pub fn host_to_wire(view: HostView) -> pb::Host {
         cert_not_after_unix_ms: view.record.cert_not_after_unix_ms,
         revoked_unix_ms: view.record.revoked_unix_ms,
         pinned_labels: view.record.pinned_labels.into_iter().collect(),
+        clock_skew_ms: view.record.clock_skew_ms,
     }
 }
 

@@ -116,6 +116,20 @@ pub(crate) fn inventory_status(error: InventoryError) -> Status {
     }
 }
 
+/// The host's clock minus ours from the time an agent put in a message
+/// (the message's transit counts as skew: milliseconds on a LAN); `None`
+/// when the agent did not say.
+fn skew_of(agent_time_unix_ms: i64) -> Option<i64> {
+    (agent_time_unix_ms > 0).then(|| agent_time_unix_ms - now_unix_ms())
+}
+
+/// The coordinator's wall clock, for what is sent and measured at the edge.
+fn now_unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 fn message_kind(message: &pb::AgentMessage) -> &'static str {
     match message.body {
         Some(pb::agent_message::Body::Hello(_)) => "hello",
@@ -306,6 +320,7 @@ impl AgentService for AgentApi {
                 replaced: replaced.clone(),
                 last_sequence: hello.last_sequence,
                 last_update,
+                clock_skew_ms: skew_of(hello.agent_time_unix_ms),
                 commands: commands_tx,
             })
             .await
@@ -340,7 +355,7 @@ impl AgentService for AgentApi {
                         () = tx.closed() => break None,
                         Some(command) = commands.recv() => {
                             let message = pb::CoordinatorMessage {
-                                body: Some(pb::coordinator_message::Body::Command(crate::wire::command_to_wire(&command))),
+                                body: Some(pb::coordinator_message::Body::Command(crate::wire::command_to_wire(&command, now_unix_ms()))),
                             };
                             if tx.send(Box::new(Ok(message))).await.is_err() {
                                 break None;
@@ -389,8 +404,11 @@ impl AgentApi {
         message: pb::AgentMessage,
     ) -> Result<(), Status> {
         match message.body {
-            Some(pb::agent_message::Body::Heartbeat(_)) => {
-                self.inventory.heartbeat(host_id.to_string(), session).await;
+            Some(pb::agent_message::Body::Heartbeat(beat)) => {
+                let skew = skew_of(beat.agent_time_unix_ms);
+                self.inventory
+                    .heartbeat(host_id.to_string(), session, skew)
+                    .await;
                 Ok(())
             }
             Some(pb::agent_message::Body::Facts(facts)) => {

@@ -58,6 +58,9 @@ pub struct HostRecord {
     /// only these.
     #[serde(default)]
     pub pinned_labels: std::collections::BTreeMap<String, String>,
+    /// The host's clock minus the coordinator's, as last measured (ms).
+    #[serde(default)]
+    pub clock_skew_ms: i64,
 }
 
 /// An operator as a person: a role, a scope, the certificates issued to them.
@@ -546,6 +549,7 @@ mod tests {
             previous_cert_serial: None,
             revoked_unix_ms: 0,
             pinned_labels: Default::default(),
+            clock_skew_ms: 0,
         }
     }
 
