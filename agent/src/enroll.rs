@@ -82,5 +82,6 @@ pub async fn enroll(params: EnrollParams) -> Result<Identity, EnrollError> {
         cert_pem: response.certificate_pem,
         ca_pem: params.ca_pem,
         validity,
+        command_key: response.command_public_key,
     })
 }

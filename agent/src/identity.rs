@@ -23,6 +23,9 @@ pub struct Identity {
     pub cert_pem: String,
     pub ca_pem: String,
     pub validity: Validity,
+    /// The public key that signs commands (Ed25519), pinned at enrollment:
+    /// the agent obeys only commands it signed.
+    pub command_key: Vec<u8>,
 }
 
 /// When the certificate was received (by this host's clock) and how long it
@@ -54,6 +57,10 @@ struct Enrollment {
     coordinator: String,
     #[serde(default)]
     validity: Validity,
+    /// Hex of the pinned command key; empty for an enrollment made before
+    /// commands were signed (the first renewal pins it).
+    #[serde(default)]
+    command_public_key: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +107,15 @@ impl Identity {
             cert_pem: read(CERT_FILE)?,
             ca_pem: read(CA_FILE)?,
             validity: enrollment.validity,
+            command_key: (0..enrollment.command_public_key.len())
+                .step_by(2)
+                .filter_map(|i| {
+                    enrollment
+                        .command_public_key
+                        .get(i..i + 2)
+                        .and_then(|h| u8::from_str_radix(h, 16).ok())
+                })
+                .collect(),
         })
     }
 
@@ -117,6 +133,11 @@ impl Identity {
             host_id: self.host_id.clone(),
             coordinator: self.coordinator.clone(),
             validity: self.validity,
+            command_public_key: self
+                .command_key
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
         })
         .map_err(|e| IdentityError::Invalid {
             path: state_dir.join(ENROLLMENT_FILE),
@@ -196,6 +217,7 @@ mod tests {
                 lifetime_seconds: 60,
                 not_after_unix_ms: 65_000,
             },
+            command_key: vec![0xab; 32],
         };
         identity.save(dir.path())?;
         let mode = std::fs::metadata(dir.path().join(KEY_FILE))?
@@ -206,6 +228,7 @@ mod tests {
         assert_eq!(loaded.host_id, identity.host_id);
         assert_eq!(loaded.key_pem, "KEY");
         assert_eq!(loaded.validity, identity.validity);
+        assert_eq!(loaded.command_key, identity.command_key);
         Ok(())
     }
 
@@ -219,6 +242,7 @@ mod tests {
             cert_pem: "OLD CERT".into(),
             ca_pem: "CA".into(),
             validity: Validity::default(),
+            command_key: Vec::new(),
         };
         let pair = |dir: &Path| -> Result<(String, String), IdentityError> {
             let loaded = Identity::load(dir)?;

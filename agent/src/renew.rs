@@ -90,10 +90,19 @@ pub async fn renew(identity: &Identity, state_dir: Option<&Path>) -> Result<Iden
         .await
         .map_err(|status| RenewError::Refused(transport::describe_status(&status)))?
         .into_inner();
+    // The pinned command key stays: a renewal's answer cannot replace it
+    // (a server certificate alone must not be able to). An enrollment from
+    // before signed commands pins it here, once.
+    let command_key = if identity.command_key.is_empty() {
+        response.command_public_key.clone()
+    } else {
+        identity.command_key.clone()
+    };
     let renewed = Identity {
         key_pem: key.serialize_pem(),
         cert_pem: response.certificate_pem.clone(),
         validity: validity_of(&response),
+        command_key,
         ..identity.clone()
     };
     if let Some(dir) = state_dir {
@@ -119,6 +128,7 @@ mod tests {
                 lifetime_seconds: lifetime,
                 not_after_unix_ms: 0,
             },
+            command_key: Vec::new(),
         }
     }
 

@@ -405,7 +405,9 @@ async fn serve(
                 Ok(Some(pb::CoordinatorMessage { body: Some(pb::coordinator_message::Body::Command(command)) })) => {
                     let id = command.command_id.clone();
                     let sequence = command.sequence;
-                    match wire::command_from_wire(command, crate::command::now_unix_ms()) {
+                    let checked = wire::check_signature(&command, &identity.command_key)
+                        .and_then(|()| wire::command_from_wire(command, crate::command::now_unix_ms()));
+                    match checked {
                         Ok(command) => executor.submit(command).await,
                         Err(malformed) => {
                             warn!(command_id = %id, error = %malformed, "command refused");

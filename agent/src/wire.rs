@@ -61,6 +61,28 @@ impl MalformedCommand {
     }
 }
 
+/// Whether the command carries the signature of the pinned command key: a
+/// peer with a server certificate from the CA but without that key is not
+/// obeyed.
+pub fn check_signature(command: &pb::Command, pinned: &[u8]) -> Result<(), MalformedCommand> {
+    if pinned.is_empty() {
+        return Err(MalformedCommand::new(
+            "no command key is pinned yet (the agent's next certificate renewal pins it)",
+        ));
+    }
+    if command.signature.is_empty() {
+        return Err(MalformedCommand::new("the command is not signed"));
+    }
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, pinned)
+        .verify(&mf_proto::command_signed_bytes(command), &command.signature)
+        .map_err(|_| {
+            MalformedCommand::new(
+                "the command's signature is not by the coordinator's command key pinned at \
+                 enrollment",
+            )
+        })
+}
+
 /// A command from the wire, checked: ids, the phase and its step. Its expiry
 /// is counted on this host's clock from `now_unix_ms` (when it arrived) when
 /// the coordinator says how long it is valid for, so that a skewed clock
@@ -199,6 +221,7 @@ mod tests {
             sequence: 1,
             expires_unix_ms: 1,
             valid_for_ms: 0,
+            signature: Vec::new(),
             phase: Some(pb::command::Phase::Precheck(pb::Precheck {
                 tool: pb::MigrationTool::Leapp.into(),
                 target_version: "8.10".into(),
@@ -228,6 +251,46 @@ mod tests {
     }
 
     #[test]
+    fn only_commands_signed_by_the_pinned_key_pass() {
+        use ring::signature::{Ed25519KeyPair, KeyPair};
+        let rng = ring::rand::SystemRandom::new();
+        let key = |_: u8| {
+            Ed25519KeyPair::from_pkcs8(Ed25519KeyPair::generate_pkcs8(&rng).expect("key").as_ref())
+                .expect("pkcs8")
+        };
+        let (ours, theirs) = (key(1), key(2));
+        let pinned = ours.public_key().as_ref().to_vec();
+        let mut command = pb::Command {
+            command_id: "c1".into(),
+            host_id: "h".into(),
+            sequence: 7,
+            expires_unix_ms: 1,
+            valid_for_ms: 60_000,
+            signature: Vec::new(),
+            phase: Some(pb::command::Phase::Rollback(pb::Rollback {})),
+        };
+        let unsigned = check_signature(&command, &pinned).expect_err("unsigned");
+        assert!(unsigned.0.contains("not signed"), "{unsigned}");
+        command.signature = theirs
+            .sign(&mf_proto::command_signed_bytes(&command))
+            .as_ref()
+            .to_vec();
+        let foreign = check_signature(&command, &pinned).expect_err("another key");
+        assert!(foreign.0.contains("pinned at enrollment"), "{foreign}");
+        command.signature = ours
+            .sign(&mf_proto::command_signed_bytes(&command))
+            .as_ref()
+            .to_vec();
+        assert_eq!(check_signature(&command, &pinned), Ok(()));
+        // Any field changed after signing breaks it.
+        let mut replayed = command.clone();
+        replayed.sequence = 8;
+        assert!(check_signature(&replayed, &pinned).is_err());
+        // Nothing pinned: nothing obeyed.
+        assert!(check_signature(&command, &[]).is_err());
+    }
+
+    #[test]
     fn an_expiry_is_counted_on_this_hosts_clock_from_arrival() {
         let day = 86_400_000;
         let coordinator_now = 1_000 * day;
@@ -237,6 +300,7 @@ mod tests {
             sequence: 1,
             expires_unix_ms: coordinator_now + 3_600_000,
             valid_for_ms: 3_600_000,
+            signature: Vec::new(),
             phase: Some(pb::command::Phase::Reboot(pb::Reboot {})),
         };
         // This host's clock is two days ahead (or behind): still an hour.

@@ -84,6 +84,7 @@ pub async fn start(config: &CoordinatorConfig) -> Result<Coordinator, StartError
     let ca_pem = paths.load_ca().map_err(|e| pki_error(e.into()))?;
     let server_pem = paths.load_server().map_err(|e| pki_error(e.into()))?;
     let ca = Arc::new(CertificateAuthority::load(&ca_pem).map_err(pki_error)?);
+    let signer = Arc::new(paths.load_or_create_command_key().map_err(pki_error)?);
     // One deny-list for both listeners, filled by the inventory task.
     let revocations = Revocations::default();
     let agent_tls = tls::server_config(
@@ -132,6 +133,7 @@ pub async fn start(config: &CoordinatorConfig) -> Result<Coordinator, StartError
     let agent_api = AgentApi::new(
         inventory.clone(),
         Arc::clone(&ca),
+        signer,
         metrics.clone(),
         AgentSettings {
             heartbeat_interval: config.heartbeat_interval,

@@ -250,6 +250,8 @@ pub fn command_to_wire(c: &AgentCommand, now_unix_ms: i64) -> pb::Command {
         sequence: c.sequence,
         expires_unix_ms: c.expires_unix_ms,
         valid_for_ms: (c.expires_unix_ms - now_unix_ms).max(0),
+        // Signed by the session that sends it.
+        signature: Vec::new(),
         phase: Some(phase),
     }
 }

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use super::{CertificateAuthority, Pem, PkiError};
+use super::{CertificateAuthority, CommandSigner, Pem, PkiError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FilesError {
@@ -107,6 +107,24 @@ impl PkiPaths {
         self.dir.join("operator-key.pem")
     }
 
+    /// The key that signs commands (Ed25519, PKCS#8 DER, 0600).
+    pub fn command_key(&self) -> PathBuf {
+        self.dir.join("command-signing-key.der")
+    }
+
+    /// The command key, created (0600) when a PKI made before it had none.
+    pub fn load_or_create_command_key(&self) -> Result<CommandSigner, PkiError> {
+        let path = self.command_key();
+        if !path.exists() {
+            write_new(&path, &CommandSigner::generate()?, 0o600)?;
+        }
+        let der = std::fs::read(&path).map_err(|source| FilesError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        CommandSigner::from_pkcs8(&der)
+    }
+
     fn read_pem(&self, cert: PathBuf, key: PathBuf) -> Result<Pem, FilesError> {
         Ok(Pem {
             cert: read(&cert)?,
@@ -153,6 +171,8 @@ impl PkiFiles {
             path: paths.dir().to_path_buf(),
             source,
         })?;
+        write_new(&paths.command_key(), &CommandSigner::generate()?, 0o600)?;
+        let mut written = vec![paths.command_key()];
         let files = [
             (paths.ca_key(), ca_pem.key, 0o600),
             (paths.ca_cert(), ca_pem.cert, 0o644),
@@ -161,7 +181,6 @@ impl PkiFiles {
             (paths.operator_key(), operator.key, 0o600),
             (paths.operator_cert(), operator.cert, 0o644),
         ];
-        let mut written = Vec::new();
         for (path, content, mode) in files {
             write_new(&path, content.as_bytes(), mode)?;
             written.push(path);
@@ -169,6 +188,7 @@ impl PkiFiles {
         if let Some(owner) = owner {
             for path in [
                 paths.dir().to_path_buf(),
+                paths.command_key(),
                 paths.ca_key(),
                 paths.ca_cert(),
                 paths.server_key(),

@@ -19,6 +19,45 @@ use time::OffsetDateTime;
 
 pub use files::{FilesError, OperatorRequest, Owner, PkiFiles, PkiPaths, csr_der};
 
+/// The key that signs every command sent to agents (Ed25519): not the TLS
+/// key, so that a server certificate alone, even one the CA issued, cannot
+/// make an agent act.
+pub struct CommandSigner {
+    key: ring::signature::Ed25519KeyPair,
+}
+
+impl std::fmt::Debug for CommandSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CommandSigner { .. }")
+    }
+}
+
+impl CommandSigner {
+    /// A new key as PKCS#8 DER (what the PKI directory stores).
+    pub fn generate() -> Result<Vec<u8>, PkiError> {
+        let rng = ring::rand::SystemRandom::new();
+        ring::signature::Ed25519KeyPair::generate_pkcs8(&rng)
+            .map(|der| der.as_ref().to_vec())
+            .map_err(|_| PkiError::CommandKey("cannot generate the command key".into()))
+    }
+
+    pub fn from_pkcs8(der: &[u8]) -> Result<Self, PkiError> {
+        ring::signature::Ed25519KeyPair::from_pkcs8(der)
+            .map(|key| Self { key })
+            .map_err(|e| PkiError::CommandKey(format!("the command key is not valid: {e}")))
+    }
+
+    /// What agents pin (32 bytes).
+    pub fn public_key(&self) -> Vec<u8> {
+        use ring::signature::KeyPair;
+        self.key.public_key().as_ref().to_vec()
+    }
+
+    pub fn sign(&self, message: &[u8]) -> Vec<u8> {
+        self.key.sign(message).as_ref().to_vec()
+    }
+}
+
 const AGENT_URI_PREFIX: &str = "mf://agent/";
 const OPERATOR_URI_PREFIX: &str = "mf://operator/";
 
@@ -46,6 +85,8 @@ pub enum PkiError {
          dial it, e.g. coordinator.example.com or 10.0.0.5 (no scheme, port or path)"
     )]
     BadName(String),
+    #[error("{0}")]
+    CommandKey(String),
 }
 
 /// A host name as certificates carry it: 1-253 bytes of dot-separated labels

@@ -5,6 +5,17 @@
 
 pub mod transport;
 
+/// The bytes a command's signature covers: the command encoded with its
+/// signature field empty. Both ends compute them with this one function.
+pub fn command_signed_bytes(command: &v1::Command) -> Vec<u8> {
+    use prost::Message;
+    let unsigned = v1::Command {
+        signature: Vec::new(),
+        ..command.clone()
+    };
+    unsigned.encode_to_vec()
+}
+
 #[allow(clippy::all, clippy::pedantic, missing_docs)] // generated code
 pub mod v1 {
     tonic::include_proto!("mf.v1");

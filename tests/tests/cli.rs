@@ -357,7 +357,7 @@ fn hosts_list_watches_and_every_format_prints_its_document() -> Result<()> {
     );
     assert!(init.success, "{}", init.stderr);
     let init: serde_json::Value = serde_json::from_str(&init.stdout)?;
-    assert_eq!(init["written"].as_array().map(Vec::len), Some(6), "{init}");
+    assert_eq!(init["written"].as_array().map(Vec::len), Some(7), "{init}");
 
     let deployment = Deployment::new()?;
     let mut watch = std::process::Command::new(mf_e2e::bin("mfctl"))

@@ -7,6 +7,9 @@
 
 #![allow(clippy::unwrap_used)]
 
+use std::sync::Arc;
+
+use ring::signature::Ed25519KeyPair;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -25,10 +28,25 @@ struct Session {
     hello: pb::Hello,
     to_agent: mpsc::Sender<Result<pb::CoordinatorMessage, Status>>,
     from_agent: mpsc::Receiver<pb::AgentMessage>,
+    /// The coordinator's command key, which the fake holds here.
+    signer: Arc<Ed25519KeyPair>,
 }
 
+/// A coordinator with the real server certificate (issued by the CA) and,
+/// in this test, the real command key too.
 struct Fake {
     sessions: mpsc::Sender<Session>,
+    signer: Arc<Ed25519KeyPair>,
+}
+
+fn signed(mut message: pb::CoordinatorMessage, key: &Ed25519KeyPair) -> pb::CoordinatorMessage {
+    if let Some(pb::coordinator_message::Body::Command(c)) = message.body.as_mut() {
+        c.signature = key
+            .sign(&mf_proto::command_signed_bytes(c))
+            .as_ref()
+            .to_vec();
+    }
+    message
 }
 
 type Outbound = Pin<Box<dyn Stream<Item = Result<pb::CoordinatorMessage, Status>> + Send>>;
@@ -89,6 +107,7 @@ impl AgentService for Fake {
                 hello,
                 to_agent,
                 from_agent,
+                signer: Arc::clone(&self.signer),
             })
             .await
             .unwrap();
@@ -121,6 +140,7 @@ fn precheck(
             expires_unix_ms,
             // As an older coordinator sent it: the expiry by its clock only.
             valid_for_ms: 0,
+            signature: Vec::new(),
             phase: Some(pb::command::Phase::Precheck(pb::Precheck {
                 tool: pb::MigrationTool::Leapp.into(),
                 target_version: target.into(),
@@ -130,7 +150,12 @@ fn precheck(
 }
 
 impl Session {
+    /// Sends a command signed with the coordinator's command key.
     async fn send(&self, message: pb::CoordinatorMessage) {
+        self.send_as_is(signed(message, &self.signer)).await;
+    }
+
+    async fn send_as_is(&self, message: pb::CoordinatorMessage) {
         self.to_agent.send(Ok(message)).await.unwrap();
     }
 
@@ -210,6 +235,12 @@ async fn the_agent_refuses_every_unsafe_command_and_survives_sigkill_mid_phase()
             .tls_config(tls)?
             .add_service(AgentServiceServer::new(Fake {
                 sessions: sessions_tx,
+                signer: Arc::new(
+                    Ed25519KeyPair::from_pkcs8(&std::fs::read(
+                        pki.join("command-signing-key.der"),
+                    )?)
+                    .map_err(|e| anyhow::anyhow!("command key: {e}"))?,
+                ),
             }))
             .serve_with_incoming(TcpListenerStream::new(listener)),
     );
@@ -258,6 +289,22 @@ async fn the_agent_refuses_every_unsafe_command_and_survives_sigkill_mid_phase()
     s.send(no_phase).await;
     s.expect("no-phase", Refused, "malformed command: no phase")
         .await;
+    // A peer with the CA's server certificate but not the command key is not
+    // obeyed: an unsigned command, and one signed by another key.
+    s.send_as_is(precheck("unsigned", me, 1, soon, "8.10"))
+        .await;
+    s.expect("unsigned", Refused, "the command is not signed")
+        .await;
+    let rng = ring::rand::SystemRandom::new();
+    let other = Ed25519KeyPair::from_pkcs8(
+        Ed25519KeyPair::generate_pkcs8(&rng)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .as_ref(),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    s.send_as_is(signed(precheck("foreign", me, 1, soon, "8.10"), &other))
+        .await;
+    s.expect("foreign", Refused, "pinned at enrollment").await;
     s.send(precheck("inject", me, 1, soon, "8.10 --debug; reboot"))
         .await;
     s.expect("inject", Refused, "MAJOR.MINOR").await;

@@ -498,3 +498,34 @@ fn sigkill_of_the_agent_mid_upgrade_and_of_the_coordinator_mid_job() -> Result<(
     assert_eq!(survivor.machine.reboots(), 1, "the step ran once");
     Ok(())
 }
+
+/// `migrate --wait` ends with the exit code of how the job ended: 12 for a
+/// change rolled back, 13 for one held for an operator; a wave or host that
+/// does not exist is 3.
+#[test]
+fn migrate_wait_exits_by_how_the_job_ended() -> Result<()> {
+    let deployment = Deployment::new()?;
+    let token = deployment.token(&["--uses", "2"])?;
+    let failing = format!("failures = [\"first-boot-failure\"]\n{LEAPP}{SPACE}");
+    let held = host(&deployment, &token, "held", HostOs::Rhel79, &failing)?;
+    let back = host(&deployment, &token, "back", HostOs::Rhel79, &failing)?;
+    wait_connected(&deployment, 2)?;
+    let ran = deployment.mfctl(&[
+        "migrate",
+        &held.id,
+        "--target",
+        "rhel-8.10",
+        "--on-failure",
+        "hold",
+        "--wait",
+    ]);
+    assert_eq!(ran.code, Some(13), "{}{}", ran.stdout, ran.stderr);
+    assert!(ran.stderr.contains("ended held"), "{}", ran.stderr);
+    let ran = deployment.mfctl(&["migrate", &back.id, "--target", "rhel-8.10", "--wait"]);
+    assert_eq!(ran.code, Some(12), "{}{}", ran.stdout, ran.stderr);
+    assert!(ran.stderr.contains("ended rolled-back"), "{}", ran.stderr);
+    let missing = deployment.mfctl(&["wave", "why", "no-such-wave", &held.id]);
+    assert_eq!(missing.code, Some(3), "{}", missing.stderr);
+    drop((held, back));
+    Ok(())
+}

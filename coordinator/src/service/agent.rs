@@ -19,7 +19,7 @@ use crate::audit::NewAuditEntry;
 use crate::inventory::{Inventory, InventoryError, NewEnrollment, NewSession, Renewal};
 use crate::metrics::Metrics;
 use crate::store::EnrollRefusal;
-use mf_pki::{CertificateAuthority, IssuedCert, PkiError, token};
+use mf_pki::{CertificateAuthority, CommandSigner, IssuedCert, PkiError, token};
 
 const MAX_CSR_BYTES: usize = 16 * 1024;
 const OUTBOUND_QUEUE: usize = 16;
@@ -38,6 +38,7 @@ pub struct AgentSettings {
 pub struct AgentApi {
     inventory: Inventory,
     ca: Arc<CertificateAuthority>,
+    signer: Arc<CommandSigner>,
     metrics: Metrics,
     settings: AgentSettings,
     shutdown: CancellationToken,
@@ -47,6 +48,7 @@ impl AgentApi {
     pub fn new(
         inventory: Inventory,
         ca: Arc<CertificateAuthority>,
+        signer: Arc<CommandSigner>,
         metrics: Metrics,
         settings: AgentSettings,
         shutdown: CancellationToken,
@@ -54,6 +56,7 @@ impl AgentApi {
         Self {
             inventory,
             ca,
+            signer,
             metrics,
             settings,
             shutdown,
@@ -83,6 +86,7 @@ impl AgentApi {
             certificate_pem: issued.pem,
             not_after_unix_ms: issued.not_after_unix_ms,
             lifetime_seconds: self.settings.cert_lifetime.as_secs(),
+            command_public_key: self.signer.public_key(),
         }
     }
 }
@@ -354,8 +358,10 @@ impl AgentService for AgentApi {
                         () = replaced.cancelled() => break Some(Status::aborted("replaced by a newer session of this host")),
                         () = tx.closed() => break None,
                         Some(command) = commands.recv() => {
+                            let mut wire = crate::wire::command_to_wire(&command, now_unix_ms());
+                            wire.signature = api.signer.sign(&mf_proto::command_signed_bytes(&wire));
                             let message = pb::CoordinatorMessage {
-                                body: Some(pb::coordinator_message::Body::Command(crate::wire::command_to_wire(&command, now_unix_ms()))),
+                                body: Some(pb::coordinator_message::Body::Command(wire)),
                             };
                             if tx.send(Box::new(Ok(message))).await.is_err() {
                                 break None;
