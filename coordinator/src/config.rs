@@ -49,6 +49,8 @@ pub struct FileConfig {
     pub token_max_uses: Option<u32>,
     /// A host whose clock is off by more than this is sent no work, e.g. "5m".
     pub max_clock_skew: Option<String>,
+    /// How long operators' certificates live, e.g. "365d".
+    pub operator_cert_lifetime: Option<String>,
 }
 
 impl FileConfig {
@@ -125,6 +127,12 @@ impl FileConfig {
                 .map_err(|e| ConfigError::Invalid("max_clock_skew", e.to_string()))?,
             None => Duration::from_secs(300),
         };
+        let operator_cert_lifetime =
+            match flags.operator_cert_lifetime.or(self.operator_cert_lifetime) {
+                Some(text) => humantime::parse_duration(&text)
+                    .map_err(|e| ConfigError::Invalid("operator_cert_lifetime", e.to_string()))?,
+                None => mf_pki::OPERATOR_VALIDITY,
+            };
         Ok(CoordinatorConfig {
             data_dir: flags
                 .data_dir
@@ -154,6 +162,7 @@ impl FileConfig {
             agent_cert_lifetime,
             token_policy,
             max_clock_skew,
+            operator_cert_lifetime,
         })
     }
 }
@@ -170,6 +179,7 @@ pub struct CoordinatorConfig {
     pub agent_cert_lifetime: Duration,
     pub token_policy: crate::service::admin::TokenPolicy,
     pub max_clock_skew: Duration,
+    pub operator_cert_lifetime: Duration,
 }
 
 #[cfg(test)]
@@ -222,6 +232,7 @@ mod tests {
             token_max_ttl: None,
             token_max_uses: None,
             max_clock_skew: None,
+            operator_cert_lifetime: None,
         };
         let err = FileConfig::default()
             .resolve(flags)

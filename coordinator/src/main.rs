@@ -53,6 +53,9 @@ struct Cli {
     /// [default: 5m].
     #[arg(long)]
     max_clock_skew: Option<String>,
+    /// How long operators' certificates live, e.g. 365d [default: 365d].
+    #[arg(long)]
+    operator_cert_lifetime: Option<String>,
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
@@ -77,6 +80,7 @@ fn main() -> Result<()> {
         token_max_ttl: cli.token_max_ttl,
         token_max_uses: cli.token_max_uses,
         max_clock_skew: cli.max_clock_skew,
+        operator_cert_lifetime: cli.operator_cert_lifetime,
     })?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -146,6 +146,7 @@ pub async fn start(config: &CoordinatorConfig) -> Result<Coordinator, StartError
         metrics.clone(),
         Arc::clone(&ca),
         config.token_policy,
+        config.operator_cert_lifetime,
     );
 
     // The standard gRPC health service on both listeners (a load balancer or

@@ -34,6 +34,8 @@ closed_set!(Role, "a role", {
 /// Every call of the admin API, by what it does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verb {
+    /// An operator's own certificate, renewed.
+    RenewOwnCertificate,
     ReadHosts,
     ReadWaves,
     ReadAudit,
@@ -52,6 +54,7 @@ pub enum Verb {
 }
 
 closed_set!(Verb, "a verb", {
+    Verb::RenewOwnCertificate => "renew-own-certificate",
     Verb::ReadHosts => "read-hosts",
     Verb::ReadWaves => "read-waves",
     Verb::ReadAudit => "read-audit",
@@ -71,7 +74,8 @@ closed_set!(Verb, "a verb", {
 
 impl Verb {
     /// Every verb, for tables and tests.
-    pub const ALL: [Verb; 15] = [
+    pub const ALL: [Verb; 16] = [
+        Verb::RenewOwnCertificate,
         Verb::ReadHosts,
         Verb::ReadWaves,
         Verb::ReadAudit,
@@ -92,7 +96,9 @@ impl Verb {
     /// The least role that may do it.
     pub fn needs(self) -> Role {
         match self {
-            Verb::ReadHosts | Verb::ReadWaves | Verb::ReadAudit => Role::Viewer,
+            Verb::RenewOwnCertificate | Verb::ReadHosts | Verb::ReadWaves | Verb::ReadAudit => {
+                Role::Viewer
+            }
             Verb::Precheck | Verb::Migrate | Verb::DecideJob | Verb::PlanWave | Verb::RunWave => {
                 Role::Operator
             }
@@ -245,7 +251,10 @@ mod tests {
     #[test]
     fn every_verb_by_every_role_follows_the_table() {
         let expected = |role: Role, verb: Verb| match role {
-            Role::Viewer => matches!(verb, Verb::ReadHosts | Verb::ReadWaves | Verb::ReadAudit),
+            Role::Viewer => matches!(
+                verb,
+                Verb::RenewOwnCertificate | Verb::ReadHosts | Verb::ReadWaves | Verb::ReadAudit
+            ),
             Role::Operator => !matches!(
                 verb,
                 Verb::CreateToken

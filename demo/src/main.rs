@@ -77,6 +77,7 @@ async fn run(args: DemoArgs) -> Result<()> {
         reboot_timeout: DEMO_REBOOT_TIMEOUT,
         agent_cert_lifetime: mf_pki::AGENT_VALIDITY,
         max_clock_skew: Duration::from_secs(300),
+        operator_cert_lifetime: mf_pki::OPERATOR_VALIDITY,
         // One token enrolls the whole simulated fleet.
         token_policy: mf_coordinator::service::admin::TokenPolicy {
             max_uses: u32::try_from(args.hosts).unwrap_or(u32::MAX).max(1),

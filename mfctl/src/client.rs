@@ -49,6 +49,20 @@ impl ConnectArgs {
         std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))
     }
 
+    /// Where the operator's certificate and key are: (cert, key).
+    pub fn operator_files(&self) -> Result<(PathBuf, PathBuf)> {
+        let path = |explicit: &Option<PathBuf>, from_pki: fn(&PkiPaths) -> PathBuf, what: &str| {
+            explicit
+                .clone()
+                .or_else(|| self.pki_dir.as_ref().map(|d| from_pki(&PkiPaths::new(d))))
+                .ok_or_else(|| anyhow!("no {what}: give --pki-dir (MF_PKI_DIR) or --{what}"))
+        };
+        Ok((
+            path(&self.cert, PkiPaths::operator_cert, "cert")?,
+            path(&self.key, PkiPaths::operator_key, "key")?,
+        ))
+    }
+
     pub async fn admin(&self) -> Result<AdminClient> {
         let address = self
             .coordinator
@@ -57,7 +71,32 @@ impl ConnectArgs {
         let ca = self.file(&self.ca, PkiPaths::ca_cert, "ca")?;
         let cert = self.file(&self.cert, PkiPaths::operator_cert, "cert")?;
         let key = self.file(&self.key, PkiPaths::operator_key, "key")?;
+        warn_near_expiry(&cert);
         connect(&address, &ca, &cert, &key).await
+    }
+}
+
+/// Operators renew their certificate themselves: mfctl says so a month ahead.
+const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 86_400);
+
+fn warn_near_expiry(cert_pem: &str) {
+    let Ok(not_after) = mf_pki::not_after_unix_ms(cert_pem) else {
+        return;
+    };
+    let left_ms = not_after - crate::output::now_unix_ms();
+    if left_ms < i64::try_from(EXPIRY_WARNING.as_millis()).unwrap_or(i64::MAX) {
+        let when = crate::output::timestamp(not_after).unwrap_or_default();
+        if left_ms <= 0 {
+            eprintln!(
+                "warning: your operator certificate expired at {when}: ask an admin for a new one \
+                 (mfctl operator request, then operator add)"
+            );
+        } else {
+            eprintln!(
+                "warning: your operator certificate expires at {when}: renew it now with \
+                 `mfctl operator renew`"
+            );
+        }
     }
 }
 

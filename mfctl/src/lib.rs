@@ -327,12 +327,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Audit { command } => audit::run(&mut cli.connect.admin().await?, command).await,
-        Command::Operator {
-            command: operators::OperatorCommand::Request { name, dir },
-        } => operators::request(&name, &dir),
-        Command::Operator { command } => {
-            operators::run(&mut cli.connect.admin().await?, command).await
-        }
+        Command::Operator { command } => operators::run(&cli.connect, command).await,
         Command::Token {
             command:
                 TokenCommand::Create {

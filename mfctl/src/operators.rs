@@ -114,6 +114,10 @@ pub enum OperatorCommand {
         #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
+    /// Renew your own certificate: a new key made here, signed for you by
+    /// the coordinator; both replace the files mfctl uses (--pki-dir or
+    /// --cert/--key). mfctl warns a month before the certificate expires.
+    Renew,
     /// Who the coordinator takes you for: name, role, scope.
     Whoami {
         /// Output: table, wide (every column, texts whole), json or yaml (one document).
@@ -154,6 +158,30 @@ fn print_one(operator: &pb::Operator, format: Format) -> Result<()> {
     Ok(())
 }
 
+/// `mfctl operator renew`: a new key here, the certificate from the
+/// coordinator, both written where mfctl reads them.
+pub async fn renew(connect: &client::ConnectArgs) -> Result<()> {
+    let (cert_path, key_path) = connect.operator_files()?;
+    let mut admin = connect.admin().await?;
+    let (key_pem, csr_der) =
+        mf_pki::key_and_request("operator").context("cannot make a new key")?;
+    let renewed = admin
+        .renew_operator(pb::RenewOperatorRequest { csr_der })
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(client::refused)?;
+    mf_pki::replace_key_and_cert(&key_path, &key_pem, &cert_path, &renewed.certificate_pem)
+        .context("cannot write the renewed key and certificate")?;
+    println!(
+        "renewed the certificate of operator {} until {}: wrote {} and {}",
+        renewed.name,
+        timestamp(renewed.certificate_not_after_unix_ms).unwrap_or_default(),
+        cert_path.display(),
+        key_path.display()
+    );
+    Ok(())
+}
+
 /// `mfctl operator request`: needs no coordinator.
 pub fn request(name: &str, dir: &std::path::Path) -> Result<()> {
     let written = mf_pki::OperatorRequest::create(dir, name)
@@ -167,9 +195,19 @@ pub fn request(name: &str, dir: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-pub async fn run(admin: &mut AdminClient, command: OperatorCommand) -> Result<()> {
+pub async fn run(connect: &client::ConnectArgs, command: OperatorCommand) -> Result<()> {
     match command {
         OperatorCommand::Request { name, dir } => request(&name, &dir),
+        OperatorCommand::Renew => renew(connect).await,
+        command => talk(&mut connect.admin().await?, command).await,
+    }
+}
+
+async fn talk(admin: &mut AdminClient, command: OperatorCommand) -> Result<()> {
+    match command {
+        OperatorCommand::Request { .. } | OperatorCommand::Renew => {
+            anyhow::bail!("handled by run")
+        }
         OperatorCommand::Add {
             name,
             role,

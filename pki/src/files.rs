@@ -235,6 +235,38 @@ impl OperatorRequest {
     }
 }
 
+/// A new key (PEM) and a request for it (DER), in memory: `operator renew`.
+pub fn key_and_request(name: &str) -> Result<(String, Vec<u8>), PkiError> {
+    let key = rcgen::KeyPair::generate()?;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::CommonName, name);
+    params.distinguished_name = dn;
+    let csr = params.serialize_request(&key)?;
+    Ok((key.serialize_pem(), csr.der().to_vec()))
+}
+
+/// Replaces a key and its certificate: both written beside the old ones
+/// first (the key 0600), then moved into place, key first.
+pub fn replace_key_and_cert(
+    key_path: &Path,
+    key_pem: &str,
+    cert_path: &Path,
+    cert_pem: &str,
+) -> Result<(), FilesError> {
+    let next = |path: &Path| path.with_extension("pem.next");
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| FilesError::Io { path, source }
+    };
+    let _ = std::fs::remove_file(next(key_path));
+    let _ = std::fs::remove_file(next(cert_path));
+    write_new(&next(key_path), key_pem.as_bytes(), 0o600)?;
+    write_new(&next(cert_path), cert_pem.as_bytes(), 0o644)?;
+    std::fs::rename(next(key_path), key_path).map_err(io(key_path))?;
+    std::fs::rename(next(cert_path), cert_path).map_err(io(cert_path))
+}
+
 /// The DER of a PEM certificate request.
 pub fn csr_der(pem: &str) -> Result<Vec<u8>, FilesError> {
     use rustls::pki_types::CertificateSigningRequestDer;

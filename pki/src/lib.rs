@@ -17,7 +17,10 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use time::OffsetDateTime;
 
-pub use files::{FilesError, OperatorRequest, Owner, PkiFiles, PkiPaths, csr_der};
+pub use files::{
+    FilesError, OperatorRequest, Owner, PkiFiles, PkiPaths, csr_der, key_and_request,
+    replace_key_and_cert,
+};
 
 /// The key that signs every command sent to agents (Ed25519): not the TLS
 /// key, so that a server certificate alone, even one the CA issued, cannot

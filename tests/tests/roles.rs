@@ -368,3 +368,58 @@ fn every_verb_is_checked_against_every_role_and_scope() -> Result<()> {
     drop(agents);
     Ok(())
 }
+
+/// An operator renews their own certificate: mfctl warns a month ahead,
+/// `operator renew` makes a new key here and writes the new certificate
+/// where mfctl reads it, and the coordinator takes it.
+#[test]
+fn an_operator_renews_their_own_certificate() -> Result<()> {
+    let deployment = Deployment::with_coordinator_flags(&["--operator-cert-lifetime", "1h"])?;
+    let rita = person(&deployment, "rita", "viewer", "");
+    let before = std::fs::read_to_string(rita.join("operator.pem"))?;
+    let key_before = std::fs::read_to_string(rita.join("operator-key.pem"))?;
+    let listed = as_person(&deployment, &rita, &["hosts", "list"]);
+    assert!(listed.success, "{}", listed.stderr);
+    assert!(
+        listed
+            .stderr
+            .contains("warning: your operator certificate expires at")
+            && listed.stderr.contains("mfctl operator renew"),
+        "{}",
+        listed.stderr
+    );
+    let renewed = as_person(&deployment, &rita, &["operator", "renew"]);
+    assert!(renewed.success, "{}", renewed.stderr);
+    assert!(
+        renewed
+            .stdout
+            .contains("renewed the certificate of operator rita"),
+        "{}",
+        renewed.stdout
+    );
+    assert_ne!(std::fs::read_to_string(rita.join("operator.pem"))?, before);
+    assert_ne!(
+        std::fs::read_to_string(rita.join("operator-key.pem"))?,
+        key_before
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(rita.join("operator-key.pem"))?
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let me = as_person(&deployment, &rita, &["operator", "whoami", "-o", "json"]);
+    assert!(me.success, "{}", me.stderr);
+    let me: serde_json::Value = serde_json::from_str(&me.stdout)?;
+    assert_eq!(
+        (me["name"].as_str(), me["role"].as_str()),
+        (Some("rita"), Some("viewer"))
+    );
+    // The renewal is in the audit, under the operator.
+    let audit = deployment.mfctl(&["audit", "list", "--operator", "rita", "-o", "json"]);
+    assert!(
+        audit.stdout.contains("renew-own-certificate"),
+        "{}",
+        audit.stdout
+    );
+    Ok(())
+}

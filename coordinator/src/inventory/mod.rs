@@ -225,6 +225,7 @@ enum Request {
     ListOperators(oneshot::Sender<Vec<OperatorRecord>>),
     UpdateOperator(OperatorUpdate, Reply<OperatorRecord>),
     RevokeOperator(String, Reply<OperatorRecord>),
+    AddOperatorSerial(Caller, String, Reply<()>),
     LabelHost(LabelChange, Reply<HostView>),
     Audit(NewAuditEntry, Reply<()>),
     NoteAudit(NewAuditEntry),
@@ -565,6 +566,16 @@ impl Inventory {
             .await
     }
 
+    /// Records a renewed certificate of the caller; durable before it returns.
+    pub async fn add_operator_serial(
+        &self,
+        caller: Caller,
+        serial: String,
+    ) -> Result<(), InventoryError> {
+        self.ask(|reply| Request::AddOperatorSerial(caller, serial, reply))
+            .await
+    }
+
     pub async fn revoke_operator(&self, name: String) -> Result<OperatorRecord, InventoryError> {
         self.ask(|reply| Request::RevokeOperator(name, reply)).await
     }
@@ -875,6 +886,10 @@ impl State {
             }
             Request::UpdateOperator(update, reply) => {
                 let result = self.update_operator(update);
+                reply_when_durable(pending, reply, result);
+            }
+            Request::AddOperatorSerial(caller, serial, reply) => {
+                let result = self.add_operator_serial(&caller, serial);
                 reply_when_durable(pending, reply, result);
             }
             Request::RevokeOperator(name, reply) => {

@@ -152,6 +152,30 @@ impl State {
         Ok(record)
     }
 
+    /// Registers a renewed certificate of the caller (nothing to register
+    /// while the registry is empty: the PKI's operator is the admin then).
+    pub(super) fn add_operator_serial(
+        &mut self,
+        caller: &Caller,
+        serial: String,
+    ) -> Result<(), InventoryError> {
+        if self.operators.by_name.is_empty() {
+            return Ok(());
+        }
+        let record = self
+            .operators
+            .by_name
+            .get_mut(&caller.name)
+            .filter(|r| r.revoked_unix_ms == 0 && r.serials.contains(&caller.serial))
+            .ok_or_else(|| {
+                InventoryError::NoRole(format!("operator {} has no role", caller.name))
+            })?;
+        record.serials.push(serial);
+        let record = record.clone();
+        self.store.put_operator(&record)?;
+        Ok(())
+    }
+
     pub(super) fn update_operator(
         &mut self,
         update: OperatorUpdate,

@@ -50,6 +50,8 @@ pub struct AdminApi {
     metrics: Metrics,
     ca: Arc<CertificateAuthority>,
     tokens: TokenPolicy,
+    /// How long operators' certificates live (`operator add`, `operator renew`).
+    operator_lifetime: Duration,
 }
 
 impl AdminApi {
@@ -58,12 +60,14 @@ impl AdminApi {
         metrics: Metrics,
         ca: Arc<CertificateAuthority>,
         tokens: TokenPolicy,
+        operator_lifetime: Duration,
     ) -> Self {
         Self {
             inventory,
             metrics,
             ca,
             tokens,
+            operator_lifetime,
         }
     }
 
@@ -859,7 +863,7 @@ impl AdminService for AdminApi {
             let issued = match self.ca.issue_operator_for(
                 &request.name,
                 &request.csr_der,
-                mf_pki::OPERATOR_VALIDITY,
+                self.operator_lifetime,
             ) {
                 Ok(issued) => issued,
                 Err(e @ (PkiError::BadCsr(_) | PkiError::BadName(_))) => {
@@ -974,6 +978,56 @@ impl AdminService for AdminApi {
             &access,
             Verb::ManageOperators,
             arguments,
+            outcome_of(&result),
+        )
+        .await?;
+        result
+    }
+
+    async fn renew_operator(
+        &self,
+        request: Request<pb::RenewOperatorRequest>,
+    ) -> Result<Response<pb::Operator>, Status> {
+        let caller = auth::caller(&request, &self.metrics)?;
+        let access = self.access(&request, Verb::RenewOwnCertificate).await?;
+        let csr = request.into_inner().csr_der;
+        let result: Result<Response<pb::Operator>, Status> = async {
+            if csr.len() > 16 * 1024 {
+                return Err(Status::invalid_argument(
+                    "the certificate signing request is too large",
+                ));
+            }
+            let issued = self
+                .ca
+                .issue_operator_for(&access.name, &csr, self.operator_lifetime)
+                .map_err(|e| match e {
+                    PkiError::BadCsr(_) | PkiError::BadName(_) => {
+                        Status::invalid_argument(e.to_string())
+                    }
+                    _ => Status::internal("cannot sign the certificate"),
+                })?;
+            self.inventory
+                .add_operator_serial(caller, issued.serial_hex.clone())
+                .await
+                .map_err(inventory_status)?;
+            Ok(Response::new(pb::Operator {
+                name: access.name.clone(),
+                role: role_to_wire(access.role),
+                scope: access
+                    .scope
+                    .as_ref()
+                    .map(|s| s.to_string())
+                    .unwrap_or_default(),
+                certificate_pem: issued.pem,
+                certificate_not_after_unix_ms: issued.not_after_unix_ms,
+                ..Default::default()
+            }))
+        }
+        .await;
+        self.audited(
+            &access,
+            Verb::RenewOwnCertificate,
+            "renew my certificate".into(),
             outcome_of(&result),
         )
         .await?;
