@@ -51,6 +51,9 @@ pub struct FileConfig {
     pub max_clock_skew: Option<String>,
     /// How long operators' certificates live, e.g. "365d".
     pub operator_cert_lifetime: Option<String>,
+    /// The coordinator renews its own server certificate when less than this
+    /// is left, e.g. "30d".
+    pub server_cert_renew_before: Option<String>,
 }
 
 impl FileConfig {
@@ -133,6 +136,14 @@ impl FileConfig {
                     .map_err(|e| ConfigError::Invalid("operator_cert_lifetime", e.to_string()))?,
                 None => mf_pki::OPERATOR_VALIDITY,
             };
+        let server_cert_renew_before = match flags
+            .server_cert_renew_before
+            .or(self.server_cert_renew_before)
+        {
+            Some(text) => humantime::parse_duration(&text)
+                .map_err(|e| ConfigError::Invalid("server_cert_renew_before", e.to_string()))?,
+            None => Duration::from_secs(30 * 86_400),
+        };
         Ok(CoordinatorConfig {
             data_dir: flags
                 .data_dir
@@ -163,6 +174,7 @@ impl FileConfig {
             token_policy,
             max_clock_skew,
             operator_cert_lifetime,
+            server_cert_renew_before,
         })
     }
 }
@@ -180,6 +192,7 @@ pub struct CoordinatorConfig {
     pub token_policy: crate::service::admin::TokenPolicy,
     pub max_clock_skew: Duration,
     pub operator_cert_lifetime: Duration,
+    pub server_cert_renew_before: Duration,
 }
 
 #[cfg(test)]
@@ -233,6 +246,7 @@ mod tests {
             token_max_uses: None,
             max_clock_skew: None,
             operator_cert_lifetime: None,
+            server_cert_renew_before: None,
         };
         let err = FileConfig::default()
             .resolve(flags)

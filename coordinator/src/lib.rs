@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod process;
 pub mod revocation;
 pub mod server;
+pub mod server_cert;
 pub mod service;
 pub mod store;
 pub mod tls;

@@ -56,6 +56,10 @@ struct Cli {
     /// How long operators' certificates live, e.g. 365d [default: 365d].
     #[arg(long)]
     operator_cert_lifetime: Option<String>,
+    /// Renew the coordinator's own server certificate when less than this is
+    /// left, e.g. 30d [default: 30d].
+    #[arg(long)]
+    server_cert_renew_before: Option<String>,
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
@@ -81,6 +85,7 @@ fn main() -> Result<()> {
         token_max_uses: cli.token_max_uses,
         max_clock_skew: cli.max_clock_skew,
         operator_cert_lifetime: cli.operator_cert_lifetime,
+        server_cert_renew_before: cli.server_cert_renew_before,
     })?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

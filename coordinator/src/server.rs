@@ -19,10 +19,11 @@ use crate::config::CoordinatorConfig;
 use crate::inventory::{Inventory, InventoryError};
 use crate::metrics::{self, Metrics};
 use crate::revocation::Revocations;
+use crate::server_cert::ServerCertificate;
 use crate::service::admin::AdminApi;
 use crate::service::agent::{AgentApi, AgentSettings};
 use crate::store::{Store, StoreError};
-use crate::tls::{self, ClientAuth, TlsSetupError};
+use crate::tls::{self, TlsSetupError};
 use mf_pki::{CertificateAuthority, PkiError, PkiPaths};
 
 /// Largest message a peer may send us.
@@ -55,6 +56,8 @@ pub enum StartError {
     Metrics(#[from] prometheus::Error),
     #[error("cannot set up gRPC reflection: {0}")]
     Reflection(String),
+    #[error("the coordinator's server certificate: {0}")]
+    ServerCertificate(String),
 }
 
 /// A running coordinator.
@@ -87,29 +90,27 @@ pub async fn start(config: &CoordinatorConfig) -> Result<Coordinator, StartError
     let signer = Arc::new(paths.load_or_create_command_key().map_err(pki_error)?);
     // One deny-list for both listeners, filled by the inventory task.
     let revocations = Revocations::default();
-    let agent_tls = tls::server_config(
-        &ca_pem.cert,
-        &server_pem,
-        ClientAuth::Optional,
-        revocations.clone(),
-    )?;
-    let admin_tls = tls::server_config(
-        &ca_pem.cert,
-        &server_pem,
-        ClientAuth::Required,
-        revocations.clone(),
-    )?;
 
     let store = Store::open(&config.data_dir)?;
     let metrics = Metrics::new()?;
-    for (name, pem) in [("ca", &ca_pem.cert), ("coordinator", &server_pem.cert)] {
-        if let Some(not_after) = not_after_unix_seconds(pem) {
-            metrics
-                .certificate_expiry
-                .with_label_values(&[name])
-                .set(not_after as f64);
-        }
+    if let Some(not_after) = not_after_unix_seconds(&ca_pem.cert) {
+        metrics
+            .certificate_expiry
+            .with_label_values(&["ca"])
+            .set(not_after as f64);
     }
+    let shutdown = CancellationToken::new();
+    // The server certificate renews itself when due, now and later.
+    let listeners = ServerCertificate {
+        paths: paths.clone(),
+        ca: Arc::clone(&ca),
+        ca_pem: ca_pem.cert.clone(),
+        revocations: revocations.clone(),
+        renew_before: config.server_cert_renew_before,
+        metrics: metrics.clone(),
+    }
+    .start(server_pem, shutdown.clone())
+    .map_err(StartError::ServerCertificate)?;
     let settings = crate::inventory::Settings {
         reboot_timeout: config.reboot_timeout,
         clock: crate::clock::system(),
@@ -129,7 +130,6 @@ pub async fn start(config: &CoordinatorConfig) -> Result<Coordinator, StartError
     let admin_addr = local(&admin_listener, config.admin_listen)?;
     let metrics_addr = local(&metrics_listener, config.metrics_listen)?;
 
-    let shutdown = CancellationToken::new();
     let agent_api = AgentApi::new(
         inventory.clone(),
         Arc::clone(&ca),
@@ -165,7 +165,7 @@ pub async fn start(config: &CoordinatorConfig) -> Result<Coordinator, StartError
     let mut servers = JoinSet::new();
     let agent_incoming = tls::incoming(
         agent_listener,
-        agent_tls,
+        listeners.agent,
         "agent",
         metrics.clone(),
         shutdown.clone(),
@@ -192,7 +192,7 @@ pub async fn start(config: &CoordinatorConfig) -> Result<Coordinator, StartError
     });
     let admin_incoming = tls::incoming(
         admin_listener,
-        admin_tls,
+        listeners.admin,
         "admin",
         metrics.clone(),
         shutdown.clone(),

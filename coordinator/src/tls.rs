@@ -154,13 +154,14 @@ pub fn server_config(
 /// deadline) and yields only the connections that completed one.
 pub fn incoming(
     listener: TcpListener,
-    config: Arc<ServerConfig>,
+    config: tokio::sync::watch::Receiver<Arc<ServerConfig>>,
     name: &'static str,
     metrics: Metrics,
     shutdown: CancellationToken,
 ) -> ReceiverStream<Result<TlsStream<TcpStream>, std::io::Error>> {
     let (tx, rx) = mpsc::channel(CONCURRENT_HANDSHAKES);
-    let acceptor = TlsAcceptor::from(config);
+    // The configuration of the moment: a renewed certificate serves new
+    // connections, open ones keep theirs.
     let permits = Arc::new(Semaphore::new(CONCURRENT_HANDSHAKES));
     tokio::spawn(async move {
         loop {
@@ -181,7 +182,8 @@ pub fn incoming(
             let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
                 break;
             };
-            let (acceptor, tx, metrics) = (acceptor.clone(), tx.clone(), metrics.clone());
+            let acceptor = TlsAcceptor::from(Arc::clone(&config.borrow()));
+            let (tx, metrics) = (tx.clone(), metrics.clone());
             tokio::spawn(async move {
                 let _permit = permit;
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {

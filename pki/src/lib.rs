@@ -308,6 +308,47 @@ impl CertificateAuthority {
         })
     }
 
+    /// A new certificate (and key) for the coordinator, for the same names
+    /// as `current`: what it renews itself with.
+    pub fn renew_server(&self, current_pem: &str) -> Result<Pem, PkiError> {
+        let der = CertificateDer::from_pem_slice(current_pem.as_bytes())
+            .map_err(|e| PkiError::BadName(format!("the current certificate: {e}")))?;
+        let (_, parsed) = x509_parser::parse_x509_certificate(der.as_ref())
+            .map_err(|e| PkiError::BadName(format!("the current certificate: {e}")))?;
+        let names: Vec<String> = parsed
+            .subject_alternative_name()
+            .ok()
+            .flatten()
+            .map(|san| {
+                san.value
+                    .general_names
+                    .iter()
+                    .filter_map(|name| match name {
+                        x509_parser::extensions::GeneralName::DNSName(dns) => {
+                            Some((*dns).to_string())
+                        }
+                        x509_parser::extensions::GeneralName::IPAddress(ip) => match ip.len() {
+                            4 => <[u8; 4]>::try_from(*ip)
+                                .ok()
+                                .map(|o| IpAddr::from(o).to_string()),
+                            16 => <[u8; 16]>::try_from(*ip)
+                                .ok()
+                                .map(|o| IpAddr::from(o).to_string()),
+                            _ => None,
+                        },
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        if names.is_empty() {
+            return Err(PkiError::BadName(
+                "the current certificate names nothing".into(),
+            ));
+        }
+        self.issue_server(&names)
+    }
+
     /// A client certificate for an operator (mfctl).
     pub fn issue_operator(&self, operator: &str) -> Result<Pem, PkiError> {
         let key = KeyPair::generate()?;
@@ -417,3 +458,27 @@ fn random_serial() -> Result<SerialNumber, PkiError> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod renewal_tests {
+    use super::*;
+
+    #[test]
+    fn a_renewed_server_certificate_names_what_the_old_one_named() {
+        let (ca, _) = CertificateAuthority::generate().expect("ca");
+        let names = vec![
+            "coordinator.example.com".to_string(),
+            "127.0.0.1".to_string(),
+        ];
+        let old = ca.issue_server(&names).expect("issued");
+        let new = ca.renew_server(&old.cert).expect("renewed");
+        assert_ne!(new.key, old.key, "a new key");
+        let der = CertificateDer::from_pem_slice(new.cert.as_bytes()).expect("pem");
+        let (_, parsed) = x509_parser::parse_x509_certificate(der.as_ref()).expect("parses");
+        let text = format!("{:?}", parsed.subject_alternative_name());
+        assert!(
+            text.contains("coordinator.example.com") && text.contains("127, 0, 0, 1"),
+            "{text}"
+        );
+    }
+}

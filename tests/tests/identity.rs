@@ -298,3 +298,35 @@ fn a_renewal_waits_while_a_snapshot_is_held() -> Result<()> {
     )?;
     Ok(())
 }
+
+/// The coordinator renews its own server certificate, for the same names,
+/// once less than `--server-cert-renew-before` is left (here: at once), and
+/// clients keep connecting.
+#[test]
+fn the_coordinator_renews_its_own_server_certificate() -> Result<()> {
+    let deployment = Deployment::with_coordinator_flags(&["--server-cert-renew-before", "400d"])?;
+    assert!(
+        deployment
+            .coordinator
+            .log_text()
+            .contains("the coordinator's server certificate was renewed"),
+        "{}",
+        deployment.coordinator.log_text()
+    );
+    let listed = deployment.mfctl(&["hosts", "list"]);
+    assert!(listed.success, "{}", listed.stderr);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(deployment.pki.join("coordinator-key.pem"))?
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(!deployment.pki.join("coordinator-key.pem.next").exists());
+    let expiry = deployment
+        .coordinator
+        .metric("mf_certificate_expiry_timestamp_seconds{certificate=\"coordinator\"}")?;
+    assert!(
+        expiry > now_ms() as f64 / 1000.0 + 300.0 * 86_400.0,
+        "{expiry}"
+    );
+    Ok(())
+}
