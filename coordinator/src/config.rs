@@ -54,6 +54,12 @@ pub struct FileConfig {
     /// The coordinator renews its own server certificate when less than this
     /// is left, e.g. "30d".
     pub server_cert_renew_before: Option<String>,
+    /// Waves over this many hosts start only with a second admin's start.
+    pub blast_radius_hosts: Option<usize>,
+    /// Waves with a higher max-parallel: the same.
+    pub blast_radius_max_parallel: Option<u32>,
+    /// Waves whose error budgets exceed this percentage: the same.
+    pub blast_radius_error_percent: Option<u32>,
 }
 
 impl FileConfig {
@@ -144,6 +150,15 @@ impl FileConfig {
                 .map_err(|e| ConfigError::Invalid("server_cert_renew_before", e.to_string()))?,
             None => Duration::from_secs(30 * 86_400),
         };
+        let blast_radius = mf_core::wave::blast::BlastRadius {
+            max_hosts: flags.blast_radius_hosts.or(self.blast_radius_hosts),
+            max_parallel: flags
+                .blast_radius_max_parallel
+                .or(self.blast_radius_max_parallel),
+            max_error_percent: flags
+                .blast_radius_error_percent
+                .or(self.blast_radius_error_percent),
+        };
         Ok(CoordinatorConfig {
             data_dir: flags
                 .data_dir
@@ -175,6 +190,7 @@ impl FileConfig {
             max_clock_skew,
             operator_cert_lifetime,
             server_cert_renew_before,
+            blast_radius,
         })
     }
 }
@@ -193,6 +209,7 @@ pub struct CoordinatorConfig {
     pub max_clock_skew: Duration,
     pub operator_cert_lifetime: Duration,
     pub server_cert_renew_before: Duration,
+    pub blast_radius: mf_core::wave::blast::BlastRadius,
 }
 
 #[cfg(test)]
@@ -247,6 +264,9 @@ mod tests {
             max_clock_skew: None,
             operator_cert_lifetime: None,
             server_cert_renew_before: None,
+            blast_radius_hosts: None,
+            blast_radius_max_parallel: None,
+            blast_radius_error_percent: None,
         };
         let err = FileConfig::default()
             .resolve(flags)

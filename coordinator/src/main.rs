@@ -60,6 +60,16 @@ struct Cli {
     /// left, e.g. 30d [default: 30d].
     #[arg(long)]
     server_cert_renew_before: Option<String>,
+    /// Waves over this many hosts start only when a second, different admin
+    /// starts them too [default: no limit].
+    #[arg(long)]
+    blast_radius_hosts: Option<usize>,
+    /// The same for waves with a higher --max-parallel.
+    #[arg(long)]
+    blast_radius_max_parallel: Option<u32>,
+    /// The same for waves whose error budgets exceed this percentage.
+    #[arg(long)]
+    blast_radius_error_percent: Option<u32>,
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
@@ -86,6 +96,9 @@ fn main() -> Result<()> {
         max_clock_skew: cli.max_clock_skew,
         operator_cert_lifetime: cli.operator_cert_lifetime,
         server_cert_renew_before: cli.server_cert_renew_before,
+        blast_radius_hosts: cli.blast_radius_hosts,
+        blast_radius_max_parallel: cli.blast_radius_max_parallel,
+        blast_radius_error_percent: cli.blast_radius_error_percent,
     })?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

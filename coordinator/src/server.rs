@@ -116,6 +116,7 @@ pub async fn start(config: &CoordinatorConfig) -> Result<Coordinator, StartError
         clock: crate::clock::system(),
         revocations,
         max_clock_skew: config.max_clock_skew,
+        blast_radius: config.blast_radius,
     };
     let (inventory, inventory_task) = Inventory::start(store, metrics.clone(), settings)?;
 

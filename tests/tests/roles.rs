@@ -423,3 +423,114 @@ fn an_operator_renews_their_own_certificate() -> Result<()> {
     );
     Ok(())
 }
+
+/// A wave past the site's blast radius (here: more than 5 in parallel)
+/// starts only when a second, different admin starts it too; an operator's
+/// start counts as the first, never the second.
+#[test]
+fn a_wave_past_the_blast_radius_needs_two_admins() -> Result<()> {
+    let deployment = Deployment::with_coordinator_flags(&["--blast-radius-max-parallel", "5"])?;
+    // Two RHEL 7.9 hosts ready for 8.10, one for each wave.
+    let token = deployment.token(&["--uses", "2"])?;
+    let mut agents = Vec::new();
+    for app in ["a", "b"] {
+        let name = format!("host-{app}");
+        let root = host_root(
+            &deployment.path(&format!("roots/{name}")),
+            HostOs::Rhel79,
+            &name,
+            "example.com",
+        );
+        mf_e2e::set_scenario(
+            &root,
+            "[[packages]]\nname = \"leapp\"\nversion = \"0.17.0\"\nrelease = \"1.el7_9\"\narch = \"noarch\"\n\
+             [[packages]]\nname = \"leapp-upgrade-el7toel8\"\nversion = \"0.20.0\"\nrelease = \"2.el7_9\"\narch = \"noarch\"\n\
+             [filesystems.\"/var\"]\nfree_bytes = 10737418240\ntotal_bytes = 21474836480\n\
+             [filesystems.\"/boot\"]\nfree_bytes = 524288000\ntotal_bytes = 1073741824\n",
+        );
+        let state = deployment.path(&format!("state/{name}"));
+        assert!(deployment.enroll(&token, &state, &root, &[]).success);
+        agents.push(Daemon::spawn(
+            mf_e2e::agent_binary(&root),
+            &[
+                "run",
+                "--state-dir",
+                state.to_str().unwrap(),
+                "--host-root",
+                root.to_str().unwrap(),
+                "--label",
+                &format!("app={app}"),
+            ],
+            &deployment.path(&format!("{name}.log")),
+        )?);
+    }
+    wait_for("two agents", Duration::from_secs(30), || {
+        Ok(deployment.hosts("connected=true")?.len() == 2)
+    })?;
+    let prechecked = deployment.mfctl(&["precheck", "--target", "rhel-8.10", "--wait"]);
+    assert!(prechecked.success, "{}", prechecked.stderr);
+    let ada = person(&deployment, "ada", "admin", "");
+    let otto = person(&deployment, "otto", "operator", "");
+    let small = as_person(
+        &deployment,
+        &otto,
+        &[
+            "wave",
+            "create",
+            "small",
+            "-l",
+            "app=a",
+            "--target",
+            "rhel-8.10",
+            "--max-parallel",
+            "5",
+        ],
+    );
+    assert!(small.success, "{}", small.stderr);
+    let started = as_person(&deployment, &otto, &["wave", "start", "small"]);
+    assert!(
+        started.success,
+        "within the limits, one start: {}",
+        started.stderr
+    );
+
+    let big = as_person(
+        &deployment,
+        &otto,
+        &[
+            "wave",
+            "create",
+            "big",
+            "-l",
+            "app=b",
+            "--target",
+            "rhel-8.10",
+            "--max-parallel",
+            "50",
+        ],
+    );
+    assert!(big.success, "{}", big.stderr);
+    let first = as_person(&deployment, &otto, &["wave", "start", "big", "-o", "json"]);
+    assert!(first.success, "{}", first.stderr);
+    let first: serde_json::Value = serde_json::from_str(&first.stdout)?;
+    assert_eq!(first["state"], "created", "{first:#}");
+    assert!(
+        first["waiting"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("otto asked to start it"),
+        "{first:#}"
+    );
+    let again = as_person(&deployment, &otto, &["wave", "start", "big"]);
+    assert!(
+        !again.success && again.stderr.contains("different admin"),
+        "{}",
+        again.stderr
+    );
+    let second = as_person(&deployment, &ada, &["wave", "start", "big", "-o", "json"]);
+    assert!(second.success, "{}", second.stderr);
+    let second: serde_json::Value = serde_json::from_str(&second.stdout)?;
+    assert_ne!(second["state"], "created", "{second:#}");
+    drop(agents);
+    Ok(())
+}

@@ -109,6 +109,8 @@ pub struct Settings {
     /// A host whose clock is further off than this gets no pre-check, job
     /// or wave step (its certificates and timings cannot be trusted).
     pub max_clock_skew: std::time::Duration,
+    /// Waves past these limits start only with a second admin's start.
+    pub blast_radius: mf_core::wave::blast::BlastRadius,
 }
 
 impl Default for Settings {
@@ -118,6 +120,7 @@ impl Default for Settings {
             clock: crate::clock::system(),
             revocations: Revocations::default(),
             max_clock_skew: std::time::Duration::from_secs(300),
+            blast_radius: Default::default(),
         }
     }
 }
@@ -239,7 +242,7 @@ enum Request {
     JobAction(String, JobAction, Reply<Job>),
     CreateWave(Box<WaveSpec>, CreateMode, Reply<PlanView>),
     WavePlan(String, Reply<PlanView>),
-    WaveAction(String, WaveAction, Reply<StatusView>),
+    WaveAction(String, WaveAction, Access, Reply<StatusView>),
     WaveHostAction(String, String, HostAction, Reply<StatusView>),
     WaveStatus(String, Reply<StatusView>),
     DeleteWave(String, Reply<StatusView>),
@@ -507,7 +510,19 @@ impl Inventory {
         name: String,
         action: WaveAction,
     ) -> Result<StatusView, InventoryError> {
-        self.ask(|reply| Request::WaveAction(name, action, reply))
+        self.wave_action_by(name, action, Access::unscoped_admin("coordinator"))
+            .await
+    }
+
+    /// An operator's action on a wave; a start past the blast radius needs
+    /// two different admins.
+    pub async fn wave_action_by(
+        &self,
+        name: String,
+        action: WaveAction,
+        by: Access,
+    ) -> Result<StatusView, InventoryError> {
+        self.ask(|reply| Request::WaveAction(name, action, by, reply))
             .await
     }
 
@@ -851,8 +866,8 @@ impl State {
             Request::WavePlan(name, reply) => {
                 let _ = reply.send(self.wave_plan(&name));
             }
-            Request::WaveAction(name, action, reply) => {
-                let result = self.wave_action(&name, action);
+            Request::WaveAction(name, action, by, reply) => {
+                let result = self.wave_action(&name, action, &by);
                 reply_when_durable(pending, reply, result);
             }
             Request::WaveHostAction(name, host, action, reply) => {

@@ -619,7 +619,7 @@ impl AdminService for AdminApi {
             let action = waves::action(&request)?;
             let status = self
                 .inventory
-                .wave_action(name.clone(), action)
+                .wave_action_by(name.clone(), action, access.clone())
                 .await
                 .map_err(inventory_status)?;
             info!(%operator, wave = %name, ?action, "wave action");

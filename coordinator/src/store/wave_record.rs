@@ -22,6 +22,10 @@ pub struct WaveHead {
     /// hosts in flight that end held.
     pub rollback_on_cancel: bool,
     pub progress: Progress,
+    /// A wave past the blast radius: the operator whose start waits for a
+    /// second admin's.
+    #[serde(default)]
+    pub start_requested_by: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,6 +5,7 @@
 //! jobs, and `estimate.rs` the ETA, by running the scheduler on those
 //! durations. The coordinator's inventory task drives waves and stores them.
 
+pub mod blast;
 pub mod calendar;
 pub mod durations;
 pub mod estimate;

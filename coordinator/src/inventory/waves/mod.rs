@@ -16,6 +16,7 @@ use super::{CreateMode, InventoryError, JobAction, State};
 use crate::store::wave_record::{Lifecycle, MemberRecord, WaveHead, WavePlan};
 use mf_core::finding::Severity;
 use mf_core::job::{Job, JobState};
+use mf_core::wave::blast;
 use mf_core::wave::calendar::Calendar;
 use mf_core::wave::durations::{Durations, path_key};
 use mf_core::wave::estimate;
@@ -410,6 +411,7 @@ impl State {
             finished_unix_ms: None,
             rollback_on_cancel: false,
             progress: wave.progress.clone(),
+            start_requested_by: None,
         };
         let name = head.spec.name.clone();
         let count = wave.members.len();
@@ -475,9 +477,27 @@ impl State {
         &mut self,
         name: &str,
         action: WaveAction,
+        by: &mf_core::access::Access,
     ) -> Result<StatusView, InventoryError> {
         let now = self.now();
+        let limits = self.settings.blast_radius;
         let live = self.wave(name)?;
+        if action == WaveAction::Start && live.head.lifecycle == Lifecycle::Created {
+            let over = limits.exceeded(live.members.len(), &live.head.spec.policy);
+            let first = live.head.start_requested_by.as_deref();
+            match blast::start(&over, first, &by.name, by.role) {
+                blast::SecondStart::Start => {}
+                blast::SecondStart::Recorded => {
+                    live.head.start_requested_by = Some(by.name.clone());
+                    let head = live.head.clone();
+                    self.store.put_wave_head(&head)?;
+                    return self.wave_status(name);
+                }
+                blast::SecondStart::Refused(why) => {
+                    return Err(InventoryError::Conflict(format!("wave {name}: {why}")));
+                }
+            }
+        }
         let applied = lifecycle::act(&mut live.head.lifecycle, &mut live.wave, action)
             .map_err(|why| InventoryError::Conflict(format!("wave {name}: {why}")))?;
         let mut rollbacks = Vec::new();
