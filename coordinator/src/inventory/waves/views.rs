@@ -285,18 +285,17 @@ fn status_of(live: &mut LiveWave, durations: &Durations, now: i64) -> StatusView
             .find(|&m| live.wave.states[m] == HostState::Pending);
         next.and_then(|m| live.why_now(durations, m, now))
             .map(|w| w.to_string())
-    } else if let Some(first) = live
-        .head
-        .start_requested_by
-        .as_ref()
-        .filter(|_| live.head.lifecycle == Lifecycle::Created)
-    {
-        Some(format!(
-            "past the blast radius: {first} asked to start it; it starts when a second, \
-             different admin starts it too"
-        ))
     } else {
-        None
+        live.head
+            .start_requested_by
+            .as_ref()
+            .filter(|_| live.head.lifecycle == Lifecycle::Created)
+            .map(|first| {
+                format!(
+                    "past the blast radius: {first} asked to start it; it starts when a \
+                     second, different admin starts it too"
+                )
+            })
     };
     let stages = live
         .wave
