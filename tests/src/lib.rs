@@ -257,8 +257,11 @@ impl Coordinator {
     }
 
     /// The same with more flags, e.g. `--reboot-timeout 3s`.
+    /// The coordinator binds port 0 on loopback (the kernel picks free
+    /// ports: no race with other tests) and says which in its log; a restart
+    /// binds the same ones again.
     pub fn start_with(data_dir: &Path, pki_dir: &Path, log: &Path, extra: &[&str]) -> Result<Self> {
-        let (agent_port, admin_port, metrics_port) = (free_port(), free_port(), free_port());
+        let (agent_port, admin_port, metrics_port) = (0, 0, 0);
         let mut args: Vec<String> = vec![
             "--data-dir".into(),
             data_dir.display().to_string(),
@@ -296,6 +299,9 @@ impl Coordinator {
             .stderr(log)
             .spawn()?;
         self.child = Some(child);
+        if self.metrics_port == 0 {
+            self.learn_ports()?;
+        }
         let port = self.metrics_port;
         let child = self.child.as_mut().unwrap();
         wait_for(
@@ -309,6 +315,50 @@ impl Coordinator {
             },
         )
         .with_context(|| format!("coordinator log:\n{}", self.log_text()))
+    }
+
+    /// Reads the addresses the coordinator bound from its "serving" line,
+    /// and makes a restart bind them again.
+    fn learn_ports(&mut self) -> Result<()> {
+        let mut ports = None;
+        let log = self.log.clone();
+        let child = self.child.as_mut().unwrap();
+        wait_for("the coordinator to listen", Duration::from_secs(20), || {
+            if let Some(status) = child.try_wait()? {
+                bail!("the coordinator exited with {status}");
+            }
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let Some(line) = text.lines().find(|l| l.contains("mf-coordinator serving")) else {
+                return Ok(false);
+            };
+            let port = |key: &str| -> Option<u16> {
+                let start = line.find(&format!("{key}=127.0.0.1:"))? + key.len() + 11;
+                let digits: String = line[start..]
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                digits.parse().ok()
+            };
+            ports = Some((
+                port("agent_addr").context("agent_addr")?,
+                port("admin_addr").context("admin_addr")?,
+                port("metrics_addr").context("metrics_addr")?,
+            ));
+            Ok(true)
+        })
+        .with_context(|| format!("coordinator log:\n{}", self.log_text()))?;
+        let (agent, admin, metrics) = ports.context("no addresses")?;
+        (self.agent_port, self.admin_port, self.metrics_port) = (agent, admin, metrics);
+        for (flag, port) in [
+            ("--agent-listen", agent),
+            ("--admin-listen", admin),
+            ("--metrics-listen", metrics),
+        ] {
+            if let Some(i) = self.args.iter().position(|a| a == flag) {
+                self.args[i + 1] = format!("127.0.0.1:{port}");
+            }
+        }
+        Ok(())
     }
 
     pub fn admin_address(&self) -> String {
