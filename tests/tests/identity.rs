@@ -330,3 +330,88 @@ fn the_coordinator_renews_its_own_server_certificate() -> Result<()> {
     );
     Ok(())
 }
+
+/// An agent that dials the coordinator by a name its certificate does not
+/// carry says so, with the fix, instead of looping on "connection closed".
+#[test]
+fn an_agent_dialing_a_name_the_coordinator_certificate_lacks_says_so() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let pki = dir.path().join("pki");
+    let init = mf_e2e::run(
+        "mfctl",
+        &[
+            "pki",
+            "init",
+            "--dir",
+            pki.to_str().unwrap(),
+            "--name",
+            "localhost",
+        ],
+        &[],
+    );
+    assert!(init.success, "{}", init.stderr);
+    let coordinator = mf_e2e::Coordinator::start(
+        &dir.path().join("data"),
+        &pki,
+        &dir.path().join("coordinator.log"),
+    )?;
+    let by_name = |address: &str| address.replace("127.0.0.1", "localhost");
+    let env = [
+        ("MF_COORDINATOR", by_name(&coordinator.admin_address())),
+        ("MF_PKI_DIR", pki.display().to_string()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let token = mf_e2e::run("mfctl", &["token", "create"], &env);
+    assert!(token.success, "{}", token.stderr);
+    let root = host_root(
+        &dir.path().join("root"),
+        HostOs::Rhel79,
+        "named",
+        "example.com",
+    );
+    let state = dir.path().join("state");
+    let enrolled = mf_e2e::run(
+        "mf-agent",
+        &[
+            "enroll",
+            "--coordinator",
+            &by_name(&coordinator.agent_address()),
+            "--ca",
+            pki.join("ca.pem").to_str().unwrap(),
+            "--token",
+            token.stdout.trim(),
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--host-root",
+            root.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(enrolled.success, "{}", enrolled.stderr);
+    // Then the same coordinator by its address, which its certificate does not name.
+    let enrollment = state.join("enrollment.toml");
+    let text = std::fs::read_to_string(&enrollment)?;
+    std::fs::write(
+        &enrollment,
+        text.replace(
+            &by_name(&coordinator.agent_address()),
+            &coordinator.agent_address(),
+        ),
+    )?;
+    let log = dir.path().join("agent.log");
+    let _agent = Daemon::spawn(
+        "mf-agent",
+        &[
+            "run",
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--host-root",
+            root.to_str().unwrap(),
+        ],
+        &log,
+    )?;
+    wait_for("the agent to say why", Duration::from_secs(30), || {
+        Ok(read(&log).contains("the coordinator's certificate is not valid for the name"))
+    })?;
+    Ok(())
+}
