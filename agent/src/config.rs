@@ -204,14 +204,10 @@ pub fn parse_label(text: &str) -> Result<(String, String), ConfigError> {
     Ok((key.to_string(), value.to_string()))
 }
 
+/// The core's label rule (the coordinator refuses what breaks it), with a
+/// message that says which side is wrong.
 fn validate_label(key: &str, value: &str) -> Result<(), ConfigError> {
-    let shaped = |s: &str| {
-        s.len() <= 63
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            && s.chars().next().is_none_or(|c| c.is_ascii_alphanumeric())
-            && s.chars().last().is_none_or(|c| c.is_ascii_alphanumeric())
-    };
+    use mf_core::facts::valid_label_part as shaped;
     let whole = format!("{key}={value}");
     if key.is_empty() || !shaped(key) {
         return Err(ConfigError::Label(

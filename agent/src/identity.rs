@@ -107,15 +107,12 @@ impl Identity {
             cert_pem: read(CERT_FILE)?,
             ca_pem: read(CA_FILE)?,
             validity: enrollment.validity,
-            command_key: (0..enrollment.command_public_key.len())
-                .step_by(2)
-                .filter_map(|i| {
-                    enrollment
-                        .command_public_key
-                        .get(i..i + 2)
-                        .and_then(|h| u8::from_str_radix(h, 16).ok())
-                })
-                .collect(),
+            command_key: from_hex(&enrollment.command_public_key).ok_or_else(|| {
+                IdentityError::Invalid {
+                    path: enrollment_path.clone(),
+                    reason: "command_public_key is not hex: enroll the agent again".into(),
+                }
+            })?,
         })
     }
 
@@ -149,6 +146,21 @@ impl Identity {
             0o644,
         )
     }
+}
+
+/// Bytes from lowercase or uppercase hex; `None` for anything else (a
+/// pinned key read wrong would refuse every command with a wrong reason).
+fn from_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| {
+            text.get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        })
+        .collect()
 }
 
 /// Saves a renewed key and certificate so that a crash at any point leaves a
@@ -295,6 +307,32 @@ mod tests {
         };
         save_renewed(&renewed, dir.path())?;
         assert_eq!(pair(dir.path())?, ("NEW KEY".into(), "NEW CERT".into()));
+        Ok(())
+    }
+
+    #[test]
+    fn a_damaged_pinned_key_is_an_error_not_a_shorter_key() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let dir = tempfile::tempdir()?;
+        let identity = Identity {
+            host_id: "h".into(),
+            coordinator: "127.0.0.1:1".into(),
+            key_pem: "K".into(),
+            cert_pem: "C".into(),
+            ca_pem: "CA".into(),
+            validity: Validity::default(),
+            command_key: vec![0x0f; 32],
+        };
+        identity.save(dir.path())?;
+        assert_eq!(Identity::load(dir.path())?.command_key, vec![0x0f; 32]);
+        let path = dir.path().join(ENROLLMENT_FILE);
+        let text = std::fs::read_to_string(&path)?;
+        std::fs::write(&path, text.replacen("0f0f", "0g0f", 1))?;
+        let err = Identity::load(dir.path()).expect_err("damaged");
+        assert!(
+            err.to_string().contains("command_public_key is not hex"),
+            "{err}"
+        );
         Ok(())
     }
 

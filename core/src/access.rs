@@ -112,19 +112,10 @@ impl Verb {
         }
     }
 
-    /// Whether a scoped operator may do it at all: what acts on the whole
-    /// fleet or on identities is for unscoped operators only.
+    /// Whether a scoped operator may do it at all: the admins' verbs act on
+    /// the whole fleet or on identities, so they are for unscoped admins only.
     pub fn scopable(self) -> bool {
-        !matches!(
-            self,
-            Verb::CreateToken
-                | Verb::ManageTokens
-                | Verb::LabelHost
-                | Verb::DeleteHost
-                | Verb::RevokeHost
-                | Verb::ManageOperators
-                | Verb::VerifyAudit
-        )
+        self.needs() < Role::Admin
     }
 }
 

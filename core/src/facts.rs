@@ -76,16 +76,19 @@ fn bounded<T>(field: &str, items: Vec<T>) -> Result<Vec<T>, InvalidFacts> {
     Ok(items)
 }
 
+/// One side of a label (key or value) in Kubernetes syntax: at most 63 of
+/// `[A-Za-z0-9-_.]`, alphanumeric at both ends (a value may be empty).
+pub fn valid_label_part(s: &str) -> bool {
+    s.len() <= MAX_LABEL
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && s.chars().next().is_none_or(|c| c.is_ascii_alphanumeric())
+        && s.chars().last().is_none_or(|c| c.is_ascii_alphanumeric())
+}
+
 /// Kubernetes label syntax, which selectors rely on.
 pub fn valid_label(key: &str, value: &str) -> bool {
-    let shaped = |s: &str| {
-        s.len() <= MAX_LABEL
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            && s.chars().next().is_none_or(|c| c.is_ascii_alphanumeric())
-            && s.chars().last().is_none_or(|c| c.is_ascii_alphanumeric())
-    };
-    !key.is_empty() && shaped(key) && shaped(value)
+    !key.is_empty() && valid_label_part(key) && valid_label_part(value)
 }
 
 impl Facts {
