@@ -678,6 +678,47 @@ impl Deployment {
             .await?)
     }
 
+    /// A host of this deployment, `NAME.example.com`: its tree under
+    /// `roots/NAME` (emulated when a scenario is given), enrolled with
+    /// `token` into `state/NAME`, and its agent running with `run_args`
+    /// (e.g. `--label app=a`), logging to `NAME.log`.
+    pub fn start_agent(
+        &self,
+        token: &str,
+        name: &str,
+        os: HostOs,
+        scenario: Option<&str>,
+        run_args: &[&str],
+    ) -> Result<Daemon> {
+        let root = host_root(
+            &self.path(&format!("roots/{name}")),
+            os,
+            name,
+            "example.com",
+        );
+        if let Some(scenario) = scenario {
+            set_scenario(&root, scenario);
+        }
+        let state = self.path(&format!("state/{name}"));
+        let enrolled = self.enroll(token, &state, &root, &[]);
+        if !enrolled.success {
+            bail!("enroll {name}: {}", enrolled.stderr);
+        }
+        let mut args = vec![
+            "run",
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--host-root",
+            root.to_str().unwrap(),
+        ];
+        args.extend_from_slice(run_args);
+        Daemon::spawn(
+            agent_binary(&root),
+            &args,
+            &self.path(&format!("{name}.log")),
+        )
+    }
+
     /// Runs mfctl as the operator of this deployment.
     pub fn mfctl(&self, args: &[&str]) -> Ran {
         run(

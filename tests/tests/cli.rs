@@ -283,26 +283,7 @@ fn a_closed_pipe_ends_mfctl_quietly() -> Result<()> {
 fn a_deleted_host_is_forgotten_and_its_agent_refused() -> Result<()> {
     let deployment = Deployment::new()?;
     let token = deployment.token(&[])?;
-    let root = mf_e2e::host_root(
-        &deployment.path("roots/gone"),
-        mf_e2e::HostOs::Rhel79,
-        "gone",
-        "example.com",
-    );
-    let state = deployment.path("state/gone");
-    let enrolled = deployment.enroll(&token, &state, &root, &[]);
-    assert!(enrolled.success, "{}", enrolled.stderr);
-    let _agent = mf_e2e::Daemon::spawn(
-        "mf-agent",
-        &[
-            "run",
-            "--state-dir",
-            state.to_str().unwrap_or_default(),
-            "--host-root",
-            root.to_str().unwrap_or_default(),
-        ],
-        &deployment.path("gone.log"),
-    )?;
+    let _agent = deployment.start_agent(&token, "gone", mf_e2e::HostOs::Rhel79, None, &[])?;
     mf_e2e::wait_for("the agent", std::time::Duration::from_secs(20), || {
         Ok(deployment.hosts("connected=true")?.len() == 1)
     })?;
@@ -396,26 +377,7 @@ fn hosts_list_watches_and_every_format_prints_its_document() -> Result<()> {
     assert_eq!(next("at first")?, serde_json::json!([]));
 
     let token = deployment.token(&[])?;
-    let root = mf_e2e::host_root(
-        &deployment.path("roots/one"),
-        mf_e2e::HostOs::Rhel79,
-        "one",
-        "example.com",
-    );
-    let state = deployment.path("state/one");
-    let enrolled = deployment.enroll(&token, &state, &root, &[]);
-    assert!(enrolled.success, "{}", enrolled.stderr);
-    let _agent = mf_e2e::Daemon::spawn(
-        "mf-agent",
-        &[
-            "run",
-            "--state-dir",
-            state.to_str().unwrap_or_default(),
-            "--host-root",
-            root.to_str().unwrap_or_default(),
-        ],
-        &deployment.path("one.log"),
-    )?;
+    let _agent = deployment.start_agent(&token, "one", mf_e2e::HostOs::Rhel79, None, &[])?;
     // Enrolled (not connected), then connected: each change a document.
     let mut seen = Vec::new();
     while seen

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use mf_e2e::{Daemon, Deployment, HostOs, Peer, agent_binary, host_root, set_scenario, wait_for};
+use mf_e2e::{Deployment, HostOs, Peer, wait_for};
 use mf_proto::transport::MAX_MESSAGE_BYTES;
 use mf_proto::v1 as pb;
 use prost::Message;
@@ -37,31 +37,12 @@ fn a_readiness_report_above_the_message_limit_arrives_whole() -> Result<()> {
     let deployment = Deployment::new()?;
     let token = deployment.token(&["--uses", &HOSTS.to_string()])?;
     let scenario = scenario();
-    let mut agents = Vec::new();
-    for n in 0..HOSTS {
-        let name = format!("big-{n}");
-        let root = host_root(
-            &deployment.path(&format!("roots/{name}")),
-            HostOs::Rhel79,
-            &name,
-            "example.com",
-        );
-        set_scenario(&root, &scenario);
-        let state = deployment.path(&format!("state/{name}"));
-        let enrolled = deployment.enroll(&token, &state, &root, &[]);
-        assert!(enrolled.success, "{name}: {}", enrolled.stderr);
-        agents.push(Daemon::spawn(
-            agent_binary(&root),
-            &[
-                "run",
-                "--state-dir",
-                state.to_str().unwrap(),
-                "--host-root",
-                root.to_str().unwrap(),
-            ],
-            &deployment.path(&format!("{name}.log")),
-        )?);
-    }
+    let agents = (0..HOSTS)
+        .map(|n| {
+            let name = format!("big-{n}");
+            deployment.start_agent(&token, &name, HostOs::Rhel79, Some(&scenario), &[])
+        })
+        .collect::<Result<Vec<_>>>()?;
     wait_for("every host connected", Duration::from_secs(30), || {
         let hosts = deployment.hosts("connected=true")?;
         Ok(hosts.len() == HOSTS && hosts.iter().all(|h| !h["facts"].is_null()))

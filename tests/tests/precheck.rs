@@ -318,32 +318,19 @@ fn a_pre_check_running_again_keeps_the_latest_outcome_and_waits_are_bounded() ->
         packages(&LEAPP),
         finding("long-title-blocker", long_title, true)
     );
-    let mut agents = Vec::new();
-    for (name, scenario) in [("slow", slow.as_str()), ("away", slow.as_str())] {
-        let root = host_root(
-            &deployment.path(&format!("roots/{name}")),
-            HostOs::Rhel79,
-            name,
-            "example.com",
-        );
-        set_scenario(&root, scenario);
-        let state = deployment.path(&format!("state/{name}"));
-        let enrolled = deployment.enroll(&token, &state, &root, &[]);
-        assert!(enrolled.success, "{name}: {}", enrolled.stderr);
-        agents.push(Daemon::spawn(
-            agent_binary(&root),
-            &[
-                "run",
-                "--state-dir",
-                state.to_str().unwrap(),
-                "--host-root",
-                root.to_str().unwrap(),
-                "--label",
-                &format!("role={name}"),
-            ],
-            &deployment.path(&format!("{name}.log")),
-        )?);
-    }
+    let mut agents = ["slow", "away"]
+        .iter()
+        .map(|name| {
+            let label = format!("role={name}");
+            deployment.start_agent(
+                &token,
+                name,
+                HostOs::Rhel79,
+                Some(&slow),
+                &["--label", &label],
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
     wait_for("two connected hosts", Duration::from_secs(30), || {
         let hosts = deployment.hosts("connected=true")?;
         Ok(hosts.len() == 2 && hosts.iter().all(|h| !h["facts"].is_null()))

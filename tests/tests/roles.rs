@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Result;
-use mf_e2e::{Daemon, Deployment, HostOs, Ran, host_root, run, wait_for};
+use mf_e2e::{Deployment, HostOs, Ran, run, wait_for};
 
 /// An operator's own PKI directory: their key, their certificate, the CA.
 fn person(deployment: &Deployment, name: &str, role: &str, scope: &str) -> PathBuf {
@@ -69,28 +69,9 @@ fn every_verb_is_checked_against_every_role_and_scope() -> Result<()> {
     let token = deployment.token(&["--uses", "4"])?;
     let mut agents = Vec::new();
     for name in ["billing-1", "crm-1", "spare-1", "spare-2"] {
-        let root = host_root(
-            &deployment.path(&format!("roots/{name}")),
-            HostOs::Rhel79,
-            name,
-            "example.com",
-        );
-        let state = deployment.path(&format!("state/{name}"));
-        assert!(deployment.enroll(&token, &state, &root, &[]).success);
-        agents.push(Daemon::spawn(
-            "mf-agent",
-            &[
-                "run",
-                "--state-dir",
-                state.to_str().unwrap(),
-                "--host-root",
-                root.to_str().unwrap(),
-                // What the agent says does not put a host into a scope.
-                "--label",
-                "app=billing",
-            ],
-            &deployment.path(&format!("{name}.log")),
-        )?);
+        // What the agent says does not put a host into a scope.
+        let run = ["--label", "app=billing"];
+        agents.push(deployment.start_agent(&token, name, HostOs::Rhel79, None, &run)?);
     }
     wait_for("four agents", Duration::from_secs(30), || {
         Ok(deployment.hosts("connected=true")?.len() == 4)
@@ -433,36 +414,15 @@ fn a_wave_past_the_blast_radius_needs_two_admins() -> Result<()> {
     // Two RHEL 7.9 hosts ready for 8.10, one for each wave.
     let token = deployment.token(&["--uses", "2"])?;
     let mut agents = Vec::new();
+    let ready = "[[packages]]\nname = \"leapp\"\nversion = \"0.17.0\"\nrelease = \"1.el7_9\"\narch = \"noarch\"\n\
+         [[packages]]\nname = \"leapp-upgrade-el7toel8\"\nversion = \"0.20.0\"\nrelease = \"2.el7_9\"\narch = \"noarch\"\n\
+         [filesystems.\"/var\"]\nfree_bytes = 10737418240\ntotal_bytes = 21474836480\n\
+         [filesystems.\"/boot\"]\nfree_bytes = 524288000\ntotal_bytes = 1073741824\n";
     for app in ["a", "b"] {
+        let label = format!("app={app}");
         let name = format!("host-{app}");
-        let root = host_root(
-            &deployment.path(&format!("roots/{name}")),
-            HostOs::Rhel79,
-            &name,
-            "example.com",
-        );
-        mf_e2e::set_scenario(
-            &root,
-            "[[packages]]\nname = \"leapp\"\nversion = \"0.17.0\"\nrelease = \"1.el7_9\"\narch = \"noarch\"\n\
-             [[packages]]\nname = \"leapp-upgrade-el7toel8\"\nversion = \"0.20.0\"\nrelease = \"2.el7_9\"\narch = \"noarch\"\n\
-             [filesystems.\"/var\"]\nfree_bytes = 10737418240\ntotal_bytes = 21474836480\n\
-             [filesystems.\"/boot\"]\nfree_bytes = 524288000\ntotal_bytes = 1073741824\n",
-        );
-        let state = deployment.path(&format!("state/{name}"));
-        assert!(deployment.enroll(&token, &state, &root, &[]).success);
-        agents.push(Daemon::spawn(
-            mf_e2e::agent_binary(&root),
-            &[
-                "run",
-                "--state-dir",
-                state.to_str().unwrap(),
-                "--host-root",
-                root.to_str().unwrap(),
-                "--label",
-                &format!("app={app}"),
-            ],
-            &deployment.path(&format!("{name}.log")),
-        )?);
+        let run = ["--label", label.as_str()];
+        agents.push(deployment.start_agent(&token, &name, HostOs::Rhel79, Some(ready), &run)?);
     }
     wait_for("two agents", Duration::from_secs(30), || {
         Ok(deployment.hosts("connected=true")?.len() == 2)
