@@ -993,25 +993,11 @@ impl State {
                 "a token id is at least 8 hex digits (mfctl token list shows them)".into(),
             ));
         }
-        let matching: Vec<(String, TokenRecord)> = self
-            .store
-            .tokens()?
-            .into_iter()
-            .filter(|(id, _)| id.starts_with(&prefix.to_ascii_lowercase()))
-            .collect();
-        match matching.as_slice() {
-            [(id, record)] => {
-                let hash: Vec<u8> = (0..id.len())
-                    .step_by(2)
-                    .filter_map(|i| u8::from_str_radix(&id[i..i + 2], 16).ok())
-                    .collect();
-                self.store.delete_token(&hash)?;
-                Ok(record.clone())
-            }
-            [] => Err(InventoryError::Invalid(format!("no token {prefix}"))),
-            _ => Err(InventoryError::Invalid(format!(
-                "{prefix} names {} tokens: give more of the id",
-                matching.len()
+        match self.store.delete_token(prefix)? {
+            Ok(record) => Ok(record),
+            Err(0) => Err(InventoryError::Invalid(format!("no token {prefix}"))),
+            Err(n) => Err(InventoryError::Invalid(format!(
+                "{prefix} names {n} tokens: give more of the id"
             ))),
         }
     }

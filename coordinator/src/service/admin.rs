@@ -12,10 +12,10 @@ use super::parts::{self, PartStream};
 use super::{auth, valid_host_id, waves};
 use crate::audit::{self, NewAuditEntry};
 use crate::inventory::JobAction;
-use crate::inventory::{CreateMode, NewJob, NewToken};
 use crate::inventory::{
-    HostView, Inventory, LabelChange, NewOperator, OperatorUpdate, PlanView, Selection,
+    Caller, HostView, Inventory, LabelChange, NewOperator, OperatorUpdate, PlanView, Selection,
 };
+use crate::inventory::{CreateMode, NewJob, NewToken};
 use crate::metrics::Metrics;
 use crate::store::OperatorRecord;
 use crate::wire;
@@ -79,9 +79,21 @@ impl AdminApi {
         request: &Request<T>,
         verb: Verb,
     ) -> Result<Access, Status> {
+        self.access_of(request, verb)
+            .await
+            .map(|(access, _)| access)
+    }
+
+    /// `access`, with the certificate the caller presented (for the calls
+    /// that record a certificate of theirs).
+    async fn access_of<T: std::fmt::Debug>(
+        &self,
+        request: &Request<T>,
+        verb: Verb,
+    ) -> Result<(Access, Caller), Status> {
         let caller = auth::caller(request, &self.metrics)?;
         let name = caller.name.clone();
-        let access = match self.inventory.access(caller).await {
+        let access = match self.inventory.access(caller.clone()).await {
             Ok(access) => access,
             Err(e) => {
                 self.metrics.refused("admin", "no_role");
@@ -109,7 +121,7 @@ impl AdminApi {
             .await?;
             return Err(status);
         }
-        Ok(access)
+        Ok((access, caller))
     }
 
     /// Appends a refusal to the audit chain (durable before the answer).
@@ -841,8 +853,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::AddOperatorRequest>,
     ) -> Result<Response<pb::Operator>, Status> {
-        let caller = auth::caller(&request, &self.metrics)?;
-        let access = self.access(&request, Verb::ManageOperators).await?;
+        let (access, caller) = self.access_of(&request, Verb::ManageOperators).await?;
         let arguments = format!(
             "name={} role={} scope={:?}",
             request.get_ref().name,
@@ -988,8 +999,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::RenewOperatorRequest>,
     ) -> Result<Response<pb::Operator>, Status> {
-        let caller = auth::caller(&request, &self.metrics)?;
-        let access = self.access(&request, Verb::RenewOwnCertificate).await?;
+        let (access, caller) = self.access_of(&request, Verb::RenewOwnCertificate).await?;
         let csr = request.into_inner().csr_der;
         let result: Result<Response<pb::Operator>, Status> = async {
             if csr.len() > 16 * 1024 {

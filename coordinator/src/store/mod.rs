@@ -214,14 +214,33 @@ impl Store {
             .iter()
             .map(|item| {
                 let (key, value) = item?;
-                let id = key.iter().map(|b| format!("{b:02x}")).collect();
-                Ok((id, decode(&key, &value)?))
+                Ok((token_id(&key), decode(&key, &value)?))
             })
             .collect()
     }
 
-    pub fn delete_token(&self, hash: &[u8]) -> Result<bool, StoreError> {
-        Ok(self.tokens.remove(hash)?.is_some())
+    /// Deletes the token whose id (as `tokens` gives it) starts with
+    /// `prefix`: the one deleted, or how many the prefix names.
+    pub fn delete_token(&self, prefix: &str) -> Result<Result<TokenRecord, usize>, StoreError> {
+        let prefix = prefix.to_ascii_lowercase();
+        let matching: Vec<(Vec<u8>, TokenRecord)> = self
+            .tokens
+            .iter()
+            .map(|item| {
+                let (key, value) = item?;
+                Ok((key.to_vec(), decode(&key, &value)?))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?
+            .into_iter()
+            .filter(|(key, _)| token_id(key).starts_with(&prefix))
+            .collect();
+        match matching.as_slice() {
+            [(key, record)] => {
+                self.tokens.remove(key)?;
+                Ok(Ok(record.clone()))
+            }
+            _ => Ok(Err(matching.len())),
+        }
     }
 
     /// Whether an enrollment with this token for `host_id` would pass, read
@@ -505,6 +524,11 @@ impl Store {
             Err(TransactionError::Storage(e)) => Err(e.into()),
         }
     }
+}
+
+/// A token's id: the hex of its hash (the token itself is never stored).
+fn token_id(hash: &[u8]) -> String {
+    hash.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Every record of a tree keyed by host id.
