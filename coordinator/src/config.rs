@@ -5,7 +5,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use mf_core::rate::PerMinute;
 use serde::Deserialize;
+
+use crate::service::enroll_limit::EnrollLimits;
 
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(30);
 /// Real automation waits up to four hours for an upgrade's reboots.
@@ -60,6 +63,10 @@ pub struct FileConfig {
     pub blast_radius_max_parallel: Option<u32>,
     /// Waves whose error budgets exceed this percentage: the same.
     pub blast_radius_error_percent: Option<u32>,
+    /// Refused enrollments allowed a minute from one address (default 30).
+    pub enroll_refusals_per_source: Option<u32>,
+    /// Refused enrollments allowed a minute from all addresses (default 600).
+    pub enroll_refusals_total: Option<u32>,
 }
 
 impl FileConfig {
@@ -159,6 +166,27 @@ impl FileConfig {
                 .blast_radius_error_percent
                 .or(self.blast_radius_error_percent),
         };
+        let limit_defaults = EnrollLimits::default();
+        let enroll_limits = EnrollLimits {
+            per_source: PerMinute(
+                flags
+                    .enroll_refusals_per_source
+                    .or(self.enroll_refusals_per_source)
+                    .unwrap_or(limit_defaults.per_source.0),
+            ),
+            total: PerMinute(
+                flags
+                    .enroll_refusals_total
+                    .or(self.enroll_refusals_total)
+                    .unwrap_or(limit_defaults.total.0),
+            ),
+        };
+        if enroll_limits.per_source.0 == 0 || enroll_limits.total.0 == 0 {
+            return Err(ConfigError::Invalid(
+                "enroll_refusals_per_source/enroll_refusals_total",
+                "must be above 0 (a limit of 0 would refuse every enrollment)".into(),
+            ));
+        }
         Ok(CoordinatorConfig {
             data_dir: flags
                 .data_dir
@@ -191,6 +219,7 @@ impl FileConfig {
             operator_cert_lifetime,
             server_cert_renew_before,
             blast_radius,
+            enroll_limits,
         })
     }
 }
@@ -210,6 +239,7 @@ pub struct CoordinatorConfig {
     pub operator_cert_lifetime: Duration,
     pub server_cert_renew_before: Duration,
     pub blast_radius: mf_core::wave::blast::BlastRadius,
+    pub enroll_limits: EnrollLimits,
 }
 
 #[cfg(test)]
@@ -244,6 +274,7 @@ mod tests {
             toml::from_str(include_str!("../../packaging/config/coordinator.toml"))?;
         let config = file.resolve(FileConfig::default())?;
         assert_eq!(config.agent_listen, "0.0.0.0:7443".parse()?);
+        assert_eq!(config.enroll_limits, EnrollLimits::default());
         Ok(())
     }
 
@@ -256,21 +287,25 @@ mod tests {
             agent_listen: Some("nonsense".into()),
             admin_listen: Some("127.0.0.1:2".into()),
             metrics_listen: Some("127.0.0.1:3".into()),
-            heartbeat_interval: None,
-            reboot_timeout: None,
-            agent_cert_lifetime: None,
-            token_max_ttl: None,
-            token_max_uses: None,
-            max_clock_skew: None,
-            operator_cert_lifetime: None,
-            server_cert_renew_before: None,
-            blast_radius_hosts: None,
-            blast_radius_max_parallel: None,
-            blast_radius_error_percent: None,
+            ..FileConfig::default()
         };
         let err = FileConfig::default()
             .resolve(flags)
             .expect_err("bad address");
         assert!(err.to_string().contains("agent_listen"), "{err}");
+
+        let no_enrollments = FileConfig {
+            data_dir: Some("d".into()),
+            pki_dir: Some("p".into()),
+            agent_listen: Some("127.0.0.1:1".into()),
+            admin_listen: Some("127.0.0.1:2".into()),
+            metrics_listen: Some("127.0.0.1:3".into()),
+            enroll_refusals_per_source: Some(0),
+            ..FileConfig::default()
+        };
+        let err = FileConfig::default()
+            .resolve(no_enrollments)
+            .expect_err("a limit of 0");
+        assert!(err.to_string().contains("enroll_refusals"), "{err}");
     }
 }

@@ -70,6 +70,14 @@ struct Cli {
     /// The same for waves whose error budgets exceed this percentage.
     #[arg(long)]
     blast_radius_error_percent: Option<u32>,
+    /// Refused enrollments allowed a minute from one source address (an
+    /// IPv6 /64); beyond it, its attempts are refused unread [default: 30].
+    #[arg(long)]
+    enroll_refusals_per_source: Option<u32>,
+    /// Refused enrollments allowed a minute from all sources together
+    /// [default: 600].
+    #[arg(long)]
+    enroll_refusals_total: Option<u32>,
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
@@ -99,6 +107,8 @@ fn main() -> Result<()> {
         blast_radius_hosts: cli.blast_radius_hosts,
         blast_radius_max_parallel: cli.blast_radius_max_parallel,
         blast_radius_error_percent: cli.blast_radius_error_percent,
+        enroll_refusals_per_source: cli.enroll_refusals_per_source,
+        enroll_refusals_total: cli.enroll_refusals_total,
     })?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

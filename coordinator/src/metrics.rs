@@ -14,7 +14,7 @@ use prometheus::{
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-const ENROLLMENT_RESULTS: [&str; 7] = [
+const ENROLLMENT_RESULTS: [&str; 8] = [
     "ok",
     "bad_request",
     "unknown_token",
@@ -22,6 +22,7 @@ const ENROLLMENT_RESULTS: [&str; 7] = [
     "exhausted_token",
     "wrong_host",
     "already_enrolled",
+    "rate_limited",
 ];
 const STREAM_KINDS: [(&str, &str); 6] = [
     ("in", "hello"),

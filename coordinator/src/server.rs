@@ -22,6 +22,7 @@ use crate::revocation::Revocations;
 use crate::server_cert::ServerCertificate;
 use crate::service::admin::AdminApi;
 use crate::service::agent::{AgentApi, AgentSettings};
+use crate::service::enroll_limit::EnrollLimiter;
 use crate::store::{Store, StoreError};
 use crate::tls::{self, TlsSetupError};
 use mf_pki::{CertificateAuthority, PkiError, PkiPaths};
@@ -111,9 +112,10 @@ pub async fn start(config: &CoordinatorConfig) -> Result<Coordinator, StartError
     }
     .start(server_pem, shutdown.clone())
     .map_err(StartError::ServerCertificate)?;
+    let clock = crate::clock::system();
     let settings = crate::inventory::Settings {
         reboot_timeout: config.reboot_timeout,
-        clock: crate::clock::system(),
+        clock: clock.clone(),
         revocations,
         max_clock_skew: config.max_clock_skew,
         blast_radius: config.blast_radius,
@@ -140,6 +142,7 @@ pub async fn start(config: &CoordinatorConfig) -> Result<Coordinator, StartError
             heartbeat_interval: config.heartbeat_interval,
             cert_lifetime: config.agent_cert_lifetime,
         },
+        EnrollLimiter::new(config.enroll_limits, clock),
         shutdown.clone(),
     );
     let admin_api = AdminApi::new(

@@ -14,6 +14,7 @@ pub mod job;
 
 pub mod path;
 pub mod precheck;
+pub mod rate;
 pub mod readiness;
 pub mod selector;
 pub mod time;

@@ -80,6 +80,7 @@ async fn run(args: DemoArgs) -> Result<()> {
         operator_cert_lifetime: mf_pki::OPERATOR_VALIDITY,
         server_cert_renew_before: Duration::from_secs(30 * 86_400),
         blast_radius: Default::default(),
+        enroll_limits: Default::default(),
         // One token enrolls the whole simulated fleet.
         token_policy: mf_coordinator::service::admin::TokenPolicy {
             max_uses: u32::try_from(args.hosts).unwrap_or(u32::MAX).max(1),

@@ -642,3 +642,145 @@ async fn a_host_whose_clock_is_off_is_shown_counted_and_sent_no_work() -> Result
     drop(to_coordinator);
     Ok(())
 }
+
+/// Guessing tokens is slow and each guess cheap (threat model 6): past its
+/// refusals a source is refused before its token is read, signed for,
+/// looked up or audited, even with a good token (which stays unspent), while
+/// other sources enroll; past the total, every source waits.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_flood_is_rate_limited_per_source_and_in_total() -> Result<()> {
+    use std::collections::BTreeMap;
+
+    let deployment = Deployment::with_coordinator_flags(&[
+        "--enroll-refusals-per-source",
+        "5",
+        "--enroll-refusals-total",
+        "40",
+    ])?;
+    let good = deployment.token(&["--uses", "1"])?;
+    let ca = read(deployment.pki.join("ca.pem"));
+    let address = deployment.coordinator.agent_address();
+    // Sources told apart by the local address the client binds (127/8 is all loopback).
+    let from = |ip: String| {
+        let endpoint = transport::endpoint(&address, &ca, None)
+            .map(|e| e.local_address(Some(ip.parse().unwrap())));
+        async move { anyhow::Ok(AgentServiceClient::new(endpoint?.connect().await?)) }
+    };
+    let request = |token: &str, host: &str| -> Result<pb::EnrollRequest> {
+        let (_, csr) = csr_for(host)?;
+        Ok(pb::EnrollRequest {
+            token: token.to_string(),
+            host_id: host.to_string(),
+            csr_der: csr,
+        })
+    };
+
+    let mut attacker = from("127.0.0.1".into()).await?;
+    let mut codes = BTreeMap::new();
+    let mut limited = String::new();
+    for n in 0..200 {
+        let guess = format!("mfbt_{n:064x}");
+        let status = attacker
+            .enroll(request(&guess, "guess.example.com")?)
+            .await
+            .expect_err("a guessed token");
+        *codes.entry(format!("{:?}", status.code())).or_insert(0) += 1;
+        if status.code() == Code::ResourceExhausted {
+            limited = status.message().to_string();
+        }
+    }
+    assert_eq!(
+        codes,
+        BTreeMap::from([
+            ("ResourceExhausted".to_string(), 195),
+            ("Unauthenticated".to_string(), 5)
+        ])
+    );
+    assert!(
+        limited
+            .starts_with("too many refused enrollments from 127.0.0.1 (5 a minute): try again in "),
+        "{limited}"
+    );
+
+    // The good token from the flooding source: refused unread, not spent.
+    let status = attacker
+        .enroll(request(&good, "good.example.com")?)
+        .await
+        .expect_err("the source is limited");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    let tokens = deployment.mfctl(&["token", "list", "-o", "json"]);
+    let tokens: serde_json::Value = serde_json::from_str(&tokens.stdout)?;
+    assert_eq!(tokens[0]["uses_left"], 1, "{tokens}");
+    // Another source is not slowed by it.
+    let mut colleague = from("127.0.0.2".into()).await?;
+    let enrolled = colleague
+        .enroll(request(&good, "good.example.com")?)
+        .await?
+        .into_inner();
+    assert_eq!(enrolled.host_id, "good.example.com");
+
+    // Seven more sources use up the total (5 + 7 x 5 = 40): then an address
+    // never seen before is refused too, with the reason.
+    for last in 3..10u8 {
+        let ip = format!("127.0.0.{last}");
+        let mut client = from(ip.clone()).await?;
+        for n in 0..5 {
+            let status = client
+                .enroll(request(
+                    &format!("mfbt_{:064x}", 1000 + n),
+                    "g.example.com",
+                )?)
+                .await
+                .expect_err("guessed");
+            assert_eq!(status.code(), Code::Unauthenticated, "{ip}: {status:?}");
+        }
+    }
+    let status = from("127.0.0.10".into())
+        .await?
+        .enroll(request(&good, "late.example.com")?)
+        .await
+        .expect_err("the total is used up");
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(
+        status.message().contains("(40 a minute from all sources)"),
+        "{status:?}"
+    );
+
+    // Counted by reason; the audit holds each refusal that was read and one
+    // line per limit that engaged, not one per attempt of the flood.
+    let metric = |result: &str| {
+        deployment
+            .coordinator
+            .metric(&format!("mf_enrollments_total{{result=\"{result}\"}}"))
+    };
+    assert_eq!(metric("unknown_token")?, 40.0);
+    assert_eq!(metric("rate_limited")?, 197.0);
+    assert_eq!(metric("ok")?, 1.0);
+    let audit = deployment.mfctl(&["audit", "list", "-o", "json"]);
+    let audit: serde_json::Value = serde_json::from_str(&audit.stdout)?;
+    let outcomes: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["verb"] == "enroll")
+        .map(|e| e["outcome"].as_str().unwrap())
+        .collect();
+    let limits: Vec<&&str> = outcomes
+        .iter()
+        .filter(|o| o.contains("too many refused enrollments"))
+        .collect();
+    assert_eq!(outcomes.len(), 40 + 2 + 1, "{outcomes:#?}");
+    assert_eq!(limits.len(), 2, "{limits:#?}");
+    Ok(())
+}
+
+/// A key and a CSR naming `host`.
+fn csr_for(host: &str) -> Result<(rcgen::KeyPair, Vec<u8>)> {
+    let key = rcgen::KeyPair::generate()?;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, host);
+    let csr = params.serialize_request(&key)?;
+    Ok((key, csr.der().to_vec()))
+}

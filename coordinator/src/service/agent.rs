@@ -11,9 +11,10 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Code, Request, Response, Status, Streaming};
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use super::enroll_limit::{EnrollLimiter, Source};
 use super::{auth, valid_host_id};
 use crate::audit::NewAuditEntry;
 use crate::inventory::{Inventory, InventoryError, NewEnrollment, NewSession, Renewal};
@@ -41,6 +42,7 @@ pub struct AgentApi {
     signer: Arc<CommandSigner>,
     metrics: Metrics,
     settings: AgentSettings,
+    limiter: EnrollLimiter,
     shutdown: CancellationToken,
 }
 
@@ -51,6 +53,7 @@ impl AgentApi {
         signer: Arc<CommandSigner>,
         metrics: Metrics,
         settings: AgentSettings,
+        limiter: EnrollLimiter,
         shutdown: CancellationToken,
     ) -> Self {
         Self {
@@ -59,6 +62,7 @@ impl AgentApi {
             signer,
             metrics,
             settings,
+            limiter,
             shutdown,
         }
     }
@@ -144,11 +148,9 @@ fn message_kind(message: &pb::AgentMessage) -> &'static str {
     }
 }
 
-type SessionStream = Pin<Box<dyn Stream<Item = Result<pb::CoordinatorMessage, Status>> + Send>>;
-
-#[tonic::async_trait]
-impl AgentService for AgentApi {
-    async fn enroll(
+impl AgentApi {
+    /// An enrollment the rate limit let through: checked, signed, recorded.
+    async fn enroll_admitted(
         &self,
         request: Request<pb::EnrollRequest>,
     ) -> Result<Response<pb::EnrollResponse>, Status> {
@@ -228,6 +230,37 @@ impl AgentService for AgentApi {
                 Err(refusal_status(&refusal))
             }
         }
+    }
+}
+
+type SessionStream = Pin<Box<dyn Stream<Item = Result<pb::CoordinatorMessage, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl AgentService for AgentApi {
+    async fn enroll(
+        &self,
+        request: Request<pb::EnrollRequest>,
+    ) -> Result<Response<pb::EnrollResponse>, Status> {
+        let source = Source::of(request.remote_addr().map(|a| a.ip()));
+        if let Err(limited) = self.limiter.admit(source) {
+            self.enrolled("rate_limited");
+            if limited.first() {
+                warn!(%source, reason = %limited, "enrollment refusals rate-limited");
+                let peer = request
+                    .remote_addr()
+                    .map_or_else(|| "?".into(), |a| a.to_string());
+                self.note_enrollment("-", &peer, &format!("refused: {limited}"))
+                    .await;
+            }
+            return Err(Status::resource_exhausted(limited.to_string()));
+        }
+        let answer = self.enroll_admitted(request).await;
+        if let Err(status) = &answer
+            && !matches!(status.code(), Code::Internal | Code::Unavailable)
+        {
+            self.limiter.refused(source);
+        }
+        answer
     }
 
     async fn renew(

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod agent;
 pub(crate) mod auth;
+pub mod enroll_limit;
 mod parts;
 mod waves;
 
