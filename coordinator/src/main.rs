@@ -12,9 +12,12 @@ use mf_coordinator::server;
 #[command(
     name = "mf-coordinator",
     version,
-    about = "Migration Factory coordinator"
+    about = "Migration Factory coordinator",
+    args_conflicts_with_subcommands = true
 )]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// TOML file with the settings below; flags win over it.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -83,9 +86,37 @@ struct Cli {
     log_json: bool,
 }
 
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Restores a backup (from `mfctl backup`) into an empty data directory,
+    /// with the coordinator stopped; the file is checked whole first.
+    #[command(
+        after_help = "Example:\n  mf-coordinator restore --data-dir /var/lib/mf-coordinator \
+                            /srv/backups/mf-2026-11-29.jsonl"
+    )]
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+        /// The data directory to create (absent or empty).
+        #[arg(long, required_unless_present = "check")]
+        data_dir: Option<PathBuf>,
+        /// Only check the file (complete, unaltered, this store's schema).
+        #[arg(long)]
+        check: bool,
+    },
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     mf_coordinator::process::init_logging(cli.log_json, "info");
+    if let Some(Command::Restore {
+        file,
+        data_dir,
+        check,
+    }) = cli.command
+    {
+        return restore(&file, data_dir.as_deref(), check);
+    }
     let file = match &cli.config {
         Some(path) => FileConfig::load(path)?,
         None => FileConfig::default(),
@@ -122,4 +153,29 @@ fn main() -> Result<()> {
             .await
             .map_err(anyhow::Error::msg)
     })
+}
+
+fn restore(file: &std::path::Path, data_dir: Option<&std::path::Path>, check: bool) -> Result<()> {
+    use mf_coordinator::store::backup;
+    let trailer = match data_dir {
+        Some(dir) if !check => backup::restore(file, dir)
+            .with_context(|| format!("cannot restore {} into {}", file.display(), dir.display()))?,
+        _ => backup::check(file)
+            .with_context(|| format!("{} is not a usable backup", file.display()))?,
+    };
+    match data_dir {
+        Some(dir) if !check => println!(
+            "restored {} records into {} (sha256 {}); start the coordinator on it",
+            trailer.records,
+            dir.display(),
+            trailer.sha256
+        ),
+        _ => println!(
+            "{}: a complete backup of {} records (sha256 {})",
+            file.display(),
+            trailer.records,
+            trailer.sha256
+        ),
+    }
+    Ok(())
 }

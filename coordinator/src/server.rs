@@ -43,9 +43,9 @@ pub enum StartError {
     },
     #[error(transparent)]
     Tls(#[from] TlsSetupError),
-    #[error(transparent)]
+    #[error("{0}{hint}", hint = restore_hint(.0))]
     Store(#[from] StoreError),
-    #[error(transparent)]
+    #[error("{0}{hint}", hint = match .0 { InventoryError::Store(e) => restore_hint(e), _ => "" })]
     Inventory(#[from] InventoryError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -59,6 +59,19 @@ pub enum StartError {
     Reflection(String),
     #[error("the coordinator's server certificate: {0}")]
     ServerCertificate(String),
+}
+
+/// What to do about a store that cannot be used: anything but a lock
+/// (another coordinator) is damage that a restore repairs.
+fn restore_hint(error: &StoreError) -> &'static str {
+    match error {
+        StoreError::Locked(_) => "",
+        _ => {
+            "; if the data directory is damaged, move it aside and restore the latest backup \
+             into a new one (mf-coordinator restore --data-dir DIR FILE; README, \"Backup and \
+             restore\")"
+        }
+    }
 }
 
 /// A running coordinator.
@@ -297,5 +310,23 @@ impl Coordinator {
             self.inventory.abort();
         }
         info!("mf-coordinator stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_damaged_store_points_to_the_restore_and_a_locked_one_does_not() {
+        let damaged = StartError::Store(StoreError::Schema {
+            dir: "/var/lib/mf-coordinator".into(),
+            found: "9".into(),
+        });
+        let text = damaged.to_string();
+        assert!(text.contains("schema 9"), "{text}");
+        assert!(text.contains("mf-coordinator restore --data-dir"), "{text}");
+        let locked = StartError::Store(StoreError::Locked("/var/lib/mf".into()));
+        assert!(!locked.to_string().contains("restore"), "{locked}");
     }
 }

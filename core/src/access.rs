@@ -51,6 +51,7 @@ pub enum Verb {
     RevokeHost,
     ManageOperators,
     VerifyAudit,
+    Backup,
 }
 
 closed_set!(Verb, "a verb", {
@@ -70,11 +71,12 @@ closed_set!(Verb, "a verb", {
     Verb::RevokeHost => "revoke-host",
     Verb::ManageOperators => "manage-operators",
     Verb::VerifyAudit => "verify-audit",
+    Verb::Backup => "backup",
 });
 
 impl Verb {
     /// Every verb, for tables and tests.
-    pub const ALL: [Verb; 16] = [
+    pub const ALL: [Verb; 17] = [
         Verb::RenewOwnCertificate,
         Verb::ReadHosts,
         Verb::ReadWaves,
@@ -91,6 +93,7 @@ impl Verb {
         Verb::RevokeHost,
         Verb::ManageOperators,
         Verb::VerifyAudit,
+        Verb::Backup,
     ];
 
     /// The least role that may do it.
@@ -108,7 +111,8 @@ impl Verb {
             | Verb::DeleteHost
             | Verb::RevokeHost
             | Verb::ManageOperators
-            | Verb::VerifyAudit => Role::Admin,
+            | Verb::VerifyAudit
+            | Verb::Backup => Role::Admin,
         }
     }
 
@@ -255,6 +259,7 @@ mod tests {
                     | Verb::RevokeHost
                     | Verb::ManageOperators
                     | Verb::VerifyAudit
+                    | Verb::Backup
             ),
             Role::Admin => true,
         };

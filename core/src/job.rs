@@ -146,6 +146,10 @@ pub enum Event {
     /// acknowledged: its disk was reverted (an LVM merge rewinds /var, a
     /// hypervisor revert rewinds everything). `os_now` is what it runs now.
     JournalRewound { os_now: String },
+    /// The agent came back having accepted a command after the last one the
+    /// coordinator remembers sending: the coordinator's records are older
+    /// than the host (restored from a backup taken before).
+    JournalAhead { accepted: u64, known: u64 },
 }
 
 /// Why a job is held, which decides what an operator may do with it.
@@ -163,6 +167,8 @@ pub enum Hold {
     CommitFailed,
     /// The host came back from a disk revert outside this job.
     Reverted,
+    /// The host moved on after the coordinator's records were saved.
+    Diverged,
 }
 
 /// Why an operator's retry of a held job is refused.
@@ -175,6 +181,12 @@ pub enum RetryRefused {
          {0} cannot run again (roll it back: mfctl hosts rollback HOST)"
     )]
     FailedStep(JobPhase),
+    #[error(
+        "the host went on after the coordinator's records were saved (a restored backup): \
+         {0} may have run already and is not sent again; check the host, then roll it back \
+         (mfctl hosts rollback HOST) or start a new job"
+    )]
+    Diverged(JobPhase),
 }
 
 /// What the inventory must do after persisting the job.
@@ -277,6 +289,7 @@ impl Job {
     pub fn can_retry(&self) -> Result<(), RetryRefused> {
         match (self.state, self.held) {
             (JobState::Held, Some(Hold::ChangeFailed)) => Err(RetryRefused::FailedStep(self.phase)),
+            (JobState::Held, Some(Hold::Diverged)) => Err(RetryRefused::Diverged(self.phase)),
             (JobState::Held, _) => Ok(()),
             (state, _) => Err(RetryRefused::NotHeld(state)),
         }
@@ -366,6 +379,26 @@ impl Job {
                 }
             }
             Event::JournalRewound { .. } => Decision::Wait,
+            Event::JournalAhead { accepted, known } if self.awaits_host() => {
+                self.note(
+                    now,
+                    format!(
+                        "the host has accepted command {accepted}, after {known}, the last this \
+                         coordinator remembers sending: its records are older than the host"
+                    ),
+                );
+                self.hold(
+                    Hold::Diverged,
+                    now,
+                    format!(
+                        "held: the host went on after the coordinator's records were saved (a \
+                         restored backup?), so {} is not sent again; check the host, then mfctl \
+                         hosts rollback, or start a new job",
+                        self.phase.label()
+                    ),
+                )
+            }
+            Event::JournalAhead { .. } => Decision::Wait,
             Event::TimedOut { after_seconds } if self.state == JobState::Running => {
                 self.note(
                     now,
@@ -673,6 +706,35 @@ mod tests {
             assert_eq!(job.state, JobState::Failed);
             assert!(!sent.iter().any(|(_, p)| *p == JobPhase::Rollback));
         }
+    }
+
+    #[test]
+    fn a_journal_ahead_of_the_records_holds_the_job_and_refuses_a_retry() {
+        let ahead = Event::JournalAhead {
+            accepted: 9,
+            known: 5,
+        };
+        let mut job = start("j".into(), "h".into(), T, steps(), OnFailure::Rollback, 0);
+        run(&mut job, vec![ok(""), ok("")]);
+        let phase = job.phase;
+        assert_eq!(job.apply(ahead.clone(), 5), Decision::Wait);
+        assert_eq!(
+            (job.state, job.held),
+            (JobState::Held, Some(Hold::Diverged))
+        );
+        assert!(job.detail.contains("is not sent again"), "{}", job.detail);
+        assert_eq!(job.can_retry(), Err(RetryRefused::Diverged(phase)));
+        assert_eq!(job.apply(Event::RetryRequested, 6), Decision::Wait);
+        assert_eq!(job.state, JobState::Held);
+        // A rollback stays possible.
+        assert_eq!(job.apply(Event::RollbackRequested, 7), Decision::Send);
+        assert_eq!(job.phase, JobPhase::Rollback);
+
+        // A finished job is history: nothing to hold.
+        let mut done = start("j".into(), "h".into(), T, steps(), OnFailure::Rollback, 0);
+        done.state = JobState::Succeeded;
+        assert_eq!(done.apply(ahead, 8), Decision::Wait);
+        assert_eq!(done.state, JobState::Succeeded);
     }
 
     #[test]

@@ -106,6 +106,7 @@ async fn run(hosts: usize) -> Result<()> {
             .connect(NewSession {
                 host_id: host.host_id.clone(),
                 cert_serial: format!("{i:x}"),
+                cert_issued_unix_ms: 0,
                 peer: "127.0.0.1:1".into(),
                 facts: Facts {
                     os: Some(OsInfo {

@@ -2,6 +2,7 @@
 //! coordinator's admin API: mfctl never opens the coordinator's store.
 
 pub mod audit;
+pub mod backup;
 pub mod client;
 pub mod docs;
 pub mod examples;
@@ -79,6 +80,12 @@ pub enum Command {
         #[command(subcommand)]
         command: PkiCommand,
     },
+    /// Copy the coordinator's whole store into FILE while it runs (admins);
+    /// `mf-coordinator restore` puts it back.
+    #[command(after_long_help = "Examples:
+  mfctl backup /srv/backups/mf-$(date +%F).jsonl
+  mf-coordinator restore --check /srv/backups/mf-2026-11-29.jsonl")]
+    Backup(backup::BackupArgs),
     /// Who did what: the audit chain of every change and refusal.
     Audit {
         #[command(subcommand)]
@@ -327,6 +334,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Audit { command } => audit::run(&mut cli.connect.admin().await?, command).await,
+        Command::Backup(args) => backup::run(&mut cli.connect.admin().await?, args).await,
         Command::Operator { command } => operators::run(&cli.connect, command).await,
         Command::Token {
             command:

@@ -138,6 +138,9 @@ pub enum RoleError {
 pub struct PeerIdentity {
     pub role: PeerRole,
     pub serial_hex: String,
+    /// When our CA issued it (its notBefore is backdated by an hour for
+    /// clients whose clocks lag; this undoes that).
+    pub issued_unix_ms: i64,
 }
 
 /// Reads role and serial from a certificate the TLS layer has already verified.
@@ -147,6 +150,8 @@ pub fn peer_identity(cert: &CertificateDer<'_>) -> Result<PeerIdentity, RoleErro
     Ok(PeerIdentity {
         role: role_of(&parsed)?,
         serial_hex: hex(parsed.raw_serial()),
+        issued_unix_ms: (parsed.validity().not_before.timestamp() + BACKDATE.as_secs() as i64)
+            .saturating_mul(1000),
     })
 }
 

@@ -117,9 +117,13 @@ fn an_agent_certificate_lives_the_lifetime_asked_and_its_serial_reads_back() {
     );
     let der = CertificateDer::from(der_of(&issued.pem));
     assert_eq!(serial_hex(&der).expect("serial"), issued.serial_hex);
-    assert_eq!(
-        peer_identity(&der).expect("identity").serial_hex,
-        issued.serial_hex
+    let identity = peer_identity(&der).expect("identity");
+    assert_eq!(identity.serial_hex, issued.serial_hex);
+    // When it was issued, not its backdated notBefore (to the second).
+    assert!(
+        (before - 1_000..=after + 1_000).contains(&identity.issued_unix_ms),
+        "{} not in {before}..{after}",
+        identity.issued_unix_ms
     );
 }
 

@@ -85,6 +85,8 @@ fn every_verb_is_checked_against_every_role_and_scope() -> Result<()> {
     let pinned = deployment.mfctl(&["hosts", "label", "billing-1.example.com", "app=billing"]);
     assert!(pinned.success, "{}", pinned.stderr);
 
+    let backup_file = deployment.path("roles-backup.jsonl");
+    let backup = backup_file.to_str().unwrap();
     // (command, least role, whether a scoped operator may do it).
     let verbs: Vec<(Vec<&str>, &str, bool)> = vec![
         (vec!["hosts", "list"], "viewer", true),
@@ -128,6 +130,7 @@ fn every_verb_is_checked_against_every_role_and_scope() -> Result<()> {
             false,
         ),
         (vec!["operator", "list"], "admin", false),
+        (vec!["backup", backup], "admin", false),
     ];
     let rank = |role: &str| {
         ["viewer", "operator", "admin"]
@@ -143,6 +146,8 @@ fn every_verb_is_checked_against_every_role_and_scope() -> Result<()> {
     for (name, dir, role, scoped) in &people {
         for (args, needs, scopable) in &verbs {
             let ran = as_person(&deployment, dir, args);
+            // The next person's backup needs the name free again.
+            let _ = std::fs::remove_file(&backup_file);
             let allowed = rank(role) >= rank(needs) && (!scoped || *scopable);
             assert_eq!(
                 !denied(&ran),

@@ -376,3 +376,255 @@ fn a_wave_resumes_exactly_after_sigkill_of_the_coordinator() -> Result<()> {
     }
     Ok(())
 }
+
+/// `mfctl backup` mid-wave, the data directory destroyed, `mf-coordinator
+/// restore` into a new one: hosts, tokens, operators, pinned labels, the
+/// audit chain and the wave are all back, and the wave completes with each
+/// upgrade run once.
+#[test]
+fn a_backup_restored_into_an_empty_data_dir_brings_everything_back_and_the_wave_goes_on()
+-> Result<()> {
+    let mut deployment = Deployment::new()?;
+    let token = deployment.token(&["--uses", "4"])?;
+    let spare = deployment.token(&["--uses", "7"])?;
+    // Upgrades take 3 s: the backup is taken inside one, so that nothing
+    // is sent between the backup and the crash.
+    let slow = "[durations]\nexecute_seconds = 3.0\n";
+    let _machines = [
+        machine(&deployment, &token, "a1", "a", slow)?,
+        machine(&deployment, &token, "a2", "a", slow)?,
+        machine(&deployment, &token, "b1", "b", slow)?,
+        machine(&deployment, &token, "b2", "b", slow)?,
+    ];
+    ready(&deployment, 4)?;
+    let people = deployment.path("people/olga");
+    let requested = mf_e2e::run(
+        "mfctl",
+        &[
+            "operator",
+            "request",
+            "--name",
+            "olga",
+            "--dir",
+            people.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(requested.success, "{}", requested.stderr);
+    let csr = people.join("olga.csr");
+    let out = people.join("operator.pem");
+    for args in [
+        vec!["hosts", "label", "a1.example.com", "tier=gold"],
+        vec![
+            "operator",
+            "add",
+            "olga",
+            "--role",
+            "viewer",
+            "--csr",
+            csr.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        vec![
+            "wave",
+            "create",
+            "w",
+            "-l",
+            "os=rhel",
+            "--target",
+            "rhel-8.10",
+            "--canary",
+            "1",
+            "--batches",
+            "100%",
+            "--max-parallel",
+            "2",
+            // Hosts held after the second restore must not halt the wave:
+            // the one left pending is still started, and shown aborted.
+            "--stage-errors",
+            "100%",
+            "--total-errors",
+            "100%",
+        ],
+        vec!["wave", "start", "w"],
+    ] {
+        let ran = deployment.mfctl(&args);
+        assert!(ran.success, "mfctl {}: {}", args.join(" "), ran.stderr);
+    }
+    wait_for("stage 2 upgrading", Duration::from_secs(60), || {
+        let status = json(&deployment, &["wave", "status", "w"])?;
+        let upgrading = deployment
+            .hosts("")?
+            .iter()
+            .filter(|h| h["job"]["state"] == "running" && h["job"]["phase"] == "execute")
+            .count();
+        Ok(status["current_stage"] == 2 && upgrading == 2)
+    })?;
+    let before = json(&deployment, &["wave", "status", "w"])?;
+
+    let file = deployment.path("backups/mf.jsonl");
+    std::fs::create_dir_all(file.parent().unwrap())?;
+    let backup = json(&deployment, &["backup", file.to_str().unwrap()])?;
+    assert!(backup["records"].as_u64().unwrap() > 10, "{backup}");
+    assert!(file.exists() && !deployment.path("backups/mf.jsonl.partial").exists());
+
+    // The disk is lost.
+    deployment.coordinator.kill9();
+    let data = deployment.path("data");
+    std::fs::remove_dir_all(&data)?;
+    let checked = mf_e2e::run(
+        "mf-coordinator",
+        &["restore", "--check", file.to_str().unwrap()],
+        &[],
+    );
+    assert!(
+        checked.success && checked.stdout.contains("a complete backup"),
+        "{}",
+        checked.stderr
+    );
+    let restored = mf_e2e::run(
+        "mf-coordinator",
+        &[
+            "restore",
+            "--data-dir",
+            data.to_str().unwrap(),
+            file.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(
+        restored.success
+            && restored
+                .stdout
+                .contains(&format!("restored {} records", backup["records"])),
+        "{}{}",
+        restored.stdout,
+        restored.stderr
+    );
+    // Never over a store: the second restore is refused and changes nothing.
+    let over = mf_e2e::run(
+        "mf-coordinator",
+        &[
+            "restore",
+            "--data-dir",
+            data.to_str().unwrap(),
+            file.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(
+        !over.success && over.stderr.contains("is not empty"),
+        "{}",
+        over.stderr
+    );
+    deployment.coordinator.restart()?;
+    // A backup is never written over.
+    let again = deployment.mfctl(&["backup", file.to_str().unwrap()]);
+    assert!(
+        !again.success && again.stderr.contains("exists"),
+        "{}",
+        again.stderr
+    );
+
+    let after = json(&deployment, &["wave", "status", "w"])?;
+    assert_eq!(after["state"], "running", "{after:#}");
+    assert_eq!(after["current_stage"], before["current_stage"], "{after:#}");
+    let hosts = deployment.hosts("")?;
+    assert_eq!(hosts.len(), 4);
+    let gold = deployment.hosts("tier=gold")?;
+    assert_eq!(gold.len(), 1, "the pinned label is back");
+    let tokens = json(&deployment, &["token", "list"])?;
+    let uses_left: Vec<u64> = tokens
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["uses_left"].as_u64().unwrap())
+        .collect();
+    assert!(
+        uses_left.contains(&7) && uses_left.contains(&0),
+        "{tokens:#}"
+    );
+    let operators = json(&deployment, &["operator", "list"])?;
+    assert!(operators.to_string().contains("olga"), "{operators:#}");
+    let verified = deployment.mfctl(&["audit", "verify"]);
+    assert!(verified.success, "{}", verified.stderr);
+    let audit = json(&deployment, &["audit", "list"])?;
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["verb"] == "backup"),
+        "the backup is in the chain it copied"
+    );
+    // The spare token still enrolls (the restored store is a working one).
+    let _late = machine(&deployment, &spare, "c1", "c", "")?;
+
+    let done = wait_wave(&deployment, "w", "completed")?;
+    assert_eq!(done["counts"]["succeeded"], 4, "{done:#}");
+    upgrades_ran_once(&deployment)?;
+
+    // The same backup again, now older than the hosts: those it left in
+    // flight went on since, so their jobs are held with the reason instead
+    // of driven from stale records, and the one it left pending already
+    // runs the target. Nothing runs twice.
+    deployment.coordinator.kill9();
+    std::fs::remove_dir_all(&data)?;
+    let restored = mf_e2e::run(
+        "mf-coordinator",
+        &[
+            "restore",
+            "--data-dir",
+            data.to_str().unwrap(),
+            file.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(restored.success, "{}", restored.stderr);
+    deployment.coordinator.restart()?;
+    let stale = wait_wave(&deployment, "w", "completed")?;
+    let problems = stale["problems"].as_array().unwrap();
+    let held = problems
+        .iter()
+        .filter(|p| {
+            p["detail"]
+                .as_str()
+                .unwrap()
+                .contains("went on after the coordinator's records were saved")
+        })
+        .count();
+    assert_eq!(held, 2, "{stale:#}");
+    assert!(
+        problems.iter().any(|p| p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("already runs RHEL 8.10")),
+        "{stale:#}"
+    );
+    upgrades_ran_once(&deployment)?;
+    let held_host = problems[0]["host_id"].as_str().unwrap();
+    let retry = deployment.mfctl(&["hosts", "retry", held_host]);
+    assert!(
+        !retry.success && retry.stderr.contains("is not sent again"),
+        "{}",
+        retry.stderr
+    );
+    Ok(())
+}
+
+/// Each host's own journal shows its upgrade started once.
+fn upgrades_ran_once(deployment: &Deployment) -> Result<()> {
+    for host in ["a1", "a2", "b1", "b2"] {
+        let journal = std::fs::read_to_string(
+            deployment.path(&format!("roots/{host}/var/lib/mf-agent/journal.jsonl")),
+        )?;
+        let upgrades = journal
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|r| r["event"] == "started" && r["phase"]["phase"] == "execute")
+            .count();
+        assert_eq!(upgrades, 1, "{host}: {journal}");
+    }
+    Ok(())
+}

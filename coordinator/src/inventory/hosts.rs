@@ -4,7 +4,7 @@
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::error;
+use tracing::{error, warn};
 
 use super::HostView;
 use super::{
@@ -246,6 +246,42 @@ impl State {
         self.metrics.revoked_certificates.inc();
     }
 
+    /// Takes a certificate issued after the restored backup as the host's;
+    /// the ones the records knew were replaced by it, so they go.
+    fn adopt_certificate(&mut self, host_id: &str, serial: &str) {
+        let Some(host) = self.hosts.get_mut(host_id) else {
+            return;
+        };
+        let replaced: Vec<String> = host.record.accepted_serials().map(str::to_string).collect();
+        host.record.cert_serial = serial.to_string();
+        host.record.previous_cert_serial = None;
+        let record = host.record.clone();
+        for old in replaced {
+            self.revoke(
+                &format!("agent {host_id}"),
+                &old,
+                "replaced after the backup the coordinator was restored from",
+            );
+        }
+        warn!(
+            host_id,
+            serial, "took a certificate issued after the restored backup"
+        );
+        if let Err(e) = self.store.put_host(&record) {
+            error!(host_id, error = %e, "cannot store an adopted certificate");
+        }
+        let note = crate::audit::NewAuditEntry {
+            operator: format!("agent {host_id}"),
+            role: "-".into(),
+            verb: "adopt-certificate".into(),
+            arguments: format!("serial={serial}"),
+            outcome: "ok: issued after the restored backup".into(),
+        };
+        if let Err(e) = self.append_audit(note) {
+            error!(host_id, error = %e, "cannot audit an adopted certificate");
+        }
+    }
+
     /// An operator revokes a host's certificate (a decommissioned or
     /// compromised machine): refused at its next handshake, its session ended
     /// now. The record stays, marked revoked, until the host enrolls again.
@@ -336,8 +372,20 @@ impl State {
             .accepted_serials()
             .any(|s| s == session.cert_serial)
         {
-            return Err(InventoryError::StaleCertificate(session.host_id));
+            // After a restore, a certificate the CA issued since the backup
+            // (a renewal, a re-enrollment) is one the records lost, not a
+            // stale one: taken as the host's. Older unknown ones stay refused.
+            if self
+                .restored_from_unix_ms
+                .is_none_or(|backup| session.cert_issued_unix_ms < backup)
+            {
+                return Err(InventoryError::StaleCertificate(session.host_id));
+            }
+            self.adopt_certificate(&session.host_id, &session.cert_serial);
         }
+        let Some(host) = self.hosts.get(&session.host_id) else {
+            return Err(InventoryError::NotEnrolled(session.host_id));
+        };
         // The renewed certificate is in use: the one it replaced goes.
         if session.cert_serial == host.record.cert_serial
             && let Some(previous) = host.record.previous_cert_serial.clone()
@@ -369,6 +417,7 @@ impl State {
             host.record.clock_skew_ms = skew;
         }
         // Sequences only grow, also when our data is older than the agent's journal.
+        let known_sequence = host.record.last_sequence;
         host.record.last_sequence = host.record.last_sequence.max(session.last_sequence);
         self.wave_presence(&session.host_id, None);
         self.update_facts(&session.host_id, id, session.facts);
@@ -391,6 +440,18 @@ impl State {
             .map(|o| format!("{} {}", o.id, o.version))
             .unwrap_or_default();
         self.journal_rewound(&session.host_id, session.last_sequence, os_now);
+        // A journal ahead of every command we remember sending: our records
+        // are older than the host (a restored backup). Nothing is sent again
+        // from them.
+        if session.last_sequence > known_sequence {
+            warn!(
+                host_id = %session.host_id,
+                accepted = session.last_sequence,
+                known = known_sequence,
+                "the host accepted commands after the last one in this coordinator's records"
+            );
+            self.journal_ahead(&session.host_id, session.last_sequence, known_sequence);
+        }
         // The running job's command, if the agent has not accepted it yet.
         let job_command = self
             .jobs

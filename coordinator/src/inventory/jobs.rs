@@ -285,6 +285,20 @@ impl State {
         true
     }
 
+    /// A host whose journal holds commands after the last one the records
+    /// know: its running job is held rather than driven from stale records.
+    pub(super) fn journal_ahead(&mut self, host_id: &str, accepted: u64, known: u64) {
+        let now = self.now();
+        let Some(old) = self.jobs.get(host_id).cloned() else {
+            return;
+        };
+        let mut job = old.clone();
+        job.apply(Event::JournalAhead { accepted, known }, now);
+        if job != old {
+            self.save_job(job, &old);
+        }
+    }
+
     /// Holds jobs whose reboot never came back.
     pub(super) fn tick(&mut self) {
         let now = self.now();

@@ -179,6 +179,8 @@ pub struct Renewal {
 pub struct NewSession {
     pub host_id: String,
     pub cert_serial: String,
+    /// When the CA issued that certificate.
+    pub cert_issued_unix_ms: i64,
     pub peer: String,
     pub facts: Facts,
     /// Cancelled when a newer session of the same host replaces this one.
@@ -233,6 +235,7 @@ enum Request {
     Audit(NewAuditEntry, Reply<()>),
     NoteAudit(NewAuditEntry),
     AuditEntries(oneshot::Sender<Result<Vec<AuditEntry>, InventoryError>>),
+    Snapshot(oneshot::Sender<Result<Vec<crate::store::backup::Record>, InventoryError>>),
     Renew(Renewal, Reply<()>),
     Precheck(Selection, Target, Reply<PrecheckSummary>),
     Update(String, CommandUpdate),
@@ -277,12 +280,14 @@ impl Inventory {
             revocations: settings.revocations.clone(),
             operators: operators::Operators::default(),
             audit_head: None,
+            restored_from_unix_ms: None,
             settings,
             store,
             metrics,
         };
         state.operators = operators::Operators::load(state.store.operators()?);
         state.audit_head = state.store.last_audit_entry()?;
+        state.restored_from_unix_ms = state.store.restored_from()?;
         if let Some(head) = &state.audit_head {
             state.metrics.audit_entries.set(head.seq as i64);
         }
@@ -621,6 +626,12 @@ impl Inventory {
         answer.await.map_err(|_| InventoryError::Stopped)?
     }
 
+    /// Every record of the store, read between two batches of changes: a
+    /// consistent copy for a backup.
+    pub async fn snapshot(&self) -> Result<Vec<crate::store::backup::Record>, InventoryError> {
+        self.ask(Request::Snapshot).await
+    }
+
     /// Revokes the host's certificate; durable before it returns.
     pub async fn revoke_host(&self, host_id: String) -> Result<HostView, InventoryError> {
         self.ask(|reply| Request::RevokeHost(host_id, reply)).await
@@ -700,6 +711,8 @@ struct State {
     operators: operators::Operators,
     /// The last audit entry, which the next one chains to.
     audit_head: Option<AuditEntry>,
+    /// When the backup this store was restored from was taken, if it was.
+    restored_from_unix_ms: Option<i64>,
     settings: Settings,
     store: Store,
     metrics: Metrics,
@@ -926,6 +939,9 @@ impl State {
             }
             Request::AuditEntries(reply) => {
                 let _ = reply.send(self.store.audit_entries().map_err(InventoryError::from));
+            }
+            Request::Snapshot(reply) => {
+                let _ = reply.send(self.store.snapshot().map_err(InventoryError::from));
             }
             Request::Renew(renewal, reply) => {
                 let result = self.renew(renewal);

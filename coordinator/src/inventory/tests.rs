@@ -96,6 +96,7 @@ pub(super) fn session_with_commands(
         NewSession {
             host_id: host.into(),
             cert_serial: serial.into(),
+            cert_issued_unix_ms: 0,
             peer: "127.0.0.1:1".into(),
             facts: f,
             replaced: replaced.clone(),
@@ -107,6 +108,54 @@ pub(super) fn session_with_commands(
         replaced,
         rx,
     )
+}
+
+/// After a restore, a certificate issued since the backup (a renewal the
+/// records lost) is the host's; one issued before it and unknown is stale.
+#[tokio::test]
+async fn a_restored_store_takes_certificates_issued_after_its_backup() {
+    let fixture = Fixture::new();
+    let backup_at = 1_800_000_000_000;
+    {
+        let (inventory, task, _metrics) = fixture.start();
+        enroll(&inventory, "web-1", "aa").await;
+        drop(inventory);
+        task.await.expect("stopped");
+    }
+    Store::open(&fixture.path)
+        .and_then(|s| s.set_restored_from(backup_at))
+        .expect("marked");
+    let settings = Settings::default();
+    let revocations = settings.revocations.clone();
+    let (inventory, _task, _metrics) = fixture.start_with(settings);
+
+    let (mut older, _) = session("web-1", "bb", Facts::default());
+    older.cert_issued_unix_ms = backup_at - 1;
+    assert!(matches!(
+        inventory.connect(older).await,
+        Err(InventoryError::StaleCertificate(_))
+    ));
+    let (mut renewed, _) = session("web-1", "cc", Facts::default());
+    renewed.cert_issued_unix_ms = backup_at + 1;
+    inventory
+        .connect(renewed)
+        .await
+        .expect("taken as the host's");
+    assert!(
+        revocations.contains("aa"),
+        "the certificate it replaced goes"
+    );
+    let host = inventory
+        .get("web-1".into())
+        .await
+        .expect("get")
+        .expect("host");
+    assert_eq!(host.record.cert_serial, "cc");
+    let audit = inventory.audit_entries().await.expect("audit");
+    assert!(
+        audit.iter().any(|e| e.verb == "adopt-certificate"),
+        "{audit:?}"
+    );
 }
 
 #[tokio::test]

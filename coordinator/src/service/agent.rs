@@ -267,7 +267,11 @@ impl AgentService for AgentApi {
         &self,
         request: Request<pb::RenewRequest>,
     ) -> Result<Response<pb::EnrollResponse>, Status> {
-        let (host_id, presented_serial) = auth::agent(&request, &self.metrics)?;
+        let auth::AgentCaller {
+            host_id,
+            serial: presented_serial,
+            ..
+        } = auth::agent(&request, &self.metrics)?;
         let csr = request.into_inner().csr_der;
         if csr.len() > MAX_CSR_BYTES {
             return Err(Status::invalid_argument(
@@ -314,7 +318,11 @@ impl AgentService for AgentApi {
         &self,
         request: Request<Streaming<pb::AgentMessage>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
-        let (host_id, cert_serial) = auth::agent(&request, &self.metrics)?;
+        let auth::AgentCaller {
+            host_id,
+            serial: cert_serial,
+            issued_unix_ms: cert_issued_unix_ms,
+        } = auth::agent(&request, &self.metrics)?;
         let peer = request
             .remote_addr()
             .map(|a| a.to_string())
@@ -352,6 +360,7 @@ impl AgentService for AgentApi {
             .connect(NewSession {
                 host_id: host_id.clone(),
                 cert_serial,
+                cert_issued_unix_ms,
                 peer: peer.clone(),
                 facts,
                 replaced: replaced.clone(),

@@ -14,8 +14,16 @@ fn identity<T>(request: &Request<T>) -> Option<Result<PeerIdentity, Status>> {
     Some(peer_identity(leaf).map_err(|e| Status::unauthenticated(e.to_string())))
 }
 
-/// An enrolled agent's host id and certificate serial.
-pub fn agent<T>(request: &Request<T>, metrics: &Metrics) -> Result<(String, String), Status> {
+/// Which agent certificate made the call.
+#[derive(Debug, Clone)]
+pub struct AgentCaller {
+    pub host_id: String,
+    pub serial: String,
+    pub issued_unix_ms: i64,
+}
+
+/// An enrolled agent's host id and certificate.
+pub fn agent<T>(request: &Request<T>, metrics: &Metrics) -> Result<AgentCaller, Status> {
     let refuse = |reason: &str, status: Status| {
         metrics.refused("agent", reason);
         Err(status)
@@ -29,7 +37,12 @@ pub fn agent<T>(request: &Request<T>, metrics: &Metrics) -> Result<(String, Stri
         Some(Ok(PeerIdentity {
             role: PeerRole::Agent { host_id },
             serial_hex,
-        })) => Ok((host_id, serial_hex)),
+            issued_unix_ms,
+        })) => Ok(AgentCaller {
+            host_id,
+            serial: serial_hex,
+            issued_unix_ms,
+        }),
         Some(Ok(PeerIdentity { role, .. })) => refuse(
             "wrong_role",
             Status::permission_denied(format!("{role} cannot open an agent session")),
@@ -57,6 +70,7 @@ pub fn caller<T>(request: &Request<T>, metrics: &Metrics) -> Result<Caller, Stat
         Some(Ok(PeerIdentity {
             role: PeerRole::Operator { name },
             serial_hex,
+            ..
         })) => Ok(Caller {
             name,
             serial: serial_hex,

@@ -9,6 +9,7 @@
 //! sled writes in the background every 500 ms; callers call [`Store::flush`]
 //! before telling anyone that a change happened.
 
+pub mod backup;
 pub mod wave_record;
 
 use std::path::Path;
@@ -22,6 +23,21 @@ use mf_core::facts::Facts;
 use mf_core::precheck::PrecheckRecord;
 
 const SCHEMA_VERSION: &[u8] = b"1";
+
+/// Every tree, as backups name them.
+pub const TREES: [&str; 11] = [
+    "meta",
+    "hosts",
+    "tokens",
+    "prechecks",
+    "jobs",
+    "waves",
+    "wave_plans",
+    "wave_hosts",
+    "revoked",
+    "operators",
+    "audit",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -195,6 +211,56 @@ impl Store {
             audit: db.open_tree("audit")?,
             db,
         })
+    }
+
+    /// Every record of every tree. Consistent when the store's one writer
+    /// (the inventory task) calls it between writes.
+    pub fn snapshot(&self) -> Result<Vec<backup::Record>, StoreError> {
+        let mut records = Vec::new();
+        for name in TREES {
+            for item in self.db.open_tree(name)?.iter() {
+                let (key, value) = item?;
+                records.push(backup::Record {
+                    tree: name,
+                    key: key.to_vec(),
+                    value: value.to_vec(),
+                });
+            }
+        }
+        Ok(records)
+    }
+
+    /// Writes a record read from a backup, as it was.
+    pub fn restore(&self, record: backup::Record) -> Result<(), StoreError> {
+        self.db
+            .open_tree(record.tree)?
+            .insert(record.key, record.value)?;
+        Ok(())
+    }
+
+    /// Marks the store as restored from a backup taken at `created_unix_ms`.
+    pub fn set_restored_from(&self, created_unix_ms: i64) -> Result<(), StoreError> {
+        self.db
+            .open_tree("meta")?
+            .insert("restored_from_unix_ms", &created_unix_ms.to_be_bytes())?;
+        Ok(())
+    }
+
+    /// When the backup this store was restored from was taken, if it was.
+    pub fn restored_from(&self) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .db
+            .open_tree("meta")?
+            .get("restored_from_unix_ms")?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map(i64::from_be_bytes))
+    }
+
+    /// Makes every write so far durable, blocking: for tools run before
+    /// the service starts.
+    pub fn flush_now(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
     }
 
     /// Makes every write so far durable.
