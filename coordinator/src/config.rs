@@ -8,9 +8,15 @@ use std::time::Duration;
 use mf_core::rate::PerMinute;
 use serde::Deserialize;
 
+use crate::deadline::ConnectionDeadlines;
 use crate::service::enroll_limit::EnrollLimits;
+use crate::tls::ListenerLimits;
 
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(30);
+/// An agent sends a heartbeat every 30 s and a few updates a minute when it
+/// works; 120 leaves room for bursts (a reconnection's hello and facts, a
+/// migration's quick phases) and still stops a flood at once.
+pub const DEFAULT_AGENT_MESSAGES: PerMinute = PerMinute(120);
 /// Real automation waits up to four hours for an upgrade's reboots.
 pub const DEFAULT_REBOOT_TIMEOUT: Duration = Duration::from_secs(4 * 3600);
 
@@ -67,6 +73,18 @@ pub struct FileConfig {
     pub enroll_refusals_per_source: Option<u32>,
     /// Refused enrollments allowed a minute from all addresses (default 600).
     pub enroll_refusals_total: Option<u32>,
+    /// TLS handshakes in progress at once from one address (default 128).
+    pub handshakes_per_source: Option<usize>,
+    /// A connection must start HTTP/2 this soon after its handshake ("10s").
+    pub preface_timeout: Option<String>,
+    /// A connection without a client certificate is closed after this ("60s").
+    pub unauthenticated_connection_lifetime: Option<String>,
+    /// Messages one agent may send a minute (default 120); past it, its
+    /// session is closed.
+    pub agent_messages_per_minute: Option<u32>,
+    /// An agent that takes nothing off the wire this long while something
+    /// waits for it is disconnected ("30s").
+    pub agent_stall_timeout: Option<String>,
 }
 
 impl FileConfig {
@@ -187,6 +205,65 @@ impl FileConfig {
                 "must be above 0 (a limit of 0 would refuse every enrollment)".into(),
             ));
         }
+        let listener_defaults = ListenerLimits::default();
+        let duration = |name: &'static str, value: Option<String>, default: Duration| match value {
+            Some(text) => humantime::parse_duration(&text)
+                .map_err(|e| ConfigError::Invalid(name, e.to_string())),
+            None => Ok(default),
+        };
+        let listener_limits = ListenerLimits {
+            handshakes: listener_defaults.handshakes,
+            handshakes_per_source: flags
+                .handshakes_per_source
+                .or(self.handshakes_per_source)
+                .unwrap_or(listener_defaults.handshakes_per_source),
+            deadlines: ConnectionDeadlines {
+                preface: duration(
+                    "preface_timeout",
+                    flags.preface_timeout.or(self.preface_timeout),
+                    listener_defaults.deadlines.preface,
+                )?,
+                unauthenticated: duration(
+                    "unauthenticated_connection_lifetime",
+                    flags
+                        .unauthenticated_connection_lifetime
+                        .or(self.unauthenticated_connection_lifetime),
+                    listener_defaults.deadlines.unauthenticated,
+                )?,
+            },
+        };
+        if listener_limits.handshakes_per_source == 0
+            || listener_limits.deadlines.preface.is_zero()
+            || listener_limits.deadlines.unauthenticated.is_zero()
+        {
+            return Err(ConfigError::Invalid(
+                "handshakes_per_source/preface_timeout/unauthenticated_connection_lifetime",
+                "must be above 0".into(),
+            ));
+        }
+        let agent_messages_per_minute = PerMinute(
+            flags
+                .agent_messages_per_minute
+                .or(self.agent_messages_per_minute)
+                .unwrap_or(DEFAULT_AGENT_MESSAGES.0),
+        );
+        if agent_messages_per_minute.0 < 10 {
+            return Err(ConfigError::Invalid(
+                "agent_messages_per_minute",
+                "must be at least 10 (an agent sends a few a minute when busy)".into(),
+            ));
+        }
+        let agent_stall_timeout = duration(
+            "agent_stall_timeout",
+            flags.agent_stall_timeout.or(self.agent_stall_timeout),
+            Duration::from_secs(30),
+        )?;
+        if agent_stall_timeout.is_zero() {
+            return Err(ConfigError::Invalid(
+                "agent_stall_timeout",
+                "must be above 0".into(),
+            ));
+        }
         Ok(CoordinatorConfig {
             data_dir: flags
                 .data_dir
@@ -220,6 +297,9 @@ impl FileConfig {
             server_cert_renew_before,
             blast_radius,
             enroll_limits,
+            listener_limits,
+            agent_messages_per_minute,
+            agent_stall_timeout,
         })
     }
 }
@@ -240,6 +320,9 @@ pub struct CoordinatorConfig {
     pub server_cert_renew_before: Duration,
     pub blast_radius: mf_core::wave::blast::BlastRadius,
     pub enroll_limits: EnrollLimits,
+    pub listener_limits: ListenerLimits,
+    pub agent_messages_per_minute: PerMinute,
+    pub agent_stall_timeout: Duration,
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod clock;
 pub mod config;
+pub mod deadline;
 pub mod inventory;
 pub mod metrics;
 pub mod process;
@@ -11,6 +12,7 @@ pub mod revocation;
 pub mod server;
 pub mod server_cert;
 pub mod service;
+pub mod source;
 pub mod store;
 pub mod tls;
 pub mod wire;

@@ -81,6 +81,26 @@ struct Cli {
     /// [default: 600].
     #[arg(long)]
     enroll_refusals_total: Option<u32>,
+    /// TLS handshakes in progress at once from one source address
+    /// [default: 128]; the listener's 512 are shared by all.
+    #[arg(long)]
+    handshakes_per_source: Option<usize>,
+    /// A connection must start HTTP/2 this soon after its TLS handshake, e.g.
+    /// 10s [default: 10s].
+    #[arg(long)]
+    preface_timeout: Option<String>,
+    /// A connection without a client certificate (enrollment, health) is
+    /// closed after this, e.g. 60s [default: 60s].
+    #[arg(long)]
+    unauthenticated_connection_lifetime: Option<String>,
+    /// Messages one agent may send a minute; past it, its session is closed
+    /// and counted [default: 120].
+    #[arg(long)]
+    agent_messages_per_minute: Option<u32>,
+    /// An agent that takes nothing off the wire for this long while something
+    /// waits for it is disconnected, e.g. 30s [default: 30s].
+    #[arg(long)]
+    agent_stall_timeout: Option<String>,
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
@@ -140,6 +160,11 @@ fn main() -> Result<()> {
         blast_radius_error_percent: cli.blast_radius_error_percent,
         enroll_refusals_per_source: cli.enroll_refusals_per_source,
         enroll_refusals_total: cli.enroll_refusals_total,
+        handshakes_per_source: cli.handshakes_per_source,
+        preface_timeout: cli.preface_timeout,
+        unauthenticated_connection_lifetime: cli.unauthenticated_connection_lifetime,
+        agent_messages_per_minute: cli.agent_messages_per_minute,
+        agent_stall_timeout: cli.agent_stall_timeout,
     })?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -56,6 +56,7 @@ pub struct Families {
     pub enrollments: IntCounterVec,
     pub refused_handshakes: IntCounterVec,
     pub stream_messages: IntCounterVec,
+    pub sessions_closed: IntCounterVec,
     pub store_flush_seconds: Histogram,
     pub commands: IntCounterVec,
     pub phase_duration_seconds: HistogramVec,
@@ -120,6 +121,13 @@ impl Metrics {
                 "Agent session messages by direction and kind",
             ),
             &["direction", "kind"],
+        )?;
+        let sessions_closed = IntCounterVec::new(
+            Opts::new(
+                "mf_agent_sessions_closed_total",
+                "Agent sessions the coordinator closed for misbehaving, by reason",
+            ),
+            &["reason"],
         )?;
         let store_flush_seconds = Histogram::with_opts(
             HistogramOpts::new(
@@ -222,8 +230,17 @@ impl Metrics {
         for (direction, kind) in STREAM_KINDS {
             stream_messages.with_label_values(&[direction, kind]);
         }
+        for reason in ["rate_limited", "slow_reader"] {
+            sessions_closed.with_label_values(&[reason]);
+        }
         for listener in ["agent", "admin"] {
-            for reason in ["no_certificate", "unknown_ca", "wrong_role", "timeout"] {
+            for reason in [
+                "no_certificate",
+                "unknown_ca",
+                "wrong_role",
+                "timeout",
+                "busy",
+            ] {
                 refused_handshakes.with_label_values(&[listener, reason]);
             }
         }
@@ -236,6 +253,7 @@ impl Metrics {
         registry.register(Box::new(enrollments.clone()))?;
         registry.register(Box::new(refused_handshakes.clone()))?;
         registry.register(Box::new(stream_messages.clone()))?;
+        registry.register(Box::new(sessions_closed.clone()))?;
         registry.register(Box::new(store_flush_seconds.clone()))?;
         registry.register(Box::new(commands.clone()))?;
         registry.register(Box::new(phase_duration_seconds.clone()))?;
@@ -289,6 +307,7 @@ impl Metrics {
                 enrollments,
                 refused_handshakes,
                 stream_messages,
+                sessions_closed,
                 store_flush_seconds,
                 commands,
                 phase_duration_seconds,

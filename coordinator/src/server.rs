@@ -154,6 +154,8 @@ pub async fn start(config: &CoordinatorConfig) -> Result<Coordinator, StartError
         AgentSettings {
             heartbeat_interval: config.heartbeat_interval,
             cert_lifetime: config.agent_cert_lifetime,
+            messages_per_minute: config.agent_messages_per_minute,
+            stall_timeout: config.agent_stall_timeout,
         },
         EnrollLimiter::new(config.enroll_limits, clock),
         shutdown.clone(),
@@ -184,6 +186,7 @@ pub async fn start(config: &CoordinatorConfig) -> Result<Coordinator, StartError
         agent_listener,
         listeners.agent,
         "agent",
+        config.listener_limits,
         metrics.clone(),
         shutdown.clone(),
     );
@@ -211,6 +214,7 @@ pub async fn start(config: &CoordinatorConfig) -> Result<Coordinator, StartError
         admin_listener,
         listeners.admin,
         "admin",
+        config.listener_limits,
         metrics.clone(),
         shutdown.clone(),
     );

@@ -2,7 +2,8 @@
 //! built-in TLS so that handshakes have a deadline and every refusal is counted
 //! by reason. TLS 1.3 only: both ends are ours.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rustls::DigitallySignedStruct;
@@ -14,21 +15,23 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{RootCertStore, ServerConfig};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use crate::deadline::{ConnectionDeadlines, Deadlined};
 use crate::metrics::Metrics;
 use crate::revocation::Revocations;
+use crate::source::Source;
 use mf_pki::Pem;
 
 /// A peer that has not finished its handshake by then is dropped.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Handshakes in progress at once per listener; the rest wait in the backlog.
-const CONCURRENT_HANDSHAKES: usize = 512;
+/// A connection waiting longer than this for a handshake slot is dropped.
+pub const QUEUE_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsSetupError {
@@ -150,19 +153,49 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
-/// Accepts TCP connections, runs handshakes concurrently (bounded, with a
-/// deadline) and yields only the connections that completed one.
+/// What one listener lets a peer hold before its connection is useful.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerLimits {
+    /// Handshakes in progress at once on the listener.
+    pub handshakes: usize,
+    /// Of those, from one source (an address; an IPv6 /64).
+    pub handshakes_per_source: usize,
+    pub deadlines: ConnectionDeadlines,
+}
+
+impl Default for ListenerLimits {
+    /// 512 handshakes keep both cores busy; 128 from one source leave the
+    /// other 384 to everyone else when one address floods, and are plenty
+    /// for a fleet behind one NAT address (a handshake takes about a
+    /// millisecond of CPU).
+    fn default() -> Self {
+        Self {
+            handshakes: 512,
+            handshakes_per_source: 128,
+            deadlines: ConnectionDeadlines::default(),
+        }
+    }
+}
+
+/// A connection that completed its handshake, with its deadlines.
+pub type Connection = Deadlined<TlsStream<TcpStream>>;
+
+/// Accepts TCP connections and runs their handshakes concurrently, within
+/// the listener's limits and deadlines, yielding only the connections that
+/// completed one. A connection first waits for a handshake slot of its
+/// source, then for one of the listener (at most [`QUEUE_TIMEOUT`] in all),
+/// then has [`HANDSHAKE_TIMEOUT`] to finish.
 pub fn incoming(
     listener: TcpListener,
     config: tokio::sync::watch::Receiver<Arc<ServerConfig>>,
     name: &'static str,
+    limits: ListenerLimits,
     metrics: Metrics,
     shutdown: CancellationToken,
-) -> ReceiverStream<Result<TlsStream<TcpStream>, std::io::Error>> {
-    let (tx, rx) = mpsc::channel(CONCURRENT_HANDSHAKES);
-    // The configuration of the moment: a renewed certificate serves new
-    // connections, open ones keep theirs.
-    let permits = Arc::new(Semaphore::new(CONCURRENT_HANDSHAKES));
+) -> ReceiverStream<Result<Connection, std::io::Error>> {
+    let (tx, rx) = mpsc::channel(limits.handshakes);
+    let permits = Arc::new(Semaphore::new(limits.handshakes));
+    let sources = SourcePermits::new(limits.handshakes_per_source);
     tokio::spawn(async move {
         loop {
             let accepted = tokio::select! {
@@ -179,15 +212,26 @@ pub fn incoming(
                 }
             };
             let _ = tcp.set_nodelay(true);
-            let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
-                break;
-            };
+            // The configuration of the moment: a renewed certificate serves
+            // new connections, open ones keep theirs.
             let acceptor = TlsAcceptor::from(Arc::clone(&config.borrow()));
             let (tx, metrics) = (tx.clone(), metrics.clone());
+            let (permits, sources) = (Arc::clone(&permits), sources.clone());
             tokio::spawn(async move {
-                let _permit = permit;
+                let queued = async {
+                    let mine = sources.acquire(Source::of(Some(peer.ip()))).await;
+                    let listener_slot = permits.acquire_owned().await.ok()?;
+                    Some((mine, listener_slot))
+                };
+                let Ok(Some(_slots)) = tokio::time::timeout(QUEUE_TIMEOUT, queued).await else {
+                    debug!(listener = name, %peer, "no handshake slot in time");
+                    metrics.refused(name, "busy");
+                    return;
+                };
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                     Ok(Ok(stream)) => {
+                        let authenticated = stream.get_ref().1.peer_certificates().is_some();
+                        let stream = Deadlined::new(stream, authenticated, limits.deadlines);
                         let _ = tx.send(Ok(stream)).await;
                     }
                     Ok(Err(e)) => {
@@ -204,6 +248,62 @@ pub fn incoming(
         }
     });
     ReceiverStream::new(rx)
+}
+
+/// Handshake slots per source, each source's semaphore kept only while
+/// someone holds or waits for one of its slots.
+#[derive(Debug, Clone)]
+struct SourcePermits {
+    per_source: usize,
+    sources: Arc<Mutex<HashMap<Source, Arc<Semaphore>>>>,
+}
+
+/// A source's handshake slot; the last one out forgets the source.
+struct SourcePermit {
+    permit: Option<OwnedSemaphorePermit>,
+    source: Source,
+    owner: SourcePermits,
+}
+
+impl SourcePermits {
+    fn new(per_source: usize) -> Self {
+        Self {
+            per_source,
+            sources: Arc::default(),
+        }
+    }
+
+    async fn acquire(&self, source: Source) -> SourcePermit {
+        let semaphore = {
+            let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+            Arc::clone(
+                sources
+                    .entry(source)
+                    .or_insert_with(|| Arc::new(Semaphore::new(self.per_source))),
+            )
+        };
+        // The semaphore is never closed.
+        let permit = semaphore.acquire_owned().await.ok();
+        SourcePermit {
+            permit,
+            source,
+            owner: self.clone(),
+        }
+    }
+}
+
+impl Drop for SourcePermit {
+    fn drop(&mut self) {
+        drop(self.permit.take());
+        let mut sources = self.owner.sources.lock().unwrap_or_else(|e| e.into_inner());
+        // Only the map holds it: nobody waits for or holds one of its slots.
+        if sources
+            .get(&self.source)
+            .is_some_and(|s| Arc::strong_count(s) == 1)
+        {
+            sources.remove(&self.source);
+        }
+    }
 }
 
 /// Names why a handshake failed, for the refusal metric.

@@ -81,6 +81,9 @@ async fn run(args: DemoArgs) -> Result<()> {
         server_cert_renew_before: Duration::from_secs(30 * 86_400),
         blast_radius: Default::default(),
         enroll_limits: Default::default(),
+        listener_limits: Default::default(),
+        agent_messages_per_minute: mf_coordinator::config::DEFAULT_AGENT_MESSAGES,
+        agent_stall_timeout: Duration::from_secs(30),
         // One token enrolls the whole simulated fleet.
         token_policy: mf_coordinator::service::admin::TokenPolicy {
             max_uses: u32::try_from(args.hosts).unwrap_or(u32::MAX).max(1),

@@ -15,6 +15,8 @@ use tonic::{Code, Request, Response, Status, Streaming};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::enroll_limit::{EnrollLimiter, Source};
+use super::message_limit::MessageLimits;
+use super::outbound::{Outbound, Trouble};
 use super::{auth, valid_host_id};
 use crate::audit::NewAuditEntry;
 use crate::inventory::{Inventory, InventoryError, NewEnrollment, NewSession, Renewal};
@@ -33,6 +35,11 @@ pub struct AgentSettings {
     pub heartbeat_interval: Duration,
     /// How long the agent certificates issued at enrollment and renewal live.
     pub cert_lifetime: Duration,
+    /// Messages one agent may send a minute.
+    pub messages_per_minute: mf_core::rate::PerMinute,
+    /// An agent that takes nothing off the wire for this long while
+    /// something waits for it is disconnected.
+    pub stall_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -43,6 +50,7 @@ pub struct AgentApi {
     metrics: Metrics,
     settings: AgentSettings,
     limiter: EnrollLimiter,
+    messages: MessageLimits,
     shutdown: CancellationToken,
 }
 
@@ -61,10 +69,37 @@ impl AgentApi {
             ca,
             signer,
             metrics,
+            messages: MessageLimits::new(settings.messages_per_minute),
             settings,
             limiter,
             shutdown,
         }
+    }
+
+    fn stalled(&self) {
+        self.metrics
+            .sessions_closed
+            .with_label_values(&["slow_reader"])
+            .inc();
+        warn!(
+            "the agent takes nothing off the wire: closing its session (what it had not \
+             accepted is sent again when it reconnects)"
+        );
+    }
+
+    /// An agent over its messages: counted, and told when it may come back.
+    fn flooded(&self, wait_ms: i64) -> Status {
+        self.metrics
+            .sessions_closed
+            .with_label_values(&["rate_limited"])
+            .inc();
+        let status = Status::resource_exhausted(format!(
+            "this agent sent more than {} messages a minute: session closed; reconnect in {} s",
+            self.messages.rate().0,
+            (wait_ms.max(1) + 999) / 1000
+        ));
+        warn!(%status, "agent over its message rate");
+        status
     }
 
     fn enrolled(&self, result: &str) {
@@ -328,6 +363,13 @@ impl AgentService for AgentApi {
             .map(|a| a.to_string())
             .unwrap_or_default();
         let mut inbound = request.into_inner();
+        // The hello counts against the host's messages too: an agent cut
+        // off for flooding cannot come straight back.
+        let mut bucket = self.messages.open(&host_id, now_unix_ms());
+        if let Err(wait_ms) = bucket.take(now_unix_ms()) {
+            self.messages.close(&host_id, bucket, now_unix_ms());
+            return Err(self.flooded(wait_ms));
+        }
 
         let hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
             Err(_) => return Err(Status::deadline_exceeded("no hello within 30 s")),
@@ -382,7 +424,10 @@ impl AgentService for AgentApi {
                 .unwrap_or(u32::MAX),
             })),
         };
-        let _ = tx.send(Box::new(Ok(welcome))).await;
+        let mut outbound = Outbound::new(tx, self.settings.stall_timeout);
+        if outbound.send(Box::new(Ok(welcome))).await.is_err() {
+            return Err(Status::cancelled("the agent closed the session"));
+        }
         self.metrics
             .stream_messages
             .with_label_values(&["out", "welcome"])
@@ -398,14 +443,22 @@ impl AgentService for AgentApi {
                     tokio::select! {
                         () = api.shutdown.cancelled() => break Some(Status::unavailable("the coordinator is shutting down")),
                         () = replaced.cancelled() => break Some(Status::aborted("replaced by a newer session of this host")),
-                        () = tx.closed() => break None,
+                        trouble = outbound.trouble() => {
+                            if trouble == Trouble::Stalled {
+                                api.stalled();
+                            }
+                            break None;
+                        }
                         Some(command) = commands.recv() => {
                             let mut wire = crate::wire::command_to_wire(&command, now_unix_ms());
                             wire.signature = api.signer.sign(&mf_proto::command_signed_bytes(&wire));
                             let message = pb::CoordinatorMessage {
                                 body: Some(pb::coordinator_message::Body::Command(wire)),
                             };
-                            if tx.send(Box::new(Ok(message))).await.is_err() {
+                            if let Err(trouble) = outbound.send(Box::new(Ok(message))).await {
+                                if trouble == Trouble::Stalled {
+                                    api.stalled();
+                                }
                                 break None;
                             }
                             api.metrics.stream_messages.with_label_values(&["out", "command"]).inc();
@@ -419,6 +472,9 @@ impl AgentService for AgentApi {
                             }
                             Ok(Ok(Some(message))) => {
                                 api.metrics.stream_messages.with_label_values(&["in", message_kind(&message)]).inc();
+                                if let Err(wait_ms) = bucket.take(now_unix_ms()) {
+                                    break Some(api.flooded(wait_ms));
+                                }
                                 if let Err(status) = api.handle(&host_id, session, message).await {
                                     warn!(%status, "closing the session");
                                     break Some(status);
@@ -428,8 +484,9 @@ impl AgentService for AgentApi {
                     }
                 };
                 if let Some(status) = end {
-                    let _ = tx.send(Box::new(Err(status))).await;
+                    outbound.try_send(Box::new(Err(status)));
                 }
+                api.messages.close(&host_id, bucket, now_unix_ms());
                 api.inventory.disconnect(host_id, session).await;
                 debug!("session closed");
             }

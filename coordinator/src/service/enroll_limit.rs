@@ -5,17 +5,15 @@
 //! written. Accepted enrollments cost nothing here, so a fleet enrolling
 //! from behind one NAT address is not slowed.
 //!
-//! IPv6 sources count by /64, the block one subscriber gets: counting single
-//! addresses would give an attacker 2^64 fresh buckets.
+//! Sources are counted as [`Source`] says (IPv6 by /64).
 
 use std::collections::HashMap;
-use std::fmt;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use mf_core::rate::{PerMinute, TokenBucket};
 
 use crate::clock::SharedClock;
+pub use crate::source::Source;
 
 /// How many sources are remembered; beyond it, sources that have refilled
 /// are forgotten, and new ones count in the total only.
@@ -38,42 +36,6 @@ impl Default for EnrollLimits {
         Self {
             per_source: PerMinute(30),
             total: PerMinute(600),
-        }
-    }
-}
-
-/// Where an attempt came from, as counted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Source {
-    V4([u8; 4]),
-    V6Prefix([u8; 8]),
-    Unknown,
-}
-
-impl Source {
-    pub fn of(peer: Option<IpAddr>) -> Self {
-        match peer.map(|ip| ip.to_canonical()) {
-            Some(IpAddr::V4(v4)) => Self::V4(v4.octets()),
-            Some(IpAddr::V6(v6)) => {
-                let mut prefix = [0; 8];
-                prefix.copy_from_slice(&v6.octets()[..8]);
-                Self::V6Prefix(prefix)
-            }
-            None => Self::Unknown,
-        }
-    }
-}
-
-impl fmt::Display for Source {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::V4(octets) => write!(f, "{}", std::net::Ipv4Addr::from(*octets)),
-            Self::V6Prefix(prefix) => {
-                let mut octets = [0; 16];
-                octets[..8].copy_from_slice(prefix);
-                write!(f, "{}/64", std::net::Ipv6Addr::from(octets))
-            }
-            Self::Unknown => f.write_str("an unknown address"),
         }
     }
 }

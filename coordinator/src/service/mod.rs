@@ -5,6 +5,8 @@ pub mod admin;
 pub mod agent;
 pub(crate) mod auth;
 pub mod enroll_limit;
+pub mod message_limit;
+mod outbound;
 mod parts;
 mod waves;
 
