@@ -13,6 +13,7 @@ pub mod server;
 pub mod server_cert;
 pub mod service;
 pub mod source;
+pub mod storage_health;
 pub mod store;
 pub mod tls;
 pub mod wire;

@@ -48,6 +48,8 @@ impl std::fmt::Debug for Metrics {
 pub struct Families {
     registry: Registry,
     pub agents_connected: IntGauge,
+    pub store_writable: IntGauge,
+    pub store_failures: prometheus::IntCounter,
     pub revoked_certificates: IntGauge,
     pub audit_entries: IntGauge,
     pub hosts_clock_skewed: IntGauge,
@@ -84,6 +86,15 @@ impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let agents_connected = IntGauge::new("mf_agents_connected", "Agents with an open session")?;
+        let store_writable = IntGauge::new(
+            "mf_store_writable",
+            "1 while the coordinator can write its store; 0 while a write failed (it refuses changes)",
+        )?;
+        store_writable.set(1);
+        let store_failures = prometheus::IntCounter::new(
+            "mf_store_failures_total",
+            "Times the coordinator found it could not write its store (ENOSPC, EIO)",
+        )?;
         let hosts_clock_skewed = IntGauge::new(
             "mf_hosts_clock_skewed",
             "Connected hosts whose clock is off by more than max_clock_skew: they are sent no work",
@@ -245,6 +256,8 @@ impl Metrics {
             }
         }
         registry.register(Box::new(agents_connected.clone()))?;
+        registry.register(Box::new(store_writable.clone()))?;
+        registry.register(Box::new(store_failures.clone()))?;
         registry.register(Box::new(revoked_certificates.clone()))?;
         registry.register(Box::new(audit_entries.clone()))?;
         registry.register(Box::new(hosts_clock_skewed.clone()))?;
@@ -299,6 +312,8 @@ impl Metrics {
             inner: Arc::new(Families {
                 registry,
                 agents_connected,
+                store_writable,
+                store_failures,
                 revoked_certificates,
                 audit_entries,
                 hosts_clock_skewed,
@@ -340,10 +355,34 @@ impl Metrics {
     }
 }
 
-/// Serves `/metrics` and `/healthz` until `shutdown`.
+impl Metrics {
+    /// Zeroes what the inventory counts from its state, before it loads its
+    /// state again (after a storage failure): it counts everything afresh.
+    pub fn reset_inventory_gauges(&self) {
+        self.agents_connected.set(0);
+        self.hosts_clock_skewed.set(0);
+        for family in [
+            &self.hosts,
+            &self.hosts_by_readiness,
+            &self.finding_hosts,
+            &self.jobs,
+            &self.wave_hosts,
+            &self.wave_stage,
+            &self.wave_stages,
+            &self.wave_budget_in_use,
+            &self.wave_budget_full,
+        ] {
+            family.reset();
+        }
+    }
+}
+
+/// Serves `/metrics` and `/healthz` until `shutdown`; `/healthz` answers 503
+/// with the cause while the store cannot be written.
 pub async fn serve(
     listener: TcpListener,
     metrics: Metrics,
+    storage: crate::storage_health::StorageHealth,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let app = Router::new()
@@ -366,7 +405,21 @@ pub async fn serve(
                 }
             }),
         )
-        .route("/healthz", get(|| async { "ok\n" }));
+        .route(
+            "/healthz",
+            get(move || {
+                let cause = storage.cause();
+                async move {
+                    match cause {
+                        None => (StatusCode::OK, "ok\n".to_string()),
+                        Some(cause) => (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            format!("not serving: cannot write the store: {cause}\n"),
+                        ),
+                    }
+                }
+            }),
+        );
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await

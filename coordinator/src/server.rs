@@ -21,8 +21,9 @@ use crate::metrics::{self, Metrics};
 use crate::revocation::Revocations;
 use crate::server_cert::ServerCertificate;
 use crate::service::admin::AdminApi;
-use crate::service::agent::{AgentApi, AgentSettings};
+use crate::service::agent::{AgentApi, AgentSettings, Signing};
 use crate::service::enroll_limit::EnrollLimiter;
+use crate::storage_health::StorageHealth;
 use crate::store::{Store, StoreError};
 use crate::tls::{self, TlsSetupError};
 use mf_pki::{CertificateAuthority, PkiError, PkiPaths};
@@ -126,12 +127,16 @@ pub async fn start(config: &CoordinatorConfig) -> Result<Coordinator, StartError
     .start(server_pem, shutdown.clone())
     .map_err(StartError::ServerCertificate)?;
     let clock = crate::clock::system();
+    // Whether the store takes writes: the inventory finds out, the health
+    // answers and the admin API's refusals say so.
+    let storage = StorageHealth::default();
     let settings = crate::inventory::Settings {
         reboot_timeout: config.reboot_timeout,
         clock: clock.clone(),
         revocations,
         max_clock_skew: config.max_clock_skew,
         blast_radius: config.blast_radius,
+        storage: storage.clone(),
     };
     let (inventory, inventory_task) = Inventory::start(store, metrics.clone(), settings)?;
 
@@ -148,8 +153,10 @@ pub async fn start(config: &CoordinatorConfig) -> Result<Coordinator, StartError
 
     let agent_api = AgentApi::new(
         inventory.clone(),
-        Arc::clone(&ca),
-        signer,
+        Signing {
+            ca: Arc::clone(&ca),
+            commands: signer,
+        },
         metrics.clone(),
         AgentSettings {
             heartbeat_interval: config.heartbeat_interval,
@@ -158,6 +165,7 @@ pub async fn start(config: &CoordinatorConfig) -> Result<Coordinator, StartError
             stall_timeout: config.agent_stall_timeout,
         },
         EnrollLimiter::new(config.enroll_limits, clock),
+        storage.clone(),
         shutdown.clone(),
     );
     let admin_api = AdminApi::new(
@@ -166,6 +174,7 @@ pub async fn start(config: &CoordinatorConfig) -> Result<Coordinator, StartError
         Arc::clone(&ca),
         config.token_policy,
         config.operator_cert_lifetime,
+        storage.clone(),
     );
 
     // The standard gRPC health service on both listeners (a load balancer or
@@ -175,6 +184,31 @@ pub async fn start(config: &CoordinatorConfig) -> Result<Coordinator, StartError
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<AgentServiceServer<AgentApi>>().await;
     health.set_serving::<AdminServiceServer<AdminApi>>().await;
+    // A store that takes no writes makes both services, and the server as a
+    // whole, NOT_SERVING until it does again.
+    let (reporter, mut store_state) = (health.clone(), storage.subscribe());
+    tokio::spawn(async move {
+        while store_state.changed().await.is_ok() {
+            let status = if store_state.borrow_and_update().is_some() {
+                tonic_health::ServingStatus::NotServing
+            } else {
+                tonic_health::ServingStatus::Serving
+            };
+            reporter
+                .set_service_status(
+                    <AgentServiceServer<AgentApi> as tonic::server::NamedService>::NAME,
+                    status,
+                )
+                .await;
+            reporter
+                .set_service_status(
+                    <AdminServiceServer<AdminApi> as tonic::server::NamedService>::NAME,
+                    status,
+                )
+                .await;
+            reporter.set_service_status("", status).await;
+        }
+    });
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(mf_proto::v1::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -235,9 +269,9 @@ pub async fn start(config: &CoordinatorConfig) -> Result<Coordinator, StartError
             .await
             .map_err(|e| format!("admin listener: {e}"))
     });
-    let (stop, exported) = (shutdown.clone(), metrics.clone());
+    let (stop, exported, health_storage) = (shutdown.clone(), metrics.clone(), storage.clone());
     servers.spawn(async move {
-        metrics::serve(metrics_listener, exported, stop)
+        metrics::serve(metrics_listener, exported, health_storage, stop)
             .await
             .map_err(|e| format!("metrics listener: {e}"))
     });
@@ -280,21 +314,36 @@ impl Coordinator {
         mut self,
         signal: impl std::future::Future<Output = ()>,
     ) -> Result<(), String> {
+        let mut inventory_ended = false;
         let failure = tokio::select! {
             () = signal => None,
+            stopped = &mut self.inventory => {
+                inventory_ended = true;
+                Some(match stopped {
+                    // It stops by itself only when it cannot open its store again.
+                    Ok(()) => "the inventory stopped: its store could not be opened again after a \
+                               storage failure (see the log); start the coordinator again"
+                        .to_string(),
+                    Err(e) => format!("the inventory failed: {e}"),
+                })
+            }
             Some(joined) = self.servers.join_next() => Some(match joined {
                 Ok(Ok(())) => "a listener stopped unexpectedly".to_string(),
                 Ok(Err(e)) => e,
                 Err(e) => e.to_string(),
             }),
         };
-        self.stop().await;
+        self.stop_and_wait(!inventory_ended).await;
         failure.map_or(Ok(()), Err)
     }
 
     /// Stops accepting, ends sessions, drains within a deadline, and lets the
     /// inventory write what it holds.
-    pub async fn stop(mut self) {
+    pub async fn stop(self) {
+        self.stop_and_wait(true).await;
+    }
+
+    async fn stop_and_wait(mut self, inventory_running: bool) {
         info!("mf-coordinator stopping");
         self.shutdown.cancel();
         let drained = tokio::time::timeout(DRAIN_DEADLINE, async {
@@ -306,9 +355,10 @@ impl Coordinator {
             self.servers.abort_all();
         }
         // The services held the last inventory handles; its task now ends.
-        if tokio::time::timeout(DRAIN_DEADLINE, &mut self.inventory)
-            .await
-            .is_err()
+        if inventory_running
+            && tokio::time::timeout(DRAIN_DEADLINE, &mut self.inventory)
+                .await
+                .is_err()
         {
             warn!("the inventory did not stop in time");
             self.inventory.abort();

@@ -52,6 +52,8 @@ pub enum Verb {
     ManageOperators,
     VerifyAudit,
     Backup,
+    ListTokens,
+    ListOperators,
 }
 
 closed_set!(Verb, "a verb", {
@@ -72,11 +74,13 @@ closed_set!(Verb, "a verb", {
     Verb::ManageOperators => "manage-operators",
     Verb::VerifyAudit => "verify-audit",
     Verb::Backup => "backup",
+    Verb::ListTokens => "list-tokens",
+    Verb::ListOperators => "list-operators",
 });
 
 impl Verb {
     /// Every verb, for tables and tests.
-    pub const ALL: [Verb; 17] = [
+    pub const ALL: [Verb; 19] = [
         Verb::RenewOwnCertificate,
         Verb::ReadHosts,
         Verb::ReadWaves,
@@ -94,6 +98,8 @@ impl Verb {
         Verb::ManageOperators,
         Verb::VerifyAudit,
         Verb::Backup,
+        Verb::ListTokens,
+        Verb::ListOperators,
     ];
 
     /// The least role that may do it.
@@ -112,7 +118,9 @@ impl Verb {
             | Verb::RevokeHost
             | Verb::ManageOperators
             | Verb::VerifyAudit
-            | Verb::Backup => Role::Admin,
+            | Verb::Backup
+            | Verb::ListTokens
+            | Verb::ListOperators => Role::Admin,
         }
     }
 
@@ -260,6 +268,8 @@ mod tests {
                     | Verb::ManageOperators
                     | Verb::VerifyAudit
                     | Verb::Backup
+                    | Verb::ListTokens
+                    | Verb::ListOperators
             ),
             Role::Admin => true,
         };

@@ -636,6 +636,12 @@ impl Deployment {
 
     /// A deployment whose coordinator runs with more flags.
     pub fn with_coordinator_flags(extra: &[&str]) -> Result<Self> {
+        Self::with_data_dir(None, extra)
+    }
+
+    /// The same, its store in `data_dir` (e.g. on a file system the test
+    /// made) rather than beside the PKI.
+    pub fn with_data_dir(data_dir: Option<PathBuf>, extra: &[&str]) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let pki = dir.path().join("pki");
         let init = run(
@@ -647,7 +653,7 @@ impl Deployment {
             bail!("mfctl pki init failed: {}", init.stderr);
         }
         let coordinator = Coordinator::start_with(
-            &dir.path().join("data"),
+            &data_dir.unwrap_or_else(|| dir.path().join("data")),
             &pki,
             &dir.path().join("coordinator.log"),
             extra,

@@ -87,6 +87,9 @@ pub enum InventoryError {
     Conflict(String),
     #[error("{0}")]
     Invalid(String),
+    /// The store cannot be written: nothing that needs it is done.
+    #[error("{}", crate::storage_health::StorageHealth::refusal(.0))]
+    ReadOnly(String),
 }
 
 /// What an operator decides for a held job.
@@ -111,6 +114,8 @@ pub struct Settings {
     pub max_clock_skew: std::time::Duration,
     /// Waves past these limits start only with a second admin's start.
     pub blast_radius: mf_core::wave::blast::BlastRadius,
+    /// Whether the store can be written, as the task last found.
+    pub storage: crate::storage_health::StorageHealth,
 }
 
 impl Default for Settings {
@@ -121,6 +126,7 @@ impl Default for Settings {
             revocations: Revocations::default(),
             max_clock_skew: std::time::Duration::from_secs(300),
             blast_radius: Default::default(),
+            storage: Default::default(),
         }
     }
 }
@@ -269,60 +275,7 @@ impl Inventory {
         metrics: Metrics,
         settings: Settings,
     ) -> Result<(Self, tokio::task::JoinHandle<()>), InventoryError> {
-        let mut state = State {
-            hosts: HashMap::new(),
-            next_session: 1,
-            prechecks: prechecks::Prechecks::default(),
-            jobs: jobs::Jobs::default(),
-            deliveries: Vec::new(),
-            waves: waves::Waves::default(),
-            earliest_agent_cert: None,
-            revocations: settings.revocations.clone(),
-            operators: operators::Operators::default(),
-            audit_head: None,
-            restored_from_unix_ms: None,
-            settings,
-            store,
-            metrics,
-        };
-        state.operators = operators::Operators::load(state.store.operators()?);
-        state.audit_head = state.store.last_audit_entry()?;
-        state.restored_from_unix_ms = state.store.restored_from()?;
-        if let Some(head) = &state.audit_head {
-            state.metrics.audit_entries.set(head.seq as i64);
-        }
-        for revoked in state.store.revoked()? {
-            state.revocations.insert(revoked.serial);
-        }
-        state
-            .metrics
-            .revoked_certificates
-            .set(state.revocations.len() as i64);
-        for record in state.store.hosts()? {
-            state.count_os(record.facts.as_ref(), 1);
-            state.hosts.insert(
-                record.id.clone(),
-                HostState {
-                    record,
-                    session: None,
-                },
-            );
-        }
-        for (host_id, job) in state.store.jobs()? {
-            if state.hosts.contains_key(&host_id) {
-                state.count_job(None, Some(&job));
-                state.jobs.replace(&host_id, job);
-            }
-        }
-        for (host_id, precheck) in state.store.prechecks()? {
-            if state.hosts.contains_key(&host_id) {
-                state.count_precheck(None, Some(&precheck));
-                state.prechecks.replace(&host_id, precheck);
-            }
-        }
-        state.load_waves()?;
-        state.export_agent_expiry();
-        info!(hosts = state.hosts.len(), "inventory loaded");
+        let state = State::load(store, metrics, settings)?;
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let task = tokio::spawn(state.run(rx));
         // The clock holds only a weak handle, so that it never keeps the task alive.
@@ -713,9 +666,77 @@ struct State {
     audit_head: Option<AuditEntry>,
     /// When the backup this store was restored from was taken, if it was.
     restored_from_unix_ms: Option<i64>,
+    /// Why the store cannot be written, while it cannot.
+    storage_failure: Option<String>,
+    /// A periodic tick came in this batch: the store is flushed even if
+    /// nothing else asked, so that a failing disk is found within a tick.
+    ticked: bool,
     settings: Settings,
     store: Store,
     metrics: Metrics,
+}
+
+impl State {
+    /// Everything the store holds, with the gauges counted from it.
+    fn load(store: Store, metrics: Metrics, settings: Settings) -> Result<Self, InventoryError> {
+        let mut state = State {
+            hosts: HashMap::new(),
+            next_session: 1,
+            prechecks: prechecks::Prechecks::default(),
+            jobs: jobs::Jobs::default(),
+            deliveries: Vec::new(),
+            waves: waves::Waves::default(),
+            earliest_agent_cert: None,
+            revocations: settings.revocations.clone(),
+            operators: operators::Operators::default(),
+            audit_head: None,
+            restored_from_unix_ms: None,
+            storage_failure: None,
+            ticked: false,
+            settings,
+            store,
+            metrics,
+        };
+        state.operators = operators::Operators::load(state.store.operators()?);
+        state.audit_head = state.store.last_audit_entry()?;
+        state.restored_from_unix_ms = state.store.restored_from()?;
+        if let Some(head) = &state.audit_head {
+            state.metrics.audit_entries.set(head.seq as i64);
+        }
+        for revoked in state.store.revoked()? {
+            state.revocations.insert(revoked.serial);
+        }
+        state
+            .metrics
+            .revoked_certificates
+            .set(state.revocations.len() as i64);
+        for record in state.store.hosts()? {
+            state.count_os(record.facts.as_ref(), 1);
+            state.hosts.insert(
+                record.id.clone(),
+                HostState {
+                    record,
+                    session: None,
+                },
+            );
+        }
+        for (host_id, job) in state.store.jobs()? {
+            if state.hosts.contains_key(&host_id) {
+                state.count_job(None, Some(&job));
+                state.jobs.replace(&host_id, job);
+            }
+        }
+        for (host_id, precheck) in state.store.prechecks()? {
+            if state.hosts.contains_key(&host_id) {
+                state.count_precheck(None, Some(&precheck));
+                state.prechecks.replace(&host_id, precheck);
+            }
+        }
+        state.load_waves()?;
+        state.export_agent_expiry();
+        info!(hosts = state.hosts.len(), "inventory loaded");
+        Ok(state)
+    }
 }
 
 impl State {
@@ -745,20 +766,22 @@ impl State {
             // Waves start hosts once per batch, after every job update in it.
             self.drive_waves();
             // A batch that queued commands is flushed before they leave.
-            if !pending.is_empty() || !self.deliveries.is_empty() {
+            let ticked = std::mem::take(&mut self.ticked);
+            if !pending.is_empty() || !self.deliveries.is_empty() || ticked {
                 let started = Instant::now();
-                let flushed = self.store.flush().await.map_err(InventoryError::from);
+                let flushed = self.store.flush().await;
                 self.metrics
                     .store_flush_seconds
                     .observe(started.elapsed().as_secs_f64());
                 if let Err(e) = &flushed {
-                    error!(error = %e, "cannot make the inventory durable");
+                    self.storage_failed(e);
                 }
                 let durable = flushed.is_ok();
                 for reply in pending {
-                    reply(match &flushed {
-                        Ok(()) => Ok(()),
-                        Err(_) => Err(InventoryError::Stopped),
+                    reply(match &self.storage_failure {
+                        None if durable => Ok(()),
+                        Some(cause) => Err(InventoryError::ReadOnly(cause.clone())),
+                        None => Err(InventoryError::Stopped),
                     });
                 }
                 // Write intent before acting: nothing is sent that is not on disk.
@@ -777,6 +800,15 @@ impl State {
                         .wave_dispatch_latency_seconds
                         .observe(decided.elapsed().as_secs_f64());
                 }
+            }
+            // Between batches, with nothing owed to anyone: the moment to
+            // try the store again.
+            if ticked
+                && self.storage_failure.is_some()
+                && let Err(e) = self.recover()
+            {
+                error!(error = %e, "cannot open the store again after a storage failure: stopping");
+                break;
             }
         }
         for host in self.hosts.values_mut() {
@@ -861,6 +893,7 @@ impl State {
                 reply_when_durable(pending, reply, result);
             }
             Request::Tick(reply) => {
+                self.ticked = true;
                 self.tick();
                 self.export_clock_skew();
                 self.stir_waves();
@@ -1016,6 +1049,54 @@ impl State {
                 "{prefix} names {n} tokens: give more of the id"
             ))),
         }
+    }
+}
+
+impl State {
+    /// A write did not reach the disk: from now on changes are refused and
+    /// nothing is sent, until [`State::recover`] finds the store writable.
+    fn storage_failed(&mut self, error: &StoreError) {
+        let cause = error.cause();
+        if self.storage_failure.is_none() {
+            error!(cause = %cause, "cannot write the store: refusing changes until it can");
+            self.metrics.store_failures.inc();
+        }
+        self.metrics.store_writable.set(0);
+        self.settings.storage.failed(cause.clone());
+        self.storage_failure = Some(cause);
+    }
+
+    /// Once the data directory takes writes again, opens the store again and
+    /// reloads the state from it, as a restart would: what was not durable
+    /// is gone (those who asked were told so), and the agents' sessions end
+    /// so that each reconnects and says where it is. `Err` only when the
+    /// store cannot be opened again; the task then stops.
+    fn recover(&mut self) -> Result<(), InventoryError> {
+        if let Err(e) = self.store.probe() {
+            let cause = e.to_string();
+            if self.storage_failure.as_deref() != Some(cause.as_str()) {
+                debug!(cause = %cause, "the data directory still takes no writes");
+            }
+            return Ok(());
+        }
+        // Only this task holds the store, so its handles go before the
+        // directory's lock is taken again.
+        self.store.reopen()?;
+        let store = self.store.clone();
+        for host in self.hosts.values_mut() {
+            if let Some(session) = host.session.take() {
+                session.replaced.cancel();
+            }
+        }
+        self.metrics.reset_inventory_gauges();
+        let next_session = self.next_session;
+        let mut fresh = State::load(store, self.metrics.clone(), self.settings.clone())?;
+        fresh.next_session = next_session;
+        *self = fresh;
+        self.metrics.store_writable.set(1);
+        self.settings.storage.recovered();
+        info!("the store takes writes again: state reloaded from it; agents reconnect");
+        Ok(())
     }
 }
 

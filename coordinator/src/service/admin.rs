@@ -17,6 +17,7 @@ use crate::inventory::{
 };
 use crate::inventory::{CreateMode, NewJob, NewToken};
 use crate::metrics::Metrics;
+use crate::storage_health::StorageHealth;
 use crate::store::OperatorRecord;
 use crate::wire;
 use mf_core::access::{Access, Denied, Role, Verb};
@@ -52,6 +53,7 @@ pub struct AdminApi {
     tokens: TokenPolicy,
     /// How long operators' certificates live (`operator add`, `operator renew`).
     operator_lifetime: Duration,
+    storage: StorageHealth,
 }
 
 impl AdminApi {
@@ -61,6 +63,7 @@ impl AdminApi {
         ca: Arc<CertificateAuthority>,
         tokens: TokenPolicy,
         operator_lifetime: Duration,
+        storage: StorageHealth,
     ) -> Self {
         Self {
             inventory,
@@ -68,6 +71,7 @@ impl AdminApi {
             ca,
             tokens,
             operator_lifetime,
+            storage,
         }
     }
 
@@ -120,6 +124,13 @@ impl AdminApi {
             )
             .await?;
             return Err(status);
+        }
+        // While the store takes no writes, only reads are served: a change
+        // could not be made durable, and a backup would copy what is not.
+        if !reads_only(verb)
+            && let Some(cause) = self.storage.cause()
+        {
+            return Err(Status::unavailable(StorageHealth::refusal(&cause)));
         }
         Ok((access, caller))
     }
@@ -921,7 +932,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::ListOperatorsRequest>,
     ) -> Result<Response<Self::ListOperatorsStream>, Status> {
-        self.access(&request, Verb::ManageOperators).await?;
+        self.access(&request, Verb::ListOperators).await?;
         let list = self
             .inventory
             .list_operators()
@@ -1063,7 +1074,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::ListTokensRequest>,
     ) -> Result<Response<Self::ListTokensStream>, Status> {
-        self.access(&request, Verb::ManageTokens).await?;
+        self.access(&request, Verb::ListTokens).await?;
         let tokens = self
             .inventory
             .list_tokens()
@@ -1170,6 +1181,19 @@ impl AdminService for AdminApi {
             .map(|data| Ok(pb::BackupChunk { data }));
         Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
     }
+}
+
+/// The verbs that neither change anything nor copy the store.
+fn reads_only(verb: Verb) -> bool {
+    matches!(
+        verb,
+        Verb::ReadHosts
+            | Verb::ReadWaves
+            | Verb::ReadAudit
+            | Verb::VerifyAudit
+            | Verb::ListTokens
+            | Verb::ListOperators
+    )
 }
 
 fn plan_parts(plan: PlanView) -> Response<PartStream<pb::WavePlan>> {

@@ -21,6 +21,7 @@ use super::{auth, valid_host_id};
 use crate::audit::NewAuditEntry;
 use crate::inventory::{Inventory, InventoryError, NewEnrollment, NewSession, Renewal};
 use crate::metrics::Metrics;
+use crate::storage_health::StorageHealth;
 use crate::store::EnrollRefusal;
 use mf_pki::{CertificateAuthority, CommandSigner, IssuedCert, PkiError, token};
 
@@ -42,6 +43,13 @@ pub struct AgentSettings {
     pub stall_timeout: Duration,
 }
 
+/// What the agent service signs with: certificates, and commands.
+#[derive(Debug, Clone)]
+pub struct Signing {
+    pub ca: Arc<CertificateAuthority>,
+    pub commands: Arc<CommandSigner>,
+}
+
 #[derive(Debug, Clone)]
 pub struct AgentApi {
     inventory: Inventory,
@@ -51,27 +59,29 @@ pub struct AgentApi {
     settings: AgentSettings,
     limiter: EnrollLimiter,
     messages: MessageLimits,
+    storage: StorageHealth,
     shutdown: CancellationToken,
 }
 
 impl AgentApi {
     pub fn new(
         inventory: Inventory,
-        ca: Arc<CertificateAuthority>,
-        signer: Arc<CommandSigner>,
+        signing: Signing,
         metrics: Metrics,
         settings: AgentSettings,
         limiter: EnrollLimiter,
+        storage: StorageHealth,
         shutdown: CancellationToken,
     ) -> Self {
         Self {
             inventory,
-            ca,
-            signer,
+            ca: signing.ca,
+            signer: signing.commands,
             metrics,
             messages: MessageLimits::new(settings.messages_per_minute),
             settings,
             limiter,
+            storage,
             shutdown,
         }
     }
@@ -151,6 +161,7 @@ pub(crate) fn inventory_status(error: InventoryError) -> Status {
         }
         InventoryError::Store(_) => Status::internal("the coordinator cannot write its inventory"),
         InventoryError::Stopped => Status::unavailable("the coordinator is shutting down"),
+        InventoryError::ReadOnly(_) => Status::unavailable(error.to_string()),
         InventoryError::UnknownHost(_)
         | InventoryError::UnknownWave(_)
         | InventoryError::UnknownOperator(_) => Status::not_found(error.to_string()),
@@ -194,6 +205,9 @@ impl AgentApi {
             .map(|a| a.to_string())
             .unwrap_or_else(|| "?".into());
         let request = request.into_inner();
+        if let Some(cause) = self.storage.cause() {
+            return Err(Status::unavailable(StorageHealth::refusal(&cause)));
+        }
         let invalid = |what: &str| {
             self.enrolled("bad_request");
             Err(Status::invalid_argument(what.to_string()))

@@ -51,6 +51,31 @@ pub enum StoreError {
     Corrupt { key: String, reason: String },
 }
 
+impl StoreError {
+    /// The system's words for what went wrong ("No space left on device
+    /// (os error 28)"), without our wrapping.
+    pub fn cause(&self) -> String {
+        match self {
+            Self::Sled(sled::Error::Io(io)) if io.raw_os_error().is_some() => io.to_string(),
+            // sled hands out copies of the error it stored, whose text is the
+            // original's debug form: `Os { code: 28, kind: .., message: ".." }`.
+            Self::Sled(sled::Error::Io(io)) => {
+                let text = io.to_string();
+                let field = |name: &str, end: char| {
+                    let start = text.find(name)? + name.len();
+                    let rest = &text[start..];
+                    Some(rest[..rest.find(end)?].to_string())
+                };
+                match (field("message: \"", '"'), field("code: ", ',')) {
+                    (Some(message), Some(code)) => format!("{message} (os error {code})"),
+                    _ => text,
+                }
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostRecord {
     pub id: String,
@@ -150,6 +175,7 @@ impl EnrollRefusal {
 
 #[derive(Debug, Clone)]
 pub struct Store {
+    dir: std::path::PathBuf,
     db: sled::Db,
     hosts: sled::Tree,
     tokens: sled::Tree,
@@ -199,6 +225,7 @@ impl Store {
             }
         }
         Ok(Self {
+            dir: dir.to_path_buf(),
             hosts: db.open_tree("hosts")?,
             tokens: db.open_tree("tokens")?,
             prechecks: db.open_tree("prechecks")?,
@@ -211,6 +238,48 @@ impl Store {
             audit: db.open_tree("audit")?,
             db,
         })
+    }
+
+    /// Whether the data directory takes writes again: a file of some size
+    /// written and synced there, then removed.
+    pub fn probe(&self) -> std::io::Result<()> {
+        use std::io::Write;
+        let path = self.dir.join(".write-probe");
+        let result = (|| {
+            let mut file = std::fs::File::create(&path)?;
+            file.write_all(&[0u8; 256 * 1024])?;
+            file.sync_all()
+        })();
+        let _ = std::fs::remove_file(&path);
+        result
+    }
+
+    /// Opens the store again from its directory, as a restart would: sled
+    /// refuses every write after an I/O error until it is opened again.
+    pub fn reopen(&mut self) -> Result<(), StoreError> {
+        let dir = self.dir.clone();
+        // The old handles must go before the directory's lock can be taken again.
+        let placeholder = sled::Config::new().temporary(true).open()?;
+        let old = std::mem::replace(
+            self,
+            Self {
+                dir: dir.clone(),
+                hosts: placeholder.open_tree("hosts")?,
+                tokens: placeholder.open_tree("tokens")?,
+                prechecks: placeholder.open_tree("prechecks")?,
+                jobs: placeholder.open_tree("jobs")?,
+                waves: placeholder.open_tree("waves")?,
+                wave_plans: placeholder.open_tree("wave_plans")?,
+                wave_hosts: placeholder.open_tree("wave_hosts")?,
+                revoked: placeholder.open_tree("revoked")?,
+                operators: placeholder.open_tree("operators")?,
+                audit: placeholder.open_tree("audit")?,
+                db: placeholder,
+            },
+        );
+        drop(old);
+        *self = Self::open(&dir)?;
+        Ok(())
     }
 
     /// Every record of every tree. Consistent when the store's one writer
@@ -651,6 +720,23 @@ mod tests {
             uses,
             uses_left: uses,
         }
+    }
+
+    #[test]
+    fn a_storage_error_says_what_the_system_said() {
+        let direct = StoreError::Sled(sled::Error::Io(std::io::Error::from_raw_os_error(28)));
+        assert_eq!(direct.cause(), "No space left on device (os error 28)");
+        // What sled hands out after it stored the error.
+        let copied = StoreError::Sled(sled::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::StorageFull,
+            "Os { code: 28, kind: StorageFull, message: \"No space left on device\" }",
+        )));
+        assert_eq!(copied.cause(), "No space left on device (os error 28)");
+        let other = StoreError::Corrupt {
+            key: "k".into(),
+            reason: "r".into(),
+        };
+        assert_eq!(other.cause(), other.to_string());
     }
 
     #[test]
