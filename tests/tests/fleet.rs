@@ -35,6 +35,7 @@ fn three_agents_report_their_facts_and_survive_a_coordinator_kill() -> Result<()
         ("app-01", HostOs::Rhel8, "payroll", "dc1"),
     ];
     let mut agents = Vec::new();
+    let mut configs = Vec::new();
     for (name, os, app, dc) in hosts {
         let root = host_root(
             &deployment.path(&format!("roots/{name}")),
@@ -58,17 +59,8 @@ fn three_agents_report_their_facts_and_survive_a_coordinator_kill() -> Result<()
                  [labels]\napp = \"{app}\"\ndc = \"{dc}\"\n"
             ),
         )?;
-        agents.push(Daemon::spawn(
-            "mf-agent",
-            &[
-                "run",
-                "--config",
-                config.to_str().unwrap(),
-                "--label",
-                "tier=backend",
-            ],
-            &deployment.path(&format!("{name}.log")),
-        )?);
+        agents.push(run_agent(&deployment, name, &config)?);
+        configs.push((name, config));
     }
 
     wait_for(
@@ -194,20 +186,38 @@ fn three_agents_report_their_facts_and_survive_a_coordinator_kill() -> Result<()
             >= 1.0
     );
 
-    // Facts are written without an explicit flush; sled writes them within 500 ms.
-    std::thread::sleep(Duration::from_millis(1500));
+    // Facts are not flushed on their own: the inventory's next periodic
+    // flush (every 5 s) makes them durable. Wait for one to happen after
+    // the new kernel was stored, then take the agents away (so that nothing
+    // can send the facts again) and kill the coordinator.
+    let flushes = "mf_store_flush_seconds_count";
+    let before = deployment.coordinator.metric(flushes)?;
+    wait_for("a flush after the facts", Duration::from_secs(15), || {
+        Ok(deployment.coordinator.metric(flushes)? > before)
+    })?;
+    drop(agents);
     deployment.coordinator.kill9();
     deployment.coordinator.restart()?;
     let after = deployment.hosts("")?;
     assert_eq!(after.len(), 3, "inventory after restart: {after:#?}");
     for (id, os, _, version, _, _) in expected {
         let host = by_id(&after, id);
+        assert_eq!(host["connected"], false, "{id}: the facts are the store's");
         assert_eq!(
             (host["os"]["id"].as_str(), host["os"]["version"].as_str()),
             (Some(os), Some(version))
         );
         assert_eq!(host["facts"]["arch"], "x86_64", "{id} lost its facts");
     }
+    assert_eq!(
+        by_id(&after, "web-01.example.com")["facts"]["kernel"],
+        "3.10.0-1160.119.1.el7.x86_64",
+        "the last facts before the crash were durable"
+    );
+    let agents = configs
+        .iter()
+        .map(|(name, config)| run_agent(&deployment, name, config))
+        .collect::<Result<Vec<_>>>()?;
     wait_for(
         "the agents to reconnect by themselves",
         Duration::from_secs(30),
@@ -222,6 +232,21 @@ fn three_agents_report_their_facts_and_survive_a_coordinator_kill() -> Result<()
     );
     drop(agents);
     Ok(())
+}
+
+/// `mf-agent run` with the settings of `config`, one label from a flag on top.
+fn run_agent(deployment: &Deployment, name: &str, config: &std::path::Path) -> Result<Daemon> {
+    Daemon::spawn(
+        "mf-agent",
+        &[
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--label",
+            "tier=backend",
+        ],
+        &deployment.path(&format!("{name}.log")),
+    )
 }
 
 #[test]

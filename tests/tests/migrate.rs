@@ -483,7 +483,13 @@ fn sigkill_of_the_agent_mid_upgrade_and_of_the_coordinator_mid_job() -> Result<(
         executing(&survivor.id)
     })?;
     deployment.coordinator.kill9();
-    std::thread::sleep(Duration::from_secs(4));
+    // The upgrade ends while the coordinator is down: its outcome is in the
+    // host's journal and has been sent to no one.
+    wait_for(
+        "the upgrade to end on the host",
+        Duration::from_secs(30),
+        || Ok(execute_finished(&survivor.root)),
+    )?;
     deployment.coordinator.restart()?;
     let shown = wait_job(&deployment, &survivor.id)?;
     assert_eq!(
@@ -497,6 +503,26 @@ fn sigkill_of_the_agent_mid_upgrade_and_of_the_coordinator_mid_job() -> Result<(
     })?;
     assert_eq!(survivor.machine.reboots(), 1, "the step ran once");
     Ok(())
+}
+
+/// Whether the host's journal holds the outcome of its latest execute.
+fn execute_finished(root: &std::path::Path) -> bool {
+    let journal =
+        std::fs::read_to_string(root.join("var/lib/mf-agent/journal.jsonl")).unwrap_or_default();
+    let records: Vec<serde_json::Value> = journal
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let Some(execute) = records
+        .iter()
+        .rev()
+        .find(|r| r["event"] == "started" && r["phase"]["phase"] == "execute")
+    else {
+        return false;
+    };
+    records
+        .iter()
+        .any(|r| r["event"] == "finished" && r["update"]["command_id"] == execute["command_id"])
 }
 
 /// `migrate --wait` ends with the exit code of how the job ended: 12 for a

@@ -202,15 +202,26 @@ fn member_key(wave: &str, index: usize) -> Vec<u8> {
 
 impl Store {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new().path(dir).open().map_err(|e| match e {
-            sled::Error::Io(ref io)
-                if io.kind() == std::io::ErrorKind::WouldBlock
-                    || io.to_string().contains("lock") =>
-            {
-                StoreError::Locked(dir.display().to_string())
-            }
-            other => StoreError::Sled(other),
-        })?;
+        Self::open_with(dir, true)
+    }
+
+    /// `background_flush: false` leaves sled's 500 ms flusher off, so that
+    /// only [`Store::flush`] reaches the disk: crash tests copy the directory
+    /// as it is on disk and find there exactly what was flushed.
+    pub fn open_with(dir: &Path, background_flush: bool) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .flush_every_ms(background_flush.then_some(500))
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(ref io)
+                    if io.kind() == std::io::ErrorKind::WouldBlock
+                        || io.to_string().contains("lock") =>
+                {
+                    StoreError::Locked(dir.display().to_string())
+                }
+                other => StoreError::Sled(other),
+            })?;
         let meta = db.open_tree("meta")?;
         match meta.get("schema")? {
             None => {
@@ -691,6 +702,28 @@ fn decode<T: DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, StoreError
     })
 }
 
+/// A copy of a data directory as it is on disk now, as a crash (kill -9,
+/// power loss) would leave it: what was not flushed is not there.
+#[cfg(test)]
+pub(crate) fn crash_image(dir: &Path) -> tempfile::TempDir {
+    fn copy(from: &Path, to: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(to)?;
+        for entry in std::fs::read_dir(from)? {
+            let entry = entry?;
+            let target = to.join(entry.file_name());
+            if entry.file_type()?.is_dir() {
+                copy(&entry.path(), &target)?;
+            } else {
+                std::fs::copy(entry.path(), target)?;
+            }
+        }
+        Ok(())
+    }
+    let image = tempfile::tempdir().expect("tempdir");
+    copy(dir, image.path()).expect("a copy of the data directory");
+    image
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -867,15 +900,19 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn flushed_records_survive_reopening() -> Result<(), Box<dyn std::error::Error>> {
+    async fn flushed_records_survive_a_crash_and_unflushed_ones_do_not()
+    -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
-        {
-            let store = Store::open(dir.path())?;
-            store.put_host(&host("kept"))?;
-            store.flush().await?;
-        }
-        let store = Store::open(dir.path())?;
-        assert_eq!(store.hosts()?, vec![host("kept")]);
+        let store = Store::open_with(dir.path(), false)?;
+        store.put_host(&host("kept"))?;
+        store.flush().await?;
+        store.put_host(&host("lost"))?;
+        // The directory as a crash leaves it: the store is still open, so
+        // nothing is flushed on its way out.
+        let image = crash_image(dir.path());
+        let crashed = Store::open(image.path())?;
+        assert_eq!(crashed.hosts()?, vec![host("kept")]);
+        drop(store);
         Ok(())
     }
 }
