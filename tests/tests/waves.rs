@@ -164,6 +164,40 @@ fn a_wave_under_a_budget_and_a_window_with_a_failure_rolled_back() -> Result<()>
     let status = json(&deployment, &["wave", "status", "night"])?;
     assert_eq!(status["counts"]["pending"], 2, "{status:#}");
     // Its hosts are taken: another wave leaves them out, and says why.
+    let other = json(
+        &deployment,
+        &[
+            "wave",
+            "create",
+            "day",
+            "-l",
+            "os=rhel",
+            "--target",
+            "rhel-8.10",
+            "--dry-run",
+        ],
+    )?;
+    let mut taken: Vec<(String, String)> = other["excluded"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["host_id"].as_str().unwrap().to_string(),
+                e["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .filter(|(host, _)| host.starts_with("bill"))
+        .collect();
+    taken.sort();
+    assert_eq!(
+        taken,
+        [
+            ("bill1.example.com".into(), "already in wave night".into()),
+            ("bill2.example.com".into(), "already in wave night".into()),
+        ],
+        "{other:#}"
+    );
     let cancel = deployment.mfctl(&["wave", "cancel", "night"]);
     assert!(cancel.success, "{}", cancel.stderr);
     let status = json(&deployment, &["wave", "status", "night"])?;

@@ -909,12 +909,28 @@ async fn a_wave_starts_hosts_under_its_budget_and_resumes_exactly_after_a_restar
             .get(),
         4
     );
-    // Finished waves free their hosts: the blocked one can join a new wave later.
+    // A finished wave is over: no action moves it, and it frees its hosts
+    // (a new wave takes them, none left out for being in w1).
     let refused = inventory.wave_action("w1".into(), WaveAction::Pause).await;
     assert!(
         matches!(refused, Err(InventoryError::Conflict(_))),
         "{refused:?}"
     );
+    let next = inventory
+        .create_wave(wave_spec("w2", &[]), CreateMode::DryRun)
+        .await
+        .expect("planned");
+    assert!(
+        next.excluded
+            .iter()
+            .all(|(_, reason)| !reason.contains("w1")),
+        "{:?}",
+        next.excluded
+    );
+    let planned: Vec<&String> = next.stages.iter().flatten().collect();
+    for host in ["a1", "a2", "b1", "b2"] {
+        assert!(planned.iter().any(|h| *h == host), "{host}: {planned:?}");
+    }
     // A wave that is over can be deleted, and stays deleted after a restart.
     inventory.delete_wave("w1".into()).await.expect("deleted");
     let crashed_again = crashed.crash_image();

@@ -262,11 +262,17 @@ mod tests {
             prefix: "sim".into(),
             ready_rhel79: false,
         };
-        let a: Vec<String> = plan_fleet(&spec).into_iter().map(|h| h.host_id).collect();
-        let b: Vec<String> = plan_fleet(&spec).into_iter().map(|h| h.host_id).collect();
-        assert_eq!(a, b);
+        // The whole plan, as the README promises: ids, labels, facts and
+        // the findings each host will show.
+        let a = plan_fleet(&spec);
+        let b = plan_fleet(&spec);
+        assert_eq!(format!("{a:#?}"), format!("{b:#?}"));
+        assert!(
+            a.iter().any(|h| !h.spec.findings.is_empty()),
+            "the fleet has findings to compare"
+        );
         let other = plan_fleet(&FleetSpec { seed: 8, ..spec });
-        assert_ne!(a, other.into_iter().map(|h| h.host_id).collect::<Vec<_>>());
+        assert_ne!(format!("{a:?}"), format!("{other:?}"));
     }
 
     #[test]
