@@ -102,3 +102,34 @@ fn process_and_certificate_expiry_families_are_exported() -> Result<()> {
 
     Ok(())
 }
+
+/// Every alerting rule fires on the series it is for, with its labels and
+/// text, and stays quiet on healthy ones: `promtool test rules` over
+/// `packaging/prometheus-alerts.test.yml`, which must name every rule.
+#[test]
+fn every_alert_rule_is_tested_and_fires_as_its_test_says() -> Result<()> {
+    let packaging = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging");
+    let rules = std::fs::read_to_string(packaging.join("prometheus-alerts.yml"))?;
+    let tests = std::fs::read_to_string(packaging.join("prometheus-alerts.test.yml"))?;
+    let named = |text: &str, key: &str| -> BTreeSet<String> {
+        text.lines()
+            .filter_map(|l| l.trim().trim_start_matches("- ").strip_prefix(key))
+            .map(|name| name.trim().to_string())
+            .collect()
+    };
+    let alerts = named(&rules, "alert:");
+    assert!(alerts.len() >= 10, "{alerts:?}");
+    assert_eq!(alerts, named(&tests, "alertname:"), "a rule without a test");
+    let ran = std::process::Command::new("promtool")
+        .args(["test", "rules", "prometheus-alerts.test.yml"])
+        .current_dir(&packaging)
+        .output()
+        .context("promtool (scripts/test installs it)")?;
+    assert!(
+        ran.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&ran.stdout),
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    Ok(())
+}
