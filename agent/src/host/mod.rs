@@ -56,6 +56,18 @@ pub enum HostError {
     CommandNotFound { command: String },
     #[error("command {command:?} cannot run: {reason}")]
     CommandUnavailable { command: String, reason: String },
+    #[error(
+        "command {command:?} was still running after {} and was killed",
+        crate::host::seconds(*after)
+    )]
+    TimedOut {
+        command: String,
+        after: std::time::Duration,
+    },
+}
+
+fn seconds(after: std::time::Duration) -> String {
+    humantime::format_duration(std::time::Duration::from_secs(after.as_secs())).to_string()
 }
 
 /// Maps a host path (`/etc/os-release`) into `root`, refusing relative paths

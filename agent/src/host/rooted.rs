@@ -1,20 +1,36 @@
 //! The real host: files under a root directory (`/` in production, a prepared
 //! tree in tests), commands run on the machine itself.
 
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Read};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use super::{CommandOutput, FsUsage, Hardware, Host, HostError, Reboot, io_error};
+
+/// Longer than any tool should run: leapp's upgrade of a large host takes
+/// hours; one still running after this is stuck, and is killed.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(8 * 3600);
 
 #[derive(Debug, Clone)]
 pub struct RootedHost {
     root: PathBuf,
+    timeout: Duration,
 }
 
 impl RootedHost {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            timeout: COMMAND_TIMEOUT,
+        }
+    }
+
+    /// The same host, killing commands that run longer than `timeout`.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     pub fn root(&self) -> &Path {
@@ -89,24 +105,76 @@ impl Host for RootedHost {
                 ),
             });
         }
-        let output = Command::new(program)
+        let io = |source: std::io::Error| HostError::Io {
+            path: (*program).into(),
+            source,
+        };
+        let mut child = Command::new(program)
             .args(args)
             .env("LC_ALL", "C")
             .envs(env.iter().copied())
-            .output()
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own process group, so that a stuck tool goes with
+            // everything it started.
+            .process_group(0)
+            .spawn()
             .map_err(|source| match source.kind() {
                 ErrorKind::NotFound => HostError::CommandNotFound {
                     command: (*program).into(),
                 },
-                _ => HostError::Io {
-                    path: (*program).into(),
-                    source,
-                },
+                _ => io(source),
             })?;
+        // Both pipes are drained while it runs, so that a tool writing more
+        // than a pipe holds never blocks on us.
+        let drain = |pipe: Option<Box<dyn Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                if let Some(mut pipe) = pipe {
+                    let _ = pipe.read_to_end(&mut bytes);
+                }
+                bytes
+            })
+        };
+        let stdout = drain(
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        );
+        let stderr = drain(
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        );
+        let deadline = Instant::now() + self.timeout;
+        let status = loop {
+            if let Some(status) = child.try_wait().map_err(io)? {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                if let Some(group) = rustix::process::Pid::from_raw(child.id() as i32) {
+                    let _ =
+                        rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(HostError::TimedOut {
+                    command: argv.join(" "),
+                    after: self.timeout,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let text = |reader: std::thread::JoinHandle<Vec<u8>>| {
+            String::from_utf8_lossy(&reader.join().unwrap_or_default()).into_owned()
+        };
         Ok(CommandOutput {
-            status: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            status: status.code().unwrap_or(-1),
+            stdout: text(stdout),
+            stderr: text(stderr),
         })
     }
 
@@ -195,6 +263,120 @@ mod tests {
             host.run(&["rpm", "-qa"]),
             Err(HostError::CommandUnavailable { .. })
         ));
+    }
+
+    /// Small programs standing in for the tools, run for real on this
+    /// machine through the host the agent ships with.
+    fn stub(dir: &Path, name: &str, script: &str) -> String {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).expect("stub");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("mode");
+        path.display().to_string()
+    }
+
+    #[test]
+    fn a_tool_s_exit_code_and_both_outputs_come_back_in_the_c_locale() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tool = stub(
+            dir.path(),
+            "tool",
+            "echo \"args: $*\"; echo \"LC_ALL=$LC_ALL\"; echo oops >&2; exit 3",
+        );
+        let ran = RootedHost::new("/")
+            .run(&[&tool, "analyze", "--no-rpm-va"])
+            .expect("ran");
+        assert_eq!(ran.status, 3);
+        assert_eq!(ran.stdout, "args: analyze --no-rpm-va\nLC_ALL=C\n");
+        assert_eq!(ran.stderr, "oops\n");
+        // More than a pipe holds, on both streams at once: nothing blocks.
+        let loud = stub(
+            dir.path(),
+            "loud",
+            "head -c 300000 /dev/zero | tr '\\0' o; head -c 300000 /dev/zero | tr '\\0' e >&2",
+        );
+        let ran = RootedHost::new("/").run(&[&loud]).expect("ran");
+        assert_eq!((ran.stdout.len(), ran.stderr.len()), (300_000, 300_000));
+        assert!(matches!(
+            RootedHost::new("/").run(&["/nonexistent/leapp", "upgrade"]),
+            Err(HostError::CommandNotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn the_snapshot_hook_gets_its_action_and_environment() {
+        use crate::phases::snapshot::{self, Provider, SnapshotConfig};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("hook.log");
+        let hook = stub(
+            dir.path(),
+            "hook",
+            &format!(
+                "echo \"$1 $MF_ACTION $MF_HOST_ID $MF_JOB_ID $MF_SNAPSHOT\" >> {}",
+                log.display()
+            ),
+        );
+        let config = SnapshotConfig {
+            provider: Provider::AgentCommand,
+            command: Some(hook),
+            ..SnapshotConfig::default()
+        };
+        let host = RootedHost::new("/");
+        let (set, said) = snapshot::take(&host, &config, "web-01", "job-42").expect("taken");
+        assert!(said.contains("took snapshot mf-job-42"), "{said}");
+        snapshot::remove(&host, &set, "web-01").expect("removed");
+        assert_eq!(
+            std::fs::read_to_string(&log).expect("log"),
+            "take take web-01 job-42 mf-job-42\nremove remove web-01 job-42 mf-job-42\n"
+        );
+        // A hook that fails says so, with its exit code.
+        let failing = stub(dir.path(), "failing", "echo no room >&2; exit 4");
+        let config = SnapshotConfig {
+            command: Some(failing),
+            ..config
+        };
+        let err = snapshot::take(&host, &config, "web-01", "job-43").expect_err("failed");
+        assert!(err.to_string().contains('4'), "{err}");
+    }
+
+    #[test]
+    fn a_tool_that_hangs_is_killed_with_everything_it_started() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let child_pid = dir.path().join("child.pid");
+        let stuck = stub(
+            dir.path(),
+            "stuck",
+            &format!("sleep 60 & echo $! > {}; wait", child_pid.display()),
+        );
+        let host = RootedHost::new("/").with_timeout(Duration::from_millis(500));
+        let started = Instant::now();
+        let err = host.run(&[&stuck, "upgrade"]).expect_err("killed");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "it waited for the tool"
+        );
+        assert!(
+            matches!(err, HostError::TimedOut { ref command, .. } if command.ends_with("stuck upgrade")),
+            "{err}"
+        );
+        // The tool's own child went with it (gone, or a zombie awaiting its reaper).
+        let pid = std::fs::read_to_string(&child_pid).expect("pid");
+        let stat = format!("/proc/{}/stat", pid.trim());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let state = std::fs::read_to_string(&stat)
+                .ok()
+                .and_then(|s| s.rsplit(')').next().map(|r| r.trim().chars().next()))
+                .flatten();
+            if matches!(state, None | Some('Z')) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sleep {pid} still runs: {state:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     #[test]
