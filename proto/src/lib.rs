@@ -3,6 +3,7 @@
 //! on. Nothing else lives here, so both ends depend on this crate and never on
 //! each other.
 
+pub mod codec;
 pub mod transport;
 
 /// The bytes a command's signature covers: the command encoded with its
