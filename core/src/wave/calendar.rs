@@ -333,6 +333,52 @@ mod tests {
         assert!(calendar.closed(at("2026-06-27T19:59:00Z"), HOUR).is_some());
     }
 
+    /// The oracle is the local clock itself, worked out by hand: the hours
+    /// of each night are written as UTC, not computed by the code under test.
+    #[test]
+    fn windows_keep_their_local_hours_across_both_2026_clock_changes() {
+        let paris = Calendar {
+            windows: vec!["sat 22:00-sun 06:00 Europe/Paris".parse().expect("window")],
+            freezes: vec![],
+        };
+        // Spring forward, Sunday 29 March 2026, 02:00 CET -> 03:00 CEST: the
+        // night is 7 real hours, 21:00Z to 04:00Z.
+        assert!(paris.closed(at("2026-03-28T20:59:00Z"), HOUR).is_some());
+        assert_eq!(paris.closed(at("2026-03-28T21:00:00Z"), HOUR), None);
+        assert_eq!(paris.closed(at("2026-03-29T03:00:00Z"), HOUR), None);
+        let late = paris
+            .closed(at("2026-03-29T03:01:00Z"), HOUR)
+            .expect("overruns 04:00Z");
+        assert!(late.contains("2026-03-29T04:00:00Z"), "{late}");
+        // Fall back, Sunday 25 October 2026, 03:00 CEST -> 02:00 CET: the
+        // night is 9 real hours, 20:00Z to 05:00Z.
+        assert!(paris.closed(at("2026-10-24T19:59:00Z"), HOUR).is_some());
+        assert_eq!(paris.closed(at("2026-10-24T20:00:00Z"), HOUR), None);
+        assert_eq!(paris.closed(at("2026-10-25T04:00:00Z"), HOUR), None);
+        assert!(paris.closed(at("2026-10-25T04:01:00Z"), HOUR).is_some());
+        // From inside the last summer night, the next opens in winter time.
+        assert_eq!(
+            paris.next_opening(at("2026-10-25T12:00:00Z")),
+            Some(at("2026-10-31T21:00:00Z"))
+        );
+
+        // New York changes on other dates (8 March, 1 November 2026).
+        let new_york = Calendar {
+            windows: vec!["01:00-05:00 America/New_York".parse().expect("window")],
+            freezes: vec![],
+        };
+        // 8 March: 01:00 EST is 06:00Z, 05:00 EDT is 09:00Z (3 real hours).
+        assert!(new_york.closed(at("2026-03-08T05:59:00Z"), HOUR).is_some());
+        assert_eq!(new_york.closed(at("2026-03-08T06:00:00Z"), HOUR), None);
+        assert_eq!(new_york.closed(at("2026-03-08T08:00:00Z"), HOUR), None);
+        assert!(new_york.closed(at("2026-03-08T08:01:00Z"), HOUR).is_some());
+        // 1 November: 01:00 EDT is 05:00Z, 05:00 EST is 10:00Z (5 real hours).
+        assert!(new_york.closed(at("2026-11-01T04:59:00Z"), HOUR).is_some());
+        assert_eq!(new_york.closed(at("2026-11-01T05:00:00Z"), HOUR), None);
+        assert_eq!(new_york.closed(at("2026-11-01T09:00:00Z"), HOUR), None);
+        assert!(new_york.closed(at("2026-11-01T09:01:00Z"), HOUR).is_some());
+    }
+
     #[test]
     fn a_daily_window_crosses_midnight() {
         let calendar = Calendar {
