@@ -1325,3 +1325,113 @@ async fn a_renewed_certificate_replaces_the_old_one_once_in_use_and_a_revoked_ho
     let again = inventory.revoke_host("h".into()).await.expect("again");
     assert_eq!(again.record.revoked_unix_ms, view.record.revoked_unix_ms);
 }
+
+/// `wave cancel --rollback`: a host the wave left held after a failed change
+/// is rolled back; one that succeeded and one still running are sent
+/// nothing more, and the cancelled wave frees its hosts.
+#[tokio::test]
+async fn cancelling_a_wave_with_rollback_rolls_back_its_held_hosts_only() {
+    let fixture = Fixture::new();
+    let (inventory, _task, _) = fixture.start();
+    let hosts = [("ok1", "a"), ("bad", "a"), ("later", "a")];
+    let mut agents = connect_rhel79(&inventory, &hosts).await;
+    precheck_passes(&inventory, &mut agents).await;
+    let spec = mf_core::wave::spec::SpecInput {
+        name: "w".into(),
+        selector: "os=rhel".into(),
+        target: "rhel-8.10".into(),
+        canary: "0".into(),
+        batches: "100%".into(),
+        max_parallel: 2,
+        stage_errors: "100%".into(),
+        total_errors: "100%".into(),
+        on_failure: Some(OnFailure::Hold),
+        ..Default::default()
+    }
+    .check()
+    .expect("spec");
+    inventory
+        .create_wave(spec, CreateMode::Record)
+        .await
+        .expect("created");
+    inventory
+        .wave_action("w".into(), WaveAction::Start)
+        .await
+        .expect("started");
+    // Two start (max-parallel 2); which two is the scheduler's choice.
+    let mut started = Vec::new();
+    for (host, rx) in agents.iter_mut() {
+        if let Ok(Some(command)) =
+            tokio::time::timeout(std::time::Duration::from_millis(500), rx.recv()).await
+        {
+            started.push((host.clone(), *command));
+        }
+    }
+    assert_eq!(started.len(), 2, "{started:?}");
+    let (good, good_first) = started[0].clone();
+    let (held, held_first) = started[1].clone();
+    let third = hosts
+        .iter()
+        .map(|(h, _)| h.to_string())
+        .find(|h| *h != good && *h != held)
+        .expect("a third host");
+    // One goes all the way, which lets the third start (left running); the
+    // other fails its execute and is held.
+    inventory
+        .command_update(good.clone(), ok(&good_first))
+        .await;
+    run_job(&inventory, &good, agents.get_mut(&good).expect("rx")).await;
+    let third_first = recv(agents.get_mut(&third).expect("rx")).await;
+    assert!(matches!(third_first.phase, CommandPhase::Precheck(_)));
+    inventory
+        .command_update(held.clone(), ok(&held_first))
+        .await;
+    let snapshot = recv(agents.get_mut(&held).expect("rx")).await;
+    inventory.command_update(held.clone(), ok(&snapshot)).await;
+    let execute = recv(agents.get_mut(&held).expect("rx")).await;
+    assert!(matches!(execute.phase, CommandPhase::Execute(_)));
+    inventory
+        .command_update(held.clone(), update(&execute, UpdateState::Failed, vec![]))
+        .await;
+    let job = inventory
+        .get(held.clone())
+        .await
+        .expect("get")
+        .expect("host")
+        .job
+        .expect("job");
+    assert_eq!(job.state, mf_core::job::JobState::Held, "{job:?}");
+
+    inventory
+        .wave_action("w".into(), WaveAction::Cancel { rollback: true })
+        .await
+        .expect("cancelled");
+    let rollback = recv(agents.get_mut(&held).expect("rx")).await;
+    assert_eq!(rollback.phase, CommandPhase::Rollback, "{rollback:?}");
+    // A later request is handled after all the cancel sent.
+    inventory.get(good.clone()).await.expect("sync");
+    for host in [&good, &third] {
+        assert!(
+            agents.get_mut(host).expect("rx").try_recv().is_err(),
+            "{host} was sent something"
+        );
+    }
+    let good_job = inventory
+        .get(good)
+        .await
+        .expect("get")
+        .expect("host")
+        .job
+        .expect("job");
+    assert_eq!(good_job.state, mf_core::job::JobState::Succeeded);
+    // Cancelled, the wave frees its hosts: none is left out for being in it.
+    let next = inventory
+        .create_wave(wave_spec("w2", &[]), CreateMode::DryRun)
+        .await
+        .expect("planned");
+    assert!(
+        next.excluded.iter().all(|(_, why)| !why.contains("wave w")),
+        "{:?}",
+        next.excluded
+    );
+}
