@@ -1,15 +1,16 @@
 //! The rules that depend on time, tested at task level with a manual clock:
 //! the reboot timeout (also after a restart and during a rollback), the
 //! unreachable rule (counted from the coordinator's start at the earliest),
-//! soak between stages and maintenance windows. Nothing here sleeps: the test
-//! moves the clock and asks the task to tick.
+//! soak between stages, maintenance windows and the expected duration that
+//! must fit in them, and the hour a pre-check waits for an absent host.
+//! Nothing here sleeps: the test moves the clock and asks the task to tick.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::tests::{Fixture, enroll, facts, ok, recv, session_with_commands, update};
 use super::*;
-use crate::clock::ManualClock;
+use crate::clock::{Clock, ManualClock};
 use mf_core::command::CommandPhase;
 use mf_core::job::{JobPhase, JobState, OnFailure};
 use mf_core::selector::Selector;
@@ -381,5 +382,87 @@ async fn after_a_cancel_hosts_that_never_started_are_not_counted_done() {
             .counts
             .get(&mf_core::wave::status::HostStatus::NotStarted),
         Some(&1)
+    );
+}
+
+/// A pre-check asked for while its host is away waits an hour: delivered if
+/// the host comes back within it, not after (the command would be stale, and
+/// the agent refuses expired ones), when another can be asked for at once.
+#[tokio::test]
+async fn a_precheck_for_an_absent_host_expires_after_an_hour() {
+    let clock = ManualClock::at(MONDAY_NOON);
+    let fixture = Fixture::new();
+    let (inventory, _task, _) = fixture.start_with(settings(&clock));
+    let target: mf_core::path::Target = "rhel-8.10".parse().expect("target");
+    for (host, serial, away) in [("soon", "01", 59), ("late", "02", 61)] {
+        let (session, _rx) = connect(&inventory, host, serial, "a").await;
+        inventory.disconnect(host.into(), session).await;
+        let selector = Selector::parse(&format!("id={host}")).expect("selector");
+        let asked = inventory
+            .precheck(selector.clone(), target)
+            .await
+            .expect("asked");
+        assert_eq!((asked.dispatched, asked.queued), (0, 1), "{host}");
+        clock.advance(MINUTE * away);
+        let (s, _, mut rx) = session_with_commands(host, serial, facts("rhel", "7.9", "a"), 0);
+        inventory.connect(s).await.expect("back");
+        inventory.get(host.into()).await.expect("sync");
+        let delivered = rx.try_recv().ok();
+        if away < 60 {
+            let command = delivered.expect("delivered within the hour");
+            assert!(matches!(command.phase, CommandPhase::Precheck(_)));
+            assert!(command.expires_unix_ms > clock.now_unix_ms());
+        } else {
+            assert!(delivered.is_none(), "an expired pre-check was sent");
+            // Not in flight any more: a new one goes out at once.
+            let again = inventory.precheck(selector, target).await.expect("asked");
+            assert_eq!((again.dispatched, again.queued), (1, 0));
+            let command = recv(&mut rx).await;
+            assert!(command.expires_unix_ms > clock.now_unix_ms());
+        }
+    }
+}
+
+/// A host starts only if its expected duration fits in what is left of the
+/// window: at 23:30 in a 22:00-01:00 window, a 2-hour upgrade waits (and
+/// `why` says it would overrun), and it starts when the next night opens.
+#[tokio::test]
+async fn a_host_whose_expected_duration_would_overrun_the_window_waits_for_the_next() {
+    let fixture = Fixture::new();
+    let clock = ManualClock::at(MONDAY_2230 + 60 * 60 * 1000);
+    let (inventory, _task, _) = fixture.start_with(settings(&clock));
+    let [(_, mut a), (_, _b)] = two_ready_hosts(&inventory).await;
+    create(
+        &inventory,
+        SpecInput {
+            windows: vec!["22:00-01:00 UTC".into()],
+            expected_seconds: 2 * 3600,
+            ..Default::default()
+        },
+        CreateMode::Record,
+    )
+    .await;
+    start(&inventory).await;
+    inventory.tick().await.expect("tick");
+    assert!(a.try_recv().is_err(), "started though it would overrun");
+    let waiting = why(&inventory, "a1").await;
+    assert!(
+        waiting.reason.contains("would overrun the window"),
+        "{waiting:?}"
+    );
+    // Tuesday 21:59: still closed; 22:00: two hours fit before 01:00.
+    clock.advance(MINUTE * (22 * 60 + 29));
+    inventory.tick().await.expect("tick");
+    assert!(a.try_recv().is_err(), "started before the window");
+    clock.advance(MINUTE);
+    inventory.tick().await.expect("tick");
+    assert!(matches!(
+        recv(&mut a).await.phase,
+        CommandPhase::Precheck(_)
+    ));
+    let job = job_of(&inventory, "a1").await;
+    assert_eq!(
+        job.created_unix_ms,
+        MONDAY_2230 - 30 * 60 * 1000 + 24 * 3600 * 1000
     );
 }
