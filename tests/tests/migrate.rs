@@ -302,7 +302,16 @@ fn conversion_upgrade_rollback_and_a_blocked_host() -> Result<()> {
 #[test]
 fn an_initramfs_failure_holds_until_the_console_brings_the_host_back() -> Result<()> {
     let deployment = Deployment::with_coordinator_flags(&["--reboot-timeout", "3s"])?;
-    let token = deployment.token(&["--uses", "2"])?;
+    let token = deployment.token(&["--uses", "3"])?;
+    // A machine that never comes back from its reboot at all (powered off,
+    // lost): held at the timeout the same way, with the text for it.
+    let lost = host(
+        &deployment,
+        &token,
+        "r7lost",
+        HostOs::Rhel79,
+        &format!("failures = [\"never-returns\"]\n{LEAPP}{SPACE}"),
+    )?;
     let failing = host(
         &deployment,
         &token,
@@ -322,9 +331,16 @@ fn an_initramfs_failure_holds_until_the_console_brings_the_host_back() -> Result
         &format!("{LEAPP}{SPACE}[durations]\nfirst_boot_seconds = 3600.0\n"),
         &["--config", config.to_str().unwrap()],
     )?;
-    wait_connected(&deployment, 2)?;
+    wait_connected(&deployment, 3)?;
     migrate(&deployment, &failing.id, "rhel-8.10");
     migrate(&deployment, &slow.id, "rhel-8.10");
+    migrate(&deployment, &lost.id, "rhel-8.10");
+    let gone = wait_job(&deployment, &lost.id)?;
+    let text = timeline(&gone).join("\n");
+    assert_eq!(gone["job"]["state"], "held", "{text}");
+    assert!(text.contains("reboot had no outcome within 3s"), "{text}");
+    assert!(text.contains("has not come back from its reboot"), "{text}");
+    assert!(lost.machine.is_down(), "it never came back");
 
     wait_for(
         "the machine to stop in its initramfs",
@@ -547,6 +563,33 @@ fn migrate_wait_exits_by_how_the_job_ended() -> Result<()> {
     ]);
     assert_eq!(ran.code, Some(13), "{}{}", ran.stdout, ran.stderr);
     assert!(ran.stderr.contains("ended held"), "{}", ran.stderr);
+    // Held after a failed change: the step cannot run again, only a
+    // rollback leaves it; it takes the host back to its snapshot.
+    let retried = deployment.mfctl(&["hosts", "retry", &held.id]);
+    assert!(
+        !retried.success && retried.stderr.contains("cannot run again"),
+        "{}",
+        retried.stderr
+    );
+    let rolled = deployment.mfctl(&["hosts", "rollback", &held.id]);
+    assert!(rolled.success, "{}", rolled.stderr);
+    let shown = wait_job(&deployment, &held.id)?;
+    assert_eq!(
+        shown["job"]["state"],
+        "rolled-back",
+        "{:#?}",
+        timeline(&shown)
+    );
+    assert!(
+        timeline(&shown)
+            .iter()
+            .any(|t| t.contains("rollback requested by an operator")),
+        "{:#?}",
+        timeline(&shown)
+    );
+    wait_for("the host back on 7.9", Duration::from_secs(20), || {
+        Ok(os(&show(&deployment, &held.id)?) == "rhel 7.9")
+    })?;
     let ran = deployment.mfctl(&["migrate", &back.id, "--target", "rhel-8.10", "--wait"]);
     assert_eq!(ran.code, Some(12), "{}{}", ran.stdout, ran.stderr);
     assert!(ran.stderr.contains("ended rolled-back"), "{}", ran.stderr);
