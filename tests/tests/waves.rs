@@ -662,3 +662,130 @@ fn upgrades_ran_once(deployment: &Deployment) -> Result<()> {
     }
     Ok(())
 }
+
+/// An operator steering real waves: a stage that waits for approval, a pause
+/// that holds an approved stage, resume; a wave halted by its error budget
+/// (counted in `mf_wave_halts_total`), its host fixed and retried, resumed to
+/// completion. Every action is in the audit under the operator.
+#[test]
+fn an_operator_pauses_approves_resumes_and_retries_real_waves() -> Result<()> {
+    let deployment = Deployment::new()?;
+    let token = deployment.token(&["--uses", "5"])?;
+    let _machines = [
+        machine(&deployment, &token, "can", "canary", "")?,
+        machine(&deployment, &token, "m1", "main", "")?,
+        machine(&deployment, &token, "m2", "main", "")?,
+        machine(
+            &deployment,
+            &token,
+            "bad",
+            "bad",
+            "failures = [\"first-boot-failure\"]\n",
+        )?,
+        machine(&deployment, &token, "spare", "spare", "")?,
+    ];
+    ready(&deployment, 5)?;
+    let mfctl = |args: &[&str]| {
+        let ran = deployment.mfctl(args);
+        assert!(ran.success, "mfctl {}: {}", args.join(" "), ran.stderr);
+    };
+    mfctl(&[
+        "wave",
+        "create",
+        "w",
+        "-l",
+        "app in (canary,main)",
+        "--target",
+        "rhel-8.10",
+        "--canary-selector",
+        "app=canary",
+        "--batches",
+        "100%",
+        "--approve-stages",
+    ]);
+    mfctl(&["wave", "start", "w"]);
+    wait_for("the canary done", Duration::from_secs(60), || {
+        Ok(json(&deployment, &["wave", "status", "w"])?["counts"]["succeeded"] == 1)
+    })?;
+    let why = json(&deployment, &["wave", "why", "w", "m1.example.com"])?;
+    assert!(
+        why["reason"].as_str().unwrap().contains("approv"),
+        "{why:#}"
+    );
+    // Paused, an approval lets nothing start until the resume.
+    mfctl(&["wave", "pause", "w"]);
+    mfctl(&["wave", "approve", "w"]);
+    let paused = json(&deployment, &["wave", "status", "w"])?;
+    assert_eq!(paused["state"], "paused", "{paused:#}");
+    let why = json(&deployment, &["wave", "why", "w", "m1.example.com"])?;
+    assert!(why["reason"].as_str().unwrap().contains("pause"), "{why:#}");
+    assert_eq!(paused["counts"]["pending"], 2, "{paused:#}");
+    mfctl(&["wave", "resume", "w"]);
+    let done = wait_wave(&deployment, "w", "completed")?;
+    assert_eq!(done["counts"]["succeeded"], 3, "{done:#}");
+
+    // A wave whose error budget is 0 halts at its first failure: its canary
+    // fails, and the host after it waits.
+    mfctl(&[
+        "wave",
+        "create",
+        "h",
+        "-l",
+        "app in (bad,spare)",
+        "--canary-selector",
+        "app=bad",
+        "--batches",
+        "100%",
+        "--target",
+        "rhel-8.10",
+        "--stage-errors",
+        "0",
+        "--total-errors",
+        "0",
+    ]);
+    mfctl(&["wave", "start", "h"]);
+    let halted = wait_wave(&deployment, "h", "halted")?;
+    assert!(
+        halted["halted"].as_str().unwrap().contains("error budget"),
+        "{halted:#}"
+    );
+    assert_eq!(halted["counts"]["pending"], 1, "{halted:#}");
+    let metrics = deployment.coordinator.metrics()?;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("mf_wave_halts_total{")
+                && l.contains("wave=\"h\"")
+                && l.ends_with(" 1")),
+        "no halt counted for wave h"
+    );
+    // The cause fixed on the host, the operator retries it and resumes.
+    let root = deployment.path("roots/bad");
+    set_scenario(&root, &format!("{LEAPP}{SPACE}"));
+    mfctl(&["wave", "retry", "h", "bad.example.com"]);
+    mfctl(&["wave", "resume", "h"]);
+    let done = wait_wave(&deployment, "h", "completed")?;
+    assert_eq!(done["counts"]["succeeded"], 2, "{done:#}");
+
+    let audit = json(&deployment, &["audit", "list"])?;
+    let verbs: Vec<String> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["outcome"] == "ok")
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["verb"].as_str().unwrap(),
+                e["arguments"].as_str().unwrap()
+            )
+        })
+        .collect();
+    for action in ["Pause", "Approve", "Resume", "Retry"] {
+        assert!(
+            verbs.iter().any(|v| v.contains(action)),
+            "{action} not audited: {verbs:#?}"
+        );
+    }
+    Ok(())
+}
