@@ -666,8 +666,6 @@ struct State {
     audit_head: Option<AuditEntry>,
     /// When the backup this store was restored from was taken, if it was.
     restored_from_unix_ms: Option<i64>,
-    /// Why the store cannot be written, while it cannot.
-    storage_failure: Option<String>,
     /// A periodic tick came in this batch: the store is flushed even if
     /// nothing else asked, so that a failing disk is found within a tick.
     ticked: bool,
@@ -691,7 +689,6 @@ impl State {
             operators: operators::Operators::default(),
             audit_head: None,
             restored_from_unix_ms: None,
-            storage_failure: None,
             ticked: false,
             settings,
             store,
@@ -777,8 +774,9 @@ impl State {
                     self.storage_failed(e);
                 }
                 let durable = flushed.is_ok();
+                let failure = self.settings.storage.cause();
                 for reply in pending {
-                    reply(match &self.storage_failure {
+                    reply(match &failure {
                         None if durable => Ok(()),
                         Some(cause) => Err(InventoryError::ReadOnly(cause.clone())),
                         None => Err(InventoryError::Stopped),
@@ -802,13 +800,18 @@ impl State {
                 }
             }
             // Between batches, with nothing owed to anyone: the moment to
-            // try the store again.
-            if ticked
-                && self.storage_failure.is_some()
-                && let Err(e) = self.recover()
-            {
-                error!(error = %e, "cannot open the store again after a storage failure: stopping");
-                break;
+            // try the store again, once its directory takes writes.
+            if ticked && self.settings.storage.cause().is_some() {
+                match self.store.probe() {
+                    Err(e) => debug!(cause = %e, "the data directory still takes no writes"),
+                    Ok(()) => match self.reopened() {
+                        Ok(state) => self = state,
+                        Err(e) => {
+                            error!(error = %e, "cannot open the store again after a storage failure: stopping");
+                            return;
+                        }
+                    },
+                }
             }
         }
         for host in self.hosts.values_mut() {
@@ -1057,46 +1060,42 @@ impl State {
     /// nothing is sent, until [`State::recover`] finds the store writable.
     fn storage_failed(&mut self, error: &StoreError) {
         let cause = error.cause();
-        if self.storage_failure.is_none() {
+        if self.settings.storage.cause().is_none() {
             error!(cause = %cause, "cannot write the store: refusing changes until it can");
             self.metrics.store_failures.inc();
         }
         self.metrics.store_writable.set(0);
-        self.settings.storage.failed(cause.clone());
-        self.storage_failure = Some(cause);
+        self.settings.storage.failed(cause);
     }
 
-    /// Once the data directory takes writes again, opens the store again and
-    /// reloads the state from it, as a restart would: what was not durable
-    /// is gone (those who asked were told so), and the agents' sessions end
-    /// so that each reconnects and says where it is. `Err` only when the
-    /// store cannot be opened again; the task then stops.
-    fn recover(&mut self) -> Result<(), InventoryError> {
-        if let Err(e) = self.store.probe() {
-            let cause = e.to_string();
-            if self.storage_failure.as_deref() != Some(cause.as_str()) {
-                debug!(cause = %cause, "the data directory still takes no writes");
-            }
-            return Ok(());
-        }
-        // Only this task holds the store, so its handles go before the
-        // directory's lock is taken again.
-        self.store.reopen()?;
-        let store = self.store.clone();
+    /// Once the data directory takes writes again: the store opened again
+    /// and the state reloaded from it, as a restart would: what was not
+    /// durable is gone (those who asked were told so), and the agents'
+    /// sessions end so that each reconnects and says where it is.
+    fn reopened(mut self) -> Result<State, InventoryError> {
         for host in self.hosts.values_mut() {
             if let Some(session) = host.session.take() {
                 session.replaced.cancel();
             }
         }
-        self.metrics.reset_inventory_gauges();
-        let next_session = self.next_session;
-        let mut fresh = State::load(store, self.metrics.clone(), self.settings.clone())?;
+        let State {
+            store,
+            metrics,
+            settings,
+            next_session,
+            ..
+        } = self;
+        // sled refuses every write after an I/O error until opened again;
+        // only this task holds the store, so its lock goes with it here.
+        let dir = store.dir().to_path_buf();
+        drop(store);
+        metrics.reset_inventory_gauges();
+        let mut fresh = State::load(Store::open(&dir)?, metrics, settings)?;
         fresh.next_session = next_session;
-        *self = fresh;
-        self.metrics.store_writable.set(1);
-        self.settings.storage.recovered();
+        fresh.metrics.store_writable.set(1);
+        fresh.settings.storage.recovered();
         info!("the store takes writes again: state reloaded from it; agents reconnect");
-        Ok(())
+        Ok(fresh)
     }
 }
 

@@ -265,32 +265,9 @@ impl Store {
         result
     }
 
-    /// Opens the store again from its directory, as a restart would: sled
-    /// refuses every write after an I/O error until it is opened again.
-    pub fn reopen(&mut self) -> Result<(), StoreError> {
-        let dir = self.dir.clone();
-        // The old handles must go before the directory's lock can be taken again.
-        let placeholder = sled::Config::new().temporary(true).open()?;
-        let old = std::mem::replace(
-            self,
-            Self {
-                dir: dir.clone(),
-                hosts: placeholder.open_tree("hosts")?,
-                tokens: placeholder.open_tree("tokens")?,
-                prechecks: placeholder.open_tree("prechecks")?,
-                jobs: placeholder.open_tree("jobs")?,
-                waves: placeholder.open_tree("waves")?,
-                wave_plans: placeholder.open_tree("wave_plans")?,
-                wave_hosts: placeholder.open_tree("wave_hosts")?,
-                revoked: placeholder.open_tree("revoked")?,
-                operators: placeholder.open_tree("operators")?,
-                audit: placeholder.open_tree("audit")?,
-                db: placeholder,
-            },
-        );
-        drop(old);
-        *self = Self::open(&dir)?;
-        Ok(())
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Every record of every tree. Consistent when the store's one writer
