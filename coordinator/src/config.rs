@@ -107,27 +107,32 @@ impl FileConfig {
             text.parse::<SocketAddr>()
                 .map_err(|e| ConfigError::Invalid(name, format!("{text:?}: {e}")))
         };
-        let heartbeat_interval = match flags.heartbeat_interval.or(self.heartbeat_interval) {
+        let duration = |name: &'static str, value: Option<String>, default: Duration| match value {
             Some(text) => humantime::parse_duration(&text)
-                .map_err(|e| ConfigError::Invalid("heartbeat_interval", e.to_string()))?,
-            None => DEFAULT_HEARTBEAT,
+                .map_err(|e| ConfigError::Invalid(name, e.to_string())),
+            None => Ok(default),
         };
+        let heartbeat_interval = duration(
+            "heartbeat_interval",
+            flags.heartbeat_interval.or(self.heartbeat_interval),
+            DEFAULT_HEARTBEAT,
+        )?;
         if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&heartbeat_interval) {
             return Err(ConfigError::Invalid(
                 "heartbeat_interval",
                 "must be between 1s and 1h".into(),
             ));
         }
-        let reboot_timeout = match flags.reboot_timeout.or(self.reboot_timeout) {
-            Some(text) => humantime::parse_duration(&text)
-                .map_err(|e| ConfigError::Invalid("reboot_timeout", e.to_string()))?,
-            None => DEFAULT_REBOOT_TIMEOUT,
-        };
-        let agent_cert_lifetime = match flags.agent_cert_lifetime.or(self.agent_cert_lifetime) {
-            Some(text) => humantime::parse_duration(&text)
-                .map_err(|e| ConfigError::Invalid("agent_cert_lifetime", e.to_string()))?,
-            None => mf_pki::AGENT_VALIDITY,
-        };
+        let reboot_timeout = duration(
+            "reboot_timeout",
+            flags.reboot_timeout.or(self.reboot_timeout),
+            DEFAULT_REBOOT_TIMEOUT,
+        )?;
+        let agent_cert_lifetime = duration(
+            "agent_cert_lifetime",
+            flags.agent_cert_lifetime.or(self.agent_cert_lifetime),
+            mf_pki::AGENT_VALIDITY,
+        )?;
         // Short lifetimes are for tests and drills; above 825 days no client
         // would accept a certificate anyway.
         if !(Duration::from_secs(10)..=Duration::from_secs(825 * 86_400))
@@ -140,11 +145,11 @@ impl FileConfig {
         }
         let defaults = crate::service::admin::TokenPolicy::default();
         let token_policy = crate::service::admin::TokenPolicy {
-            max_ttl: match flags.token_max_ttl.or(self.token_max_ttl) {
-                Some(text) => humantime::parse_duration(&text)
-                    .map_err(|e| ConfigError::Invalid("token_max_ttl", e.to_string()))?,
-                None => defaults.max_ttl,
-            },
+            max_ttl: duration(
+                "token_max_ttl",
+                flags.token_max_ttl.or(self.token_max_ttl),
+                defaults.max_ttl,
+            )?,
             max_uses: flags
                 .token_max_uses
                 .or(self.token_max_uses)
@@ -156,25 +161,23 @@ impl FileConfig {
                 "must be above 0".into(),
             ));
         }
-        let max_clock_skew = match flags.max_clock_skew.or(self.max_clock_skew) {
-            Some(text) => humantime::parse_duration(&text)
-                .map_err(|e| ConfigError::Invalid("max_clock_skew", e.to_string()))?,
-            None => Duration::from_secs(300),
-        };
-        let operator_cert_lifetime =
-            match flags.operator_cert_lifetime.or(self.operator_cert_lifetime) {
-                Some(text) => humantime::parse_duration(&text)
-                    .map_err(|e| ConfigError::Invalid("operator_cert_lifetime", e.to_string()))?,
-                None => mf_pki::OPERATOR_VALIDITY,
-            };
-        let server_cert_renew_before = match flags
-            .server_cert_renew_before
-            .or(self.server_cert_renew_before)
-        {
-            Some(text) => humantime::parse_duration(&text)
-                .map_err(|e| ConfigError::Invalid("server_cert_renew_before", e.to_string()))?,
-            None => Duration::from_secs(30 * 86_400),
-        };
+        let max_clock_skew = duration(
+            "max_clock_skew",
+            flags.max_clock_skew.or(self.max_clock_skew),
+            Duration::from_secs(300),
+        )?;
+        let operator_cert_lifetime = duration(
+            "operator_cert_lifetime",
+            flags.operator_cert_lifetime.or(self.operator_cert_lifetime),
+            mf_pki::OPERATOR_VALIDITY,
+        )?;
+        let server_cert_renew_before = duration(
+            "server_cert_renew_before",
+            flags
+                .server_cert_renew_before
+                .or(self.server_cert_renew_before),
+            Duration::from_secs(30 * 86_400),
+        )?;
         let blast_radius = mf_core::wave::blast::BlastRadius {
             max_hosts: flags.blast_radius_hosts.or(self.blast_radius_hosts),
             max_parallel: flags
@@ -206,11 +209,6 @@ impl FileConfig {
             ));
         }
         let listener_defaults = ListenerLimits::default();
-        let duration = |name: &'static str, value: Option<String>, default: Duration| match value {
-            Some(text) => humantime::parse_duration(&text)
-                .map_err(|e| ConfigError::Invalid(name, e.to_string())),
-            None => Ok(default),
-        };
         let listener_limits = ListenerLimits {
             handshakes: listener_defaults.handshakes,
             handshakes_per_source: flags
