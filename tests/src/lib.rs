@@ -615,6 +615,16 @@ impl Drop for Machine {
     }
 }
 
+/// The records of a host's agent journal (`var/lib/mf-agent/journal.jsonl`
+/// under its root), as JSON; none when it has none yet.
+pub fn journal(root: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(root.join("var/lib/mf-agent/journal.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
 /// Who a test's own gRPC client is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Peer {

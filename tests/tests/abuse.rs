@@ -16,6 +16,7 @@ use mf_proto::transport;
 use mf_proto::v1 as pb;
 use mf_proto::v1::admin_service_client::AdminServiceClient;
 use mf_proto::v1::agent_service_client::AgentServiceClient;
+use rustls::pki_types::pem::PemObject;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tonic::Code;
@@ -73,8 +74,6 @@ async fn closed_after(
         }
     }
 }
-
-use rustls::pki_types::pem::PemObject;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn connections_that_never_speak_http2_or_never_enroll_are_closed() -> Result<()> {

@@ -523,12 +523,7 @@ fn sigkill_of_the_agent_mid_upgrade_and_of_the_coordinator_mid_job() -> Result<(
 
 /// Whether the host's journal holds the outcome of its latest execute.
 fn execute_finished(root: &std::path::Path) -> bool {
-    let journal =
-        std::fs::read_to_string(root.join("var/lib/mf-agent/journal.jsonl")).unwrap_or_default();
-    let records: Vec<serde_json::Value> = journal
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    let records = mf_e2e::journal(root);
     let Some(execute) = records
         .iter()
         .rev()

@@ -1,9 +1,9 @@
 //! Storage faults, on a real file system that fills up: the coordinator's
 //! data directory on a 16 MiB tmpfs the test mounts (the test runs as root,
 //! as CI does). When a write fails the coordinator refuses changes with the
-//! real cause, reports NOT_SERVING (`/healthz`, gRPC health), counts it, and
-//! sends nothing whose intent is not durable; once space is freed it goes on
-//! by itself, its agents reconnect, and what it then writes survives a kill -9.
+//! real cause (reads go on), reports NOT_SERVING (`/healthz`, gRPC health)
+//! and counts it; once space is freed it goes on by itself, its agents
+//! reconnect, and what it then writes survives a kill -9.
 
 #![allow(clippy::unwrap_used)]
 
@@ -143,14 +143,6 @@ async fn a_full_disk_makes_the_coordinator_read_only_and_it_recovers_by_itself()
     assert_eq!(
         deployment.coordinator.metric("mf_store_failures_total")?,
         1.0
-    );
-    assert_eq!(
-        deployment
-            .coordinator
-            .metric("mf_commands_total{phase=\"precheck\",state=\"started\"}")
-            .unwrap_or(0.0),
-        0.0,
-        "nothing was sent"
     );
 
     // Space comes back: the coordinator goes on by itself.

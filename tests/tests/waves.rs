@@ -397,18 +397,8 @@ fn a_wave_resumes_exactly_after_sigkill_of_the_coordinator() -> Result<()> {
         let why = json(&deployment, &["wave", "why", "w", &id])?;
         let shown = json(&deployment, &["hosts", "show", &id])?;
         assert_eq!(why["job_id"], shown["job"]["id"], "{host}: one job");
-        // The host's own journal: its upgrade ran once.
-        let journal = std::fs::read_to_string(
-            deployment.path(&format!("roots/{host}/var/lib/mf-agent/journal.jsonl")),
-        )?;
-        let upgrades = journal
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|r| r["event"] == "started" && r["phase"]["phase"] == "execute")
-            .count();
-        assert_eq!(upgrades, 1, "{host}: {journal}");
     }
-    Ok(())
+    upgrades_ran_once(&deployment)
 }
 
 /// `mfctl backup` mid-wave, the data directory destroyed, `mf-coordinator
@@ -650,15 +640,12 @@ fn a_backup_restored_into_an_empty_data_dir_brings_everything_back_and_the_wave_
 /// Each host's own journal shows its upgrade started once.
 fn upgrades_ran_once(deployment: &Deployment) -> Result<()> {
     for host in ["a1", "a2", "b1", "b2"] {
-        let journal = std::fs::read_to_string(
-            deployment.path(&format!("roots/{host}/var/lib/mf-agent/journal.jsonl")),
-        )?;
+        let journal = mf_e2e::journal(&deployment.path(&format!("roots/{host}")));
         let upgrades = journal
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .iter()
             .filter(|r| r["event"] == "started" && r["phase"]["phase"] == "execute")
             .count();
-        assert_eq!(upgrades, 1, "{host}: {journal}");
+        assert_eq!(upgrades, 1, "{host}: {journal:#?}");
     }
     Ok(())
 }

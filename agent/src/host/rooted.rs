@@ -336,7 +336,10 @@ mod tests {
             ..config
         };
         let err = snapshot::take(&host, &config, "web-01", "job-43").expect_err("failed");
-        assert!(err.to_string().contains('4'), "{err}");
+        assert!(
+            matches!(err, snapshot::SnapshotError::Exited { status: 4, .. }),
+            "{err}"
+        );
     }
 
     #[test]

@@ -84,6 +84,17 @@ pub(super) async fn enroll_until(inventory: &Inventory, host: &str, serial: &str
         .expect("enrolled");
 }
 
+/// The host's job, which the test knows is there.
+pub(super) async fn job_of(inventory: &Inventory, host: &str) -> mf_core::job::Job {
+    inventory
+        .get(host.into())
+        .await
+        .expect("get")
+        .expect("host")
+        .job
+        .expect("job")
+}
+
 fn session(host: &str, serial: &str, f: Facts) -> (NewSession, CancellationToken) {
     let (session, replaced, _commands) = session_with_commands(host, serial, f, 0);
     (session, replaced)
@@ -1393,13 +1404,7 @@ async fn cancelling_a_wave_with_rollback_rolls_back_its_held_hosts_only() {
     inventory
         .command_update(held.clone(), update(&execute, UpdateState::Failed, vec![]))
         .await;
-    let job = inventory
-        .get(held.clone())
-        .await
-        .expect("get")
-        .expect("host")
-        .job
-        .expect("job");
+    let job = job_of(&inventory, &held).await;
     assert_eq!(job.state, mf_core::job::JobState::Held, "{job:?}");
 
     inventory
@@ -1416,13 +1421,7 @@ async fn cancelling_a_wave_with_rollback_rolls_back_its_held_hosts_only() {
             "{host} was sent something"
         );
     }
-    let good_job = inventory
-        .get(good)
-        .await
-        .expect("get")
-        .expect("host")
-        .job
-        .expect("job");
+    let good_job = job_of(&inventory, &good).await;
     assert_eq!(good_job.state, mf_core::job::JobState::Succeeded);
     // Cancelled, the wave frees its hosts: none is left out for being in it.
     let next = inventory

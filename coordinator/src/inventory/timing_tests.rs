@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::tests::{Fixture, enroll, facts, ok, recv, session_with_commands, update};
+use super::tests::{Fixture, enroll, facts, job_of, ok, recv, session_with_commands, update};
 use super::*;
 use crate::clock::{Clock, ManualClock};
 use mf_core::command::CommandPhase;
@@ -28,16 +28,6 @@ fn settings(clock: &ManualClock) -> Settings {
         clock: Arc::new(clock.clone()),
         ..Settings::default()
     }
-}
-
-async fn job_of(inventory: &Inventory, host: &str) -> Job {
-    inventory
-        .get(host.into())
-        .await
-        .expect("get")
-        .expect("host")
-        .job
-        .expect("job")
 }
 
 /// An enrolled RHEL 7.9 host with an open session: its session id and queue.
