@@ -184,14 +184,19 @@ impl std::str::FromStr for Freeze {
         let (from, to) = range.split_once("..").ok_or_else(usage)?;
         let tz = zone(zone_name)?;
         let instant = |part: &str, end: bool| -> Result<Timestamp, CalendarError> {
-            let local = match part.parse::<Date>() {
+            // jiff reads a date out of a date and time too, dropping the
+            // time: the form is told by its "T", not by which parse succeeds.
+            let local = if part.contains('T') {
+                part.parse::<DateTime>().map_err(|_| usage())?
+            } else {
+                let date = part.parse::<Date>().map_err(|_| usage())?;
                 // A whole day: a freeze "to" a date includes that day.
-                Ok(date) if end => date
-                    .checked_add(1.day())
-                    .map_err(|_| usage())?
-                    .at(0, 0, 0, 0),
-                Ok(date) => date.at(0, 0, 0, 0),
-                Err(_) => part.parse::<DateTime>().map_err(|_| usage())?,
+                let day = if end {
+                    date.checked_add(1.day()).map_err(|_| usage())?
+                } else {
+                    date
+                };
+                day.at(0, 0, 0, 0)
             };
             local
                 .to_zoned(tz.clone())
@@ -408,6 +413,24 @@ mod tests {
             calendar.next_opening(at("2026-12-25T00:00:00Z")),
             Some(at("2027-01-05T00:00:00Z"))
         );
+    }
+
+    /// Found by the property test: jiff reads "2026-12-24T18:00" as a date,
+    /// which made a freeze by the hour one of whole days.
+    #[test]
+    fn a_freeze_by_the_hour_keeps_its_hours() {
+        let calendar = Calendar {
+            windows: vec![],
+            freezes: vec![
+                "2026-11-02T16:00..2026-11-03T07:00 Europe/Paris"
+                    .parse()
+                    .expect("freeze"),
+            ],
+        };
+        assert_eq!(calendar.closed(at("2026-11-02T09:24:00Z"), HOUR), None);
+        assert!(calendar.closed(at("2026-11-02T14:30:00Z"), HOUR).is_some());
+        assert!(calendar.closed(at("2026-11-03T05:59:00Z"), HOUR).is_some());
+        assert_eq!(calendar.closed(at("2026-11-03T06:00:00Z"), HOUR), None);
     }
 
     #[test]

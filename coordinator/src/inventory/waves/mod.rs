@@ -5,6 +5,8 @@
 //! any command it implies leaves (`State::run`). A job that ends tells its
 //! wave; the wave then starts whoever may start.
 
+#[cfg(test)]
+mod property_tests;
 mod views;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -264,6 +266,26 @@ impl LiveWave {
     }
 }
 
+/// A wave's scheduler as a restart finds it, from its stored parts: the one
+/// way back (the property test restarts through it too).
+fn restored(
+    head: &WaveHead,
+    plan: &WavePlan,
+    members: &[MemberRecord],
+) -> Result<Wave, crate::store::StoreError> {
+    Wave::restore(
+        head.spec.policy.clone(),
+        plan.members.clone(),
+        plan.stages.clone(),
+        members.iter().map(|m| m.state).collect(),
+        head.progress.clone(),
+    )
+    .map_err(|reason| crate::store::StoreError::Corrupt {
+        key: head.spec.name.clone(),
+        reason,
+    })
+}
+
 impl State {
     /// Reads every wave back and settles what happened to their jobs while
     /// the coordinator was away. Called once at start, after jobs are loaded.
@@ -275,19 +297,8 @@ impl State {
             }
         }
         for (head, plan, members) in self.store.waves()? {
-            let states = members.iter().map(|m| m.state).collect();
             let name = head.spec.name.clone();
-            let wave = Wave::restore(
-                head.spec.policy.clone(),
-                plan.members,
-                plan.stages,
-                states,
-                head.progress.clone(),
-            )
-            .map_err(|reason| crate::store::StoreError::Corrupt {
-                key: name.clone(),
-                reason,
-            })?;
+            let wave = restored(&head, &plan, &members)?;
             if head.lifecycle.holds_hosts() {
                 for member in &wave.members {
                     self.waves
