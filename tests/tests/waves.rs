@@ -776,3 +776,111 @@ fn an_operator_pauses_approves_resumes_and_retries_real_waves() -> Result<()> {
     }
     Ok(())
 }
+
+/// UTC as a freeze writes it, to the second.
+fn freeze_time(unix_ms: i64) -> String {
+    let at = UNIX_EPOCH + Duration::from_millis(unix_ms as u64);
+    let text = humantime::format_rfc3339_seconds(at).to_string();
+    text.trim_end_matches('Z').to_string()
+}
+
+fn unix_ms_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// A freeze holds every start until it ends, an operator skips a pending
+/// host (it never runs, and cannot be skipped twice), and the stage after
+/// the canary starts only once the soak after the canary's end is over;
+/// `wave why` names the freeze and the soak while they hold.
+#[test]
+fn a_freeze_holds_starts_a_skipped_host_never_runs_and_the_next_stage_soaks() -> Result<()> {
+    const SOAK_MS: i64 = 4_000;
+    let deployment = Deployment::new()?;
+    let token = deployment.token(&["--uses", "3"])?;
+    let _machines = [
+        machine(&deployment, &token, "can", "canary", "")?,
+        machine(&deployment, &token, "m1", "main", "")?,
+        machine(&deployment, &token, "m2", "main", "")?,
+    ];
+    ready(&deployment, 3)?;
+    let mfctl = |args: &[&str]| {
+        let ran = deployment.mfctl(args);
+        assert!(ran.success, "mfctl {}: {}", args.join(" "), ran.stderr);
+    };
+    let freeze_ends = unix_ms_now() / 1000 * 1000 + 12_000;
+    let freeze = format!(
+        "{}..{} UTC",
+        freeze_time(freeze_ends - 3_600_000),
+        freeze_time(freeze_ends)
+    );
+    mfctl(&[
+        "wave",
+        "create",
+        "w",
+        "-l",
+        "app in (canary,main)",
+        "--target",
+        "rhel-8.10",
+        "--canary-selector",
+        "app=canary",
+        "--batches",
+        "100%",
+        "--soak",
+        "4s",
+        "--freeze",
+        &freeze,
+        "--expected",
+        "1m",
+    ]);
+    mfctl(&["wave", "start", "w"]);
+    let why = json(&deployment, &["wave", "why", "w", "can.example.com"])?;
+    assert!(
+        why["reason"].as_str().unwrap().contains("freeze"),
+        "{why:#}"
+    );
+    let frozen = json(&deployment, &["wave", "status", "w"])?;
+    assert_eq!(frozen["counts"]["pending"], 3, "{frozen:#}");
+
+    mfctl(&["wave", "skip", "w", "m2.example.com"]);
+    let again = deployment.mfctl(&["wave", "skip", "w", "m2.example.com"]);
+    assert!(!again.success);
+    assert!(again.stderr.contains("skipped"), "{}", again.stderr);
+
+    wait_for("the canary done", Duration::from_secs(60), || {
+        Ok(json(&deployment, &["wave", "status", "w"])?["counts"]["succeeded"] == 1)
+    })?;
+    let (canary_start, canary_end) = job_span(&deployment, "can.example.com")?;
+    assert!(
+        canary_start >= freeze_ends,
+        "the canary started {} ms before the freeze ended",
+        freeze_ends - canary_start
+    );
+    // Within the soak (its 4 s run from the canary's end), m1 waits for it.
+    let why = json(&deployment, &["wave", "why", "w", "m1.example.com"])?;
+    let reason = why["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("soak")
+            || json(&deployment, &["wave", "status", "w"])?["counts"]["pending"] == 0,
+        "{why:#}"
+    );
+    let done = wait_wave(&deployment, "w", "completed")?;
+    assert_eq!(done["counts"]["succeeded"], 2, "{done:#}");
+    assert_eq!(done["counts"]["skipped"], 1, "{done:#}");
+    let (m1_start, _) = job_span(&deployment, "m1.example.com")?;
+    assert!(
+        m1_start >= canary_end + SOAK_MS,
+        "m1 started {} ms after the canary ended, inside the {SOAK_MS} ms soak",
+        m1_start - canary_end
+    );
+    let skipped = mf_e2e::journal(&deployment.path("roots/m2"));
+    assert!(
+        !skipped
+            .iter()
+            .any(|r| r["event"] == "started" && r["phase"]["phase"] != "precheck"),
+        "the skipped host ran commands: {skipped:#?}"
+    );
+    Ok(())
+}
