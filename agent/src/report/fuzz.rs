@@ -80,7 +80,21 @@ fn mutate_fields(rng: &mut StdRng, input: &[u8]) -> Vec<u8> {
     let replacement = match rng.gen_range(0..6) {
         0 => Value::Null,
         1 => Value::from(rng.gen_range(-5..5)),
-        2 => Value::from(["", "high", "inhibitor", "ERROR", "SKIP", "{{x}}"][rng.gen_range(0..6)]),
+        2 => {
+            let texts = [
+                "",
+                "high",
+                "inhibitor",
+                "ERROR",
+                "SKIP",
+                "SUCCESS",
+                "{{x}}",
+                "{{",
+                "a {{ b",
+                "é{{",
+            ];
+            Value::from(texts[rng.gen_range(0..texts.len())])
+        }
         3 => Value::Array(Vec::new()),
         4 => Value::Object(serde_json::Map::new()),
         _ => Value::Bool(rng.r#gen()),
@@ -130,10 +144,41 @@ fn collect_paths(value: &serde_json::Value, at: &mut Vec<Step>, out: &mut Vec<Ve
     }
 }
 
+/// How many findings a report that parses must give, counted on the JSON
+/// itself: nothing is dropped silently.
+type Expected = fn(&serde_json::Value) -> Option<usize>;
+
+/// leapp: one finding per entry.
+fn leapp_entries(doc: &serde_json::Value) -> Option<usize> {
+    doc["entries"].as_array().map(Vec::len)
+}
+
+/// convert2rhel: one per action result and message that is not a success.
+fn convert2rhel_items(doc: &serde_json::Value) -> Option<usize> {
+    let actions = doc["actions"].as_object()?;
+    let mut count = 0;
+    for action in actions.values() {
+        let messages = action["messages"].as_array().into_iter().flatten();
+        for item in std::iter::once(&action["result"]).chain(messages) {
+            count += usize::from(item["level"] != "SUCCESS");
+        }
+    }
+    Some(count)
+}
+
 /// What every parse result must satisfy, whatever the input.
-fn check(result: Result<Vec<Finding>, ReportError>) -> bool {
+fn check(input: &[u8], expected: Expected, result: Result<Vec<Finding>, ReportError>) -> bool {
     match result {
         Ok(findings) => {
+            // serde skips ignored fields without checking their escapes, so
+            // a mutant can parse here and not as a whole JSON value.
+            if let Ok(doc) = serde_json::from_slice::<serde_json::Value>(input) {
+                assert_eq!(
+                    Some(findings.len()),
+                    expected(&doc),
+                    "findings dropped or invented: {findings:#?}"
+                );
+            }
             for f in &findings {
                 assert!(!f.key.is_empty(), "a finding without a key: {f:?}");
                 assert!(f.remediations.len() <= 64, "remediations unbounded: {f:?}");
@@ -152,7 +197,7 @@ fn check(result: Result<Vec<Finding>, ReportError>) -> bool {
     }
 }
 
-fn fuzz(name: &str, parse: Parser, inputs: Vec<Vec<u8>>, seed: u64) {
+fn fuzz(name: &str, parse: Parser, expected: Expected, inputs: Vec<Vec<u8>>, seed: u64) {
     let mut rng = StdRng::seed_from_u64(seed);
     let (mut parsed, mut total) = (0usize, 0usize);
     for input in inputs {
@@ -167,7 +212,7 @@ fn fuzz(name: &str, parse: Parser, inputs: Vec<Vec<u8>>, seed: u64) {
                 mutate_fields(&mut rng, &input)
             };
             total += 1;
-            if check(parse(&mutated)) {
+            if check(&mutated, expected, parse(&mutated)) {
                 parsed += 1;
             }
         }
@@ -187,7 +232,7 @@ fn fuzz(name: &str, parse: Parser, inputs: Vec<Vec<u8>>, seed: u64) {
 
 #[test]
 fn mutated_leapp_reports_parse_or_are_refused_clearly() {
-    fuzz("leapp", parse_leapp, leapp_inputs(), 0x5eed);
+    fuzz("leapp", parse_leapp, leapp_entries, leapp_inputs(), 0x5eed);
 }
 
 #[test]
@@ -195,6 +240,7 @@ fn mutated_convert2rhel_reports_parse_or_are_refused_clearly() {
     fuzz(
         "convert2rhel",
         parse_convert2rhel,
+        convert2rhel_items,
         convert2rhel_inputs(),
         0xc2a,
     );

@@ -214,7 +214,8 @@ impl Entry {
         }
     }
 
-    fn to_json(&self, schema: &str, run_id: &str, hostname: &str) -> Value {
+    /// One entry as leapp writes it: the run id is the report's, not the entry's.
+    fn to_json(&self, schema: &str, hostname: &str) -> Value {
         let mut entry = json!({
             "title": self.title,
             "summary": self.summary,
@@ -226,7 +227,6 @@ impl Entry {
             "hostname": hostname,
             "actor": "mf_sim_check",
             "detail": {"remediations": self.remediations},
-            "leapp_run_id": run_id,
         });
         if schema == "1.2.0" {
             let mut groups = Vec::new();
@@ -466,7 +466,7 @@ fn check(host: &EmulatedHost, argv: &[&str], options: Options) -> CommandOutput 
         },
         None => serde_json::to_vec_pretty(&json!({
             "leapp_run_id": run_id,
-            "entries": entries.iter().map(|e| e.to_json(&options.schema, &run_id, &hostname)).collect::<Vec<_>>(),
+            "entries": entries.iter().map(|e| e.to_json(&options.schema, &hostname)).collect::<Vec<_>>(),
         }))
         .unwrap_or_default(),
     };
