@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used)] // test harness: a failed setup step should stop the test loudly
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -72,13 +72,45 @@ pub fn wait_for(
     bail!("timed out after {timeout:?} waiting for {what} (last error: {last_error:?})")
 }
 
-/// A loopback port nobody listens on right now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// The loopback ports (agent, admin, metrics) a coordinator started on port
+/// 0 bound, read from its "serving" log line: no port is chosen before the
+/// coordinator binds it, so none can be taken in between. `exited` says
+/// whether the process is gone (its log then says why).
+pub fn serving_ports(
+    log: &Path,
+    mut exited: impl FnMut() -> Result<Option<std::process::ExitStatus>>,
+) -> Result<(u16, u16, u16)> {
+    let mut ports = None;
+    wait_for("the coordinator to listen", Duration::from_secs(20), || {
+        if let Some(status) = exited()? {
+            bail!("the coordinator exited with {status}");
+        }
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let Some(line) = text.lines().find(|l| l.contains("mf-coordinator serving")) else {
+            return Ok(false);
+        };
+        let port = |key: &str| -> Option<u16> {
+            let start = line.find(&format!("{key}=127.0.0.1:"))? + key.len() + 11;
+            let digits: String = line[start..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            digits.parse().ok()
+        };
+        ports = Some((
+            port("agent_addr").context("agent_addr")?,
+            port("admin_addr").context("admin_addr")?,
+            port("metrics_addr").context("metrics_addr")?,
+        ));
+        Ok(true)
+    })
+    .with_context(|| {
+        format!(
+            "coordinator log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        )
+    })?;
+    ports.context("no addresses")
 }
 
 /// A plain HTTP/1.0 GET on loopback; returns (status line, body).
@@ -320,34 +352,8 @@ impl Coordinator {
     /// Reads the addresses the coordinator bound from its "serving" line,
     /// and makes a restart bind them again.
     fn learn_ports(&mut self) -> Result<()> {
-        let mut ports = None;
-        let log = self.log.clone();
         let child = self.child.as_mut().unwrap();
-        wait_for("the coordinator to listen", Duration::from_secs(20), || {
-            if let Some(status) = child.try_wait()? {
-                bail!("the coordinator exited with {status}");
-            }
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            let Some(line) = text.lines().find(|l| l.contains("mf-coordinator serving")) else {
-                return Ok(false);
-            };
-            let port = |key: &str| -> Option<u16> {
-                let start = line.find(&format!("{key}=127.0.0.1:"))? + key.len() + 11;
-                let digits: String = line[start..]
-                    .chars()
-                    .take_while(char::is_ascii_digit)
-                    .collect();
-                digits.parse().ok()
-            };
-            ports = Some((
-                port("agent_addr").context("agent_addr")?,
-                port("admin_addr").context("admin_addr")?,
-                port("metrics_addr").context("metrics_addr")?,
-            ));
-            Ok(true)
-        })
-        .with_context(|| format!("coordinator log:\n{}", self.log_text()))?;
-        let (agent, admin, metrics) = ports.context("no addresses")?;
+        let (agent, admin, metrics) = serving_ports(&self.log, || Ok(child.try_wait()?))?;
         (self.agent_port, self.admin_port, self.metrics_port) = (agent, admin, metrics);
         for (flag, port) in [
             ("--agent-listen", agent),
@@ -460,6 +466,11 @@ impl Daemon {
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// How it ended, if it has.
+    pub fn exited(&mut self) -> Result<Option<std::process::ExitStatus>> {
+        Ok(self.child.try_wait()?)
     }
 }
 

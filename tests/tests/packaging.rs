@@ -383,12 +383,7 @@ fn the_install_walk_of_the_readme_works_from_the_installed_files() -> Result<()>
     )?;
 
     // The packaged coordinator.toml, edited as a site would (here: into the
-    // scratch root, on free loopback ports).
-    let (agent_port, admin_port, metrics_port) = (
-        mf_e2e::free_port(),
-        mf_e2e::free_port(),
-        mf_e2e::free_port(),
-    );
+    // scratch root, on loopback ports the coordinator picks and logs).
     let config = inside("/etc/mf-coordinator/coordinator.toml");
     let packaged = std::fs::read_to_string(&config)?;
     let edited = packaged
@@ -397,21 +392,24 @@ fn the_install_walk_of_the_readme_works_from_the_installed_files() -> Result<()>
             inside("/var/lib/mf-coordinator").to_str().unwrap(),
         )
         .replace("/etc/mf-coordinator/pki", pki.to_str().unwrap())
-        .replace("0.0.0.0:7443", &format!("127.0.0.1:{agent_port}"))
-        .replace("127.0.0.1:7444", &format!("127.0.0.1:{admin_port}"))
-        .replace("127.0.0.1:9464", &format!("127.0.0.1:{metrics_port}"));
+        .replace("0.0.0.0:7443", "127.0.0.1:0")
+        .replace("127.0.0.1:7444", "127.0.0.1:0")
+        .replace("127.0.0.1:9464", "127.0.0.1:0");
     assert_ne!(
         edited, packaged,
         "the packaged config names these paths and ports"
     );
     std::fs::write(&config, edited)?;
-    let log = std::fs::File::create(r.join("coordinator.log"))?;
-    let _coordinator = Child(
+    let log_path = r.join("coordinator.log");
+    let log = std::fs::File::create(&log_path)?;
+    let mut coordinator = Child(
         Command::new(bin("mf-coordinator"))
             .args(["--config", config.to_str().unwrap()])
             .stderr(log)
             .spawn()?,
     );
+    let (agent_port, admin_port, metrics_port) =
+        mf_e2e::serving_ports(&log_path, || Ok(coordinator.0.try_wait()?))?;
     mf_e2e::wait_for(
         "the installed coordinator",
         std::time::Duration::from_secs(20),

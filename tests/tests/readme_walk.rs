@@ -170,6 +170,22 @@ impl Walk {
         self.dir.path().join(rel)
     }
 
+    /// The README's addresses of the coordinator become the ports it bound.
+    fn coordinator_serves(&mut self, (agent, admin, metrics): (u16, u16, u16)) -> Result<()> {
+        for (readme, port) in [
+            ("127.0.0.1:7443", agent),
+            ("coordinator.example.com:7443", agent),
+            ("127.0.0.1:7444", admin),
+            ("coordinator.example.com:7444", admin),
+            ("127.0.0.1:9464", metrics),
+        ] {
+            self.site.push((readme.into(), format!("127.0.0.1:{port}")));
+        }
+        wait_for("the coordinator", Duration::from_secs(20), || {
+            Ok(mf_e2e::http_get(metrics, "/healthz").is_ok_and(|(s, _)| s.contains("200")))
+        })
+    }
+
     fn substituted(&self, line: &str) -> String {
         self.site
             .iter()
@@ -255,12 +271,10 @@ impl Walk {
             ("mf-coordinator", _) => {
                 let args: Vec<&str> = words[1..].iter().map(String::as_str).collect();
                 let log = self.path("coordinator.log");
-                self.daemons
-                    .push(Daemon::spawn("mf-coordinator", &args, &log)?);
-                let metrics = self.env["WALK_METRICS_PORT"].parse()?;
-                wait_for("the coordinator", Duration::from_secs(20), || {
-                    Ok(mf_e2e::http_get(metrics, "/healthz").is_ok_and(|(s, _)| s.contains("200")))
-                })
+                let mut daemon = Daemon::spawn("mf-coordinator", &args, &log)?;
+                let ports = mf_e2e::serving_ports(&log, || daemon.exited())?;
+                self.daemons.push(daemon);
+                self.coordinator_serves(ports)
             }
             // "Enroll and run each agent": every machine of the walk's fleet.
             ("mf-agent", Some("enroll")) => {
@@ -406,11 +420,6 @@ fn a_new_operator_walks_the_readme() -> Result<()> {
         );
         set_scenario(&root, &scenario);
     }
-    let (agent, admin, metrics) = (
-        mf_e2e::free_port(),
-        mf_e2e::free_port(),
-        mf_e2e::free_port(),
-    );
     let at = |path: &str| dir.path().join(path).display().to_string();
     // What the README names and the walk's own in its place, and why.
     let site: Vec<(String, String)> = vec![
@@ -419,18 +428,18 @@ fn a_new_operator_walks_the_readme() -> Result<()> {
         ("/var/lib/mf-coordinator".into(), at("data")),
         // Tests may use loopback only: the site's addresses become 127.0.0.1.
         ("--name 10.0.0.5".into(), "--name 127.0.0.1".into()),
-        ("0.0.0.0:7443".into(), format!("127.0.0.1:{agent}")),
-        ("127.0.0.1:7443".into(), format!("127.0.0.1:{agent}")),
+        // The coordinator binds ports of its own choosing; once it serves,
+        // the walk reads them from its log and the README's addresses of it
+        // become those (see `Walk::coordinator_serves`).
+        ("0.0.0.0:7443".into(), "127.0.0.1:0".into()),
         (
-            "coordinator.example.com:7443".into(),
-            format!("127.0.0.1:{agent}"),
+            "--admin-listen 127.0.0.1:7444".into(),
+            "--admin-listen 127.0.0.1:0".into(),
         ),
-        ("127.0.0.1:7444".into(), format!("127.0.0.1:{admin}")),
         (
-            "coordinator.example.com:7444".into(),
-            format!("127.0.0.1:{admin}"),
+            "--metrics-listen 127.0.0.1:9464".into(),
+            "--metrics-listen 127.0.0.1:0".into(),
         ),
-        ("127.0.0.1:9464".into(), format!("127.0.0.1:{metrics}")),
         // A window closed now, whatever the day (see closed_window).
         ("sat 22:00-sun 06:00 Europe/Paris".into(), closed_window()),
         // An operator's own directory, not the working directory.
@@ -444,7 +453,7 @@ fn a_new_operator_walks_the_readme() -> Result<()> {
     ];
     let mut walk = Walk {
         dir,
-        env: BTreeMap::from([("WALK_METRICS_PORT".to_string(), metrics.to_string())]),
+        env: BTreeMap::new(),
         site,
         daemons: Vec::new(),
         machines: Vec::new(),
