@@ -866,4 +866,181 @@ mod tests {
             Err(RetryRefused::NotHeld(JobState::Running))
         );
     }
+
+    #[test]
+    fn only_running_and_held_jobs_are_not_final() {
+        use JobState::*;
+        for (state, is_final) in [
+            (Running, false),
+            (Held, false),
+            (Succeeded, true),
+            (Blocked, true),
+            (Failed, true),
+            (RolledBack, true),
+        ] {
+            assert_eq!(state.is_final(), is_final, "{state:?}");
+        }
+    }
+
+    #[test]
+    fn the_operator_who_asked_is_named_in_the_first_entry() {
+        let mut job = start("j".into(), "h".into(), T, steps(), OnFailure::Hold, 0);
+        job.asked_by("alice");
+        assert!(
+            job.timeline[0]
+                .text
+                .starts_with("job created by alice: rhel-8.10 ("),
+            "{:?}",
+            job.timeline[0]
+        );
+    }
+
+    #[test]
+    fn the_left_out_marker_carries_the_time_of_the_last_entry_left_out() {
+        let mut job = start("j".into(), "h".into(), T, steps(), OnFailure::Hold, 0);
+        for i in 1..=500 {
+            job.note(i * 10, format!("entry {i}"));
+            if job.timeline_left_out > 0 {
+                let marker = &job.timeline[TIMELINE_FIRST];
+                let next = &job.timeline[TIMELINE_FIRST + 1];
+                assert_eq!(marker.at_unix_ms, next.at_unix_ms - 10, "after entry {i}");
+            }
+        }
+    }
+
+    /// Events that do not apply to a job in its state change nothing at all.
+    #[test]
+    fn events_that_do_not_apply_leave_the_job_untouched() {
+        let running = start("j".into(), "h".into(), T, steps(), OnFailure::Hold, 0);
+        let mut held = running.clone();
+        run(&mut held, vec![ok(""), ok(""), failed()]);
+        assert_eq!(held.held, Some(Hold::ChangeFailed));
+        let mut done = running.clone();
+        run(&mut done, (0..12).map(|_| ok("")).collect());
+        assert_eq!(done.state, JobState::Succeeded);
+        let every = || {
+            vec![
+                Event::RollbackRequested,
+                Event::RetryRequested,
+                Event::JournalRewound {
+                    os_now: "rhel 8.10".into(),
+                },
+                Event::JournalAhead {
+                    accepted: 9,
+                    known: 5,
+                },
+                Event::TimedOut { after_seconds: 60 },
+                ok("late"),
+                failed(),
+            ]
+        };
+        let cases = [
+            (
+                &running,
+                vec![Event::RollbackRequested, Event::RetryRequested],
+            ),
+            (
+                &held,
+                vec![
+                    Event::RetryRequested,
+                    Event::JournalRewound {
+                        os_now: "centos 7.9".into(),
+                    },
+                    Event::JournalAhead {
+                        accepted: 9,
+                        known: 5,
+                    },
+                    Event::TimedOut { after_seconds: 60 },
+                    ok("stray"),
+                    failed(),
+                ],
+            ),
+            (&done, every()),
+        ];
+        for (job, events) in cases {
+            for event in events {
+                let mut after = job.clone();
+                let shown = format!("{event:?}");
+                assert_eq!(after.apply(event, 99), Decision::Wait, "{shown}");
+                assert_eq!(&after, job, "{shown} changed a {:?} job", job.state);
+            }
+        }
+    }
+
+    #[test]
+    fn the_timeline_says_what_a_precheck_found_and_what_a_block_leaves() {
+        let mut clean = start("j".into(), "h".into(), T, steps(), OnFailure::Rollback, 0);
+        clean.apply(ok("no blockers"), 1);
+        assert!(
+            clean
+                .timeline
+                .iter()
+                .any(|e| e.text == "precheck succeeded: no blockers"),
+            "{:?}",
+            clean.timeline
+        );
+        let blocked_update = || Event::Update {
+            state: UpdateState::Succeeded,
+            detail: "1 blocking".into(),
+            findings: vec![blocker()],
+        };
+        let mut first = start("j".into(), "h".into(), T, steps(), OnFailure::Rollback, 0);
+        first.apply(blocked_update(), 1);
+        assert!(
+            first
+                .timeline
+                .iter()
+                .any(|e| e.text == "precheck found blockers: 1 blocking"),
+            "{:?}",
+            first.timeline
+        );
+        assert!(
+            first.detail.ends_with("nothing was changed"),
+            "{}",
+            first.detail
+        );
+        let mut second = start("j".into(), "h".into(), T, steps(), OnFailure::Rollback, 0);
+        run(&mut second, (0..6).map(|_| ok("")).collect());
+        assert_eq!((second.step_index, second.phase), (1, JobPhase::Precheck));
+        second.apply(blocked_update(), 2);
+        assert!(
+            second
+                .detail
+                .ends_with("the 1 earlier step(s) stay done; this one changed nothing"),
+            "{}",
+            second.detail
+        );
+        // A snapshot that reports a blocking finding did not "find blockers".
+        let mut snapshot = start("j".into(), "h".into(), T, steps(), OnFailure::Rollback, 0);
+        snapshot.apply(ok(""), 1);
+        snapshot.apply(blocked_update(), 2);
+        assert!(
+            snapshot
+                .timeline
+                .iter()
+                .any(|e| e.text == "snapshot succeeded: 1 blocking"),
+            "{:?}",
+            snapshot.timeline
+        );
+    }
+
+    #[test]
+    fn a_failure_keeps_the_findings_it_reports_and_those_before() {
+        let failed_with = |findings: Vec<Finding>| Event::Update {
+            state: UpdateState::Failed,
+            detail: "the tool failed".into(),
+            findings,
+        };
+        let mut job = start("j".into(), "h".into(), T, steps(), OnFailure::Rollback, 0);
+        job.apply(failed_with(vec![blocker()]), 1);
+        assert_eq!(job.findings, vec![blocker()]);
+        let mut job = start("j".into(), "h".into(), T, steps(), OnFailure::Rollback, 0);
+        job.findings = vec![blocker()];
+        job.apply(failed_with(Vec::new()), 1);
+        assert_eq!(
+            job.findings,
+            vec![blocker()],
+            "an empty report keeps what was known"
+        );
+    }
 }

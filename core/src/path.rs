@@ -284,6 +284,9 @@ mod tests {
             &["leapp to 9.6", "leapp to 10.0"],
         );
         ok("rocky", "8.10", "rhel-8.10", &["convert2rhel to 8.10"]);
+        // Oracle Linux 8 converts in place, as Rocky and Alma do (it is not
+        // held to the EL7 rule of 7.9 first).
+        ok("ol", "8.10", "rhel-8.10", &["convert2rhel to 8.10"]);
         ok(
             "almalinux",
             "8.10",
@@ -349,6 +352,13 @@ mod tests {
                 Some("is not one run from rhel 7.9"),
             ),
             ("rhel", "8.8", step(L, "9.4"), Some("updated to 8.10")),
+            // The right target, the wrong tool.
+            (
+                "rhel",
+                "7.9",
+                step(C, "8.10"),
+                Some("convert2rhel to 8.10 is not one run"),
+            ),
             (
                 "centos",
                 "7.9",

@@ -233,6 +233,23 @@ mod tests {
     }
 
     #[test]
+    fn a_finding_names_at_most_five_example_hosts() {
+        let hosts: Vec<(String, bool, Option<PrecheckRecord>)> = (0..7)
+            .map(|i| (format!("h{i}"), true, done(vec![finding("common", false)])))
+            .collect();
+        let hosts: Vec<(&str, bool, Option<PrecheckRecord>)> = hosts
+            .iter()
+            .map(|(id, connected, record)| (id.as_str(), *connected, record.clone()))
+            .collect();
+        let report = report(selected(&hosts));
+        assert_eq!(report.findings[0].host_count, 7);
+        assert_eq!(
+            report.findings[0].example_hosts,
+            ["h0", "h1", "h2", "h3", "h4"]
+        );
+    }
+
+    #[test]
     fn a_host_re_checked_counts_under_its_latest_outcome_and_as_in_flight() {
         let blocked = done(vec![finding("blocker", true)]);
         let mut again = done(vec![]).expect("record");
@@ -243,7 +260,8 @@ mod tests {
         first_ever.previous = None;
         let hosts = [
             ("again", true, Some(again)),
-            ("away", false, Some(first_ever)),
+            ("away", false, Some(first_ever.clone())),
+            ("asked", true, Some(first_ever)),
             ("ready", true, done(vec![])),
             ("never", false, None),
         ];
@@ -251,12 +269,12 @@ mod tests {
         assert_eq!(
             report.counts,
             ReadinessCounts {
-                hosts: 4,
+                hosts: 5,
                 ready: 1,
                 blocked: 1,
                 error: 0,
-                unknown: 2,
-                in_flight: 2,
+                unknown: 3,
+                in_flight: 3,
                 in_flight_disconnected: 1,
             }
         );

@@ -326,6 +326,12 @@ mod tests {
             assert!(err.message.contains(message), "{text}: {err}");
         }
         assert!(Selector::parse(&"a".repeat(5000)).is_err());
+        // The limit itself is allowed.
+        let longest = format!(" {}", ["a=b"; 1024].join(","));
+        assert_eq!(longest.len(), MAX_SELECTOR);
+        assert!(Selector::parse(&longest).is_ok());
+        let too_long = Selector::parse(&format!(" {longest}")).expect_err("too long");
+        assert!(too_long.message.contains("too long"), "{too_long}");
     }
 
     #[test]
@@ -339,6 +345,17 @@ mod tests {
             let selector = Selector::parse(text).expect("parses");
             let again = Selector::parse(&selector.to_string()).expect("canonical text parses");
             assert_eq!(again, selector, "{text} -> {selector}");
+        }
+        // The canonical text is the shortest form of each requirement.
+        for (text, canonical) in [
+            ("app in (billing)", "app=billing"),
+            ("os notin (rhel)", "os!=rhel"),
+            ("os != rhel", "os!=rhel"),
+            ("dc notin (b,a)", "dc notin (a,b)"),
+            ("!  decommissioned", "!decommissioned"),
+        ] {
+            let selector = Selector::parse(text).expect("parses");
+            assert_eq!(selector.to_string(), canonical, "{text}");
         }
         let json = serde_json::to_string(&Selector::parse("app=a,dc in (x,y)").expect("parses"))
             .expect("serialises");

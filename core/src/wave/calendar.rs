@@ -434,6 +434,130 @@ mod tests {
     }
 
     #[test]
+    fn every_day_is_read_by_its_short_or_long_name_in_any_case() {
+        let days = [
+            ("mon", "monday"),
+            ("tue", "tuesday"),
+            ("wed", "wednesday"),
+            ("thu", "thursday"),
+            ("fri", "friday"),
+            ("sat", "saturday"),
+            ("sun", "sunday"),
+        ];
+        // 2026-11-23 is a Monday.
+        let monday = at("2026-11-23T10:30:00Z");
+        for (i, (short, long)) in days.into_iter().enumerate() {
+            for name in [short.to_string(), long.to_string(), long.to_uppercase()] {
+                let calendar = Calendar {
+                    windows: vec![
+                        format!("{name} 10:00-{name} 12:00 UTC")
+                            .parse()
+                            .expect(short),
+                    ],
+                    freezes: vec![],
+                };
+                let that_day = monday + i as i64 * 24 * HOUR;
+                assert_eq!(calendar.closed(that_day, HOUR), None, "{name}");
+                assert!(
+                    calendar.closed(that_day + 24 * HOUR, HOUR).is_some(),
+                    "{name}"
+                );
+            }
+        }
+    }
+
+    /// Openings are half-open, [start, end), and so are freezes.
+    #[test]
+    fn boundaries_belong_to_what_begins_there() {
+        let daily = Calendar {
+            windows: vec!["22:00-06:00 UTC".parse().expect("window")],
+            freezes: vec![],
+        };
+        let at_close = daily
+            .closed(at("2026-11-26T06:00:00Z"), 60_000)
+            .expect("closed at its end");
+        assert!(
+            at_close.contains("the next opens at 2026-11-26T22:00:00Z"),
+            "{at_close}"
+        );
+        assert_eq!(
+            daily.closed(at("2026-11-26T05:00:00Z"), HOUR),
+            None,
+            "ends at the close"
+        );
+        // From an opening instant, the next opening is the following one.
+        assert_eq!(
+            daily.next_opening(at("2026-11-26T22:00:00Z")),
+            Some(at("2026-11-27T22:00:00Z"))
+        );
+        // A weekly window whose end is before its start on the same day is
+        // open all week but those hours.
+        let week = Calendar {
+            windows: vec!["sat 10:00-sat 08:00 UTC".parse().expect("window")],
+            freezes: vec![],
+        };
+        assert_eq!(
+            week.closed(at("2026-11-29T12:00:00Z"), HOUR),
+            None,
+            "a Sunday"
+        );
+        assert!(
+            week.closed(at("2026-11-28T08:30:00Z"), HOUR).is_some(),
+            "Saturday 08:30"
+        );
+
+        let frozen = Calendar {
+            windows: vec![],
+            freezes: vec![
+                "2026-12-24T18:00..2026-12-27T08:00 UTC"
+                    .parse()
+                    .expect("freeze"),
+            ],
+        };
+        assert_eq!(
+            frozen.closed(at("2026-12-24T17:00:00Z"), HOUR),
+            None,
+            "ends as it begins"
+        );
+        assert!(frozen.closed(at("2026-12-24T17:01:00Z"), HOUR).is_some());
+        assert!(frozen.closed(at("2026-12-27T07:59:00Z"), HOUR).is_some());
+        assert_eq!(
+            frozen.closed(at("2026-12-27T08:00:00Z"), HOUR),
+            None,
+            "over at its end"
+        );
+        assert_eq!(frozen.next_opening(at("2026-12-27T08:00:00Z")), None);
+        assert_eq!(
+            frozen.next_opening(at("2026-12-27T07:59:00Z")),
+            Some(at("2026-12-27T08:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn windows_and_freezes_are_shown_and_stored_as_written() {
+        let window: Window = " sat 22:00-sun 06:00 Europe/Paris "
+            .parse()
+            .expect("window");
+        let freeze: Freeze = "2026-12-20..2027-01-04 Europe/Paris"
+            .parse()
+            .expect("freeze");
+        assert_eq!(window.to_string(), "sat 22:00-sun 06:00 Europe/Paris");
+        assert_eq!(freeze.to_string(), "2026-12-20..2027-01-04 Europe/Paris");
+        let stored = serde_json::to_string(&Calendar {
+            windows: vec![window.clone()],
+            freezes: vec![freeze.clone()],
+        })
+        .expect("serialises");
+        assert_eq!(
+            stored,
+            r#"{"windows":["sat 22:00-sun 06:00 Europe/Paris"],"freezes":["2026-12-20..2027-01-04 Europe/Paris"]}"#
+        );
+        let back: Calendar = serde_json::from_str(&stored).expect("reads back");
+        assert_eq!(back.windows, vec![window]);
+        assert_eq!(back.freezes, vec![freeze]);
+    }
+
+    #[test]
     fn bad_windows_and_freezes_are_refused_with_the_reason() {
         for (text, expected) in [
             ("sat 22:00-sun 06:00 Mars/Olympus", "unknown time zone"),
