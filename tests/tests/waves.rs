@@ -810,7 +810,7 @@ fn a_freeze_holds_starts_a_skipped_host_never_runs_and_the_next_stage_soaks() ->
         let ran = deployment.mfctl(args);
         assert!(ran.success, "mfctl {}: {}", args.join(" "), ran.stderr);
     };
-    let freeze_ends = unix_ms_now() / 1000 * 1000 + 12_000;
+    let freeze_ends = unix_ms_now() / 1000 * 1000 + 20_000;
     let freeze = format!(
         "{}..{} UTC",
         freeze_time(freeze_ends - 3_600_000),
