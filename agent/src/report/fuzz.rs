@@ -1,9 +1,11 @@
 //! Mutation fuzzing of both parsers, each with valid reports of its own kind
-//! (the project's fixtures, and the real samples when present): bytes flipped,
-//! inserted, deleted and truncated, and JSON fields changed, by a seeded
-//! generator. The unmutated reports must parse; a mutant either parses into
-//! findings that keep the parser's invariants or is refused with a JSON or
-//! validation error; some mutants must still parse, or the fuzz tests nothing.
+//! (the project's fixtures, and the real samples when present): bytes
+//! flipped, inserted, deleted and truncated by a seeded generator, and every
+//! field changed in turn to each of a set of values (or removed). The
+//! unmutated reports must parse; a mutant either parses into findings that
+//! keep the parser's invariants (one finding per entry or item, each with a
+//! key) or is refused with a JSON or validation error; some mutants must
+//! still parse, or the fuzz tests nothing.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -61,52 +63,69 @@ fn mutate_bytes(rng: &mut StdRng, input: &[u8]) -> Vec<u8> {
     bytes
 }
 
-/// Changes one value somewhere in the document: a string replaced, a value
-/// set to null, a number or another type, or a key removed.
-fn mutate_fields(rng: &mut StdRng, input: &[u8]) -> Vec<u8> {
+/// What a field becomes: another type, an empty or meaningful string, an
+/// unclosed placeholder; `None` removes the field.
+fn replacements() -> Vec<Option<serde_json::Value>> {
     use serde_json::Value;
-    let mut doc: Value = serde_json::from_slice(input).expect("a valid input");
+    let mut all = vec![
+        None,
+        Some(Value::Null),
+        Some(Value::from(-1)),
+        Some(Value::from(3)),
+        Some(Value::Array(Vec::new())),
+        Some(Value::Object(serde_json::Map::new())),
+        Some(Value::Bool(true)),
+    ];
+    for text in [
+        "",
+        "high",
+        "inhibitor",
+        "ERROR",
+        "SKIP",
+        "SUCCESS",
+        "{{x}}",
+        "{{",
+        "a {{ b",
+        "é{{",
+    ] {
+        all.push(Some(Value::from(text)));
+    }
+    all
+}
+
+/// Every document that differs from `input` in one field: each field of
+/// each entry (at every depth) replaced by each of `replacements`, or removed
+/// (a removal is not tried on array items).
+fn field_mutants(input: &[u8]) -> Vec<Vec<u8>> {
+    use serde_json::Value;
+    let doc: Value = serde_json::from_slice(input).expect("a valid input");
     let mut slots = Vec::new();
     collect_paths(&doc, &mut Vec::new(), &mut slots);
-    let path = &slots[rng.gen_range(0..slots.len())];
-    let (last, parent) = path.split_last().expect("non-empty path");
-    let mut node = &mut doc;
-    for step in parent {
-        node = match step {
-            Step::Key(k) => &mut node[k.as_str()],
-            Step::Index(i) => &mut node[*i],
-        };
-    }
-    let replacement = match rng.gen_range(0..6) {
-        0 => Value::Null,
-        1 => Value::from(rng.gen_range(-5..5)),
-        2 => {
-            let texts = [
-                "",
-                "high",
-                "inhibitor",
-                "ERROR",
-                "SKIP",
-                "SUCCESS",
-                "{{x}}",
-                "{{",
-                "a {{ b",
-                "é{{",
-            ];
-            Value::from(texts[rng.gen_range(0..texts.len())])
+    let mut mutants = Vec::new();
+    for path in &slots {
+        let (last, parent) = path.split_last().expect("non-empty path");
+        for replacement in replacements() {
+            let mut doc = doc.clone();
+            let mut node = &mut doc;
+            for step in parent {
+                node = match step {
+                    Step::Key(k) => &mut node[k.as_str()],
+                    Step::Index(i) => &mut node[*i],
+                };
+            }
+            match (last, node, replacement) {
+                (Step::Key(k), Value::Object(map), None) => {
+                    map.remove(k);
+                }
+                (Step::Index(_), _, None) => continue,
+                (Step::Key(k), node, Some(value)) => node[k.as_str()] = value,
+                (Step::Index(i), node, Some(value)) => node[*i] = value,
+                (Step::Key(_), _, None) => continue,
+            }
+            mutants.push(serde_json::to_vec(&doc).expect("serialises"));
         }
-        3 => Value::Array(Vec::new()),
-        4 => Value::Object(serde_json::Map::new()),
-        _ => Value::Bool(rng.r#gen()),
-    };
-    match (last, node) {
-        (Step::Key(k), Value::Object(map)) if rng.gen_bool(0.3) => {
-            map.remove(k);
-        }
-        (Step::Key(k), node) => node[k.as_str()] = replacement,
-        (Step::Index(i), node) => node[*i] = replacement,
     }
-    serde_json::to_vec(&doc).expect("serialises")
+    mutants
 }
 
 enum Step {
@@ -205,12 +224,8 @@ fn fuzz(name: &str, parse: Parser, expected: Expected, inputs: Vec<Vec<u8>>, see
             parse(&input).is_ok_and(|f| !f.is_empty()),
             "{name}: an unmutated input must parse into findings"
         );
-        for case in 0..CASES_PER_INPUT {
-            let mutated = if case % 2 == 0 {
-                mutate_bytes(&mut rng, &input)
-            } else {
-                mutate_fields(&mut rng, &input)
-            };
+        let bytes = (0..CASES_PER_INPUT).map(|_| mutate_bytes(&mut rng, &input));
+        for mutated in bytes.chain(field_mutants(&input)) {
             total += 1;
             if check(&mutated, expected, parse(&mutated)) {
                 parsed += 1;
