@@ -241,6 +241,18 @@ fn retry_and_skip_follow_the_rules() {
     assert_eq!(wave.dispatch(0, OPEN), vec![1]);
 }
 
+/// A wave of `n` hosts of one application: a canary of `canary` hosts, then
+/// batches of `batch`, at most `max_parallel` at once.
+fn wave_of(n: usize, canary: u32, batch: Limit, max_parallel: u32) -> Wave {
+    Wave::plan(
+        Policy {
+            batches: vec![batch],
+            ..policy(canary, max_parallel, vec![])
+        },
+        hosts(n),
+    )
+}
+
 fn hosts(n: usize) -> Vec<Member> {
     (0..n)
         .map(|i| member(&format!("h{i}"), "a", "dc1", "hv", false))
@@ -384,13 +396,7 @@ fn a_wave_read_back_from_parts_that_do_not_fit_is_refused() {
 
 #[test]
 fn a_host_of_an_earlier_stage_retried_starts_first_in_the_current_one() {
-    let mut wave = Wave::plan(
-        Policy {
-            batches: vec![Limit::Count(2)],
-            ..policy(1, 1, vec![])
-        },
-        hosts(5),
-    );
+    let mut wave = wave_of(5, 1, Limit::Count(2), 1);
     assert_eq!(wave.dispatch(0, OPEN), vec![0]);
     wave.finish(0, Outcome::RolledBack, 1);
     assert_eq!(wave.dispatch(2, OPEN), vec![1], "stage 2 begins");
@@ -404,13 +410,7 @@ fn a_host_of_an_earlier_stage_retried_starts_first_in_the_current_one() {
 
 #[test]
 fn operators_actions_on_hosts_follow_their_states() {
-    let mut wave = Wave::plan(
-        Policy {
-            batches: vec![Limit::Count(2)],
-            ..policy(1, 5, vec![])
-        },
-        hosts(5),
-    );
+    let mut wave = wave_of(5, 1, Limit::Count(2), 5);
     // Stage 0: h0; stage 1: h1, h2; stage 2: h3, h4.
     assert_eq!(wave.dispatch(0, OPEN), vec![0]);
     assert!(
@@ -525,13 +525,7 @@ fn budget_use_counts_disrupted_hosts_and_the_values_that_are_full() {
 
 #[test]
 fn a_retried_host_and_its_new_stage_start_together_and_the_stage_stays_open() {
-    let mut wave = Wave::plan(
-        Policy {
-            batches: vec![Limit::Count(3)],
-            ..policy(1, 4, vec![])
-        },
-        hosts(4),
-    );
+    let mut wave = wave_of(4, 1, Limit::Count(3), 4);
     assert_eq!(wave.dispatch(0, OPEN), vec![0]);
     wave.finish(0, Outcome::RolledBack, 1);
     assert_eq!(wave.dispatch(2, OPEN), vec![1, 2, 3]);
@@ -546,13 +540,7 @@ fn a_retried_host_and_its_new_stage_start_together_and_the_stage_stays_open() {
     assert_eq!(wave.progress.stage_done_unix_ms, Some(7));
 
     // Two retried at once with the rest of a stage.
-    let mut wave = Wave::plan(
-        Policy {
-            batches: vec![Limit::Count(2)],
-            ..policy(2, 4, vec![])
-        },
-        hosts(4),
-    );
+    let mut wave = wave_of(4, 2, Limit::Count(2), 4);
     assert_eq!(wave.dispatch(0, OPEN), vec![0, 1]);
     wave.finish(0, Outcome::RolledBack, 1);
     wave.finish(1, Outcome::Aborted, 1);
@@ -569,13 +557,7 @@ fn a_retried_host_and_its_new_stage_start_together_and_the_stage_stays_open() {
 
 #[test]
 fn a_finished_wave_stays_on_its_last_stage() {
-    let mut wave = Wave::plan(
-        Policy {
-            batches: vec![Limit::Percent(100)],
-            ..policy(1, 5, vec![])
-        },
-        hosts(3),
-    );
+    let mut wave = wave_of(3, 1, Limit::Percent(100), 5);
     assert_eq!(wave.dispatch(0, OPEN), vec![0]);
     wave.finish(0, Outcome::Succeeded, 1);
     assert_eq!(wave.dispatch(2, OPEN), vec![1, 2]);
@@ -588,13 +570,7 @@ fn a_finished_wave_stays_on_its_last_stage() {
 
 #[test]
 fn skipping_the_last_pending_host_ends_the_stage_then_not_before() {
-    let mut wave = Wave::plan(
-        Policy {
-            batches: vec![Limit::Count(2)],
-            ..policy(1, 1, vec![])
-        },
-        hosts(5),
-    );
+    let mut wave = wave_of(5, 1, Limit::Count(2), 1);
     // Stage 0: h0; stage 1: h1, h2; stage 2: h3, h4.
     assert_eq!(wave.dispatch(0, OPEN), vec![0]);
     wave.finish(0, Outcome::Succeeded, 1);
