@@ -1,6 +1,6 @@
 //! The scheduler's rules on exact cases. The property test that drives it at
 //! random, with restarts through the store, is the coordinator's
-//! (`inventory/waves/property_tests.rs`).
+//! (`inventory/waves/property_tests/`).
 
 use std::collections::BTreeMap;
 
