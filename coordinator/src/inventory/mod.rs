@@ -1086,7 +1086,8 @@ impl State {
             ..
         } = self;
         // sled refuses every write after an I/O error until opened again;
-        // only this task holds the store, so its lock goes with it here.
+        // only this task holds the store, so its lock goes with it here (a
+        // moment later: the open waits for it).
         let dir = store.dir().to_path_buf();
         drop(store);
         metrics.reset_inventory_gauges();

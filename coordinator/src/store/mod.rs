@@ -200,6 +200,9 @@ fn member_key(wave: &str, index: usize) -> Vec<u8> {
     key
 }
 
+/// How long an open waits for a lock being let go (see `Store::open_with`).
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl Store {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         Self::open_with(dir, true)
@@ -209,19 +212,34 @@ impl Store {
     /// only [`Store::flush`] reaches the disk: crash tests copy the directory
     /// as it is on disk and find there exactly what was flushed.
     pub fn open_with(dir: &Path, background_flush: bool) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .flush_every_ms(background_flush.then_some(500))
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Io(ref io)
-                    if io.kind() == std::io::ErrorKind::WouldBlock
-                        || io.to_string().contains("lock") =>
-                {
-                    StoreError::Locked(dir.display().to_string())
+        let open = || {
+            sled::Config::new()
+                .path(dir)
+                .flush_every_ms(background_flush.then_some(500))
+                .open()
+                .map_err(|e| match e {
+                    sled::Error::Io(ref io)
+                        if io.kind() == std::io::ErrorKind::WouldBlock
+                            || io.to_string().contains("lock") =>
+                    {
+                        StoreError::Locked(dir.display().to_string())
+                    }
+                    other => StoreError::Sled(other),
+                })
+        };
+        // sled lets go of its lock a moment after its last handle is dropped
+        // (its write threads hold it until they finish): a store opened again
+        // in this process (a restore, a recovery) waits for that; another
+        // process holding it is refused after the wait.
+        let started = std::time::Instant::now();
+        let db = loop {
+            match open() {
+                Err(StoreError::Locked(_)) if started.elapsed() < LOCK_WAIT => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
                 }
-                other => StoreError::Sled(other),
-            })?;
+                other => break other?,
+            }
+        };
         let meta = db.open_tree("meta")?;
         match meta.get("schema")? {
             None => {
