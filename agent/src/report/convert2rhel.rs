@@ -85,7 +85,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Finding>, ReportError> {
             findings[i].blocking = false;
         }
     }
-    Ok(findings)
+    Ok(mf_core::finding::fitted(findings))
 }
 
 fn finding(action_id: &str, item: Item) -> Option<Finding> {
