@@ -189,7 +189,9 @@ fn finding_to_wire(f: &Finding) -> pb::Finding {
     }
 }
 
+/// An update as sent, fitted to the coordinator's limits.
 pub fn update_to_wire(u: &CommandUpdate) -> pb::CommandUpdate {
+    let u = &u.fitted();
     {
         pb::CommandUpdate {
             command_id: u.command_id.clone(),
@@ -212,6 +214,34 @@ pub fn update_to_wire(u: &CommandUpdate) -> pb::CommandUpdate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An update journaled before findings were fitted (an older agent's)
+    /// still leaves within the coordinator's limits.
+    #[test]
+    fn an_update_leaves_fitted_to_the_coordinators_limits() {
+        let finding = mf_core::finding::Finding {
+            source: mf_core::finding::Source::Leapp,
+            key: "k".into(),
+            severity: mf_core::finding::Severity::Medium,
+            blocking: false,
+            title: "t".into(),
+            summary: "x".repeat(100_000),
+            remediations: Vec::new(),
+        };
+        let update = CommandUpdate {
+            command_id: "c".into(),
+            sequence: 3,
+            state: UpdateState::Succeeded,
+            detail: "d".repeat(100_000),
+            findings: vec![finding; 600],
+            finished_unix_ms: 5,
+        };
+        let wire = update_to_wire(&update);
+        assert_eq!(wire.findings.len(), mf_core::finding::MAX_FINDINGS);
+        assert!(wire.detail.len() <= 16 * 1024, "{}", wire.detail.len());
+        assert!(wire.findings.iter().all(|f| f.summary.len() <= 16 * 1024));
+        assert_eq!((wire.command_id.as_str(), wire.sequence), ("c", 3));
+    }
 
     #[test]
     fn only_well_formed_commands_convert() {

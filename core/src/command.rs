@@ -147,4 +147,52 @@ impl CommandUpdate {
         self.findings.iter().try_for_each(Finding::validate)?;
         Ok(())
     }
+
+    /// The update within the limits `validate` checks, as an agent sends it:
+    /// one over them is refused whole, and an agent repeats its last update
+    /// at every hello (a journal written by an older agent included).
+    pub fn fitted(&self) -> CommandUpdate {
+        let mut update = self.clone();
+        crate::finding::cut(&mut update.detail, MAX_DETAIL);
+        update.findings = crate::finding::fitted(update.findings);
+        update
+    }
+}
+
+#[cfg(test)]
+mod fitting_tests {
+    use super::*;
+    use crate::finding::{Severity, Source};
+
+    #[test]
+    fn an_update_over_the_limits_is_fitted_to_pass_them() {
+        let finding = Finding {
+            source: Source::Leapp,
+            key: "k".into(),
+            severity: Severity::High,
+            blocking: true,
+            title: "t".into(),
+            summary: "s".repeat(40_000),
+            remediations: Vec::new(),
+        };
+        let update = CommandUpdate {
+            command_id: "c".into(),
+            sequence: 1,
+            state: UpdateState::Succeeded,
+            detail: "leapp preupgrade exited 1: ".repeat(1000),
+            findings: vec![finding; 700],
+            finished_unix_ms: 1,
+        };
+        assert!(update.validate().is_err());
+        let fitted = update.fitted();
+        assert_eq!(fitted.validate(), Ok(()));
+        assert!(fitted.detail.starts_with("leapp preupgrade exited 1: "));
+        assert_eq!(fitted.findings.len(), MAX_FINDINGS);
+        let small = CommandUpdate {
+            detail: "fine".into(),
+            findings: Vec::new(),
+            ..update
+        };
+        assert_eq!(small.fitted(), small);
+    }
 }

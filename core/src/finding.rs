@@ -99,7 +99,7 @@ impl Finding {
 }
 
 /// Cuts `text` to at most `max` bytes on a character boundary, saying so.
-fn cut(text: &mut String, max: usize) {
+pub(crate) fn cut(text: &mut String, max: usize) {
     if text.len() <= max {
         return;
     }
