@@ -16,6 +16,7 @@ const LEAPP: &str = "[[packages]]\nname = \"leapp\"\nversion = \"0.17.0\"\nrelea
                      [[packages]]\nname = \"leapp-upgrade-el7toel8\"\nversion = \"0.20.0\"\nrelease = \"2.el7_9\"\narch = \"noarch\"\n";
 const SPACE: &str = "[filesystems.\"/var\"]\nfree_bytes = 10737418240\ntotal_bytes = 21474836480\n\
                      [filesystems.\"/boot\"]\nfree_bytes = 524288000\ntotal_bytes = 1073741824\n";
+const FIRST_BOOT_FAILS: &str = "failures = [\"first-boot-failure\"]\n";
 const BLOCKER: &str = "[[findings]]\nkey = \"d35f6c6b1b1fa6924ef442e3670d90fa92f0d54b\"\ntitle = \"Missing required answers in the answer file\"\n\
                        severity = \"high\"\nblocking = true\n";
 
@@ -82,6 +83,24 @@ fn ready(deployment: &Deployment, hosts: usize) -> Result<()> {
     Ok(())
 }
 
+/// Enrolls and starts each (name, application, scenario) machine with one
+/// token, then waits until all are connected and pre-checked.
+fn fleet(deployment: &Deployment, machines: &[(&str, &str, &str)]) -> Result<Vec<Machine>> {
+    let token = deployment.token(&["--uses", &machines.len().to_string()])?;
+    let started = machines
+        .iter()
+        .map(|(name, app, scenario)| machine(deployment, &token, name, app, scenario))
+        .collect::<Result<Vec<_>>>()?;
+    ready(deployment, machines.len())?;
+    Ok(started)
+}
+
+/// Runs mfctl and fails the test if it fails.
+fn mfctl_ok(deployment: &Deployment, args: &[&str]) {
+    let ran = deployment.mfctl(args);
+    assert!(ran.success, "mfctl {}: {}", args.join(" "), ran.stderr);
+}
+
 fn wait_wave(deployment: &Deployment, name: &str, state: &str) -> Result<Value> {
     wait_for(
         &format!("wave {name} {state}"),
@@ -123,21 +142,16 @@ fn job_span(deployment: &Deployment, host: &str) -> Result<(i64, i64)> {
 #[test]
 fn a_wave_under_a_budget_and_a_window_with_a_failure_rolled_back() -> Result<()> {
     let deployment = Deployment::new()?;
-    let token = deployment.token(&["--uses", "5"])?;
-    let _machines = [
-        machine(&deployment, &token, "bill1", "billing", "")?,
-        machine(&deployment, &token, "bill2", "billing", "")?,
-        machine(&deployment, &token, "crm1", "crm", "")?,
-        machine(
-            &deployment,
-            &token,
-            "crm2",
-            "crm",
-            "failures = [\"first-boot-failure\"]\n",
-        )?,
-        machine(&deployment, &token, "crm3", "crm", BLOCKER)?,
-    ];
-    ready(&deployment, 5)?;
+    let _machines = fleet(
+        &deployment,
+        &[
+            ("bill1", "billing", ""),
+            ("bill2", "billing", ""),
+            ("crm1", "crm", ""),
+            ("crm2", "crm", FIRST_BOOT_FAILS),
+            ("crm3", "crm", BLOCKER),
+        ],
+    )?;
 
     // A wave whose window is closed now: nothing starts, `why` says when it opens.
     let closed = daily_window(6, 2);
@@ -338,16 +352,17 @@ fn a_wave_under_a_budget_and_a_window_with_a_failure_rolled_back() -> Result<()>
 #[test]
 fn a_wave_resumes_exactly_after_sigkill_of_the_coordinator() -> Result<()> {
     let mut deployment = Deployment::new()?;
-    let token = deployment.token(&["--uses", "4"])?;
     // Upgrades take a second, so the coordinator dies with hosts in flight.
     let slow = "[durations]\nexecute_seconds = 1.0\n";
-    let _machines = [
-        machine(&deployment, &token, "a1", "a", slow)?,
-        machine(&deployment, &token, "a2", "a", slow)?,
-        machine(&deployment, &token, "b1", "b", slow)?,
-        machine(&deployment, &token, "b2", "b", slow)?,
-    ];
-    ready(&deployment, 4)?;
+    let _machines = fleet(
+        &deployment,
+        &[
+            ("a1", "a", slow),
+            ("a2", "a", slow),
+            ("b1", "b", slow),
+            ("b2", "b", slow),
+        ],
+    )?;
     let created = deployment.mfctl(&[
         "wave",
         "create",
@@ -409,18 +424,19 @@ fn a_wave_resumes_exactly_after_sigkill_of_the_coordinator() -> Result<()> {
 fn a_backup_restored_into_an_empty_data_dir_brings_everything_back_and_the_wave_goes_on()
 -> Result<()> {
     let mut deployment = Deployment::new()?;
-    let token = deployment.token(&["--uses", "4"])?;
     let spare = deployment.token(&["--uses", "7"])?;
     // Upgrades take 3 s: the backup is taken inside one, so that nothing
     // is sent between the backup and the crash.
     let slow = "[durations]\nexecute_seconds = 3.0\n";
-    let _machines = [
-        machine(&deployment, &token, "a1", "a", slow)?,
-        machine(&deployment, &token, "a2", "a", slow)?,
-        machine(&deployment, &token, "b1", "b", slow)?,
-        machine(&deployment, &token, "b2", "b", slow)?,
-    ];
-    ready(&deployment, 4)?;
+    let _machines = fleet(
+        &deployment,
+        &[
+            ("a1", "a", slow),
+            ("a2", "a", slow),
+            ("b1", "b", slow),
+            ("b2", "b", slow),
+        ],
+    )?;
     let people = deployment.path("people/olga");
     let requested = mf_e2e::run(
         "mfctl",
@@ -657,25 +673,17 @@ fn upgrades_ran_once(deployment: &Deployment) -> Result<()> {
 #[test]
 fn an_operator_pauses_approves_resumes_and_retries_real_waves() -> Result<()> {
     let deployment = Deployment::new()?;
-    let token = deployment.token(&["--uses", "5"])?;
-    let _machines = [
-        machine(&deployment, &token, "can", "canary", "")?,
-        machine(&deployment, &token, "m1", "main", "")?,
-        machine(&deployment, &token, "m2", "main", "")?,
-        machine(
-            &deployment,
-            &token,
-            "bad",
-            "bad",
-            "failures = [\"first-boot-failure\"]\n",
-        )?,
-        machine(&deployment, &token, "spare", "spare", "")?,
-    ];
-    ready(&deployment, 5)?;
-    let mfctl = |args: &[&str]| {
-        let ran = deployment.mfctl(args);
-        assert!(ran.success, "mfctl {}: {}", args.join(" "), ran.stderr);
-    };
+    let _machines = fleet(
+        &deployment,
+        &[
+            ("can", "canary", ""),
+            ("m1", "main", ""),
+            ("m2", "main", ""),
+            ("bad", "bad", FIRST_BOOT_FAILS),
+            ("spare", "spare", ""),
+        ],
+    )?;
+    let mfctl = |args: &[&str]| mfctl_ok(&deployment, args);
     mfctl(&[
         "wave",
         "create",
@@ -799,17 +807,15 @@ fn unix_ms_now() -> i64 {
 fn a_freeze_holds_starts_a_skipped_host_never_runs_and_the_next_stage_soaks() -> Result<()> {
     const SOAK_MS: i64 = 4_000;
     let deployment = Deployment::new()?;
-    let token = deployment.token(&["--uses", "3"])?;
-    let _machines = [
-        machine(&deployment, &token, "can", "canary", "")?,
-        machine(&deployment, &token, "m1", "main", "")?,
-        machine(&deployment, &token, "m2", "main", "")?,
-    ];
-    ready(&deployment, 3)?;
-    let mfctl = |args: &[&str]| {
-        let ran = deployment.mfctl(args);
-        assert!(ran.success, "mfctl {}: {}", args.join(" "), ran.stderr);
-    };
+    let _machines = fleet(
+        &deployment,
+        &[
+            ("can", "canary", ""),
+            ("m1", "main", ""),
+            ("m2", "main", ""),
+        ],
+    )?;
+    let mfctl = |args: &[&str]| mfctl_ok(&deployment, args);
     let freeze_ends = unix_ms_now() / 1000 * 1000 + 20_000;
     let freeze = format!(
         "{}..{} UTC",

@@ -738,6 +738,19 @@ pub(super) async fn precheck_passes(inventory: &Inventory, agents: &mut Agents) 
     }
 }
 
+/// Records the wave and starts it.
+async fn start_wave(inventory: &Inventory, spec: mf_core::wave::spec::WaveSpec) {
+    let name = spec.name.clone();
+    inventory
+        .create_wave(spec, CreateMode::Record)
+        .await
+        .expect("created");
+    inventory
+        .wave_action(name, WaveAction::Start)
+        .await
+        .expect("started");
+}
+
 pub(super) fn wave_spec(name: &str, budgets: &[&str]) -> mf_core::wave::spec::WaveSpec {
     mf_core::wave::spec::SpecInput {
         name: name.into(),
@@ -979,14 +992,7 @@ async fn a_held_host_is_retried_from_the_wave_and_a_pending_one_skipped() {
     }
     .check()
     .expect("spec");
-    inventory
-        .create_wave(spec, CreateMode::Record)
-        .await
-        .expect("created");
-    inventory
-        .wave_action("w".into(), WaveAction::Start)
-        .await
-        .expect("start");
+    start_wave(&inventory, spec).await;
     // The canary's reboot never comes back and it is held: a failure, within
     // the budget. (A failed change is not retried: the agent only rolls it back.)
     let a1 = agents.get_mut("a1").expect("a1");
@@ -1361,14 +1367,7 @@ async fn cancelling_a_wave_with_rollback_rolls_back_its_held_hosts_only() {
     }
     .check()
     .expect("spec");
-    inventory
-        .create_wave(spec, CreateMode::Record)
-        .await
-        .expect("created");
-    inventory
-        .wave_action("w".into(), WaveAction::Start)
-        .await
-        .expect("started");
+    start_wave(&inventory, spec).await;
     // Two start (max-parallel 2); which two is the scheduler's choice.
     let mut started = Vec::new();
     for (host, rx) in agents.iter_mut() {
