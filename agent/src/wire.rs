@@ -215,30 +215,57 @@ pub fn update_to_wire(u: &CommandUpdate) -> pb::CommandUpdate {
 mod tests {
     use super::*;
 
-    /// An update journaled before findings were fitted (an older agent's)
-    /// still leaves within the coordinator's limits.
+    /// A real report may say more than an update may carry (a summary
+    /// listing every package of a large host, hundreds of entries): the
+    /// update leaves fitted to the coordinator's limits, however old the
+    /// journal line it comes from, and the blocking findings stay.
     #[test]
-    fn an_update_leaves_fitted_to_the_coordinators_limits() {
-        let finding = mf_core::finding::Finding {
-            source: mf_core::finding::Source::Leapp,
-            key: "k".into(),
-            severity: mf_core::finding::Severity::Medium,
-            blocking: false,
-            title: "t".into(),
-            summary: "x".repeat(100_000),
-            remediations: Vec::new(),
-        };
+    fn an_update_from_a_report_too_long_for_one_leaves_fitted() {
+        use mf_core::finding::MAX_FINDINGS;
+        let mut doc: serde_json::Value =
+            serde_json::from_slice(&crate::fixtures::own("leapp/report-1.2.0.json")).expect("json");
+        let entries = doc["entries"].as_array_mut().expect("entries");
+        let first = entries[0].clone();
+        entries[0]["summary"] =
+            serde_json::Value::from("kernel-3.10.0-1160.el7.x86_64 ".repeat(5000));
+        for i in 0..600 {
+            let mut entry = first.clone();
+            entry["key"] = serde_json::Value::from(format!("{i:040x}"));
+            entry["groups"] = serde_json::json!(["kernel"]);
+            entries.push(entry);
+        }
+        let findings = crate::report::parse_leapp(doc.to_string().as_bytes()).expect("parses");
+        let blocking = findings.iter().filter(|f| f.blocking).count();
+        assert!(blocking > 0, "the fixture has inhibitors");
         let update = CommandUpdate {
             command_id: "c".into(),
             sequence: 3,
             state: UpdateState::Succeeded,
-            detail: "d".repeat(100_000),
-            findings: vec![finding; 600],
+            detail: "leapp preupgrade exited 1: ".repeat(1000),
+            findings,
             finished_unix_ms: 5,
         };
+        assert!(
+            update.validate().is_err(),
+            "the coordinator would refuse it whole"
+        );
         let wire = update_to_wire(&update);
-        assert_eq!(wire.findings.len(), mf_core::finding::MAX_FINDINGS);
-        assert!(wire.detail.len() <= 16 * 1024, "{}", wire.detail.len());
+        assert_eq!(wire.findings.len(), MAX_FINDINGS);
+        assert_eq!(
+            wire.findings.last().map(|f| f.title.as_str()),
+            Some(
+                format!(
+                    "{} more findings left out",
+                    update.findings.len() - (MAX_FINDINGS - 1)
+                )
+                .as_str()
+            )
+        );
+        assert_eq!(
+            wire.findings.iter().filter(|f| f.blocking).count(),
+            blocking
+        );
+        assert!(wire.detail.len() <= 16 * 1024);
         assert!(wire.findings.iter().all(|f| f.summary.len() <= 16 * 1024));
         assert_eq!((wire.command_id.as_str(), wire.sequence), ("c", 3));
     }

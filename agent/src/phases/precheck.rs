@@ -53,13 +53,6 @@ fn failed(detail: String, findings: Vec<Finding>) -> Outcome {
 }
 
 pub fn run(host: &dyn Host, step: Step, context: &Context) -> Outcome {
-    let mut outcome = checked(host, step, context);
-    // Within the limits of an update: one over them is refused whole.
-    outcome.findings = mf_core::finding::fitted(outcome.findings);
-    outcome
-}
-
-fn checked(host: &dyn Host, step: Step, context: &Context) -> Outcome {
     let tool = step.tool;
     let facts = facts::collect(host, &Default::default());
     let Some(os) = &facts.os else {

@@ -85,7 +85,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Finding>, ReportError> {
             findings[i].blocking = false;
         }
     }
-    Ok(mf_core::finding::fitted(findings))
+    Ok(findings)
 }
 
 fn finding(action_id: &str, item: Item) -> Option<Finding> {

@@ -55,12 +55,7 @@ struct RawRemediation {
 pub fn parse(bytes: &[u8]) -> Result<Vec<Finding>, ReportError> {
     check_size(bytes)?;
     let report: Report = serde_json::from_slice(bytes)?;
-    let findings = report
-        .entries
-        .into_iter()
-        .map(finding)
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(mf_core::finding::fitted(findings))
+    report.entries.into_iter().map(finding).collect()
 }
 
 fn finding(entry: Entry) -> Result<Finding, ReportError> {
