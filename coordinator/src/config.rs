@@ -45,6 +45,13 @@ pub struct FileConfig {
     pub agent_listen: Option<String>,
     pub admin_listen: Option<String>,
     pub metrics_listen: Option<String>,
+    /// The REST API for portals (HTTPS; bearer tokens or operator
+    /// certificates), e.g. "0.0.0.0:8443"; off unless given.
+    pub api_listen: Option<String>,
+    /// The OpenID Connect provider whose tokens the REST API accepts.
+    pub oidc: Option<crate::api::oidc::OidcConfig>,
+    /// The rules of migrations that application owners request.
+    pub self_service: Option<crate::api::policy::SelfServiceConfig>,
     /// e.g. "30s"
     pub heartbeat_interval: Option<String>,
     /// A reboot with no outcome after this holds its job, e.g. "4h".
@@ -262,7 +269,21 @@ impl FileConfig {
                 "must be above 0".into(),
             ));
         }
+        let api_listen = match flags.api_listen.or(self.api_listen) {
+            None => None,
+            Some(text) => Some(
+                text.parse::<SocketAddr>()
+                    .map_err(|e| ConfigError::Invalid("api_listen", format!("{text:?}: {e}")))?,
+            ),
+        };
+        let self_service = crate::api::policy::SelfServicePolicy::new(
+            flags.self_service.or(self.self_service).unwrap_or_default(),
+        )
+        .map_err(|e| ConfigError::Invalid("self_service", e.to_string()))?;
         Ok(CoordinatorConfig {
+            api_listen,
+            oidc: flags.oidc.or(self.oidc),
+            self_service,
             data_dir: flags
                 .data_dir
                 .or(self.data_dir)
@@ -304,6 +325,10 @@ impl FileConfig {
 
 #[derive(Debug, Clone)]
 pub struct CoordinatorConfig {
+    /// The REST API's listener; `None`: no REST API.
+    pub api_listen: Option<SocketAddr>,
+    pub oidc: Option<crate::api::oidc::OidcConfig>,
+    pub self_service: crate::api::policy::SelfServicePolicy,
     pub data_dir: PathBuf,
     pub pki_dir: PathBuf,
     pub agent_listen: SocketAddr,

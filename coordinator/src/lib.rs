@@ -1,6 +1,7 @@
 //! mf-coordinator: enrollment, the inventory in sled, the agent and admin gRPC
 //! services and Prometheus metrics. The operators' CLI is the `mfctl` crate.
 
+pub mod api;
 pub mod audit;
 pub mod clock;
 pub mod config;

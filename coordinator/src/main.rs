@@ -36,6 +36,10 @@ struct Cli {
     /// Prometheus /metrics and /healthz, e.g. 127.0.0.1:9464.
     #[arg(long)]
     metrics_listen: Option<String>,
+    /// The REST API for portals (HTTPS, OpenAPI at /v1/openapi.json), e.g.
+    /// 0.0.0.0:8443 [default: off]; tokens need [oidc] in the config file.
+    #[arg(long)]
+    api_listen: Option<String>,
     /// How often agents send heartbeats, e.g. 30s.
     #[arg(long)]
     heartbeat_interval: Option<String>,
@@ -147,6 +151,9 @@ fn main() -> Result<()> {
         agent_listen: cli.agent_listen,
         admin_listen: cli.admin_listen,
         metrics_listen: cli.metrics_listen,
+        api_listen: cli.api_listen,
+        oidc: None,
+        self_service: None,
         heartbeat_interval: cli.heartbeat_interval,
         reboot_timeout: cli.reboot_timeout,
         agent_cert_lifetime: cli.agent_cert_lifetime,

@@ -33,6 +33,8 @@ pub const MAX_INBOUND_BYTES: usize = 1024 * 1024;
 /// Largest message we send (a host with all its facts is far smaller).
 pub const MAX_OUTBOUND_BYTES: usize = 4 * 1024 * 1024;
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+/// How long a REST connection may stay open without a client certificate.
+const API_CONNECTION_LIFETIME: Duration = Duration::from_secs(15 * 60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -60,6 +62,8 @@ pub enum StartError {
     Reflection(String),
     #[error("the coordinator's server certificate: {0}")]
     ServerCertificate(String),
+    #[error("the REST API: {0}")]
+    Api(String),
 }
 
 /// What to do about a store that cannot be used: anything but a lock
@@ -81,6 +85,8 @@ pub struct Coordinator {
     pub agent_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub metrics_addr: SocketAddr,
+    /// The REST API's, when it is on.
+    pub api_addr: Option<SocketAddr>,
     pub metrics: Metrics,
     shutdown: CancellationToken,
     servers: JoinSet<Result<(), String>>,
@@ -176,6 +182,8 @@ pub async fn start(config: &CoordinatorConfig) -> Result<Coordinator, StartError
         config.operator_cert_lifetime,
         storage.clone(),
     );
+    // The REST API is an adapter over the same admin API.
+    let api_admin = admin_api.clone();
 
     // The standard gRPC health service on both listeners (a load balancer or
     // a probe asks it; on the agent listener it needs no certificate, like
@@ -269,6 +277,48 @@ pub async fn start(config: &CoordinatorConfig) -> Result<Coordinator, StartError
             .await
             .map_err(|e| format!("admin listener: {e}"))
     });
+    let api_addr = match config.api_listen {
+        None => None,
+        Some(addr) => {
+            let listener = bind(addr).await?;
+            let local = local(&listener, addr)?;
+            let oidc = config
+                .oidc
+                .as_ref()
+                .map(crate::api::oidc::Oidc::load)
+                .transpose()
+                .map_err(|e| StartError::Api(e.to_string()))?;
+            let state = crate::api::ApiState {
+                admin: api_admin,
+                oidc,
+                policy: Arc::new(config.self_service.clone()),
+                metrics: metrics.clone(),
+            };
+            // Portals keep connections open between calls on a token alone.
+            let limits = tls::ListenerLimits {
+                deadlines: crate::deadline::ConnectionDeadlines {
+                    unauthenticated: API_CONNECTION_LIFETIME,
+                    ..config.listener_limits.deadlines
+                },
+                ..config.listener_limits
+            };
+            let incoming = tls::incoming(
+                listener,
+                listeners.api,
+                "api",
+                limits,
+                metrics.clone(),
+                shutdown.clone(),
+            );
+            let stop = shutdown.clone();
+            servers.spawn(async move {
+                crate::api::serve(incoming, local, state, stop)
+                    .await
+                    .map_err(|e| format!("api listener: {e}"))
+            });
+            Some(local)
+        }
+    };
     let (stop, exported, health_storage) = (shutdown.clone(), metrics.clone(), storage.clone());
     servers.spawn(async move {
         metrics::serve(metrics_listener, exported, health_storage, stop)
@@ -278,6 +328,7 @@ pub async fn start(config: &CoordinatorConfig) -> Result<Coordinator, StartError
     info!(
         version = env!("CARGO_PKG_VERSION"),
         %agent_addr, %admin_addr, %metrics_addr,
+        api_addr = %api_addr.map_or_else(|| "off".to_string(), |a| a.to_string()),
         data_dir = %config.data_dir.display(),
         "mf-coordinator serving"
     );
@@ -285,6 +336,7 @@ pub async fn start(config: &CoordinatorConfig) -> Result<Coordinator, StartError
         agent_addr,
         admin_addr,
         metrics_addr,
+        api_addr,
         metrics,
         shutdown,
         servers,

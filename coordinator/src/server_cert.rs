@@ -23,6 +23,8 @@ const CHECK_EVERY: Duration = Duration::from_secs(3600);
 pub struct Listeners {
     pub agent: watch::Receiver<Arc<ServerConfig>>,
     pub admin: watch::Receiver<Arc<ServerConfig>>,
+    /// The REST API's: client certificates optional, HTTP/1.1.
+    pub api: watch::Receiver<Arc<ServerConfig>>,
 }
 
 pub struct ServerCertificate {
@@ -34,24 +36,26 @@ pub struct ServerCertificate {
     pub metrics: Metrics,
 }
 
-fn configs(
-    me: &ServerCertificate,
-    server: &Pem,
-) -> Result<(Arc<ServerConfig>, Arc<ServerConfig>), tls::TlsSetupError> {
-    Ok((
-        tls::server_config(
-            &me.ca_pem,
-            server,
-            ClientAuth::Optional,
-            me.revocations.clone(),
-        )?,
-        tls::server_config(
-            &me.ca_pem,
-            server,
-            ClientAuth::Required,
-            me.revocations.clone(),
-        )?,
-    ))
+/// The agent listener's, the admin listener's and the REST API's.
+type Configs = (Arc<ServerConfig>, Arc<ServerConfig>, Arc<ServerConfig>);
+
+fn configs(me: &ServerCertificate, server: &Pem) -> Result<Configs, tls::TlsSetupError> {
+    let agent = tls::server_config(
+        &me.ca_pem,
+        server,
+        ClientAuth::Optional,
+        me.revocations.clone(),
+    )?;
+    let admin = tls::server_config(
+        &me.ca_pem,
+        server,
+        ClientAuth::Required,
+        me.revocations.clone(),
+    )?;
+    // Portals and curl speak HTTP/1.1; a token stands in for a certificate.
+    let mut api = (*agent).clone();
+    api.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok((agent, admin, Arc::new(api)))
 }
 
 impl ServerCertificate {
@@ -97,9 +101,10 @@ impl ServerCertificate {
     pub fn start(self, current: Pem, shutdown: CancellationToken) -> Result<Listeners, String> {
         let current = self.renewed_if_due(current)?;
         self.export(&current);
-        let (agent, admin) = configs(&self, &current).map_err(|e| e.to_string())?;
+        let (agent, admin, api) = configs(&self, &current).map_err(|e| e.to_string())?;
         let (agent_tx, agent_rx) = watch::channel(agent);
         let (admin_tx, admin_rx) = watch::channel(admin);
+        let (api_tx, api_rx) = watch::channel(api);
         tokio::spawn(async move {
             let mut serving = current;
             loop {
@@ -110,9 +115,10 @@ impl ServerCertificate {
                 let before = serving.cert.clone();
                 match self.renewed_if_due(serving.clone()) {
                     Ok(next) if next.cert != before => match configs(&self, &next) {
-                        Ok((agent, admin)) => {
+                        Ok((agent, admin, api)) => {
                             let _ = agent_tx.send(agent);
                             let _ = admin_tx.send(admin);
+                            let _ = api_tx.send(api);
                             self.export(&next);
                             serving = next;
                         }
@@ -126,6 +132,7 @@ impl ServerCertificate {
         Ok(Listeners {
             agent: agent_rx,
             admin: admin_rx,
+            api: api_rx,
         })
     }
 }

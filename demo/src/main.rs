@@ -68,6 +68,9 @@ async fn run(args: DemoArgs) -> Result<()> {
     )?;
     let loopback = "127.0.0.1:0".parse()?;
     let config = CoordinatorConfig {
+        api_listen: None,
+        oidc: None,
+        self_service: Default::default(),
         data_dir: workdir.path().join("data"),
         pki_dir: pki.dir().to_path_buf(),
         agent_listen: loopback,

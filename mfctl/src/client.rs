@@ -189,6 +189,7 @@ pub async fn list_hosts(admin: &mut AdminClient, selector: &str) -> Result<Vec<p
     let stream = admin
         .list_hosts(pb::ListHostsRequest {
             selector: selector.to_string(),
+            ..Default::default()
         })
         .await
         .map_err(refused)?

@@ -15,6 +15,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+pub mod http;
+
+/// What an emulated RHEL 7.9 host needs for leapp's pre-upgrade to pass:
+/// leapp's packages and room on /var and /boot (scenario TOML).
+pub const LEAPP_READY: &str = "[[packages]]\nname = \"leapp\"\nversion = \"0.17.0\"\nrelease = \"1.el7_9\"\narch = \"noarch\"\n\
+     [[packages]]\nname = \"leapp-upgrade-el7toel8\"\nversion = \"0.20.0\"\nrelease = \"2.el7_9\"\narch = \"noarch\"\n\
+     [filesystems.\"/var\"]\nfree_bytes = 10737418240\ntotal_bytes = 21474836480\n\
+     [filesystems.\"/boot\"]\nfree_bytes = 524288000\ntotal_bytes = 1073741824\n";
+
 /// A file of the project's own fixtures (`tests/fixtures/`).
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -111,6 +120,21 @@ pub fn serving_ports(
         )
     })?;
     ports.context("no addresses")
+}
+
+/// The REST API's port from the coordinator's "serving" line, if it is on.
+pub fn api_port(log: &Path) -> Option<u16> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let line = text
+        .lines()
+        .find(|l| l.contains("mf-coordinator serving"))?;
+    let start = line.find("api_addr=127.0.0.1:")? + "api_addr=127.0.0.1:".len();
+    line[start..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .ok()
 }
 
 /// A plain HTTP/1.0 GET on loopback; returns (status line, body).
@@ -281,6 +305,8 @@ pub struct Coordinator {
     pub agent_port: u16,
     pub admin_port: u16,
     pub metrics_port: u16,
+    /// The REST API's, when started with `--api-listen`.
+    pub api_port: Option<u16>,
 }
 
 impl Coordinator {
@@ -314,6 +340,7 @@ impl Coordinator {
             agent_port,
             admin_port,
             metrics_port,
+            api_port: None,
         };
         coordinator.spawn()?;
         Ok(coordinator)
@@ -355,10 +382,12 @@ impl Coordinator {
         let child = self.child.as_mut().unwrap();
         let (agent, admin, metrics) = serving_ports(&self.log, || Ok(child.try_wait()?))?;
         (self.agent_port, self.admin_port, self.metrics_port) = (agent, admin, metrics);
+        self.api_port = api_port(&self.log);
         for (flag, port) in [
             ("--agent-listen", agent),
             ("--admin-listen", admin),
             ("--metrics-listen", metrics),
+            ("--api-listen", self.api_port.unwrap_or_default()),
         ] {
             if let Some(i) = self.args.iter().position(|a| a == flag) {
                 self.args[i + 1] = format!("127.0.0.1:{port}");
@@ -788,6 +817,38 @@ impl Deployment {
         ];
         args.extend_from_slice(extra);
         run(agent_binary(root), &args, &[])
+    }
+
+    /// A RHEL 7.9 machine that leapp's pre-upgrade passes (unless
+    /// `scenario`, written first in its scenario file, says otherwise),
+    /// enrolled with `token` and running with the label `app=APP`.
+    pub fn rhel79_machine(
+        &self,
+        token: &str,
+        name: &str,
+        app: &str,
+        scenario: &str,
+    ) -> Result<Machine> {
+        let root = host_root(
+            &self.path(&format!("roots/{name}")),
+            HostOs::Rhel79,
+            name,
+            "example.com",
+        );
+        // Top-level keys first: TOML puts keys after a table header inside it.
+        set_scenario(&root, &format!("{scenario}{LEAPP_READY}"));
+        let state = root.join("var/lib/mf-agent");
+        let enrolled = self.enroll(token, &state, &root, &[]);
+        if !enrolled.success {
+            bail!("enroll {name}: {}", enrolled.stderr);
+        }
+        let label = format!("app={app}");
+        Ok(Machine::start_with(
+            &state,
+            &root,
+            &self.path(&format!("{name}.log")),
+            &["--label", &label],
+        ))
     }
 
     /// `mfctl hosts list -o json` as parsed JSON.

@@ -9,46 +9,12 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Result, bail};
-use mf_e2e::{Deployment, HostOs, Machine, host_root, set_scenario, wait_for};
+use mf_e2e::{Deployment, LEAPP_READY, Machine, set_scenario, wait_for};
 use serde_json::Value;
 
-const LEAPP: &str = "[[packages]]\nname = \"leapp\"\nversion = \"0.17.0\"\nrelease = \"1.el7_9\"\narch = \"noarch\"\n\
-                     [[packages]]\nname = \"leapp-upgrade-el7toel8\"\nversion = \"0.20.0\"\nrelease = \"2.el7_9\"\narch = \"noarch\"\n";
-const SPACE: &str = "[filesystems.\"/var\"]\nfree_bytes = 10737418240\ntotal_bytes = 21474836480\n\
-                     [filesystems.\"/boot\"]\nfree_bytes = 524288000\ntotal_bytes = 1073741824\n";
 const FIRST_BOOT_FAILS: &str = "failures = [\"first-boot-failure\"]\n";
 const BLOCKER: &str = "[[findings]]\nkey = \"d35f6c6b1b1fa6924ef442e3670d90fa92f0d54b\"\ntitle = \"Missing required answers in the answer file\"\n\
                        severity = \"high\"\nblocking = true\n";
-
-/// Starts a RHEL 7.9 machine labelled with its application.
-fn machine(
-    deployment: &Deployment,
-    token: &str,
-    name: &str,
-    app: &str,
-    scenario: &str,
-) -> Result<Machine> {
-    let root = host_root(
-        &deployment.path(&format!("roots/{name}")),
-        HostOs::Rhel79,
-        name,
-        "example.com",
-    );
-    // Top-level keys first: TOML puts keys after a table header inside it.
-    set_scenario(&root, &format!("{scenario}{LEAPP}{SPACE}"));
-    let state = root.join("var/lib/mf-agent");
-    let enrolled = deployment.enroll(token, &state, &root, &[]);
-    if !enrolled.success {
-        bail!("enroll {name}: {}", enrolled.stderr);
-    }
-    let label = format!("app={app}");
-    Ok(Machine::start_with(
-        &state,
-        &root,
-        &deployment.path(&format!("{name}.log")),
-        &["--label", &label],
-    ))
-}
 
 fn json(deployment: &Deployment, args: &[&str]) -> Result<Value> {
     let mut args = args.to_vec();
@@ -89,7 +55,7 @@ fn fleet(deployment: &Deployment, machines: &[(&str, &str, &str)]) -> Result<Vec
     let token = deployment.token(&["--uses", &machines.len().to_string()])?;
     let started = machines
         .iter()
-        .map(|(name, app, scenario)| machine(deployment, &token, name, app, scenario))
+        .map(|(name, app, scenario)| deployment.rhel79_machine(&token, name, app, scenario))
         .collect::<Result<Vec<_>>>()?;
     ready(deployment, machines.len())?;
     Ok(started)
@@ -599,7 +565,7 @@ fn a_backup_restored_into_an_empty_data_dir_brings_everything_back_and_the_wave_
         "the backup is in the chain it copied"
     );
     // The spare token still enrolls (the restored store is a working one).
-    let _late = machine(&deployment, &spare, "c1", "c", "")?;
+    let _late = deployment.rhel79_machine(&spare, "c1", "c", "")?;
 
     let done = wait_wave(&deployment, "w", "completed")?;
     assert_eq!(done["counts"]["succeeded"], 4, "{done:#}");
@@ -756,7 +722,7 @@ fn an_operator_pauses_approves_resumes_and_retries_real_waves() -> Result<()> {
     );
     // The cause fixed on the host, the operator retries it and resumes.
     let root = deployment.path("roots/bad");
-    set_scenario(&root, &format!("{LEAPP}{SPACE}"));
+    set_scenario(&root, LEAPP_READY);
     mfctl(&["wave", "retry", "h", "bad.example.com"]);
     mfctl(&["wave", "resume", "h"]);
     let done = wait_wave(&deployment, "h", "completed")?;

@@ -38,6 +38,14 @@ pub(super) fn selector_value<'a>(
     }
 }
 
+/// Which part of a sorted list to answer: the hosts after `after` (an id),
+/// at most `limit` of them; the default is all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Page {
+    pub after: Option<String>,
+    pub limit: Option<usize>,
+}
+
 /// Which hosts a request is about: its selector, within the asking
 /// operator's scope (evaluated over pinned labels only).
 #[derive(Debug, Clone, Default)]

@@ -25,7 +25,7 @@ use crate::clock::SharedClock;
 use crate::metrics::Metrics;
 use crate::revocation::Revocations;
 use crate::store::{EnrollRefusal, HostRecord, OperatorRecord, Store, StoreError, TokenRecord};
-pub use hosts::Selection;
+pub use hosts::{Page, Selection};
 pub use jobs::NewJob;
 use mf_core::access::Access;
 use mf_core::command::{AgentCommand, CommandUpdate, UpdateState};
@@ -85,6 +85,9 @@ pub enum InventoryError {
     /// The request cannot be done in the host's present state.
     #[error("{0}")]
     Conflict(String),
+    /// Something of that name exists already.
+    #[error("{0}")]
+    Exists(String),
     #[error("{0}")]
     Invalid(String),
     /// The store cannot be written: nothing that needs it is done.
@@ -227,7 +230,7 @@ enum Request {
     Facts(String, SessionId, Facts),
     Heartbeat(String, SessionId, Option<i64>),
     Disconnect(String, SessionId),
-    List(Selection, oneshot::Sender<Vec<HostView>>),
+    List(Selection, Page, oneshot::Sender<Vec<HostView>>),
     Get(String, oneshot::Sender<Option<HostView>>),
     DeleteHost(String, Reply<HostView>),
     RevokeHost(String, Reply<HostView>),
@@ -385,9 +388,19 @@ impl Inventory {
         &self,
         selection: impl Into<Selection>,
     ) -> Result<Vec<HostView>, InventoryError> {
+        self.list_page(selection, Page::default()).await
+    }
+
+    /// The selected hosts after `page.after`, at most `page.limit` of them,
+    /// sorted by id: only those are copied out of the task.
+    pub async fn list_page(
+        &self,
+        selection: impl Into<Selection>,
+        page: Page,
+    ) -> Result<Vec<HostView>, InventoryError> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(Request::List(selection.into(), reply))
+            .send(Request::List(selection.into(), page, reply))
             .await
             .map_err(|_| InventoryError::Stopped)?;
         answer.await.map_err(|_| InventoryError::Stopped)
@@ -869,14 +882,16 @@ impl State {
                 }
             }
             Request::Disconnect(host_id, session) => self.disconnect(&host_id, session),
-            Request::List(selector, reply) => {
-                let mut views: Vec<HostView> = self
+            Request::List(selector, page, reply) => {
+                let mut picked: Vec<&HostState> = self
                     .hosts
                     .values()
+                    .filter(|h| page.after.as_ref().is_none_or(|after| &h.record.id > after))
                     .filter(|h| h.picked_by(&selector))
-                    .map(|h| self.view(h))
                     .collect();
-                views.sort_by(|a, b| a.record.id.cmp(&b.record.id));
+                picked.sort_by(|a, b| a.record.id.cmp(&b.record.id));
+                picked.truncate(page.limit.unwrap_or(usize::MAX));
+                let views = picked.into_iter().map(|h| self.view(h)).collect();
                 let _ = reply.send(views);
             }
             Request::Get(host_id, reply) => {

@@ -13,7 +13,8 @@ use super::{auth, valid_host_id, waves};
 use crate::audit::{self, NewAuditEntry};
 use crate::inventory::JobAction;
 use crate::inventory::{
-    Caller, HostView, Inventory, LabelChange, NewOperator, OperatorUpdate, PlanView, Selection,
+    Caller, HostView, Inventory, LabelChange, NewOperator, OperatorUpdate, Page, PlanView,
+    Selection,
 };
 use crate::inventory::{CreateMode, NewJob, NewToken};
 use crate::metrics::Metrics;
@@ -95,9 +96,24 @@ impl AdminApi {
         request: &Request<T>,
         verb: Verb,
     ) -> Result<(Access, Caller), Status> {
-        let caller = auth::caller(request, &self.metrics)?;
+        let token = match request.extensions().get::<auth::ApiIdentity>() {
+            Some(auth::ApiIdentity::Token(access)) => Some(access.clone()),
+            _ => None,
+        };
+        let caller = match &token {
+            // A token's identity has no certificate of its own to record.
+            Some(access) => Caller {
+                name: access.name.clone(),
+                serial: String::new(),
+            },
+            None => auth::caller(request, &self.metrics)?,
+        };
         let name = caller.name.clone();
-        let access = match self.inventory.access(caller.clone()).await {
+        let resolved = match token {
+            Some(access) => Ok(access),
+            None => self.inventory.access(caller.clone()).await,
+        };
+        let access = match resolved {
             Ok(access) => access,
             Err(e) => {
                 self.metrics.refused("admin", "no_role");
@@ -418,9 +434,16 @@ impl AdminService for AdminApi {
         let access = self.access(&request, Verb::ReadHosts).await?;
         let selector = Selector::parse(&request.get_ref().selector)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let page = Page {
+            after: Some(request.get_ref().after.clone()).filter(|a| !a.is_empty()),
+            limit: match request.get_ref().limit {
+                0 => None,
+                n => Some(n as usize),
+            },
+        };
         let hosts = self
             .inventory
-            .list(Self::selection(&access, selector))
+            .list_page(Self::selection(&access, selector), page)
             .await
             .map_err(inventory_status)?;
         Ok(Response::new(parts::stream(

@@ -166,6 +166,7 @@ pub(crate) fn inventory_status(error: InventoryError) -> Status {
         | InventoryError::UnknownWave(_)
         | InventoryError::UnknownOperator(_) => Status::not_found(error.to_string()),
         InventoryError::Conflict(_) => Status::failed_precondition(error.to_string()),
+        InventoryError::Exists(_) => Status::already_exists(error.to_string()),
         InventoryError::Invalid(_) => Status::invalid_argument(error.to_string()),
     }
 }

@@ -2,6 +2,7 @@
 //! of the request. Refusals are counted with the listener's name.
 
 use crate::inventory::Caller;
+use mf_core::access::Access;
 use tonic::{Request, Status};
 
 use crate::metrics::Metrics;
@@ -55,8 +56,20 @@ pub fn operator<T>(request: &Request<T>, metrics: &Metrics) -> Result<String, St
     caller(request, metrics).map(|c| c.name)
 }
 
+/// Who called through the REST face, authenticated there: a bearer token
+/// already mapped to a role and scope, or an operator certificate. It travels
+/// in the request's extensions, which no gRPC peer can set.
+#[derive(Debug, Clone)]
+pub enum ApiIdentity {
+    Token(Access),
+    Certificate(Caller),
+}
+
 /// Which operator certificate made the call: name and serial.
 pub fn caller<T>(request: &Request<T>, metrics: &Metrics) -> Result<Caller, Status> {
+    if let Some(ApiIdentity::Certificate(caller)) = request.extensions().get::<ApiIdentity>() {
+        return Ok(caller.clone());
+    }
     let refuse = |reason: &str, status: Status| {
         metrics.refused("admin", reason);
         Err(status)

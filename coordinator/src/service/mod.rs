@@ -7,7 +7,7 @@ pub(crate) mod auth;
 pub mod enroll_limit;
 pub mod message_limit;
 mod outbound;
-mod parts;
+pub(crate) mod parts;
 mod waves;
 
 /// A host id: what an FQDN may contain, at most 253 bytes.

@@ -131,6 +131,8 @@ pub fn status_to_wire(status: StatusView) -> pb::WaveStatus {
         state: wire::wave_state_to_wire(status.state),
         halted_reason: status.halted.unwrap_or_default(),
         waiting: status.waiting.unwrap_or_default(),
+        next_start_unix_ms: status.next_start_unix_ms.unwrap_or_default(),
+        selector: status.selector,
         current_stage: as_u32(status.current_stage),
         stages: status
             .stages

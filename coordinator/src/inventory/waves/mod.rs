@@ -349,7 +349,7 @@ impl State {
     ) -> Result<PlanView, InventoryError> {
         let now = self.now();
         if self.waves.live.contains_key(&spec.name) {
-            return Err(InventoryError::Conflict(format!(
+            return Err(InventoryError::Exists(format!(
                 "a wave named {} exists",
                 spec.name
             )));

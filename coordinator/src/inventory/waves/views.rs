@@ -14,7 +14,7 @@ const MAX_PROBLEMS: usize = 100;
 use crate::inventory::InventoryError;
 use crate::store::wave_record::Lifecycle;
 use mf_core::wave::durations::Durations;
-use mf_core::wave::scheduler::{HostState, Outcome};
+use mf_core::wave::scheduler::{HostState, Outcome, Wait};
 use mf_core::wave::status::{HostStatus, WaveState};
 
 /// What `plan` shows.
@@ -48,11 +48,15 @@ pub struct StageView {
 #[derive(Debug, Clone)]
 pub struct StatusView {
     pub name: String,
+    pub selector: String,
     pub target: String,
     pub state: WaveState,
     pub halted: Option<String>,
     /// Why nothing starts right now, when a stage boundary or window holds it.
     pub waiting: Option<String>,
+    /// When the next host is expected to start, if that can be told: now,
+    /// the end of a soak, the next opening of a window.
+    pub next_start_unix_ms: Option<i64>,
     pub current_stage: usize,
     pub stages: Vec<StageView>,
     pub counts: BTreeMap<HostStatus, usize>,
@@ -269,6 +273,7 @@ pub(super) fn plan_view(live: &mut LiveWave, durations: &Durations, now: i64) ->
 }
 
 fn status_of(live: &mut LiveWave, durations: &Durations, now: i64) -> StatusView {
+    let mut next_start = None;
     let waiting = if live.head.lifecycle == Lifecycle::Running
         && live.wave.progress.halted.is_none()
         && live.wave.running().next().is_none()
@@ -283,8 +288,15 @@ fn status_of(live: &mut LiveWave, durations: &Durations, now: i64) -> StatusView
             .copied()
             .chain(live.wave.stages.iter().flatten().copied())
             .find(|&m| live.wave.states[m] == HostState::Pending);
-        next.and_then(|m| live.why_now(durations, m, now))
-            .map(|w| w.to_string())
+        let wait = next.and_then(|m| live.why_now(durations, m, now));
+        next_start = match &wait {
+            None => next.map(|_| now),
+            Some(Wait::Soak { until_unix_ms, .. }) => Some(*until_unix_ms),
+            Some(Wait::Closed(_)) => live.head.spec.calendar.next_opening(now),
+            // An operator, a budget or hosts in flight decide: no time to tell.
+            Some(_) => None,
+        };
+        wait.map(|w| w.to_string())
     } else {
         live.head
             .start_requested_by
@@ -342,10 +354,12 @@ fn status_of(live: &mut LiveWave, durations: &Durations, now: i64) -> StatusView
     StatusView {
         scope: live.head.spec.scope.clone(),
         name: live.head.spec.name.clone(),
+        selector: live.head.spec.selector.to_string(),
         target: live.head.spec.target.to_string(),
         state: live.state(),
         halted: live.wave.progress.halted.clone(),
         waiting,
+        next_start_unix_ms: next_start,
         current_stage: live.wave.progress.current_stage + 1,
         stages,
         counts: live

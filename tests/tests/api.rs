@@ -1,0 +1,496 @@
+//! The REST API as a portal uses it: a real coordinator started with
+//! `--api-listen` and an `[oidc]` provider whose keys the test holds (an RSA
+//! key from the fixtures, an EC key made here), real agents on emulated
+//! RHEL 7.9 hosts, and a real HTTPS client. Tokens are signed like an SSO
+//! provider signs them; a group claim makes an application owner.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Result, bail};
+use base64::Engine;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use mf_e2e::http::{Answer, ApiClient, Credentials};
+use mf_e2e::{Deployment, Machine, fixture, wait_for};
+use ring::rand::SystemRandom;
+use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+use serde_json::{Value, json};
+
+const ISSUER: &str = "https://sso.test/realms/corp";
+const AUDIENCE: &str = "migration-factory";
+
+/// The test's OIDC provider: the fixture's RSA key (kid test-rsa-1) and an
+/// EC P-256 key made now (kid test-ec-1), both in the JWKS file the
+/// coordinator reads.
+struct Provider {
+    rsa: EncodingKey,
+    ec: EncodingKey,
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A new P-256 key: its PKCS#8 and its JWK.
+fn ec_key(kid: &str) -> (Vec<u8>, Value) {
+    let rng = SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+        .unwrap()
+        .as_ref()
+        .to_vec();
+    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8, &rng).unwrap();
+    let point = pair.public_key().as_ref();
+    let jwk = json!({
+        "kty": "EC", "crv": "P-256", "kid": kid, "use": "sig", "alg": "ES256",
+        "x": b64(&point[1..33]), "y": b64(&point[33..65]),
+    });
+    (pkcs8, jwk)
+}
+
+impl Provider {
+    /// Writes the JWKS and the coordinator's config (OIDC, grants and the
+    /// self-service rules given) into `dir`; returns the config's path.
+    fn new(dir: &Path, self_service: &str) -> Result<(Self, String)> {
+        let rsa_jwks: Value =
+            serde_json::from_str(&std::fs::read_to_string(fixture("oidc/jwks-rsa.json"))?)?;
+        let (ec_pkcs8, ec_jwk) = ec_key("test-ec-1");
+        let mut keys = rsa_jwks["keys"].as_array().unwrap().clone();
+        keys.push(ec_jwk);
+        let jwks = dir.join("jwks.json");
+        std::fs::write(&jwks, json!({ "keys": keys }).to_string())?;
+        let config = dir.join("coordinator.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[oidc]\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\n\
+                 jwks_file = \"{}\"\nname_claim = \"preferred_username\"\n\
+                 [[oidc.grants]]\nclaim = \"groups\"\nvalue = \"app-billing-owners\"\n\
+                 role = \"operator\"\nscope = \"app=billing\"\n\
+                 [[oidc.grants]]\nclaim = \"groups\"\nvalue = \"auditors\"\nrole = \"viewer\"\n\
+                 [self_service]\n{self_service}",
+                jwks.display()
+            ),
+        )?;
+        let rsa_pem = std::fs::read(fixture("oidc/rsa-key.pem"))?;
+        Ok((
+            Self {
+                rsa: EncodingKey::from_rsa_pem(&rsa_pem)?,
+                ec: EncodingKey::from_ec_der(&ec_pkcs8),
+            },
+            config.display().to_string(),
+        ))
+    }
+
+    /// A token for `user` in `groups`, RS256 by default; `edit` changes the
+    /// claims before signing.
+    fn token(&self, user: &str, groups: &[&str], edit: impl FnOnce(&mut Value)) -> String {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let mut claims = json!({
+            "iss": ISSUER, "aud": AUDIENCE, "sub": format!("id-{user}"),
+            "preferred_username": user, "groups": groups,
+            "iat": now, "exp": now + 600,
+        });
+        edit(&mut claims);
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some("test-rsa-1".into());
+        jsonwebtoken::encode(&header, &claims, &self.rsa).unwrap()
+    }
+
+    fn es256(&self, user: &str, groups: &[&str]) -> String {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let claims = json!({
+            "iss": ISSUER, "aud": AUDIENCE, "sub": format!("id-{user}"),
+            "preferred_username": user, "groups": groups, "exp": now + 600,
+        });
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some("test-ec-1".into());
+        jsonwebtoken::encode(&header, &claims, &self.ec).unwrap()
+    }
+}
+
+/// A deployment with the API on, three RHEL 7.9 machines (b1 and b2 of
+/// billing, c1 of crm) with their application pinned by an admin.
+struct Portal {
+    deployment: Deployment,
+    provider: Provider,
+    api: ApiClient,
+    _machines: Vec<Machine>,
+    _dir: tempfile::TempDir,
+}
+
+fn portal(self_service: &str, machines: &[(&str, &str)]) -> Result<Portal> {
+    let dir = tempfile::tempdir()?;
+    let (provider, config) = Provider::new(dir.path(), self_service)?;
+    let deployment =
+        Deployment::with_coordinator_flags(&["--config", &config, "--api-listen", "127.0.0.1:0"])?;
+    let port = deployment.coordinator.api_port.expect("the API listens");
+    let api = ApiClient::new(port, &deployment.pki)?;
+    let token = deployment.token(&["--uses", &machines.len().to_string()])?;
+    let started = machines
+        .iter()
+        .map(|(name, app)| deployment.rhel79_machine(&token, name, app, ""))
+        .collect::<Result<Vec<_>>>()?;
+    wait_for("the machines to connect", Duration::from_secs(30), || {
+        let list = deployment.hosts("connected=true")?;
+        Ok(list.len() == machines.len() && list.iter().all(|h| !h["facts"].is_null()))
+    })?;
+    for (name, app) in machines {
+        let pinned = deployment.mfctl(&[
+            "hosts",
+            "label",
+            &format!("{name}.example.com"),
+            &format!("app={app}"),
+        ]);
+        assert!(pinned.success, "{}", pinned.stderr);
+    }
+    Ok(Portal {
+        deployment,
+        provider,
+        api,
+        _machines: started,
+        _dir: dir,
+    })
+}
+
+fn problem(answer: &Answer, status: u16, detail: &str) {
+    assert_eq!(answer.status, status, "{answer:?}");
+    assert_eq!(
+        answer.header("content-type"),
+        Some("application/problem+json"),
+        "{answer:?}"
+    );
+    let text = answer.body["detail"].as_str().unwrap_or_default();
+    assert!(text.contains(detail), "{detail:?} not in {answer:?}");
+    assert_eq!(answer.body["status"], status);
+}
+
+fn ids(answer: &Answer) -> Vec<String> {
+    answer.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Pre-checks a host through the API and waits for its verdict.
+fn precheck(portal: &Portal, who: &Credentials, host: &str) -> Result<()> {
+    let asked = portal.api.post(
+        &format!("/v1/hosts/{host}/precheck"),
+        who,
+        &json!({"target": "rhel-8.10"}),
+    )?;
+    assert_eq!(asked.status, 202, "{asked:?}");
+    wait_for(&format!("{host} ready"), Duration::from_secs(60), || {
+        Ok(portal.api.get(&format!("/v1/hosts/{host}"), who)?.body["readiness"] == "ready")
+    })
+}
+
+fn waves(deployment: &Deployment) -> Result<Vec<Value>> {
+    let ran = deployment.mfctl(&["wave", "list", "-o", "json"]);
+    if !ran.success {
+        bail!("wave list: {}", ran.stderr);
+    }
+    Ok(serde_json::from_str(&ran.stdout)?)
+}
+
+#[test]
+fn an_owner_sees_their_hosts_launches_once_follows_and_is_refused_elsewhere() -> Result<()> {
+    let portal = portal(
+        "budgets = [\"app=1\"]\nmax_parallel = 2\n",
+        &[("b1", "billing"), ("b2", "billing"), ("c1", "crm")],
+    )?;
+    let (api, deployment) = (&portal.api, &portal.deployment);
+    let owner = Credentials::Bearer(portal.provider.token(
+        "alice",
+        &["app-billing-owners"],
+        |_| {},
+    ));
+
+    // Nobody: refused with a challenge, and the document is public to no one.
+    let anonymous = api.get("/v1/hosts", &Credentials::None)?;
+    problem(&anonymous, 401, "bearer token");
+    assert!(
+        anonymous
+            .header("www-authenticate")
+            .is_some_and(|c| c.starts_with("Bearer error=\"invalid_token\"")),
+        "{anonymous:?}"
+    );
+
+    // The owner's hosts, a page at a time; the other application's stay out.
+    let all = api.get("/v1/hosts", &owner)?;
+    assert_eq!(all.status, 200, "{all:?}");
+    assert_eq!(ids(&all), ["b1.example.com", "b2.example.com"]);
+    assert_eq!(all.body["items"][0]["readiness"], "unknown");
+    let first = api.get("/v1/hosts?limit=1", &owner)?;
+    assert_eq!(ids(&first), ["b1.example.com"]);
+    let cursor = first.body["next_cursor"].as_str().unwrap().to_string();
+    let second = api.get(&format!("/v1/hosts?limit=1&cursor={cursor}"), &owner)?;
+    assert_eq!(ids(&second), ["b2.example.com"]);
+    assert!(second.body["next_cursor"].is_null(), "{second:?}");
+    let selected = api.get("/v1/hosts?selector=app%3Dcrm", &owner)?;
+    assert!(ids(&selected).is_empty(), "a selector never widens a scope");
+    problem(
+        &api.get("/v1/hosts?selector=app%20in%20(", &owner)?,
+        400,
+        "",
+    );
+    problem(&api.get("/v1/hosts?limit=0", &owner)?, 400, "limit 0");
+    problem(&api.get("/v1/hosts?colour=red", &owner)?, 400, "colour");
+    problem(
+        &api.get("/v1/hosts/c1.example.com", &owner)?,
+        403,
+        "outside the scope",
+    );
+    problem(
+        &api.get("/v1/hosts/nothing.example.com", &owner)?,
+        404,
+        "nothing.example.com",
+    );
+
+    // Pre-checks asked through the API; readiness follows.
+    precheck(&portal, &owner, "b1.example.com")?;
+    precheck(&portal, &owner, "b2.example.com")?;
+    let b1 = api.get("/v1/hosts/b1.example.com", &owner)?;
+    assert_eq!(
+        (
+            b1.body["readiness"].as_str(),
+            b1.body["precheck_target"].as_str()
+        ),
+        (Some("ready"), Some("rhel-8.10"))
+    );
+    assert!(b1.body["before_relaunching"].as_array().unwrap().is_empty());
+
+    // Bad bodies change nothing.
+    let before = waves(deployment)?.len();
+    let raw = |body: &[u8]| api.call("POST", "/v1/migrations", &owner, &[], Some(body));
+    problem(&raw(b"{\"target\": ")?, 400, "");
+    problem(
+        &raw(br#"{"selector": "app=billing", "target": "rhel-8.10", "when": "now"}"#)?,
+        422,
+        "unknown field `when`",
+    );
+    problem(&raw(&vec![b' '; 70 * 1024])?, 413, "over 65536 bytes");
+    problem(
+        &raw(br#"{"selector": "app in (", "target": "rhel-8.10"}"#)?,
+        400,
+        "",
+    );
+    problem(
+        &raw(br#"{"host_id": "c1.example.com", "target": "rhel-8.10"}"#)?,
+        403,
+        "outside the scope",
+    );
+    assert_eq!(waves(deployment)?.len(), before, "nothing was created");
+
+    // The launch, retried by a portal: one request, one wave.
+    let launch = json!({"selector": "app=billing", "target": "rhel-8.10"});
+    let key = [("idempotency-key", "portal-order-4711")];
+    let body = launch.to_string();
+    let launched = api.call(
+        "POST",
+        "/v1/migrations",
+        &owner,
+        &key,
+        Some(body.as_bytes()),
+    )?;
+    assert_eq!(launched.status, 202, "{launched:?}");
+    let id = launched.body["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        launched.header("location"),
+        Some(format!("/v1/migrations/{id}").as_str())
+    );
+    assert_eq!(
+        launched.body["policy"],
+        json!(["budget app=1", "at most 2 hosts at once"])
+    );
+    let again = api.call(
+        "POST",
+        "/v1/migrations",
+        &owner,
+        &key,
+        Some(body.as_bytes()),
+    )?;
+    assert_eq!(
+        (again.status, again.body["id"].as_str()),
+        (202, Some(id.as_str())),
+        "{again:?}"
+    );
+    let other = json!({"selector": "app=billing", "target": "rhel-9.6"}).to_string();
+    problem(
+        &api.call(
+            "POST",
+            "/v1/migrations",
+            &owner,
+            &key,
+            Some(other.as_bytes()),
+        )?,
+        422,
+        "Idempotency-Key was used",
+    );
+    let requests: Vec<Value> = waves(deployment)?
+        .into_iter()
+        .filter(|w| w["name"].as_str().is_some_and(|n| n.starts_with("req-")))
+        .collect();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+
+    // Followed to the end: both hosts, one at a time (budget app=1).
+    wait_for("the request to complete", Duration::from_secs(180), || {
+        Ok(api.get(&format!("/v1/migrations/{id}"), &owner)?.body["state"] == "completed")
+    })?;
+    let done = api.get(&format!("/v1/migrations/{id}"), &owner)?;
+    assert_eq!(done.body["hosts"], json!({"succeeded": 2}), "{done:?}");
+    for host in done.body["followed"].as_array().unwrap() {
+        assert_eq!(host["migration"]["state"], "succeeded", "{host}");
+        assert!(host["timeline"].as_array().unwrap().len() >= 3, "{host}");
+    }
+    problem(
+        &api.call("DELETE", &format!("/v1/migrations/{id}"), &owner, &[], None)?,
+        409,
+        "",
+    );
+
+    // A viewer by another group, with an ES256 token: reads all, changes nothing.
+    let auditor = Credentials::Bearer(portal.provider.es256("victor", &["auditors"]));
+    assert_eq!(ids(&api.get("/v1/hosts", &auditor)?).len(), 3);
+    problem(
+        &api.post(
+            "/v1/migrations",
+            &auditor,
+            &json!({"host_id": "c1.example.com", "target": "rhel-8.10"}),
+        )?,
+        403,
+        "viewer role",
+    );
+
+    // Tokens refused, each with its cause.
+    let p = &portal.provider;
+    let refused = |token: String, cause: &str| -> Result<()> {
+        problem(
+            &api.get("/v1/hosts", &Credentials::Bearer(token))?,
+            401,
+            cause,
+        );
+        Ok(())
+    };
+    refused(
+        p.token("alice", &["app-billing-owners"], |c| {
+            c["exp"] = json!(c["iat"].as_u64().unwrap() - 3600);
+        }),
+        "expired",
+    )?;
+    refused(
+        p.token("alice", &["app-billing-owners"], |c| {
+            c["aud"] = json!("another-app")
+        }),
+        "another audience",
+    )?;
+    refused(
+        p.token("alice", &["app-billing-owners"], |c| {
+            c["nbf"] = json!(c["iat"].as_u64().unwrap() + 3600);
+        }),
+        "not valid yet",
+    )?;
+    let (stranger_key, _) = ec_key("test-ec-1");
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some("someone-elses".into());
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let forged = jsonwebtoken::encode(
+        &header,
+        &json!({"iss": ISSUER, "aud": AUDIENCE, "preferred_username": "mallory",
+                "groups": ["app-billing-owners"], "exp": now + 600}),
+        &EncodingKey::from_ec_der(&stranger_key),
+    )?;
+    refused(forged, "unknown key")?;
+    refused(p.token("bob", &["staff"], |_| {}), "no grant")?;
+    assert!(
+        deployment
+            .coordinator
+            .metric("mf_refused_handshakes_total{listener=\"api\",reason=\"bad_token\"}")?
+            >= 5.0
+    );
+
+    // An operator certificate works here too, for the whole fleet.
+    let read = |name: &str| std::fs::read_to_string(deployment.pki.join(name)).unwrap();
+    let operator = Credentials::Certificate {
+        cert: read("operator.pem"),
+        key: read("operator-key.pem"),
+    };
+    assert_eq!(ids(&api.get("/v1/hosts", &operator)?).len(), 3);
+
+    // The owner's actions are in the audit under their SSO name.
+    let audit = deployment.mfctl(&["audit", "list", "--operator", "sso:alice", "-o", "json"]);
+    assert!(audit.success, "{}", audit.stderr);
+    assert!(audit.stdout.contains("run-wave"), "{}", audit.stdout);
+    assert!(audit.stdout.contains("precheck"), "{}", audit.stdout);
+
+    // The document served is the one committed.
+    let served = api.get("/v1/openapi.json", &owner)?;
+    let committed: Value = serde_json::from_str(&std::fs::read_to_string(fixture(
+        "../../coordinator/openapi.json",
+    ))?)?;
+    assert!(
+        served.body == committed,
+        "the served document differs from coordinator/openapi.json"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_request_outside_the_window_says_when_it_starts_and_is_cancelled_before() -> Result<()> {
+    // A window that opens in two hours and lasts one.
+    let now_hour = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() / 3600;
+    let (start, end) = ((now_hour + 2) % 24, (now_hour + 3) % 24);
+    let portal = portal(
+        &format!("windows = [\"{start:02}:00-{end:02}:00 UTC\"]\n"),
+        &[("b1", "billing")],
+    )?;
+    let api = &portal.api;
+    let owner = Credentials::Bearer(portal.provider.token(
+        "alice",
+        &["app-billing-owners"],
+        |_| {},
+    ));
+    precheck(&portal, &owner, "b1.example.com")?;
+    let launched = api.post(
+        "/v1/migrations",
+        &owner,
+        &json!({"host_id": "b1.example.com", "target": "rhel-8.10"}),
+    )?;
+    assert_eq!(launched.status, 202, "{launched:?}");
+    let id = launched.body["id"].as_str().unwrap().to_string();
+    assert_eq!(launched.body["state"], "running", "{launched:?}");
+    assert!(
+        launched.body["waiting_because"]
+            .as_str()
+            .is_some_and(|w| w.contains("maintenance window")),
+        "{launched:?}"
+    );
+    let expected = launched.body["expected_start"].as_str().unwrap();
+    assert!(
+        expected.contains(&format!("T{start:02}:00:00")),
+        "{expected} is the window's opening"
+    );
+    assert_eq!(launched.body["hosts"], json!({"pending": 1}));
+
+    let cancelled = api.call("DELETE", &format!("/v1/migrations/{id}"), &owner, &[], None)?;
+    assert_eq!(cancelled.status, 200, "{cancelled:?}");
+    assert_eq!(cancelled.body["state"], "cancelled");
+    // Nothing ran on the host.
+    let host = api.get("/v1/hosts/b1.example.com", &owner)?;
+    assert!(host.body["migration"].is_null(), "{host:?}");
+    problem(
+        &api.get("/v1/migrations/req-0000000000000000000000", &owner)?,
+        404,
+        "",
+    );
+    Ok(())
+}
