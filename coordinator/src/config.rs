@@ -52,6 +52,9 @@ pub struct FileConfig {
     pub oidc: Option<crate::api::oidc::OidcConfig>,
     /// The rules of migrations that application owners request.
     pub self_service: Option<crate::api::policy::SelfServiceConfig>,
+    /// Keys of findings that no change on the host lifts: a host with one
+    /// blocking is `rebuild`, not `blocked`.
+    pub rebuild_findings: Option<Vec<String>>,
     /// e.g. "30s"
     pub heartbeat_interval: Option<String>,
     /// A reboot with no outcome after this holds its job, e.g. "4h".
@@ -280,7 +283,23 @@ impl FileConfig {
             flags.self_service.or(self.self_service).unwrap_or_default(),
         )
         .map_err(|e| ConfigError::Invalid("self_service", e.to_string()))?;
+        let rebuild_findings = flags
+            .rebuild_findings
+            .or(self.rebuild_findings)
+            .unwrap_or_default();
+        if let Some(bad) = rebuild_findings
+            .iter()
+            .find(|k| k.trim().is_empty() || k.len() > 256)
+        {
+            return Err(ConfigError::Invalid(
+                "rebuild_findings",
+                format!("{bad:?} is not a finding key (1 to 256 characters)"),
+            ));
+        }
         Ok(CoordinatorConfig {
+            rebuild: mf_core::readiness::RebuildRules {
+                findings: rebuild_findings.into_iter().collect(),
+            },
             api_listen,
             oidc: flags.oidc.or(self.oidc),
             self_service,
@@ -329,6 +348,8 @@ pub struct CoordinatorConfig {
     pub api_listen: Option<SocketAddr>,
     pub oidc: Option<crate::api::oidc::OidcConfig>,
     pub self_service: crate::api::policy::SelfServicePolicy,
+    /// What makes a host `rebuild` besides its platform.
+    pub rebuild: mf_core::readiness::RebuildRules,
     pub data_dir: PathBuf,
     pub pki_dir: PathBuf,
     pub agent_listen: SocketAddr,
@@ -381,6 +402,37 @@ mod tests {
         let config = file.resolve(FileConfig::default())?;
         assert_eq!(config.agent_listen, "0.0.0.0:7443".parse()?);
         assert_eq!(config.enroll_limits, EnrollLimits::default());
+        Ok(())
+    }
+
+    /// The REST API's part of the example is commented out; uncommented it
+    /// must be a valid configuration too.
+    #[test]
+    fn the_packaged_api_example_is_valid_once_uncommented() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let example = include_str!("../../packaging/config/coordinator.toml");
+        let start = example
+            .find("# rebuild_findings")
+            .ok_or("no rebuild_findings example")?;
+        let uncommented: String = example[start..]
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| l.starts_with('[') || l.contains(" = "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let file: FileConfig = toml::from_str(&format!("{}{uncommented}", &example[..start]))?;
+        let config = file.resolve(FileConfig::default())?;
+        assert_eq!(config.api_listen, Some("0.0.0.0:8443".parse()?));
+        assert_eq!(config.rebuild.findings.len(), 1);
+        let oidc = config.oidc.ok_or("no [oidc]")?;
+        assert_eq!(
+            (oidc.grants.len(), oidc.audience.as_str()),
+            (2, "migration-factory")
+        );
+        assert_eq!(
+            config.self_service.describe().first().map(String::as_str),
+            Some("window sat 22:00-sun 06:00 Europe/Paris")
+        );
         Ok(())
     }
 

@@ -154,6 +154,7 @@ fn main() -> Result<()> {
         api_listen: cli.api_listen,
         oidc: None,
         self_service: None,
+        rebuild_findings: None,
         heartbeat_interval: cli.heartbeat_interval,
         reboot_timeout: cli.reboot_timeout,
         agent_cert_lifetime: cli.agent_cert_lifetime,

@@ -169,7 +169,7 @@ impl Metrics {
         let hosts_by_readiness = IntGaugeVec::new(
             Opts::new(
                 "mf_hosts_by_readiness",
-                "Pre-checked hosts by the readiness of their latest pre-check",
+                "Hosts by readiness: their latest pre-check's outcome, unknown before one, or rebuild (no in-place path), as of the last tick (5 s)",
             ),
             &["readiness"],
         )?;
@@ -290,7 +290,7 @@ impl Metrics {
         ] {
             jobs.with_label_values(&[state]);
         }
-        for readiness in ["ready", "blocked", "error", "unknown"] {
+        for readiness in ["ready", "blocked", "error", "unknown", "rebuild"] {
             hosts_by_readiness.with_label_values(&[readiness]);
         }
         registry.register(Box::new(build_info))?;

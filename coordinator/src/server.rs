@@ -143,6 +143,7 @@ pub async fn start(config: &CoordinatorConfig) -> Result<Coordinator, StartError
         max_clock_skew: config.max_clock_skew,
         blast_radius: config.blast_radius,
         storage: storage.clone(),
+        rebuild: config.rebuild.clone(),
     };
     let (inventory, inventory_task) = Inventory::start(store, metrics.clone(), settings)?;
 

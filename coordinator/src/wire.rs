@@ -256,6 +256,17 @@ pub fn command_to_wire(c: &AgentCommand, now_unix_ms: i64) -> pb::Command {
     }
 }
 
+pub fn readiness_to_wire(readiness: Readiness) -> i32 {
+    match readiness {
+        Readiness::Ready => pb::Readiness::Ready,
+        Readiness::Blocked => pb::Readiness::Blocked,
+        Readiness::Error => pb::Readiness::Error,
+        Readiness::Unknown => pb::Readiness::Unknown,
+        Readiness::Rebuild => pb::Readiness::Rebuild,
+    }
+    .into()
+}
+
 /// The latest outcome, and what is in flight if anything.
 pub fn latest_precheck_to_wire(current: &PrecheckRecord) -> pb::LatestPrecheck {
     let record = current.latest_done().unwrap_or(current);
@@ -264,13 +275,7 @@ pub fn latest_precheck_to_wire(current: &PrecheckRecord) -> pb::LatestPrecheck {
         in_flight_target: in_flight.map(|p| p.target.to_string()).unwrap_or_default(),
         in_flight_requested_unix_ms: in_flight.map_or(0, |p| p.requested_unix_ms),
         target: record.target.to_string(),
-        readiness: match record.readiness() {
-            Readiness::Ready => pb::Readiness::Ready,
-            Readiness::Blocked => pb::Readiness::Blocked,
-            Readiness::Error => pb::Readiness::Error,
-            Readiness::Unknown => pb::Readiness::Unknown,
-        }
-        .into(),
+        readiness: readiness_to_wire(record.readiness()),
         detail: record.detail.clone(),
         requested_unix_ms: record.requested_unix_ms,
         finished_unix_ms: record.finished_unix_ms,

@@ -127,6 +127,44 @@ fn parse_version(version: &str) -> Option<(u32, u32)> {
     Some((major.parse().ok()?, minor.parse().ok()?))
 }
 
+/// The architectures each tool takes a host from, as Red Hat documents
+/// them: convert2rhel x86_64 only; leapp from RHEL 7 x86_64, IBM POWER (little
+/// endian) and IBM Z (RHEL 7 for ARM had no in-place upgrade), from RHEL 8 and
+/// 9 those and 64-bit ARM.
+const CONVERT2RHEL_ARCHES: &[&str] = &["x86_64"];
+const LEAPP_FROM_7_ARCHES: &[&str] = &["x86_64", "ppc64le", "s390x"];
+const LEAPP_ARCHES: &[&str] = &["x86_64", "aarch64", "ppc64le", "s390x"];
+
+/// Whether Red Hat's tools can move a host of this platform in place at all;
+/// when they cannot, why (the host is to be rebuilt on a supported release,
+/// which no change on the host fixes). A version that does not parse, or an
+/// older minor that an update fixes, is for the pre-check to tell.
+pub fn in_place(os_id: &str, version: &str, arch: &str) -> Result<(), String> {
+    let Some((major, _)) = parse_version(version) else {
+        return Ok(());
+    };
+    let (tool, arches) = match os_id {
+        "centos" | "ol" if major == 7 => ("convert2rhel", CONVERT2RHEL_ARCHES),
+        "almalinux" | "rocky" | "ol" if major == 8 => ("convert2rhel", CONVERT2RHEL_ARCHES),
+        "rhel" if major == 7 => ("leapp", LEAPP_FROM_7_ARCHES),
+        "rhel" if (8..=9).contains(&major) => ("leapp", LEAPP_ARCHES),
+        // The newest release: nothing to migrate.
+        "rhel" if major >= 10 => return Ok(()),
+        _ => {
+            return Err(format!(
+                "no in-place path from {os_id} {version}: neither convert2rhel nor leapp takes it"
+            ));
+        }
+    };
+    if arch.is_empty() || arches.contains(&arch) {
+        return Ok(());
+    }
+    Err(format!(
+        "{tool} does not take {arch} hosts from {os_id} {version} (only {})",
+        arches.join(", ")
+    ))
+}
+
 /// The steps from `os_id` `version` (facts) to `target`.
 pub fn plan(os_id: &str, version: &str, target: Target) -> Result<Vec<Step>, PathError> {
     let impossible = |why: String| Err(PathError::Impossible(why));
@@ -417,6 +455,44 @@ mod tests {
         ] {
             let e = bad.parse::<Target>().expect_err(bad).to_string();
             assert!(e.contains(text), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_platform_no_tool_takes_needs_a_rebuild_and_one_an_update_fixes_does_not() {
+        for (os, version, arch) in [
+            ("centos", "7.9", "x86_64"),
+            ("centos", "7.4", "x86_64"),
+            ("ol", "8.10", "x86_64"),
+            ("rhel", "7.9", "ppc64le"),
+            ("rhel", "8.10", "aarch64"),
+            ("rhel", "9.6", "s390x"),
+            ("rhel", "10.0", "x86_64"),
+            ("rhel", "7.9", ""),
+            ("rhel", "weird", "x86_64"),
+        ] {
+            assert_eq!(in_place(os, version, arch), Ok(()), "{os} {version} {arch}");
+        }
+        for (os, version, arch, says) in [
+            (
+                "centos",
+                "6.10",
+                "x86_64",
+                "no in-place path from centos 6.10",
+            ),
+            ("centos", "8.5", "x86_64", "neither convert2rhel nor leapp"),
+            ("ubuntu", "22.04", "x86_64", "no in-place path from ubuntu"),
+            ("centos", "7.9", "i686", "convert2rhel does not take i686"),
+            ("centos", "7.9", "aarch64", "only x86_64"),
+            (
+                "rhel",
+                "7.9",
+                "aarch64",
+                "leapp does not take aarch64 hosts from rhel 7.9",
+            ),
+        ] {
+            let refused = in_place(os, version, arch).expect_err(says);
+            assert!(refused.contains(says), "{refused}");
         }
     }
 }

@@ -14,6 +14,10 @@ pub enum Readiness {
     Blocked,
     Error,
     Unknown,
+    /// No in-place path for the platform, or a finding the site holds
+    /// impossible to fix in place: rebuild on the target instead. A verdict
+    /// (`readiness::verdict`), never a pre-check's own outcome.
+    Rebuild,
 }
 
 impl Readiness {
@@ -23,6 +27,7 @@ impl Readiness {
             Readiness::Blocked => "blocked",
             Readiness::Error => "error",
             Readiness::Unknown => "unknown",
+            Readiness::Rebuild => "rebuild",
         }
     }
 }

@@ -136,7 +136,7 @@ async fn run(hosts: usize) -> Result<()> {
         .await?
         .hosts
         .iter()
-        .any(|(_, p)| p.as_ref().is_none_or(|p| p.finished_unix_ms == 0))
+        .any(|h| h.precheck.as_ref().is_none_or(|p| p.finished_unix_ms == 0))
     {
         if Instant::now() > deadline {
             bail!("the pre-checks did not finish");

@@ -71,6 +71,7 @@ async fn run(args: DemoArgs) -> Result<()> {
         api_listen: None,
         oidc: None,
         self_service: Default::default(),
+        rebuild: Default::default(),
         data_dir: workdir.path().join("data"),
         pki_dir: pki.dir().to_path_buf(),
         agent_listen: loopback,

@@ -32,6 +32,9 @@ pub struct HostJson {
     /// The host's clock minus the coordinator's, as last measured.
     pub clock_skew_seconds: f64,
     pub facts: Option<Facts>,
+    /// ready, blocked, error, unknown or rebuild (no in-place path).
+    pub readiness: &'static str,
+    pub readiness_reason: Option<String>,
     pub precheck: Option<PrecheckJson>,
     pub job: Option<serde_json::Value>,
 }
@@ -68,6 +71,8 @@ impl From<&pb::Host> for HostJson {
             revoked: timestamp(host.revoked_unix_ms),
             clock_skew_seconds: host.clock_skew_ms as f64 / 1000.0,
             facts,
+            readiness: super::readiness::readiness_label(host.readiness),
+            readiness_reason: Some(host.readiness_reason.clone()).filter(|r| !r.is_empty()),
             job: host.job.as_ref().map(super::jobs::to_json),
             precheck: host.precheck.as_ref().map(|p| PrecheckJson {
                 target: p.target.clone(),
@@ -133,7 +138,7 @@ pub fn list_text(hosts: &[pb::Host], format: Format) -> String {
             ];
             if wide {
                 row.extend([
-                    readiness_text(host.precheck.as_ref()),
+                    readiness_text(host),
                     host.job.as_ref().map_or("-".into(), super::jobs::summary),
                     view.peer_address.clone(),
                 ]);
@@ -157,8 +162,11 @@ pub fn list_text(hosts: &[pb::Host], format: Format) -> String {
 }
 
 /// "ready for rhel-8.10", "blocked for rhel-8.10 (re-checking for rhel-9.6)", "-".
-fn readiness_text(precheck: Option<&pb::LatestPrecheck>) -> String {
-    let Some(p) = precheck else {
+fn readiness_text(host: &pb::Host) -> String {
+    if host.readiness == i32::from(pb::Readiness::Rebuild) {
+        return "rebuild".into();
+    }
+    let Some(p) = host.precheck.as_ref() else {
         return "-".into();
     };
     let mut text = if p.finished_unix_ms > 0 {
@@ -351,7 +359,7 @@ fn watched_state(hosts: &[pb::Host]) -> Vec<String> {
                 os.id,
                 os.version,
                 labels_text(&view.labels),
-                readiness_text(h.precheck.as_ref()),
+                readiness_text(h),
                 h.job.as_ref().map_or(String::new(), super::jobs::summary),
             )
         })

@@ -15,6 +15,7 @@ pub fn readiness_label(value: i32) -> &'static str {
         Ok(pb::Readiness::Ready) => "ready",
         Ok(pb::Readiness::Blocked) => "blocked",
         Ok(pb::Readiness::Error) => "error",
+        Ok(pb::Readiness::Rebuild) => "rebuild",
         _ => "unknown",
     }
 }
@@ -117,7 +118,10 @@ pub fn print_precheck(response: &pb::PrecheckResponse, format: Format) -> Result
 #[derive(Debug, Serialize)]
 struct HostJson<'a> {
     id: &'a str,
+    /// ready, blocked, error, unknown or rebuild (no in-place path).
     readiness: &'static str,
+    /// Why it is blocked, failed its check or needs a rebuild.
+    reason: Option<&'a str>,
     target: Option<&'a str>,
     step: Option<&'a str>,
     detail: Option<&'a str>,
@@ -159,6 +163,7 @@ fn report_parts(report: &pb::ReadinessReport) -> ReportParts<'_> {
         ("blocked", c.blocked),
         ("error", c.error),
         ("unknown", c.unknown),
+        ("rebuild", c.rebuild),
         ("in_flight", c.in_flight),
         ("in_flight_disconnected", c.in_flight_disconnected),
     ]
@@ -169,10 +174,10 @@ fn report_parts(report: &pb::ReadinessReport) -> ReportParts<'_> {
         .iter()
         .map(|h| {
             let p = h.precheck.as_ref();
-            let readiness = p.map_or("unknown", |p| readiness_label(p.readiness));
             HostJson {
                 id: &h.host_id,
-                readiness,
+                readiness: readiness_label(h.verdict),
+                reason: Some(h.verdict_reason.as_str()).filter(|r| !r.is_empty()),
                 target: p.map(|p| p.target.as_str()),
                 step: p.map(|p| p.step.as_str()),
                 detail: p.map(|p| p.detail.as_str()),
@@ -214,8 +219,12 @@ pub fn print_report(report: &pb::ReadinessReport, format: Format) -> Result<()> 
         0 => String::new(),
         n => format!(" ({n} being pre-checked again or for the first time)"),
     };
+    let rebuild = match counts["rebuild"] {
+        0 => String::new(),
+        n => format!(", {n} to rebuild"),
+    };
     println!(
-        "{}: {} ready, {} blocked, {} error, {} unknown{running}\n",
+        "{}: {} ready, {} blocked, {} error, {} unknown{rebuild}{running}\n",
         count(counts["hosts"], "host"),
         counts["ready"],
         counts["blocked"],
@@ -256,14 +265,20 @@ pub fn print_report(report: &pb::ReadinessReport, format: Format) -> Result<()> 
             )
         );
     }
-    let errors: Vec<&HostJson> = hosts.iter().filter(|h| h.readiness == "error").collect();
-    if !errors.is_empty() {
-        println!("\nhosts in error:");
-        for h in errors.iter().take(20) {
-            println!("  {}: {}", h.id, h.detail.unwrap_or_default());
+    for (readiness, heading) in [
+        ("error", "hosts in error"),
+        ("rebuild", "hosts to rebuild (no in-place path)"),
+    ] {
+        let listed: Vec<&HostJson> = hosts.iter().filter(|h| h.readiness == readiness).collect();
+        if listed.is_empty() {
+            continue;
         }
-        if errors.len() > 20 {
-            println!("  ... and {} more (use -o json)", errors.len() - 20);
+        println!("\n{heading}:");
+        for h in listed.iter().take(20) {
+            println!("  {}: {}", h.id, h.reason.or(h.detail).unwrap_or_default());
+        }
+        if listed.len() > 20 {
+            println!("  ... and {} more (use -o json)", listed.len() - 20);
         }
     }
     Ok(())
@@ -290,6 +305,8 @@ mod tests {
                 readiness: readiness.into(),
                 ..Default::default()
             }),
+            verdict: readiness.into(),
+            verdict_reason: String::new(),
         }
     }
 

@@ -52,7 +52,7 @@ fn ec_key(kid: &str) -> (Vec<u8>, Value) {
 impl Provider {
     /// Writes the JWKS and the coordinator's config (OIDC, grants and the
     /// self-service rules given) into `dir`; returns the config's path.
-    fn new(dir: &Path, self_service: &str) -> Result<(Self, String)> {
+    fn new(dir: &Path, top: &str, self_service: &str) -> Result<(Self, String)> {
         let rsa_jwks: Value =
             serde_json::from_str(&std::fs::read_to_string(fixture("oidc/jwks-rsa.json"))?)?;
         let (ec_pkcs8, ec_jwk) = ec_key("test-ec-1");
@@ -64,7 +64,7 @@ impl Provider {
         std::fs::write(
             &config,
             format!(
-                "[oidc]\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\n\
+                "{top}[oidc]\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\n\
                  jwks_file = \"{}\"\nname_claim = \"preferred_username\"\n\
                  [[oidc.grants]]\nclaim = \"groups\"\nvalue = \"app-billing-owners\"\n\
                  role = \"operator\"\nscope = \"app=billing\"\n\
@@ -126,9 +126,9 @@ struct Portal {
     _dir: tempfile::TempDir,
 }
 
-fn portal(self_service: &str, machines: &[(&str, &str)]) -> Result<Portal> {
+fn portal(top: &str, self_service: &str, machines: &[(&str, &str)]) -> Result<Portal> {
     let dir = tempfile::tempdir()?;
-    let (provider, config) = Provider::new(dir.path(), self_service)?;
+    let (provider, config) = Provider::new(dir.path(), top, self_service)?;
     let deployment =
         Deployment::with_coordinator_flags(&["--config", &config, "--api-listen", "127.0.0.1:0"])?;
     let port = deployment.coordinator.api_port.expect("the API listens");
@@ -205,6 +205,7 @@ fn waves(deployment: &Deployment) -> Result<Vec<Value>> {
 #[test]
 fn an_owner_sees_their_hosts_launches_once_follows_and_is_refused_elsewhere() -> Result<()> {
     let portal = portal(
+        "",
         "budgets = [\"app=1\"]\nmax_parallel = 2\n",
         &[("b1", "billing"), ("b2", "billing"), ("c1", "crm")],
     )?;
@@ -450,6 +451,7 @@ fn a_request_outside_the_window_says_when_it_starts_and_is_cancelled_before() ->
     let now_hour = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() / 3600;
     let (start, end) = ((now_hour + 2) % 24, (now_hour + 3) % 24);
     let portal = portal(
+        "",
         &format!("windows = [\"{start:02}:00-{end:02}:00 UTC\"]\n"),
         &[("b1", "billing")],
     )?;
@@ -492,5 +494,132 @@ fn a_request_outside_the_window_says_when_it_starts_and_is_cancelled_before() ->
         404,
         "",
     );
+    Ok(())
+}
+
+/// The leapp inhibitor the emulated tool raises for a missing answer.
+const MISSING_ANSWER: &str = "d35f6c6b1b1fa6924ef442e3670d90fa92f0d54b";
+
+/// A CentOS 7.9 machine whose kernel is i686, which convert2rhel does not
+/// take: its facts alone make it a rebuild.
+fn i686_machine(deployment: &Deployment, token: &str, name: &str) -> Result<Machine> {
+    let root = mf_e2e::host_root(
+        &deployment.path(&format!("roots/{name}")),
+        mf_e2e::HostOs::Centos79,
+        name,
+        "example.com",
+    );
+    std::fs::write(
+        root.join("proc/sys/kernel/osrelease"),
+        "3.10.0-1160.el7.i686\n",
+    )?;
+    let state = root.join("var/lib/mf-agent");
+    let enrolled = deployment.enroll(token, &state, &root, &[]);
+    if !enrolled.success {
+        bail!("enroll {name}: {}", enrolled.stderr);
+    }
+    Ok(Machine::start_with(
+        &state,
+        &root,
+        &deployment.path(&format!("{name}.log")),
+        &[],
+    ))
+}
+
+#[test]
+fn no_in_place_path_or_a_finding_the_site_names_reads_rebuild_everywhere() -> Result<()> {
+    let portal = portal(
+        &format!("rebuild_findings = [\"{MISSING_ANSWER}\"]\n"),
+        "",
+        &[("b1", "billing")],
+    )?;
+    let (api, deployment) = (&portal.api, &portal.deployment);
+    // A second machine the answer file blocks: leapp's inhibitor, which this
+    // site says no change on the host lifts.
+    let token = deployment.token(&["--uses", "2"])?;
+    let _stuck = deployment.rhel79_machine(
+        &token,
+        "stuck",
+        "billing",
+        &format!(
+            "[[findings]]\nkey = \"{MISSING_ANSWER}\"\n\
+             title = \"Missing required answers in the answer file\"\nseverity = \"high\"\n\
+             blocking = true\n"
+        ),
+    )?;
+    let _legacy = i686_machine(deployment, &token, "legacy")?;
+    wait_for("three machines", Duration::from_secs(30), || {
+        let list = deployment.hosts("connected=true")?;
+        Ok(list.len() == 3 && list.iter().all(|h| !h["facts"].is_null()))
+    })?;
+    for host in ["stuck", "legacy"] {
+        let pinned = deployment.mfctl(&[
+            "hosts",
+            "label",
+            &format!("{host}.example.com"),
+            "app=billing",
+        ]);
+        assert!(pinned.success, "{}", pinned.stderr);
+    }
+    let owner = Credentials::Bearer(portal.provider.token(
+        "alice",
+        &["app-billing-owners"],
+        |_| {},
+    ));
+
+    // The platform alone: no pre-check needed.
+    let legacy = api.get("/v1/hosts/legacy.example.com", &owner)?;
+    assert_eq!(legacy.body["readiness"], "rebuild", "{legacy:?}");
+    assert!(
+        legacy.body["readiness_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("convert2rhel does not take i686")),
+        "{legacy:?}"
+    );
+    // The finding: blocked for leapp, rebuild for this site.
+    let asked = api.post(
+        "/v1/hosts/stuck.example.com/precheck",
+        &owner,
+        &json!({"target": "rhel-8.10"}),
+    )?;
+    assert_eq!(asked.status, 202, "{asked:?}");
+    wait_for("stuck to be judged", Duration::from_secs(60), || {
+        Ok(api.get("/v1/hosts/stuck.example.com", &owner)?.body["readiness"] != "unknown")
+    })?;
+    let stuck = api.get("/v1/hosts/stuck.example.com", &owner)?;
+    assert_eq!(stuck.body["readiness"], "rebuild", "{stuck:?}");
+    assert!(
+        stuck.body["readiness_reason"].as_str().is_some_and(
+            |r| r.starts_with("Missing required answers in the answer file: the site holds it")
+        ),
+        "{stuck:?}"
+    );
+    precheck(&portal, &owner, "b1.example.com")?;
+
+    // The same verdicts in mfctl's report and in the metrics.
+    let ran = deployment.mfctl(&["report", "readiness", "-o", "json"]);
+    assert!(ran.success, "{}", ran.stderr);
+    let report: Value = serde_json::from_str(&ran.stdout)?;
+    assert_eq!(
+        (
+            report["summary"]["rebuild"].as_u64(),
+            report["summary"]["ready"].as_u64()
+        ),
+        (Some(2), Some(1)),
+        "{report:#}"
+    );
+    let table = deployment.mfctl(&["report", "readiness"]);
+    assert!(table.stdout.contains("2 to rebuild"), "{}", table.stdout);
+    assert!(
+        table.stdout.contains("hosts to rebuild"),
+        "{}",
+        table.stdout
+    );
+    let rebuild = "mf_hosts_by_readiness{readiness=\"rebuild\"}";
+    wait_for(
+        "two hosts to rebuild in the gauge",
+        Duration::from_secs(15),
+        || Ok(deployment.coordinator.metric(rebuild)? == 2.0),
+    )?;
     Ok(())
 }

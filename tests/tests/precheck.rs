@@ -256,12 +256,13 @@ fn precheck_reports_ready_blocked_and_error_hosts_with_their_findings() -> Resul
         show.stdout
     );
 
-    assert_eq!(
-        deployment
-            .coordinator
-            .metric("mf_hosts_by_readiness{readiness=\"blocked\"}")?,
-        3.0
-    );
+    // The readiness gauge is exported whole at each tick (5 s).
+    let blocked = "mf_hosts_by_readiness{readiness=\"blocked\"}";
+    wait_for(
+        "3 blocked hosts in the gauge",
+        Duration::from_secs(15),
+        || Ok(deployment.coordinator.metric(blocked)? == 3.0),
+    )?;
     assert_eq!(
         deployment
             .coordinator

@@ -139,28 +139,15 @@ pub struct PrecheckAccepted {
     pub host: String,
 }
 
-fn readiness_of(precheck: Option<&pb::LatestPrecheck>) -> (Verdict, Option<String>) {
-    let Some(precheck) = precheck else {
-        return (Verdict::Unknown, None);
-    };
-    let verdict = match pb::Readiness::try_from(precheck.readiness) {
+fn readiness_of(host: &pb::Host) -> (Verdict, Option<String>) {
+    let verdict = match pb::Readiness::try_from(host.readiness) {
         Ok(pb::Readiness::Ready) => Verdict::Ready,
         Ok(pb::Readiness::Blocked) => Verdict::Blocked,
         Ok(pb::Readiness::Rebuild) => Verdict::Rebuild,
         Ok(pb::Readiness::Error) => Verdict::Error,
         _ => Verdict::Unknown,
     };
-    let reason = match verdict {
-        Verdict::Blocked | Verdict::Rebuild | Verdict::Error if !precheck.detail.is_empty() => {
-            Some(precheck.detail.clone())
-        }
-        Verdict::Blocked => precheck
-            .findings
-            .iter()
-            .find(|f| f.blocking)
-            .map(|f| f.title.clone()),
-        _ => None,
-    };
+    let reason = Some(host.readiness_reason.clone()).filter(|r| !r.is_empty());
     (verdict, reason)
 }
 
@@ -211,7 +198,7 @@ fn summary(host: &pb::Host) -> HostSummary {
     let facts = host.facts.as_ref();
     let os = facts.and_then(|f| f.os.as_ref());
     let non_empty = |s: &str| Some(s.to_string()).filter(|s| !s.is_empty());
-    let (readiness, readiness_reason) = readiness_of(host.precheck.as_ref());
+    let (readiness, readiness_reason) = readiness_of(host);
     HostSummary {
         id: host.id.clone(),
         connected: host.connected,

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info};
 
 use hosts::HostState;
+use std::collections::BTreeMap;
 
 use crate::audit::{AuditEntry, NewAuditEntry};
 use crate::clock::SharedClock;
@@ -56,6 +57,7 @@ pub struct HostView {
     pub connected: bool,
     pub precheck: Option<PrecheckRecord>,
     pub job: Option<Job>,
+    pub verdict: readiness::Verdict,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -119,6 +121,8 @@ pub struct Settings {
     pub blast_radius: mf_core::wave::blast::BlastRadius,
     /// Whether the store can be written, as the task last found.
     pub storage: crate::storage_health::StorageHealth,
+    /// Findings that make a host `rebuild` rather than `blocked`.
+    pub rebuild: mf_core::readiness::RebuildRules,
 }
 
 impl Default for Settings {
@@ -130,6 +134,7 @@ impl Default for Settings {
             max_clock_skew: std::time::Duration::from_secs(300),
             blast_radius: Default::default(),
             storage: Default::default(),
+            rebuild: Default::default(),
         }
     }
 }
@@ -762,6 +767,7 @@ impl State {
             connected: host.session.is_some(),
             precheck: self.prechecks.get(id).cloned(),
             job: self.jobs.get(id).cloned(),
+            verdict: self.verdict_of(&host.record),
         }
     }
 
@@ -914,6 +920,7 @@ impl State {
                 self.ticked = true;
                 self.tick();
                 self.export_clock_skew();
+                self.export_readiness();
                 self.stir_waves();
                 if let Some(reply) = reply {
                     reply_when_durable(pending, reply, Ok(()));
@@ -1005,10 +1012,16 @@ impl State {
                 let _ = reply.send(self.wave_why(&name, &host));
             }
             Request::Readiness(selector, reply) => {
-                let _ = reply.send(readiness::report(self.selected(&selector)));
+                let _ = reply.send(readiness::report(
+                    self.selected(&selector),
+                    &self.settings.rebuild,
+                ));
             }
             Request::ReadinessCounts(selector, reply) => {
-                let _ = reply.send(ReadinessCounts::of(self.selected(&selector)));
+                let _ = reply.send(ReadinessCounts::of(
+                    self.selected(&selector),
+                    &self.settings.rebuild,
+                ));
             }
         }
     }
@@ -1128,8 +1141,49 @@ impl State {
                 id: &h.record.id,
                 connected: h.session.is_some(),
                 precheck: self.prechecks.get(&h.record.id),
+                platform: platform(&h.record),
             })
     }
+
+    /// Every host by verdict into the readiness gauge (each tick: a verdict
+    /// moves with pre-checks, facts and the site's rules alike).
+    fn export_readiness(&self) {
+        let mut counts: BTreeMap<&'static str, i64> = BTreeMap::new();
+        for h in self.hosts.values() {
+            let verdict = readiness::verdict(
+                platform(&h.record),
+                self.prechecks.get(&h.record.id),
+                &self.settings.rebuild,
+            );
+            *counts.entry(verdict.readiness.label()).or_default() += 1;
+        }
+        for label in ["ready", "blocked", "error", "unknown", "rebuild"] {
+            self.metrics
+                .hosts_by_readiness
+                .with_label_values(&[label])
+                .set(counts.get(label).copied().unwrap_or_default());
+        }
+    }
+
+    /// A host's verdict, for its view.
+    pub(super) fn verdict_of(&self, record: &HostRecord) -> readiness::Verdict {
+        readiness::verdict(
+            platform(record),
+            self.prechecks.get(&record.id),
+            &self.settings.rebuild,
+        )
+    }
+}
+
+/// A host's platform from its facts, once it reported an OS.
+fn platform(record: &HostRecord) -> Option<readiness::Platform<'_>> {
+    let facts = record.facts.as_ref()?;
+    let os = facts.os.as_ref()?;
+    Some(readiness::Platform {
+        os: &os.id,
+        version: &os.version,
+        arch: &facts.arch,
+    })
 }
 
 #[cfg(test)]

@@ -270,7 +270,8 @@ impl State {
         }
     }
 
-    /// Keeps the readiness and finding gauges in step with one host's change.
+    /// Keeps the finding gauges in step with one host's change (readiness
+    /// is exported whole each tick: `export_readiness`).
     pub(super) fn count_precheck(
         &self,
         old: Option<&PrecheckRecord>,
@@ -278,10 +279,6 @@ impl State {
     ) {
         for (record, delta) in [(old, -1), (new, 1)] {
             let Some(record) = record else { continue };
-            self.metrics
-                .hosts_by_readiness
-                .with_label_values(&[record.readiness().label()])
-                .add(delta);
             if let Some(record) = record.latest_done() {
                 let mut seen = std::collections::BTreeSet::new();
                 for f in record

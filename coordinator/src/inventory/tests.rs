@@ -424,7 +424,12 @@ async fn a_precheck_is_planned_sent_and_its_outcome_recorded() {
     let readiness: Vec<(&str, Option<Readiness>)> = report
         .hosts
         .iter()
-        .map(|(h, p)| (h.as_str(), p.as_ref().map(PrecheckRecord::readiness)))
+        .map(|h| {
+            (
+                h.id.as_str(),
+                h.precheck.as_ref().map(PrecheckRecord::readiness),
+            )
+        })
         .collect();
     assert_eq!(
         readiness,
@@ -443,6 +448,8 @@ async fn a_precheck_is_planned_sent_and_its_outcome_recorded() {
         ),
         ("d35f", 1)
     );
+    // The readiness gauge is exported whole at each tick.
+    inventory.tick().await.expect("tick");
     assert_eq!(
         metrics
             .hosts_by_readiness

@@ -330,6 +330,8 @@ pub fn host_to_wire(view: HostView) -> pb::Host {
         revoked_unix_ms: view.record.revoked_unix_ms,
         pinned_labels: view.record.pinned_labels.into_iter().collect(),
         clock_skew_ms: view.record.clock_skew_ms,
+        readiness: wire::readiness_to_wire(view.verdict.readiness),
+        readiness_reason: view.verdict.reason.unwrap_or_default(),
     }
 }
 
@@ -1233,6 +1235,7 @@ fn counts_to_wire(counts: ReadinessCounts) -> pb::ReadinessCounts {
         blocked: counts.blocked,
         error: counts.error,
         unknown: counts.unknown,
+        rebuild: counts.rebuild,
         in_flight: counts.in_flight,
         in_flight_disconnected: counts.in_flight_disconnected,
     }
@@ -1244,9 +1247,11 @@ fn readiness_to_wire(report: ReadinessReport) -> pb::ReadinessReport {
         hosts: report
             .hosts
             .into_iter()
-            .map(|(host_id, precheck)| pb::HostReadiness {
-                host_id,
-                precheck: precheck.as_ref().map(wire::latest_precheck_to_wire),
+            .map(|host| pb::HostReadiness {
+                precheck: host.precheck.as_ref().map(wire::latest_precheck_to_wire),
+                host_id: host.id,
+                verdict: wire::readiness_to_wire(host.verdict.readiness),
+                verdict_reason: host.verdict.reason.unwrap_or_default(),
             })
             .collect(),
         findings: report

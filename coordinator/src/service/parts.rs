@@ -126,6 +126,7 @@ mod tests {
                 detail: "x".repeat(200),
                 ..Default::default()
             }),
+            ..Default::default()
         }
     }
 

@@ -77,7 +77,10 @@ pub fn join(host: Candidate<'_>, target: Target) -> Result<Vec<Step>, Exclusion>
                 .collect();
             return Err(Exclusion::Blocked(titles));
         }
-        Readiness::Error => return Err(Exclusion::PrecheckError(precheck.detail.clone())),
+        // A verdict, never a stored outcome; as an error if it ever is one.
+        Readiness::Error | Readiness::Rebuild => {
+            return Err(Exclusion::PrecheckError(precheck.detail.clone()));
+        }
         Readiness::Unknown => return Err(Exclusion::PrecheckUnfinished),
     }
     if !host.connected {
