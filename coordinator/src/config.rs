@@ -55,6 +55,9 @@ pub struct FileConfig {
     /// Keys of findings that no change on the host lifts: a host with one
     /// blocking is `rebuild`, not `blocked`.
     pub rebuild_findings: Option<Vec<String>>,
+    /// The longest wait between two attempts at delivering an event to a
+    /// webhook, e.g. "5m" (the default).
+    pub webhook_retry_max_interval: Option<String>,
     /// e.g. "30s"
     pub heartbeat_interval: Option<String>,
     /// A reboot with no outcome after this holds its job, e.g. "4h".
@@ -296,7 +299,23 @@ impl FileConfig {
                 format!("{bad:?} is not a finding key (1 to 256 characters)"),
             ));
         }
+        let webhook_delivery = crate::webhooks::delivery::DeliverySettings {
+            max_interval: duration(
+                "webhook_retry_max_interval",
+                flags
+                    .webhook_retry_max_interval
+                    .or(self.webhook_retry_max_interval),
+                crate::webhooks::delivery::DeliverySettings::default().max_interval,
+            )?,
+        };
+        if webhook_delivery.max_interval < Duration::from_millis(100) {
+            return Err(ConfigError::Invalid(
+                "webhook_retry_max_interval",
+                "must be at least 100ms".into(),
+            ));
+        }
         Ok(CoordinatorConfig {
+            webhook_delivery,
             rebuild: mf_core::readiness::RebuildRules {
                 findings: rebuild_findings.into_iter().collect(),
             },
@@ -350,6 +369,7 @@ pub struct CoordinatorConfig {
     pub self_service: crate::api::policy::SelfServicePolicy,
     /// What makes a host `rebuild` besides its platform.
     pub rebuild: mf_core::readiness::RebuildRules,
+    pub webhook_delivery: crate::webhooks::delivery::DeliverySettings,
     pub data_dir: PathBuf,
     pub pki_dir: PathBuf,
     pub agent_listen: SocketAddr,

@@ -17,4 +17,5 @@ pub mod source;
 pub mod storage_health;
 pub mod store;
 pub mod tls;
+pub mod webhooks;
 pub mod wire;

@@ -155,6 +155,7 @@ fn main() -> Result<()> {
         oidc: None,
         self_service: None,
         rebuild_findings: None,
+        webhook_retry_max_interval: None,
         heartbeat_interval: cli.heartbeat_interval,
         reboot_timeout: cli.reboot_timeout,
         agent_cert_lifetime: cli.agent_cert_lifetime,

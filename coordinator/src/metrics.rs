@@ -73,6 +73,10 @@ pub struct Families {
     pub wave_halts: IntCounterVec,
     pub wave_dispatch_latency_seconds: Histogram,
     pub certificate_expiry: prometheus::GaugeVec,
+    pub webhook_deliveries: IntCounterVec,
+    pub webhook_lag_seconds: prometheus::GaugeVec,
+    pub webhook_pending_events: IntGaugeVec,
+    pub webhook_events_expired: prometheus::IntCounter,
 }
 
 impl std::ops::Deref for Metrics {
@@ -303,6 +307,34 @@ impl Metrics {
             &["certificate"],
         )?;
         registry.register(Box::new(certificate_expiry.clone()))?;
+        let webhook_deliveries = IntCounterVec::new(
+            Opts::new(
+                "mf_webhook_deliveries_total",
+                "Event deliveries to webhooks, by webhook and result (ok: a 2xx answer; failed: \
+                 anything else, retried with backoff)",
+            ),
+            &["webhook", "result"],
+        )?;
+        let webhook_lag_seconds = prometheus::GaugeVec::new(
+            Opts::new(
+                "mf_webhook_lag_seconds",
+                "Age of the oldest event a webhook has not taken (0 when it is caught up)",
+            ),
+            &["webhook"],
+        )?;
+        let webhook_pending_events = gauge(
+            "mf_webhook_pending_events",
+            "Events recorded after the last one a webhook took",
+            &["webhook"],
+        )?;
+        let webhook_events_expired = prometheus::IntCounter::new(
+            "mf_webhook_events_expired_total",
+            "Events dropped undelivered after the outbox's retention (7 days)",
+        )?;
+        registry.register(Box::new(webhook_deliveries.clone()))?;
+        registry.register(Box::new(webhook_lag_seconds.clone()))?;
+        registry.register(Box::new(webhook_pending_events.clone()))?;
+        registry.register(Box::new(webhook_events_expired.clone()))?;
         // process_cpu_seconds_total, process_resident_memory_bytes, open and
         // max fds, start time: the standard families every exporter has.
         registry.register(Box::new(
@@ -337,6 +369,10 @@ impl Metrics {
                 wave_halts,
                 wave_dispatch_latency_seconds,
                 certificate_expiry,
+                webhook_deliveries,
+                webhook_lag_seconds,
+                webhook_pending_events,
+                webhook_events_expired,
             }),
         })
     }

@@ -136,6 +136,8 @@ pub async fn start(config: &CoordinatorConfig) -> Result<Coordinator, StartError
     // Whether the store takes writes: the inventory finds out, the health
     // answers and the admin API's refusals say so.
     let storage = StorageHealth::default();
+    // What the webhook delivery watches: the newest event and the webhooks.
+    let outbox = crate::inventory::OutboxSignals::default();
     let settings = crate::inventory::Settings {
         reboot_timeout: config.reboot_timeout,
         clock: clock.clone(),
@@ -144,6 +146,7 @@ pub async fn start(config: &CoordinatorConfig) -> Result<Coordinator, StartError
         blast_radius: config.blast_radius,
         storage: storage.clone(),
         rebuild: config.rebuild.clone(),
+        outbox: outbox.clone(),
     };
     let (inventory, inventory_task) = Inventory::start(store, metrics.clone(), settings)?;
 
@@ -175,6 +178,7 @@ pub async fn start(config: &CoordinatorConfig) -> Result<Coordinator, StartError
         storage.clone(),
         shutdown.clone(),
     );
+    let delivery_inventory = inventory.clone();
     let admin_api = AdminApi::new(
         inventory,
         metrics.clone(),
@@ -320,6 +324,18 @@ pub async fn start(config: &CoordinatorConfig) -> Result<Coordinator, StartError
             Some(local)
         }
     };
+    // Webhook delivery: it holds an inventory handle until shutdown.
+    let delivery = crate::webhooks::delivery::run(
+        delivery_inventory,
+        outbox,
+        metrics.clone(),
+        config.webhook_delivery,
+        shutdown.clone(),
+    );
+    servers.spawn(async move {
+        delivery.await;
+        Ok(())
+    });
     let (stop, exported, health_storage) = (shutdown.clone(), metrics.clone(), storage.clone());
     servers.spawn(async move {
         metrics::serve(metrics_listener, exported, health_storage, stop)

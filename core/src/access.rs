@@ -54,6 +54,7 @@ pub enum Verb {
     Backup,
     ListTokens,
     ListOperators,
+    ManageWebhooks,
 }
 
 closed_set!(Verb, "a verb", {
@@ -76,11 +77,12 @@ closed_set!(Verb, "a verb", {
     Verb::Backup => "backup",
     Verb::ListTokens => "list-tokens",
     Verb::ListOperators => "list-operators",
+    Verb::ManageWebhooks => "manage-webhooks",
 });
 
 impl Verb {
     /// Every verb, for tables and tests.
-    pub const ALL: [Verb; 19] = [
+    pub const ALL: [Verb; 20] = [
         Verb::RenewOwnCertificate,
         Verb::ReadHosts,
         Verb::ReadWaves,
@@ -100,6 +102,7 @@ impl Verb {
         Verb::Backup,
         Verb::ListTokens,
         Verb::ListOperators,
+        Verb::ManageWebhooks,
     ];
 
     /// The least role that may do it.
@@ -120,7 +123,8 @@ impl Verb {
             | Verb::VerifyAudit
             | Verb::Backup
             | Verb::ListTokens
-            | Verb::ListOperators => Role::Admin,
+            | Verb::ListOperators
+            | Verb::ManageWebhooks => Role::Admin,
         }
     }
 
@@ -270,6 +274,7 @@ mod tests {
                     | Verb::Backup
                     | Verb::ListTokens
                     | Verb::ListOperators
+                    | Verb::ManageWebhooks
             ),
             Role::Admin => true,
         };

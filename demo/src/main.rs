@@ -72,6 +72,7 @@ async fn run(args: DemoArgs) -> Result<()> {
         oidc: None,
         self_service: Default::default(),
         rebuild: Default::default(),
+        webhook_delivery: Default::default(),
         data_dir: workdir.path().join("data"),
         pki_dir: pki.dir().to_path_buf(),
         agent_listen: loopback,

@@ -14,6 +14,7 @@ pub mod output;
 pub mod precheck;
 pub mod readiness;
 pub mod waves;
+pub mod webhooks;
 pub mod wire;
 
 use std::path::PathBuf;
@@ -86,6 +87,11 @@ pub enum Command {
   mfctl backup /srv/backups/mf-$(date +%F).jsonl
   mf-coordinator restore --check /srv/backups/mf-2026-11-29.jsonl")]
     Backup(backup::BackupArgs),
+    /// Where the coordinator sends its events: signed CloudEvents (admins).
+    Webhook {
+        #[command(subcommand)]
+        command: webhooks::WebhookCommand,
+    },
     /// Who did what: the audit chain of every change and refusal.
     Audit {
         #[command(subcommand)]
@@ -334,6 +340,9 @@ pub async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Audit { command } => audit::run(&mut cli.connect.admin().await?, command).await,
+        Command::Webhook { command } => {
+            webhooks::run(&mut cli.connect.admin().await?, command).await
+        }
         Command::Backup(args) => backup::run(&mut cli.connect.admin().await?, args).await,
         Command::Operator { command } => operators::run(&cli.connect, command).await,
         Command::Token {

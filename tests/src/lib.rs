@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 pub mod http;
+pub mod receiver;
 
 /// What an emulated RHEL 7.9 host needs for leapp's pre-upgrade to pass:
 /// leapp's packages and room on /var and /boot (scenario TOML).

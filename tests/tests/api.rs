@@ -427,6 +427,57 @@ fn an_owner_sees_their_hosts_launches_once_follows_and_is_refused_elsewhere() ->
     };
     assert_eq!(ids(&api.get("/v1/hosts", &operator)?).len(), 3);
 
+    // Webhooks are for unscoped admins: the owner is refused, the admin's
+    // certificate registers one and sees the secret once.
+    problem(
+        &api.post(
+            "/v1/webhooks",
+            &owner,
+            &json!({"url": "https://hooks.example.com/mf"}),
+        )?,
+        403,
+        "manage-webhooks",
+    );
+    let hook = api.post(
+        "/v1/webhooks",
+        &operator,
+        &json!({"url": "https://hooks.example.com/mf", "events": ["dev.migration-factory.wave.completed"]}),
+    )?;
+    assert_eq!(hook.status, 201, "{hook:?}");
+    assert!(
+        hook.body["secret"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("whsec_"))
+    );
+    let hooks = api.get("/v1/webhooks", &operator)?;
+    assert_eq!(hooks.body.as_array().map(Vec::len), Some(1), "{hooks:?}");
+    assert!(hooks.body[0].get("secret").is_none(), "{hooks:?}");
+    problem(
+        &api.post("/v1/webhooks", &operator, &json!({"url": "gopher://x/"}))?,
+        400,
+        "http://",
+    );
+    let id = hook.body["id"].as_str().unwrap();
+    let removed = api.call(
+        "DELETE",
+        &format!("/v1/webhooks/{id}"),
+        &operator,
+        &[],
+        None,
+    )?;
+    assert_eq!(removed.status, 200, "{removed:?}");
+    problem(
+        &api.call(
+            "DELETE",
+            &format!("/v1/webhooks/{id}"),
+            &operator,
+            &[],
+            None,
+        )?,
+        404,
+        "no webhook",
+    );
+
     // The owner's actions are in the audit under their SSO name.
     let audit = deployment.mfctl(&["audit", "list", "--operator", "sso:alice", "-o", "json"]);
     assert!(audit.success, "{}", audit.stderr);

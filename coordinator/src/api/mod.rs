@@ -14,6 +14,7 @@ pub mod oidc;
 pub mod openapi;
 pub mod policy;
 pub mod problem;
+pub mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -62,6 +63,8 @@ pub fn router(state: ApiState) -> Router {
             "/v1/migrations/{id}",
             get(migrations::follow).delete(migrations::cancel),
         )
+        .route("/v1/webhooks", get(webhooks::list).post(webhooks::add))
+        .route("/v1/webhooks/{id}", axum::routing::delete(webhooks::remove))
         .fallback(|| async {
             Problem::new(
                 axum::http::StatusCode::NOT_FOUND,

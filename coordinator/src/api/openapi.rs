@@ -6,7 +6,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{hosts, migrations, problem};
+use super::{hosts, migrations, problem, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -26,6 +26,9 @@ use super::{hosts, migrations, problem};
         migrations::request,
         migrations::follow,
         migrations::cancel,
+        webhooks::add,
+        webhooks::list,
+        webhooks::remove,
     ),
     components(schemas(problem::Problem)),
     modifiers(&Security),
@@ -33,6 +36,7 @@ use super::{hosts, migrations, problem};
     tags(
         (name = "hosts", description = "Hosts, readiness and pre-checks"),
         (name = "migrations", description = "Migration requests"),
+        (name = "webhooks", description = "Events out, as signed CloudEvents (admins)"),
     )
 )]
 pub struct ApiDoc;
@@ -105,6 +109,8 @@ mod tests {
             "/v1/hosts/{id}/precheck",
             "/v1/migrations",
             "/v1/migrations/{id}",
+            "/v1/webhooks",
+            "/v1/webhooks/{id}",
         ] {
             assert!(document["paths"][path].is_object(), "{path} is documented");
         }

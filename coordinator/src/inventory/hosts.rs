@@ -164,6 +164,8 @@ impl State {
         } else if self.earliest_agent_cert.is_none_or(|e| not_after < e) {
             self.set_agent_expiry(Some(not_after));
         }
+        let data = serde_json::json!({"host_id": enrollment.host_id, "reenrolled": reenrolled});
+        self.emit(super::kinds::HOST_ENROLLED, &enrollment.host_id, data);
         Ok(Ok(()))
     }
 

@@ -220,10 +220,29 @@ impl State {
         }
         self.deliveries.push(command(&job));
         self.wave_job_changed(old.as_ref(), &job);
+        self.job_event(old.as_ref(), &job);
         job
     }
 
+    /// A job that changed state or phase is an event.
+    fn job_event(&mut self, old: Option<&Job>, job: &Job) {
+        if old.is_some_and(|o| (o.state, o.phase) == (job.state, job.phase)) {
+            return;
+        }
+        let data = serde_json::json!({
+            "job_id": job.id,
+            "host_id": job.host_id,
+            "target": job.target.to_string(),
+            "state": job.state.label(),
+            "phase": job.phase.label(),
+            "previous_state": old.map(|o| o.state.label()),
+            "detail": job.detail,
+        });
+        self.emit(super::kinds::JOB_STATE_CHANGED, &job.host_id, data);
+    }
+
     fn save_job(&mut self, job: Job, old: &Job) {
+        self.job_event(Some(old), &job);
         self.count_job(Some(old), Some(&job));
         let host_id = job.host_id.clone();
         if let Err(e) = self.store.put_job(&host_id, &job) {
@@ -311,6 +330,12 @@ impl State {
                 },
                 now,
             );
+            let data = serde_json::json!({
+                "host_id": job.host_id,
+                "job_id": job.id,
+                "reason": job.detail,
+            });
+            self.emit(super::kinds::HOST_LOST, &old.host_id, data);
             self.save_job(job, &old);
         }
     }

@@ -8,6 +8,7 @@
 mod hosts;
 mod jobs;
 mod operators;
+mod outbox;
 mod prechecks;
 mod waves;
 
@@ -36,6 +37,7 @@ use mf_core::path::Target;
 use mf_core::precheck::PrecheckRecord;
 use mf_core::readiness::{self, ReadinessCounts, ReadinessReport, SelectedHost};
 pub use operators::{Caller, LabelChange, NewOperator, OperatorUpdate};
+pub use outbox::{NewWebhook, OutboxSignals, PendingEvents, kinds};
 
 use mf_core::wave::spec::WaveSpec;
 pub use waves::{HostAction, PlanView, StageView, StatusView, WaveAction, WhyView};
@@ -84,6 +86,8 @@ pub enum InventoryError {
     NoRole(String),
     #[error("no wave {0}")]
     UnknownWave(String),
+    #[error("no webhook {0}")]
+    UnknownWebhook(String),
     /// The request cannot be done in the host's present state.
     #[error("{0}")]
     Conflict(String),
@@ -123,6 +127,8 @@ pub struct Settings {
     pub storage: crate::storage_health::StorageHealth,
     /// Findings that make a host `rebuild` rather than `blocked`.
     pub rebuild: mf_core::readiness::RebuildRules,
+    /// What the webhook delivery watches.
+    pub outbox: OutboxSignals,
 }
 
 impl Default for Settings {
@@ -135,6 +141,7 @@ impl Default for Settings {
             blast_radius: Default::default(),
             storage: Default::default(),
             rebuild: Default::default(),
+            outbox: Default::default(),
         }
     }
 }
@@ -268,6 +275,11 @@ enum Request {
     /// The clock, for timeouts and maintenance windows; the reply, if any,
     /// once the tick's decisions are durable.
     Tick(Option<Reply<()>>),
+    AddWebhook(NewWebhook, Reply<crate::store::outbox::WebhookRecord>),
+    RemoveWebhook(String, Reply<crate::store::outbox::WebhookRecord>),
+    ListWebhooks(Reply<Vec<(crate::store::outbox::WebhookRecord, u64)>>),
+    PendingEvents(String, usize, Reply<PendingEvents>),
+    Delivered(String, u64),
 }
 
 /// The handle the services use; cheap to clone.
@@ -628,6 +640,44 @@ impl Inventory {
         answer.await.map_err(|_| InventoryError::Stopped)
     }
 
+    /// Registers a webhook; durable before it returns.
+    pub async fn add_webhook(
+        &self,
+        new: NewWebhook,
+    ) -> Result<crate::store::outbox::WebhookRecord, InventoryError> {
+        self.ask(|reply| Request::AddWebhook(new, reply)).await
+    }
+
+    /// Removes a webhook; durable before it returns.
+    pub async fn remove_webhook(
+        &self,
+        id: String,
+    ) -> Result<crate::store::outbox::WebhookRecord, InventoryError> {
+        self.ask(|reply| Request::RemoveWebhook(id, reply)).await
+    }
+
+    /// Every webhook, with how many events it is behind.
+    pub async fn list_webhooks(
+        &self,
+    ) -> Result<Vec<(crate::store::outbox::WebhookRecord, u64)>, InventoryError> {
+        self.ask(Request::ListWebhooks).await
+    }
+
+    /// What a webhook has not taken yet, at most `limit` events read.
+    pub async fn pending_events(
+        &self,
+        id: String,
+        limit: usize,
+    ) -> Result<PendingEvents, InventoryError> {
+        self.ask(|reply| Request::PendingEvents(id, limit, reply))
+            .await
+    }
+
+    /// A webhook took every event up to `seq`.
+    pub async fn delivered(&self, id: String, seq: u64) {
+        self.tell(Request::Delivered(id, seq)).await;
+    }
+
     pub async fn wave_why(&self, name: String, host_id: String) -> Result<WhyView, InventoryError> {
         self.ask(|reply| Request::WaveWhy(name, host_id, reply))
             .await
@@ -657,6 +707,15 @@ fn reply_when_durable<T: Send + 'static>(
         Ok(value) => pending.push(Box::new(move |flushed| {
             let _ = reply.send(flushed.map(|()| value));
         })),
+        // A write the store refused (a full disk can fail the write itself,
+        // not only the flush): answered after the batch's flush, which finds
+        // the failure and puts the coordinator in read-only with its cause.
+        Err(InventoryError::Store(e)) => pending.push(Box::new(move |flushed| {
+            let _ = reply.send(Err(match flushed {
+                Err(read_only) => read_only,
+                Ok(()) => InventoryError::Store(e),
+            }));
+        })),
         Err(e) => {
             let _ = reply.send(Err(e));
         }
@@ -684,6 +743,7 @@ struct State {
     audit_head: Option<AuditEntry>,
     /// When the backup this store was restored from was taken, if it was.
     restored_from_unix_ms: Option<i64>,
+    outbox: outbox::Outbox,
     /// A periodic tick came in this batch: the store is flushed even if
     /// nothing else asked, so that a failing disk is found within a tick.
     ticked: bool,
@@ -707,6 +767,7 @@ impl State {
             operators: operators::Operators::default(),
             audit_head: None,
             restored_from_unix_ms: None,
+            outbox: outbox::Outbox::default(),
             ticked: false,
             settings,
             store,
@@ -748,6 +809,8 @@ impl State {
             }
         }
         state.load_waves()?;
+        state.outbox = outbox::Outbox::load(&state.store)?;
+        state.publish_webhooks();
         state.export_agent_expiry();
         info!(hosts = state.hosts.len(), "inventory loaded");
         Ok(state)
@@ -921,11 +984,27 @@ impl State {
                 self.tick();
                 self.export_clock_skew();
                 self.export_readiness();
+                self.trim_outbox();
                 self.stir_waves();
                 if let Some(reply) = reply {
                     reply_when_durable(pending, reply, Ok(()));
                 }
             }
+            Request::AddWebhook(new, reply) => {
+                let result = self.add_webhook(new);
+                reply_when_durable(pending, reply, result);
+            }
+            Request::RemoveWebhook(id, reply) => {
+                let result = self.remove_webhook(&id);
+                reply_when_durable(pending, reply, result);
+            }
+            Request::ListWebhooks(reply) => {
+                let _ = reply.send(Ok(self.list_webhooks()));
+            }
+            Request::PendingEvents(id, limit, reply) => {
+                let _ = reply.send(self.pending_events(&id, limit));
+            }
+            Request::Delivered(id, seq) => self.delivered(&id, seq),
             Request::CreateWave(spec, CreateMode::DryRun, reply) => {
                 // Nothing was recorded: there is nothing to make durable.
                 let _ = reply.send(self.create_wave(*spec, CreateMode::DryRun));

@@ -264,6 +264,27 @@ impl State {
         }
         self.count_precheck(Some(&old), Some(&record));
         self.prechecks.replace(host_id, record.clone());
+        if record.state == PrecheckState::Done {
+            let verdict = self
+                .hosts
+                .get(host_id)
+                .map(|h| self.verdict_of(&h.record).readiness.label());
+            let data = serde_json::json!({
+                "host_id": host_id,
+                "target": record.target.to_string(),
+                "step": record.step.to_string(),
+                "outcome": record.readiness.label(),
+                "readiness": verdict,
+                "detail": record.detail,
+                "blocking": record
+                    .findings
+                    .iter()
+                    .filter(|f| f.blocking)
+                    .map(|f| f.title.as_str())
+                    .collect::<Vec<_>>(),
+            });
+            self.emit(super::kinds::PRECHECK_FINISHED, host_id, data);
+        }
         // Not flushed: the agent sends its latest outcome again in every hello.
         if let Err(e) = self.store.put_precheck(host_id, &record) {
             error!(host_id, error = %e, "cannot store a pre-check outcome");

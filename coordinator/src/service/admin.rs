@@ -11,15 +11,16 @@ use super::agent::inventory_status;
 use super::parts::{self, PartStream};
 use super::{auth, valid_host_id, waves};
 use crate::audit::{self, NewAuditEntry};
-use crate::inventory::JobAction;
 use crate::inventory::{
     Caller, HostView, Inventory, LabelChange, NewOperator, OperatorUpdate, Page, PlanView,
     Selection,
 };
 use crate::inventory::{CreateMode, NewJob, NewToken};
+use crate::inventory::{JobAction, NewWebhook, kinds};
 use crate::metrics::Metrics;
 use crate::storage_health::StorageHealth;
 use crate::store::OperatorRecord;
+use crate::store::outbox::WebhookRecord;
 use crate::wire;
 use mf_core::access::{Access, Denied, Role, Verb};
 use mf_core::job::{Job, OnFailure};
@@ -1189,6 +1190,91 @@ impl AdminService for AdminApi {
         }))
     }
 
+    async fn add_webhook(
+        &self,
+        request: Request<pb::AddWebhookRequest>,
+    ) -> Result<Response<pb::Webhook>, Status> {
+        let access = self.access(&request, Verb::ManageWebhooks).await?;
+        let arguments = audit_arguments(request.get_ref());
+        let result: Result<Response<pb::Webhook>, Status> = async {
+            let request = request.into_inner();
+            crate::webhooks::check_url(&request.url).map_err(Status::invalid_argument)?;
+            if request.events.len() > kinds::ALL.len() {
+                return Err(Status::invalid_argument("too many event types"));
+            }
+            if let Some(unknown) = request.events.iter().find(|e| !kinds::ALL.contains(&e.as_str()))
+            {
+                return Err(Status::invalid_argument(format!(
+                    "unknown event type {unknown:?}: one of {}",
+                    kinds::ALL.join(", ")
+                )));
+            }
+            let secret = crate::webhooks::new_secret().map_err(Status::internal)?;
+            let record = self
+                .inventory
+                .add_webhook(NewWebhook {
+                    url: request.url,
+                    events: request.events,
+                    secret: secret.clone(),
+                    created_by: access.name.clone(),
+                })
+                .await
+                .map_err(inventory_status)?;
+            info!(operator = %access.name, webhook = %record.id, url = %record.url, "webhook added");
+            let mut wire = webhook_to_wire((record, 0));
+            // Shown once: it is how receivers know the events are ours.
+            wire.secret = secret;
+            Ok(Response::new(wire))
+        }
+        .await;
+        self.audited(
+            &access,
+            Verb::ManageWebhooks,
+            arguments,
+            outcome_of(&result),
+        )
+        .await?;
+        result
+    }
+
+    async fn list_webhooks(
+        &self,
+        request: Request<pb::ListWebhooksRequest>,
+    ) -> Result<Response<pb::ListWebhooksResponse>, Status> {
+        self.access(&request, Verb::ManageWebhooks).await?;
+        let webhooks = self
+            .inventory
+            .list_webhooks()
+            .await
+            .map_err(inventory_status)?;
+        Ok(Response::new(pb::ListWebhooksResponse {
+            webhooks: webhooks.into_iter().map(webhook_to_wire).collect(),
+        }))
+    }
+
+    async fn remove_webhook(
+        &self,
+        request: Request<pb::WebhookRef>,
+    ) -> Result<Response<pb::Webhook>, Status> {
+        let access = self.access(&request, Verb::ManageWebhooks).await?;
+        let arguments = audit_arguments(request.get_ref());
+        let id = request.into_inner().id;
+        let result = self
+            .inventory
+            .remove_webhook(id)
+            .await
+            .map(|record| Response::new(webhook_to_wire((record, 0))))
+            .map_err(inventory_status);
+        self.audited(
+            &access,
+            Verb::ManageWebhooks,
+            arguments,
+            outcome_of(&result),
+        )
+        .await?;
+        result
+    }
+
     type BackupStream = PartStream<pb::BackupChunk>;
 
     async fn backup(
@@ -1205,6 +1291,18 @@ impl AdminService for AdminApi {
         let chunks = crate::store::backup::chunks(records, created, parts::PART_BYTES)
             .map(|data| Ok(pb::BackupChunk { data }));
         Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
+    }
+}
+
+fn webhook_to_wire((record, pending): (WebhookRecord, u64)) -> pb::Webhook {
+    pb::Webhook {
+        id: record.id,
+        url: record.url,
+        events: record.events,
+        created_unix_ms: record.created_unix_ms,
+        created_by: record.created_by,
+        secret: String::new(),
+        pending_events: pending,
     }
 }
 

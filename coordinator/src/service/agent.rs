@@ -164,6 +164,7 @@ pub(crate) fn inventory_status(error: InventoryError) -> Status {
         InventoryError::ReadOnly(_) => Status::unavailable(error.to_string()),
         InventoryError::UnknownHost(_)
         | InventoryError::UnknownWave(_)
+        | InventoryError::UnknownWebhook(_)
         | InventoryError::UnknownOperator(_) => Status::not_found(error.to_string()),
         InventoryError::Conflict(_) => Status::failed_precondition(error.to_string()),
         InventoryError::Exists(_) => Status::already_exists(error.to_string()),

@@ -10,6 +10,7 @@
 //! before telling anyone that a change happened.
 
 pub mod backup;
+pub mod outbox;
 pub mod wave_record;
 
 use std::path::Path;
@@ -25,7 +26,7 @@ use mf_core::precheck::PrecheckRecord;
 const SCHEMA_VERSION: &[u8] = b"1";
 
 /// Every tree, as backups name them.
-pub const TREES: [&str; 11] = [
+pub const TREES: [&str; 13] = [
     "meta",
     "hosts",
     "tokens",
@@ -37,6 +38,8 @@ pub const TREES: [&str; 11] = [
     "revoked",
     "operators",
     "audit",
+    "events",
+    "webhooks",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -187,6 +190,8 @@ pub struct Store {
     revoked: sled::Tree,
     operators: sled::Tree,
     audit: sled::Tree,
+    events: sled::Tree,
+    webhooks: sled::Tree,
 }
 
 /// A stored wave: head, plan and member records in index order.
@@ -265,6 +270,8 @@ impl Store {
             revoked: db.open_tree("revoked")?,
             operators: db.open_tree("operators")?,
             audit: db.open_tree("audit")?,
+            events: db.open_tree("events")?,
+            webhooks: db.open_tree("webhooks")?,
             db,
         })
     }

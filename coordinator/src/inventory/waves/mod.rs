@@ -26,7 +26,10 @@ use mf_core::wave::joining::{self, Candidate, Exclusion, UNREACHABLE_AFTER_MS};
 use mf_core::wave::lifecycle::{self, Applied};
 use mf_core::wave::scheduler::{HostState, Member, Outcome, Wait, Wave};
 use mf_core::wave::spec::WaveSpec;
-use mf_core::wave::status::WaveState;
+use mf_core::wave::status::{HostStatus, WaveState};
+use serde_json::json;
+
+use super::kinds;
 use views::plan_view;
 pub use views::{PlanView, StageView, StatusView, WhyView};
 
@@ -712,6 +715,8 @@ impl State {
                 .with_label_values(&[name, kind])
                 .inc();
             warn!(wave = %name, %reason, "wave halted");
+            let data = json!({"wave": name, "reason": reason, "host_id": job.host_id});
+            self.emit(kinds::WAVE_HALTED, name, data);
         }
         if roll_back && let Err(e) = self.job_action(&job.host_id, JobAction::Rollback) {
             warn!(wave = %name, host = %job.host_id, error = %e, "cannot roll back a held host");
@@ -753,6 +758,9 @@ impl State {
             .map(|(name, _)| name.clone())
             .collect();
         for name in names {
+            // Hosts given up, and a halt that giving them up caused: events.
+            let mut lost: Vec<String> = Vec::new();
+            let mut halted: Option<String> = None;
             let starts = {
                 let (durations, since) = (&self.waves.durations, self.waves.since_unix_ms);
                 let Some(live) = self.waves.live.get_mut(&name) else {
@@ -779,6 +787,7 @@ impl State {
                             live.away[m].is_some_and(|seen| joining::given_up(seen, since, now))
                         })
                         .collect();
+                    let before = live.wave.progress.halted.clone();
                     for m in gone {
                         if live.wave.end_pending(m, Outcome::Unreachable, now).is_ok() {
                             live.members[m].detail = format!(
@@ -786,7 +795,11 @@ impl State {
                                 crate::clock::format_duration_ms(UNREACHABLE_AFTER_MS)
                             );
                             live.set_member(m, now);
+                            lost.push(live.wave.members[m].host_id.clone());
                         }
+                    }
+                    if before.is_none() {
+                        halted.clone_from(&live.wave.progress.halted);
                     }
                     let stage = live.wave.progress.current_stage;
                     let started =
@@ -797,6 +810,24 @@ impl State {
                     started
                 }
             };
+            for host in lost {
+                let detail = format!(
+                    "not connected for {} when its turn came in wave {name}",
+                    crate::clock::format_duration_ms(UNREACHABLE_AFTER_MS)
+                );
+                self.emit(
+                    kinds::HOST_LOST,
+                    &host,
+                    json!({"host_id": host, "wave": name, "reason": detail}),
+                );
+            }
+            if let Some(reason) = halted {
+                self.emit(
+                    kinds::WAVE_HALTED,
+                    &name,
+                    json!({"wave": name, "reason": reason}),
+                );
+            }
             for m in starts {
                 self.start_member(&name, m, now);
             }
@@ -877,10 +908,22 @@ impl State {
             .map(|m| m.host_id.clone())
             .collect();
         info!(wave = %name, state = live.head.lifecycle.label(), "wave over");
+        let completed = (live.head.lifecycle == Lifecycle::Completed).then(|| {
+            let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+            for state in &live.wave.states {
+                *counts
+                    .entry(HostStatus::from(*state).label().to_string())
+                    .or_default() += 1;
+            }
+            json!({"wave": name, "target": live.head.spec.target.to_string(), "hosts": counts})
+        });
         for host in hosts {
             if self.waves.member_of.get(&host).is_some_and(|w| w == name) {
                 self.waves.member_of.remove(&host);
             }
+        }
+        if let Some(data) = completed {
+            self.emit(kinds::WAVE_COMPLETED, name, data);
         }
     }
 
