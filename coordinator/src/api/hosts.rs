@@ -378,6 +378,8 @@ pub async fn get(
         (status = 404, description = "No such host", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A pre-check or migration is already under way", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "A body over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "A body that is not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "JSON of the wrong shape: a missing, unknown or mistyped field", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn precheck(

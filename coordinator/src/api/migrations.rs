@@ -302,7 +302,8 @@ fn accepted(view: MigrationView) -> Response {
         (status = 403, description = "A viewer, or a host outside the caller's scope", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such host", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "A body over 64 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The Idempotency-Key was used for another request", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "A body that is not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "JSON of the wrong shape (a missing, unknown or mistyped field), or an Idempotency-Key used for another request", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn request(

@@ -61,6 +61,8 @@ fn view(w: pb::Webhook) -> WebhookView {
         (status = 403, description = "Not an unscoped admin", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A webhook delivers to that URL already", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "A body over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "A body that is not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "JSON of the wrong shape: a missing, unknown or mistyped field", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn add(
