@@ -13,6 +13,7 @@ use anyhow::{Result, bail};
 use base64::Engine;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use mf_e2e::http::{Answer, ApiClient, Credentials};
+use mf_e2e::receiver::{Mode, Receiver};
 use mf_e2e::{Deployment, Machine, fixture, wait_for};
 use ring::rand::SystemRandom;
 use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
@@ -747,5 +748,126 @@ fn the_api_fuzzed_from_its_document_never_fails_and_always_conforms() -> Result<
         |_| {},
     ));
     assert_eq!(portal.api.get("/v1/hosts", &owner)?.status, 200);
+    Ok(())
+}
+
+/// The shell lines of the ```sh blocks of the README's self-service section,
+/// comments and blank lines dropped, in order.
+fn readme_lines() -> Result<Vec<String>> {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))?;
+    let heading = "## Self-service for application owners\n";
+    let start = readme
+        .find(heading)
+        .ok_or_else(|| anyhow::anyhow!("no self-service section"))?;
+    let body = &readme[start + heading.len()..];
+    let body = &body[..body.find("\n## ").unwrap_or(body.len())];
+    let mut lines = Vec::new();
+    let mut in_sh = false;
+    for line in body.lines() {
+        if line.starts_with("```") {
+            in_sh = line == "```sh";
+            continue;
+        }
+        if in_sh && !line.trim_start().starts_with('#') && !line.trim().is_empty() {
+            lines.push(line.to_string());
+        }
+    }
+    Ok(lines)
+}
+
+/// The README's curl walkthrough, run as written by bash with curl and jq
+/// against a real coordinator. Where it names what only a real site has, the
+/// walk puts its own: the SSO's token endpoint (the test's provider signs the
+/// token), the coordinator's address, the receiver's URL.
+#[test]
+fn the_readme_self_service_walk_runs_as_written() -> Result<()> {
+    let portal = portal(
+        "",
+        "budgets = [\"app=1\"]\n",
+        &[("web-01", "billing"), ("web-02", "billing")],
+    )?;
+    let deployment = &portal.deployment;
+    let receiver = Receiver::start(Mode::Accept)?;
+    let port = deployment.coordinator.api_port.unwrap();
+    let token = portal
+        .provider
+        .token("alice", &["app-billing-owners"], |_| {});
+    let mut script = String::from("set -euo pipefail\n");
+    let lines = readme_lines()?;
+    assert!(lines.len() >= 8, "{lines:?}");
+    for line in &lines {
+        let line = if line.starts_with("TOKEN=") {
+            format!("TOKEN={token}")
+        } else if line.starts_with("API=") {
+            format!("API=https://localhost:{port}")
+        } else {
+            line.replace(
+                "https://automation.example.com/hooks/mf",
+                &format!("http://127.0.0.1:{}/hooks/mf", receiver.port),
+            )
+        };
+        script.push_str(&line);
+        script.push('\n');
+    }
+    let mfctl_dir = mf_e2e::bin("mfctl").parent().unwrap().to_path_buf();
+    let path = format!(
+        "{}:{}",
+        mfctl_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let ran = std::process::Command::new("bash")
+        .args(["-c", &script])
+        .current_dir(deployment.dir.path())
+        .env("PATH", path)
+        .env("MF_COORDINATOR", deployment.coordinator.admin_address())
+        .env("MF_PKI_DIR", &deployment.pki)
+        .output()?;
+    let stdout = String::from_utf8_lossy(&ran.stdout);
+    assert!(
+        ran.status.success(),
+        "the walk failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    // What it printed: the owner's two hosts, web-01 ready, a request with
+    // the site's rules, then its progress; the webhook's secret.
+    for said in [
+        r#"{"id":"web-01.example.com","readiness":"unknown","readiness_reason":null}"#,
+        r#""readiness": "ready""#,
+        r#""policy": ["#,
+        r#""budget app=1""#,
+        "whsec_",
+    ] {
+        assert!(stdout.contains(said), "{said:?} not in:\n{stdout}");
+    }
+    let request: Value = serde_json::from_str(&std::fs::read_to_string(
+        deployment.dir.path().join("request.json"),
+    )?)?;
+    let id = request["id"].as_str().unwrap().to_string();
+    let owner = Credentials::Bearer(token);
+    wait_for("the request to complete", Duration::from_secs(120), || {
+        Ok(portal
+            .api
+            .get(&format!("/v1/migrations/{id}"), &owner)?
+            .body["state"]
+            == "completed")
+    })?;
+    // The receiver the walk registered gets what happens next.
+    let asked = portal.api.post(
+        "/v1/hosts/web-02.example.com/precheck",
+        &owner,
+        &json!({"target": "rhel-9.6"}),
+    )?;
+    assert_eq!(asked.status, 202, "{asked:?}");
+    wait_for(
+        "a pre-check event at the receiver",
+        Duration::from_secs(60),
+        || {
+            Ok(receiver.received().iter().any(|r| {
+                serde_json::from_slice::<Value>(&r.body)
+                    .is_ok_and(|e| e["type"] == "dev.migration-factory.precheck.finished")
+            }))
+        },
+    )?;
     Ok(())
 }
