@@ -6,6 +6,7 @@ pub mod audit;
 pub mod clock;
 pub mod config;
 pub mod deadline;
+pub mod http_client;
 pub mod inventory;
 pub mod metrics;
 pub mod process;

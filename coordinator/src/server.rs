@@ -293,6 +293,15 @@ pub async fn start(config: &CoordinatorConfig) -> Result<Coordinator, StartError
                 .map(crate::api::oidc::Oidc::load)
                 .transpose()
                 .map_err(|e| StartError::Api(e.to_string()))?;
+            // Keys from a URL are fetched now, in the background: the SSO
+            // being down delays tokens, not the coordinator.
+            if let Some(oidc) = oidc.clone() {
+                tokio::spawn(async move {
+                    if let Err(e) = oidc.refresh().await {
+                        warn!(error = %e, "cannot read the OIDC provider's keys yet");
+                    }
+                });
+            }
             let state = crate::api::ApiState {
                 admin: api_admin,
                 oidc,

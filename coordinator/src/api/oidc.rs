@@ -1,6 +1,7 @@
 //! Bearer tokens from the site's OpenID Connect provider: checked against
-//! its keys (a JWKS file, read again when a token names a key it lacks, so
-//! that a key rotation needs no restart), its issuer and our audience, then
+//! its keys (a JWKS file, or the provider's `jwks_uri` over HTTPS, read again
+//! when a token names a key it lacks and at least hourly, so that a key
+//! rotation needs no restart), its issuer and our audience, then
 //! mapped to a role and scope by the site's grants, the same `Access` an
 //! operator certificate resolves to.
 
@@ -17,9 +18,12 @@ use tokio::sync::RwLock;
 use mf_core::access::{Access, Role};
 use mf_core::selector::Selector;
 
-/// The JWKS file is read again for an unknown key at most this often, so
-/// that tokens naming made-up keys cannot make us read it on every request.
+/// The keys are read again for an unknown key at most this often, so that
+/// tokens naming made-up keys cannot make us fetch them on every request.
 const RELOAD_AT_MOST_EVERY: Duration = Duration::from_secs(10);
+/// Keys older than this are read again (a key the provider withdrew stops
+/// being accepted within the hour).
+const KEYS_LIVE: Duration = Duration::from_secs(3600);
 /// A bearer token longer than this is refused unread.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
@@ -31,8 +35,10 @@ pub struct OidcConfig {
     pub issuer: String,
     /// What tokens for this API carry in `aud`.
     pub audience: String,
-    /// The provider's keys (its `jwks_uri` document, saved to a file).
-    pub jwks_file: PathBuf,
+    /// The provider's keys: its `jwks_uri` document saved to a file, or
+    pub jwks_file: Option<PathBuf>,
+    /// its `jwks_uri` itself (https://; http:// only on loopback).
+    pub jwks_url: Option<String>,
     /// The claim that names the user in the audit (default `sub`).
     #[serde(default)]
     pub name_claim: Option<String>,
@@ -76,6 +82,59 @@ pub enum OidcSetupError {
     Jwks { path: String, reason: String },
     #[error("oidc: {0} must not be empty")]
     Empty(&'static str),
+    #[error("oidc: give jwks_file or jwks_url, one of them")]
+    KeySource,
+    #[error("oidc.jwks_url {0:?}: use https:// (http:// only on loopback)")]
+    KeyUrl(String),
+}
+
+/// Where the keys come from.
+#[derive(Debug, Clone)]
+enum KeySource {
+    File(PathBuf),
+    Url(String, Arc<rustls::ClientConfig>),
+}
+
+impl KeySource {
+    async fn read(&self) -> Result<JwkSet, OidcSetupError> {
+        match self {
+            KeySource::File(path) => {
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || read_jwks(&path))
+                    .await
+                    .map_err(|e| OidcSetupError::Jwks {
+                        path: String::new(),
+                        reason: e.to_string(),
+                    })?
+            }
+            KeySource::Url(url, tls) => {
+                let error = |reason: String| OidcSetupError::Jwks {
+                    path: url.clone(),
+                    reason,
+                };
+                let answer = crate::http_client::get(tls, url).await.map_err(error)?;
+                if answer.status != 200 {
+                    return Err(error(format!("answered {}", answer.status)));
+                }
+                serde_json::from_slice(&answer.body).map_err(|e| error(e.to_string()))
+            }
+        }
+    }
+}
+
+/// Whether a JWKS URL is one we fetch keys from: https, or http on loopback.
+fn key_url_allowed(url: &str) -> bool {
+    let Ok(uri) = url.parse::<axum::http::Uri>() else {
+        return false;
+    };
+    match (uri.scheme_str(), uri.host()) {
+        (Some("https"), Some(_)) => true,
+        (Some("http"), Some(host)) => host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+        _ => false,
+    }
 }
 
 /// Why a token is refused: each names its cause for the caller.
@@ -115,8 +174,9 @@ pub struct Oidc {
     name_claim: String,
     leeway: Duration,
     grants: Vec<Grant>,
-    jwks_file: PathBuf,
-    keys: RwLock<(JwkSet, Instant)>,
+    source: KeySource,
+    /// The keys and when they were read; `None` before the first read.
+    keys: RwLock<(JwkSet, Option<Instant>)>,
 }
 
 fn read_jwks(path: &std::path::Path) -> Result<JwkSet, OidcSetupError> {
@@ -168,20 +228,41 @@ impl Oidc {
             Some(text) => humantime::parse_duration(text)
                 .map_err(|e| OidcSetupError::Leeway(e.to_string()))?,
         };
-        let keys = read_jwks(&config.jwks_file)?;
+        // A file is read now: a coordinator that cannot check tokens does not
+        // start. A URL is fetched by `refresh` (the SSO may be down a while).
+        let (source, keys) = match (&config.jwks_file, &config.jwks_url) {
+            (Some(path), None) => (KeySource::File(path.clone()), Some(read_jwks(path)?)),
+            (None, Some(url)) if key_url_allowed(url) => (
+                KeySource::Url(url.clone(), crate::http_client::system_roots()),
+                None,
+            ),
+            (None, Some(url)) => return Err(OidcSetupError::KeyUrl(url.clone())),
+            _ => return Err(OidcSetupError::KeySource),
+        };
+        let loaded = keys.as_ref().map(|_| Instant::now());
         Ok(Arc::new(Self {
             issuer: config.issuer.clone(),
             audience: config.audience.clone(),
             name_claim: config.name_claim.clone().unwrap_or_else(|| "sub".into()),
             leeway,
             grants,
-            jwks_file: config.jwks_file.clone(),
-            keys: RwLock::new((keys, Instant::now())),
+            source,
+            keys: RwLock::new((keys.unwrap_or(JwkSet { keys: Vec::new() }), loaded)),
         }))
     }
 
-    /// The key a token names, reading the file again (at most every
-    /// [`RELOAD_AT_MOST_EVERY`]) when it is not there.
+    /// Reads the keys again; on failure the ones held stay.
+    pub async fn refresh(&self) -> Result<(), OidcSetupError> {
+        let read = self.source.read().await;
+        let mut keys = self.keys.write().await;
+        keys.1 = Some(Instant::now());
+        keys.0 = read?;
+        Ok(())
+    }
+
+    /// The key a token names, reading the keys again when it is not there
+    /// (at most every [`RELOAD_AT_MOST_EVERY`]) or when they are older than
+    /// [`KEYS_LIVE`].
     async fn key(&self, kid: Option<&str>) -> Result<Jwk, TokenRefused> {
         let find = |set: &JwkSet| -> Result<Option<Jwk>, TokenRefused> {
             match kid {
@@ -190,30 +271,21 @@ impl Oidc {
                 None => Err(TokenRefused::NoKeyId),
             }
         };
+        let age = |read: Option<Instant>| read.map_or(Duration::MAX, |r| r.elapsed());
         let stale = {
             let keys = self.keys.read().await;
-            if let Some(key) = find(&keys.0)? {
-                return Ok(key);
+            let age = age(keys.1);
+            match find(&keys.0)? {
+                Some(key) if age < KEYS_LIVE => return Ok(key),
+                Some(_) => true,
+                None => age >= RELOAD_AT_MOST_EVERY,
             }
-            keys.1.elapsed() >= RELOAD_AT_MOST_EVERY
         };
-        if stale {
-            let path = self.jwks_file.clone();
-            let read = tokio::task::spawn_blocking(move || read_jwks(&path)).await;
-            let mut keys = self.keys.write().await;
-            keys.1 = Instant::now();
-            match read {
-                Ok(Ok(set)) => keys.0 = set,
-                Ok(Err(e)) => tracing::warn!(error = %e, "cannot read the OIDC keys again"),
-                Err(e) => tracing::warn!(error = %e, "cannot read the OIDC keys again"),
-            }
-            if let Some(key) = find(&keys.0)? {
-                return Ok(key);
-            }
+        if stale && let Err(e) = self.refresh().await {
+            tracing::warn!(error = %e, "cannot read the OIDC keys again; keeping those held");
         }
-        Err(TokenRefused::UnknownKey(
-            kid.unwrap_or_default().to_string(),
-        ))
+        let keys = self.keys.read().await;
+        find(&keys.0)?.ok_or_else(|| TokenRefused::UnknownKey(kid.unwrap_or_default().to_string()))
     }
 
     /// Who the token says the caller is, and what this site grants them.
@@ -348,7 +420,8 @@ mod tests {
             Oidc::load(&OidcConfig {
                 issuer: "https://sso.example".into(),
                 audience: "mf".into(),
-                jwks_file: self.jwks.clone(),
+                jwks_file: Some(self.jwks.clone()),
+                jwks_url: None,
                 name_claim: None,
                 leeway: Some("30s".into()),
                 grants: vec![
@@ -492,9 +565,7 @@ mod tests {
         let new = provider("k2");
         std::fs::copy(&new.jwks, &old.jwks).expect("rotate");
         // Read again at most every ten seconds: pretend the last read is old.
-        oidc.keys.write().await.1 = Instant::now()
-            .checked_sub(RELOAD_AT_MOST_EVERY)
-            .expect("instant");
+        oidc.keys.write().await.1 = Instant::now().checked_sub(RELOAD_AT_MOST_EVERY);
         let access = oidc
             .verify(&new.sign(&claims(&["migration-admins"], 300)))
             .await
@@ -509,7 +580,8 @@ mod tests {
         let mut config = OidcConfig {
             issuer: "https://sso.example".into(),
             audience: "mf".into(),
-            jwks_file: provider.jwks.clone(),
+            jwks_file: Some(provider.jwks.clone()),
+            jwks_url: None,
             name_claim: None,
             leeway: None,
             grants: vec![GrantConfig {
@@ -527,10 +599,82 @@ mod tests {
             Err(OidcSetupError::Scope { .. })
         ));
         config.grants[0].scope = None;
-        config.jwks_file = "/nonexistent/jwks.json".into();
+        config.jwks_file = Some("/nonexistent/jwks.json".into());
         assert!(matches!(
             Oidc::load(&config),
             Err(OidcSetupError::Jwks { .. })
         ));
+        config.jwks_url = Some("https://sso.example/jwks".into());
+        assert!(matches!(
+            Oidc::load(&config),
+            Err(OidcSetupError::KeySource)
+        ));
+        config.jwks_file = None;
+        config.jwks_url = Some("http://sso.example/jwks".into());
+        assert!(matches!(
+            Oidc::load(&config),
+            Err(OidcSetupError::KeyUrl(_))
+        ));
+    }
+
+    /// The provider's `jwks_uri` served over HTTP on loopback: fetched at
+    /// the first token (the coordinator starts without it), and again when
+    /// the provider rotates its key.
+    #[tokio::test]
+    async fn keys_come_from_the_providers_jwks_uri_and_follow_a_rotation() {
+        let first = provider("k1");
+        let second = provider("k2");
+        let served = Arc::new(std::sync::Mutex::new(
+            std::fs::read_to_string(&first.jwks).expect("jwks"),
+        ));
+        let body = Arc::clone(&served);
+        let app = axum::Router::new().route(
+            "/jwks",
+            axum::routing::get(move || {
+                let body = body.lock().map(|b| b.clone()).unwrap_or_default();
+                async move { body }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let oidc = Oidc::load(&OidcConfig {
+            issuer: "https://sso.example".into(),
+            audience: "mf".into(),
+            jwks_file: None,
+            jwks_url: Some(format!("http://127.0.0.1:{port}/jwks")),
+            name_claim: None,
+            leeway: None,
+            grants: vec![GrantConfig {
+                claim: "groups".into(),
+                value: "migration-admins".into(),
+                role: "admin".into(),
+                scope: None,
+            }],
+        })
+        .expect("load");
+        let admins = ["migration-admins"];
+        assert!(
+            oidc.verify(&first.sign(&claims(&admins, 300)))
+                .await
+                .is_ok()
+        );
+        // Rotated: k2 is served; a token signed with it is checked against
+        // the keys read again (past the rate limit).
+        *served.lock().expect("lock") = std::fs::read_to_string(&second.jwks).expect("jwks");
+        oidc.keys.write().await.1 = Instant::now().checked_sub(RELOAD_AT_MOST_EVERY);
+        assert!(
+            oidc.verify(&second.sign(&claims(&admins, 300)))
+                .await
+                .is_ok()
+        );
+        // Within the rate limit an unknown key is refused without a fetch.
+        let third = provider("k3");
+        assert_eq!(
+            oidc.verify(&third.sign(&claims(&admins, 300))).await,
+            Err(TokenRefused::UnknownKey("k3".into()))
+        );
     }
 }

@@ -16,7 +16,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::{client, cloud_event, signature};
+use super::{cloud_event, signature};
+use crate::http_client as client;
 use crate::inventory::{Inventory, InventoryError, OutboxSignals};
 use crate::metrics::Metrics;
 use crate::store::outbox::{StoredEvent, WebhookRecord};

@@ -5,7 +5,6 @@
 //! `id.timestamp.body`), so that a receiver checks who sent it, refuses a
 //! replay by the timestamp and dedupes a redelivery by the id.
 
-pub mod client;
 pub mod delivery;
 
 use base64::Engine;

@@ -1,12 +1,13 @@
-//! One POST to a webhook: HTTP/1.1 over TCP, or over TLS verified against
-//! the system's CA bundle (the receivers are the site's own services, whose
-//! certificates the hosts' trust store already carries).
+//! The coordinator's own outbound HTTP: a POST to a webhook, a GET of the
+//! OIDC provider's keys. HTTP/1.1 over TCP, or over TLS verified against the
+//! system's CA bundle (the receivers and the SSO are the site's own services,
+//! whose certificates the hosts' trust store already carries).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::Uri;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
@@ -43,7 +44,16 @@ pub fn system_roots() -> Arc<rustls::ClientConfig> {
     Arc::new(config)
 }
 
-async fn exchange<T>(io: T, request: hyper::Request<Full<Bytes>>) -> Result<u16, String>
+/// An answer: its status and at most `MAX_BODY` bytes of its body.
+pub struct Answer {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+/// The most of an answer's body we read.
+const MAX_BODY: usize = 1024 * 1024;
+
+async fn exchange<T>(io: T, request: hyper::Request<Full<Bytes>>) -> Result<Answer, String>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -56,11 +66,12 @@ where
         .await
         .map_err(|e| format!("HTTP: {e}"))?;
     let status = response.status().as_u16();
-    // The body is not ours to read beyond a little: drain at most 64 KiB.
-    let _ = http_body_util::Limited::new(response.into_body(), 64 * 1024)
+    let body = Limited::new(response.into_body(), MAX_BODY)
         .collect()
-        .await;
-    Ok(status)
+        .await
+        .map(|b| b.to_bytes().to_vec())
+        .map_err(|e| format!("reading the answer: {e}"))?;
+    Ok(Answer { status, body })
 }
 
 /// POSTs `body` to `url` with `headers`; the answer's status, or why there
@@ -71,6 +82,23 @@ pub async fn post(
     headers: &[(&str, String)],
     body: Vec<u8>,
 ) -> Result<u16, String> {
+    send(tls, "POST", url, headers, body)
+        .await
+        .map(|a| a.status)
+}
+
+/// GETs `url`: the answer, or why there was none.
+pub async fn get(tls: &Arc<rustls::ClientConfig>, url: &str) -> Result<Answer, String> {
+    send(tls, "GET", url, &[], Vec::new()).await
+}
+
+async fn send(
+    tls: &Arc<rustls::ClientConfig>,
+    method: &str,
+    url: &str,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+) -> Result<Answer, String> {
     let uri: Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
     let host = uri.host().ok_or("no host")?.to_string();
     let https = uri.scheme_str() == Some("https");
@@ -78,7 +106,9 @@ pub async fn post(
     let path = uri
         .path_and_query()
         .map_or("/".to_string(), ToString::to_string);
-    let mut request = hyper::Request::post(path)
+    let mut request = hyper::Request::builder()
+        .method(method)
+        .uri(path)
         .header(
             "host",
             uri.authority().map_or(host.as_str(), |a| a.as_str()),
