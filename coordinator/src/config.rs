@@ -52,6 +52,9 @@ pub struct FileConfig {
     pub oidc: Option<crate::api::oidc::OidcConfig>,
     /// The rules of migrations that application owners request.
     pub self_service: Option<crate::api::policy::SelfServiceConfig>,
+    /// Host records the REST API may read a second, across every caller
+    /// (default 10000): past it, calls wait their turn.
+    pub api_reads_per_second: Option<u32>,
     /// Keys of findings that no change on the host lifts: a host with one
     /// blocking is `rebuild`, not `blocked`.
     pub rebuild_findings: Option<Vec<String>>,
@@ -314,7 +317,18 @@ impl FileConfig {
                 "must be at least 100ms".into(),
             ));
         }
+        let api_reads_per_second = flags
+            .api_reads_per_second
+            .or(self.api_reads_per_second)
+            .unwrap_or(crate::api::budget::DEFAULT_PER_SECOND);
+        if api_reads_per_second < 1000 {
+            return Err(ConfigError::Invalid(
+                "api_reads_per_second",
+                "must be at least 1000 (a page of hosts costs up to 500)".into(),
+            ));
+        }
         Ok(CoordinatorConfig {
+            api_reads_per_second,
             webhook_delivery,
             rebuild: mf_core::readiness::RebuildRules {
                 findings: rebuild_findings.into_iter().collect(),
@@ -365,6 +379,7 @@ impl FileConfig {
 pub struct CoordinatorConfig {
     /// The REST API's listener; `None`: no REST API.
     pub api_listen: Option<SocketAddr>,
+    pub api_reads_per_second: u32,
     pub oidc: Option<crate::api::oidc::OidcConfig>,
     pub self_service: crate::api::policy::SelfServicePolicy,
     /// What makes a host `rebuild` besides its platform.

@@ -154,6 +154,7 @@ fn main() -> Result<()> {
         api_listen: cli.api_listen,
         oidc: None,
         self_service: None,
+        api_reads_per_second: None,
         rebuild_findings: None,
         webhook_retry_max_interval: None,
         heartbeat_interval: cli.heartbeat_interval,

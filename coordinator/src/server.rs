@@ -307,6 +307,9 @@ pub async fn start(config: &CoordinatorConfig) -> Result<Coordinator, StartError
                 oidc,
                 policy: Arc::new(config.self_service.clone()),
                 metrics: metrics.clone(),
+                budget: Arc::new(crate::api::budget::ReadBudget::new(
+                    config.api_reads_per_second,
+                )),
             };
             // Portals keep connections open between calls on a token alone.
             let limits = tls::ListenerLimits {

@@ -238,6 +238,32 @@ pub fn start(
 }
 
 impl Job {
+    /// The job without its findings and timeline, for lists.
+    pub fn brief(&self) -> Job {
+        Job {
+            id: self.id.clone(),
+            host_id: self.host_id.clone(),
+            target: self.target,
+            steps: self.steps.clone(),
+            step_index: self.step_index,
+            phase: self.phase,
+            state: self.state,
+            on_failure: self.on_failure,
+            command_id: self.command_id.clone(),
+            sequence: self.sequence,
+            command_expires_unix_ms: self.command_expires_unix_ms,
+            phase_started_unix_ms: self.phase_started_unix_ms,
+            findings: Vec::new(),
+            detail: self.detail.clone(),
+            timeline: Vec::new(),
+            created_unix_ms: self.created_unix_ms,
+            original_os: self.original_os.clone(),
+            acknowledged_sequence: self.acknowledged_sequence,
+            held: self.held.clone(),
+            timeline_left_out: self.timeline_left_out + self.timeline.len() as u64,
+        }
+    }
+
     /// Names who asked for the job in its first timeline entry.
     pub fn asked_by(&mut self, who: &str) {
         if let Some(created) = self.timeline.first_mut()

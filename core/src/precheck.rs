@@ -77,6 +77,26 @@ impl PrecheckRecord {
         }
     }
 
+    /// The record without its findings (nor its previous outcome's), for
+    /// lists: readiness, target and state stay.
+    pub fn brief(&self) -> PrecheckRecord {
+        PrecheckRecord {
+            command_id: self.command_id.clone(),
+            sequence: self.sequence,
+            target: self.target,
+            step: self.step,
+            state: self.state,
+            readiness: self.readiness,
+            detail: self.detail.clone(),
+            requested_unix_ms: self.requested_unix_ms,
+            expires_unix_ms: self.expires_unix_ms,
+            started_unix_ms: self.started_unix_ms,
+            finished_unix_ms: self.finished_unix_ms,
+            findings: Vec::new(),
+            previous: self.previous.as_ref().map(|p| Box::new(p.brief())),
+        }
+    }
+
     /// What a new pre-check of the host keeps of this one: its latest outcome.
     pub fn carried_outcome(&self) -> Option<Box<PrecheckRecord>> {
         self.latest_done().map(|done| {

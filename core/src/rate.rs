@@ -75,6 +75,39 @@ impl TokenBucket {
         self.refill_to(now_ms);
         self.tokens >= self.capacity
     }
+
+    /// `per_second` tokens a second, at most `burst` kept: a budget of work
+    /// rather than of calls.
+    pub fn per_second(per_second: u32, burst: u32, now_ms: i64) -> Self {
+        Self {
+            capacity: f64::from(burst.max(1)),
+            refill: f64::from(per_second) / 1000.0,
+            tokens: f64::from(burst.max(1)),
+            updated_ms: now_ms,
+        }
+    }
+
+    /// Takes `n` tokens whether or not they are there (at most thirty
+    /// capacities' worth owed): work done without asking still counts.
+    pub fn charge_n(&mut self, n: u32, now_ms: i64) {
+        self.refill_to(now_ms);
+        self.tokens = (self.tokens - f64::from(n)).max(-self.capacity * 30.0);
+    }
+
+    /// Takes `n` tokens (at most the capacity), or says in how many
+    /// milliseconds there will be enough.
+    pub fn take_n(&mut self, n: u32, now_ms: i64) -> Result<(), i64> {
+        self.refill_to(now_ms);
+        let n = f64::from(n).min(self.capacity);
+        if self.tokens >= n {
+            self.tokens -= n;
+            return Ok(());
+        }
+        if self.refill <= 0.0 {
+            return Err(i64::MAX);
+        }
+        Err(((n - self.tokens) / self.refill).ceil() as i64)
+    }
 }
 
 #[cfg(test)]
@@ -136,5 +169,18 @@ mod tests {
     fn a_zero_rate_never_lets_anything_through() {
         let mut bucket = TokenBucket::new(PerMinute(0), 0);
         assert_eq!(bucket.take(1_000_000), Err(i64::MAX));
+    }
+
+    #[test]
+    fn a_work_budget_takes_many_tokens_at_once_and_says_when_there_are_enough() {
+        let mut bucket = TokenBucket::per_second(1000, 500, 0);
+        assert_eq!(bucket.take_n(500, 0), Ok(()));
+        // Empty: 100 tokens come back in 100 ms.
+        assert_eq!(bucket.take_n(100, 0), Err(100));
+        assert_eq!(bucket.take_n(100, 50), Err(50));
+        assert_eq!(bucket.take_n(100, 100), Ok(()));
+        // More than it can ever hold costs the whole of it, not forever.
+        assert_eq!(bucket.take_n(10_000, 600), Ok(()));
+        assert_eq!(bucket.take_n(1, 600), Err(1));
     }
 }

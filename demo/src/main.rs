@@ -69,6 +69,7 @@ async fn run(args: DemoArgs) -> Result<()> {
     let loopback = "127.0.0.1:0".parse()?;
     let config = CoordinatorConfig {
         api_listen: None,
+        api_reads_per_second: mf_coordinator::api::budget::DEFAULT_PER_SECOND,
         oidc: None,
         self_service: Default::default(),
         rebuild: Default::default(),

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::problem::Problem;
-use super::{ApiState, Identity, collect};
+use super::{ApiState, Identity};
 use crate::service::valid_host_id;
 
 /// A page holds at most this many hosts.
@@ -280,6 +280,7 @@ fn host_id(path: Result<Path<String>, PathRejection>) -> Result<String, Problem>
         (status = 400, description = "A selector, limit or cursor that does not parse", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No credentials, or a token refused", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The caller may not read hosts", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "The API's read budget is spent: retry after the Retry-After seconds", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn list(
@@ -302,13 +303,15 @@ pub async fn list(
             "cursor: pass the next_cursor of the page before",
         ));
     }
+    api.budget.spend(limit + 1).await?;
     // One more than asked tells whether a next page exists.
     let request = identity.call(pb::ListHostsRequest {
         selector: query.selector.unwrap_or_default(),
         after,
         limit: limit + 1,
+        brief: true,
     });
-    let mut hosts = collect(api.admin.list_hosts(request).await?).await?;
+    let mut hosts = api.admin.host_page(request).await?;
     let next_cursor = if hosts.len() > limit as usize {
         hosts.truncate(limit as usize);
         hosts.last().map(|h| h.id.clone())
@@ -331,6 +334,7 @@ pub async fn list(
         (status = 401, description = "No credentials, or a token refused", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Outside the caller's scope", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such host", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "The API's read budget is spent: retry after the Retry-After seconds", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn get(
@@ -339,6 +343,7 @@ pub async fn get(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<HostDetail>, Problem> {
     let id = host_id(path)?;
+    api.budget.spend(super::budget::ONE_HOST).await?;
     let host = api
         .admin
         .get_host(identity.call(pb::GetHostRequest { host_id: id }))

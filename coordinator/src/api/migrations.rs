@@ -386,6 +386,7 @@ pub async fn request(
         (status = 401, description = "No credentials, or a token refused", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Another scope's request", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such request", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "The API's read budget is spent: retry after the Retry-After seconds", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn follow(
@@ -395,6 +396,11 @@ pub async fn follow(
 ) -> Result<Json<MigrationView>, Problem> {
     let id = request_path(path)?;
     let status = status(&api, &identity, &id).await?;
+    let members: u32 = status.stages.iter().map(|s| s.hosts).sum();
+    let followed = members.min(MAX_FOLLOWED_HOSTS as u32);
+    api.budget
+        .spend(super::budget::ONE_HOST * (1 + followed))
+        .await?;
     Ok(Json(view(&api, &identity, status).await?))
 }
 

@@ -8,6 +8,7 @@
 //! share one role and scope check, one audit, one validation and the same
 //! reasons.
 
+pub mod budget;
 pub mod hosts;
 pub mod migrations;
 pub mod oidc;
@@ -49,6 +50,8 @@ pub struct ApiState {
     pub oidc: Option<Arc<Oidc>>,
     pub policy: Arc<SelfServicePolicy>,
     pub metrics: Metrics,
+    /// Host records the API may read a second (`api_reads_per_second`).
+    pub budget: Arc<budget::ReadBudget>,
 }
 
 /// The routes of `/v1`, with the body limit.

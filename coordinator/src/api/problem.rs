@@ -21,6 +21,9 @@ pub struct Problem {
     pub detail: String,
     #[serde(skip)]
     challenge: Option<String>,
+    /// Seconds, for a `Retry-After` header.
+    #[serde(skip)]
+    pub retry_after: Option<u64>,
 }
 
 impl Problem {
@@ -31,6 +34,7 @@ impl Problem {
             status: status.as_u16(),
             detail: detail.into(),
             challenge: None,
+            retry_after: None,
         }
     }
 
@@ -88,6 +92,9 @@ impl IntoResponse for Problem {
         );
         if let Some(challenge) = self.challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
             headers.insert(header::WWW_AUTHENTICATE, challenge);
+        }
+        if let Some(seconds) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

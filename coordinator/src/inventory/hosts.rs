@@ -44,6 +44,8 @@ pub(super) fn selector_value<'a>(
 pub struct Page {
     pub after: Option<String>,
     pub limit: Option<usize>,
+    /// Without findings and job timelines.
+    pub brief: bool,
 }
 
 /// Which hosts a request is about: its selector, within the asking

@@ -12,7 +12,6 @@ mod outbox;
 mod prechecks;
 mod waves;
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
@@ -280,6 +279,27 @@ enum Request {
     ListWebhooks(Reply<Vec<(crate::store::outbox::WebhookRecord, u64)>>),
     PendingEvents(String, usize, Reply<PendingEvents>),
     Delivered(String, u64),
+}
+
+impl Request {
+    /// Whether it only reads the state (answered after the batch's changes).
+    fn only_reads(&self) -> bool {
+        matches!(
+            self,
+            Request::List(..)
+                | Request::Get(..)
+                | Request::ListTokens(..)
+                | Request::ListOperators(..)
+                | Request::AuditEntries(..)
+                | Request::Readiness(..)
+                | Request::ReadinessCounts(..)
+                | Request::WavePlan(..)
+                | Request::WaveStatus(..)
+                | Request::ListWaves(..)
+                | Request::WaveWhy(..)
+                | Request::ListWebhooks(..)
+        )
+    }
 }
 
 /// The handle the services use; cheap to clone.
@@ -726,7 +746,8 @@ fn reply_when_durable<T: Send + 'static>(
 /// pre-check of each host (`prechecks.rs`), the latest job of each host
 /// (`jobs.rs`), the waves (`waves/`); and what the batch will send.
 struct State {
-    hosts: HashMap<String, HostState>,
+    /// By id, in order: a page of a list is a range, not a sort.
+    hosts: BTreeMap<String, HostState>,
     next_session: SessionId,
     prechecks: prechecks::Prechecks,
     jobs: jobs::Jobs,
@@ -756,7 +777,7 @@ impl State {
     /// Everything the store holds, with the gauges counted from it.
     fn load(store: Store, metrics: Metrics, settings: Settings) -> Result<Self, InventoryError> {
         let mut state = State {
-            hosts: HashMap::new(),
+            hosts: BTreeMap::new(),
             next_session: 1,
             prechecks: prechecks::Prechecks::default(),
             jobs: jobs::Jobs::default(),
@@ -834,12 +855,27 @@ impl State {
         }
     }
 
+    /// `view` without findings and job timelines: what a list shows, for a
+    /// fraction of the copying (the verdict still reads the findings).
+    fn brief_view(&self, host: &HostState) -> HostView {
+        let id = &host.record.id;
+        HostView {
+            record: host.record.clone(),
+            connected: host.session.is_some(),
+            precheck: self.prechecks.get(id).map(PrecheckRecord::brief),
+            job: self.jobs.get(id).map(Job::brief),
+            verdict: self.verdict_of(&host.record),
+        }
+    }
+
     /// Ends when every handle is dropped.
     async fn run(mut self, mut rx: mpsc::Receiver<Request>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
             let mut pending: Vec<Pending> = Vec::new();
-            for command in batch.drain(..) {
+            let (reads, changes): (Vec<Request>, Vec<Request>) =
+                batch.drain(..).partition(Request::only_reads);
+            for command in changes {
                 self.handle(command, &mut pending);
             }
             // Waves start hosts once per batch, after every job update in it.
@@ -881,6 +917,14 @@ impl State {
                         .observe(decided.elapsed().as_secs_f64());
                 }
             }
+            // Reads last, once the batch's changes are decided, durable and
+            // sent: portals listing the fleet never delay a wave's next start
+            // (and read what the batch changed).
+            let mut none: Vec<Pending> = Vec::new();
+            for command in reads {
+                self.handle(command, &mut none);
+            }
+            debug_assert!(none.is_empty(), "a read asked for a flush");
             // Between batches, with nothing owed to anyone: the moment to
             // try the store again, once its directory takes writes.
             if ticked && self.settings.storage.cause().is_some() {
@@ -952,15 +996,25 @@ impl State {
             }
             Request::Disconnect(host_id, session) => self.disconnect(&host_id, session),
             Request::List(selector, page, reply) => {
-                let mut picked: Vec<&HostState> = self
+                use std::ops::Bound;
+                let from = page
+                    .after
+                    .as_ref()
+                    .map_or(Bound::Unbounded, |after| Bound::Excluded(after.clone()));
+                let views = self
                     .hosts
-                    .values()
-                    .filter(|h| page.after.as_ref().is_none_or(|after| &h.record.id > after))
+                    .range((from, Bound::Unbounded))
+                    .map(|(_, h)| h)
                     .filter(|h| h.picked_by(&selector))
+                    .take(page.limit.unwrap_or(usize::MAX))
+                    .map(|h| {
+                        if page.brief {
+                            self.brief_view(h)
+                        } else {
+                            self.view(h)
+                        }
+                    })
                     .collect();
-                picked.sort_by(|a, b| a.record.id.cmp(&b.record.id));
-                picked.truncate(page.limit.unwrap_or(usize::MAX));
-                let views = picked.into_iter().map(|h| self.view(h)).collect();
                 let _ = reply.send(views);
             }
             Request::Get(host_id, reply) => {

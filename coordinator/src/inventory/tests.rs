@@ -1,3 +1,4 @@
+use std::collections::HashMap;
 use super::*;
 use mf_core::command::CommandPhase;
 use mf_core::job::OnFailure;

@@ -237,6 +237,32 @@ impl AdminApi {
         }))
     }
 
+    /// `ListHosts` answered whole rather than streamed: for the REST face,
+    /// which sends a page in one answer anyway.
+    pub async fn host_page(
+        &self,
+        request: Request<pb::ListHostsRequest>,
+    ) -> Result<Vec<pb::Host>, Status> {
+        let access = self.access(&request, Verb::ReadHosts).await?;
+        let request = request.into_inner();
+        let selector = Selector::parse(&request.selector)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let page = Page {
+            after: Some(request.after).filter(|a| !a.is_empty()),
+            limit: match request.limit {
+                0 => None,
+                n => Some(n as usize),
+            },
+            brief: request.brief,
+        };
+        let hosts = self
+            .inventory
+            .list_page(Self::selection(&access, selector), page)
+            .await
+            .map_err(inventory_status)?;
+        Ok(hosts.into_iter().map(host_to_wire).collect())
+    }
+
     fn selection(access: &Access, selector: Selector) -> Selection {
         Selection {
             selector,
@@ -434,24 +460,8 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::ListHostsRequest>,
     ) -> Result<Response<Self::ListHostsStream>, Status> {
-        let access = self.access(&request, Verb::ReadHosts).await?;
-        let selector = Selector::parse(&request.get_ref().selector)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let page = Page {
-            after: Some(request.get_ref().after.clone()).filter(|a| !a.is_empty()),
-            limit: match request.get_ref().limit {
-                0 => None,
-                n => Some(n as usize),
-            },
-        };
-        let hosts = self
-            .inventory
-            .list_page(Self::selection(&access, selector), page)
-            .await
-            .map_err(inventory_status)?;
-        Ok(Response::new(parts::stream(
-            hosts.into_iter().map(host_to_wire).collect(),
-        )))
+        let hosts = self.host_page(request).await?;
+        Ok(Response::new(parts::stream(hosts)))
     }
 
     async fn precheck(
