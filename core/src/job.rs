@@ -259,7 +259,7 @@ impl Job {
             created_unix_ms: self.created_unix_ms,
             original_os: self.original_os.clone(),
             acknowledged_sequence: self.acknowledged_sequence,
-            held: self.held.clone(),
+            held: self.held,
             timeline_left_out: self.timeline_left_out + self.timeline.len() as u64,
         }
     }

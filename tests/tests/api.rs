@@ -740,6 +740,10 @@ fn the_api_fuzzed_from_its_document_never_fails_and_always_conforms() -> Result<
             String::from_utf8_lossy(&ran.stderr)
         );
         assert!(output.contains("passed"), "{output}");
+        // What it tried, for the record (`cargo test -- --nocapture`).
+        if let Some(line) = output.lines().find(|l| l.contains(" generated, ")) {
+            eprintln!("schemathesis as {who}: {}", line.trim());
+        }
     }
     // Still serving, and still answering as before.
     let owner = Credentials::Bearer(portal.provider.token(

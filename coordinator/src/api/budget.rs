@@ -2,7 +2,8 @@
 //! every caller. A list costs the hosts it may return, one host a few; past
 //! the budget a call waits its turn (at most 10 s, then 429 with
 //! Retry-After), so that portals can never take the CPU the inventory task
-//! needs to drive waves.
+//! needs to drive waves. Callers are served in the order they came (a fair
+//! queue): a call waits for those before it, never for luck.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -22,6 +23,8 @@ pub const DEFAULT_PER_SECOND: u32 = 10_000;
 #[derive(Debug)]
 pub struct ReadBudget {
     bucket: Mutex<TokenBucket>,
+    /// The queue: tokio's mutex hands itself over first come, first served.
+    turn: tokio::sync::Mutex<()>,
     epoch: Instant,
 }
 
@@ -30,6 +33,7 @@ impl ReadBudget {
     pub fn new(per_second: u32) -> Self {
         Self {
             bucket: Mutex::new(TokenBucket::per_second(per_second, per_second, 0)),
+            turn: tokio::sync::Mutex::new(()),
             epoch: Instant::now(),
         }
     }
@@ -41,6 +45,18 @@ impl ReadBudget {
     /// Waits until `cost` host records may be read, or refuses.
     pub async fn spend(&self, cost: u32) -> Result<(), Problem> {
         let deadline = Instant::now() + MAX_WAIT;
+        let busy = || {
+            let mut problem = Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "busy",
+                "the API's read budget is spent (api_reads_per_second): try again shortly",
+            );
+            problem.retry_after = Some(MAX_WAIT.as_secs());
+            problem
+        };
+        let Ok(_turn) = tokio::time::timeout(MAX_WAIT, self.turn.lock()).await else {
+            return Err(busy());
+        };
         loop {
             let wait_ms = {
                 let mut bucket = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
@@ -51,11 +67,7 @@ impl ReadBudget {
             };
             let wait = Duration::from_millis(u64::try_from(wait_ms).unwrap_or(u64::MAX));
             if Instant::now() + wait > deadline {
-                let mut problem = Problem::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "busy",
-                    "the API's read budget is spent (api_reads_per_second): try again shortly",
-                );
+                let mut problem = busy();
                 problem.retry_after = Some(wait.as_secs().max(1));
                 return Err(problem);
             }

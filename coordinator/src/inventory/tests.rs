@@ -1,10 +1,10 @@
-use std::collections::HashMap;
 use super::*;
 use mf_core::command::CommandPhase;
 use mf_core::job::OnFailure;
 use mf_core::path::{Target, Tool};
 use mf_core::precheck::Readiness;
 use mf_core::selector::Selector;
+use std::collections::HashMap;
 
 pub(super) struct Fixture {
     _dir: tempfile::TempDir,

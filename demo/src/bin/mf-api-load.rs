@@ -104,13 +104,33 @@ impl Client {
             .body(Empty::new())?;
         let response = sender.send_request(request).await?;
         let status = response.status();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
         let body = response.into_body().collect().await?.to_bytes();
+        if status == hyper::StatusCode::TOO_MANY_REQUESTS {
+            return Err(Busy(retry_after.unwrap_or(1)).into());
+        }
         if !status.is_success() {
             bail!("{path}: {status}: {}", String::from_utf8_lossy(&body));
         }
         Ok(body)
     }
 }
+
+/// A 429: the seconds to wait.
+#[derive(Debug)]
+struct Busy(u64);
+
+impl std::fmt::Display for Busy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "busy: retry after {} s", self.0)
+    }
+}
+
+impl std::error::Error for Busy {}
 
 /// The string value of the first `"key":"..."` in a JSON body: the load
 /// reads only the cursor and one id, so that parsing the pages does not take
@@ -124,10 +144,11 @@ fn first_string(body: &[u8], key: &str) -> Option<String> {
 }
 
 /// One client: page through every host, read one host, again, until stop.
-async fn client(client: Arc<Client>, stop: PathBuf) -> Result<(Vec<f64>, Vec<f64>, usize)> {
+async fn client(client: Arc<Client>, stop: PathBuf) -> Result<(Vec<f64>, Vec<f64>, usize, usize)> {
     let mut pages = Vec::new();
     let mut singles = Vec::new();
     let mut sweeps = 0;
+    let mut busy = 0;
     let mut sender = client.connect().await?;
     'outer: loop {
         let mut cursor: Option<String> = None;
@@ -141,7 +162,18 @@ async fn client(client: Arc<Client>, stop: PathBuf) -> Result<(Vec<f64>, Vec<f64
                 Some(c) => format!("/v1/hosts?limit=500&cursor={c}"),
             };
             let started = Instant::now();
-            let page = client.get(&mut sender, &path).await?;
+            let page = match client.get(&mut sender, &path).await {
+                Ok(page) => page,
+                Err(e) => match e.downcast_ref::<Busy>() {
+                    // As a portal would: wait as told, then ask again.
+                    Some(Busy(seconds)) => {
+                        busy += 1;
+                        tokio::time::sleep(std::time::Duration::from_secs(*seconds)).await;
+                        continue;
+                    }
+                    None => return Err(e),
+                },
+            };
             pages.push(started.elapsed().as_secs_f64() * 1000.0);
             ids.extend(first_string(&page, "id"));
             match first_string(&page, "next_cursor") {
@@ -151,12 +183,20 @@ async fn client(client: Arc<Client>, stop: PathBuf) -> Result<(Vec<f64>, Vec<f64
         }
         for id in &ids {
             let started = Instant::now();
-            client.get(&mut sender, &format!("/v1/hosts/{id}")).await?;
-            singles.push(started.elapsed().as_secs_f64() * 1000.0);
+            match client.get(&mut sender, &format!("/v1/hosts/{id}")).await {
+                Ok(_) => singles.push(started.elapsed().as_secs_f64() * 1000.0),
+                Err(e) => match e.downcast_ref::<Busy>() {
+                    Some(Busy(seconds)) => {
+                        busy += 1;
+                        tokio::time::sleep(std::time::Duration::from_secs(*seconds)).await;
+                    }
+                    None => return Err(e),
+                },
+            }
         }
         sweeps += 1;
     }
-    Ok((pages, singles, sweeps))
+    Ok((pages, singles, sweeps, busy))
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -210,12 +250,13 @@ async fn run(
         });
         tasks.push(tokio::spawn(client(c, stop.clone())));
     }
-    let (mut pages, mut singles, mut sweeps) = (Vec::new(), Vec::new(), 0);
+    let (mut pages, mut singles, mut sweeps, mut busy) = (Vec::new(), Vec::new(), 0, 0);
     for task in tasks {
-        let (p, s, n) = task.await??;
+        let (p, s, n, b) = task.await??;
         pages.extend(p);
         singles.extend(s);
         sweeps += n;
+        busy += b;
     }
     let seconds = started.elapsed().as_secs_f64();
     for (name, list) in [
@@ -232,7 +273,8 @@ async fn run(
         );
     }
     println!(
-        "{clients} clients, {seconds:.0} s: {sweeps} sweeps of the whole fleet, {:.0} calls/s",
+        "{clients} clients, {seconds:.0} s: {sweeps} sweeps of the whole fleet, {:.0} calls/s, \
+         {busy} answered 429 (retried after Retry-After)",
         (pages.len() + singles.len()) as f64 / seconds
     );
     Ok(())
