@@ -228,7 +228,11 @@ mod tests {
     #[test]
     fn the_readme_example_is_a_valid_scenario() {
         let readme = include_str!("../../../README.md");
-        let block = readme
+        let section = readme
+            .split("### Emulated host roots")
+            .nth(1)
+            .expect("README has its emulated host roots");
+        let block = section
             .split("```toml\n")
             .nth(1)
             .and_then(|rest| rest.split("```").next())
