@@ -134,13 +134,17 @@ fn events_arrive_signed_in_order_after_an_outage_and_a_kill_9_loses_none() -> Re
         let ran = deployment.mfctl(&["wave", "status", "w", "-o", "json"]);
         Ok(serde_json::from_str::<Value>(&ran.stdout)?["state"] == "completed")
     })?;
-    // Refused and retried, nothing taken.
-    assert!(
-        deployment.coordinator.metric(&format!(
-            "mf_webhook_deliveries_total{{result=\"failed\",webhook=\"{}\"}}",
-            added["id"].as_str().unwrap()
-        ))? >= 2.0
+    // Refused and retried (the retries come with backoff: waited for, not
+    // assumed), nothing taken.
+    let failed = format!(
+        "mf_webhook_deliveries_total{{result=\"failed\",webhook=\"{}\"}}",
+        added["id"].as_str().unwrap()
     );
+    wait_for(
+        "deliveries refused and retried",
+        Duration::from_secs(20),
+        || Ok(deployment.coordinator.metric(&failed)? >= 2.0),
+    )?;
     assert!(accepted_ids(&receiver).is_empty());
     let listed = deployment.mfctl(&["webhook", "list", "-o", "json"]);
     let listed: Value = serde_json::from_str(&listed.stdout)?;
