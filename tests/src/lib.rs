@@ -19,11 +19,10 @@ pub mod http;
 pub mod receiver;
 
 /// What an emulated RHEL 7.9 host needs for leapp's pre-upgrade to pass:
-/// leapp's packages and room on /var and /boot (scenario TOML).
+/// leapp's packages (scenario TOML; `set_scenario` gives the room on /var
+/// and /boot).
 pub const LEAPP_READY: &str = "[[packages]]\nname = \"leapp\"\nversion = \"0.17.0\"\nrelease = \"1.el7_9\"\narch = \"noarch\"\n\
-     [[packages]]\nname = \"leapp-upgrade-el7toel8\"\nversion = \"0.20.0\"\nrelease = \"2.el7_9\"\narch = \"noarch\"\n\
-     [filesystems.\"/var\"]\nfree_bytes = 10737418240\ntotal_bytes = 21474836480\n\
-     [filesystems.\"/boot\"]\nfree_bytes = 524288000\ntotal_bytes = 1073741824\n";
+     [[packages]]\nname = \"leapp-upgrade-el7toel8\"\nversion = \"0.20.0\"\nrelease = \"2.el7_9\"\narch = \"noarch\"\n";
 
 /// A file of the project's own fixtures (`tests/fixtures/`).
 pub fn fixture(name: &str) -> PathBuf {
@@ -290,12 +289,29 @@ pub fn host_root(dir: &Path, os: HostOs, hostname: &str, domain: &str) -> PathBu
     dir.to_path_buf()
 }
 
+/// Free and total space of the emulated filesystems a scenario does not
+/// size itself: room enough for either tool.
+const ROOMY_FILESYSTEMS: [(&str, u64, u64); 2] =
+    [("/var", 10 << 30, 20 << 30), ("/boot", 500 << 20, 1 << 30)];
+
 /// Makes a host root emulated: its tools are the emulation, driven by this
-/// scenario (TOML, see `agent/src/host/emulated/scenario.rs`).
+/// scenario (TOML, see `sim/src/emulated/scenario.rs`). The emulation reads
+/// the real free space of the directory for a filesystem the scenario does
+/// not size, which would make a test's outcome depend on the disk of the
+/// machine running it (a CI machine with under 3 GiB free blocked leapp):
+/// those it leaves out are given a fixed, roomy size.
 pub fn set_scenario(root: &Path, scenario: &str) {
+    let mut text = scenario.to_string();
+    for (mount, free, total) in ROOMY_FILESYSTEMS {
+        if !scenario.contains(&format!("[filesystems.\"{mount}\"]")) {
+            text.push_str(&format!(
+                "\n[filesystems.\"{mount}\"]\nfree_bytes = {free}\ntotal_bytes = {total}\n"
+            ));
+        }
+    }
     let path = root.join(".mf-sim/scenario.toml");
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, scenario).unwrap();
+    std::fs::write(path, text).unwrap();
 }
 
 /// One coordinator process and everything needed to restart it identically.
@@ -937,4 +953,44 @@ fn metric_names(expr: &str) -> Vec<String> {
                 .to_string()
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn written(scenario: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        set_scenario(dir.path(), scenario);
+        std::fs::read_to_string(dir.path().join(".mf-sim/scenario.toml")).unwrap()
+    }
+
+    #[test]
+    fn a_scenario_that_sizes_no_filesystem_gets_roomy_ones() {
+        let text = written(LEAPP_READY);
+        let scenario: toml::Value = toml::from_str(&text).unwrap();
+        assert_eq!(
+            scenario["filesystems"]["/var"]["free_bytes"].as_integer(),
+            Some(10 << 30)
+        );
+        assert_eq!(
+            scenario["filesystems"]["/boot"]["free_bytes"].as_integer(),
+            Some(500 << 20)
+        );
+        assert_eq!(scenario["packages"].as_array().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn a_filesystem_the_scenario_sizes_is_kept_as_it_says() {
+        let text = written("[filesystems.\"/var\"]\nfree_bytes = 1024\ntotal_bytes = 2048\n");
+        let scenario: toml::Value = toml::from_str(&text).unwrap();
+        assert_eq!(
+            scenario["filesystems"]["/var"]["free_bytes"].as_integer(),
+            Some(1024)
+        );
+        assert_eq!(
+            scenario["filesystems"]["/boot"]["free_bytes"].as_integer(),
+            Some(500 << 20)
+        );
+    }
 }

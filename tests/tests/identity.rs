@@ -219,10 +219,6 @@ fn certificates_renew_themselves_and_revoked_or_expired_ones_are_refused() -> Re
 /// rollback) the renewal happens, before the certificate expires.
 #[test]
 fn a_renewal_waits_while_a_snapshot_is_held() -> Result<()> {
-    const LEAPP: &str = "[[packages]]\nname = \"leapp\"\nversion = \"0.17.0\"\nrelease = \"1.el7_9\"\narch = \"noarch\"\n\
-                         [[packages]]\nname = \"leapp-upgrade-el7toel8\"\nversion = \"0.20.0\"\nrelease = \"2.el7_9\"\narch = \"noarch\"\n\
-                         [filesystems.\"/var\"]\nfree_bytes = 10737418240\ntotal_bytes = 21474836480\n\
-                         [filesystems.\"/boot\"]\nfree_bytes = 524288000\ntotal_bytes = 1073741824\n";
     let deployment = Deployment::with_coordinator_flags(&["--agent-cert-lifetime", "60s"])?;
     let root = host_root(
         &deployment.path("root"),
@@ -232,7 +228,10 @@ fn a_renewal_waits_while_a_snapshot_is_held() -> Result<()> {
     );
     mf_e2e::set_scenario(
         &root,
-        &format!("failures = [\"first-boot-failure\"]\n{LEAPP}"),
+        &format!(
+            "failures = [\"first-boot-failure\"]\n{}",
+            mf_e2e::LEAPP_READY
+        ),
     );
     let state = root.join("var/lib/mf-agent");
     let token = deployment.token(&[])?;

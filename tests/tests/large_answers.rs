@@ -18,10 +18,7 @@ const HOSTS: usize = 8;
 const FINDINGS: usize = 150;
 
 fn scenario() -> String {
-    let mut text = String::from(
-        "[[packages]]\nname = \"leapp\"\nversion = \"0.17.0\"\nrelease = \"1.el7_9\"\narch = \"noarch\"\n\
-         [[packages]]\nname = \"leapp-upgrade-el7toel8\"\nversion = \"0.20.0\"\nrelease = \"2.el7_9\"\narch = \"noarch\"\n",
-    );
+    let mut text = String::from(mf_e2e::LEAPP_READY);
     let summary = "A long explanation of what leapp found and why it matters. ".repeat(65);
     for i in 0..FINDINGS {
         text.push_str(&format!(
@@ -55,8 +52,10 @@ fn a_readiness_report_above_the_message_limit_arrives_whole() -> Result<()> {
     assert_eq!(
         document["readiness"]["summary"]["ready"],
         HOSTS,
-        "{}",
-        ran.stdout.len()
+        "{} bytes; precheck {}; summary {}",
+        ran.stdout.len(),
+        document["precheck"],
+        document["readiness"]["summary"]
     );
     let findings = document["readiness"]["findings"].as_array().unwrap();
     assert!(findings.len() >= FINDINGS, "{}", findings.len());

@@ -9,14 +9,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
-use mf_e2e::{Deployment, HostOs, Machine, host_root, set_scenario, wait_for};
+use mf_e2e::{Deployment, HostOs, LEAPP_READY, Machine, host_root, set_scenario, wait_for};
 use serde_json::Value;
 
-const LEAPP: &str = "[[packages]]\nname = \"leapp\"\nversion = \"0.17.0\"\nrelease = \"1.el7_9\"\narch = \"noarch\"\n\
-                     [[packages]]\nname = \"leapp-upgrade-el7toel8\"\nversion = \"0.20.0\"\nrelease = \"2.el7_9\"\narch = \"noarch\"\n";
 const C2R: &str = "[[packages]]\nname = \"convert2rhel\"\nversion = \"2.1.0\"\nrelease = \"1.el7\"\narch = \"noarch\"\n";
-const SPACE: &str = "[filesystems.\"/var\"]\nfree_bytes = 10737418240\ntotal_bytes = 21474836480\n\
-                     [filesystems.\"/boot\"]\nfree_bytes = 524288000\ntotal_bytes = 1073741824\n";
 
 struct Host {
     id: String,
@@ -144,13 +140,7 @@ fn conversion_upgrade_rollback_and_a_blocked_host() -> Result<()> {
     let token = deployment.token(&["--uses", "3"])?;
     let blocker = "[[findings]]\nkey = \"d35f6c6b1b1fa6924ef442e3670d90fa92f0d54b\"\ntitle = \"Missing required answers in the answer file\"\n\
                    severity = \"high\"\nblocking = true\nhint = \"leapp answer --section remove_pam_pkcs11_module_check.confirm=True\"\n";
-    let c7 = host(
-        &deployment,
-        &token,
-        "c7",
-        HostOs::Centos79,
-        &format!("{C2R}{SPACE}"),
-    )?;
+    let c7 = host(&deployment, &token, "c7", HostOs::Centos79, C2R)?;
     // FirstBoot runs for a while after the agent has started again: the
     // verification must wait for it, not fail.
     let r7 = host(
@@ -158,14 +148,14 @@ fn conversion_upgrade_rollback_and_a_blocked_host() -> Result<()> {
         &token,
         "r7",
         HostOs::Rhel79,
-        &format!("{LEAPP}{SPACE}[durations]\nfirst_boot_seconds = 7.0\n"),
+        &format!("{LEAPP_READY}[durations]\nfirst_boot_seconds = 7.0\n"),
     )?;
     let blocked = host(
         &deployment,
         &token,
         "r7blocked",
         HostOs::Rhel79,
-        &format!("{LEAPP}{blocker}{SPACE}"),
+        &format!("{LEAPP_READY}{blocker}"),
     )?;
     wait_connected(&deployment, 3)?;
 
@@ -310,14 +300,14 @@ fn an_initramfs_failure_holds_until_the_console_brings_the_host_back() -> Result
         &token,
         "r7lost",
         HostOs::Rhel79,
-        &format!("failures = [\"never-returns\"]\n{LEAPP}{SPACE}"),
+        &format!("failures = [\"never-returns\"]\n{LEAPP_READY}"),
     )?;
     let failing = host(
         &deployment,
         &token,
         "r7fail",
         HostOs::Rhel79,
-        &format!("failures = [\"initramfs-failure\"]\n{LEAPP}{SPACE}"),
+        &format!("failures = [\"initramfs-failure\"]\n{LEAPP_READY}"),
     )?;
     // A FirstBoot that never ends: the verification gives up after the
     // agent's configured wait, and the job rolls back.
@@ -328,7 +318,7 @@ fn an_initramfs_failure_holds_until_the_console_brings_the_host_back() -> Result
         &token,
         "r7slow",
         HostOs::Rhel79,
-        &format!("{LEAPP}{SPACE}[durations]\nfirst_boot_seconds = 3600.0\n"),
+        &format!("{LEAPP_READY}[durations]\nfirst_boot_seconds = 3600.0\n"),
         &["--config", config.to_str().unwrap()],
     )?;
     wait_connected(&deployment, 3)?;
@@ -443,14 +433,14 @@ fn sigkill_of_the_agent_mid_upgrade_and_of_the_coordinator_mid_job() -> Result<(
         &token,
         "killed",
         HostOs::Rhel79,
-        &format!("{LEAPP}{SPACE}{slow}"),
+        &format!("{LEAPP_READY}{slow}"),
     )?;
     let survivor = host(
         &deployment,
         &token,
         "survivor",
         HostOs::Rhel79,
-        &format!("{LEAPP}{SPACE}{slow}"),
+        &format!("{LEAPP_READY}{slow}"),
     )?;
     wait_connected(&deployment, 2)?;
     let executing = |id: &str| -> Result<bool> {
@@ -543,7 +533,7 @@ fn execute_finished(root: &std::path::Path) -> bool {
 fn migrate_wait_exits_by_how_the_job_ended() -> Result<()> {
     let deployment = Deployment::new()?;
     let token = deployment.token(&["--uses", "2"])?;
-    let failing = format!("failures = [\"first-boot-failure\"]\n{LEAPP}{SPACE}");
+    let failing = format!("failures = [\"first-boot-failure\"]\n{LEAPP_READY}");
     let held = host(&deployment, &token, "held", HostOs::Rhel79, &failing)?;
     let back = host(&deployment, &token, "back", HostOs::Rhel79, &failing)?;
     wait_connected(&deployment, 2)?;

@@ -19,27 +19,25 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use mf_e2e::{Daemon, HostOs, Machine, agent_binary, bin, host_root, set_scenario, wait_for};
+use mf_e2e::{
+    Daemon, HostOs, LEAPP_READY, Machine, agent_binary, bin, host_root, set_scenario, wait_for,
+};
 use serde_json::Value;
 
-const LEAPP_7: &str = "[[packages]]\nname = \"leapp\"\nversion = \"0.17.0\"\nrelease = \"1.el7_9\"\narch = \"noarch\"\n\
-                       [[packages]]\nname = \"leapp-upgrade-el7toel8\"\nversion = \"0.20.0\"\nrelease = \"2.el7_9\"\narch = \"noarch\"\n";
 const LEAPP_8: &str = "[[packages]]\nname = \"leapp\"\nversion = \"0.18.0\"\nrelease = \"1.el8_10\"\narch = \"noarch\"\n\
                        [[packages]]\nname = \"leapp-upgrade-el8toel9\"\nversion = \"0.21.0\"\nrelease = \"1.el8_10\"\narch = \"noarch\"\n";
-const SPACE: &str = "[filesystems.\"/var\"]\nfree_bytes = 10737418240\ntotal_bytes = 21474836480\n\
-                     [filesystems.\"/boot\"]\nfree_bytes = 524288000\ntotal_bytes = 1073741824\n";
 
 /// The machines the README's host names stand for. db-01's upgrade fails
 /// in FirstBoot, so that its job is held for the operator as step 7 shows;
 /// web-17..19 are the RHEL 7.9 hosts step 8's wave selects.
 fn fleet() -> Vec<(&'static str, HostOs, String)> {
-    let el7 = format!("{LEAPP_7}{SPACE}");
+    let el7 = LEAPP_READY.to_string();
     vec![
         ("web-01", HostOs::Rhel79, el7.clone()),
         (
             "db-01",
             HostOs::Rhel8,
-            format!("failures = [\"first-boot-failure\"]\n{LEAPP_8}{SPACE}"),
+            format!("failures = [\"first-boot-failure\"]\n{LEAPP_8}"),
         ),
         ("old-01", HostOs::Rhel79, el7.clone()),
         ("old-02", HostOs::Rhel79, el7.clone()),

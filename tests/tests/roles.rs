@@ -419,15 +419,17 @@ fn a_wave_past_the_blast_radius_needs_two_admins() -> Result<()> {
     // Two RHEL 7.9 hosts ready for 8.10, one for each wave.
     let token = deployment.token(&["--uses", "2"])?;
     let mut agents = Vec::new();
-    let ready = "[[packages]]\nname = \"leapp\"\nversion = \"0.17.0\"\nrelease = \"1.el7_9\"\narch = \"noarch\"\n\
-         [[packages]]\nname = \"leapp-upgrade-el7toel8\"\nversion = \"0.20.0\"\nrelease = \"2.el7_9\"\narch = \"noarch\"\n\
-         [filesystems.\"/var\"]\nfree_bytes = 10737418240\ntotal_bytes = 21474836480\n\
-         [filesystems.\"/boot\"]\nfree_bytes = 524288000\ntotal_bytes = 1073741824\n";
     for app in ["a", "b"] {
         let label = format!("app={app}");
         let name = format!("host-{app}");
         let run = ["--label", label.as_str()];
-        agents.push(deployment.start_agent(&token, &name, HostOs::Rhel79, Some(ready), &run)?);
+        agents.push(deployment.start_agent(
+            &token,
+            &name,
+            HostOs::Rhel79,
+            Some(mf_e2e::LEAPP_READY),
+            &run,
+        )?);
     }
     wait_for("two agents", Duration::from_secs(30), || {
         Ok(deployment.hosts("connected=true")?.len() == 2)
