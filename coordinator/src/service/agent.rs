@@ -23,6 +23,8 @@ use crate::inventory::{Inventory, InventoryError, NewEnrollment, NewSession, Ren
 use crate::metrics::Metrics;
 use crate::storage_health::StorageHealth;
 use crate::store::EnrollRefusal;
+use mf_core::command::AgentCommand;
+use mf_core::rate::TokenBucket;
 use mf_pki::{CertificateAuthority, CommandSigner, IssuedCert, PkiError, token};
 
 const MAX_CSR_BYTES: usize = 16 * 1024;
@@ -412,7 +414,7 @@ impl AgentService for AgentApi {
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
 
         let replaced = CancellationToken::new();
-        let (commands_tx, mut commands) = mpsc::channel(OUTBOUND_QUEUE);
+        let (commands_tx, commands) = mpsc::channel(OUTBOUND_QUEUE);
         let session = self
             .inventory
             .connect(NewSession {
@@ -449,70 +451,137 @@ impl AgentService for AgentApi {
             .with_label_values(&["out", "welcome"])
             .inc();
 
-        let api = self.clone();
         let span = info_span!("session", %host_id, session, %peer);
-        tokio::spawn(
-            async move {
-                debug!("session open");
-                let silence = api.settings.heartbeat_interval * 3;
-                let end = loop {
-                    tokio::select! {
-                        () = api.shutdown.cancelled() => break Some(Status::unavailable("the coordinator is shutting down")),
-                        () = replaced.cancelled() => break Some(Status::aborted("replaced by a newer session of this host")),
-                        trouble = outbound.trouble() => {
-                            if trouble == Trouble::Stalled {
-                                api.stalled();
-                            }
-                            break None;
-                        }
-                        Some(command) = commands.recv() => {
-                            let mut wire = crate::wire::command_to_wire(&command, now_unix_ms());
-                            wire.signature = api.signer.sign(&mf_proto::command_signed_bytes(&wire));
-                            let message = pb::CoordinatorMessage {
-                                body: Some(pb::coordinator_message::Body::Command(wire)),
-                            };
-                            if let Err(trouble) = outbound.send(Box::new(Ok(message))).await {
-                                if trouble == Trouble::Stalled {
-                                    api.stalled();
-                                }
-                                break None;
-                            }
-                            api.metrics.stream_messages.with_label_values(&["out", "command"]).inc();
-                        }
-                        received = tokio::time::timeout(silence, inbound.message()) => match received {
-                            Err(_) => break Some(Status::deadline_exceeded("no heartbeat from the agent")),
-                            Ok(Ok(None)) => break None,
-                            Ok(Err(status)) => {
-                                debug!(%status, "session stream failed");
-                                break None;
-                            }
-                            Ok(Ok(Some(message))) => {
-                                api.metrics.stream_messages.with_label_values(&["in", message_kind(&message)]).inc();
-                                if let Err(wait_ms) = bucket.take(now_unix_ms()) {
-                                    break Some(api.flooded(wait_ms));
-                                }
-                                if let Err(status) = api.handle(&host_id, session, message).await {
-                                    warn!(%status, "closing the session");
-                                    break Some(status);
-                                }
-                            }
-                        },
-                    }
-                };
-                if let Some(status) = end {
-                    outbound.try_send(Box::new(Err(status)));
-                }
-                api.messages.close(&host_id, bucket, now_unix_ms());
-                api.inventory.disconnect(host_id, session).await;
-                debug!("session closed");
-            }
-            .instrument(span),
-        );
+        let open = OpenSession {
+            host_id,
+            session,
+            replaced,
+            commands,
+            inbound,
+            outbound,
+            bucket,
+        };
+        tokio::spawn(self.clone().serve(open).instrument(span));
         // Items are boxed in the channel: it allocates 32 slots at once, and
         // there is one per connected agent.
         Ok(Response::new(Box::pin(
             ReceiverStream::new(rx).map(|item| *item),
         )))
+    }
+}
+
+/// What woke a session's task.
+enum Event {
+    /// The session ends, with the status the agent is told, if any.
+    End(Option<Status>),
+    Command(Box<AgentCommand>),
+    Message(Box<pb::AgentMessage>),
+}
+
+/// What a session task owns once the hello is accepted.
+struct OpenSession {
+    host_id: String,
+    session: u64,
+    replaced: CancellationToken,
+    commands: mpsc::Receiver<Box<AgentCommand>>,
+    inbound: Streaming<pb::AgentMessage>,
+    outbound: Outbound<Box<Result<pb::CoordinatorMessage, Status>>>,
+    bucket: TokenBucket,
+}
+
+impl AgentApi {
+    /// A session's task, until the agent leaves, is replaced or falls
+    /// silent, or the coordinator shuts down. One lives per connected agent
+    /// for as long as it is connected, so its state is kept small: the
+    /// handling of a message and the last steps are boxed (allocated only
+    /// while they run) rather than sized into every idle session
+    /// (BENCHMARKS.md, session 9).
+    async fn serve(self, open: OpenSession) {
+        let OpenSession {
+            host_id,
+            session,
+            replaced,
+            mut commands,
+            mut inbound,
+            mut outbound,
+            mut bucket,
+        } = open;
+        debug!("session open");
+        let silence = self.settings.heartbeat_interval * 3;
+        let end = loop {
+            // What woke the session, decided without awaiting, so that the
+            // select's outputs (a whole message) are not kept in its state.
+            let event = tokio::select! {
+                () = self.shutdown.cancelled() => Event::End(Some(Status::unavailable("the coordinator is shutting down"))),
+                () = replaced.cancelled() => Event::End(Some(Status::aborted("replaced by a newer session of this host"))),
+                trouble = outbound.trouble() => {
+                    if trouble == Trouble::Stalled {
+                        self.stalled();
+                    }
+                    Event::End(None)
+                }
+                Some(command) = commands.recv() => Event::Command(command),
+                received = tokio::time::timeout(silence, inbound.message()) => match received {
+                    Err(_) => Event::End(Some(Status::deadline_exceeded("no heartbeat from the agent"))),
+                    Ok(Ok(None)) => Event::End(None),
+                    Ok(Err(status)) => {
+                        debug!(%status, "session stream failed");
+                        Event::End(None)
+                    }
+                    Ok(Ok(Some(message))) => Event::Message(Box::new(message)),
+                },
+            };
+            match event {
+                Event::End(status) => break status,
+                Event::Command(command) => {
+                    if let Err(trouble) = Box::pin(self.send_command(&mut outbound, &command)).await
+                    {
+                        if trouble == Trouble::Stalled {
+                            self.stalled();
+                        }
+                        break None;
+                    }
+                }
+                Event::Message(message) => {
+                    self.metrics
+                        .stream_messages
+                        .with_label_values(&["in", message_kind(&message)])
+                        .inc();
+                    if let Err(wait_ms) = bucket.take(now_unix_ms()) {
+                        break Some(self.flooded(wait_ms));
+                    }
+                    if let Err(status) = Box::pin(self.handle(&host_id, session, *message)).await {
+                        warn!(%status, "closing the session");
+                        break Some(status);
+                    }
+                }
+            }
+        };
+        if let Some(status) = end {
+            outbound.try_send(Box::new(Err(status)));
+        }
+        self.messages.close(&host_id, bucket, now_unix_ms());
+        Box::pin(self.inventory.disconnect(host_id, session)).await;
+        debug!("session closed");
+    }
+
+    /// Signs a command and queues it on the session's stream.
+    async fn send_command(
+        &self,
+        outbound: &mut Outbound<Box<Result<pb::CoordinatorMessage, Status>>>,
+        command: &AgentCommand,
+    ) -> Result<(), Trouble> {
+        let mut wire = crate::wire::command_to_wire(command, now_unix_ms());
+        wire.signature = self.signer.sign(&mf_proto::command_signed_bytes(&wire));
+        let message = pb::CoordinatorMessage {
+            body: Some(pb::coordinator_message::Body::Command(wire)),
+        };
+        outbound.send(Box::new(Ok(message))).await?;
+        self.metrics
+            .stream_messages
+            .with_label_values(&["out", "command"])
+            .inc();
+        Ok(())
     }
 }
 
