@@ -14,6 +14,7 @@ use mf_proto::v1::agent_service_client::AgentServiceClient;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::Endpoint;
 use tracing::{debug, error, info, warn};
 
 use crate::command::CommandUpdate;
@@ -104,6 +105,7 @@ pub async fn run(
     };
     let mut last_facts: Option<Facts> = None;
     let mut failures = 0u32;
+    let mut dialer = Dialer::default();
     // The renewal task hands over each renewed identity; the session then
     // reconnects with it.
     let (renewed_tx, mut renewed) = watch::channel(identity);
@@ -123,6 +125,16 @@ pub async fn run(
             }
         }
         let identity = renewed.borrow_and_update().clone();
+        let endpoint = match dialer.endpoint(&identity) {
+            Ok(endpoint) => endpoint,
+            Err(e) => {
+                // The identity on disk cannot make a TLS configuration:
+                // nothing changes that but a new enrollment.
+                error!(host_id = %identity.host_id, error = %e, "cannot configure the connection");
+                failures += 1;
+                continue;
+            }
+        };
         let started = Instant::now();
         // Dropping the session future on shutdown closes the stream wherever it is.
         let outcome = tokio::select! {
@@ -133,7 +145,7 @@ pub async fn run(
                 backoff.reset();
                 continue;
             }
-            outcome = serve(&identity, &host, &config, &mut last_facts, &executor, &mut updates) => outcome,
+            outcome = serve(&identity, &endpoint, &host, &config, &mut last_facts, &executor, &mut updates) => outcome,
         };
         match outcome {
             Ok(()) => break,
@@ -155,6 +167,33 @@ pub async fn run(
         }
     }
     renewal.abort();
+}
+
+/// The endpoint of the current identity, kept across reconnections: its
+/// TLS configuration (trust root, client certificate, the session cache a
+/// resumption needs) is built once per certificate rather than for every
+/// attempt, which after a coordinator restart is thousands of attempts
+/// across the fleet at once (BENCHMARKS.md, session 9).
+#[derive(Default)]
+struct Dialer {
+    current: Option<(String, Endpoint)>,
+}
+
+impl Dialer {
+    fn endpoint(&mut self, identity: &Identity) -> Result<Endpoint, transport::ConnectError> {
+        if let Some((cert_pem, endpoint)) = &self.current
+            && *cert_pem == identity.cert_pem
+        {
+            return Ok(endpoint.clone());
+        }
+        let endpoint = transport::endpoint(
+            &identity.coordinator,
+            &identity.ca_pem,
+            Some((&identity.cert_pem, &identity.key_pem)),
+        )?;
+        self.current = Some((identity.cert_pem.clone(), endpoint.clone()));
+        Ok(endpoint)
+    }
 }
 
 /// How long an agent whose identity is refused waits between attempts.
@@ -281,19 +320,13 @@ struct Established {
 
 /// Connects, says hello with fresh facts, and waits for the welcome.
 async fn establish(
-    identity: &Identity,
+    endpoint: &Endpoint,
     host: &Arc<dyn Host>,
     config: &SessionConfig,
     last_facts: &mut Option<Facts>,
     executor: &Executor,
 ) -> Result<Established, SessionError> {
-    let channel = transport::endpoint(
-        &identity.coordinator,
-        &identity.ca_pem,
-        Some((&identity.cert_pem, &identity.key_pem)),
-    )?
-    .connect()
-    .await?;
+    let channel = endpoint.connect().await?;
     let mut client = AgentServiceClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -339,6 +372,7 @@ async fn establish(
 /// One session, until it fails; the caller ends it on shutdown.
 async fn serve(
     identity: &Identity,
+    endpoint: &Endpoint,
     host: &Arc<dyn Host>,
     config: &SessionConfig,
     last_facts: &mut Option<Facts>,
@@ -351,7 +385,7 @@ async fn serve(
         mut inbound,
     } = tokio::time::timeout(
         ESTABLISH_TIMEOUT,
-        establish(identity, host, config, last_facts, executor),
+        establish(endpoint, host, config, last_facts, executor),
     )
     .await
     .map_err(|_| SessionError::Protocol("no welcome from the coordinator within 30 s"))??;
