@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use mf_coordinator::inventory::{
-    CreateMode, Inventory, NewEnrollment, NewSession, NewToken, Settings, WaveAction,
+    CreateMode, EndReason, Inventory, NewEnrollment, NewSession, NewToken, SessionEnd, Settings,
+    WaveAction,
 };
 use mf_coordinator::metrics::Metrics;
 use mf_coordinator::store::Store;
@@ -23,7 +24,6 @@ use mf_core::selector::Selector;
 use mf_core::wave::spec::SpecInput;
 use mf_sim::fleet::{FleetSpec, plan_fleet};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
@@ -101,7 +101,7 @@ async fn run(hosts: usize) -> Result<()> {
             .await?
             .map_err(|e| anyhow::anyhow!("enroll: {e}"))?;
         let (commands, rx) = mpsc::channel(16);
-        let replaced = CancellationToken::new();
+        let replaced = SessionEnd::default();
         inventory
             .connect(NewSession {
                 host_id: host.host_id.clone(),
@@ -117,7 +117,7 @@ async fn run(hosts: usize) -> Result<()> {
                     labels: host.labels.clone().into_iter().collect(),
                     ..Facts::default()
                 },
-                replaced: replaced.clone(),
+                end: replaced.clone(),
                 last_sequence: 0,
                 last_update: None,
                 clock_skew_ms: Some(0),
@@ -227,7 +227,7 @@ async fn run(hosts: usize) -> Result<()> {
     println!("process peak RSS (VmHWM):     {} MiB", peak_rss_mib());
     println!("budgets app=1 and hypervisor=2 honoured, checked from every job's times");
     for s in sessions {
-        s.cancel();
+        s.end(EndReason::Stopping);
     }
     Ok(())
 }

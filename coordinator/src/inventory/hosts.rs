@@ -3,13 +3,12 @@
 //! and what a selector sees of a host.
 
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
 use super::HostView;
 use super::{
-    AgentCommand, EnrollRefusal, Facts, HostRecord, InventoryError, NewEnrollment, NewSession,
-    Renewal, SessionId, State, prechecks,
+    AgentCommand, EndReason, EnrollRefusal, Facts, HostRecord, InventoryError, NewEnrollment,
+    NewSession, Renewal, SessionEnd, SessionId, State, prechecks,
 };
 use crate::store::RevokedRecord;
 use mf_core::selector::Selector;
@@ -67,7 +66,7 @@ impl From<Selector> for Selection {
 
 pub(super) struct LiveSession {
     pub(super) id: SessionId,
-    pub(super) replaced: CancellationToken,
+    pub(super) end: SessionEnd,
     pub(super) commands: mpsc::Sender<Box<AgentCommand>>,
 }
 
@@ -144,7 +143,7 @@ impl State {
             Some(host) => {
                 // The old certificate is no longer accepted: end its session.
                 if let Some(session) = host.session.take() {
-                    session.replaced.cancel();
+                    session.end.end(EndReason::EnrolledAgain);
                     self.metrics.agents_connected.dec();
                 }
                 host.record = record;
@@ -229,7 +228,7 @@ impl State {
             return Ok(view);
         };
         if let Some(session) = host.session {
-            session.replaced.cancel();
+            session.end.end(EndReason::HostDeleted);
             self.metrics.agents_connected.dec();
         }
         self.count_os(host.record.facts.as_ref(), -1);
@@ -306,7 +305,7 @@ impl State {
             host.record.revoked_unix_ms = now;
         }
         if let Some(session) = host.session.take() {
-            session.replaced.cancel();
+            session.end.end(EndReason::HostRevoked);
             self.metrics.agents_connected.dec();
         }
         let record = host.record.clone();
@@ -417,10 +416,10 @@ impl State {
         self.next_session += 1;
         match host.session.replace(LiveSession {
             id,
-            replaced: session.replaced,
+            end: session.end,
             commands: session.commands,
         }) {
-            Some(old) => old.replaced.cancel(),
+            Some(old) => old.end.end(EndReason::Replaced),
             None => self.metrics.agents_connected.inc(),
         }
         host.record.last_peer = session.peer;

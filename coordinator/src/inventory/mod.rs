@@ -5,6 +5,7 @@
 //! in batches and every batch that changed something an agent or operator
 //! will be told about is flushed once before anyone hears back (group commit).
 
+mod ending;
 mod hosts;
 mod jobs;
 mod operators;
@@ -15,7 +16,8 @@ mod waves;
 use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
+
+pub use ending::{EndReason, SessionEnd};
 use tracing::{debug, error, info};
 
 use hosts::HostState;
@@ -203,8 +205,9 @@ pub struct NewSession {
     pub cert_issued_unix_ms: i64,
     pub peer: String,
     pub facts: Facts,
-    /// Cancelled when a newer session of the same host replaces this one.
-    pub replaced: CancellationToken,
+    /// Ended by the inventory (a newer session of the host, its deletion or
+    /// revocation), with the reason the agent is told.
+    pub end: SessionEnd,
     /// From the hello: the highest sequence the agent has accepted.
     pub last_sequence: u64,
     /// From the hello: the journaled outcome of the agent's latest command.
@@ -942,7 +945,7 @@ impl State {
         }
         for host in self.hosts.values_mut() {
             if let Some(session) = host.session.take() {
-                session.replaced.cancel();
+                session.end.end(EndReason::Stopping);
             }
         }
         if let Err(e) = self.store.flush().await {
@@ -1236,7 +1239,7 @@ impl State {
     fn reopened(mut self) -> Result<State, InventoryError> {
         for host in self.hosts.values_mut() {
             if let Some(session) = host.session.take() {
-                session.replaced.cancel();
+                session.end.end(EndReason::Reloaded);
             }
         }
         let State {

@@ -96,7 +96,7 @@ pub(super) async fn job_of(inventory: &Inventory, host: &str) -> mf_core::job::J
         .expect("job")
 }
 
-fn session(host: &str, serial: &str, f: Facts) -> (NewSession, CancellationToken) {
+fn session(host: &str, serial: &str, f: Facts) -> (NewSession, SessionEnd) {
     let (session, replaced, _commands) = session_with_commands(host, serial, f, 0);
     (session, replaced)
 }
@@ -106,12 +106,8 @@ pub(super) fn session_with_commands(
     serial: &str,
     f: Facts,
     last_sequence: u64,
-) -> (
-    NewSession,
-    CancellationToken,
-    mpsc::Receiver<Box<AgentCommand>>,
-) {
-    let replaced = CancellationToken::new();
+) -> (NewSession, SessionEnd, mpsc::Receiver<Box<AgentCommand>>) {
+    let replaced = SessionEnd::default();
     let (commands, rx) = mpsc::channel(16);
     (
         NewSession {
@@ -120,7 +116,7 @@ pub(super) fn session_with_commands(
             cert_issued_unix_ms: 0,
             peer: "127.0.0.1:1".into(),
             facts: f,
-            replaced: replaced.clone(),
+            end: replaced.clone(),
             last_sequence,
             last_update: None,
             clock_skew_ms: Some(0),
@@ -217,8 +213,8 @@ async fn a_newer_session_replaces_the_older_and_stale_messages_are_ignored() {
     let first_id = inventory.connect(first).await.expect("first");
     let (second, second_replaced) = session("web-1", "aa", facts("centos", "7.9", "b"));
     let second_id = inventory.connect(second).await.expect("second");
-    assert!(first_replaced.is_cancelled());
-    assert!(!second_replaced.is_cancelled());
+    assert_eq!(first_replaced.reason(), Some(EndReason::Replaced));
+    assert!(!second_replaced.is_ended());
     assert_eq!(metrics.agents_connected.get(), 1);
 
     // The old session's late facts and its disconnect change nothing.

@@ -19,7 +19,9 @@ use super::message_limit::MessageLimits;
 use super::outbound::{Outbound, Trouble};
 use super::{auth, valid_host_id};
 use crate::audit::NewAuditEntry;
-use crate::inventory::{Inventory, InventoryError, NewEnrollment, NewSession, Renewal};
+use crate::inventory::{
+    EndReason, Inventory, InventoryError, NewEnrollment, NewSession, Renewal, SessionEnd,
+};
 use crate::metrics::Metrics;
 use crate::storage_health::StorageHealth;
 use crate::store::EnrollRefusal;
@@ -413,7 +415,7 @@ impl AgentService for AgentApi {
             .transpose()
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
 
-        let replaced = CancellationToken::new();
+        let end = SessionEnd::default();
         let (commands_tx, commands) = mpsc::channel(OUTBOUND_QUEUE);
         let session = self
             .inventory
@@ -423,7 +425,7 @@ impl AgentService for AgentApi {
                 cert_issued_unix_ms,
                 peer: peer.clone(),
                 facts,
-                replaced: replaced.clone(),
+                end: end.clone(),
                 last_sequence: hello.last_sequence,
                 last_update,
                 clock_skew_ms: skew_of(hello.agent_time_unix_ms),
@@ -455,7 +457,7 @@ impl AgentService for AgentApi {
         let open = OpenSession {
             host_id,
             session,
-            replaced,
+            end,
             commands,
             inbound,
             outbound,
@@ -467,6 +469,15 @@ impl AgentService for AgentApi {
         Ok(Response::new(Box::pin(
             ReceiverStream::new(rx).map(|item| *item),
         )))
+    }
+}
+
+/// What an agent is told when the inventory ends its session.
+fn ending_status(why: EndReason) -> Status {
+    match why {
+        _ if why.revokes() => Status::permission_denied(why.message()),
+        EndReason::Stopping | EndReason::Reloaded => Status::unavailable(why.message()),
+        _ => Status::aborted(why.message()),
     }
 }
 
@@ -482,7 +493,7 @@ enum Event {
 struct OpenSession {
     host_id: String,
     session: u64,
-    replaced: CancellationToken,
+    end: SessionEnd,
     commands: mpsc::Receiver<Box<AgentCommand>>,
     inbound: Streaming<pb::AgentMessage>,
     outbound: Outbound<Box<Result<pb::CoordinatorMessage, Status>>>,
@@ -500,7 +511,7 @@ impl AgentApi {
         let OpenSession {
             host_id,
             session,
-            replaced,
+            end,
             mut commands,
             mut inbound,
             mut outbound,
@@ -513,7 +524,7 @@ impl AgentApi {
             // select's outputs (a whole message) are not kept in its state.
             let event = tokio::select! {
                 () = self.shutdown.cancelled() => Event::End(Some(Status::unavailable("the coordinator is shutting down"))),
-                () = replaced.cancelled() => Event::End(Some(Status::aborted("replaced by a newer session of this host"))),
+                why = end.ended() => Event::End(Some(ending_status(why))),
                 trouble = outbound.trouble() => {
                     if trouble == Trouble::Stalled {
                         self.stalled();
