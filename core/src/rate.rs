@@ -87,13 +87,6 @@ impl TokenBucket {
         }
     }
 
-    /// Takes `n` tokens whether or not they are there (at most thirty
-    /// capacities' worth owed): work done without asking still counts.
-    pub fn charge_n(&mut self, n: u32, now_ms: i64) {
-        self.refill_to(now_ms);
-        self.tokens = (self.tokens - f64::from(n)).max(-self.capacity * 30.0);
-    }
-
     /// Takes `n` tokens (at most the capacity), or says in how many
     /// milliseconds there will be enough.
     pub fn take_n(&mut self, n: u32, now_ms: i64) -> Result<(), i64> {
