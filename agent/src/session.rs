@@ -170,9 +170,8 @@ pub async fn run(
 }
 
 /// The endpoint of the current identity, kept across reconnections: its
-/// TLS configuration (trust root, client certificate, the session cache a
-/// resumption needs) is built once per certificate rather than for every
-/// attempt, which after a coordinator restart is thousands of attempts
+/// TLS configuration (trust root, client certificate and key) is built once
+/// per certificate rather than for every attempt, which after a coordinator restart is thousands of attempts
 /// across the fleet at once (BENCHMARKS.md, session 9).
 #[derive(Default)]
 struct Dialer {

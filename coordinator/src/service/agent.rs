@@ -519,11 +519,11 @@ impl AgentApi {
         } = open;
         debug!("session open");
         let silence = self.settings.heartbeat_interval * 3;
-        let end = loop {
+        let farewell = loop {
             // What woke the session, decided without awaiting, so that the
             // select's outputs (a whole message) are not kept in its state.
             let event = tokio::select! {
-                () = self.shutdown.cancelled() => Event::End(Some(Status::unavailable("the coordinator is shutting down"))),
+                () = self.shutdown.cancelled() => Event::End(Some(ending_status(EndReason::Stopping))),
                 why = end.ended() => Event::End(Some(ending_status(why))),
                 trouble = outbound.trouble() => {
                     if trouble == Trouble::Stalled {
@@ -568,7 +568,7 @@ impl AgentApi {
                 }
             }
         };
-        if let Some(status) = end {
+        if let Some(status) = farewell {
             outbound.try_send(Box::new(Err(status)));
         }
         self.messages.close(&host_id, bucket, now_unix_ms());
